@@ -1,0 +1,673 @@
+//! The io_uring backend: the only module with `unsafe`.
+//!
+//! # How a transfer runs
+//!
+//! The [planner](crate::planner) cuts the array into segments (≤ `segment_bytes`, never across
+//! a registered 1 GiB slot, never over the kernel's 0x7ffff000-byte per-call cap) and hands out
+//! one **link chain** at a time: `chain_sqes` send (or recv) SQEs, each with `MSG_WAITALL`,
+//! joined with `IOSQE_IO_LINK`. `MSG_WAITALL` makes the kernel retry a partial transfer inside
+//! the request, so a CQE shorter than its SQE only happens on error, EOF, signal or cancel —
+//! and then the link fails and the rest of the chain completes with `-ECANCELED`. The planner
+//! then restarts from the first byte not yet confirmed. Only one chain is in flight per call,
+//! because several unlinked sends in flight on one TCP socket reorder the stream after a short
+//! send (observed on this project's machine: a 400 MB array corrupted 3 runs out of 3).
+//!
+//! # The invariant
+//!
+//! [`Ring::transfer`] never returns — on success, error or panic unwinding — while the kernel
+//! still owns an SQE that points into the caller's memory: on success every CQE (and, for
+//! `SEND_ZC`, every notification CQE) has been reaped; on error the in-flight SQEs are
+//! canceled with `IORING_OP_ASYNC_CANCEL` and every CQE is drained first. If even draining
+//! fails, the process aborts rather than return with memory lent to the kernel.
+//!
+//! # Measured choice of ops
+//!
+//! See the crate README ("How the uring path works") for the table; the defaults in
+//! [`UringTuning::default`] are the winners of `ringxfer tune` on the project's machine.
+
+mod probe;
+
+pub use probe::{Probe, probe};
+
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use crate::error::{Error, Result};
+use crate::planner::{Direction, MAX_SLOT_BYTES, PlanError, Planner};
+
+/// `IORING_RECVSEND_FIXED_BUF` (uapi `io_uring.h`): the send's buffer is a registered buffer,
+/// `sqe->buf_index` selects it. For `IORING_OP_SEND` since Linux 6.10.
+const RECVSEND_FIXED_BUF: u16 = 4;
+
+/// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
+const POLL_TAG: u64 = u64::MAX;
+/// `user_data` of `ASYNC_CANCEL` requests.
+const CANCEL_TAG: u64 = u64::MAX - 1;
+
+/// The opcode used for sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendOp {
+    /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6); with a registered array it also sets
+    /// `IORING_RECVSEND_FIXED_BUF` when the kernel supports it (6.10).
+    Send,
+    /// `IORING_OP_SEND_ZC` (Linux 6.0) from the registered buffer: no copy on the sending
+    /// side; each SQE yields a result CQE and later a notification CQE once the kernel has
+    /// released the pages. ringxfer returns only after every notification.
+    SendZc,
+    /// `IORING_OP_WRITE_FIXED` (Linux 5.1) on the socket: any short write breaks the link.
+    WriteFixed,
+}
+
+/// The opcode used for receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecvOp {
+    /// `IORING_OP_RECV` with `MSG_WAITALL` (Linux 5.6): each SQE completes only when full
+    /// (or on EOF/error).
+    Recv,
+    /// `IORING_OP_READ_FIXED` (Linux 5.1) into the registered buffer; returns what the socket
+    /// holds, so short results (and broken links) are the norm.
+    ReadFixed,
+}
+
+/// Knobs of the uring backend. The defaults are the measured best on loopback TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UringTuning {
+    /// Send opcode.
+    pub send_op: SendOp,
+    /// Receive opcode.
+    pub recv_op: RecvOp,
+    /// Bytes per SQE (clamped to 1..=0x7ffff000).
+    pub segment_bytes: u32,
+    /// SQEs per link chain (1..=256).
+    pub chain_sqes: u32,
+}
+
+impl Default for UringTuning {
+    fn default() -> Self {
+        UringTuning {
+            send_op: SendOp::Send,
+            recv_op: RecvOp::Recv,
+            segment_bytes: 16 << 20,
+            chain_sqes: 8,
+        }
+    }
+}
+
+/// The registered-buffer table of one ring: the caller's array split into slots of ≤ 1 GiB.
+#[derive(Debug)]
+struct Slots {
+    base: usize,
+    len: usize,
+    slot_bytes: u64,
+}
+
+/// One io_uring instance.
+pub(crate) struct Ring {
+    ring: IoUring,
+    registered: bool,
+    send_fixed_buf: bool,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("registered", &self.registered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ring {
+    /// Creates a ring big enough for one chain of 256 SQEs plus its poll and cancel entries.
+    pub(crate) fn new() -> Result<Ring> {
+        let ring = IoUring::builder()
+            .setup_cqsize(4096)
+            .build(512)
+            .map_err(|source| Error::Setup {
+                what: "io_uring_setup",
+                source,
+            })?;
+        Ok(Ring {
+            ring,
+            registered: false,
+            send_fixed_buf: probe().send_fixed_buf,
+        })
+    }
+
+    /// Registers `[ptr, ptr + len)` as fixed buffers, one iovec per ≤ 1 GiB slot.
+    ///
+    /// # Safety
+    ///
+    /// The memory must stay valid (not freed, not unmapped) until [`Ring::unregister`] is
+    /// called; the caller (a guard that borrows the array) guarantees it.
+    unsafe fn register(&mut self, ptr: *const u8, len: usize) -> Result<Slots> {
+        if self.registered {
+            self.unregister();
+        }
+        let slot_bytes = MAX_SLOT_BYTES;
+        let iovecs: Vec<libc::iovec> = (0..len.div_ceil(slot_bytes as usize))
+            .map(|i| {
+                let off = i * slot_bytes as usize;
+                libc::iovec {
+                    iov_base: ptr.wrapping_add(off) as *mut libc::c_void,
+                    iov_len: (len - off).min(slot_bytes as usize),
+                }
+            })
+            .collect();
+        if !iovecs.is_empty() {
+            // SAFETY: every iovec lies inside the caller's array, which (by this function's
+            // contract) outlives the registration; the table is dropped in `unregister`.
+            unsafe { self.ring.submitter().register_buffers(&iovecs) }.map_err(|source| {
+                Error::Setup {
+                    what: "io_uring_register(IORING_REGISTER_BUFFERS)",
+                    source,
+                }
+            })?;
+            self.registered = true;
+        }
+        Ok(Slots {
+            base: ptr as usize,
+            len,
+            slot_bytes,
+        })
+    }
+
+    /// Drops the buffer table. Only called when no SQE is in flight (every transfer drains
+    /// before returning), so the kernel holds no reference into it.
+    fn unregister(&mut self) {
+        if std::mem::take(&mut self.registered) {
+            // An error here means nothing was registered; nothing to undo.
+            let _ = self.ring.submitter().unregister_buffers();
+        }
+    }
+
+    /// Moves `len` bytes at `ptr` through socket `fd`, in direction `dir`.
+    ///
+    /// # Safety
+    ///
+    /// `[ptr, ptr + len)` must be valid for reads (send) or writes (recv) for the duration of
+    /// the call and not accessed by anyone else meanwhile (the safe wrappers hold `&[T]` /
+    /// `&mut [T]`). When `fixed` is `Some`, it must describe a registration of exactly this
+    /// memory on this ring.
+    unsafe fn transfer(
+        &mut self,
+        fd: RawFd,
+        dir: Direction,
+        ptr: *mut u8,
+        len: usize,
+        fixed: Option<&Slots>,
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<()> {
+        let fixed = fixed.filter(|s| s.base == ptr as usize && s.len == len && self.registered);
+        let slot_bytes = fixed.map_or(u64::MAX, |s| s.slot_bytes);
+        let mut plan = Planner::new(dir, len as u64, tuning.segment_bytes, slot_bytes);
+        let mut flight = Flight {
+            ring: &mut self.ring,
+            outstanding: 0,
+        };
+        let mut last_progress = Instant::now();
+        let op_name = match dir {
+            Direction::Send => "send",
+            Direction::Recv => "recv",
+        };
+        let fail = |e: PlanError| -> Error {
+            let expected = len as u64;
+            match e {
+                PlanError::Eof { transferred } => Error::UnexpectedEof {
+                    transferred,
+                    expected,
+                },
+                PlanError::WriteZero { transferred } => Error::Io {
+                    op: op_name,
+                    transferred,
+                    expected,
+                    source: std::io::ErrorKind::WriteZero.into(),
+                },
+                PlanError::Os { errno, transferred } => Error::Io {
+                    op: op_name,
+                    transferred,
+                    expected,
+                    source: std::io::Error::from_raw_os_error(errno),
+                },
+                PlanError::ChainOrder { offset, short_at } => {
+                    Error::ChainOrder { offset, short_at }
+                }
+            }
+        };
+
+        while let Some(chain) = plan.next_chain(tuning.chain_sqes.clamp(1, 256) as usize) {
+            let n = chain.sqes.len();
+            let mut entries = Vec::with_capacity(n + 1);
+            if chain.poll_first {
+                let events = match dir {
+                    Direction::Send => libc::POLLOUT,
+                    Direction::Recv => libc::POLLIN,
+                } as u32;
+                entries.push(
+                    opcode::PollAdd::new(types::Fd(fd), events)
+                        .build()
+                        .flags(squeue::Flags::IO_LINK)
+                        .user_data(POLL_TAG),
+                );
+            }
+            for (i, s) in chain.sqes.iter().enumerate() {
+                let p = ptr.wrapping_add(s.offset as usize);
+                let idx = s.slot as u16;
+                let e = match (dir, fixed) {
+                    (Direction::Send, Some(_)) => match tuning.send_op {
+                        SendOp::Send if self.send_fixed_buf => {
+                            opcode::Send::new(types::Fd(fd), p, s.len)
+                                .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                                .ioprio(RECVSEND_FIXED_BUF)
+                                .buf_group(idx)
+                                .build()
+                        }
+                        SendOp::Send => opcode::Send::new(types::Fd(fd), p, s.len)
+                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                            .build(),
+                        SendOp::SendZc => opcode::SendZc::new(types::Fd(fd), p, s.len)
+                            .buf_index(Some(idx))
+                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                            .build(),
+                        SendOp::WriteFixed => opcode::WriteFixed::new(types::Fd(fd), p, s.len, idx)
+                            .offset(u64::MAX)
+                            .build(),
+                    },
+                    (Direction::Send, None) => match tuning.send_op {
+                        SendOp::SendZc => opcode::SendZc::new(types::Fd(fd), p, s.len)
+                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                            .build(),
+                        _ => opcode::Send::new(types::Fd(fd), p, s.len)
+                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                            .build(),
+                    },
+                    (Direction::Recv, Some(_)) if tuning.recv_op == RecvOp::ReadFixed => {
+                        opcode::ReadFixed::new(types::Fd(fd), p, s.len, idx)
+                            .offset(u64::MAX)
+                            .build()
+                    }
+                    (Direction::Recv, _) => opcode::Recv::new(types::Fd(fd), p, s.len)
+                        .flags(libc::MSG_WAITALL)
+                        .build(),
+                };
+                let e = e.user_data(s.id);
+                entries.push(if i + 1 < n {
+                    e.flags(squeue::Flags::IO_LINK)
+                } else {
+                    e
+                });
+            }
+            // SAFETY: each entry points into `[ptr, ptr + len)` (the planner never plans past
+            // `len`), which the caller keeps valid and unaliased for this whole call; fixed
+            // entries use `buf_index` of the slot containing them (registration of this same
+            // memory, checked above). `Flight` reaps every CQE before this function returns.
+            unsafe { flight.push_all(&entries) };
+            let canceled = match flight.wait_chain(&mut plan, idle_timeout, last_progress) {
+                Ok(c) => c,
+                Err(source) => {
+                    let transferred = plan.confirmed();
+                    flight.cancel_and_drain(&mut plan);
+                    return Err(Error::Io {
+                        op: "io_uring_enter",
+                        transferred,
+                        expected: len as u64,
+                        source,
+                    });
+                }
+            };
+            match plan.settle() {
+                Ok(0) if canceled => {
+                    flight.drain();
+                    return Err(Error::TimedOut {
+                        transferred: plan.confirmed(),
+                        expected: len as u64,
+                        timeout_ms: idle_timeout.unwrap_or_default().as_millis() as u64,
+                    });
+                }
+                Ok(0) => {}
+                Ok(_) => last_progress = Instant::now(),
+                Err(e) => {
+                    flight.drain();
+                    return Err(fail(e));
+                }
+            }
+        }
+        flight.drain();
+        Ok(())
+    }
+}
+
+impl Ring {
+    /// One-shot send of `bytes`; registers them for this call when `register` is true (and
+    /// the kernel agrees), then unregisters.
+    pub(crate) fn send(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        bytes: &[u8],
+        register: bool,
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<()> {
+        let reg = if register {
+            // SAFETY: `bytes` outlives this call; we unregister below, after `transfer` has
+            // drained every SQE.
+            unsafe { self.register(bytes.as_ptr(), bytes.len()) }.ok()
+        } else {
+            None
+        };
+        // SAFETY: `bytes` is borrowed for the whole call and a send only reads it.
+        let r = unsafe {
+            self.transfer(
+                fd.as_raw_fd(),
+                Direction::Send,
+                bytes.as_ptr() as *mut u8,
+                bytes.len(),
+                reg.as_ref(),
+                tuning,
+                idle_timeout,
+            )
+        };
+        self.unregister();
+        r
+    }
+
+    /// One-shot receive into `bytes`; see [`Ring::send`].
+    pub(crate) fn recv(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        bytes: &mut [u8],
+        register: bool,
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<()> {
+        let reg = if register {
+            // SAFETY: as in `send`.
+            unsafe { self.register(bytes.as_ptr(), bytes.len()) }.ok()
+        } else {
+            None
+        };
+        // SAFETY: `bytes` is exclusively borrowed for the whole call.
+        let r = unsafe {
+            self.transfer(
+                fd.as_raw_fd(),
+                Direction::Recv,
+                bytes.as_mut_ptr(),
+                bytes.len(),
+                reg.as_ref(),
+                tuning,
+                idle_timeout,
+            )
+        };
+        self.unregister();
+        r
+    }
+
+    /// Registers `bytes` (read-only use: sends) for the life of the returned guard.
+    pub(crate) fn register_send<'a>(&'a mut self, bytes: &'a [u8]) -> Registration<'a> {
+        // SAFETY: the guard borrows `bytes` for 'a and unregisters in Drop.
+        let slots = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
+        Registration::new(self, bytes.as_ptr() as *mut u8, bytes.len(), false, slots)
+    }
+
+    /// Registers `bytes` (sends and receives) for the life of the returned guard.
+    pub(crate) fn register_recv<'a>(&'a mut self, bytes: &'a mut [u8]) -> Registration<'a> {
+        // SAFETY: the guard borrows `bytes` exclusively for 'a and unregisters in Drop.
+        let slots = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
+        Registration::new(self, bytes.as_mut_ptr(), bytes.len(), true, slots)
+    }
+}
+
+/// An array registered as fixed buffers on a ring, borrowed for `'a`: the borrow checker
+/// proves the array outlives the registration, and Drop unregisters.
+pub(crate) struct Registration<'a> {
+    ring: &'a mut Ring,
+    ptr: *mut u8,
+    len: usize,
+    writable: bool,
+    slots: Option<Slots>,
+    reason: Option<String>,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Registration<'a> {
+    fn new(
+        ring: &'a mut Ring,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+        slots: Result<Slots>,
+    ) -> Self {
+        let (slots, reason) = match slots {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Registration {
+            ring,
+            ptr,
+            len,
+            writable,
+            slots,
+            reason,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// True when the kernel accepted the registration (and the array is not empty).
+    pub(crate) fn is_registered(&self) -> bool {
+        self.slots.is_some() && self.len > 0
+    }
+
+    /// Why the registration was refused.
+    pub(crate) fn fallback_reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// The registered bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `[ptr, ptr+len)` is the slice borrowed for 'a (from a `&[u8]` or
+        // `&mut [u8]`), and no SQE is in flight outside `transfer`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Moves the whole array in direction `dir` on `fd`.
+    pub(crate) fn transfer(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<()> {
+        assert!(
+            self.writable || dir == Direction::Send,
+            "receive into a send-only registration"
+        );
+        // SAFETY: the memory is borrowed for 'a (exclusively when `writable`, which a receive
+        // requires); `slots` describes the registration of exactly this memory on this ring.
+        unsafe {
+            self.ring.transfer(
+                fd.as_raw_fd(),
+                dir,
+                self.ptr,
+                self.len,
+                self.slots.as_ref(),
+                tuning,
+                idle_timeout,
+            )
+        }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.ring.unregister();
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// The SQEs the kernel owns. Dropping it (also on unwind) cancels and drains them.
+struct Flight<'r> {
+    ring: &'r mut IoUring,
+    /// CQEs still to come: results, poll, cancel and `SEND_ZC` notification CQEs.
+    outstanding: usize,
+}
+
+impl Flight<'_> {
+    /// Pushes `entries` and submits them.
+    ///
+    /// # Safety
+    ///
+    /// Every buffer the entries point to must stay valid until their CQEs are reaped.
+    unsafe fn push_all(&mut self, entries: &[squeue::Entry]) {
+        let mut sq = self.ring.submission();
+        for e in entries {
+            // SAFETY: forwarded from this function's contract. The ring has 512 SQ entries and
+            // a chain is at most 257, and the SQ is flushed below before the next chain.
+            let pushed = unsafe { sq.push(e) };
+            assert!(pushed.is_ok(), "SQ has room for one chain");
+        }
+        drop(sq);
+        self.outstanding += entries.len();
+    }
+
+    /// Reaps ready CQEs, feeding results to the planner. Returns the number of CQEs seen.
+    fn reap(&mut self, mut plan: Option<&mut Planner>) -> usize {
+        let mut seen = 0;
+        for cqe in self.ring.completion() {
+            seen += 1;
+            let flags = cqe.flags();
+            if cqueue::notif(flags) {
+                self.outstanding -= 1;
+                continue;
+            }
+            if !cqueue::more(flags) {
+                self.outstanding -= 1;
+            }
+            let ud = cqe.user_data();
+            if ud == POLL_TAG || ud == CANCEL_TAG {
+                continue;
+            }
+            if let Some(plan) = plan.as_deref_mut() {
+                let known = plan.complete(ud, cqe.result());
+                debug_assert!(known, "CQE for unknown user_data {ud}");
+            }
+        }
+        seen
+    }
+
+    /// Submits and waits until every SQE of the current chain has its result CQE.
+    /// Returns `Ok(true)` when the idle timeout fired and the chain was canceled (the caller
+    /// settles it: a canceled send/recv reports the bytes it moved, so a chain that made
+    /// progress is simply re-planned, one that did not is a stall).
+    fn wait_chain(
+        &mut self,
+        plan: &mut Planner,
+        idle_timeout: Option<Duration>,
+        last_progress: Instant,
+    ) -> std::result::Result<bool, std::io::Error> {
+        let mut canceled = false;
+        loop {
+            self.reap(Some(plan));
+            if plan.pending() == 0 {
+                return Ok(canceled);
+            }
+            let r = match idle_timeout {
+                Some(t) if !canceled => {
+                    let left = t.saturating_sub(last_progress.elapsed());
+                    let ts = types::Timespec::from(left.max(Duration::from_millis(1)));
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                _ => self.ring.submit_and_wait(1),
+            };
+            match r {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
+                    if last_progress.elapsed() >= idle_timeout.unwrap_or_default() {
+                        // WAITALL SQEs only complete when full, so progress inside them is
+                        // invisible until they end: cancel them to find out.
+                        self.cancel(plan);
+                        canceled = true;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn wait_one(&mut self) -> std::io::Result<()> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the kernel to cancel every SQE of the current chain.
+    fn cancel(&mut self, plan: &Planner) {
+        let ids: Vec<u64> = plan.pending_ids().chain([POLL_TAG]).collect();
+        let mut sq = self.ring.submission();
+        let mut pushed = 0;
+        for id in ids {
+            let e = opcode::AsyncCancel::new(id).build().user_data(CANCEL_TAG);
+            // SAFETY: a cancel request points to no memory.
+            if unsafe { sq.push(&e) }.is_ok() {
+                pushed += 1;
+            }
+        }
+        drop(sq);
+        self.outstanding += pushed;
+    }
+
+    /// Cancels what is in flight and reaps every CQE, including notifications.
+    fn cancel_and_drain(&mut self, plan: &mut Planner) {
+        if plan.pending() > 0 {
+            self.cancel(plan);
+        }
+        while self.outstanding > 0 {
+            if self.wait_one().is_err() {
+                // The kernel may still write into (or read from) the caller's memory and we
+                // cannot learn when it stops: returning would break the invariant.
+                std::process::abort();
+            }
+            self.reap(Some(plan));
+        }
+    }
+
+    /// Waits for every outstanding CQE (notifications included); no cancel.
+    fn drain(&mut self) {
+        while self.outstanding > 0 {
+            if self.wait_one().is_err() {
+                std::process::abort();
+            }
+            self.reap(None);
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if self.outstanding > 0 {
+            // Only reached on unwind (every return path drains first). We cannot reach the
+            // planner here, so cancel everything on the ring and wait.
+            let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(CANCEL_TAG);
+            // SAFETY: a cancel request points to no memory.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                self.outstanding += 1;
+            }
+            self.drain();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! One-time probe of what the running kernel's io_uring offers.
+
+use std::sync::OnceLock;
+
+use io_uring::{IoUring, opcode};
+use serde::Serialize;
+
+/// What the io_uring probe found. Obtained with [`probe`]; computed once per process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// True when a ring could be set up and every opcode ringxfer needs is supported.
+    pub available: bool,
+    /// Why io_uring is not usable (`None` when it is), e.g.
+    /// `"io_uring_setup failed: Operation not permitted (os error 1)"` under a seccomp profile
+    /// or with `kernel.io_uring_disabled=2`.
+    pub reason: Option<String>,
+    /// `uname -r` of the running kernel (from `/proc/sys/kernel/osrelease`).
+    pub kernel_release: String,
+    /// Names of the opcodes ringxfer can use that the kernel reports as supported
+    /// (`IORING_REGISTER_PROBE`, Linux 5.6).
+    pub opcodes: Vec<&'static str>,
+    /// `IORING_OP_SEND_ZC` is supported (Linux 6.0).
+    pub send_zc: bool,
+    /// `IORING_OP_SEND` accepts `IORING_RECVSEND_FIXED_BUF` (Linux 6.10; inferred from the
+    /// kernel release because the opcode probe cannot report per-flag support).
+    pub send_fixed_buf: bool,
+    /// `IORING_FEAT_EXT_ARG` (Linux 5.11): waits with a timeout, needed for idle timeouts.
+    pub ext_arg: bool,
+}
+
+/// Opcodes without which the uring backend does not run (Linux 5.6 has them all).
+const REQUIRED: &[(u8, &str)] = &[
+    (opcode::Send::CODE, "SEND"),
+    (opcode::Recv::CODE, "RECV"),
+    (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+];
+
+/// Opcodes used when available.
+const OPTIONAL: &[(u8, &str)] = &[
+    (opcode::SendZc::CODE, "SEND_ZC"),
+    (opcode::ReadFixed::CODE, "READ_FIXED"),
+    (opcode::WriteFixed::CODE, "WRITE_FIXED"),
+];
+
+/// Probes io_uring once per process (ring setup + `IORING_REGISTER_PROBE`) and caches it.
+pub fn probe() -> &'static Probe {
+    static PROBE: OnceLock<Probe> = OnceLock::new();
+    PROBE.get_or_init(run_probe)
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// `(major, minor)` of a release string like `6.18.44-fc`.
+fn version(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+fn run_probe() -> Probe {
+    let kernel_release = kernel_release();
+    let mut p = Probe {
+        available: false,
+        reason: None,
+        send_fixed_buf: version(&kernel_release) >= (6, 10),
+        kernel_release,
+        opcodes: Vec::new(),
+        send_zc: false,
+        ext_arg: false,
+    };
+    let ring = match IoUring::new(8) {
+        Ok(r) => r,
+        Err(e) => {
+            let hint = match e.raw_os_error() {
+                Some(libc::EPERM) => " (seccomp filter or kernel.io_uring_disabled)",
+                Some(libc::ENOSYS) => " (kernel built without io_uring)",
+                _ => "",
+            };
+            p.reason = Some(format!("io_uring_setup failed: {e}{hint}"));
+            p.send_fixed_buf = false;
+            return p;
+        }
+    };
+    p.ext_arg = ring.params().is_feature_ext_arg();
+    let mut probe = io_uring::Probe::new();
+    if let Err(e) = ring.submitter().register_probe(&mut probe) {
+        p.reason = Some(format!(
+            "IORING_REGISTER_PROBE failed: {e} (kernel older than 5.6)"
+        ));
+        p.send_fixed_buf = false;
+        return p;
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .filter(|(code, _)| !probe.is_supported(*code))
+        .map(|(_, name)| *name)
+        .collect();
+    for (code, name) in REQUIRED.iter().chain(OPTIONAL) {
+        if probe.is_supported(*code) {
+            p.opcodes.push(name);
+        }
+    }
+    p.send_zc = probe.is_supported(opcode::SendZc::CODE);
+    if missing.is_empty() {
+        p.available = true;
+    } else {
+        p.reason = Some(format!(
+            "kernel lacks io_uring opcodes {}",
+            missing.join(", ")
+        ));
+        p.send_fixed_buf = false;
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version;
+
+    #[test]
+    fn parses_release() {
+        assert_eq!(version("6.18.44-fc-v657"), (6, 18));
+        assert_eq!(version("5.4.0"), (5, 4));
+        assert_eq!(version("garbage"), (0, 0));
+    }
+}
