@@ -38,10 +38,6 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, MAX_SLOT_BYTES, PlanError, Planner};
 
-/// `IORING_RECVSEND_FIXED_BUF` (uapi `io_uring.h`): the send's buffer is a registered buffer,
-/// `sqe->buf_index` selects it. For `IORING_OP_SEND` since Linux 6.10.
-const RECVSEND_FIXED_BUF: u16 = 4;
-
 /// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
 const POLL_TAG: u64 = u64::MAX;
 /// `user_data` of `ASYNC_CANCEL` requests.
@@ -51,8 +47,10 @@ const CANCEL_TAG: u64 = u64::MAX - 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SendOp {
-    /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6); with a registered array it also sets
-    /// `IORING_RECVSEND_FIXED_BUF` when the kernel supports it (6.10).
+    /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6), from the array's address (a
+    /// registration is not used: on Linux 6.18 `IORING_OP_SEND` rejects
+    /// `IORING_RECVSEND_FIXED_BUF` with `EINVAL`, measured with `examples`-style runs in this
+    /// project; only `SEND_ZC` takes a fixed buffer).
     Send,
     /// `IORING_OP_SEND_ZC` (Linux 6.0) from the registered buffer: no copy on the sending
     /// side; each SQE yields a result CQE and later a notification CQE once the kernel has
@@ -92,7 +90,7 @@ impl Default for UringTuning {
         UringTuning {
             send_op: SendOp::Send,
             recv_op: RecvOp::Recv,
-            segment_bytes: 16 << 20,
+            segment_bytes: 4 << 20,
             chain_sqes: 8,
         }
     }
@@ -110,7 +108,6 @@ struct Slots {
 pub(crate) struct Ring {
     ring: IoUring,
     registered: bool,
-    send_fixed_buf: bool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -134,7 +131,6 @@ impl Ring {
         Ok(Ring {
             ring,
             registered: false,
-            send_fixed_buf: probe().send_fixed_buf,
         })
     }
 
@@ -260,13 +256,6 @@ impl Ring {
                 let idx = s.slot as u16;
                 let e = match (dir, fixed) {
                     (Direction::Send, Some(_)) => match tuning.send_op {
-                        SendOp::Send if self.send_fixed_buf => {
-                            opcode::Send::new(types::Fd(fd), p, s.len)
-                                .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-                                .ioprio(RECVSEND_FIXED_BUF)
-                                .buf_group(idx)
-                                .build()
-                        }
                         SendOp::Send => opcode::Send::new(types::Fd(fd), p, s.len)
                             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
                             .build(),

@@ -21,9 +21,6 @@ pub struct Probe {
     pub opcodes: Vec<&'static str>,
     /// `IORING_OP_SEND_ZC` is supported (Linux 6.0).
     pub send_zc: bool,
-    /// `IORING_OP_SEND` accepts `IORING_RECVSEND_FIXED_BUF` (Linux 6.10; inferred from the
-    /// kernel release because the opcode probe cannot report per-flag support).
-    pub send_fixed_buf: bool,
     /// `IORING_FEAT_EXT_ARG` (Linux 5.11): waits with a timeout, needed for idle timeouts.
     pub ext_arg: bool,
 }
@@ -55,20 +52,11 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-/// `(major, minor)` of a release string like `6.18.44-fc`.
-fn version(release: &str) -> (u32, u32) {
-    let mut it = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
-}
-
 fn run_probe() -> Probe {
     let kernel_release = kernel_release();
     let mut p = Probe {
         available: false,
         reason: None,
-        send_fixed_buf: version(&kernel_release) >= (6, 10),
         kernel_release,
         opcodes: Vec::new(),
         send_zc: false,
@@ -83,7 +71,6 @@ fn run_probe() -> Probe {
                 _ => "",
             };
             p.reason = Some(format!("io_uring_setup failed: {e}{hint}"));
-            p.send_fixed_buf = false;
             return p;
         }
     };
@@ -93,7 +80,6 @@ fn run_probe() -> Probe {
         p.reason = Some(format!(
             "IORING_REGISTER_PROBE failed: {e} (kernel older than 5.6)"
         ));
-        p.send_fixed_buf = false;
         return p;
     }
     let missing: Vec<&str> = REQUIRED
@@ -114,19 +100,6 @@ fn run_probe() -> Probe {
             "kernel lacks io_uring opcodes {}",
             missing.join(", ")
         ));
-        p.send_fixed_buf = false;
     }
     p
-}
-
-#[cfg(test)]
-mod tests {
-    use super::version;
-
-    #[test]
-    fn parses_release() {
-        assert_eq!(version("6.18.44-fc-v657"), (6, 18));
-        assert_eq!(version("5.4.0"), (5, 4));
-        assert_eq!(version("garbage"), (0, 0));
-    }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command (README "Tests"): installs what the tests need, then runs
+#   1. cargo fmt --check and cargo clippy --all-targets -D warnings
+#   2. cargo test --release            (unit, integration, planner property, doc tests)
+#   3. cargo test --release -- --ignored   (arrays > 1 GiB: two registered slots, C01 2.56 GB)
+#   4. the acceptance checks of the CLI in ../shared/checks (when that folder exists)
+# and prints one closing line "N passed, N failed" over everything it ran.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c 'import numpy' 2>/dev/null; then
+  echo "== installing numpy (pip)"
+  python3 -m pip install --quiet numpy || { echo "pip install numpy failed"; exit 1; }
+fi
+
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+status=0
+step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || { echo "!! failed ($rc): $*"; status=1; }; }
+
+step cargo fmt --check
+step cargo clippy --all-targets --quiet -- -D warnings
+step cargo test --release
+step cargo test --release -- --ignored
+
+count() { awk -v w="$1" '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ "^" w) n += $i } END { print n + 0 }' "$log"; }
+passed=$(count passed); failed=$(count failed)
+
+if [ -x ../shared/checks/run-all ]; then
+  echo "== ../shared/checks/run-all --no-build"
+  out=$(../shared/checks/run-all --no-build 2>&1); rc=$?
+  echo "$out"
+  [ $rc -eq 0 ] || status=1
+  last=$(echo "$out" | tail -n 1)
+  passed=$((passed + $(echo "$last" | sed -E 's/^([0-9]+) passed.*/\1/')))
+  failed=$((failed + $(echo "$last" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+else
+  echo "== ../shared/checks not present: acceptance checks skipped"
+fi
+
+echo "${passed:-0} passed, ${failed:-0} failed"
+[ "$status" -eq 0 ] && [ "${failed:-0}" -eq 0 ]
