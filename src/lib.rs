@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+pub mod dtype;
 mod error;
 pub mod planner;
 pub mod uring;

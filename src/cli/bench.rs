@@ -1,0 +1,527 @@
+//! `ringxfer bench`: the main job.
+//!
+//! The arange array (by default 50,000,000 `<f8`, 400 MB) is generated once, and its CRC-32
+//! computed once, before any run. Each run opens a fresh loopback TCP connection; a sender
+//! thread sends the array with `Engine::send_from` (or a pre-registered guard with
+//! `--registered`) while the main thread receives it with `Engine::recv_into` into one receive
+//! buffer allocated once and filled with `0xAA` before every run (so the buffer is pre-touched
+//! and a run that moved nothing cannot pass). Connection and engine setup (and registration)
+//! happen before a barrier both threads wait on; the clock starts when they pass it and stops
+//! at the later of "receiver has every byte" and "sender returned". Each run is then verified:
+//! the CRC-32 of the received bytes must equal the array's.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use ringxfer::dtype::fill_arange;
+use ringxfer::{ActiveBackend, Backend, Engine, Options};
+use serde::Serialize;
+
+use super::{ArrayArgs, Buffer, Failure, TuningArgs, TuningReport, gbytes_per_s, refusal};
+
+/// `--backend` values of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackend {
+    /// io_uring only.
+    Uring,
+    /// The blocking std loop only.
+    Blocking,
+    /// Both, alternating within each repeat.
+    Both,
+}
+
+/// Arguments of `ringxfer bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which backend(s) to measure.
+    #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
+    backend: BenchBackend,
+    #[command(flatten)]
+    pub(super) array: ArrayArgs,
+    /// Runs per backend.
+    #[arg(long, default_value_t = 5, value_name = "R",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Register the arrays (send and receive) as fixed buffers before the clock starts,
+    /// instead of one-shot calls.
+    #[arg(long)]
+    registered: bool,
+    /// Fail a run when no byte moves for this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
+    timeout: Option<Duration>,
+    #[command(flatten)]
+    tuning: TuningArgs,
+}
+
+/// One measured run, as in the JSON `runs` array.
+#[derive(Debug, Serialize)]
+struct RunRecord {
+    /// `"uring"` or `"blocking"`.
+    backend: &'static str,
+    /// 1-based repeat number.
+    repeat: u32,
+    bytes: usize,
+    seconds: f64,
+    gbytes_per_s: f64,
+    /// CRC-32 of the received bytes equals the array's.
+    verified: bool,
+    /// With `--registered`: both arrays were registered with the kernel for this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered: Option<bool>,
+}
+
+/// Per-backend statistics, as in the JSON `summary` array.
+#[derive(Debug, Serialize)]
+struct Summary {
+    backend: &'static str,
+    runs: usize,
+    median_gbytes_per_s: f64,
+    min_gbytes_per_s: f64,
+    max_gbytes_per_s: f64,
+}
+
+/// The machine the bench ran on.
+#[derive(Debug, Serialize)]
+struct Host {
+    kernel_release: &'static str,
+    cpus: usize,
+    probe: &'static ringxfer::Probe,
+}
+
+/// The `--json` report.
+#[derive(Debug, Serialize)]
+struct Report {
+    dtype: String,
+    count: u64,
+    bytes: usize,
+    repeat: u32,
+    /// `"one-shot"` or `"pre-registered"`.
+    mode: &'static str,
+    crc32: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uring_tuning: Option<TuningReport>,
+    /// Why uring was skipped with `--backend both`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uring_unavailable: Option<String>,
+    host: Host,
+    runs: Vec<RunRecord>,
+    summary: Vec<Summary>,
+    ratio_uring_over_blocking: Option<f64>,
+}
+
+/// Runs `ringxfer bench`.
+pub fn run(a: &BenchArgs) -> Result<(), Failure> {
+    let spec = a.array.resolve()?;
+    let tuning = a.tuning.tuning()?;
+    let probe = ringxfer::probe();
+    // Creating a uring engine is the real test: the probe's small ring can pass where the
+    // full-size one fails (e.g. ENOMEM under a small RLIMIT_MEMLOCK).
+    let uring_error = || {
+        Engine::new(Backend::Uring).err().map(|e| match e {
+            ringxfer::Error::UringUnavailable(_) => e.to_string(),
+            _ => format!("io_uring backend unavailable: {e}"),
+        })
+    };
+    let mut uring_unavailable = None;
+    let backends: Vec<Backend> = match a.backend {
+        BenchBackend::Uring => match uring_error() {
+            Some(e) => return Err(Failure::runtime(e)),
+            None => vec![Backend::Uring],
+        },
+        BenchBackend::Blocking => vec![Backend::Blocking],
+        BenchBackend::Both => match uring_error() {
+            Some(e) => {
+                eprintln!("ringxfer bench: {e}; measuring the blocking backend only");
+                uring_unavailable = Some(e);
+                vec![Backend::Blocking]
+            }
+            None => vec![Backend::Uring, Backend::Blocking],
+        },
+    };
+
+    // The array and its checksum, once, outside every measurement.
+    let mut send = Buffer::zeroed(spec.bytes)?;
+    fill_arange(spec.dtype, send.bytes_mut());
+    let send_crc = crc32fast::hash(send.bytes());
+    let mut recv = Buffer::zeroed(spec.bytes)?;
+
+    let opts = Options {
+        idle_timeout: a.timeout,
+        uring: tuning.clone(),
+        ..Options::default()
+    };
+    let mode = if a.registered {
+        "pre-registered"
+    } else {
+        "one-shot"
+    };
+    if !a.json {
+        println!(
+            "ringxfer bench: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} repeat(s), \
+             {mode}, receive buffer pre-touched, crc32 {send_crc:08x}",
+            spec.count,
+            spec.dtype,
+            spec.bytes,
+            spec.bytes as f64 / 1e6,
+            a.repeat,
+        );
+        println!(
+            "{:>3}  {:<8}  {:>9}  {:>7}  {:>8}  verified",
+            "run", "backend", "seconds", "GB/s", "Gbit/s"
+        );
+    }
+
+    let mut runs = Vec::new();
+    let mut warned_refusal = false;
+    for r in 0..a.repeat {
+        // Alternate which backend goes first, so neither always runs on a warmer machine.
+        let mut order = backends.clone();
+        order.rotate_left(r as usize % backends.len());
+        for backend in order {
+            recv.bytes_mut().fill(0xAA);
+            let m = run_once(
+                &Options {
+                    backend,
+                    ..opts.clone()
+                },
+                a.registered,
+                send.bytes(),
+                recv.bytes_mut(),
+            )
+            .map_err(|e| Failure::runtime(format!("{backend} run {}: {}", r + 1, e.message)))?;
+            if let Some(reason) = m.refused.as_deref()
+                && !warned_refusal
+            {
+                eprintln!("ringxfer bench: the kernel refused to register the array: {reason}");
+                warned_refusal = true;
+            }
+            let verified = crc32fast::hash(recv.bytes()) == send_crc;
+            let rec = RunRecord {
+                backend: name(backend),
+                repeat: r + 1,
+                bytes: spec.bytes,
+                seconds: m.seconds,
+                gbytes_per_s: gbytes_per_s(spec.bytes, m.seconds),
+                verified,
+                registered: a.registered.then_some(m.registered),
+            };
+            if !a.json {
+                println!(
+                    "{:>3}  {:<8}  {:>9.4}  {:>7.3}  {:>8.2}  {}{}",
+                    runs.len() + 1,
+                    rec.backend,
+                    rec.seconds,
+                    rec.gbytes_per_s,
+                    rec.gbytes_per_s * 8.0,
+                    if verified { "yes" } else { "NO (crc mismatch)" },
+                    match rec.registered {
+                        Some(true) => ", registered",
+                        Some(false) => ", not registered",
+                        None => "",
+                    }
+                );
+            }
+            runs.push(rec);
+        }
+    }
+
+    let summary: Vec<Summary> = backends
+        .iter()
+        .map(|&b| summarize(name(b), &runs))
+        .collect();
+    let median_of = |b: &str| {
+        summary
+            .iter()
+            .find(|s| s.backend == b)
+            .map(|s| s.median_gbytes_per_s)
+    };
+    let ratio = match (median_of("uring"), median_of("blocking")) {
+        (Some(u), Some(b)) if b > 0.0 => Some(u / b),
+        _ => None,
+    };
+
+    let (bad, total) = (runs.iter().filter(|r| !r.verified).count(), runs.len());
+    if a.json {
+        let report = Report {
+            dtype: spec.dtype.to_string(),
+            count: spec.count,
+            bytes: spec.bytes,
+            repeat: a.repeat,
+            mode,
+            crc32: format!("{send_crc:08x}"),
+            uring_tuning: backends
+                .contains(&Backend::Uring)
+                .then(|| TuningReport::from(&tuning)),
+            uring_unavailable,
+            host: Host {
+                kernel_release: &probe.kernel_release,
+                cpus: thread::available_parallelism().map_or(0, |n| n.get()),
+                probe,
+            },
+            runs,
+            summary,
+            ratio_uring_over_blocking: ratio,
+        };
+        let json = serde_json::to_string(&report)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        println!("{json}");
+    } else {
+        print_summary(&summary, ratio);
+    }
+
+    if bad > 0 {
+        return Err(Failure::runtime(format!(
+            "{bad} of {total} runs received bytes whose crc32 differs from the array's \
+             {send_crc:08x}"
+        )));
+    }
+    Ok(())
+}
+
+/// The human summary table and the ratio line.
+fn print_summary(summary: &[Summary], ratio: Option<f64>) {
+    println!();
+    println!(
+        "{:<8}  {:>4}  {:>11}  {:>8}  {:>8}  {:>13}  {:>10}  {:>10}",
+        "backend",
+        "runs",
+        "median GB/s",
+        "min GB/s",
+        "max GB/s",
+        "median Gbit/s",
+        "min Gbit/s",
+        "max Gbit/s"
+    );
+    for s in summary {
+        println!(
+            "{:<8}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>13.2}  {:>10.2}  {:>10.2}",
+            s.backend,
+            s.runs,
+            s.median_gbytes_per_s,
+            s.min_gbytes_per_s,
+            s.max_gbytes_per_s,
+            s.median_gbytes_per_s * 8.0,
+            s.min_gbytes_per_s * 8.0,
+            s.max_gbytes_per_s * 8.0,
+        );
+    }
+    match ratio {
+        Some(r) => println!("ratio uring/blocking (median/median): {r:.3}"),
+        None => println!("ratio uring/blocking: n/a (needs both backends, with bytes moved)"),
+    }
+}
+
+fn name(b: Backend) -> &'static str {
+    match b {
+        Backend::Uring => "uring",
+        _ => "blocking",
+    }
+}
+
+/// Median, min and max throughput of `backend`'s runs.
+fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
+    let mut v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.backend == backend)
+        .map(|r| r.gbytes_per_s)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    Summary {
+        backend,
+        runs: v.len(),
+        median_gbytes_per_s: median(&v),
+        min_gbytes_per_s: v.first().copied().unwrap_or(0.0),
+        max_gbytes_per_s: v.last().copied().unwrap_or(0.0),
+    }
+}
+
+/// Median of sorted values (mean of the middle two for an even count; 0 when empty).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// What one run measured.
+struct Measured {
+    seconds: f64,
+    /// Both the send and the receive array were registered with the kernel.
+    registered: bool,
+    /// Why the uring backend's kernel refused a registration (`--registered` only).
+    refused: Option<String>,
+}
+
+/// Timestamps of one side of a run.
+struct Side {
+    start: Instant,
+    end: Instant,
+    registered: bool,
+    refused: Option<String>,
+}
+
+/// One transfer of `data` into `recv` over a fresh loopback connection.
+fn run_once(
+    opts: &Options,
+    registered: bool,
+    data: &[u8],
+    recv: &mut [u8],
+) -> Result<Measured, Failure> {
+    let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| io("bind 127.0.0.1:0", e))?;
+    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
+    // Loopback connect completes from the backlog, so one thread can set up both ends.
+    let client = TcpStream::connect(addr).map_err(|e| io("connect", e))?;
+    let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
+    drop(listener);
+    let barrier = Barrier::new(2);
+
+    let (sent, got) = thread::scope(|s| {
+        let sender = s.spawn(|| send_side(opts, registered, client, data, &barrier));
+        // `server` moves into `recv_side` and closes when it returns, so a failed receive
+        // unblocks the sender (EPIPE/ECONNRESET) before the join below.
+        let got = recv_side(opts, registered, server, recv, &barrier);
+        (sender.join(), got)
+    });
+    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
+    let (sent, got) = match (sent, got) {
+        (Ok(s), Ok(g)) => (s, g),
+        // When one side fails the other usually fails in turn (EOF or a reset), so say both.
+        (Ok(_), Err(e)) => return Err(Failure::runtime(format!("recv: {e}"))),
+        (Err(e), Ok(_)) => return Err(Failure::runtime(format!("send: {e}"))),
+        (Err(s), Err(r)) => return Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
+    };
+    Ok(Measured {
+        seconds: (sent.end.max(got.end) - sent.start.min(got.start)).as_secs_f64(),
+        registered: sent.registered && got.registered,
+        refused: sent.refused.or(got.refused),
+    })
+}
+
+/// The sender thread: engine (and registration) before the barrier, then the send.
+fn send_side(
+    opts: &Options,
+    registered: bool,
+    sock: TcpStream,
+    data: &[u8],
+    barrier: &Barrier,
+) -> ringxfer::Result<Side> {
+    let mut engine = engine(opts, barrier)?;
+    let uring = engine.backend() == ActiveBackend::Uring;
+    if registered {
+        let mut guard = engine.register_send(data);
+        let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
+        let (start, end) = timed(barrier, || guard.send(&sock))?;
+        Ok(Side {
+            start,
+            end,
+            registered: guard.is_registered(),
+            refused,
+        })
+    } else {
+        let (start, end) = timed(barrier, || engine.send_from(&sock, data))?;
+        Ok(Side {
+            start,
+            end,
+            registered: false,
+            refused: None,
+        })
+    }
+}
+
+/// The receiving (main) thread: engine (and registration) before the barrier, then the
+/// receive.
+fn recv_side(
+    opts: &Options,
+    registered: bool,
+    sock: TcpStream,
+    buf: &mut [u8],
+    barrier: &Barrier,
+) -> ringxfer::Result<Side> {
+    let mut engine = engine(opts, barrier)?;
+    let uring = engine.backend() == ActiveBackend::Uring;
+    if registered {
+        let mut guard = engine.register_recv(buf);
+        let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
+        let (start, end) = timed(barrier, || guard.recv(&sock))?;
+        Ok(Side {
+            start,
+            end,
+            registered: guard.is_registered(),
+            refused,
+        })
+    } else {
+        let (start, end) = timed(barrier, || engine.recv_into(&sock, buf))?;
+        Ok(Side {
+            start,
+            end,
+            registered: false,
+            refused: None,
+        })
+    }
+}
+
+/// An engine for one side; on failure it still meets the other side at the barrier, so
+/// neither thread waits forever.
+fn engine(opts: &Options, barrier: &Barrier) -> ringxfer::Result<Engine> {
+    Engine::with_options(opts.clone()).inspect_err(|_| {
+        barrier.wait();
+    })
+}
+
+/// Waits at the barrier, then runs `op`; its start and end instants.
+fn timed(
+    barrier: &Barrier,
+    op: impl FnOnce() -> ringxfer::Result<()>,
+) -> ringxfer::Result<(Instant, Instant)> {
+    barrier.wait();
+    let start = Instant::now();
+    op()?;
+    Ok((start, Instant::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[2.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
+    }
+
+    #[test]
+    fn small_run_is_verified_on_every_backend() {
+        let mut backends = vec![Backend::Blocking];
+        if ringxfer::probe().available {
+            backends.push(Backend::Uring);
+        } else {
+            eprintln!("skipping uring: {:?}", ringxfer::probe().reason);
+        }
+        let dtype = "f8".parse().unwrap();
+        let mut data = Buffer::zeroed(1 << 20).unwrap();
+        fill_arange(dtype, data.bytes_mut());
+        for backend in backends {
+            for registered in [false, true] {
+                let mut recv = vec![0xAAu8; 1 << 20];
+                let opts = Options {
+                    backend,
+                    ..Options::default()
+                };
+                let m = run_once(&opts, registered, data.bytes(), &mut recv)
+                    .unwrap_or_else(|f| panic!("{backend}: {}", f.message));
+                assert!(m.seconds > 0.0);
+                assert_eq!(recv, data.bytes(), "{backend} registered={registered}");
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Command-line interface: argument definitions (clap derive), the pieces the subcommands
+//! share, and the dispatcher.
+//!
+//! * [`bench`] — the main job: the arange array over loopback TCP between two threads, both
+//!   backends alternating, every run verified by CRC-32.
+//! * [`xfer`] — `send` / `recv` between two processes (or a numpy peer) in raw mode.
+//! * [`probe`] — what io_uring offers on this machine.
+//!
+//! Units: sizes are bytes, counts are elements; throughput is GB/s = 10^9 bytes/s and
+//! Gbit/s = 10^9 bits/s. Exit status: 0 on success, 1 on a failed or unverified transfer,
+//! 2 on a usage error.
+
+mod bench;
+mod probe;
+mod size;
+mod xfer;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringxfer::dtype::DType;
+use ringxfer::{RecvOp, SendOp, UringTuning};
+
+/// Elements in the default array: the recipe's 50,000,000 float64 (400 MB).
+const DEFAULT_COUNT: u64 = 50_000_000;
+
+/// Zero-copy bulk transfer of large arrays over stream sockets (io_uring or blocking).
+#[derive(Debug, Parser)]
+#[command(name = "ringxfer", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send an arange array over loopback TCP between two threads and measure each backend.
+    ///
+    /// Each repeat runs every selected backend once (the order alternates between repeats);
+    /// the clock runs from a barrier both threads pass once connected until the last byte is
+    /// received and the sender has returned. Every run is verified by CRC-32.
+    Bench(bench::BenchArgs),
+    /// Send the arange pattern of a dtype to a peer (raw mode: just the array bytes).
+    Send(xfer::XferArgs),
+    /// Receive an array from a peer and check that it holds the arange pattern.
+    Recv(xfer::XferArgs),
+    /// Report what io_uring offers on this machine.
+    Probe(probe::ProbeArgs),
+}
+
+/// Parses the command line and runs the subcommand; the process's exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, result) = match cli.command {
+        Command::Bench(a) => ("bench", bench::run(&a)),
+        Command::Send(a) => ("send", xfer::run(xfer::Role::Send, &a)),
+        Command::Recv(a) => ("recv", xfer::run(xfer::Role::Recv, &a)),
+        Command::Probe(a) => ("probe", probe::run(&a)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("ringxfer {name}: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Why a subcommand failed: a one-line message for stderr and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit status: 1 for a failed transfer or check, 2 for a usage error.
+    pub code: u8,
+    /// One line, printed after `ringxfer <subcommand>: `.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failed transfer or check (exit status 1).
+    pub fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// A usage error (exit status 2, as clap's own).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ringxfer::Error> for Failure {
+    fn from(e: ringxfer::Error) -> Failure {
+        match e {
+            ringxfer::Error::InvalidInput(_) => Failure::usage(e.to_string()),
+            _ => Failure::runtime(e.to_string()),
+        }
+    }
+}
+
+/// The array to move: dtype and either an element count or a byte size.
+#[derive(Debug, Args)]
+pub struct ArrayArgs {
+    /// numpy dtype of the elements: <f8, >f8, f4, <i8, i4, i2, |i1, u8, u4, u2, |u1,
+    /// float64, int32, uint8, … (no byte-order prefix = native order).
+    #[arg(long, default_value = "f8", value_parser = parse_dtype)]
+    dtype: DType,
+    /// Number of elements [default: 50000000]; accepts 50_000_000 and 5e7.
+    #[arg(long, value_parser = size::parse_count, conflicts_with = "size")]
+    count: Option<u64>,
+    /// Array size in bytes instead of --count: 4096, 400MB (10^6), 64MiB (2^20), 1GiB;
+    /// must be a multiple of the item size.
+    #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
+    size: Option<u64>,
+}
+
+/// A resolved [`ArrayArgs`].
+#[derive(Debug, Clone, Copy)]
+pub struct ArraySpec {
+    /// Element type and byte order.
+    pub dtype: DType,
+    /// Number of elements.
+    pub count: u64,
+    /// `count * itemsize`.
+    pub bytes: usize,
+}
+
+impl ArrayArgs {
+    /// The element count and byte size, checked against the address space.
+    pub fn resolve(&self) -> Result<ArraySpec, Failure> {
+        let item = self.dtype.itemsize() as u64;
+        let count = match (self.count, self.size) {
+            (Some(n), _) => n,
+            (None, Some(b)) if b % item != 0 => {
+                return Err(Failure::usage(format!(
+                    "--size {b} is not a multiple of the {} item size ({item} bytes)",
+                    self.dtype
+                )));
+            }
+            (None, Some(b)) => b / item,
+            (None, None) => DEFAULT_COUNT,
+        };
+        let bytes = count
+            .checked_mul(item)
+            .and_then(|b| usize::try_from(b).ok())
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                Failure::usage(format!("{count} elements of {} is too large", self.dtype))
+            })?;
+        Ok(ArraySpec {
+            dtype: self.dtype,
+            count,
+            bytes,
+        })
+    }
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    s.parse().map_err(|e: ringxfer::Error| match e {
+        ringxfer::Error::InvalidInput(m) => m,
+        other => other.to_string(),
+    })
+}
+
+/// Parses a positive number of seconds (`30`, `0.5`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("bad duration {s:?}: expected a positive number of seconds"))
+}
+
+/// `--send-op` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SendOpArg {
+    /// IORING_OP_SEND with MSG_WAITALL.
+    Send,
+    /// IORING_OP_SEND_ZC from the registered array.
+    SendZc,
+    /// IORING_OP_WRITE_FIXED on the socket.
+    WriteFixed,
+}
+
+/// `--recv-op` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RecvOpArg {
+    /// IORING_OP_RECV with MSG_WAITALL.
+    Recv,
+    /// IORING_OP_READ_FIXED into the registered array.
+    ReadFixed,
+}
+
+/// Knobs of the uring backend ([`UringTuning`]); unset ones keep the library's defaults.
+#[derive(Debug, Args)]
+pub struct TuningArgs {
+    /// uring send opcode [default: the library's].
+    #[arg(long, value_enum)]
+    send_op: Option<SendOpArg>,
+    /// uring receive opcode [default: the library's].
+    #[arg(long, value_enum)]
+    recv_op: Option<RecvOpArg>,
+    /// uring bytes per SQE, e.g. 16MiB [default: the library's].
+    #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
+    segment: Option<u64>,
+    /// uring SQEs per link chain, 1..=256 [default: the library's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    chain: Option<u32>,
+}
+
+impl TuningArgs {
+    /// The library defaults with the given knobs applied.
+    pub fn tuning(&self) -> Result<UringTuning, Failure> {
+        let mut t = UringTuning::default();
+        if let Some(op) = self.send_op {
+            t.send_op = match op {
+                SendOpArg::Send => SendOp::Send,
+                SendOpArg::SendZc => SendOp::SendZc,
+                SendOpArg::WriteFixed => SendOp::WriteFixed,
+            };
+        }
+        if let Some(op) = self.recv_op {
+            t.recv_op = match op {
+                RecvOpArg::Recv => RecvOp::Recv,
+                RecvOpArg::ReadFixed => RecvOp::ReadFixed,
+            };
+        }
+        if let Some(seg) = self.segment {
+            let max = u64::from(ringxfer::MAX_IO_BYTES);
+            if seg == 0 || seg > max {
+                return Err(Failure::usage(format!(
+                    "--segment {seg} out of range (1..={max} bytes)"
+                )));
+            }
+            t.segment_bytes = seg as u32;
+        }
+        if let Some(n) = self.chain {
+            t.chain_sqes = n;
+        }
+        Ok(t)
+    }
+}
+
+/// [`UringTuning`] in the JSON reports.
+#[derive(Debug, serde::Serialize)]
+pub struct TuningReport {
+    send_op: &'static str,
+    recv_op: &'static str,
+    segment_bytes: u32,
+    chain_sqes: u32,
+}
+
+impl From<&UringTuning> for TuningReport {
+    fn from(t: &UringTuning) -> Self {
+        TuningReport {
+            send_op: match t.send_op {
+                SendOp::Send => "send",
+                SendOp::SendZc => "send-zc",
+                SendOp::WriteFixed => "write-fixed",
+                _ => "other",
+            },
+            recv_op: match t.recv_op {
+                RecvOp::Recv => "recv",
+                RecvOp::ReadFixed => "read-fixed",
+                _ => "other",
+            },
+            segment_bytes: t.segment_bytes,
+            chain_sqes: t.chain_sqes,
+        }
+    }
+}
+
+/// A byte buffer on an 8-byte boundary (so typed fills take the fast path), allocated
+/// without aborting on failure.
+#[derive(Debug)]
+pub struct Buffer {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Buffer {
+    /// `len` zero bytes; every page is written, so none faults later.
+    pub fn zeroed(len: usize) -> Result<Buffer, Failure> {
+        let n = len.div_ceil(8);
+        let mut words = Vec::new();
+        words
+            .try_reserve_exact(n)
+            .map_err(|_| Failure::runtime(format!("cannot allocate {len} bytes for the array")))?;
+        words.resize(n, 0);
+        Ok(Buffer { words, len })
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+
+    /// The bytes, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+/// The kernel's reason for refusing a registration on the uring backend (on the blocking
+/// backend there is nothing to register, which is not a refusal).
+pub fn refusal(uring: bool, registered: bool, reason: Option<&str>) -> Option<String> {
+    (uring && !registered).then(|| reason.unwrap_or("unknown reason").to_owned())
+}
+
+/// CRC-32 with the zlib polynomial, as Python's `'%08x' % zlib.crc32(b)` prints it.
+pub fn crc32_hex(bytes: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(bytes))
+}
+
+/// Throughput in GB/s (10^9 bytes per second).
+pub fn gbytes_per_s(bytes: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / seconds / 1e9
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn crc_matches_zlib() {
+        // zlib.crc32(b"123456789") == 0xcbf43926, the standard check value.
+        assert_eq!(crc32_hex(b"123456789"), "cbf43926");
+        assert_eq!(crc32_hex(b""), "00000000");
+    }
+
+    #[test]
+    fn array_resolution() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["ringxfer", "bench"];
+            v.extend_from_slice(args);
+            match Cli::try_parse_from(v).map(|c| c.command) {
+                Ok(Command::Bench(b)) => b.array.resolve().map(|s| (s.count, s.bytes)),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(parse(&[]).unwrap(), (50_000_000, 400_000_000));
+        assert_eq!(parse(&["--size", "1GiB"]).unwrap(), (1 << 27, 1 << 30));
+        assert_eq!(
+            parse(&["--dtype", "u1", "--size", "400MB"]).unwrap(),
+            (400_000_000, 400_000_000)
+        );
+        assert_eq!(
+            parse(&["--dtype", "f4", "--count", "5e6"]).unwrap(),
+            (5_000_000, 20_000_000)
+        );
+        assert_eq!(parse(&["--size", "1001"]).unwrap_err().code, 2);
+        assert!(Cli::try_parse_from(["ringxfer", "bench", "--count", "5", "--size", "8"]).is_err());
+    }
+}

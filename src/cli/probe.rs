@@ -1,0 +1,69 @@
+//! `ringxfer probe`: what io_uring offers here, and so which backend `auto` picks.
+
+use clap::Args;
+use ringxfer::{Backend, Engine, Probe};
+use serde::Serialize;
+
+use super::Failure;
+
+/// Arguments of `ringxfer probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print the probe report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `--json` report: the library's probe plus what an `auto` engine really chose (creating
+/// the full-size ring can fail where the probe's small one passed).
+#[derive(Debug, Serialize)]
+struct Report {
+    #[serde(flatten)]
+    probe: &'static Probe,
+    /// `"uring"` or `"blocking"`, or `null` when no engine could be created.
+    auto_backend: Option<&'static str>,
+    /// Why `auto` is on the blocking backend, or why no engine could be created.
+    auto_reason: Option<String>,
+}
+
+/// Runs `ringxfer probe`. Exits 0 whether or not io_uring is available: the report is the
+/// result.
+pub fn run(a: &ProbeArgs) -> Result<(), Failure> {
+    let p = ringxfer::probe();
+    let (auto_backend, auto_reason) = match Engine::new(Backend::Auto) {
+        Ok(e) => (
+            Some(e.backend().name()),
+            e.fallback_reason().map(str::to_owned),
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    if a.json {
+        let report = Report {
+            probe: p,
+            auto_backend,
+            auto_reason,
+        };
+        let json = serde_json::to_string(&report)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        println!("{json}");
+        return Ok(());
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("kernel:        {}", p.kernel_release);
+    match &p.reason {
+        None if p.available => println!("io_uring:      available"),
+        reason => println!(
+            "io_uring:      unavailable: {}",
+            reason.as_deref().unwrap_or("unknown reason")
+        ),
+    }
+    println!("opcodes:       {}", p.opcodes.join(" "));
+    println!("SEND_ZC:       {}", yes(p.send_zc));
+    println!("EXT_ARG waits: {}", yes(p.ext_arg));
+    match (auto_backend, auto_reason) {
+        (Some(b), None) => println!("backend auto:  {b}"),
+        (Some(b), Some(r)) => println!("backend auto:  {b} ({r})"),
+        (None, r) => println!("backend auto:  none ({})", r.unwrap_or_default()),
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! `ringxfer send` / `ringxfer recv`: one array between two processes.
+//!
+//! Raw mode puts exactly the array's bytes on the wire, nothing else: what a numpy peer doing
+//! `sock.send(memoryview(a).cast('B'))` sends, or `sock.recv_into(memoryview(a).cast('B'))`
+//! expects. Either side may listen (it accepts one connection); `--connect` retries for
+//! [`CONNECT_RETRY`] so the peer may start second.
+//!
+//! The sender builds the arange pattern and its CRC-32 before connecting; the receiver
+//! allocates (and touches) its buffer before connecting. The clock runs from the established
+//! connection to the end of `send_from` (every byte handed to the kernel) or `recv_into`
+//! (every byte received).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use ringxfer::dtype::{fill_arange, verify_arange};
+use ringxfer::{ActiveBackend, Backend, Engine, Options};
+use serde::Serialize;
+
+use super::{ArrayArgs, Buffer, Failure, TuningArgs, crc32_hex, gbytes_per_s};
+
+/// How long `--connect` keeps retrying a refused or unreachable address.
+const CONNECT_RETRY: Duration = Duration::from_secs(10);
+
+/// Which side of the transfer this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the arange pattern.
+    Send,
+    /// Receives and checks it.
+    Recv,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Send => "send",
+            Role::Recv => "recv",
+        }
+    }
+}
+
+/// `--backend` values of send/recv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// io_uring when the probe says it works, else blocking (RINGXFER_BACKEND overrides).
+    Auto,
+    /// io_uring; fails when unavailable.
+    Uring,
+    /// The blocking std loop.
+    Blocking,
+}
+
+/// Where the connection comes from: exactly one of `--listen` / `--connect`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct Endpoint {
+    /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000) and accept one connection.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Connect to ADDR (host:port), retrying for up to 10 s while the peer is not listening.
+    #[arg(long, value_name = "ADDR")]
+    connect: Option<String>,
+}
+
+/// Arguments of `ringxfer send` and `ringxfer recv`.
+#[derive(Debug, Args)]
+pub struct XferArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// Raw mode: the wire carries only the array bytes (required until framed mode exists).
+    #[arg(long)]
+    raw: bool,
+    #[command(flatten)]
+    array: ArrayArgs,
+    /// Engine backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    json: bool,
+    /// Fail when no byte moves for this many seconds (default: wait forever).
+    #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
+    timeout: Option<Duration>,
+    /// Register the array as fixed buffers before the connection is made.
+    #[arg(long)]
+    registered: bool,
+    #[command(flatten)]
+    tuning: TuningArgs,
+}
+
+/// The `--json` report.
+#[derive(Debug, Serialize)]
+struct Report {
+    role: &'static str,
+    backend: &'static str,
+    dtype: String,
+    count: u64,
+    bytes: usize,
+    seconds: f64,
+    gbytes_per_s: f64,
+    crc32: String,
+    /// recv only: the bytes are the arange pattern.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<bool>,
+    /// recv only, when not verified: index of the first element that differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_bad_element: Option<u64>,
+    /// With `--registered`: the kernel accepted the registration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered: Option<bool>,
+    peer: String,
+}
+
+/// Runs `ringxfer send` or `ringxfer recv`.
+pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
+    if !a.raw {
+        return Err(Failure::usage("framed mode not implemented yet, use --raw"));
+    }
+    let spec = a.array.resolve()?;
+    let opts = Options {
+        backend: match a.backend {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Uring => Backend::Uring,
+            BackendArg::Blocking => Backend::Blocking,
+        },
+        idle_timeout: a.timeout,
+        uring: a.tuning.tuning()?,
+        ..Options::default()
+    };
+    let mut engine = Engine::with_options(opts)?;
+    if let Some(reason) = engine.fallback_reason() {
+        eprintln!(
+            "ringxfer {}: using the blocking backend: {reason}",
+            role.name()
+        );
+    }
+    let backend = engine.backend().name();
+
+    let mut buf = Buffer::zeroed(spec.bytes)?;
+    let send_crc = (role == Role::Send).then(|| {
+        fill_arange(spec.dtype, buf.bytes_mut());
+        crc32_hex(buf.bytes())
+    });
+
+    let (seconds, registered, peer) = transfer(role, a, &mut engine, &mut buf)?;
+
+    let (crc32, check) = match send_crc {
+        Some(crc) => (crc, None),
+        None => (
+            crc32_hex(buf.bytes()),
+            Some(verify_arange(spec.dtype, buf.bytes())),
+        ),
+    };
+    let report = Report {
+        role: role.name(),
+        backend,
+        dtype: spec.dtype.to_string(),
+        count: spec.count,
+        bytes: spec.bytes,
+        seconds,
+        gbytes_per_s: gbytes_per_s(spec.bytes, seconds),
+        crc32,
+        verified: check.map(|c| c.is_ok()),
+        first_bad_element: check.and_then(|c| c.err()),
+        registered,
+        peer: peer.to_string(),
+    };
+    if a.json {
+        let json = serde_json::to_string(&report)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        println!("{json}");
+    } else {
+        println!(
+            "{}: {} x {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} Gbit/s), backend {}, peer {}, \
+             crc32 {}{}",
+            report.role,
+            report.count,
+            report.dtype,
+            report.bytes,
+            report.seconds,
+            report.gbytes_per_s,
+            report.gbytes_per_s * 8.0,
+            report.backend,
+            report.peer,
+            report.crc32,
+            match report.verified {
+                Some(true) => ", arange pattern verified",
+                Some(false) => ", ARANGE PATTERN MISMATCH",
+                None => "",
+            }
+        );
+    }
+    match check {
+        Some(Err(i)) => {
+            let item = spec.dtype.itemsize() as u64;
+            Err(Failure::runtime(format!(
+                "received data is not the {} arange pattern: first mismatch at element {i} \
+                 (byte offset {})",
+                spec.dtype,
+                i * item
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Registers the array (with `--registered`, before the connection so the peer does not
+/// wait for it), connects and moves the array. Returns the seconds the transfer took,
+/// whether the array was registered (`None` without `--registered`) and the peer's address.
+fn transfer(
+    role: Role,
+    a: &XferArgs,
+    engine: &mut Engine,
+    buf: &mut Buffer,
+) -> Result<(f64, Option<bool>, SocketAddr), Failure> {
+    let uring = engine.backend() == ActiveBackend::Uring;
+    match (role, a.registered) {
+        (Role::Send, true) => {
+            let mut g = engine.register_send(buf.bytes());
+            warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
+            let (secs, peer) = connected(role, &a.endpoint, |s| g.send(s))?;
+            Ok((secs, Some(g.is_registered()), peer))
+        }
+        (Role::Send, false) => {
+            let (secs, peer) = connected(role, &a.endpoint, |s| engine.send_from(s, buf.bytes()))?;
+            Ok((secs, None, peer))
+        }
+        (Role::Recv, true) => {
+            let mut g = engine.register_recv(buf.bytes_mut());
+            warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
+            let (secs, peer) = connected(role, &a.endpoint, |s| g.recv(s))?;
+            Ok((secs, Some(g.is_registered()), peer))
+        }
+        (Role::Recv, false) => {
+            let bytes = buf.bytes_mut();
+            let (secs, peer) = connected(role, &a.endpoint, |s| engine.recv_into(s, bytes))?;
+            Ok((secs, None, peer))
+        }
+    }
+}
+
+/// Opens the connection and runs `op` on it, timed; the socket closes when `op` returns.
+fn connected(
+    role: Role,
+    ep: &Endpoint,
+    op: impl FnOnce(&TcpStream) -> ringxfer::Result<()>,
+) -> Result<(f64, SocketAddr), Failure> {
+    let (sock, peer) = connect(role, ep)?;
+    let t = Instant::now();
+    op(&sock)?;
+    Ok((t.elapsed().as_secs_f64(), peer))
+}
+
+/// Says once on stderr why the kernel refused to register the array (the transfer still
+/// runs, unregistered).
+fn warn_refusal(role: Role, uring: bool, registered: bool, reason: Option<&str>) {
+    if let Some(reason) = super::refusal(uring, registered, reason) {
+        eprintln!(
+            "ringxfer {}: the kernel refused to register the array: {reason}",
+            role.name()
+        );
+    }
+}
+
+/// Opens the one connection, listening or connecting as asked.
+fn connect(role: Role, ep: &Endpoint) -> Result<(TcpStream, SocketAddr), Failure> {
+    let fail = |what: String, e: io::Error| Failure::runtime(format!("{what}: {e}"));
+    match (&ep.listen, &ep.connect) {
+        (Some(addr), _) => {
+            let l = TcpListener::bind(addr.as_str())
+                .map_err(|e| fail(format!("listen on {addr}"), e))?;
+            let local = l.local_addr().map_err(|e| fail("local_addr".into(), e))?;
+            if addr.ends_with(":0") {
+                // The kernel chose the port: say which one the peer should use.
+                eprintln!("ringxfer {}: listening on {local}", role.name());
+            }
+            l.accept()
+                .map_err(|e| fail(format!("accept on {local}"), e))
+        }
+        (None, Some(addr)) => {
+            let s = connect_retry(addr, CONNECT_RETRY)?;
+            let peer = s.peer_addr().map_err(|e| fail("peer_addr".into(), e))?;
+            Ok((s, peer))
+        }
+        (None, None) => Err(Failure::usage("one of --listen or --connect is required")),
+    }
+}
+
+/// Connects to `addr`, retrying every 50 ms for up to `patience` while the peer is not
+/// accepting yet (refused, or its address not resolvable yet).
+fn connect_retry(addr: &str, patience: Duration) -> Result<TcpStream, Failure> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let attempt = addr.to_socket_addrs().and_then(|addrs| {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        });
+        match attempt {
+            Ok(s) => return Ok(s),
+            // A malformed address will not get better by waiting.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(Failure::runtime(format!("connect to {addr}: {e}")));
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Failure::runtime(format!(
+                    "connect to {addr}: {e} (gave up after {} s)",
+                    patience.as_secs()
+                )));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

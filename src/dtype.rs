@@ -1,0 +1,579 @@
+//! numpy dtypes of the arrays ringxfer moves, and the `arange` test pattern.
+//!
+//! A [`DType`] is a [`Scalar`] type plus a [`ByteOrder`], written the way numpy's `dtype.str`
+//! writes it: `<f8` (little-endian float64), `>i4` (big-endian int32), `|u1` (one byte: no
+//! byte order). [`DType::from_str`](std::str::FromStr) also accepts numpy's short forms
+//! (`f8`, `=i4`, `!u2`), names (`float64`, `int32`, `uint8`, `double`, …) and one-letter
+//! codes (`d`, `f`, `q`, `B`, …); forms without an explicit order mean the native order, as in
+//! numpy.
+//!
+//! The **arange pattern** is what `np.arange(n).astype(dtype)` holds: element `i` equals `i`
+//! converted to the dtype (integers wrap modulo 2^bits like numpy's C casts, so a `u1` array
+//! counts 0‥255 and starts again; floats round to nearest-even, so they are exact up to 2^53
+//! for `f8` and 2^24 for `f4`), stored in the dtype's byte order. [`fill_arange`] writes it
+//! and [`verify_arange`] checks it, both at memory speed: elements are built in a small typed
+//! stack buffer and copied or compared as bytes, with no allocation.
+//!
+//! ```
+//! use ringxfer::dtype::{DType, fill_arange, verify_arange};
+//!
+//! let dt: DType = "float32".parse()?;
+//! assert_eq!(dt.to_string(), "<f4"); // on a little-endian machine
+//! let mut buf = vec![0u8; 10 * dt.itemsize()];
+//! fill_arange(dt, &mut buf);
+//! assert_eq!(&buf[4..8], &1f32.to_ne_bytes());
+//! assert_eq!(verify_arange(dt, &buf), Ok(()));
+//! buf[9 * 4] ^= 1;
+//! assert_eq!(verify_arange(dt, &buf), Err(9));
+//! # Ok::<(), ringxfer::Error>(())
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+
+/// The element type of an array, without byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scalar {
+    /// IEEE 754 binary64 (`f8`, numpy `float64`).
+    F64,
+    /// IEEE 754 binary32 (`f4`, numpy `float32`).
+    F32,
+    /// Signed 64-bit integer (`i8`, numpy `int64`).
+    I64,
+    /// Signed 32-bit integer (`i4`, numpy `int32`).
+    I32,
+    /// Signed 16-bit integer (`i2`, numpy `int16`).
+    I16,
+    /// Signed 8-bit integer (`i1`, numpy `int8`).
+    I8,
+    /// Unsigned 64-bit integer (`u8`, numpy `uint64`).
+    U64,
+    /// Unsigned 32-bit integer (`u4`, numpy `uint32`).
+    U32,
+    /// Unsigned 16-bit integer (`u2`, numpy `uint16`).
+    U16,
+    /// Unsigned 8-bit integer (`u1`, numpy `uint8`).
+    U8,
+}
+
+impl Scalar {
+    /// Size of one element in bytes.
+    pub fn itemsize(self) -> usize {
+        match self {
+            Scalar::F64 | Scalar::I64 | Scalar::U64 => 8,
+            Scalar::F32 | Scalar::I32 | Scalar::U32 => 4,
+            Scalar::I16 | Scalar::U16 => 2,
+            Scalar::I8 | Scalar::U8 => 1,
+        }
+    }
+
+    /// numpy's kind character: `'f'`, `'i'` or `'u'`.
+    pub fn kind(self) -> char {
+        match self {
+            Scalar::F64 | Scalar::F32 => 'f',
+            Scalar::I64 | Scalar::I32 | Scalar::I16 | Scalar::I8 => 'i',
+            Scalar::U64 | Scalar::U32 | Scalar::U16 | Scalar::U8 => 'u',
+        }
+    }
+
+    /// numpy's name: `"float64"`, `"int32"`, `"uint8"`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            Scalar::F64 => "float64",
+            Scalar::F32 => "float32",
+            Scalar::I64 => "int64",
+            Scalar::I32 => "int32",
+            Scalar::I16 => "int16",
+            Scalar::I8 => "int8",
+            Scalar::U64 => "uint64",
+            Scalar::U32 => "uint32",
+            Scalar::U16 => "uint16",
+            Scalar::U8 => "uint8",
+        }
+    }
+
+    /// The scalar of a kind character and size (`('f', 8)` is [`Scalar::F64`]).
+    fn from_kind(kind: char, size: usize) -> Option<Scalar> {
+        Some(match (kind, size) {
+            ('f', 8) => Scalar::F64,
+            ('f', 4) => Scalar::F32,
+            ('i', 8) => Scalar::I64,
+            ('i', 4) => Scalar::I32,
+            ('i', 2) => Scalar::I16,
+            ('i', 1) => Scalar::I8,
+            ('u', 8) => Scalar::U64,
+            ('u', 4) => Scalar::U32,
+            ('u', 2) => Scalar::U16,
+            ('u', 1) => Scalar::U8,
+            _ => return None,
+        })
+    }
+
+    /// The scalar of a numpy type name or one-letter type code (C types as on x86-64/aarch64
+    /// Linux, where `long` is 64 bits).
+    fn from_name(name: &str) -> Option<Scalar> {
+        Some(match name {
+            "float64" | "double" | "float" | "d" => Scalar::F64,
+            "float32" | "single" | "f" => Scalar::F32,
+            "int64" | "int" | "long" | "longlong" | "q" | "l" => Scalar::I64,
+            "int32" | "intc" | "i" => Scalar::I32,
+            "int16" | "short" | "h" => Scalar::I16,
+            "int8" | "byte" | "b" => Scalar::I8,
+            "uint64" | "uint" | "ulong" | "ulonglong" | "Q" | "L" => Scalar::U64,
+            "uint32" | "uintc" | "I" => Scalar::U32,
+            "uint16" | "ushort" | "H" => Scalar::U16,
+            "uint8" | "ubyte" | "B" => Scalar::U8,
+            _ => return None,
+        })
+    }
+}
+
+/// Byte order of the elements in memory and on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ByteOrder {
+    /// Least significant byte first (`<`).
+    Little,
+    /// Most significant byte first (`>`).
+    Big,
+}
+
+impl ByteOrder {
+    /// The byte order of the machine this runs on.
+    pub const NATIVE: ByteOrder = if cfg!(target_endian = "little") {
+        ByteOrder::Little
+    } else {
+        ByteOrder::Big
+    };
+}
+
+/// A numpy dtype: element type and byte order. Parses and displays like numpy's `dtype.str`.
+///
+/// One-byte types have no byte order: their order is normalized to the native one, so `>u1`
+/// and `<u1` are the same dtype and both display as `|u1`, as in numpy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DType {
+    scalar: Scalar,
+    order: ByteOrder,
+}
+
+impl DType {
+    /// `scalar` in byte order `order` (ignored for one-byte types).
+    pub fn new(scalar: Scalar, order: ByteOrder) -> DType {
+        let order = if scalar.itemsize() == 1 {
+            ByteOrder::NATIVE
+        } else {
+            order
+        };
+        DType { scalar, order }
+    }
+
+    /// `scalar` in the native byte order: what a Rust `&[f64]` etc. holds.
+    pub fn native(scalar: Scalar) -> DType {
+        DType::new(scalar, ByteOrder::NATIVE)
+    }
+
+    /// The element type.
+    pub fn scalar(self) -> Scalar {
+        self.scalar
+    }
+
+    /// The byte order (native for one-byte types).
+    pub fn order(self) -> ByteOrder {
+        self.order
+    }
+
+    /// Size of one element in bytes.
+    pub fn itemsize(self) -> usize {
+        self.scalar.itemsize()
+    }
+
+    /// True when the elements are in the machine's byte order.
+    pub fn is_native(self) -> bool {
+        self.order == ByteOrder::NATIVE
+    }
+}
+
+impl Default for DType {
+    /// `float64` in native order (`<f8` on x86-64), the recipe's array.
+    fn default() -> Self {
+        DType::native(Scalar::F64)
+    }
+}
+
+impl fmt::Display for DType {
+    /// numpy's `dtype.str`: `<f8`, `>i4`, `|u1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let order = match (self.itemsize(), self.order) {
+            (1, _) => '|',
+            (_, ByteOrder::Little) => '<',
+            (_, ByteOrder::Big) => '>',
+        };
+        write!(f, "{order}{}{}", self.scalar.kind(), self.itemsize())
+    }
+}
+
+impl FromStr for DType {
+    type Err = Error;
+
+    /// Parses `<f8`, `>i2`, `|u1`, `=f4`, `!u4`, `f8`, `float64`, `uint8`, `d`, ….
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for anything else (including types ringxfer does not handle,
+    /// such as `f2`, `c16` or `bool`).
+    fn from_str(s: &str) -> Result<DType> {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "unknown dtype {s:?} (expected a numpy type such as <f8, >i4, |u1, f4, float64, uint8)"
+            ))
+        };
+        let t = s.trim();
+        let (order, rest) = match t.chars().next() {
+            Some('<') => (ByteOrder::Little, &t[1..]),
+            Some('>' | '!') => (ByteOrder::Big, &t[1..]),
+            Some('=' | '|') => (ByteOrder::NATIVE, &t[1..]),
+            _ => (ByteOrder::NATIVE, t),
+        };
+        let by_code = || {
+            let mut chars = rest.chars();
+            let kind = chars.next()?;
+            let size: usize = chars.as_str().parse().ok()?;
+            Scalar::from_kind(kind, size)
+        };
+        let scalar = by_code()
+            .or_else(|| Scalar::from_name(rest))
+            .ok_or_else(bad)?;
+        Ok(DType::new(scalar, order))
+    }
+}
+
+/// Writes the arange pattern of `dtype` into `out`: element `i` is `i` converted to the dtype,
+/// in its byte order (see the [module docs](self)).
+///
+/// `out` need not be aligned. When its length is not a multiple of the item size, the last
+/// `out.len() % itemsize` bytes are the leading bytes of the next element, so any prefix of
+/// a pattern is itself a pattern.
+pub fn fill_arange(dtype: DType, out: &mut [u8]) {
+    let swap = !dtype.is_native();
+    match dtype.scalar {
+        Scalar::F64 => fill::<f64>(swap, out),
+        Scalar::F32 => fill::<f32>(swap, out),
+        Scalar::I64 => fill::<i64>(swap, out),
+        Scalar::I32 => fill::<i32>(swap, out),
+        Scalar::I16 => fill::<i16>(swap, out),
+        Scalar::I8 => fill::<i8>(swap, out),
+        Scalar::U64 => fill::<u64>(swap, out),
+        Scalar::U32 => fill::<u32>(swap, out),
+        Scalar::U16 => fill::<u16>(swap, out),
+        Scalar::U8 => fill::<u8>(swap, out),
+    }
+}
+
+/// Checks that `data` holds the arange pattern of `dtype` (as written by [`fill_arange`]).
+///
+/// # Errors
+/// `Err(i)` with the index of the first element that differs (a trailing partial element
+/// counts as element `data.len() / itemsize`).
+pub fn verify_arange(dtype: DType, data: &[u8]) -> std::result::Result<(), u64> {
+    let swap = !dtype.is_native();
+    match dtype.scalar {
+        Scalar::F64 => verify::<f64>(swap, data),
+        Scalar::F32 => verify::<f32>(swap, data),
+        Scalar::I64 => verify::<i64>(swap, data),
+        Scalar::I32 => verify::<i32>(swap, data),
+        Scalar::I16 => verify::<i16>(swap, data),
+        Scalar::I8 => verify::<i8>(swap, data),
+        Scalar::U64 => verify::<u64>(swap, data),
+        Scalar::U32 => verify::<u32>(swap, data),
+        Scalar::U16 => verify::<u16>(swap, data),
+        Scalar::U8 => verify::<u8>(swap, data),
+    }
+}
+
+/// A Rust element type with numpy's `int64 -> T` cast.
+trait Elem: Pod {
+    /// `i` as numpy's `astype` converts an `int64` (wrapping integers, rounding floats).
+    fn from_index(i: u64) -> Self;
+    /// The value with its bytes reversed.
+    fn swapped(self) -> Self;
+}
+
+macro_rules! int_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            #[inline(always)]
+            fn from_index(i: u64) -> Self {
+                // Truncation to the low bits is exactly numpy's C cast.
+                i as $t
+            }
+            #[inline(always)]
+            fn swapped(self) -> Self {
+                self.swap_bytes()
+            }
+        }
+    )*};
+}
+int_elem!(i64, i32, i16, i8, u64, u32, u16, u8);
+
+macro_rules! float_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            #[inline(always)]
+            fn from_index(i: u64) -> Self {
+                // Round to nearest, ties to even: the C conversion numpy uses.
+                i as $t
+            }
+            #[inline(always)]
+            fn swapped(self) -> Self {
+                <$t>::from_bits(self.to_bits().swap_bytes())
+            }
+        }
+    )*};
+}
+float_elem!(f64, f32);
+
+/// Elements built per round in the stack buffer (16 KiB for 8-byte types).
+const STAGE: usize = 2048;
+
+/// Fills `stage` with elements `start, start + 1, …` of the pattern.
+#[inline(always)]
+fn make<T: Elem>(swap: bool, start: u64, stage: &mut [T]) {
+    if swap {
+        for (k, s) in stage.iter_mut().enumerate() {
+            *s = T::from_index(start + k as u64).swapped();
+        }
+    } else {
+        for (k, s) in stage.iter_mut().enumerate() {
+            *s = T::from_index(start + k as u64);
+        }
+    }
+}
+
+fn fill<T: Elem>(swap: bool, out: &mut [u8]) {
+    let size = size_of::<T>();
+    let whole = out.len() / size * size;
+    let (body, tail) = out.split_at_mut(whole);
+    // Aligned memory: build the elements in place.
+    if let Ok(typed) = bytemuck::try_cast_slice_mut::<u8, T>(body) {
+        for (c, chunk) in typed.chunks_mut(STAGE).enumerate() {
+            make(swap, (c * STAGE) as u64, chunk);
+        }
+    } else {
+        let mut stage = [T::zeroed(); STAGE];
+        for (c, chunk) in body.chunks_mut(STAGE * size).enumerate() {
+            let n = chunk.len() / size;
+            make(swap, (c * STAGE) as u64, &mut stage[..n]);
+            chunk.copy_from_slice(bytemuck::cast_slice(&stage[..n]));
+        }
+    }
+    if !tail.is_empty() {
+        let mut next = [T::zeroed()];
+        make(swap, (whole / size) as u64, &mut next);
+        tail.copy_from_slice(&bytemuck::bytes_of(&next[0])[..tail.len()]);
+    }
+}
+
+fn verify<T: Elem>(swap: bool, data: &[u8]) -> std::result::Result<(), u64> {
+    let size = size_of::<T>();
+    let mut stage = [T::zeroed(); STAGE];
+    for (c, chunk) in data.chunks(STAGE * size).enumerate() {
+        let n = chunk.len().div_ceil(size);
+        let start = (c * STAGE) as u64;
+        make(swap, start, &mut stage[..n]);
+        let want = &bytemuck::cast_slice::<T, u8>(&stage[..n])[..chunk.len()];
+        // Bytes, not values: -0.0 == 0.0 as floats but is a different pattern.
+        if chunk != want {
+            let byte = chunk
+                .iter()
+                .zip(want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            return Err(start + (byte / size) as u64);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dt(s: &str) -> DType {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_and_displays_like_numpy() {
+        let native = if cfg!(target_endian = "little") {
+            '<'
+        } else {
+            '>'
+        };
+        for (input, want) in [
+            ("<f8", "<f8".to_owned()),
+            (">f8", ">f8".to_owned()),
+            ("<f4", "<f4".to_owned()),
+            ("<i8", "<i8".to_owned()),
+            ("<i4", "<i4".to_owned()),
+            (">i2", ">i2".to_owned()),
+            ("|i1", "|i1".to_owned()),
+            ("<u8", "<u8".to_owned()),
+            (">u4", ">u4".to_owned()),
+            ("<u2", "<u2".to_owned()),
+            ("|u1", "|u1".to_owned()),
+            (">u1", "|u1".to_owned()),
+            ("u1", "|u1".to_owned()),
+            ("!i4", ">i4".to_owned()),
+            ("f8", format!("{native}f8")),
+            ("=f4", format!("{native}f4")),
+            ("float64", format!("{native}f8")),
+            ("float32", format!("{native}f4")),
+            ("int64", format!("{native}i8")),
+            ("int16", format!("{native}i2")),
+            ("uint8", "|u1".to_owned()),
+            ("int8", "|i1".to_owned()),
+            ("uint32", format!("{native}u4")),
+            ("d", format!("{native}f8")),
+            ("B", "|u1".to_owned()),
+            (" <f8 ", "<f8".to_owned()),
+        ] {
+            assert_eq!(dt(input).to_string(), want, "input {input:?}");
+            // Display output parses back to the same dtype.
+            assert_eq!(dt(&want), dt(input));
+        }
+        assert_eq!(dt("<f8").itemsize(), 8);
+        assert_eq!(dt("i2").itemsize(), 2);
+        assert_eq!(dt("|u1").itemsize(), 1);
+        assert_eq!(DType::default(), dt("float64"));
+    }
+
+    #[test]
+    fn rejects_unknown_dtypes() {
+        for bad in [
+            "", "<", "f2", "f16", "c16", "bool", "?", "<x8", "float65", "u", "<>f8",
+        ] {
+            assert!(bad.parse::<DType>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    /// The pattern by the definition, one element at a time, for comparison.
+    fn reference(dtype: DType, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n as u64 {
+            let mut b: Vec<u8> = match dtype.scalar() {
+                Scalar::F64 => (i as f64).to_le_bytes().to_vec(),
+                Scalar::F32 => (i as f32).to_le_bytes().to_vec(),
+                Scalar::I64 => (i as i64).to_le_bytes().to_vec(),
+                Scalar::I32 => (i as i32).to_le_bytes().to_vec(),
+                Scalar::I16 => (i as i16).to_le_bytes().to_vec(),
+                Scalar::I8 => (i as i8).to_le_bytes().to_vec(),
+                Scalar::U64 => i.to_le_bytes().to_vec(),
+                Scalar::U32 => (i as u32).to_le_bytes().to_vec(),
+                Scalar::U16 => (i as u16).to_le_bytes().to_vec(),
+                Scalar::U8 => vec![i as u8],
+            };
+            if dtype.order() == ByteOrder::Big {
+                b.reverse();
+            }
+            out.extend(b);
+        }
+        out
+    }
+
+    const ALL: [&str; 18] = [
+        "<f8", ">f8", "<f4", ">f4", "<i8", ">i8", "<i4", ">i4", "<i2", ">i2", "|i1", "<u8", ">u8",
+        "<u4", ">u4", "<u2", ">u2", "|u1",
+    ];
+
+    #[test]
+    fn arange_matches_the_definition_aligned_or_not() {
+        let n = STAGE * 2 + 37; // crosses stage chunks, not a multiple of them
+        for s in ALL {
+            let d = dt(s);
+            let want = reference(d, n);
+            // Offsets 0..8 into a u64-aligned buffer exercise the aligned and staged paths.
+            let mut backing = vec![0u64; want.len() / 8 + 2];
+            for off in 0..8 {
+                let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut backing)[off..];
+                let buf = &mut buf[..want.len()];
+                buf.fill(0xAA);
+                fill_arange(d, buf);
+                assert_eq!(buf, &want[..], "{s} at offset {off}");
+                assert_eq!(verify_arange(d, buf), Ok(()), "{s} at offset {off}");
+            }
+        }
+    }
+
+    #[test]
+    fn partial_trailing_element_is_a_prefix_of_the_next() {
+        for s in ALL {
+            let d = dt(s);
+            let want = reference(d, 11);
+            for len in 0..want.len() {
+                let mut buf = vec![0xAAu8; len];
+                fill_arange(d, &mut buf);
+                assert_eq!(buf, want[..len], "{s} len {len}");
+                assert_eq!(verify_arange(d, &buf), Ok(()));
+            }
+        }
+    }
+
+    #[test]
+    fn numpy_cast_semantics() {
+        // u1 wraps modulo 256 and i1 wraps into negatives, like np.arange(n).astype(...).
+        let mut b = vec![0u8; 600];
+        fill_arange(dt("u1"), &mut b);
+        assert_eq!(
+            (b[255], b[256], b[257], b[599]),
+            (255, 0, 1, (599 % 256) as u8)
+        );
+        fill_arange(dt("i1"), &mut b);
+        assert_eq!((b[127] as i8, b[128] as i8, b[255] as i8), (127, -128, -1));
+        // f4 is exact up to 2^24 and rounds to nearest-even beyond (numpy's C cast).
+        assert_eq!(<f32 as Elem>::from_index(16_777_216), 16_777_216.0);
+        assert_eq!(<f32 as Elem>::from_index(16_777_217), 16_777_216.0); // tie -> even
+        assert_eq!(<f32 as Elem>::from_index(16_777_219), 16_777_220.0);
+        assert_eq!(
+            <f64 as Elem>::from_index((1 << 53) + 1),
+            (1u64 << 53) as f64
+        );
+    }
+
+    #[test]
+    fn verify_reports_the_first_bad_element() {
+        for s in ALL {
+            let d = dt(s);
+            let size = d.itemsize();
+            let n = STAGE * 3;
+            let mut buf = vec![0u8; n * size];
+            fill_arange(d, &mut buf);
+            for bad in [0, 1, STAGE - 1, STAGE, 2 * STAGE + 5, n - 1] {
+                let mut b = buf.clone();
+                // Flip the last byte of the element, then also a later one.
+                b[bad * size + size - 1] ^= 0x40;
+                if bad + 3 < n {
+                    b[(bad + 3) * size] ^= 1;
+                }
+                assert_eq!(verify_arange(d, &b), Err(bad as u64), "{s} element {bad}");
+            }
+            // A truncated partial element that is wrong is reported as the next index.
+            let mut b = buf[..5 * size + size.min(2) - 1].to_vec();
+            if size > 1 {
+                let last = b.len() - 1;
+                b[last] ^= 0xFF;
+                assert_eq!(verify_arange(d, &b), Err(5), "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn negative_zero_is_not_the_pattern() {
+        let mut b = vec![0u8; 8 * 4];
+        fill_arange(dt("<f8"), &mut b);
+        b[..8].copy_from_slice(&(-0.0f64).to_le_bytes());
+        assert_eq!(verify_arange(dt("<f8"), &b), Err(0));
+    }
+}
