@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use ringxfer::dtype::fill_arange;
-use ringxfer::{ActiveBackend, Backend, Engine, Options};
+use ringxfer::{ActiveBackend, Backend, Engine, Options, UringTuning};
 use serde::Serialize;
 
-use super::{ArrayArgs, Buffer, Failure, TuningArgs, TuningReport, gbytes_per_s, refusal};
+use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal};
 
 /// `--backend` values of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,7 +105,7 @@ struct Report {
     mode: &'static str,
     crc32: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<TuningReport>,
+    uring_tuning: Option<UringTuning>,
     /// Why uring was skipped with `--backend both`.
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_unavailable: Option<String>,
@@ -255,9 +255,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             repeat: a.repeat,
             mode,
             crc32: format!("{send_crc:08x}"),
-            uring_tuning: backends
-                .contains(&Backend::Uring)
-                .then(|| TuningReport::from(&tuning)),
+            uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
             uring_unavailable,
             host: Host {
                 kernel_release: &probe.kernel_release,

@@ -210,8 +210,8 @@ pub struct TuningArgs {
     /// uring bytes per SQE, e.g. 16MiB [default: the library's].
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     segment: Option<u64>,
-    /// uring SQEs per link chain, 1..=256 [default: the library's].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// uring SQEs per link chain, 1..=32 [default: the library's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=ringxfer::uring::MAX_CHAIN_SQES as i64))]
     chain: Option<u32>,
 }
 
@@ -245,35 +245,6 @@ impl TuningArgs {
             t.chain_sqes = n;
         }
         Ok(t)
-    }
-}
-
-/// [`UringTuning`] in the JSON reports.
-#[derive(Debug, serde::Serialize)]
-pub struct TuningReport {
-    send_op: &'static str,
-    recv_op: &'static str,
-    segment_bytes: u32,
-    chain_sqes: u32,
-}
-
-impl From<&UringTuning> for TuningReport {
-    fn from(t: &UringTuning) -> Self {
-        TuningReport {
-            send_op: match t.send_op {
-                SendOp::Send => "send",
-                SendOp::SendZc => "send-zc",
-                SendOp::WriteFixed => "write-fixed",
-                _ => "other",
-            },
-            recv_op: match t.recv_op {
-                RecvOp::Recv => "recv",
-                RecvOp::ReadFixed => "read-fixed",
-                _ => "other",
-            },
-            segment_bytes: t.segment_bytes,
-            chain_sqes: t.chain_sqes,
-        }
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! # The invariant
 //!
-//! [`Ring::transfer`] never returns — on success, error or panic unwinding — while the kernel
+//! `Ring::transfer` never returns — on success, error or panic unwinding — while the kernel
 //! still owns an SQE that points into the caller's memory: on success every CQE (and, for
 //! `SEND_ZC`, every notification CQE) has been reaped; on error the in-flight SQEs are
 //! canceled with `IORING_OP_ASYNC_CANCEL` and every CQE is drained first. If even draining
@@ -38,13 +38,32 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, MAX_SLOT_BYTES, PlanError, Planner};
 
+/// SQ size: one chain of at most [`MAX_CHAIN_SQES`] plus its `POLL_ADD`, or the cancels of one
+/// chain. Small on purpose: before Linux 5.12 ring memory counts against `RLIMIT_MEMLOCK`
+/// (and without `CAP_IPC_LOCK` a 64 KiB limit refused a 512/4096-entry ring with ENOMEM here
+/// even on 6.18); 64 SQEs + 256 CQEs is 8 KiB.
+pub(crate) const SQ_ENTRIES: u32 = 64;
+/// CQ size: a chain's CQEs plus the `SEND_ZC` notifications still to come.
+pub(crate) const CQ_ENTRIES: u32 = 256;
+/// Longest link chain ([`UringTuning::chain_sqes`] is clamped to it).
+pub const MAX_CHAIN_SQES: u32 = 32;
+
+/// Builds a ring of the size every engine uses (the probe uses it too, so "available" means
+/// "an engine's ring can be set up").
+pub(crate) fn build_ring() -> std::io::Result<IoUring> {
+    IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)
+}
+
 /// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
 const POLL_TAG: u64 = u64::MAX;
 /// `user_data` of `ASYNC_CANCEL` requests.
 const CANCEL_TAG: u64 = u64::MAX - 1;
 
 /// The opcode used for sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SendOp {
     /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6), from the array's address (a
@@ -61,7 +80,8 @@ pub enum SendOp {
 }
 
 /// The opcode used for receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum RecvOp {
     /// `IORING_OP_RECV` with `MSG_WAITALL` (Linux 5.6): each SQE completes only when full
@@ -73,7 +93,7 @@ pub enum RecvOp {
 }
 
 /// Knobs of the uring backend. The defaults are the measured best on loopback TCP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UringTuning {
     /// Send opcode.
     pub send_op: SendOp,
@@ -81,7 +101,7 @@ pub struct UringTuning {
     pub recv_op: RecvOp,
     /// Bytes per SQE (clamped to 1..=0x7ffff000).
     pub segment_bytes: u32,
-    /// SQEs per link chain (1..=256).
+    /// SQEs per link chain (clamped to 1..=[`MAX_CHAIN_SQES`]).
     pub chain_sqes: u32,
 }
 
@@ -119,15 +139,12 @@ impl std::fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Creates a ring big enough for one chain of 256 SQEs plus its poll and cancel entries.
+    /// Creates a ring of [`SQ_ENTRIES`] SQEs and [`CQ_ENTRIES`] CQEs.
     pub(crate) fn new() -> Result<Ring> {
-        let ring = IoUring::builder()
-            .setup_cqsize(4096)
-            .build(512)
-            .map_err(|source| Error::Setup {
-                what: "io_uring_setup",
-                source,
-            })?;
+        let ring = build_ring().map_err(|source| Error::Setup {
+            what: "io_uring_setup",
+            source,
+        })?;
         Ok(Ring {
             ring,
             registered: false,
@@ -196,8 +213,7 @@ impl Ring {
         ptr: *mut u8,
         len: usize,
         fixed: Option<&Slots>,
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
+        (tuning, idle_timeout): (&UringTuning, Option<Duration>),
     ) -> Result<()> {
         let fixed = fixed.filter(|s| s.base == ptr as usize && s.len == len && self.registered);
         let slot_bytes = fixed.map_or(u64::MAX, |s| s.slot_bytes);
@@ -236,7 +252,8 @@ impl Ring {
             }
         };
 
-        while let Some(chain) = plan.next_chain(tuning.chain_sqes.clamp(1, 256) as usize) {
+        while let Some(chain) = plan.next_chain(tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize)
+        {
             let n = chain.sqes.len();
             let mut entries = Vec::with_capacity(n + 1);
             if chain.poll_first {
@@ -357,8 +374,7 @@ impl Ring {
                 bytes.as_ptr() as *mut u8,
                 bytes.len(),
                 reg.as_ref(),
-                tuning,
-                idle_timeout,
+                (tuning, idle_timeout),
             )
         };
         self.unregister();
@@ -388,8 +404,7 @@ impl Ring {
                 bytes.as_mut_ptr(),
                 bytes.len(),
                 reg.as_ref(),
-                tuning,
-                idle_timeout,
+                (tuning, idle_timeout),
             )
         };
         self.unregister();
@@ -484,8 +499,7 @@ impl<'a> Registration<'a> {
                 self.ptr,
                 self.len,
                 self.slots.as_ref(),
-                tuning,
-                idle_timeout,
+                (tuning, idle_timeout),
             )
         }
     }
@@ -519,8 +533,8 @@ impl Flight<'_> {
     unsafe fn push_all(&mut self, entries: &[squeue::Entry]) {
         let mut sq = self.ring.submission();
         for e in entries {
-            // SAFETY: forwarded from this function's contract. The ring has 512 SQ entries and
-            // a chain is at most 257, and the SQ is flushed below before the next chain.
+            // SAFETY: forwarded from this function's contract. The SQ has SQ_ENTRIES (64) slots,
+            // a chain is at most MAX_CHAIN_SQES + 1 (33), and the SQ is empty between chains.
             let pushed = unsafe { sq.push(e) };
             assert!(pushed.is_ok(), "SQ has room for one chain");
         }

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use io_uring::{IoUring, opcode};
+use io_uring::opcode;
 use serde::Serialize;
 
 /// What the io_uring probe found. Obtained with [`probe`]; computed once per process.
@@ -62,7 +62,7 @@ fn run_probe() -> Probe {
         send_zc: false,
         ext_arg: false,
     };
-    let ring = match IoUring::new(8) {
+    let ring = match super::build_ring() {
         Ok(r) => r,
         Err(e) => {
             let hint = match e.raw_os_error() {
