@@ -74,6 +74,13 @@ pub enum Error {
         short_at: u64,
     },
 
+    /// A framed message was rejected (bad header, checksum, limit, …); see
+    /// `docs/PROTOCOL.md`. The connection is out of sync afterwards unless the variant says
+    /// otherwise (a `PayloadChecksum` or `DtypeMismatch` leaves it usable: the whole message
+    /// was consumed).
+    #[error("framed message rejected: {0}")]
+    Frame(#[from] crate::frame::FrameError),
+
     /// An invalid argument: an unknown backend name, an impossible option value, ….
     #[error("invalid argument: {0}")]
     InvalidInput(String),

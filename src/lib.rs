@@ -48,6 +48,7 @@
 pub mod blocking;
 pub mod dtype;
 mod error;
+pub mod frame;
 pub mod planner;
 pub mod uring;
 
@@ -58,6 +59,7 @@ use bytemuck::Pod;
 use socket2::SockRef;
 
 pub use error::{Error, Result};
+pub use frame::{FrameError, Order};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
 

@@ -109,7 +109,8 @@ pub struct Planner {
     dir: Direction,
     total: u64,
     segment: u32,
-    slot_bytes: u64,
+    /// End offset of each slot (piece), ascending; the last is `total`.
+    ends: Vec<u64>,
     confirmed: u64,
     next_id: u64,
     poll_first: bool,
@@ -123,11 +124,28 @@ impl Planner {
     /// multiples of `slot_bytes` from its first byte; pass `u64::MAX` when nothing is
     /// registered).
     pub fn new(dir: Direction, total: u64, segment_bytes: u32, slot_bytes: u64) -> Self {
+        let slot_bytes = slot_bytes.max(1);
+        let ends = (1..=total.div_ceil(slot_bytes))
+            .map(|i| i.saturating_mul(slot_bytes).min(total))
+            .collect();
+        Planner::with_pieces(dir, ends, segment_bytes)
+    }
+
+    /// A planner over a stream made of consecutive pieces (e.g. header, payload slots,
+    /// trailer of a framed message): `ends[i]` is the end offset of piece `i`, strictly
+    /// ascending; the transfer length is the last end (0 for no pieces). No SQE crosses a
+    /// piece boundary, and [`SqeDesc::slot`] is the piece index. Empty pieces are not
+    /// representable (drop them).
+    pub fn with_pieces(dir: Direction, ends: Vec<u64>, segment_bytes: u32) -> Self {
+        assert!(
+            ends.windows(2).all(|w| w[0] < w[1]) && ends.first().is_none_or(|&e| e > 0),
+            "piece ends must be strictly ascending and non-zero"
+        );
         Planner {
             dir,
-            total,
+            total: ends.last().copied().unwrap_or(0),
             segment: segment_bytes.clamp(1, MAX_IO_BYTES),
-            slot_bytes: slot_bytes.max(1),
+            ends,
             confirmed: 0,
             next_id: 0,
             poll_first: false,
@@ -174,8 +192,8 @@ impl Planner {
         let mut pos = self.confirmed;
         let mut sqes = Vec::new();
         while pos < self.total && sqes.len() < max_sqes.max(1) {
-            let slot = pos / self.slot_bytes;
-            let slot_end = (slot + 1).saturating_mul(self.slot_bytes).min(self.total);
+            let slot = self.ends.partition_point(|&e| e <= pos);
+            let slot_end = self.ends[slot];
             let len = (slot_end - pos).min(u64::from(self.segment)) as u32;
             let sqe = SqeDesc {
                 id: self.next_id,
@@ -278,6 +296,14 @@ mod tests {
         let v: Vec<_> = c.sqes.iter().map(|s| (s.offset, s.len, s.slot)).collect();
         assert_eq!(v, vec![(0, 4, 0), (4, 2, 0), (6, 4, 1)]);
         assert!(p.next_chain(16).is_none(), "chain in flight");
+    }
+
+    #[test]
+    fn pieces_split_segments() {
+        let mut p = Planner::with_pieces(Direction::Send, vec![3, 13, 14], 8);
+        let c = p.next_chain(16).unwrap();
+        let v: Vec<_> = c.sqes.iter().map(|s| (s.offset, s.len, s.slot)).collect();
+        assert_eq!(v, vec![(0, 3, 0), (3, 8, 1), (11, 2, 1), (13, 1, 2)]);
     }
 
     #[test]

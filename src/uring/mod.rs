@@ -124,6 +124,47 @@ struct Slots {
     slot_bytes: u64,
 }
 
+impl Slots {
+    /// The registered memory as spans, one per slot, each with its buffer index.
+    fn spans(&self) -> Vec<Span> {
+        let step = self.slot_bytes as usize;
+        (0..self.len.div_ceil(step))
+            .map(|i| Span {
+                ptr: (self.base + i * step) as *mut u8,
+                len: (self.len - i * step).min(step),
+                buf_index: Some(i as u16),
+            })
+            .collect()
+    }
+}
+
+/// A piece of the stream: `len` bytes at `ptr`, in registered buffer `buf_index` if any.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    ptr: *mut u8,
+    len: usize,
+    buf_index: Option<u16>,
+}
+
+impl Span {
+    fn plain(ptr: *const u8, len: usize) -> Span {
+        Span {
+            ptr: ptr as *mut u8,
+            len,
+            buf_index: None,
+        }
+    }
+}
+
+/// The spans of `[ptr, ptr+len)`: the registration's slots when `slots` registers exactly
+/// that memory, else one unregistered span.
+fn spans_of(ptr: *const u8, len: usize, slots: Option<&Slots>) -> Vec<Span> {
+    match slots {
+        Some(s) if s.base == ptr as usize && s.len == len => s.spans(),
+        _ => vec![Span::plain(ptr, len)],
+    }
+}
+
 /// One io_uring instance.
 pub(crate) struct Ring {
     ring: IoUring,
@@ -198,26 +239,31 @@ impl Ring {
         }
     }
 
-    /// Moves `len` bytes at `ptr` through socket `fd`, in direction `dir`.
+    /// Moves the bytes of `spans`, in order, as one stream through socket `fd`.
     ///
     /// # Safety
     ///
-    /// `[ptr, ptr + len)` must be valid for reads (send) or writes (recv) for the duration of
-    /// the call and not accessed by anyone else meanwhile (the safe wrappers hold `&[T]` /
-    /// `&mut [T]`). When `fixed` is `Some`, it must describe a registration of exactly this
-    /// memory on this ring.
+    /// Every span's `[ptr, ptr + len)` must be valid for reads (send) or writes (recv) for the
+    /// duration of the call and not accessed by anyone else meanwhile (the safe wrappers hold
+    /// `&[u8]` / `&mut [u8]`). A span's `buf_index`, when `Some`, must be the index of a
+    /// registered buffer of this ring that contains the whole span.
     unsafe fn transfer(
         &mut self,
         fd: RawFd,
         dir: Direction,
-        ptr: *mut u8,
-        len: usize,
-        fixed: Option<&Slots>,
+        spans: &[Span],
         (tuning, idle_timeout): (&UringTuning, Option<Duration>),
     ) -> Result<()> {
-        let fixed = fixed.filter(|s| s.base == ptr as usize && s.len == len && self.registered);
-        let slot_bytes = fixed.map_or(u64::MAX, |s| s.slot_bytes);
-        let mut plan = Planner::new(dir, len as u64, tuning.segment_bytes, slot_bytes);
+        let spans: Vec<Span> = spans.iter().copied().filter(|s| s.len > 0).collect();
+        let mut starts = Vec::with_capacity(spans.len());
+        let mut ends = Vec::with_capacity(spans.len());
+        let mut len = 0u64;
+        for s in &spans {
+            starts.push(len);
+            len += s.len as u64;
+            ends.push(len);
+        }
+        let mut plan = Planner::with_pieces(dir, ends, tuning.segment_bytes);
         let mut flight = Flight {
             ring: &mut self.ring,
             outstanding: 0,
@@ -228,7 +274,7 @@ impl Ring {
             Direction::Recv => "recv",
         };
         let fail = |e: PlanError| -> Error {
-            let expected = len as u64;
+            let expected = len;
             match e {
                 PlanError::Eof { transferred } => Error::UnexpectedEof {
                     transferred,
@@ -269,10 +315,12 @@ impl Ring {
                 );
             }
             for (i, s) in chain.sqes.iter().enumerate() {
-                let p = ptr.wrapping_add(s.offset as usize);
-                let idx = s.slot as u16;
-                let e = match (dir, fixed) {
-                    (Direction::Send, Some(_)) => match tuning.send_op {
+                let span = spans[s.slot as usize];
+                let p = span
+                    .ptr
+                    .wrapping_add((s.offset - starts[s.slot as usize]) as usize);
+                let e = match (dir, span.buf_index) {
+                    (Direction::Send, Some(idx)) => match tuning.send_op {
                         SendOp::Send => opcode::Send::new(types::Fd(fd), p, s.len)
                             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
                             .build(),
@@ -292,7 +340,7 @@ impl Ring {
                             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
                             .build(),
                     },
-                    (Direction::Recv, Some(_)) if tuning.recv_op == RecvOp::ReadFixed => {
+                    (Direction::Recv, Some(idx)) if tuning.recv_op == RecvOp::ReadFixed => {
                         opcode::ReadFixed::new(types::Fd(fd), p, s.len, idx)
                             .offset(u64::MAX)
                             .build()
@@ -321,7 +369,7 @@ impl Ring {
                     return Err(Error::Io {
                         op: "io_uring_enter",
                         transferred,
-                        expected: len as u64,
+                        expected: len,
                         source,
                     });
                 }
@@ -331,7 +379,7 @@ impl Ring {
                     flight.drain();
                     return Err(Error::TimedOut {
                         transferred: plan.confirmed(),
-                        expected: len as u64,
+                        expected: len,
                         timeout_ms: idle_timeout.unwrap_or_default().as_millis() as u64,
                     });
                 }
@@ -371,9 +419,7 @@ impl Ring {
             self.transfer(
                 fd.as_raw_fd(),
                 Direction::Send,
-                bytes.as_ptr() as *mut u8,
-                bytes.len(),
-                reg.as_ref(),
+                &spans_of(bytes.as_ptr(), bytes.len(), reg.as_ref()),
                 (tuning, idle_timeout),
             )
         };
@@ -401,9 +447,7 @@ impl Ring {
             self.transfer(
                 fd.as_raw_fd(),
                 Direction::Recv,
-                bytes.as_mut_ptr(),
-                bytes.len(),
-                reg.as_ref(),
+                &spans_of(bytes.as_mut_ptr(), bytes.len(), reg.as_ref()),
                 (tuning, idle_timeout),
             )
         };
@@ -496,9 +540,7 @@ impl<'a> Registration<'a> {
             self.ring.transfer(
                 fd.as_raw_fd(),
                 dir,
-                self.ptr,
-                self.len,
-                self.slots.as_ref(),
+                &spans_of(self.ptr, self.len, self.slots.as_ref()),
                 (tuning, idle_timeout),
             )
         }

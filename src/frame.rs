@@ -1,0 +1,466 @@
+//! The framed-array codec: header and trailer of `docs/PROTOCOL.md`, version 1.
+//!
+//! Pure functions over byte slices, no I/O: [`Header::encode`], [`Header::decode`] (in two
+//! steps: [`decode_prefix`] on the fixed 32 bytes says how long the header is, then the whole
+//! header is decoded and checked) and the 8-byte trailer. Every rejection is a distinct
+//! [`FrameError`]; nothing here allocates more than `8 × ndim ≤ 256` bytes.
+
+use crate::dtype::DType;
+
+/// `RGXF`: first four bytes of every framed message.
+pub const MAGIC: [u8; 4] = *b"RGXF";
+/// `RGXE`: last four bytes of every framed message (the trailer's end marker).
+pub const END_MAGIC: [u8; 4] = *b"RGXE";
+/// The only version this crate speaks.
+pub const VERSION: u16 = 1;
+/// Bytes of the fixed part of the header (before the shape).
+pub const PREFIX_LEN: usize = 32;
+/// Bytes of the trailer.
+pub const TRAILER_LEN: usize = 8;
+/// Most dimensions a header may carry (numpy 1.x `NPY_MAXDIMS`).
+pub const MAX_NDIM: usize = 32;
+/// Flag bit 0: the trailer carries the payload's CRC-32.
+pub const FLAG_PAYLOAD_CRC32: u16 = 1;
+/// Default receiver limit on `payload_len`: 8 GiB (2^33 bytes).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 8 << 30;
+
+/// Memory order of the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub enum Order {
+    /// Row-major (numpy `order='C'`), the last index varies fastest.
+    #[default]
+    C,
+    /// Column-major (numpy `order='F'`), the first index varies fastest.
+    F,
+}
+
+impl Order {
+    fn byte(self) -> u8 {
+        match self {
+            Order::C => b'C',
+            Order::F => b'F',
+        }
+    }
+}
+
+impl std::fmt::Display for Order {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Order::C => "C",
+            Order::F => "F",
+        })
+    }
+}
+
+impl std::str::FromStr for Order {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Order> {
+        match s {
+            "C" | "c" => Ok(Order::C),
+            "F" | "f" => Ok(Order::F),
+            _ => Err(crate::Error::InvalidInput(format!(
+                "order {s:?}: expected C or F"
+            ))),
+        }
+    }
+}
+
+/// Why a framed message was rejected. See `docs/PROTOCOL.md`, "What a receiver must reject".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The first four bytes are not `RGXF`.
+    #[error("bad magic {0:02x?} (expected \"RGXF\")")]
+    BadMagic([u8; 4]),
+    /// The version field is not 1.
+    #[error("unsupported frame version {0} (this build speaks 1)")]
+    UnsupportedVersion(u16),
+    /// `header_len` does not match `40 + 8 * ndim`.
+    #[error("header_len {header_len} does not match ndim {ndim}")]
+    BadHeaderLen {
+        /// The declared header length.
+        header_len: u16,
+        /// The declared ndim.
+        ndim: u8,
+    },
+    /// More than [`MAX_NDIM`] dimensions.
+    #[error("ndim {0} exceeds the limit of 32")]
+    TooManyDims(u8),
+    /// The dtype string is not one ringxfer knows.
+    #[error("unknown dtype {0:?}")]
+    UnknownDtype(String),
+    /// The order byte is not `C` or `F`.
+    #[error("bad order byte {0:#04x} (expected 'C' or 'F')")]
+    BadOrder(u8),
+    /// Unknown flag bits or a non-zero reserved field.
+    #[error("unsupported flags {flags:#06x} / reserved {reserved:#x}")]
+    UnsupportedFlags {
+        /// The flags field.
+        flags: u16,
+        /// The reserved field.
+        reserved: u32,
+    },
+    /// The header's CRC-32 does not match its bytes.
+    #[error("header checksum mismatch: header says {expected:08x}, bytes give {actual:08x}")]
+    HeaderChecksum {
+        /// CRC carried in the header.
+        expected: u32,
+        /// CRC computed over the received header bytes.
+        actual: u32,
+    },
+    /// `product(shape) * itemsize` does not fit in 64 bits.
+    #[error("shape {shape:?} x itemsize {itemsize} overflows 64 bits")]
+    ShapeOverflow {
+        /// The shape.
+        shape: Vec<u64>,
+        /// Bytes per element.
+        itemsize: usize,
+    },
+    /// `payload_len` differs from `product(shape) * itemsize`.
+    #[error("payload_len {payload_len} != product(shape) x itemsize = {computed}")]
+    LengthMismatch {
+        /// Declared payload bytes.
+        payload_len: u64,
+        /// Bytes the shape and dtype imply.
+        computed: u64,
+    },
+    /// `payload_len` exceeds the receiver's limit; nothing was allocated.
+    #[error("payload of {payload_len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Declared payload bytes.
+        payload_len: u64,
+        /// The receiver's `max_payload_bytes`.
+        limit: u64,
+    },
+    /// The trailer's end marker is not `RGXE`: the stream is out of sync.
+    #[error("bad trailer {0:02x?} (expected \"RGXE\"): stream out of sync")]
+    BadTrailer([u8; 4]),
+    /// The payload's CRC-32 does not match the trailer.
+    #[error(
+        "payload checksum mismatch: sender says {expected:08x}, received bytes give {actual:08x}"
+    )]
+    PayloadChecksum {
+        /// CRC carried in the trailer.
+        expected: u32,
+        /// CRC of the received payload.
+        actual: u32,
+    },
+    /// A typed receive found another dtype on the wire.
+    #[error("dtype mismatch: the message carries {wire}, the caller asked for {wanted}")]
+    DtypeMismatch {
+        /// numpy string of the dtype on the wire.
+        wire: String,
+        /// numpy string of the dtype asked for.
+        wanted: String,
+    },
+    /// The caller's slice length does not match the shape.
+    #[error("shape {shape:?} needs {needed} elements, the slice has {len}")]
+    ShapeMismatch {
+        /// The shape.
+        shape: Vec<u64>,
+        /// product(shape).
+        needed: u64,
+        /// Elements in the slice.
+        len: u64,
+    },
+}
+
+/// A decoded or to-be-sent header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Element type and byte order.
+    pub dtype: DType,
+    /// Memory order of the payload.
+    pub order: Order,
+    /// Dimensions (elements), numpy `a.shape`.
+    pub shape: Vec<u64>,
+    /// Payload bytes.
+    pub payload_len: u64,
+    /// Flag bits ([`FLAG_PAYLOAD_CRC32`]).
+    pub flags: u16,
+}
+
+/// What the fixed 32-byte prefix says before the shape is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// Total header bytes (`40 + 8 * ndim`).
+    pub header_len: usize,
+    /// Number of dimensions.
+    pub ndim: usize,
+    /// Declared payload bytes (not yet checked against the shape).
+    pub payload_len: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// `product(shape) * itemsize` in u64, or `None` on overflow.
+pub fn payload_bytes(shape: &[u64], itemsize: usize) -> Option<u64> {
+    shape
+        .iter()
+        .try_fold(itemsize as u64, |acc, &d| acc.checked_mul(d))
+}
+
+/// Header length for `ndim` dimensions.
+pub fn header_len(ndim: usize) -> usize {
+    PREFIX_LEN + 8 * ndim + 8
+}
+
+/// Checks the fixed prefix (magic, version, ndim, header_len, payload limit) and says how
+/// many header bytes to read in total. Rejects an oversized payload here, before the caller
+/// reads or allocates anything more.
+pub fn decode_prefix(b: &[u8; PREFIX_LEN], max_payload_bytes: u64) -> Result<Prefix, FrameError> {
+    let magic: [u8; 4] = b[0..4].try_into().expect("4 bytes");
+    if magic != MAGIC {
+        return Err(FrameError::BadMagic(magic));
+    }
+    let version = u16_at(b, 4);
+    if version != VERSION {
+        return Err(FrameError::UnsupportedVersion(version));
+    }
+    let declared = u16_at(b, 6);
+    let ndim = b[17];
+    if usize::from(ndim) > MAX_NDIM {
+        return Err(FrameError::TooManyDims(ndim));
+    }
+    if usize::from(declared) != header_len(ndim.into()) {
+        return Err(FrameError::BadHeaderLen {
+            header_len: declared,
+            ndim,
+        });
+    }
+    let payload_len = u64_at(b, 24);
+    if payload_len > max_payload_bytes {
+        return Err(FrameError::TooLarge {
+            payload_len,
+            limit: max_payload_bytes,
+        });
+    }
+    Ok(Prefix {
+        header_len: declared.into(),
+        ndim: ndim.into(),
+        payload_len,
+    })
+}
+
+impl Header {
+    /// A header for an array of `dtype` with `shape` in `order`, payload CRC flag set.
+    pub fn new(dtype: DType, shape: &[u64], order: Order) -> Result<Header, FrameError> {
+        if shape.len() > MAX_NDIM {
+            return Err(FrameError::TooManyDims(shape.len().min(255) as u8));
+        }
+        let payload_len =
+            payload_bytes(shape, dtype.itemsize()).ok_or_else(|| FrameError::ShapeOverflow {
+                shape: shape.to_vec(),
+                itemsize: dtype.itemsize(),
+            })?;
+        Ok(Header {
+            dtype,
+            order,
+            shape: shape.to_vec(),
+            payload_len,
+            flags: FLAG_PAYLOAD_CRC32,
+        })
+    }
+
+    /// Encoded length in bytes (`40 + 8 * ndim`).
+    pub fn encoded_len(&self) -> usize {
+        header_len(self.shape.len())
+    }
+
+    /// Appends the encoded header to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(self.encoded_len() as u16).to_le_bytes());
+        let mut dt = [0u8; 8];
+        let s = self.dtype.to_string();
+        dt[..s.len()].copy_from_slice(s.as_bytes());
+        out.extend_from_slice(&dt);
+        out.push(self.order.byte());
+        out.push(self.shape.len() as u8);
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.payload_len.to_le_bytes());
+        for d in &self.shape {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+
+    /// The encoded header.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut v);
+        v
+    }
+
+    /// Decodes and checks a whole header (`b.len()` must be the `header_len` announced by
+    /// [`decode_prefix`]; a shorter slice is `BadHeaderLen`).
+    pub fn decode(b: &[u8], max_payload_bytes: u64) -> Result<Header, FrameError> {
+        let Some(prefix_bytes) = b.first_chunk::<PREFIX_LEN>() else {
+            return Err(FrameError::BadHeaderLen {
+                header_len: b.len().min(u16::MAX.into()) as u16,
+                ndim: 0,
+            });
+        };
+        let prefix = decode_prefix(prefix_bytes, max_payload_bytes)?;
+        if b.len() != prefix.header_len {
+            return Err(FrameError::BadHeaderLen {
+                header_len: b.len().min(u16::MAX.into()) as u16,
+                ndim: prefix.ndim as u8,
+            });
+        }
+        let crc_at = PREFIX_LEN + 8 * prefix.ndim;
+        let expected = u32_at(b, crc_at);
+        let actual = crc32fast::hash(&b[..crc_at]);
+        if expected != actual {
+            return Err(FrameError::HeaderChecksum { expected, actual });
+        }
+        let flags = u16_at(b, 18);
+        let reserved = u32_at(b, 20);
+        if flags & !FLAG_PAYLOAD_CRC32 != 0 || reserved != 0 || u32_at(b, crc_at + 4) != 0 {
+            return Err(FrameError::UnsupportedFlags { flags, reserved });
+        }
+        let raw = &b[8..16];
+        let end = raw.iter().position(|&c| c == 0).unwrap_or(8);
+        let text = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let dtype: DType = match text.parse() {
+            Ok(d) if raw[end..].iter().all(|&c| c == 0) => d,
+            _ => return Err(FrameError::UnknownDtype(text)),
+        };
+        let order = match b[16] {
+            b'C' => Order::C,
+            b'F' => Order::F,
+            other => return Err(FrameError::BadOrder(other)),
+        };
+        let shape: Vec<u64> = (0..prefix.ndim)
+            .map(|i| u64_at(b, PREFIX_LEN + 8 * i))
+            .collect();
+        let computed =
+            payload_bytes(&shape, dtype.itemsize()).ok_or_else(|| FrameError::ShapeOverflow {
+                shape: shape.clone(),
+                itemsize: dtype.itemsize(),
+            })?;
+        if computed != prefix.payload_len {
+            return Err(FrameError::LengthMismatch {
+                payload_len: prefix.payload_len,
+                computed,
+            });
+        }
+        Ok(Header {
+            dtype,
+            order,
+            shape,
+            payload_len: prefix.payload_len,
+            flags,
+        })
+    }
+}
+
+/// The trailer for a payload whose CRC-32 is `crc` (0 when the flag is clear).
+pub fn encode_trailer(crc: u32) -> [u8; TRAILER_LEN] {
+    let mut t = [0u8; TRAILER_LEN];
+    t[..4].copy_from_slice(&crc.to_le_bytes());
+    t[4..].copy_from_slice(&END_MAGIC);
+    t
+}
+
+/// Checks the end marker and returns the carried payload CRC.
+pub fn decode_trailer(t: &[u8; TRAILER_LEN]) -> Result<u32, FrameError> {
+    let end: [u8; 4] = t[4..].try_into().expect("4 bytes");
+    if end != END_MAGIC {
+        return Err(FrameError::BadTrailer(end));
+    }
+    Ok(u32_at(t, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f8() -> DType {
+        "<f8".parse().unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_python_layout() {
+        let h = Header::new(f8(), &[20, 10, 5], Order::F).unwrap();
+        let b = h.encode();
+        assert_eq!(b.len(), 40 + 24);
+        assert_eq!(&b[0..4], b"RGXF");
+        assert_eq!(&b[8..16], b"<f8\0\0\0\0\0");
+        assert_eq!(b[16], b'F');
+        assert_eq!(u64_at(&b, 24), 20 * 10 * 5 * 8);
+        assert_eq!(Header::decode(&b, u64::MAX).unwrap(), h);
+    }
+
+    #[test]
+    fn zero_d_and_empty() {
+        for shape in [&[][..], &[0][..], &[3, 0, 2][..]] {
+            let h = Header::new(f8(), shape, Order::C).unwrap();
+            assert_eq!(
+                Header::decode(&h.encode(), 0).ok().map(|d| d.payload_len),
+                if shape.is_empty() { None } else { Some(0) }
+            );
+        }
+        let h = Header::new(f8(), &[], Order::C).unwrap();
+        assert_eq!(h.payload_len, 8);
+        assert_eq!(Header::decode(&h.encode(), 8).unwrap(), h);
+    }
+
+    #[test]
+    fn rejections_are_distinct() {
+        let good = Header::new(f8(), &[4, 4], Order::C).unwrap().encode();
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert!(matches!(
+            Header::decode(&b, u64::MAX),
+            Err(FrameError::BadMagic(_))
+        ));
+        let mut b = good.clone();
+        b[4] = 2;
+        assert_eq!(
+            Header::decode(&b, u64::MAX),
+            Err(FrameError::UnsupportedVersion(2))
+        );
+        let mut b = good.clone();
+        b[17] = 33;
+        assert_eq!(
+            Header::decode(&b, u64::MAX),
+            Err(FrameError::TooManyDims(33))
+        );
+        let mut b = good.clone();
+        b[33] ^= 1; // shape changed, CRC not
+        assert!(matches!(
+            Header::decode(&b, u64::MAX),
+            Err(FrameError::HeaderChecksum { .. })
+        ));
+        assert_eq!(
+            Header::decode(&good, 100),
+            Err(FrameError::TooLarge {
+                payload_len: 128,
+                limit: 100
+            })
+        );
+        assert!(matches!(
+            Header::new(f8(), &[u64::MAX, 2], Order::C),
+            Err(FrameError::ShapeOverflow { .. })
+        ));
+        assert!(matches!(
+            decode_trailer(b"\0\0\0\0RGXX"),
+            Err(FrameError::BadTrailer(_))
+        ));
+        assert_eq!(decode_trailer(&encode_trailer(0xdeadbeef)), Ok(0xdeadbeef));
+    }
+}
