@@ -5,8 +5,8 @@
 //! into the rest of the slice. Each call is capped at [`MAX_IO_BYTES`] (the kernel would cap
 //! it anyway, case C01), `EINTR` is retried, a 0-byte read is EOF.
 //!
-//! A non-blocking socket is switched to blocking mode for the duration of the call and
-//! restored afterwards, and an idle timeout is applied with `SO_SNDTIMEO`/`SO_RCVTIMEO`
+//! A non-blocking socket is switched to blocking mode at its first `EAGAIN` for the rest of
+//! the call and restored afterwards, and an idle timeout is applied with `SO_SNDTIMEO`/`SO_RCVTIMEO`
 //! (restored too), so the loop never spins on `EAGAIN`. Both are `fcntl`/`setsockopt` on the
 //! caller's socket: another thread using the same socket concurrently would see them.
 
@@ -27,15 +27,14 @@ struct ModeGuard<'a> {
 }
 
 impl<'a> ModeGuard<'a> {
+    /// Applies the idle timeout (`SO_SNDTIMEO`/`SO_RCVTIMEO`), if any. The non-blocking mode
+    /// is only queried and changed once `EAGAIN` shows up ([`ModeGuard::make_blocking`]), so
+    /// the common case costs no extra syscall.
     fn new(sock: &'a Socket, dir: Direction, timeout: Option<Duration>) -> io::Result<Self> {
-        let was_nonblocking = sock.nonblocking()?;
-        if was_nonblocking {
-            sock.set_nonblocking(false)?;
-        }
         let mut g = ModeGuard {
             sock,
             dir,
-            was_nonblocking,
+            was_nonblocking: false,
             old_timeout: None,
         };
         if let Some(t) = timeout {
@@ -52,6 +51,17 @@ impl<'a> ModeGuard<'a> {
             }
         }
         Ok(g)
+    }
+
+    /// After `EAGAIN`: if the socket is non-blocking, makes it blocking for the rest of the
+    /// call and returns true (retry); false means `EAGAIN` was the idle timeout.
+    fn make_blocking(&mut self) -> io::Result<bool> {
+        if self.was_nonblocking || !self.sock.nonblocking()? {
+            return Ok(false);
+        }
+        self.sock.set_nonblocking(false)?;
+        self.was_nonblocking = true;
+        Ok(true)
     }
 }
 
@@ -70,85 +80,98 @@ impl Drop for ModeGuard<'_> {
     }
 }
 
-/// Runs `step(pos, end)` until `total` bytes are done; `step` returns bytes moved.
+/// Moves `lens.iter().sum()` bytes, piece by piece in order; `step(piece, at, end)` moves
+/// bytes `at..end` of piece `piece` and returns how many it moved.
 fn run(
     sock: &Socket,
     dir: Direction,
-    total: usize,
+    lens: &[usize],
     timeout: Option<Duration>,
-    mut step: impl FnMut(usize, usize) -> io::Result<usize>,
+    mut step: impl FnMut(usize, usize, usize) -> io::Result<usize>,
 ) -> Result<()> {
-    let expected = total as u64;
+    let expected: u64 = lens.iter().map(|&l| l as u64).sum();
     let op = match dir {
         Direction::Send => "send",
         Direction::Recv => "recv",
     };
-    let _guard = ModeGuard::new(sock, dir, timeout).map_err(|source| Error::Io {
-        op: "fcntl/setsockopt",
-        transferred: 0,
+    let io_err = |transferred: u64, source: io::Error| Error::Io {
+        op,
+        transferred,
         expected,
         source,
-    })?;
-    let mut pos = 0usize;
-    while pos < total {
-        let end = total.min(pos + MAX_IO_BYTES as usize);
-        match step(pos, end) {
-            Ok(0) => {
-                return Err(match dir {
-                    Direction::Recv => Error::UnexpectedEof {
-                        transferred: pos as u64,
-                        expected,
-                    },
-                    Direction::Send => Error::Io {
-                        op,
-                        transferred: pos as u64,
-                        expected,
-                        source: io::ErrorKind::WriteZero.into(),
-                    },
-                });
-            }
-            Ok(n) => pos += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                // The socket is blocking for this call, so EAGAIN means SO_*TIMEO elapsed
-                // with no byte moved.
-                return Err(Error::TimedOut {
-                    transferred: pos as u64,
-                    expected,
-                    timeout_ms: timeout.unwrap_or_default().as_millis() as u64,
-                });
-            }
-            Err(source) => {
-                return Err(Error::Io {
-                    op,
-                    transferred: pos as u64,
-                    expected,
-                    source,
-                });
+    };
+    let mut guard = ModeGuard::new(sock, dir, timeout).map_err(|e| io_err(0, e))?;
+    let mut done = 0u64;
+    for (piece, &total) in lens.iter().enumerate() {
+        let mut pos = 0usize;
+        while pos < total {
+            let end = total.min(pos + MAX_IO_BYTES as usize);
+            match step(piece, pos, end) {
+                Ok(0) => {
+                    return Err(match dir {
+                        Direction::Recv => Error::UnexpectedEof {
+                            transferred: done,
+                            expected,
+                        },
+                        Direction::Send => io_err(done, io::ErrorKind::WriteZero.into()),
+                    });
+                }
+                Ok(n) => {
+                    pos += n;
+                    done += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if !guard.make_blocking().map_err(|e| io_err(done, e))? {
+                        // Blocking socket: EAGAIN means SO_*TIMEO elapsed with no byte moved.
+                        return Err(Error::TimedOut {
+                            transferred: done,
+                            expected,
+                            timeout_ms: timeout.unwrap_or_default().as_millis() as u64,
+                        });
+                    }
+                }
+                Err(e) => return Err(io_err(done, e)),
             }
         }
     }
     Ok(())
 }
 
-/// Sends every byte of `bytes`.
-pub(crate) fn send_all(sock: &Socket, bytes: &[u8], timeout: Option<Duration>) -> Result<()> {
+/// Sends every byte of `parts`, in order (the baseline: one `send` loop per part).
+pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
     // `Write for &Socket` is `send(2)` with MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
     let mut w = sock;
-    run(sock, Direction::Send, bytes.len(), timeout, |a, b| {
-        w.write(&bytes[a..b])
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    run(sock, Direction::Send, &lens, timeout, |i, a, b| {
+        w.write(&parts[i][a..b])
     })
+}
+
+/// Fills every byte of `parts`, in order.
+pub(crate) fn recv_parts(
+    sock: &Socket,
+    parts: &mut [&mut [u8]],
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let mut r = sock;
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    run(sock, Direction::Recv, &lens, timeout, |i, a, b| {
+        r.read(&mut parts[i][a..b])
+    })
+}
+
+/// Sends every byte of `bytes`.
+pub(crate) fn send_all(sock: &Socket, bytes: &[u8], timeout: Option<Duration>) -> Result<()> {
+    send_parts(sock, &[bytes], timeout)
 }
 
 /// Fills every byte of `bytes`.
 pub(crate) fn recv_all(sock: &Socket, bytes: &mut [u8], timeout: Option<Duration>) -> Result<()> {
-    let mut r = sock;
-    run(sock, Direction::Recv, bytes.len(), timeout, |a, b| {
-        r.read(&mut bytes[a..b])
-    })
+    recv_parts(sock, &mut [bytes], timeout)
 }

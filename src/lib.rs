@@ -46,9 +46,11 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+pub mod buffer;
 pub mod dtype;
 mod error;
 pub mod frame;
+mod framed;
 pub mod planner;
 pub mod uring;
 
@@ -58,8 +60,10 @@ use std::time::Duration;
 use bytemuck::Pod;
 use socket2::SockRef;
 
+pub use buffer::Prefault;
 pub use error::{Error, Result};
 pub use frame::{FrameError, Order};
+pub use framed::{AnyArray, Array, Element};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
 
@@ -117,7 +121,7 @@ pub enum RegisterPolicy {
 }
 
 /// Options of an [`Engine`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The backend to use.
     pub backend: Backend,
@@ -128,6 +132,24 @@ pub struct Options {
     pub uring: UringTuning,
     /// One-shot registration policy.
     pub register: RegisterPolicy,
+    /// Framed receives: largest payload accepted, in bytes, checked against the header
+    /// *before* anything is allocated. Default [`frame::DEFAULT_MAX_PAYLOAD_BYTES`] (8 GiB).
+    pub max_payload_bytes: u64,
+    /// Framed receives: how a fresh receive array is prepared ([`Prefault`]).
+    pub prefault: Prefault,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backend: Backend::Auto,
+            idle_timeout: None,
+            uring: UringTuning::default(),
+            register: RegisterPolicy::Auto,
+            max_payload_bytes: frame::DEFAULT_MAX_PAYLOAD_BYTES,
+            prefault: Prefault::default(),
+        }
+    }
 }
 
 /// The backend an [`Engine`] actually uses.

@@ -455,6 +455,53 @@ impl Ring {
         r
     }
 
+    /// Sends `parts` back to back as one stream (one link chain when they fit in one), e.g.
+    /// header, payload and trailer of a framed message. Nothing is registered.
+    pub(crate) fn send_parts(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        parts: &[&[u8]],
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<()> {
+        let spans: Vec<Span> = parts
+            .iter()
+            .map(|p| Span::plain(p.as_ptr(), p.len()))
+            .collect();
+        // SAFETY: every part is borrowed for the whole call and a send only reads it.
+        unsafe {
+            self.transfer(
+                fd.as_raw_fd(),
+                Direction::Send,
+                &spans,
+                (tuning, idle_timeout),
+            )
+        }
+    }
+
+    /// Fills `parts` back to back from one stream; see [`Ring::send_parts`].
+    pub(crate) fn recv_parts(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        parts: &mut [&mut [u8]],
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<()> {
+        let spans: Vec<Span> = parts
+            .iter_mut()
+            .map(|p| Span::plain(p.as_mut_ptr(), p.len()))
+            .collect();
+        // SAFETY: every part is exclusively borrowed for the whole call.
+        unsafe {
+            self.transfer(
+                fd.as_raw_fd(),
+                Direction::Recv,
+                &spans,
+                (tuning, idle_timeout),
+            )
+        }
+    }
+
     /// Registers `bytes` (read-only use: sends) for the life of the returned guard.
     pub(crate) fn register_send<'a>(&'a mut self, bytes: &'a [u8]) -> Registration<'a> {
         // SAFETY: the guard borrows `bytes` for 'a and unregisters in Drop.
