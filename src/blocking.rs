@@ -81,14 +81,15 @@ impl Drop for ModeGuard<'_> {
 }
 
 /// Moves `lens.iter().sum()` bytes, piece by piece in order; `step(piece, at, end)` moves
-/// bytes `at..end` of piece `piece` and returns how many it moved.
+/// bytes `at..end` of piece `piece` and returns how many it moved. With `at_least`, stops
+/// once that many bytes moved. Returns the bytes moved.
 fn run(
     sock: &Socket,
     dir: Direction,
     lens: &[usize],
-    timeout: Option<Duration>,
+    (timeout, at_least): (Option<Duration>, Option<u64>),
     mut step: impl FnMut(usize, usize, usize) -> io::Result<usize>,
-) -> Result<()> {
+) -> Result<u64> {
     let expected: u64 = lens.iter().map(|&l| l as u64).sum();
     let op = match dir {
         Direction::Send => "send",
@@ -119,6 +120,9 @@ fn run(
                 Ok(n) => {
                     pos += n;
                     done += n as u64;
+                    if at_least.is_some_and(|min| done >= min) {
+                        return Ok(done);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -140,7 +144,7 @@ fn run(
             }
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Sends every byte of `parts`, in order (the baseline: one `send` loop per part).
@@ -148,9 +152,10 @@ pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], timeout: Option<Duratio
     // `Write for &Socket` is `send(2)` with MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
     let mut w = sock;
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    run(sock, Direction::Send, &lens, timeout, |i, a, b| {
+    run(sock, Direction::Send, &lens, (timeout, None), |i, a, b| {
         w.write(&parts[i][a..b])
     })
+    .map(drop)
 }
 
 /// Fills every byte of `parts`, in order.
@@ -161,9 +166,29 @@ pub(crate) fn recv_parts(
 ) -> Result<()> {
     let mut r = sock;
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    run(sock, Direction::Recv, &lens, timeout, |i, a, b| {
+    run(sock, Direction::Recv, &lens, (timeout, None), |i, a, b| {
         r.read(&mut parts[i][a..b])
     })
+    .map(drop)
+}
+
+/// Reads into `buf` until at least `min` bytes arrived; returns the bytes read (≤ `buf.len()`).
+pub(crate) fn recv_at_least(
+    sock: &Socket,
+    buf: &mut [u8],
+    min: usize,
+    timeout: Option<Duration>,
+) -> Result<usize> {
+    let mut r = sock;
+    let min = min.min(buf.len()) as u64;
+    run(
+        sock,
+        Direction::Recv,
+        &[buf.len()],
+        (timeout, Some(min)),
+        |_, a, b| r.read(&mut buf[a..b]),
+    )
+    .map(|n| n as usize)
 }
 
 /// Sends every byte of `bytes`.

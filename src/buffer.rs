@@ -1,4 +1,4 @@
-//! Page-aligned receive memory for fresh arrays.
+//! Receive memory for fresh arrays: page-aligned and prefaulted for large ones.
 //!
 //! A receiver that allocates a new array per message (what `numpy.zeros` per transfer does)
 //! pays for first-touch page faults while the kernel copies into it: ~500 ms per 400 MB with
@@ -25,10 +25,16 @@ pub enum Prefault {
     HugePopulate,
 }
 
-/// Page-aligned, zero-initialised bytes (an anonymous mapping; no allocation for length 0).
+/// Arrays below this size live on the heap (8-byte aligned `Vec<u64>`): an `mmap`/`munmap`
+/// pair per small message would cost more than the message.
+pub const MAP_THRESHOLD: usize = 1 << 20;
+
+/// Zero-initialised bytes, 8-byte aligned (enough for every element type ringxfer knows):
+/// heap memory below [`MAP_THRESHOLD`], a page-aligned anonymous mapping from there up.
 #[derive(Debug)]
 pub struct AlignedBuf {
     map: Option<MmapMut>,
+    heap: Vec<u64>,
     len: usize,
 }
 
@@ -39,8 +45,12 @@ impl AlignedBuf {
     /// `ENOMEM` when the mapping cannot be made. Advice the kernel does not support is
     /// ignored (the memory then simply faults in on first touch).
     pub fn new(len: usize, prefault: Prefault) -> io::Result<AlignedBuf> {
-        if len == 0 {
-            return Ok(AlignedBuf { map: None, len });
+        if len < MAP_THRESHOLD {
+            return Ok(AlignedBuf {
+                map: None,
+                heap: vec![0u64; len.div_ceil(8)],
+                len,
+            });
         }
         let map = MmapOptions::new().len(len).map_anon()?;
         if prefault == Prefault::HugePopulate {
@@ -51,6 +61,7 @@ impl AlignedBuf {
         }
         Ok(AlignedBuf {
             map: Some(map),
+            heap: Vec::new(),
             len,
         })
     }
@@ -67,12 +78,18 @@ impl AlignedBuf {
 
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        match &self.map {
+            Some(m) => m,
+            None => &bytemuck::cast_slice(&self.heap)[..self.len],
+        }
     }
 
     /// The bytes, mutably.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        self.map.as_deref_mut().unwrap_or(&mut [])
+        match &mut self.map {
+            Some(m) => m,
+            None => &mut bytemuck::cast_slice_mut(&mut self.heap)[..self.len],
+        }
     }
 }
 
@@ -85,7 +102,11 @@ mod tests {
         for p in [Prefault::None, Prefault::Populate, Prefault::HugePopulate] {
             let mut b = AlignedBuf::new(3 << 20, p).unwrap();
             assert_eq!(b.len(), 3 << 20);
-            assert_eq!(b.as_bytes().as_ptr() as usize % 4096, 0);
+            assert_eq!(
+                b.as_bytes().as_ptr() as usize % 4096,
+                0,
+                "mapped: page-aligned"
+            );
             assert!(b.as_bytes().iter().all(|&x| x == 0));
             b.as_bytes_mut()[12345] = 7;
             assert_eq!(b.as_bytes()[12345], 7);

@@ -208,12 +208,7 @@ impl Engine {
     ) -> Result<()> {
         let header = Header::new(dtype, shape, order)?;
         if header.payload_len != bytes.len() as u64 {
-            return Err(FrameError::ShapeMismatch {
-                shape: shape.to_vec(),
-                needed: header.payload_len / dtype.itemsize() as u64,
-                len: (bytes.len() / dtype.itemsize()) as u64,
-            }
-            .into());
+            return Err(shape_mismatch(dtype, shape, &header, bytes.len()));
         }
         let head = header.encode();
         let trailer = frame::encode_trailer(crc32fast::hash(bytes));
@@ -260,15 +255,231 @@ impl Engine {
                     p.header_len as u64 + header.payload_len + TRAILER_LEN as u64,
                 )
             })?;
-        let expected = frame::decode_trailer(&trailer)?;
-        if header.flags & frame::FLAG_PAYLOAD_CRC32 != 0 {
-            let actual = crc32fast::hash(data.as_bytes());
-            if actual != expected {
-                return Err(FrameError::PayloadChecksum { expected, actual }.into());
-            }
-        }
+        check_trailer(&header, &data, &trailer)?;
         Ok(AnyArray { header, data })
     }
+}
+
+/// Payloads up to this size are copied next to their header and trailer by
+/// [`Engine::send_arrays`], so many small arrays go out in one SQE / one `send`; larger ones are
+/// sent from the caller's memory.
+pub const COALESCE_MAX: usize = 64 << 10;
+
+/// Read-ahead size of a [`Receiver`]: one completion (or `read`) may bring this many bytes of
+/// consecutive small messages.
+pub const READ_AHEAD: usize = 256 << 10;
+
+/// An array to send with [`Engine::send_arrays`]: element bytes of `dtype`, `shape`, `order`.
+#[derive(Debug, Clone, Copy)]
+pub struct ArrayView<'a> {
+    /// Element type and byte order of `bytes`.
+    pub dtype: DType,
+    /// The elements in memory order; `product(shape) * itemsize` bytes.
+    pub bytes: &'a [u8],
+    /// Dimensions, in elements.
+    pub shape: &'a [u64],
+    /// Memory order.
+    pub order: Order,
+}
+
+impl<'a> ArrayView<'a> {
+    /// A view of native-order elements.
+    pub fn new<T: Element>(data: &'a [T], shape: &'a [u64], order: Order) -> Self {
+        ArrayView {
+            dtype: DType::native(T::SCALAR),
+            bytes: bytemuck::cast_slice(data),
+            shape,
+            order,
+        }
+    }
+}
+
+impl Engine {
+    /// Sends many framed arrays back to back, in order, with as few SQEs (uring) or `send`
+    /// calls (blocking) as possible: headers, trailers and payloads of up to [`COALESCE_MAX`]
+    /// bytes are packed into one staging buffer; larger payloads go out from the caller's
+    /// memory between them. Errors as [`Engine::send_array`]; on error, an unknown number of
+    /// whole or partial messages has been sent.
+    pub fn send_arrays<S: AsFd>(&mut self, sock: &S, arrays: &[ArrayView<'_>]) -> Result<()> {
+        let mut staging: Vec<u8> = Vec::new();
+        // (start, end) of staged ranges, or a caller payload, in stream order.
+        enum Part<'p> {
+            Staged(usize, usize),
+            Caller(&'p [u8]),
+        }
+        let mut parts: Vec<Part<'_>> = Vec::new();
+        let mut staged_from = 0;
+        for a in arrays {
+            let header = Header::new(a.dtype, a.shape, a.order)?;
+            if header.payload_len != a.bytes.len() as u64 {
+                return Err(shape_mismatch(a.dtype, a.shape, &header, a.bytes.len()));
+            }
+            header.encode_into(&mut staging);
+            if a.bytes.len() <= COALESCE_MAX {
+                staging.extend_from_slice(a.bytes);
+            } else {
+                parts.push(Part::Staged(staged_from, staging.len()));
+                parts.push(Part::Caller(a.bytes));
+                staged_from = staging.len();
+            }
+            staging.extend_from_slice(&frame::encode_trailer(crc32fast::hash(a.bytes)));
+        }
+        parts.push(Part::Staged(staged_from, staging.len()));
+        let slices: Vec<&[u8]> = parts
+            .iter()
+            .map(|p| match *p {
+                Part::Staged(a, b) => &staging[a..b],
+                Part::Caller(c) => c,
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        self.send_parts(sock, &slices)
+    }
+
+    /// A read-ahead receiver of framed arrays on `sock` (see [`Receiver`]).
+    pub fn receiver<S: AsFd>(&mut self, sock: S) -> Receiver<'_, S> {
+        Receiver {
+            engine: self,
+            sock,
+            buf: vec![0u8; READ_AHEAD],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+fn shape_mismatch(dtype: DType, shape: &[u64], header: &Header, len: usize) -> Error {
+    FrameError::ShapeMismatch {
+        shape: shape.to_vec(),
+        needed: header.payload_len / dtype.itemsize() as u64,
+        len: (len / dtype.itemsize()) as u64,
+    }
+    .into()
+}
+
+/// Receives framed arrays from one connection, reading ahead: one completion (uring) or
+/// `read` (blocking) of up to [`READ_AHEAD`] bytes may hold many small messages, which are
+/// then decoded from memory. A large payload is copied from the read-ahead only for the part
+/// already buffered; the rest is received straight into the new array.
+///
+/// Bytes read ahead belong to this receiver: use one `Receiver` per connection for its whole
+/// life, not mixed with [`Engine::recv_any`] on the same socket.
+#[derive(Debug)]
+pub struct Receiver<'e, S> {
+    engine: &'e mut Engine,
+    sock: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<S: AsFd> Receiver<'_, S> {
+    /// Makes at least `n` bytes (`n <= READ_AHEAD`) available at `buf[start..]`; `consumed`
+    /// is the message bytes already taken, for error counts.
+    fn fill(&mut self, n: usize, consumed: u64, whole: u64) -> Result<()> {
+        if self.end - self.start >= n {
+            return Ok(());
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let timeout = self.engine.opts.idle_timeout;
+        while self.end < n {
+            let want = n - self.end;
+            let space = &mut self.buf[self.end..];
+            let got = match self.engine.ring.as_mut() {
+                None => blocking::recv_at_least(&SockRef::from(&self.sock), space, want, timeout),
+                Some(r) => r.recv_at_least(
+                    self.sock.as_fd(),
+                    space,
+                    want,
+                    &self.engine.opts.uring,
+                    timeout,
+                ),
+            };
+            match got {
+                Ok(k) => self.end += k,
+                Err(e) => {
+                    let buffered = (self.end - self.start) as u64;
+                    return Err(in_message(e, consumed + buffered, whole));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives the next framed array of any dtype. Errors as [`Engine::recv_any`]
+    /// (`UnexpectedEof { transferred: 0, .. }`: the peer closed cleanly between messages).
+    pub fn recv_any(&mut self) -> Result<AnyArray> {
+        let limit = self.engine.opts.max_payload_bytes;
+        self.fill(PREFIX_LEN, 0, PREFIX_LEN as u64)?;
+        let prefix: &[u8; PREFIX_LEN] = self.buf[self.start..self.start + PREFIX_LEN]
+            .try_into()
+            .expect("32 bytes");
+        let p = frame::decode_prefix(prefix, limit)?;
+        let whole = (p.header_len + TRAILER_LEN) as u64 + p.payload_len;
+        self.fill(p.header_len, 0, whole)?;
+        let header = Header::decode(&self.buf[self.start..self.start + p.header_len], limit)?;
+        self.start += p.header_len;
+        let len = header.payload_len as usize;
+        let mut data =
+            AlignedBuf::new(len, self.engine.opts.prefault).map_err(|source| Error::Setup {
+                what: "allocating the receive array",
+                source,
+            })?;
+        let have = (self.end - self.start).min(len);
+        data.as_bytes_mut()[..have].copy_from_slice(&self.buf[self.start..self.start + have]);
+        self.start += have;
+        let mut trailer = [0u8; TRAILER_LEN];
+        if have < len {
+            // The rest of a large payload and its trailer go straight to their places.
+            let done = (p.header_len + have) as u64;
+            let parts: &mut [&mut [u8]] = &mut [&mut data.as_bytes_mut()[have..], &mut trailer];
+            let r = match self.engine.ring.as_mut() {
+                None => blocking::recv_parts(
+                    &SockRef::from(&self.sock),
+                    parts,
+                    self.engine.opts.idle_timeout,
+                ),
+                Some(r) => r.recv_parts(
+                    self.sock.as_fd(),
+                    parts,
+                    &self.engine.opts.uring,
+                    self.engine.opts.idle_timeout,
+                ),
+            };
+            r.map_err(|e| in_message(e, done, whole))?;
+        } else {
+            self.fill(TRAILER_LEN, (p.header_len + len) as u64, whole)?;
+            trailer.copy_from_slice(&self.buf[self.start..self.start + TRAILER_LEN]);
+            self.start += TRAILER_LEN;
+        }
+        check_trailer(&header, &data, &trailer)?;
+        Ok(AnyArray { header, data })
+    }
+
+    /// Receives the next framed array of `T`; errors as [`Engine::recv_array`].
+    pub fn recv_array<T: Element>(&mut self) -> Result<Array<T>> {
+        self.recv_any()?.into_typed(false)
+    }
+
+    /// Bytes read ahead and not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+fn check_trailer(header: &Header, data: &AlignedBuf, trailer: &[u8; TRAILER_LEN]) -> Result<()> {
+    let expected = frame::decode_trailer(trailer)?;
+    if header.flags & frame::FLAG_PAYLOAD_CRC32 != 0 {
+        let actual = crc32fast::hash(data.as_bytes());
+        if actual != expected {
+            return Err(FrameError::PayloadChecksum { expected, actual }.into());
+        }
+    }
+    Ok(())
 }
 
 /// Re-bases a transfer error of one part of a message onto the whole message's byte counts.

@@ -63,7 +63,7 @@ use socket2::SockRef;
 pub use buffer::Prefault;
 pub use error::{Error, Result};
 pub use frame::{FrameError, Order};
-pub use framed::{AnyArray, Array, Element};
+pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
 

@@ -247,13 +247,19 @@ impl Ring {
     /// duration of the call and not accessed by anyone else meanwhile (the safe wrappers hold
     /// `&[u8]` / `&mut [u8]`). A span's `buf_index`, when `Some`, must be the index of a
     /// registered buffer of this ring that contains the whole span.
+    ///
+    /// With `at_least: Some(min)` (receives only) the call returns as soon as `min` bytes
+    /// have arrived, issuing one `RECV` without `MSG_WAITALL` at a time so that whatever the
+    /// socket holds beyond `min` (up to the spans' length) comes in the same completion; it
+    /// returns the bytes received. Otherwise every byte is moved and the total is returned.
     unsafe fn transfer(
         &mut self,
         fd: RawFd,
         dir: Direction,
         spans: &[Span],
         (tuning, idle_timeout): (&UringTuning, Option<Duration>),
-    ) -> Result<()> {
+        at_least: Option<u64>,
+    ) -> Result<u64> {
         let spans: Vec<Span> = spans.iter().copied().filter(|s| s.len > 0).collect();
         let mut starts = Vec::with_capacity(spans.len());
         let mut ends = Vec::with_capacity(spans.len());
@@ -298,8 +304,14 @@ impl Ring {
             }
         };
 
-        while let Some(chain) = plan.next_chain(tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize)
-        {
+        let (max_sqes, recv_flags) = match at_least {
+            Some(_) => (1, 0),
+            None => (
+                tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize,
+                libc::MSG_WAITALL,
+            ),
+        };
+        while let Some(chain) = plan.next_chain(max_sqes) {
             let n = chain.sqes.len();
             let mut entries = Vec::with_capacity(n + 1);
             if chain.poll_first {
@@ -346,7 +358,7 @@ impl Ring {
                             .build()
                     }
                     (Direction::Recv, _) => opcode::Recv::new(types::Fd(fd), p, s.len)
-                        .flags(libc::MSG_WAITALL)
+                        .flags(recv_flags)
                         .build(),
                 };
                 let e = e.user_data(s.id);
@@ -390,9 +402,12 @@ impl Ring {
                     return Err(fail(e));
                 }
             }
+            if at_least.is_some_and(|min| plan.confirmed() >= min) {
+                break;
+            }
         }
         flight.drain();
-        Ok(())
+        Ok(plan.confirmed())
     }
 }
 
@@ -421,10 +436,11 @@ impl Ring {
                 Direction::Send,
                 &spans_of(bytes.as_ptr(), bytes.len(), reg.as_ref()),
                 (tuning, idle_timeout),
+                None,
             )
         };
         self.unregister();
-        r
+        r.map(drop)
     }
 
     /// One-shot receive into `bytes`; see [`Ring::send`].
@@ -449,10 +465,11 @@ impl Ring {
                 Direction::Recv,
                 &spans_of(bytes.as_mut_ptr(), bytes.len(), reg.as_ref()),
                 (tuning, idle_timeout),
+                None,
             )
         };
         self.unregister();
-        r
+        r.map(drop)
     }
 
     /// Sends `parts` back to back as one stream (one link chain when they fit in one), e.g.
@@ -475,8 +492,10 @@ impl Ring {
                 Direction::Send,
                 &spans,
                 (tuning, idle_timeout),
+                None,
             )
         }
+        .map(drop)
     }
 
     /// Fills `parts` back to back from one stream; see [`Ring::send_parts`].
@@ -498,8 +517,35 @@ impl Ring {
                 Direction::Recv,
                 &spans,
                 (tuning, idle_timeout),
+                None,
             )
         }
+        .map(drop)
+    }
+
+    /// Receives into `buf` until at least `min` bytes arrived (`min <= buf.len()`), taking
+    /// whatever else the socket already holds, up to `buf.len()`. Returns the bytes received.
+    /// Used to read many small framed messages per completion.
+    pub(crate) fn recv_at_least(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        buf: &mut [u8],
+        min: usize,
+        tuning: &UringTuning,
+        idle_timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let spans = [Span::plain(buf.as_mut_ptr(), buf.len())];
+        // SAFETY: `buf` is exclusively borrowed for the whole call.
+        unsafe {
+            self.transfer(
+                fd.as_raw_fd(),
+                Direction::Recv,
+                &spans,
+                (tuning, idle_timeout),
+                Some(min.min(buf.len()) as u64),
+            )
+        }
+        .map(|n| n as usize)
     }
 
     /// Registers `bytes` (read-only use: sends) for the life of the returned guard.
@@ -589,8 +635,10 @@ impl<'a> Registration<'a> {
                 dir,
                 &spans_of(self.ptr, self.len, self.slots.as_ref()),
                 (tuning, idle_timeout),
+                None,
             )
         }
+        .map(drop)
     }
 }
 
