@@ -7,8 +7,15 @@
 //! 2.6.38) and pre-faults it in one call (`MADV_POPULATE_WRITE`, Linux 5.14; skipped silently
 //! where unsupported) before the receive starts. Which of these pays is measured by
 //! `ringxfer bench --fresh`; see the README.
+//!
+//! What pays most is not faulting at all: the kernel must zero every fresh page (~40 ms per
+//! 400 MB at memory bandwidth, more with 4 KiB faults), which no advice avoids. So an
+//! [`Engine`](crate::Engine) keeps a [`Pool`] of the mappings of arrays the caller has dropped
+//! (up to [`crate::Options::recycle_bytes`]), and a fresh receive takes one of a fitting size:
+//! its pages are already present, so the receive runs at pre-touched speed.
 
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use memmap2::{Advice, MmapMut, MmapOptions};
 
@@ -16,12 +23,14 @@ use memmap2::{Advice, MmapMut, MmapOptions};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Prefault {
-    /// Plain anonymous mapping: pages fault in during the receive (like `vec![0; n]`).
+    /// Plain anonymous mapping: pages fault in during the receive (like `vec![0; n]`). The
+    /// default: on this project's machine the up-front variants were not faster (see the
+    /// README, "Fresh receive"), because zeroing the pages costs the same either way.
+    #[default]
     None,
     /// `MADV_POPULATE_WRITE` the whole mapping up front (4 KiB pages).
     Populate,
     /// `MADV_HUGEPAGE`, then `MADV_POPULATE_WRITE` (2 MiB pages where THP allows).
-    #[default]
     HugePopulate,
 }
 
@@ -36,6 +45,64 @@ pub struct AlignedBuf {
     map: Option<MmapMut>,
     heap: Vec<u64>,
     len: usize,
+    pool: Option<Arc<Pool>>,
+}
+
+/// Mappings of dropped arrays, kept for reuse by later receives (touched memory: no page
+/// faults, no zeroing). Holds at most `cap` bytes; a mapping is reused for a request of `n`
+/// bytes when its length is in `n ..= n + n/4` (so a 5 GiB mapping never backs a 1 MB array).
+#[derive(Debug)]
+pub struct Pool {
+    cap: usize,
+    maps: Mutex<Vec<MmapMut>>,
+}
+
+impl Pool {
+    /// A pool that keeps at most `cap` bytes (0: keeps nothing).
+    pub fn new(cap: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            cap,
+            maps: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Bytes held.
+    pub fn held_bytes(&self) -> usize {
+        self.lock().iter().map(|m| m.len()).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<MmapMut>> {
+        // A panic while holding the lock cannot leave the Vec inconsistent.
+        self.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, n: usize) -> Option<MmapMut> {
+        let mut maps = self.lock();
+        let best = maps
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.len() >= n && m.len() - n <= n / 4)
+            .min_by_key(|(_, m)| m.len())
+            .map(|(i, _)| i)?;
+        Some(maps.swap_remove(best))
+    }
+
+    fn give(&self, m: MmapMut) {
+        let mut maps = self.lock();
+        let held: usize = maps.iter().map(|m| m.len()).sum();
+        if held + m.len() <= self.cap {
+            maps.push(m);
+        }
+        // else: dropped here, unmapped.
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if let (Some(m), Some(pool)) = (self.map.take(), self.pool.take()) {
+            pool.give(m);
+        }
+    }
 }
 
 impl AlignedBuf {
@@ -50,6 +117,7 @@ impl AlignedBuf {
                 map: None,
                 heap: vec![0u64; len.div_ceil(8)],
                 len,
+                pool: None,
             });
         }
         let map = MmapOptions::new().len(len).map_anon()?;
@@ -63,7 +131,27 @@ impl AlignedBuf {
             map: Some(map),
             heap: Vec::new(),
             len,
+            pool: None,
         })
+    }
+
+    /// `len` bytes for a receive that overwrites all of them: a recycled mapping from `pool`
+    /// when one fits (its old contents are still there until overwritten), else
+    /// [`AlignedBuf::new`]. Either way the memory returns to `pool` when dropped.
+    pub fn for_receive(len: usize, prefault: Prefault, pool: &Arc<Pool>) -> io::Result<AlignedBuf> {
+        let mut b = match pool.take(len) {
+            Some(map) => AlignedBuf {
+                map: Some(map),
+                heap: Vec::new(),
+                len,
+                pool: None,
+            },
+            None => AlignedBuf::new(len, prefault)?,
+        };
+        if b.map.is_some() {
+            b.pool = Some(Arc::clone(pool));
+        }
+        Ok(b)
     }
 
     /// Length in bytes.
@@ -79,7 +167,7 @@ impl AlignedBuf {
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.map {
-            Some(m) => m,
+            Some(m) => &m[..self.len],
             None => &bytemuck::cast_slice(&self.heap)[..self.len],
         }
     }
@@ -87,7 +175,7 @@ impl AlignedBuf {
     /// The bytes, mutably.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
         match &mut self.map {
-            Some(m) => m,
+            Some(m) => &mut m[..self.len],
             None => &mut bytemuck::cast_slice_mut(&mut self.heap)[..self.len],
         }
     }
@@ -96,6 +184,29 @@ impl AlignedBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pool_recycles_fitting_mappings_only() {
+        let pool = Pool::new(8 << 20);
+        let a = AlignedBuf::for_receive(4 << 20, Prefault::None, &pool).unwrap();
+        let addr = a.as_bytes().as_ptr();
+        drop(a);
+        assert_eq!(pool.held_bytes(), 4 << 20);
+        let too_small = AlignedBuf::for_receive(2 << 20, Prefault::None, &pool).unwrap();
+        assert_ne!(
+            too_small.as_bytes().as_ptr(),
+            addr,
+            "4 MiB must not back 2 MiB"
+        );
+        let b = AlignedBuf::for_receive((4 << 20) - 100, Prefault::None, &pool).unwrap();
+        assert_eq!(b.as_bytes().as_ptr(), addr, "reused");
+        assert_eq!(b.len(), (4 << 20) - 100);
+        drop((b, too_small));
+        assert_eq!(pool.held_bytes(), 6 << 20);
+        let big = AlignedBuf::for_receive(5 << 20, Prefault::None, &pool).unwrap();
+        drop(big); // 6 + 5 > 8 MiB: unmapped, not kept
+        assert_eq!(pool.held_bytes(), 6 << 20);
+    }
 
     #[test]
     fn zeroed_and_aligned() {

@@ -227,9 +227,39 @@ impl Engine {
         self.recv_any(sock)?.into_typed(false)
     }
 
-    /// Receives one framed array of whatever dtype it carries. Errors as
-    /// [`Engine::recv_array`], without the dtype check.
-    pub fn recv_any<S: AsFd>(&mut self, sock: &S) -> Result<AnyArray> {
+    /// Receives one framed array of `T` into the caller's preallocated `out` (no allocation:
+    /// the memoryview recipe's `recv_into`, with the header checked first). Returns the
+    /// header (shape and order).
+    ///
+    /// # Errors
+    /// [`FrameError::DtypeMismatch`] or [`FrameError::ShapeMismatch`] when the message does not
+    /// fit `out` — the payload is then *not* consumed and the connection is out of sync;
+    /// otherwise as [`Engine::recv_array`].
+    pub fn recv_array_into<T: Element, S: AsFd>(
+        &mut self,
+        sock: &S,
+        out: &mut [T],
+    ) -> Result<Header> {
+        let header = self.recv_header(sock)?;
+        let wanted = DType::native(T::SCALAR);
+        if header.dtype != wanted {
+            return Err(FrameError::DtypeMismatch {
+                wire: header.dtype.to_string(),
+                wanted: wanted.to_string(),
+            }
+            .into());
+        }
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
+        if header.payload_len != bytes.len() as u64 {
+            return Err(shape_mismatch(wanted, &header.shape, &header, bytes.len()));
+        }
+        self.recv_payload(sock, &header, bytes)?;
+        Ok(header)
+    }
+
+    /// Reads and checks one header (prefix first, so an oversized one is refused before the
+    /// rest is read).
+    fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
         let limit = self.opts.max_payload_bytes;
         let mut prefix = [0u8; PREFIX_LEN];
         self.recv_parts(sock, &mut [&mut prefix])?;
@@ -237,25 +267,36 @@ impl Engine {
         let mut head = vec![0u8; p.header_len];
         head[..PREFIX_LEN].copy_from_slice(&prefix);
         self.recv_parts(sock, &mut [&mut head[PREFIX_LEN..]])
-            .map_err(|e| in_message(e, PREFIX_LEN as u64, p.header_len as u64 + p.payload_len))?;
-        let header = Header::decode(&head, limit)?;
-        let mut data =
-            AlignedBuf::new(header.payload_len as usize, self.opts.prefault).map_err(|source| {
-                Error::Setup {
-                    what: "allocating the receive array",
-                    source,
-                }
-            })?;
-        let mut trailer = [0u8; TRAILER_LEN];
-        self.recv_parts(sock, &mut [data.as_bytes_mut(), &mut trailer])
             .map_err(|e| {
                 in_message(
                     e,
-                    p.header_len as u64,
-                    p.header_len as u64 + header.payload_len + TRAILER_LEN as u64,
+                    PREFIX_LEN as u64,
+                    (p.header_len + TRAILER_LEN) as u64 + p.payload_len,
                 )
             })?;
-        check_trailer(&header, &data, &trailer)?;
+        Ok(Header::decode(&head, limit)?)
+    }
+
+    /// Receives the payload of `header` into `out` and checks the trailer.
+    fn recv_payload<S: AsFd>(&mut self, sock: &S, header: &Header, out: &mut [u8]) -> Result<()> {
+        let hl = header.encoded_len() as u64;
+        let mut trailer = [0u8; TRAILER_LEN];
+        self.recv_parts(sock, &mut [&mut *out, &mut trailer])
+            .map_err(|e| in_message(e, hl, hl + header.payload_len + TRAILER_LEN as u64))?;
+        check_trailer(header, out, &trailer)
+    }
+
+    /// Receives one framed array of whatever dtype it carries. Errors as
+    /// [`Engine::recv_array`], without the dtype check.
+    pub fn recv_any<S: AsFd>(&mut self, sock: &S) -> Result<AnyArray> {
+        let header = self.recv_header(sock)?;
+        let mut data =
+            AlignedBuf::for_receive(header.payload_len as usize, self.opts.prefault, &self.pool)
+                .map_err(|source| Error::Setup {
+                    what: "allocating the receive array",
+                    source,
+                })?;
+        self.recv_payload(sock, &header, data.as_bytes_mut())?;
         Ok(AnyArray { header, data })
     }
 }
@@ -424,11 +465,11 @@ impl<S: AsFd> Receiver<'_, S> {
         let header = Header::decode(&self.buf[self.start..self.start + p.header_len], limit)?;
         self.start += p.header_len;
         let len = header.payload_len as usize;
-        let mut data =
-            AlignedBuf::new(len, self.engine.opts.prefault).map_err(|source| Error::Setup {
-                what: "allocating the receive array",
-                source,
-            })?;
+        let mut data = AlignedBuf::for_receive(len, self.engine.opts.prefault, &self.engine.pool)
+            .map_err(|source| Error::Setup {
+            what: "allocating the receive array",
+            source,
+        })?;
         let have = (self.end - self.start).min(len);
         data.as_bytes_mut()[..have].copy_from_slice(&self.buf[self.start..self.start + have]);
         self.start += have;
@@ -456,7 +497,7 @@ impl<S: AsFd> Receiver<'_, S> {
             trailer.copy_from_slice(&self.buf[self.start..self.start + TRAILER_LEN]);
             self.start += TRAILER_LEN;
         }
-        check_trailer(&header, &data, &trailer)?;
+        check_trailer(&header, data.as_bytes(), &trailer)?;
         Ok(AnyArray { header, data })
     }
 
@@ -471,10 +512,10 @@ impl<S: AsFd> Receiver<'_, S> {
     }
 }
 
-fn check_trailer(header: &Header, data: &AlignedBuf, trailer: &[u8; TRAILER_LEN]) -> Result<()> {
+fn check_trailer(header: &Header, payload: &[u8], trailer: &[u8; TRAILER_LEN]) -> Result<()> {
     let expected = frame::decode_trailer(trailer)?;
     if header.flags & frame::FLAG_PAYLOAD_CRC32 != 0 {
-        let actual = crc32fast::hash(data.as_bytes());
+        let actual = crc32fast::hash(payload);
         if actual != expected {
             return Err(FrameError::PayloadChecksum { expected, actual }.into());
         }

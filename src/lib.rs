@@ -137,6 +137,9 @@ pub struct Options {
     pub max_payload_bytes: u64,
     /// Framed receives: how a fresh receive array is prepared ([`Prefault`]).
     pub prefault: Prefault,
+    /// Framed receives: bytes of dropped arrays' memory the engine keeps for reuse (see
+    /// [`buffer::Pool`]); default 2 GiB, 0 disables recycling.
+    pub recycle_bytes: usize,
 }
 
 impl Default for Options {
@@ -148,6 +151,7 @@ impl Default for Options {
             register: RegisterPolicy::Auto,
             max_payload_bytes: frame::DEFAULT_MAX_PAYLOAD_BYTES,
             prefault: Prefault::default(),
+            recycle_bytes: 2 << 30,
         }
     }
 }
@@ -177,6 +181,7 @@ impl ActiveBackend {
 #[derive(Debug)]
 pub struct Engine {
     ring: Option<uring::Ring>,
+    pool: std::sync::Arc<buffer::Pool>,
     opts: Options,
     fallback_reason: Option<String>,
 }
@@ -222,6 +227,7 @@ impl Engine {
         };
         Ok(Engine {
             ring,
+            pool: buffer::Pool::new(opts.recycle_bytes),
             opts,
             fallback_reason,
         })
