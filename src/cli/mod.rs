@@ -3,7 +3,10 @@
 //!
 //! * [`bench`] — the main job: the arange array over loopback TCP between two threads, both
 //!   backends alternating, every run verified by CRC-32.
-//! * [`xfer`] — `send` / `recv` between two processes (or a numpy peer) in raw mode.
+//! * [`xfer`] — `send` / `recv` of one array between two processes (or a numpy peer) in raw
+//!   mode; [`framed`] — the same commands in framed mode (the default): header, payload and
+//!   trailer of `docs/PROTOCOL.md`, several arrays per connection.
+//! * [`serve`] — receives framed arrays from any number of clients, one line per array.
 //! * [`probe`] — what io_uring offers on this machine.
 //!
 //! Units: sizes are bytes, counts are elements; throughput is GB/s = 10^9 bytes/s and
@@ -11,7 +14,9 @@
 //! 2 on a usage error.
 
 mod bench;
+mod framed;
 mod probe;
+mod serve;
 mod size;
 mod xfer;
 
@@ -20,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringxfer::dtype::DType;
-use ringxfer::{RecvOp, SendOp, UringTuning};
+use ringxfer::{Backend, RecvOp, SendOp, UringTuning};
 
 /// Elements in the default array: the recipe's 50,000,000 float64 (400 MB).
 const DEFAULT_COUNT: u64 = 50_000_000;
@@ -42,10 +47,19 @@ enum Command {
     /// the clock runs from a barrier both threads pass once connected until the last byte is
     /// received and the sender has returned. Every run is verified by CRC-32.
     Bench(bench::BenchArgs),
-    /// Send the arange pattern of a dtype to a peer (raw mode: just the array bytes).
+    /// Send the arange pattern of a dtype to a peer: framed arrays (the default), or just the
+    /// array bytes with --raw.
     Send(xfer::XferArgs),
-    /// Receive an array from a peer and check that it holds the arange pattern.
+    /// Receive arrays from a peer and check that they hold the arange pattern: framed (the
+    /// default; dtype and shape come from the header), or raw bytes with --raw.
     Recv(xfer::XferArgs),
+    /// Receive framed arrays from any number of clients, one line per array or error.
+    ///
+    /// Prints `listening ADDR` first (the bound address, so port 0 works), then one line per
+    /// received array and one per broken client, whose connection is closed while the others
+    /// are served on. Each connection holds at most one array at a time, so arrays take at
+    /// most max-clients x max-payload bytes. Runs until killed.
+    Serve(serve::ServeArgs),
     /// Report what io_uring offers on this machine.
     Probe(probe::ProbeArgs),
 }
@@ -57,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => ("bench", bench::run(&a)),
         Command::Send(a) => ("send", xfer::run(xfer::Role::Send, &a)),
         Command::Recv(a) => ("recv", xfer::run(xfer::Role::Recv, &a)),
+        Command::Serve(a) => ("serve", serve::run(&a)),
         Command::Probe(a) => ("probe", probe::run(&a)),
     };
     match result {
@@ -108,9 +123,9 @@ impl From<ringxfer::Error> for Failure {
 #[derive(Debug, Args)]
 pub struct ArrayArgs {
     /// numpy dtype of the elements: <f8, >f8, f4, <i8, i4, i2, |i1, u8, u4, u2, |u1,
-    /// float64, int32, uint8, … (no byte-order prefix = native order).
-    #[arg(long, default_value = "f8", value_parser = parse_dtype)]
-    dtype: DType,
+    /// float64, int32, uint8, … (no byte-order prefix = native order) [default: f8].
+    #[arg(long, value_parser = parse_dtype)]
+    dtype: Option<DType>,
     /// Number of elements [default: 50000000]; accepts 50_000_000 and 5e7.
     #[arg(long, value_parser = size::parse_count, conflicts_with = "size")]
     count: Option<u64>,
@@ -132,15 +147,31 @@ pub struct ArraySpec {
 }
 
 impl ArrayArgs {
+    /// The dtype: `--dtype`, or `f8` when not given.
+    pub fn dtype(&self) -> DType {
+        self.dtype.unwrap_or_default()
+    }
+
+    /// `--dtype`, when given.
+    pub fn dtype_given(&self) -> Option<DType> {
+        self.dtype
+    }
+
+    /// True when `--count` or `--size` was given.
+    pub fn count_given(&self) -> bool {
+        self.count.is_some() || self.size.is_some()
+    }
+
     /// The element count and byte size, checked against the address space.
     pub fn resolve(&self) -> Result<ArraySpec, Failure> {
-        let item = self.dtype.itemsize() as u64;
+        let dtype = self.dtype();
+        let item = dtype.itemsize() as u64;
         let count = match (self.count, self.size) {
             (Some(n), _) => n,
             (None, Some(b)) if b % item != 0 => {
                 return Err(Failure::usage(format!(
                     "--size {b} is not a multiple of the {} item size ({item} bytes)",
-                    self.dtype
+                    dtype
                 )));
             }
             (None, Some(b)) => b / item,
@@ -150,11 +181,9 @@ impl ArrayArgs {
             .checked_mul(item)
             .and_then(|b| usize::try_from(b).ok())
             .filter(|&b| b <= isize::MAX as usize)
-            .ok_or_else(|| {
-                Failure::usage(format!("{count} elements of {} is too large", self.dtype))
-            })?;
+            .ok_or_else(|| Failure::usage(format!("{count} elements of {dtype} is too large")))?;
         Ok(ArraySpec {
-            dtype: self.dtype,
+            dtype,
             count,
             bytes,
         })
@@ -176,6 +205,28 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .filter(|v| *v > 0.0)
         .and_then(|v| Duration::try_from_secs_f64(v).ok())
         .ok_or_else(|| format!("bad duration {s:?}: expected a positive number of seconds"))
+}
+
+/// `--backend` values of send, recv and serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// io_uring when the probe says it works, else blocking (RINGXFER_BACKEND overrides).
+    Auto,
+    /// io_uring; fails when unavailable.
+    Uring,
+    /// The blocking std loop.
+    Blocking,
+}
+
+impl BackendArg {
+    /// The library's backend.
+    pub fn backend(self) -> Backend {
+        match self {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Uring => Backend::Uring,
+            BackendArg::Blocking => Backend::Blocking,
+        }
+    }
 }
 
 /// `--send-op` values.

@@ -1,6 +1,6 @@
-//! `ringxfer send` / `ringxfer recv`: one array between two processes.
+//! `ringxfer send` / `ringxfer recv`: arrays between two processes.
 //!
-//! Raw mode puts exactly the array's bytes on the wire, nothing else: what a numpy peer doing
+//! Framed mode (the default) is in [`super::framed`]. Raw mode (`--raw`) puts exactly the array's bytes on the wire, nothing else: what a numpy peer doing
 //! `sock.send(memoryview(a).cast('B'))` sends, or `sock.recv_into(memoryview(a).cast('B'))`
 //! expects. Either side may listen (it accepts one connection); `--connect` retries for
 //! [`CONNECT_RETRY`] so the peer may start second.
@@ -14,12 +14,13 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ringxfer::dtype::{fill_arange, verify_arange};
-use ringxfer::{ActiveBackend, Backend, Engine, Options};
+use ringxfer::{ActiveBackend, Engine, Options};
 use serde::Serialize;
 
-use super::{ArrayArgs, Buffer, Failure, TuningArgs, crc32_hex, gbytes_per_s};
+use super::framed::FramedArgs;
+use super::{ArrayArgs, BackendArg, Buffer, Failure, TuningArgs, crc32_hex, gbytes_per_s};
 
 /// How long `--connect` keeps retrying a refused or unreachable address.
 const CONNECT_RETRY: Duration = Duration::from_secs(10);
@@ -34,7 +35,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    /// `"send"` or `"recv"`.
+    pub(super) fn name(self) -> &'static str {
         match self {
             Role::Send => "send",
             Role::Recv => "recv",
@@ -42,21 +44,10 @@ impl Role {
     }
 }
 
-/// `--backend` values of send/recv.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendArg {
-    /// io_uring when the probe says it works, else blocking (RINGXFER_BACKEND overrides).
-    Auto,
-    /// io_uring; fails when unavailable.
-    Uring,
-    /// The blocking std loop.
-    Blocking,
-}
-
 /// Where the connection comes from: exactly one of `--listen` / `--connect`.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
-struct Endpoint {
+pub(super) struct Endpoint {
     /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000) and accept one connection.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -69,26 +60,29 @@ struct Endpoint {
 #[derive(Debug, Args)]
 pub struct XferArgs {
     #[command(flatten)]
-    endpoint: Endpoint,
-    /// Raw mode: the wire carries only the array bytes (required until framed mode exists).
+    pub(super) endpoint: Endpoint,
+    /// Raw mode: the wire carries only the array bytes, no header (the receiver must be told
+    /// --dtype and --count). Without it, arrays are framed (docs/PROTOCOL.md).
     #[arg(long)]
-    raw: bool,
+    pub(super) raw: bool,
     #[command(flatten)]
-    array: ArrayArgs,
+    pub(super) array: ArrayArgs,
+    #[command(flatten)]
+    pub(super) framed: FramedArgs,
     /// Engine backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    backend: BackendArg,
-    /// Print one JSON object instead of a line of text.
+    pub(super) backend: BackendArg,
+    /// Print JSON (one object per line) instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Fail when no byte moves for this many seconds (default: wait forever).
     #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
-    timeout: Option<Duration>,
-    /// Register the array as fixed buffers before the connection is made.
+    pub(super) timeout: Option<Duration>,
+    /// Raw mode: register the array as fixed buffers before the connection is made.
     #[arg(long)]
-    registered: bool,
+    pub(super) registered: bool,
     #[command(flatten)]
-    tuning: TuningArgs,
+    pub(super) tuning: TuningArgs,
 }
 
 /// The `--json` report.
@@ -117,15 +111,16 @@ struct Report {
 /// Runs `ringxfer send` or `ringxfer recv`.
 pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     if !a.raw {
-        return Err(Failure::usage("framed mode not implemented yet, use --raw"));
+        return super::framed::run(role, a);
+    }
+    if let Some(flag) = a.framed.given() {
+        return Err(Failure::usage(format!(
+            "{flag} is for framed mode, not --raw"
+        )));
     }
     let spec = a.array.resolve()?;
     let opts = Options {
-        backend: match a.backend {
-            BackendArg::Auto => Backend::Auto,
-            BackendArg::Uring => Backend::Uring,
-            BackendArg::Blocking => Backend::Blocking,
-        },
+        backend: a.backend.backend(),
         idle_timeout: a.timeout,
         uring: a.tuning.tuning()?,
         ..Options::default()
@@ -266,7 +261,7 @@ fn warn_refusal(role: Role, uring: bool, registered: bool, reason: Option<&str>)
 }
 
 /// Opens the one connection, listening or connecting as asked.
-fn connect(role: Role, ep: &Endpoint) -> Result<(TcpStream, SocketAddr), Failure> {
+pub(super) fn connect(role: Role, ep: &Endpoint) -> Result<(TcpStream, SocketAddr), Failure> {
     let fail = |what: String, e: io::Error| Failure::runtime(format!("{what}: {e}"));
     match (&ep.listen, &ep.connect) {
         (Some(addr), _) => {

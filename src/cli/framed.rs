@@ -1,0 +1,629 @@
+//! Framed mode of `ringxfer send` / `ringxfer recv` (the default), and the per-array report
+//! lines that `recv` and `serve` share.
+//!
+//! `send` builds the arange pattern of `--dtype` once (element `i` is `i` cast to the dtype,
+//! in the dtype's byte order, in memory order whatever `--order` says) and sends it `--arrays`
+//! times back to back on one connection with `Engine::send_array_bytes`: header, payload and
+//! trailer of `docs/PROTOCOL.md`. Its clock runs from the established connection to the return
+//! of the last send; GB/s counts payload bytes only (not the 48+ header and 8 trailer bytes
+//! per array).
+//!
+//! `recv` receives `--arrays` framed arrays with `Engine::recv_any` and prints one line per
+//! array, exactly like `serve`; it fails (exit status 1) on an error, on an array that is not
+//! the arange pattern, and on one that differs from what `--dtype`, `--shape` (or
+//! `--count`/`--size` as a 1-D shape) and `--order` say, where given. Each array's clock starts when its first header byte is
+//! readable (so time spent waiting for the sender to start is not counted) and stops when
+//! `recv_any` returns (payload received, CRC-32 checked).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ringxfer::dtype::{DType, fill_arange, verify_arange};
+use ringxfer::frame::{self, MAX_NDIM};
+use ringxfer::{Engine, Error, FrameError, Options, Order};
+use serde::Serialize;
+
+use super::xfer::{Role, XferArgs, connect};
+use super::{Buffer, Failure, crc32_hex, gbytes_per_s, size};
+
+/// The flags that only framed mode has.
+#[derive(Debug, Args)]
+pub struct FramedArgs {
+    /// Dimensions of each array in elements, comma-separated: 20,10,5; 0 for an empty
+    /// dimension; '' (an empty string) for a 0-d scalar. send: instead of --count (which
+    /// sends a 1-D array); recv: each received array must have this shape.
+    #[arg(long, value_parser = parse_shape, conflicts_with_all = ["count", "size"])]
+    pub shape: Option<Shape>,
+    /// Memory order of the payload: C (row-major) or F (column-major) [default: C]. recv:
+    /// each received array must be in this order.
+    #[arg(long, value_parser = parse_order)]
+    pub order: Option<Order>,
+    /// Arrays to send back to back on the one connection, or to receive [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub arrays: Option<u64>,
+    /// recv: largest payload accepted per array, checked against each header before
+    /// anything is allocated, e.g. 400MB, 1GiB [default: 8GiB].
+    #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
+    pub max_payload: Option<u64>,
+}
+
+impl FramedArgs {
+    /// The first framed-only flag given, if any (raw mode rejects them).
+    pub fn given(&self) -> Option<&'static str> {
+        [
+            (self.shape.is_some(), "--shape"),
+            (self.order.is_some(), "--order"),
+            (self.arrays.is_some(), "--arrays"),
+            (self.max_payload.is_some(), "--max-payload"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+}
+
+/// A parsed `--shape`: dimensions in elements (empty for a 0-d array).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape(pub Vec<u64>);
+
+/// Parses `20,10,5`, `(20, 10, 5)`, `5,` (numpy's 1-tuple), `0`, `` and `()` (0-d). Each
+/// dimension accepts the forms of `--count` (`1_000`, `1e3`).
+fn parse_shape(s: &str) -> Result<Shape, String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('(')
+        .and_then(|u| u.strip_suffix(')'))
+        .unwrap_or(t)
+        .trim();
+    if t.is_empty() {
+        return Ok(Shape(Vec::new()));
+    }
+    // One trailing comma is allowed, as in numpy's `(5,)`.
+    let t = t.strip_suffix(',').unwrap_or(t);
+    let dims = t
+        .split(',')
+        .map(|d| {
+            size::parse_count(d.trim())
+                .map_err(|_| format!("bad shape {s:?}: {d:?} is not a dimension (e.g. 20,10,5)"))
+        })
+        .collect::<Result<Vec<u64>, String>>()?;
+    if dims.len() > MAX_NDIM {
+        return Err(format!(
+            "bad shape {s:?}: {} dimensions, at most {MAX_NDIM}",
+            dims.len()
+        ));
+    }
+    Ok(Shape(dims))
+}
+
+fn parse_order(s: &str) -> Result<Order, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("bad order {s:?}: expected C or F"))
+}
+
+/// numpy's way of writing a shape: `()`, `(5,)`, `(20, 10, 5)`.
+pub fn shape_str(shape: &[u64]) -> String {
+    match shape {
+        [] => "()".to_owned(),
+        [d] => format!("({d},)"),
+        _ => {
+            let mut s = String::from("(");
+            for (i, d) in shape.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                let _ = write!(s, "{d}");
+            }
+            s.push(')');
+            s
+        }
+    }
+}
+
+/// Writes one line to stdout under its lock and flushes, so lines from concurrent threads
+/// never interleave and each is visible at once. A closed stdout is ignored (the transfer is
+/// the job; the report is best effort).
+pub fn emit(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// One received array, as printed by `recv` and `serve` (a JSON object with `--json`).
+#[derive(Debug, Serialize)]
+pub struct ArrayLine {
+    /// The peer's address.
+    pub peer: String,
+    /// 1-based number of the array on its connection.
+    pub array: u64,
+    /// `"uring"` or `"blocking"`.
+    pub backend: &'static str,
+    /// numpy `dtype.str` from the header.
+    pub dtype: String,
+    /// Dimensions in elements (`[]` for a 0-d array).
+    pub shape: Vec<u64>,
+    /// `"C"` or `"F"`.
+    pub order: Order,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// From the first header byte being readable to the checked payload.
+    pub seconds: f64,
+    /// Payload bytes per second / 10^9.
+    pub gbytes_per_s: f64,
+    /// The payload's CRC-32 matched the trailer (`recv_any` rejects a mismatch, so every
+    /// delivered array has it).
+    pub verified: bool,
+    /// The payload is the arange pattern of its dtype (what `ringxfer send` sends).
+    pub arange: bool,
+    /// With `arange: false`: index of the first element that differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_element: Option<u64>,
+    /// CRC-32 (zlib) of the payload, as `ringxfer send` prints it.
+    pub crc32: String,
+}
+
+impl ArrayLine {
+    /// The line to print: JSON or text.
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string(self)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        }
+        format!(
+            "{} array {}: {} {} order {}, {} bytes in {:.4} s: {:.3} GB/s, backend {}, \
+             crc32 {} verified, {}",
+            self.peer,
+            self.array,
+            self.dtype,
+            shape_str(&self.shape),
+            self.order,
+            self.bytes,
+            self.seconds,
+            self.gbytes_per_s,
+            self.backend,
+            self.crc32,
+            match self.first_bad_element {
+                None => "arange pattern ok".to_owned(),
+                Some(i) => format!("NOT the arange pattern (element {i})"),
+            }
+        )
+    }
+}
+
+/// A connection that failed, as printed by `recv` and `serve`.
+#[derive(Debug, Serialize)]
+pub struct ErrorLine {
+    /// The peer's address.
+    pub peer: String,
+    /// 1-based number of the array (message) that failed on its connection.
+    pub array: u64,
+    /// The error, in words.
+    pub error: String,
+    /// A stable name for the kind of failure: the `FrameError` variant in snake case
+    /// (`bad_magic`, `too_large`, `payload_checksum`, …), `unexpected_eof`, `timed_out`,
+    /// `connection_reset`, `io`, `setup`.
+    pub kind: &'static str,
+    /// Bytes of the message received before the failure, where the error says.
+    pub transferred: Option<u64>,
+    /// Bytes of the message expected, where the error says.
+    pub expected: Option<u64>,
+}
+
+impl ErrorLine {
+    /// The line for `e` on array `array` of `peer`.
+    pub fn new(peer: &str, array: u64, e: &Error) -> ErrorLine {
+        let expected = match e {
+            Error::UnexpectedEof { expected, .. }
+            | Error::Io { expected, .. }
+            | Error::TimedOut { expected, .. } => Some(*expected),
+            _ => None,
+        };
+        ErrorLine {
+            peer: peer.to_owned(),
+            array,
+            error: e.to_string(),
+            kind: kind(e),
+            transferred: e.transferred(),
+            expected,
+        }
+    }
+
+    /// The line to print: JSON or text.
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string(self)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        }
+        format!(
+            "{} array {}: ERROR [{}] {}",
+            self.peer, self.array, self.kind, self.error
+        )
+    }
+}
+
+/// The `kind` of an [`ErrorLine`].
+pub fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::UnexpectedEof { .. } => "unexpected_eof",
+        Error::TimedOut { .. } => "timed_out",
+        Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
+            "connection_reset"
+        }
+        Error::Io { .. } => "io",
+        Error::Setup { .. } => "setup",
+        Error::UringUnavailable(_) => "uring_unavailable",
+        Error::InvalidInput(_) => "invalid_input",
+        Error::Frame(f) => match f {
+            FrameError::BadMagic(_) => "bad_magic",
+            FrameError::UnsupportedVersion(_) => "unsupported_version",
+            FrameError::BadHeaderLen { .. } => "bad_header_len",
+            FrameError::TooManyDims(_) => "too_many_dims",
+            FrameError::UnknownDtype(_) => "unknown_dtype",
+            FrameError::BadOrder(_) => "bad_order",
+            FrameError::UnsupportedFlags { .. } => "unsupported_flags",
+            FrameError::HeaderChecksum { .. } => "header_checksum",
+            FrameError::ShapeOverflow { .. } => "shape_overflow",
+            FrameError::LengthMismatch { .. } => "length_mismatch",
+            FrameError::TooLarge { .. } => "too_large",
+            FrameError::BadTrailer(_) => "bad_trailer",
+            FrameError::PayloadChecksum { .. } => "payload_checksum",
+            FrameError::DtypeMismatch { .. } => "dtype_mismatch",
+            FrameError::ShapeMismatch { .. } => "shape_mismatch",
+            _ => "frame",
+        },
+        _ => "other",
+    }
+}
+
+/// What one receive on a connection gave.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A whole array, checked (the array itself is already dropped).
+    Array(ArrayLine),
+    /// The peer closed cleanly between messages.
+    Closed,
+    /// The message failed; the connection must be closed.
+    Failed(ErrorLine),
+}
+
+/// Waits until the first byte of the next message is readable (or the peer closes, or
+/// nothing comes for `idle`), then receives one framed array with [`Engine::recv_any`],
+/// reports it and drops it.
+pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -> Outcome {
+    let idle = engine.options().idle_timeout;
+    match wait_readable(sock, idle) {
+        Ok(true) => {}
+        Ok(false) => return Outcome::Closed,
+        Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
+    }
+    let t = Instant::now();
+    let got = engine.recv_any(sock);
+    let seconds = t.elapsed().as_secs_f64();
+    match got {
+        Ok(a) => {
+            let check = verify_arange(a.dtype(), a.bytes());
+            let line = ArrayLine {
+                peer: peer.to_owned(),
+                array,
+                backend: engine.backend().name(),
+                dtype: a.dtype().to_string(),
+                shape: a.shape().to_vec(),
+                order: a.order(),
+                bytes: a.bytes().len() as u64,
+                seconds,
+                gbytes_per_s: gbytes_per_s(a.bytes().len(), seconds),
+                verified: true,
+                arange: check.is_ok(),
+                first_bad_element: check.err(),
+                crc32: crc32_hex(a.bytes()),
+            };
+            drop(a);
+            Outcome::Array(line)
+        }
+        // Cannot follow a successful peek, but a clean close is never an error.
+        Err(Error::UnexpectedEof { transferred: 0, .. }) => Outcome::Closed,
+        Err(e) => Outcome::Failed(ErrorLine::new(peer, array, &e)),
+    }
+}
+
+/// Blocks until `sock` has a byte to read (`Ok(true)`) or the peer closed (`Ok(false)`),
+/// peeking so the byte stays for `recv_any`. With `idle`, gives up after that long with
+/// [`Error::TimedOut`] (0 of the next message's bytes received).
+fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error> {
+    let io_err = |source: io::Error| Error::Io {
+        op: "recv(MSG_PEEK)",
+        transferred: 0,
+        expected: frame::PREFIX_LEN as u64,
+        source,
+    };
+    if idle.is_some() {
+        sock.set_read_timeout(idle).map_err(io_err)?;
+    }
+    let mut b = [0u8; 1];
+    let r = loop {
+        match sock.peek(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    if idle.is_some() {
+        sock.set_read_timeout(None).map_err(io_err)?;
+    }
+    match r {
+        Ok(n) => Ok(n > 0),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(Error::TimedOut {
+                transferred: 0,
+                expected: frame::PREFIX_LEN as u64,
+                timeout_ms: idle.unwrap_or_default().as_millis() as u64,
+            })
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Runs framed `ringxfer send` or `ringxfer recv`.
+pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
+    if a.registered {
+        return Err(Failure::usage(
+            "--registered is for --raw mode (framed sends use one-shot calls)",
+        ));
+    }
+    let opts = Options {
+        backend: a.backend.backend(),
+        idle_timeout: a.timeout,
+        uring: a.tuning.tuning()?,
+        max_payload_bytes: a
+            .framed
+            .max_payload
+            .unwrap_or(frame::DEFAULT_MAX_PAYLOAD_BYTES),
+        ..Options::default()
+    };
+    match role {
+        Role::Send => {
+            if a.framed.max_payload.is_some() {
+                return Err(Failure::usage("--max-payload is a receiver's limit (recv)"));
+            }
+            send(a, opts)
+        }
+        Role::Recv => recv(a, opts),
+    }
+}
+
+/// The engine, saying on stderr when `auto` fell back to blocking.
+fn engine(role: Role, opts: Options) -> Result<Engine, Failure> {
+    let engine = Engine::with_options(opts)?;
+    if let Some(reason) = engine.fallback_reason() {
+        eprintln!(
+            "ringxfer {}: using the blocking backend: {reason}",
+            role.name()
+        );
+    }
+    Ok(engine)
+}
+
+/// The `--json` report of framed `send`.
+#[derive(Debug, Serialize)]
+struct SendReport {
+    role: &'static str,
+    backend: &'static str,
+    dtype: String,
+    shape: Vec<u64>,
+    order: Order,
+    arrays: u64,
+    /// Payload bytes of all arrays (headers and trailers not counted).
+    bytes: u64,
+    /// Payload bytes of one array.
+    bytes_per_array: u64,
+    seconds: f64,
+    gbytes_per_s: f64,
+    /// CRC-32 (zlib) of one array's payload (every array is the same).
+    crc32: String,
+    peer: String,
+}
+
+/// The dtype and shape of the arrays `send` sends: `--shape`, else `--count`/`--size`
+/// elements as 1-D.
+fn send_spec(a: &XferArgs) -> Result<(DType, Vec<u64>, usize), Failure> {
+    let dtype = a.array.dtype();
+    let shape = match &a.framed.shape {
+        Some(Shape(s)) => s.clone(),
+        None => vec![a.array.resolve()?.count],
+    };
+    let bytes = frame::payload_bytes(&shape, dtype.itemsize())
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "shape {} of {dtype} is too large",
+                shape_str(&shape)
+            ))
+        })?;
+    Ok((dtype, shape, bytes))
+}
+
+fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+    let (dtype, shape, bytes) = send_spec(a)?;
+    let order = a.framed.order.unwrap_or_default();
+    let arrays = a.framed.arrays.unwrap_or(1);
+    let mut engine = engine(Role::Send, opts)?;
+    let mut buf = Buffer::zeroed(bytes)?;
+    fill_arange(dtype, buf.bytes_mut());
+    let crc32 = crc32_hex(buf.bytes());
+
+    let (sock, peer) = connect(Role::Send, &a.endpoint)?;
+    let t = Instant::now();
+    for i in 0..arrays {
+        engine
+            .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
+            .map_err(|e| {
+                let f = Failure::from(e);
+                Failure {
+                    message: format!("array {} of {arrays}: {}", i + 1, f.message),
+                    ..f
+                }
+            })?;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    drop(sock);
+
+    let total = bytes as u64 * arrays;
+    let r = SendReport {
+        role: "send",
+        backend: engine.backend().name(),
+        dtype: dtype.to_string(),
+        shape,
+        order,
+        arrays,
+        bytes: total,
+        bytes_per_array: bytes as u64,
+        seconds,
+        gbytes_per_s: if seconds > 0.0 {
+            total as f64 / seconds / 1e9
+        } else {
+            0.0
+        },
+        crc32,
+        peer: peer.to_string(),
+    };
+    if a.json {
+        let json = serde_json::to_string(&r)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        emit(&json);
+    } else {
+        emit(&format!(
+            "send: {} array(s) of {} {} order {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
+             Gbit/s), backend {}, peer {}, crc32 {}",
+            r.arrays,
+            r.dtype,
+            shape_str(&r.shape),
+            r.order,
+            r.bytes,
+            r.seconds,
+            r.gbytes_per_s,
+            r.gbytes_per_s * 8.0,
+            r.backend,
+            r.peer,
+            r.crc32
+        ));
+    }
+    Ok(())
+}
+
+fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+    let arrays = a.framed.arrays.unwrap_or(1);
+    // What the caller expects of each array, from the flags given.
+    let want_dtype = a.array.dtype_given();
+    let want_shape: Option<Vec<u64>> = match &a.framed.shape {
+        Some(Shape(s)) => Some(s.clone()),
+        None if a.array.count_given() => Some(vec![a.array.resolve()?.count]),
+        None => None,
+    };
+    let mut engine = engine(Role::Recv, opts)?;
+    let (sock, peer) = connect(Role::Recv, &a.endpoint)?;
+    let peer = peer.to_string();
+    for i in 1..=arrays {
+        match recv_one(&mut engine, &sock, &peer, i) {
+            Outcome::Array(line) => {
+                emit(&line.render(a.json));
+                let mut wrong = Vec::new();
+                if let Some(d) = want_dtype.filter(|d| d.to_string() != line.dtype) {
+                    wrong.push(format!("dtype {} (expected {d})", line.dtype));
+                }
+                if let Some(s) = want_shape.as_ref().filter(|s| **s != line.shape) {
+                    wrong.push(format!(
+                        "shape {} (expected {})",
+                        shape_str(&line.shape),
+                        shape_str(s)
+                    ));
+                }
+                if let Some(o) = a.framed.order.filter(|o| *o != line.order) {
+                    wrong.push(format!("order {} (expected {o})", line.order));
+                }
+                if let Some(e) = line.first_bad_element {
+                    wrong.push(format!(
+                        "data is not the {} arange pattern: first mismatch at element {e}",
+                        line.dtype
+                    ));
+                }
+                if !wrong.is_empty() {
+                    return Err(Failure::runtime(format!(
+                        "array {i} of {arrays}: {}",
+                        wrong.join("; ")
+                    )));
+                }
+            }
+            Outcome::Closed => {
+                return Err(Failure::runtime(format!(
+                    "peer closed the connection after {} of {arrays} array(s)",
+                    i - 1
+                )));
+            }
+            Outcome::Failed(line) => {
+                emit(&line.render(a.json));
+                return Err(Failure::runtime(format!(
+                    "array {i} of {arrays}: {}",
+                    line.error
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let p = |s: &str| parse_shape(s).map(|Shape(v)| v);
+        assert_eq!(p("20,10,5"), Ok(vec![20, 10, 5]));
+        assert_eq!(p(" 20, 10 ,5 "), Ok(vec![20, 10, 5]));
+        assert_eq!(p("(20, 10, 5)"), Ok(vec![20, 10, 5]));
+        assert_eq!(p("5,"), Ok(vec![5]));
+        assert_eq!(p("0"), Ok(vec![0]));
+        assert_eq!(p("1e3,1_000"), Ok(vec![1000, 1000]));
+        assert_eq!(p(""), Ok(vec![]));
+        assert_eq!(p("()"), Ok(vec![]));
+        assert!(p("3,,4").is_err());
+        assert!(p("3,-4").is_err());
+        assert!(p(&vec!["1"; 33].join(",")).is_err());
+        assert_eq!(p(&vec!["1"; 32].join(",")).map(|v| v.len()), Ok(32));
+        assert_eq!(shape_str(&[]), "()");
+        assert_eq!(shape_str(&[5]), "(5,)");
+        assert_eq!(shape_str(&[20, 10, 5]), "(20, 10, 5)");
+    }
+
+    #[test]
+    fn error_kinds() {
+        let e = Error::Frame(FrameError::TooLarge {
+            payload_len: 2,
+            limit: 1,
+        });
+        assert_eq!(kind(&e), "too_large");
+        let l = ErrorLine::new("1.2.3.4:5", 2, &e);
+        let v: serde_json::Value = serde_json::from_str(&l.render(true)).unwrap();
+        assert_eq!(v["kind"], "too_large");
+        assert_eq!(v["array"], 2);
+        assert!(v["transferred"].is_null());
+        let e = Error::UnexpectedEof {
+            transferred: 20,
+            expected: 32,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&ErrorLine::new("p", 1, &e).render(true)).unwrap();
+        assert_eq!(
+            (&v["transferred"], &v["expected"]),
+            (&20.into(), &32.into())
+        );
+    }
+}
