@@ -15,7 +15,8 @@
 //! its pages are already present, so the receive runs at pre-touched speed.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use memmap2::{Advice, MmapMut, MmapOptions};
 
@@ -53,7 +54,7 @@ pub struct AlignedBuf {
 /// bytes when its length is in `n ..= n + n/4` (so a 5 GiB mapping never backs a 1 MB array).
 #[derive(Debug)]
 pub struct Pool {
-    cap: usize,
+    cap: AtomicUsize,
     maps: Mutex<Vec<MmapMut>>,
 }
 
@@ -61,9 +62,20 @@ impl Pool {
     /// A pool that keeps at most `cap` bytes (0: keeps nothing).
     pub fn new(cap: usize) -> Arc<Pool> {
         Arc::new(Pool {
-            cap,
+            cap: AtomicUsize::new(cap),
             maps: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The process-wide pool every [`Engine`](crate::Engine) with a non-zero
+    /// [`crate::Options::recycle_bytes`] shares, so arrays dropped on one connection (or
+    /// thread) back receives on the next. Its cap is the largest `recycle_bytes` any engine
+    /// asked for.
+    pub fn shared(cap: usize) -> Arc<Pool> {
+        static SHARED: OnceLock<Arc<Pool>> = OnceLock::new();
+        let p = SHARED.get_or_init(|| Pool::new(0));
+        p.cap.fetch_max(cap, Ordering::Relaxed);
+        Arc::clone(p)
     }
 
     /// Bytes held.
@@ -90,7 +102,7 @@ impl Pool {
     fn give(&self, m: MmapMut) {
         let mut maps = self.lock();
         let held: usize = maps.iter().map(|m| m.len()).sum();
-        if held + m.len() <= self.cap {
+        if held + m.len() <= self.cap.load(Ordering::Relaxed) {
             maps.push(m);
         }
         // else: dropped here, unmapped.

@@ -203,6 +203,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// `product(shape) * itemsize` in u64, or `None` on overflow.
 pub fn payload_bytes(shape: &[u64], itemsize: usize) -> Option<u64> {
+    if shape.contains(&0) {
+        return Some(0); // e.g. [u64::MAX, 0] holds no element: no overflow
+    }
     shape
         .iter()
         .try_fold(itemsize as u64, |acc, &d| acc.checked_mul(d))
@@ -335,8 +338,10 @@ impl Header {
         let raw = &b[8..16];
         let end = raw.iter().position(|&c| c == 0).unwrap_or(8);
         let text = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let dtype: DType = match text.parse() {
-            Ok(d) if raw[end..].iter().all(|&c| c == 0) => d,
+        // Only numpy's canonical `dtype.str` is accepted: an explicit byte order (`<`, `>`, or
+        // `|` for one-byte types). `f8` or `=f8` would mean "the receiver's order" (C04).
+        let dtype: DType = match text.parse::<DType>() {
+            Ok(d) if raw[end..].iter().all(|&c| c == 0) && d.to_string() == text => d,
             _ => return Err(FrameError::UnknownDtype(text)),
         };
         let order = match b[16] {
@@ -417,6 +422,20 @@ mod tests {
         let h = Header::new(f8(), &[], Order::C).unwrap();
         assert_eq!(h.payload_len, 8);
         assert_eq!(Header::decode(&h.encode(), 8).unwrap(), h);
+    }
+
+    #[test]
+    fn dtype_needs_explicit_byte_order_and_empty_shapes_never_overflow() {
+        let mut b = Header::new(f8(), &[2], Order::C).unwrap().encode();
+        b[8..16].copy_from_slice(b"f8\0\0\0\0\0\0");
+        let crc = crc32fast::hash(&b[..40]);
+        b[40..44].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            Header::decode(&b, u64::MAX),
+            Err(FrameError::UnknownDtype("f8".into()))
+        );
+        assert_eq!(payload_bytes(&[u64::MAX, 0], 8), Some(0));
+        assert_eq!(payload_bytes(&[u64::MAX, 2], 8), None);
     }
 
     #[test]

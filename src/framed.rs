@@ -72,6 +72,13 @@ impl AnyArray {
         self.data.as_bytes()
     }
 
+    /// True when the sender set the payload-checksum flag, so the payload was verified
+    /// against its CRC-32 (a mismatch is an error, never a returned array). False means the
+    /// sender did not checksum it: nothing was verified.
+    pub fn checksum_verified(&self) -> bool {
+        self.header.flags & frame::FLAG_PAYLOAD_CRC32 != 0
+    }
+
     /// The typed array. Elements in a foreign byte order are byte-swapped in place when
     /// `convert_byte_order` is true.
     ///

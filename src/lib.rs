@@ -137,8 +137,9 @@ pub struct Options {
     pub max_payload_bytes: u64,
     /// Framed receives: how a fresh receive array is prepared ([`Prefault`]).
     pub prefault: Prefault,
-    /// Framed receives: bytes of dropped arrays' memory the engine keeps for reuse (see
-    /// [`buffer::Pool`]); default 2 GiB, 0 disables recycling.
+    /// Framed receives: bytes of dropped arrays' memory kept for reuse, in a pool shared by
+    /// all engines of the process ([`buffer::Pool::shared`]); default 2 GiB, 0 disables
+    /// recycling for this engine.
     pub recycle_bytes: usize,
 }
 
@@ -227,7 +228,10 @@ impl Engine {
         };
         Ok(Engine {
             ring,
-            pool: buffer::Pool::new(opts.recycle_bytes),
+            pool: match opts.recycle_bytes {
+                0 => buffer::Pool::new(0),
+                cap => buffer::Pool::shared(cap),
+            },
             opts,
             fallback_reason,
         })
