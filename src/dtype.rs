@@ -4,15 +4,22 @@
 //! writes it: `<f8` (little-endian float64), `>i4` (big-endian int32), `|u1` (one byte: no
 //! byte order). [`DType::from_str`](std::str::FromStr) also accepts numpy's short forms
 //! (`f8`, `=i4`, `!u2`), names (`float64`, `int32`, `uint8`, `double`, …) and one-letter
-//! codes (`d`, `f`, `q`, `B`, …); forms without an explicit order mean the native order, as in
-//! numpy.
+//! codes (`d`, `f`, `q`, `B`, `D`, `?`, …); forms without an explicit order mean the native
+//! order, as in numpy.
+//!
+//! Complex types (`c8` = numpy `complex64`, `c16` = `complex128`) are two floats, real then
+//! imaginary, and their byte order applies to **each component separately**: `>c16` is two
+//! big-endian `f8`s, not one byte-reversed 16-byte number. [`DType::component_size`] is the
+//! unit a byte swap works on, and [`swap_byte_order`] swaps per component.
 //!
 //! The **arange pattern** is what `np.arange(n).astype(dtype)` holds: element `i` equals `i`
 //! converted to the dtype (integers wrap modulo 2^bits like numpy's C casts, so a `u1` array
 //! counts 0‥255 and starts again; floats round to nearest-even, so they are exact up to 2^53
-//! for `f8` and 2^24 for `f4`), stored in the dtype's byte order. [`fill_arange`] writes it
-//! and [`verify_arange`] checks it, both at memory speed: elements are built in a small typed
-//! stack buffer and copied or compared as bytes, with no allocation.
+//! for `f8` and 2^24 for `f4`; complex element `i` is `i + 0j`, the real part rounded as for
+//! the float of its component size; `bool` element `i` is `i != 0`), stored in the dtype's byte
+//! order. [`fill_arange`] writes it and [`verify_arange`] checks it, both at memory speed:
+//! elements are built in a small typed stack buffer and copied or compared as bytes, with no
+//! allocation.
 //!
 //! ```
 //! use ringxfer::dtype::{DType, fill_arange, verify_arange};
@@ -58,25 +65,46 @@ pub enum Scalar {
     U16,
     /// Unsigned 8-bit integer (`u1`, numpy `uint8`).
     U8,
+    /// Complex of two IEEE 754 binary32, real then imaginary (`c8`, numpy `complex64`: the
+    /// bit count is the whole element's, as in numpy).
+    C64,
+    /// Complex of two IEEE 754 binary64, real then imaginary (`c16`, numpy `complex128`).
+    C128,
+    /// Boolean, one byte holding 0 or 1 (`b1`, numpy `bool`).
+    Bool,
 }
 
 impl Scalar {
     /// Size of one element in bytes.
     pub fn itemsize(self) -> usize {
         match self {
-            Scalar::F64 | Scalar::I64 | Scalar::U64 => 8,
+            Scalar::C128 => 16,
+            Scalar::F64 | Scalar::I64 | Scalar::U64 | Scalar::C64 => 8,
             Scalar::F32 | Scalar::I32 | Scalar::U32 => 4,
             Scalar::I16 | Scalar::U16 => 2,
-            Scalar::I8 | Scalar::U8 => 1,
+            Scalar::I8 | Scalar::U8 | Scalar::Bool => 1,
         }
     }
 
-    /// numpy's kind character: `'f'`, `'i'` or `'u'`.
+    /// Size in bytes of the unit whose bytes a byte-order conversion reverses: the size of one
+    /// component (4 for `c8`, 8 for `c16`, whose real and imaginary parts are swapped
+    /// separately), else [`Scalar::itemsize`].
+    pub fn component_size(self) -> usize {
+        match self {
+            Scalar::C64 => 4,
+            Scalar::C128 => 8,
+            other => other.itemsize(),
+        }
+    }
+
+    /// numpy's kind character: `'f'`, `'i'`, `'u'`, `'c'` or `'b'`.
     pub fn kind(self) -> char {
         match self {
             Scalar::F64 | Scalar::F32 => 'f',
             Scalar::I64 | Scalar::I32 | Scalar::I16 | Scalar::I8 => 'i',
             Scalar::U64 | Scalar::U32 | Scalar::U16 | Scalar::U8 => 'u',
+            Scalar::C64 | Scalar::C128 => 'c',
+            Scalar::Bool => 'b',
         }
     }
 
@@ -93,6 +121,9 @@ impl Scalar {
             Scalar::U32 => "uint32",
             Scalar::U16 => "uint16",
             Scalar::U8 => "uint8",
+            Scalar::C64 => "complex64",
+            Scalar::C128 => "complex128",
+            Scalar::Bool => "bool",
         }
     }
 
@@ -109,6 +140,9 @@ impl Scalar {
             ('u', 4) => Scalar::U32,
             ('u', 2) => Scalar::U16,
             ('u', 1) => Scalar::U8,
+            ('c', 8) => Scalar::C64,
+            ('c', 16) => Scalar::C128,
+            ('b', 1) => Scalar::Bool,
             _ => return None,
         })
     }
@@ -127,6 +161,9 @@ impl Scalar {
             "uint32" | "uintc" | "I" => Scalar::U32,
             "uint16" | "ushort" | "H" => Scalar::U16,
             "uint8" | "ubyte" | "B" => Scalar::U8,
+            "complex64" | "csingle" | "F" => Scalar::C64,
+            "complex128" | "cdouble" | "complex" | "D" => Scalar::C128,
+            "bool" | "bool_" | "?" => Scalar::Bool,
             _ => return None,
         })
     }
@@ -191,6 +228,12 @@ impl DType {
         self.scalar.itemsize()
     }
 
+    /// Size in bytes of the byte-swap unit ([`Scalar::component_size`]): 4 for `c8`, 8 for
+    /// `c16`, the item size otherwise.
+    pub fn component_size(self) -> usize {
+        self.scalar.component_size()
+    }
+
     /// True when the elements are in the machine's byte order.
     pub fn is_native(self) -> bool {
         self.order == ByteOrder::NATIVE
@@ -221,13 +264,15 @@ impl FromStr for DType {
 
     /// Parses `<f8`, `>i2`, `|u1`, `=f4`, `!u4`, `f8`, `float64`, `uint8`, `d`, ….
     ///
+    /// Also `<c16`, `>c8`, `complex128`, `D`, `|b1`, `bool`, `?`.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] for anything else (including types ringxfer does not handle,
-    /// such as `f2`, `c16` or `bool`).
+    /// such as `f2`, `c32`, `U8` or `O`).
     fn from_str(s: &str) -> Result<DType> {
         let bad = || {
             Error::InvalidInput(format!(
-                "unknown dtype {s:?} (expected a numpy type such as <f8, >i4, |u1, f4, float64, uint8)"
+                "unknown dtype {s:?} (expected a numpy type such as <f8, >i4, |u1, <c16, |b1, f4, float64, uint8)"
             ))
         };
         let t = s.trim();
@@ -269,6 +314,9 @@ pub fn fill_arange(dtype: DType, out: &mut [u8]) {
         Scalar::U32 => fill::<u32>(swap, out),
         Scalar::U16 => fill::<u16>(swap, out),
         Scalar::U8 => fill::<u8>(swap, out),
+        Scalar::C64 => fill::<[f32; 2]>(swap, out),
+        Scalar::C128 => fill::<[f64; 2]>(swap, out),
+        Scalar::Bool => fill::<Bool8>(swap, out),
     }
 }
 
@@ -290,8 +338,56 @@ pub fn verify_arange(dtype: DType, data: &[u8]) -> std::result::Result<(), u64> 
         Scalar::U32 => verify::<u32>(swap, data),
         Scalar::U16 => verify::<u16>(swap, data),
         Scalar::U8 => verify::<u8>(swap, data),
+        Scalar::C64 => verify::<[f32; 2]>(swap, data),
+        Scalar::C128 => verify::<[f64; 2]>(swap, data),
+        Scalar::Bool => verify::<Bool8>(swap, data),
     }
 }
+
+/// Converts the elements of `data` between `dtype`'s byte order and the other one, in place:
+/// reverses the bytes of every [`DType::component_size`] unit, so a complex element's real and
+/// imaginary parts are swapped each on its own and stay in place (`>c16` → `<c16` is two `f8`
+/// swaps, never one 16-byte reversal). One-byte types are left alone.
+///
+/// `data` need not be aligned; a trailing partial unit (`data.len()` not a multiple of the
+/// component size) is left as it is.
+pub fn swap_byte_order(dtype: DType, data: &mut [u8]) {
+    match dtype.component_size() {
+        8 => swap_units::<u64>(data),
+        4 => swap_units::<u32>(data),
+        2 => swap_units::<u16>(data),
+        _ => {}
+    }
+}
+
+/// Reverses the bytes of every `size_of::<T>()` unit of `data`.
+fn swap_units<T: Pod + SwapBytes>(data: &mut [u8]) {
+    let whole = data.len() / size_of::<T>() * size_of::<T>();
+    let body = &mut data[..whole];
+    match bytemuck::try_cast_slice_mut::<u8, T>(body) {
+        Ok(typed) => typed.iter_mut().for_each(|v| *v = v.swap()),
+        Err(_) => body
+            .chunks_exact_mut(size_of::<T>())
+            .for_each(|c| c.reverse()),
+    }
+}
+
+/// Unsigned integers as byte-swap units.
+trait SwapBytes {
+    fn swap(self) -> Self;
+}
+
+macro_rules! swap_unit {
+    ($($t:ty),*) => {$(
+        impl SwapBytes for $t {
+            #[inline(always)]
+            fn swap(self) -> Self {
+                self.swap_bytes()
+            }
+        }
+    )*};
+}
+swap_unit!(u64, u32, u16);
 
 /// A Rust element type with numpy's `int64 -> T` cast.
 trait Elem: Pod {
@@ -334,6 +430,41 @@ macro_rules! float_elem {
     )*};
 }
 float_elem!(f64, f32);
+
+/// A complex element `[re, im]`: numpy's cast puts `i` in the real part (rounded as for the
+/// component float) and zero in the imaginary part; byte order applies to each part.
+macro_rules! complex_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for [$t; 2] {
+            #[inline(always)]
+            fn from_index(i: u64) -> Self {
+                [<$t as Elem>::from_index(i), 0.0]
+            }
+            #[inline(always)]
+            fn swapped(self) -> Self {
+                [self[0].swapped(), self[1].swapped()]
+            }
+        }
+    )*};
+}
+complex_elem!(f64, f32);
+
+/// numpy `bool`: one byte, 0 or 1.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(transparent)]
+struct Bool8(u8);
+
+impl Elem for Bool8 {
+    #[inline(always)]
+    fn from_index(i: u64) -> Self {
+        // np.arange(n).astype(bool): only element 0 is False.
+        Bool8(u8::from(i != 0))
+    }
+    #[inline(always)]
+    fn swapped(self) -> Self {
+        self
+    }
+}
 
 /// Elements built per round in the stack buffer (16 KiB for 8-byte types).
 const STAGE: usize = 2048;
@@ -439,6 +570,22 @@ mod tests {
             ("d", format!("{native}f8")),
             ("B", "|u1".to_owned()),
             (" <f8 ", "<f8".to_owned()),
+            ("<c8", "<c8".to_owned()),
+            (">c8", ">c8".to_owned()),
+            ("<c16", "<c16".to_owned()),
+            (">c16", ">c16".to_owned()),
+            ("c16", format!("{native}c16")),
+            ("complex64", format!("{native}c8")),
+            ("complex128", format!("{native}c16")),
+            ("complex", format!("{native}c16")),
+            ("F", format!("{native}c8")),
+            ("D", format!("{native}c16")),
+            ("|b1", "|b1".to_owned()),
+            (">b1", "|b1".to_owned()),
+            ("b1", "|b1".to_owned()),
+            ("bool", "|b1".to_owned()),
+            ("?", "|b1".to_owned()),
+            ("b", "|i1".to_owned()),
         ] {
             assert_eq!(dt(input).to_string(), want, "input {input:?}");
             // Display output parses back to the same dtype.
@@ -448,12 +595,40 @@ mod tests {
         assert_eq!(dt("i2").itemsize(), 2);
         assert_eq!(dt("|u1").itemsize(), 1);
         assert_eq!(DType::default(), dt("float64"));
+        assert_eq!(dt("<c8").itemsize(), 8);
+        assert_eq!(dt(">c16").itemsize(), 16);
+        assert_eq!(dt("|b1").itemsize(), 1);
+        assert_eq!(dt(">c16").scalar().kind(), 'c');
+        assert_eq!(dt("c8").scalar().name(), "complex64");
+        assert_eq!(dt("D").scalar().name(), "complex128");
+        assert_eq!(dt("?").scalar().name(), "bool");
+    }
+
+    #[test]
+    fn component_size_is_the_swap_unit() {
+        for (s, item, comp) in [
+            ("<c8", 8, 4),
+            (">c16", 16, 8),
+            ("<f8", 8, 8),
+            (">i4", 4, 4),
+            ("<u2", 2, 2),
+            ("|u1", 1, 1),
+            ("|b1", 1, 1),
+        ] {
+            assert_eq!(
+                (dt(s).itemsize(), dt(s).component_size()),
+                (item, comp),
+                "{s}"
+            );
+            assert_eq!(dt(s).scalar().component_size(), comp, "{s}");
+        }
     }
 
     #[test]
     fn rejects_unknown_dtypes() {
         for bad in [
-            "", "<", "f2", "f16", "c16", "bool", "?", "<x8", "float65", "u", "<>f8",
+            "", "<", "f2", "f16", "c4", "c32", "<c", "b2", "bool8", "O", "U8", "<x8", "float65",
+            "u", "<>f8",
         ] {
             assert!(bad.parse::<DType>().is_err(), "{bad:?} parsed");
         }
@@ -474,18 +649,24 @@ mod tests {
                 Scalar::U32 => (i as u32).to_le_bytes().to_vec(),
                 Scalar::U16 => (i as u16).to_le_bytes().to_vec(),
                 Scalar::U8 => vec![i as u8],
+                Scalar::Bool => vec![u8::from(i != 0)],
+                // Real part i, imaginary part 0: built below, each part in its byte order.
+                Scalar::C64 => [(i as f32).to_le_bytes(), 0f32.to_le_bytes()].concat(),
+                Scalar::C128 => [(i as f64).to_le_bytes(), 0f64.to_le_bytes()].concat(),
             };
             if dtype.order() == ByteOrder::Big {
-                b.reverse();
+                // Each component on its own: a complex is two floats, not one number.
+                b.chunks_mut(dtype.component_size())
+                    .for_each(|c| c.reverse());
             }
             out.extend(b);
         }
         out
     }
 
-    const ALL: [&str; 18] = [
+    const ALL: [&str; 23] = [
         "<f8", ">f8", "<f4", ">f4", "<i8", ">i8", "<i4", ">i4", "<i2", ">i2", "|i1", "<u8", ">u8",
-        "<u4", ">u4", "<u2", ">u2", "|u1",
+        "<u4", ">u4", "<u2", ">u2", "|u1", "<c8", ">c8", "<c16", ">c16", "|b1",
     ];
 
     #[test]
@@ -567,6 +748,89 @@ mod tests {
                 assert_eq!(verify_arange(d, &b), Err(5), "{s}");
             }
         }
+    }
+
+    #[test]
+    fn complex_is_i_plus_0j_with_per_component_byte_order() {
+        // np.arange(3).astype('>c16').tobytes().hex(), and the same for '<c8'.
+        let mut b = vec![0u8; 3 * 16];
+        fill_arange(dt(">c16"), &mut b);
+        let mut want = Vec::new();
+        for i in 0..3 {
+            want.extend((i as f64).to_be_bytes());
+            want.extend(0f64.to_be_bytes());
+        }
+        assert_eq!(b, want);
+        assert_eq!(
+            &b[16..32],
+            &[0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let mut b = vec![0u8; 3 * 8];
+        fill_arange(dt("<c8"), &mut b);
+        assert_eq!(&b[8..16], &[0, 0, 0x80, 0x3f, 0, 0, 0, 0]);
+        // The real part rounds like f4 (numpy casts int64 -> complex64 straight to float32).
+        let v = <[f32; 2] as Elem>::from_index(16_777_217);
+        assert_eq!(v, [16_777_216.0, 0.0]);
+        // A non-zero imaginary part is not the pattern.
+        let mut b = vec![0u8; 4 * 16];
+        fill_arange(dt("<c16"), &mut b);
+        b[2 * 16 + 8..2 * 16 + 16].copy_from_slice(&1f64.to_le_bytes());
+        assert_eq!(verify_arange(dt("<c16"), &b), Err(2));
+    }
+
+    #[test]
+    fn bool_is_i_not_zero() {
+        let mut b = vec![0xAAu8; 5];
+        fill_arange(dt("|b1"), &mut b);
+        assert_eq!(b, [0, 1, 1, 1, 1]);
+        b[3] = 2; // truthy, but not numpy's canonical True byte
+        assert_eq!(verify_arange(dt("?"), &b), Err(3));
+    }
+
+    #[test]
+    fn swap_byte_order_swaps_each_component() {
+        for (big, little) in [
+            (">c16", "<c16"),
+            (">c8", "<c8"),
+            (">f8", "<f8"),
+            (">i4", "<i4"),
+            (">u2", "<u2"),
+            (">i8", "<i8"),
+        ] {
+            let n = 1000;
+            let size = dt(big).itemsize();
+            let mut want = vec![0u8; n * size];
+            fill_arange(dt(little), &mut want);
+            // Aligned and unaligned starts take the typed and the bytewise paths.
+            let mut backing = vec![0u64; want.len() / 8 + 2];
+            for off in [0, 1, 3] {
+                let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut backing)[off..];
+                let buf = &mut buf[..want.len()];
+                fill_arange(dt(big), buf);
+                swap_byte_order(dt(big), buf);
+                assert_eq!(buf, &want[..], "{big} -> {little} at offset {off}");
+                swap_byte_order(dt(little), buf);
+                assert_eq!(verify_arange(dt(big), buf), Ok(()), "{little} -> {big}");
+            }
+        }
+        // Whole-element reversal would move the imaginary part into the real one.
+        // (element 1 is 1+0j; element 0 is all zero bytes either way).
+        let mut b = vec![0u8; 2 * 16];
+        fill_arange(dt(">c16"), &mut b);
+        let mut wrong = b[16..].to_vec();
+        wrong.reverse();
+        swap_byte_order(dt(">c16"), &mut b);
+        assert_ne!(b[16..], wrong[..]);
+        assert_eq!(b[16..24], 1f64.to_le_bytes());
+        assert_eq!(b[24..32], 0f64.to_le_bytes());
+        // One-byte types and a trailing partial unit are left alone.
+        let mut b = vec![1u8, 2, 3];
+        swap_byte_order(dt("|u1"), &mut b);
+        swap_byte_order(dt("|b1"), &mut b);
+        assert_eq!(b, [1, 2, 3]);
+        let mut b = vec![1u8, 2, 3, 4, 5, 6];
+        swap_byte_order(dt(">i4"), &mut b);
+        assert_eq!(b, [4, 3, 2, 1, 5, 6]);
     }
 
     #[test]
