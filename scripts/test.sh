@@ -13,6 +13,9 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
   python3 -m pip install --quiet numpy || { echo "pip install numpy failed"; exit 1; }
 fi
 
+# CI must not skip silently: the uring and numpy variants fail instead of skipping here.
+export RINGXFER_TEST_REQUIRE_URING=${RINGXFER_TEST_REQUIRE_URING:-1} RINGXFER_TEST_REQUIRE_NUMPY=${RINGXFER_TEST_REQUIRE_NUMPY:-1}
+
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 status=0
 step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || { echo "!! failed ($rc): $*"; status=1; }; }

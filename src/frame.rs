@@ -202,13 +202,16 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// `product(shape) * itemsize` in u64, or `None` on overflow.
+///
+/// numpy's rule: the product of the *non-zero* dimensions times the item size must fit, so
+/// `[0, 2^62, 4]` and `[2^62, 4, 0]` are both rejected whatever the position of the zero
+/// (numpy: "array is too big"), and any shape with a zero dimension then holds 0 bytes.
 pub fn payload_bytes(shape: &[u64], itemsize: usize) -> Option<u64> {
-    if shape.contains(&0) {
-        return Some(0); // e.g. [u64::MAX, 0] holds no element: no overflow
-    }
-    shape
+    let bytes = shape
         .iter()
-        .try_fold(itemsize as u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&&d| d != 0)
+        .try_fold(itemsize as u64, |acc, &d| acc.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { bytes })
 }
 
 /// Header length for `ndim` dimensions.
@@ -434,7 +437,9 @@ mod tests {
             Header::decode(&b, u64::MAX),
             Err(FrameError::UnknownDtype("f8".into()))
         );
-        assert_eq!(payload_bytes(&[u64::MAX, 0], 8), Some(0));
+        assert_eq!(payload_bytes(&[3, 0], 8), Some(0));
+        assert_eq!(payload_bytes(&[0, 1 << 62, 4], 8), None);
+        assert_eq!(payload_bytes(&[1 << 62, 4, 0], 8), None);
         assert_eq!(payload_bytes(&[u64::MAX, 2], 8), None);
     }
 

@@ -97,11 +97,8 @@ impl AnyArray {
             .into());
         }
         if !wire.is_native() {
-            let n = wire.itemsize();
-            self.data
-                .as_bytes_mut()
-                .chunks_exact_mut(n)
-                .for_each(|c| c.reverse());
+            // Per component: a complex element is two floats, each swapped on its own.
+            crate::dtype::swap_byte_order(wire, self.data.as_bytes_mut());
             self.header.dtype = wanted;
         }
         Ok(Array {
