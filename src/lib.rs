@@ -251,6 +251,18 @@ impl Engine {
         self.fallback_reason.as_deref()
     }
 
+    /// Notices about paths the engine took instead of the one asked for, each said once per
+    /// engine: a refused registration (e.g. `ENOMEM` under `RLIMIT_MEMLOCK` without
+    /// `CAP_IPC_LOCK`: transfers then run unregistered) or a refused `SEND_ZC` (sends fall back
+    /// to copying `SEND`), plus the `Auto` fallback reason. Empty on the happy path.
+    pub fn notices(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.fallback_reason.iter().cloned().collect();
+        if let Some(r) = &self.ring {
+            v.extend(r.notices().map(str::to_owned));
+        }
+        v
+    }
+
     /// The options this engine was built with.
     pub fn options(&self) -> &Options {
         &self.opts

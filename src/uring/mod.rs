@@ -169,6 +169,11 @@ fn spans_of(ptr: *const u8, len: usize, slots: Option<&Slots>) -> Vec<Span> {
 pub(crate) struct Ring {
     ring: IoUring,
     registered: bool,
+    /// Set once `SEND_ZC` was refused for lack of pinnable memory: the reason; sends then use
+    /// `IORING_OP_SEND`.
+    zc_refused: Option<String>,
+    /// Registrations refused so far (one-shot calls fall back silently otherwise).
+    register_refused: Option<String>,
     /// First `user_data` the next transfer may use: ids are unique over the ring's life, so
     /// a late CQE of an earlier transfer can never be taken for one of the current transfer.
     next_ud: u64,
@@ -192,6 +197,8 @@ impl Ring {
         Ok(Ring {
             ring,
             registered: false,
+            zc_refused: None,
+            register_refused: None,
             next_ud: 0,
         })
     }
@@ -362,23 +369,21 @@ impl Ring {
                 let p = span
                     .ptr
                     .wrapping_add((s.offset - starts[s.slot as usize]) as usize);
+                let send_op = match tuning.send_op {
+                    SendOp::SendZc if self.zc_refused.is_some() => SendOp::Send,
+                    op => op,
+                };
                 let e = match (dir, span.buf_index) {
-                    (Direction::Send, Some(idx)) => match tuning.send_op {
-                        SendOp::Send => opcode::Send::new(types::Fd(fd), p, s.len)
+                    (Direction::Send, idx) => match (send_op, idx) {
+                        (SendOp::SendZc, idx) => opcode::SendZc::new(types::Fd(fd), p, s.len)
+                            .buf_index(idx)
                             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
                             .build(),
-                        SendOp::SendZc => opcode::SendZc::new(types::Fd(fd), p, s.len)
-                            .buf_index(Some(idx))
-                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-                            .build(),
-                        SendOp::WriteFixed => opcode::WriteFixed::new(types::Fd(fd), p, s.len, idx)
-                            .offset(u64::MAX)
-                            .build(),
-                    },
-                    (Direction::Send, None) => match tuning.send_op {
-                        SendOp::SendZc => opcode::SendZc::new(types::Fd(fd), p, s.len)
-                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-                            .build(),
+                        (SendOp::WriteFixed, Some(idx)) => {
+                            opcode::WriteFixed::new(types::Fd(fd), p, s.len, idx)
+                                .offset(u64::MAX)
+                                .build()
+                        }
                         _ => opcode::Send::new(types::Fd(fd), p, s.len)
                             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
                             .build(),
@@ -430,6 +435,21 @@ impl Ring {
                 }
                 Ok(0) => {}
                 Ok(_) => last_progress = Instant::now(),
+                // C08: zero-copy sends pin the pages they send, which RLIMIT_MEMLOCK without
+                // CAP_IPC_LOCK refuses (ENOMEM; ENOBUFS from the socket's optmem). Nothing of the
+                // failed SQE was sent (the planner confirmed what was): fall back to copying
+                // SENDs for the rest of this ring's life, and say so once.
+                Err(PlanError::Os { errno, .. })
+                    if matches!(errno, libc::ENOMEM | libc::ENOBUFS)
+                        && tuning.send_op == SendOp::SendZc
+                        && self.zc_refused.is_none() =>
+                {
+                    let why = std::io::Error::from_raw_os_error(errno);
+                    self.zc_refused = Some(format!(
+                        "SEND_ZC refused ({why}): pinning pages needs RLIMIT_MEMLOCK or \
+                         CAP_IPC_LOCK; falling back to copying IORING_OP_SEND"
+                    ));
+                }
                 Err(e) => {
                     flight.drain();
                     return Err(fail(e));
@@ -445,6 +465,28 @@ impl Ring {
 }
 
 impl Ring {
+    /// Keeps the first registration refusal as a notice; returns the registration if any.
+    fn note_refusal(&mut self, r: Result<Slots>) -> Option<Slots> {
+        match r {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.register_refused.get_or_insert_with(|| {
+                    format!("{e}: transfers run unregistered (plain SEND/RECV)")
+                });
+                None
+            }
+        }
+    }
+
+    /// One-time notices about paths taken instead of the requested one (registration refused,
+    /// `SEND_ZC` refused), oldest first.
+    pub(crate) fn notices(&self) -> impl Iterator<Item = &str> {
+        self.register_refused
+            .iter()
+            .chain(self.zc_refused.iter())
+            .map(String::as_str)
+    }
+
     /// One-shot send of `bytes`; registers them for this call when `register` is true (and
     /// the kernel agrees), then unregisters.
     pub(crate) fn send(
@@ -458,7 +500,8 @@ impl Ring {
         let reg = if register {
             // SAFETY: `bytes` outlives this call; we unregister below, after `transfer` has
             // drained every SQE.
-            unsafe { self.register(bytes.as_ptr(), bytes.len()) }.ok()
+            let r = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
+            self.note_refusal(r)
         } else {
             None
         };
@@ -487,7 +530,8 @@ impl Ring {
     ) -> Result<()> {
         let reg = if register {
             // SAFETY: as in `send`.
-            unsafe { self.register(bytes.as_ptr(), bytes.len()) }.ok()
+            let r = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
+            self.note_refusal(r)
         } else {
             None
         };
