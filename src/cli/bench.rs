@@ -9,6 +9,11 @@
 //! happen before a barrier both threads wait on; the clock starts when they pass it and stops
 //! at the later of "receiver has every byte" and "sender returned". Each run is then verified:
 //! the CRC-32 of the received bytes must equal the array's.
+//!
+//! Two more modes live in their own modules and share the backend selection, the host block
+//! and the statistics here: `--fresh` ([`super::bench_fresh`]: receiving into a new array per
+//! message vs into pre-touched memory vs the naive `vec![0; n]`) and `--count-arrays`
+//! ([`super::bench_many`]: many small framed arrays, batched vs one at a time).
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
@@ -20,7 +25,8 @@ use ringxfer::dtype::fill_arange;
 use ringxfer::{ActiveBackend, Backend, Engine, Options, UringTuning};
 use serde::Serialize;
 
-use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal};
+use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal, size};
+use super::{bench_fresh, bench_many};
 
 /// `--backend` values of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,25 +44,86 @@ pub enum BenchBackend {
 pub struct BenchArgs {
     /// Which backend(s) to measure.
     #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
-    backend: BenchBackend,
+    pub(super) backend: BenchBackend,
     #[command(flatten)]
     pub(super) array: ArrayArgs,
-    /// Runs per backend.
+    /// Runs per backend (per backend and mode with --fresh / --count-arrays).
     #[arg(long, default_value_t = 5, value_name = "R",
           value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
+    pub(super) repeat: u32,
     /// Print one JSON object instead of the table.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Register the arrays (send and receive) as fixed buffers before the clock starts,
     /// instead of one-shot calls.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["fresh", "count_arrays"])]
     registered: bool,
     /// Fail a run when no byte moves for this many seconds.
     #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
-    timeout: Option<Duration>,
+    pub(super) timeout: Option<Duration>,
     #[command(flatten)]
-    tuning: TuningArgs,
+    pub(super) tuning: TuningArgs,
+    /// Fresh-receive mode (framed): per backend, receive the array into a buffer touched
+    /// once before the runs (`recv_array_into`) and as a new array per message (`recv_any`,
+    /// dropped after each run so the engine can recycle its memory), and on the blocking
+    /// backend the naive baseline: raw bytes into `vec![0u8; n]` allocated inside the clock.
+    /// Native dtypes with a Rust element type only (f8, f4, i8, i4, i2, i1, u8, u4, u2, u1).
+    #[arg(long, conflicts_with = "count_arrays")]
+    pub(super) fresh: bool,
+    /// --fresh: how fresh receive memory is prepared [default: the library's, none].
+    #[arg(long, value_enum, requires = "fresh")]
+    pub(super) prefault: Option<PrefaultArg>,
+    /// --fresh: bytes of dropped arrays' memory kept for reuse (0: no recycling), e.g.
+    /// 1GiB [default: the library's, 2GiB].
+    #[arg(long, value_parser = size::parse_size, value_name = "BYTES", requires = "fresh")]
+    pub(super) recycle: Option<u64>,
+    /// Many-small-arrays mode: N framed 1-D arrays of --dtype (default f8) with --size bytes
+    /// each (default 4KiB; or --count elements) on one connection per run, batched (`send_arrays` + `Receiver`)
+    /// and one at a time (`send_array_bytes` + `recv_any`), on each backend.
+    /// Without N: 100000 arrays of up to 4 KiB, fewer for larger arrays (about 1 GB a run).
+    #[arg(long, value_name = "N", num_args = 0..=1,
+          value_parser = size::parse_count)]
+    pub(super) count_arrays: Option<Option<u64>>,
+    /// --count-arrays: arrays per `send_arrays` call in the batched path [default: 64].
+    #[arg(long, value_name = "K", requires = "count_arrays",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) batch: Option<u32>,
+    /// --count-arrays: which path(s) to measure.
+    #[arg(long, value_enum, requires = "count_arrays", default_value_t = PathArg::Both)]
+    pub(super) path: PathArg,
+}
+
+/// `--prefault` values (the library's [`ringxfer::Prefault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrefaultArg {
+    /// Plain anonymous mapping; pages fault in during the receive.
+    None,
+    /// MADV_POPULATE_WRITE the whole array before the receive.
+    Populate,
+    /// MADV_HUGEPAGE, then MADV_POPULATE_WRITE.
+    HugePopulate,
+}
+
+impl PrefaultArg {
+    /// The library's value.
+    pub fn prefault(self) -> ringxfer::Prefault {
+        match self {
+            PrefaultArg::None => ringxfer::Prefault::None,
+            PrefaultArg::Populate => ringxfer::Prefault::Populate,
+            PrefaultArg::HugePopulate => ringxfer::Prefault::HugePopulate,
+        }
+    }
+}
+
+/// `--path` values of `--count-arrays`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PathArg {
+    /// `send_arrays` in batches, `Receiver::recv_any` (read-ahead).
+    Batched,
+    /// `send_array_bytes` and `Engine::recv_any` per array (the recipe's way).
+    PerArray,
+    /// Both.
+    Both,
 }
 
 /// One measured run, as in the JSON `runs` array.
@@ -88,10 +155,22 @@ struct Summary {
 
 /// The machine the bench ran on.
 #[derive(Debug, Serialize)]
-struct Host {
+pub(super) struct Host {
     kernel_release: &'static str,
     cpus: usize,
     probe: &'static ringxfer::Probe,
+}
+
+impl Host {
+    /// This machine.
+    pub(super) fn here() -> Host {
+        let probe = ringxfer::probe();
+        Host {
+            kernel_release: &probe.kernel_release,
+            cpus: thread::available_parallelism().map_or(0, |n| n.get()),
+            probe,
+        }
+    }
 }
 
 /// The `--json` report.
@@ -117,33 +196,15 @@ struct Report {
 
 /// Runs `ringxfer bench`.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
+    if a.fresh {
+        return bench_fresh::run(a);
+    }
+    if a.count_arrays.is_some() {
+        return bench_many::run(a);
+    }
     let spec = a.array.resolve()?;
     let tuning = a.tuning.tuning()?;
-    let probe = ringxfer::probe();
-    // Creating a uring engine is the real test: the probe's small ring can pass where the
-    // full-size one fails (e.g. ENOMEM under a small RLIMIT_MEMLOCK).
-    let uring_error = || {
-        Engine::new(Backend::Uring).err().map(|e| match e {
-            ringxfer::Error::UringUnavailable(_) => e.to_string(),
-            _ => format!("io_uring backend unavailable: {e}"),
-        })
-    };
-    let mut uring_unavailable = None;
-    let backends: Vec<Backend> = match a.backend {
-        BenchBackend::Uring => match uring_error() {
-            Some(e) => return Err(Failure::runtime(e)),
-            None => vec![Backend::Uring],
-        },
-        BenchBackend::Blocking => vec![Backend::Blocking],
-        BenchBackend::Both => match uring_error() {
-            Some(e) => {
-                eprintln!("ringxfer bench: {e}; measuring the blocking backend only");
-                uring_unavailable = Some(e);
-                vec![Backend::Blocking]
-            }
-            None => vec![Backend::Uring, Backend::Blocking],
-        },
-    };
+    let (backends, uring_unavailable) = select_backends(a.backend)?;
 
     // The array and its checksum, once, outside every measurement.
     let mut send = Buffer::zeroed(spec.bytes)?;
@@ -257,11 +318,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             crc32: format!("{send_crc:08x}"),
             uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
             uring_unavailable,
-            host: Host {
-                kernel_release: &probe.kernel_release,
-                cpus: thread::available_parallelism().map_or(0, |n| n.get()),
-                probe,
-            },
+            host: Host::here(),
             runs,
             summary,
             ratio_uring_over_blocking: ratio,
@@ -315,7 +372,39 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
     }
 }
 
-fn name(b: Backend) -> &'static str {
+/// The backends `--backend` selects, uring first, and why uring was dropped from `both`.
+///
+/// # Errors
+/// With `--backend uring` when io_uring is unavailable.
+pub(super) fn select_backends(
+    which: BenchBackend,
+) -> Result<(Vec<Backend>, Option<String>), Failure> {
+    // Creating a uring engine is the real test: the probe's small ring can pass where the
+    // full-size one fails (e.g. ENOMEM under a small RLIMIT_MEMLOCK).
+    let uring_error = || {
+        Engine::new(Backend::Uring).err().map(|e| match e {
+            ringxfer::Error::UringUnavailable(_) => e.to_string(),
+            _ => format!("io_uring backend unavailable: {e}"),
+        })
+    };
+    Ok(match which {
+        BenchBackend::Uring => match uring_error() {
+            Some(e) => return Err(Failure::runtime(e)),
+            None => (vec![Backend::Uring], None),
+        },
+        BenchBackend::Blocking => (vec![Backend::Blocking], None),
+        BenchBackend::Both => match uring_error() {
+            Some(e) => {
+                eprintln!("ringxfer bench: {e}; measuring the blocking backend only");
+                (vec![Backend::Blocking], Some(e))
+            }
+            None => (vec![Backend::Uring, Backend::Blocking], None),
+        },
+    })
+}
+
+/// `"uring"` or `"blocking"`.
+pub(super) fn name(b: Backend) -> &'static str {
     match b {
         Backend::Uring => "uring",
         _ => "blocking",
@@ -340,7 +429,7 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
 }
 
 /// Median of sorted values (mean of the middle two for an even count; 0 when empty).
-fn median(sorted: &[f64]) -> f64 {
+pub(super) fn median(sorted: &[f64]) -> f64 {
     match sorted.len() {
         0 => 0.0,
         n if n % 2 == 1 => sorted[n / 2],
@@ -365,6 +454,28 @@ struct Side {
     refused: Option<String>,
 }
 
+/// Median, min and max of `values` (zeros when empty).
+pub(super) fn stats(values: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    (
+        median(&v),
+        v.first().copied().unwrap_or(0.0),
+        v.last().copied().unwrap_or(0.0),
+    )
+}
+
+/// A connected loopback TCP pair `(client, server)`, set up by one thread (loopback connect
+/// completes from the backlog).
+pub(super) fn loopback_pair() -> Result<(TcpStream, TcpStream), Failure> {
+    let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| io("bind 127.0.0.1:0", e))?;
+    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
+    let client = TcpStream::connect(addr).map_err(|e| io("connect", e))?;
+    let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
+    Ok((client, server))
+}
+
 /// One transfer of `data` into `recv` over a fresh loopback connection.
 fn run_once(
     opts: &Options,
@@ -372,13 +483,7 @@ fn run_once(
     data: &[u8],
     recv: &mut [u8],
 ) -> Result<Measured, Failure> {
-    let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| io("bind 127.0.0.1:0", e))?;
-    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
-    // Loopback connect completes from the backlog, so one thread can set up both ends.
-    let client = TcpStream::connect(addr).map_err(|e| io("connect", e))?;
-    let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
-    drop(listener);
+    let (client, server) = loopback_pair()?;
     let barrier = Barrier::new(2);
 
     let (sent, got) = thread::scope(|s| {

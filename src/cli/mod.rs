@@ -2,7 +2,10 @@
 //! share, and the dispatcher.
 //!
 //! * [`bench`] — the main job: the arange array over loopback TCP between two threads, both
-//!   backends alternating, every run verified by CRC-32.
+//!   backends alternating, every run verified by CRC-32. `bench --fresh` ([`bench_fresh`])
+//!   compares receiving into a new array per message with pre-touched memory and the naive
+//!   `vec![0; n]`; `bench --count-arrays` ([`bench_many`]) measures streams of small framed
+//!   arrays, batched and one at a time.
 //! * [`xfer`] — `send` / `recv` of one array between two processes (or a numpy peer) in raw
 //!   mode; [`framed`] — the same commands in framed mode (the default): header, payload and
 //!   trailer of `docs/PROTOCOL.md`, several arrays per connection.
@@ -14,6 +17,8 @@
 //! 2 on a usage error.
 
 mod bench;
+mod bench_fresh;
+mod bench_many;
 mod framed;
 mod probe;
 mod serve;
@@ -46,6 +51,11 @@ enum Command {
     /// Each repeat runs every selected backend once (the order alternates between repeats);
     /// the clock runs from a barrier both threads pass once connected until the last byte is
     /// received and the sender has returned. Every run is verified by CRC-32.
+    ///
+    /// `--fresh` measures fresh-array receives (framed) against pre-touched memory and the
+    /// naive `vec![0u8; n]` + blocking receive; `--count-arrays N` measures N small framed
+    /// arrays per connection, batched and one at a time. Both print medians per backend and
+    /// mode and their ratios.
     Bench(bench::BenchArgs),
     /// Send the arange pattern of a dtype to a peer: framed arrays (the default), or just the
     /// array bytes with --raw.

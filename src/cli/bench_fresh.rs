@@ -1,0 +1,595 @@
+//! `ringxfer bench --fresh`: what receiving into a *new* array per message costs.
+//!
+//! The arange array (`--dtype`, `--count`/`--size`; by default 50,000,000 `<f8`, 400 MB) is
+//! generated once, with its CRC-32. Each repeat runs, for each backend (the order alternates
+//! between repeats, and so does the order of the receive kinds within a backend), one run per
+//! receive kind, each over a fresh loopback TCP connection:
+//!
+//! * `pretouched`: framed; the receiver calls `Engine::recv_array_into` into one buffer
+//!   allocated and touched before the first run (and filled with `0xAA` before every run,
+//!   outside the clock);
+//! * `fresh`: framed; the receiver calls `Engine::recv_any`, which allocates a new array per
+//!   message, as users do. After the clock it is verified, filled with `0xAA` (so a later
+//!   run that received nothing into recycled memory cannot pass) and dropped before the next
+//!   run starts: the engine's pool (process-wide, shared by both backends) keeps its memory
+//!   and the next fresh receive of the same size reuses it. The first fresh run of the process
+//!   has nothing to reuse and pays the page faults; the `recycled` field says which runs had
+//!   recycled memory waiting;
+//! * `naive` (blocking backend only): raw bytes (`Engine::send_from` / `Engine::recv_into`,
+//!   no header) into `vec![0u8; n]` allocated *inside* the clock: the baseline of issue 3.
+//!
+//! The framed sender uses `Engine::send_array_bytes` (header, payload, trailer). One sending
+//! and one receiving engine per backend live across all repeats. The clock is the main
+//! bench's: both threads pass a barrier once connected, the run lasts from the earlier start
+//! to the later of "receiver has the whole array" and "sender returned". Every run is
+//! verified after the clock: dtype, shape and order of the header, the library's own payload
+//! checksum (framed), and the CRC-32 of the received bytes against the array's.
+
+use std::net::TcpStream;
+use std::sync::Barrier;
+use std::thread;
+use std::time::Instant;
+
+use ringxfer::dtype::{DType, Scalar, fill_arange};
+use ringxfer::frame::Header;
+use ringxfer::{AnyArray, Backend, Engine, Options, Order};
+use serde::Serialize;
+
+use super::bench::{BenchArgs, Host, loopback_pair, name, select_backends, stats};
+use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
+
+/// How the receiver gets its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receive {
+    Pretouched,
+    Fresh,
+    Naive,
+}
+
+impl Receive {
+    fn name(self) -> &'static str {
+        match self {
+            Receive::Pretouched => "pretouched",
+            Receive::Fresh => "fresh",
+            Receive::Naive => "naive",
+        }
+    }
+
+    /// The kinds measured on `backend`: naive is the blocking baseline only.
+    fn on(backend: Backend) -> &'static [Receive] {
+        match backend {
+            Backend::Blocking => &[Receive::Pretouched, Receive::Fresh, Receive::Naive],
+            _ => &[Receive::Pretouched, Receive::Fresh],
+        }
+    }
+}
+
+/// One measured run, as in the JSON `runs` array.
+#[derive(Debug, Serialize)]
+struct RunRecord {
+    backend: &'static str,
+    receive: &'static str,
+    /// 1-based repeat number.
+    repeat: u32,
+    bytes: usize,
+    seconds: f64,
+    gbytes_per_s: f64,
+    /// Header (framed), library checksum (framed) and CRC-32 of the bytes all matched.
+    verified: bool,
+    /// `fresh` only: the pool held recycled memory of this size when the run started
+    /// (false for the first fresh run of the process, and for arrays below 1 MiB, which
+    /// live on the heap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recycled: Option<bool>,
+    /// Why the run did not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Statistics per (backend, receive kind), as in the JSON `summary` array.
+#[derive(Debug, Serialize)]
+struct Summary {
+    backend: &'static str,
+    receive: &'static str,
+    runs: usize,
+    median_gbytes_per_s: f64,
+    min_gbytes_per_s: f64,
+    max_gbytes_per_s: f64,
+}
+
+/// Per-backend `fresh / pretouched` median ratios.
+#[derive(Debug, Serialize)]
+struct PerBackend {
+    uring: Option<f64>,
+    blocking: Option<f64>,
+}
+
+/// The `--json` report.
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: &'static str,
+    dtype: String,
+    count: u64,
+    bytes: usize,
+    repeat: u32,
+    crc32: String,
+    prefault: ringxfer::Prefault,
+    recycle_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uring_tuning: Option<ringxfer::UringTuning>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uring_unavailable: Option<String>,
+    host: Host,
+    runs: Vec<RunRecord>,
+    summary: Vec<Summary>,
+    ratio_fresh_over_pretouched: PerBackend,
+    ratio_fresh_uring_over_naive_blocking: Option<f64>,
+}
+
+/// Calls `$body` with `$t` bound to the Rust element type of `$scalar`; `None` for the
+/// scalars without one (complex, bool).
+macro_rules! with_element {
+    ($scalar:expr, $t:ident => $body:expr) => {
+        match $scalar {
+            Scalar::F64 => {
+                type $t = f64;
+                Some($body)
+            }
+            Scalar::F32 => {
+                type $t = f32;
+                Some($body)
+            }
+            Scalar::I64 => {
+                type $t = i64;
+                Some($body)
+            }
+            Scalar::I32 => {
+                type $t = i32;
+                Some($body)
+            }
+            Scalar::I16 => {
+                type $t = i16;
+                Some($body)
+            }
+            Scalar::I8 => {
+                type $t = i8;
+                Some($body)
+            }
+            Scalar::U64 => {
+                type $t = u64;
+                Some($body)
+            }
+            Scalar::U32 => {
+                type $t = u32;
+                Some($body)
+            }
+            Scalar::U16 => {
+                type $t = u16;
+                Some($body)
+            }
+            Scalar::U8 => {
+                type $t = u8;
+                Some($body)
+            }
+            Scalar::C64 | Scalar::C128 | Scalar::Bool => None,
+        }
+    };
+}
+
+/// `Engine::recv_array_into` for the element type of `dtype` (native, checked by the caller)
+/// into `out` (8-byte aligned).
+fn recv_into_typed(
+    engine: &mut Engine,
+    sock: &TcpStream,
+    dtype: DType,
+    out: &mut [u8],
+) -> ringxfer::Result<Header> {
+    with_element!(dtype.scalar(), T => {
+        engine.recv_array_into::<T, _>(sock, bytemuck::cast_slice_mut(out))
+    })
+    .expect("dtype checked by the caller")
+}
+
+/// Overwrites a received array with `0xAA` (through the typed view: `AnyArray` is read-only).
+fn poison(a: AnyArray) {
+    let dtype = a.dtype();
+    let _ = with_element!(dtype.scalar(), T => {
+        if let Ok(mut t) = a.into_typed::<T>(false) {
+            let b: &mut [u8] = bytemuck::cast_slice_mut(t.as_mut_slice());
+            b.fill(0xAA);
+        }
+    });
+}
+
+/// What a receive left behind, checked after the clock.
+enum Got {
+    Into(Header),
+    Fresh(AnyArray),
+    Naive(Vec<u8>),
+}
+
+/// Runs `ringxfer bench --fresh`.
+pub fn run(a: &BenchArgs) -> Result<(), Failure> {
+    let spec = a.array.resolve()?;
+    if !spec.dtype.is_native() || with_element!(spec.dtype.scalar(), T => size_of::<T>()).is_none()
+    {
+        return Err(Failure::usage(format!(
+            "--fresh needs a native dtype with a Rust element type (f8, f4, i8, i4, i2, i1, u8, \
+             u4, u2, u1), not {}",
+            spec.dtype
+        )));
+    }
+    let tuning = a.tuning.tuning()?;
+    let (backends, uring_unavailable) = select_backends(a.backend)?;
+    let defaults = Options::default();
+    let opts = Options {
+        idle_timeout: a.timeout,
+        uring: tuning.clone(),
+        prefault: a.prefault.map_or(defaults.prefault, |p| p.prefault()),
+        recycle_bytes: match a.recycle {
+            Some(b) => usize::try_from(b)
+                .map_err(|_| Failure::usage(format!("--recycle {b} is too large")))?,
+            None => defaults.recycle_bytes,
+        },
+        ..defaults
+    };
+
+    let mut send = Buffer::zeroed(spec.bytes)?;
+    fill_arange(spec.dtype, send.bytes_mut());
+    let send_crc = crc32fast::hash(send.bytes());
+    // Allocated and touched once (Buffer::zeroed writes every page), before any run.
+    let mut pre = Buffer::zeroed(spec.bytes)?;
+
+    // One sending and one receiving engine per backend, alive across all repeats.
+    let mut engines = Vec::new();
+    for &b in &backends {
+        let o = Options {
+            backend: b,
+            ..opts.clone()
+        };
+        let tx = Engine::with_options(o.clone())?;
+        let rx = Engine::with_options(o)?;
+        engines.push((b, tx, rx));
+    }
+
+    if !a.json {
+        println!(
+            "ringxfer bench --fresh: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} \
+             repeat(s), prefault {}, recycle {} bytes, crc32 {send_crc:08x}",
+            spec.count,
+            spec.dtype,
+            spec.bytes,
+            spec.bytes as f64 / 1e6,
+            a.repeat,
+            serde_json::to_value(opts.prefault)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            opts.recycle_bytes,
+        );
+        println!(
+            "{:>3}  {:<8}  {:<10}  {:>9}  {:>7}  verified",
+            "run", "backend", "receive", "seconds", "GB/s"
+        );
+    }
+
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for r in 0..a.repeat {
+        let n = engines.len();
+        for i in 0..n {
+            let (backend, tx, rx) = &mut engines[(i + r as usize) % n];
+            let kinds = Receive::on(*backend);
+            for j in 0..kinds.len() {
+                let kind = kinds[(j + r as usize) % kinds.len()];
+                if kind == Receive::Pretouched {
+                    pre.bytes_mut().fill(0xAA);
+                }
+                let recycled = (kind == Receive::Fresh)
+                    .then(|| ringxfer::buffer::Pool::shared(0).held_bytes() >= spec.bytes);
+                let (seconds, got) = run_once(tx, rx, kind, &spec, send.bytes(), pre.bytes_mut())
+                    .map_err(|f| {
+                    Failure::runtime(format!(
+                        "{backend} {} run {}: {}",
+                        kind.name(),
+                        r + 1,
+                        f.message
+                    ))
+                })?;
+                let check = verify(got, &spec, send_crc, pre.bytes());
+                let rec = RunRecord {
+                    backend: name(*backend),
+                    receive: kind.name(),
+                    repeat: r + 1,
+                    bytes: spec.bytes,
+                    seconds,
+                    gbytes_per_s: gbytes_per_s(spec.bytes, seconds),
+                    verified: check.is_ok(),
+                    recycled,
+                    error: check.err(),
+                };
+                if !a.json {
+                    println!(
+                        "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {}{}",
+                        runs.len() + 1,
+                        rec.backend,
+                        rec.receive,
+                        rec.seconds,
+                        rec.gbytes_per_s,
+                        match &rec.error {
+                            None => "yes".to_owned(),
+                            Some(e) => format!("NO ({e})"),
+                        },
+                        match rec.recycled {
+                            Some(true) => ", recycled memory",
+                            Some(false) => ", new memory",
+                            None => "",
+                        }
+                    );
+                }
+                runs.push(rec);
+            }
+        }
+    }
+
+    let mut summary = Vec::new();
+    for &b in &backends {
+        for &k in Receive::on(b) {
+            let (median, min, max) = stats(
+                runs.iter()
+                    .filter(|x| x.backend == name(b) && x.receive == k.name())
+                    .map(|x| x.gbytes_per_s),
+            );
+            summary.push(Summary {
+                backend: name(b),
+                receive: k.name(),
+                runs: a.repeat as usize,
+                median_gbytes_per_s: median,
+                min_gbytes_per_s: min,
+                max_gbytes_per_s: max,
+            });
+        }
+    }
+    let med = |b: &str, k: Receive| {
+        summary
+            .iter()
+            .find(|s| s.backend == b && s.receive == k.name())
+            .map(|s| s.median_gbytes_per_s)
+    };
+    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    let per_backend = PerBackend {
+        uring: ratio(
+            med("uring", Receive::Fresh),
+            med("uring", Receive::Pretouched),
+        ),
+        blocking: ratio(
+            med("blocking", Receive::Fresh),
+            med("blocking", Receive::Pretouched),
+        ),
+    };
+    let over_naive = ratio(
+        med("uring", Receive::Fresh),
+        med("blocking", Receive::Naive),
+    );
+
+    let (bad, total) = (runs.iter().filter(|r| !r.verified).count(), runs.len());
+    if a.json {
+        let report = Report {
+            mode: "fresh",
+            dtype: spec.dtype.to_string(),
+            count: spec.count,
+            bytes: spec.bytes,
+            repeat: a.repeat,
+            crc32: format!("{send_crc:08x}"),
+            prefault: opts.prefault,
+            recycle_bytes: opts.recycle_bytes,
+            uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
+            uring_unavailable,
+            host: Host::here(),
+            runs,
+            summary,
+            ratio_fresh_over_pretouched: per_backend,
+            ratio_fresh_uring_over_naive_blocking: over_naive,
+        };
+        let json = serde_json::to_string(&report)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        println!("{json}");
+    } else {
+        println!();
+        println!(
+            "{:<8}  {:<10}  {:>4}  {:>11}  {:>8}  {:>8}",
+            "backend", "receive", "runs", "median GB/s", "min GB/s", "max GB/s"
+        );
+        for s in &summary {
+            println!(
+                "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}",
+                s.backend,
+                s.receive,
+                s.runs,
+                s.median_gbytes_per_s,
+                s.min_gbytes_per_s,
+                s.max_gbytes_per_s
+            );
+        }
+        let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"));
+        println!(
+            "ratio fresh/pretouched (median/median): uring {}, blocking {}",
+            show(per_backend.uring),
+            show(per_backend.blocking)
+        );
+        println!(
+            "ratio fresh uring / naive blocking (median/median): {}",
+            show(over_naive)
+        );
+    }
+
+    if bad > 0 {
+        return Err(Failure::runtime(format!(
+            "{bad} of {total} runs did not verify"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what one run received; poisons and drops a fresh array.
+fn verify(got: Got, spec: &ArraySpec, crc: u32, pre: &[u8]) -> Result<(), String> {
+    let header_ok = |dtype: DType, shape: &[u64], order: Order| -> Result<(), String> {
+        if dtype != spec.dtype || shape != [spec.count] || order != Order::C {
+            return Err(format!(
+                "header says {dtype} {shape:?} {order:?}, sent {} [{}] C",
+                spec.dtype, spec.count
+            ));
+        }
+        Ok(())
+    };
+    let crc_ok = |b: &[u8]| -> Result<(), String> {
+        let got = crc32fast::hash(b);
+        (got == crc)
+            .then_some(())
+            .ok_or_else(|| format!("crc32 {got:08x} != {crc:08x}"))
+    };
+    match got {
+        Got::Into(h) => header_ok(h.dtype, &h.shape, h.order).and_then(|()| crc_ok(pre)),
+        Got::Fresh(arr) => {
+            let r = header_ok(arr.dtype(), arr.shape(), arr.order())
+                .and_then(|()| {
+                    arr.checksum_verified()
+                        .then_some(())
+                        .ok_or_else(|| "sent without a payload checksum".to_owned())
+                })
+                .and_then(|()| crc_ok(arr.bytes()));
+            poison(arr);
+            r
+        }
+        Got::Naive(v) => crc_ok(&v),
+    }
+}
+
+/// One transfer over a fresh loopback connection; its seconds and what the receiver got.
+fn run_once(
+    tx: &mut Engine,
+    rx: &mut Engine,
+    kind: Receive,
+    spec: &ArraySpec,
+    data: &[u8],
+    pre: &mut [u8],
+) -> Result<(f64, Got), Failure> {
+    let (client, server) = loopback_pair()?;
+    let barrier = Barrier::new(2);
+    let shape = [spec.count];
+    let dtype = spec.dtype;
+    let (sent, got) = thread::scope(|s| {
+        let barrier = &barrier;
+        let sender = s.spawn(move || {
+            let sock = client; // closed when the sender returns, so a stuck receiver sees EOF
+            barrier.wait();
+            let start = Instant::now();
+            match kind {
+                Receive::Naive => tx.send_from(&sock, data),
+                _ => tx.send_array_bytes(&sock, dtype, data, &shape, Order::C),
+            }
+            .map(|()| (start, Instant::now()))
+        });
+        // `server` moves in and closes on return, so a failed receive unblocks the sender.
+        let got = recv_side(rx, server, barrier, kind, dtype, pre, data.len());
+        (sender.join(), got)
+    });
+    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
+    match (sent, got) {
+        (Ok((s0, s1)), Ok((r0, r1, got))) => Ok(((s1.max(r1) - s0.min(r0)).as_secs_f64(), got)),
+        (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
+        (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
+        (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
+    }
+}
+
+/// The receiving (main) thread of a run: its start and end instants and what it got.
+/// `sock` closes when this returns, so a failed receive unblocks the sender.
+fn recv_side(
+    rx: &mut Engine,
+    sock: TcpStream,
+    barrier: &Barrier,
+    kind: Receive,
+    dtype: DType,
+    pre: &mut [u8],
+    len: usize,
+) -> ringxfer::Result<(Instant, Instant, Got)> {
+    barrier.wait();
+    let start = Instant::now();
+    let got = match kind {
+        Receive::Pretouched => Got::Into(recv_into_typed(rx, &sock, dtype, pre)?),
+        Receive::Fresh => Got::Fresh(rx.recv_any(&sock)?),
+        Receive::Naive => {
+            let mut v = vec![0u8; len];
+            rx.recv_into(&sock, &mut v)?;
+            Got::Naive(v)
+        }
+    };
+    Ok((start, Instant::now(), got))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_per_backend() {
+        assert_eq!(Receive::on(Backend::Uring).len(), 2);
+        assert_eq!(
+            Receive::on(Backend::Blocking).last(),
+            Some(&Receive::Naive),
+            "naive is the blocking baseline"
+        );
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_verifies() {
+        let mut backends = vec![Backend::Blocking];
+        if ringxfer::probe().available {
+            backends.push(Backend::Uring);
+        }
+        let dtype: DType = "f8".parse().unwrap();
+        let count = 300_000; // 2.4 MB: above the heap threshold, so the pool is used
+        let spec = ArraySpec {
+            dtype,
+            count,
+            bytes: count as usize * 8,
+        };
+        let mut data = Buffer::zeroed(spec.bytes).unwrap();
+        fill_arange(dtype, data.bytes_mut());
+        let crc = crc32fast::hash(data.bytes());
+        let mut pre = Buffer::zeroed(spec.bytes).unwrap();
+        for b in backends {
+            let mut tx = Engine::new(b).unwrap();
+            let mut rx = Engine::new(b).unwrap();
+            for &kind in Receive::on(b) {
+                for _ in 0..2 {
+                    pre.bytes_mut().fill(0xAA);
+                    let (secs, got) =
+                        run_once(&mut tx, &mut rx, kind, &spec, data.bytes(), pre.bytes_mut())
+                            .unwrap_or_else(|f| panic!("{b} {}: {}", kind.name(), f.message));
+                    assert!(secs > 0.0);
+                    verify(got, &spec, crc, pre.bytes())
+                        .unwrap_or_else(|e| panic!("{b} {}: {e}", kind.name()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_array_does_not_verify() {
+        let dtype: DType = "u1".parse().unwrap();
+        let spec = ArraySpec {
+            dtype,
+            count: 4,
+            bytes: 4,
+        };
+        let crc = crc32fast::hash(&[0, 1, 2, 3]);
+        assert!(verify(Got::Naive(vec![0, 1, 2, 3]), &spec, crc, &[]).is_ok());
+        assert!(verify(Got::Naive(vec![0, 1, 2, 4]), &spec, crc, &[]).is_err());
+        let h = Header::new(dtype, &[2, 2], Order::C).unwrap();
+        assert!(verify(Got::Into(h), &spec, crc, &[0, 1, 2, 3]).is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! `ringxfer bench --fresh` and `ringxfer bench --count-arrays` as a user runs them: the built
+//! binary with `--json`, tiny sizes; every documented field present and every run verified.
+//! The main job's own JSON (`ringxfer bench` without these flags) is checked unchanged.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringxfer");
+
+/// Runs `ringxfer bench ARGS... --json`; its parsed stdout (panics unless it exits 0).
+fn bench_json(args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run ringxfer");
+    assert!(
+        out.status.success(),
+        "ringxfer bench {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Exit status of `ringxfer bench ARGS...`.
+fn bench_status(args: &[&str]) -> Option<i32> {
+    Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run ringxfer")
+        .status
+        .code()
+}
+
+fn uring() -> bool {
+    let ok = ringxfer::probe().available;
+    if !ok {
+        eprintln!(
+            "io_uring unavailable ({:?}): blocking only",
+            ringxfer::probe().reason
+        );
+    }
+    ok
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+#[test]
+fn fresh_mode_json() {
+    // 2.4 MB: above the library's heap threshold (1 MiB), so fresh arrays come from mappings
+    // and the recycling pool is exercised.
+    let d = bench_json(&["--fresh", "--count", "300000", "--repeat", "3"]);
+    assert_eq!(d["mode"], "fresh");
+    assert_eq!(d["bytes"], 2_400_000);
+    assert!(d["host"]["cpus"].as_u64().unwrap() >= 1, "host block: {d}");
+    let mut cells: Vec<(String, String)> = vec![
+        ("blocking".into(), "pretouched".into()),
+        ("blocking".into(), "fresh".into()),
+        ("blocking".into(), "naive".into()),
+    ];
+    if uring() {
+        cells.push(("uring".into(), "pretouched".into()));
+        cells.push(("uring".into(), "fresh".into()));
+    }
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), cells.len() * 3, "{d}");
+    for r in runs {
+        for key in [
+            "backend",
+            "receive",
+            "bytes",
+            "seconds",
+            "gbytes_per_s",
+            "verified",
+        ] {
+            assert!(!r[key].is_null(), "run lacks {key}: {r}");
+        }
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["bytes"], 2_400_000);
+        assert!(num(r, "seconds") > 0.0 && num(r, "gbytes_per_s") > 0.0);
+        assert_eq!(r["recycled"].is_boolean(), r["receive"] == "fresh", "{r}");
+        let cell = (
+            r["backend"].as_str().unwrap().to_owned(),
+            r["receive"].as_str().unwrap().to_owned(),
+        );
+        assert!(cells.contains(&cell), "unexpected run {r}");
+    }
+    // One engine per backend across repeats: after the first fresh run, the dropped array's
+    // memory is there for every later one.
+    let fresh: Vec<&Value> = runs.iter().filter(|r| r["receive"] == "fresh").collect();
+    assert!(
+        fresh[1..].iter().all(|r| r["recycled"] == true),
+        "{fresh:?}"
+    );
+    let summary = d["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), cells.len());
+    for s in summary {
+        let (med, min, max) = (
+            num(s, "median_gbytes_per_s"),
+            num(s, "min_gbytes_per_s"),
+            num(s, "max_gbytes_per_s"),
+        );
+        assert!(0.0 < min && min <= med && med <= max, "{s}");
+    }
+    assert!(num(&d["ratio_fresh_over_pretouched"], "blocking") > 0.0);
+    if uring() {
+        assert!(num(&d["ratio_fresh_over_pretouched"], "uring") > 0.0);
+        assert!(num(&d, "ratio_fresh_uring_over_naive_blocking") > 0.0);
+    } else {
+        assert!(d["ratio_fresh_uring_over_naive_blocking"].is_null());
+    }
+}
+
+#[test]
+fn fresh_mode_small_arrays_and_options() {
+    // Below the heap threshold (nothing recycled), another dtype, no recycling, prefault.
+    let d = bench_json(&[
+        "--fresh",
+        "--backend",
+        "blocking",
+        "--dtype",
+        "u2",
+        "--size",
+        "64KiB",
+        "--repeat",
+        "2",
+        "--recycle",
+        "0",
+        "--prefault",
+        "populate",
+    ]);
+    assert_eq!(d["dtype"], "<u2");
+    assert_eq!(d["prefault"], "populate");
+    assert_eq!(d["recycle_bytes"], 0);
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    assert!(runs.iter().all(|r| r["verified"] == true), "{d}");
+    assert!(
+        runs.iter()
+            .filter(|r| r["receive"] == "fresh")
+            .all(|r| r["recycled"] == false),
+        "{d}"
+    );
+    assert!(d["ratio_fresh_over_pretouched"]["uring"].is_null());
+}
+
+fn check_count_arrays(d: &Value, arrays: u64, array_bytes: u64) {
+    assert_eq!(d["mode"], "count-arrays");
+    assert_eq!(d["arrays"], arrays);
+    assert_eq!(d["array_bytes"], array_bytes);
+    let mut cells = vec![("blocking", "batched"), ("blocking", "per-array")];
+    if uring() {
+        cells.push(("uring", "batched"));
+        cells.push(("uring", "per-array"));
+    }
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len() as u64,
+        cells.len() as u64 * d["repeat"].as_u64().unwrap()
+    );
+    for r in runs {
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["arrays"], arrays);
+        assert_eq!(r["bytes"], arrays * array_bytes);
+        let (secs, aps, gbs) = (
+            num(r, "seconds"),
+            num(r, "arrays_per_s"),
+            num(r, "gbytes_per_s"),
+        );
+        assert!(secs > 0.0);
+        assert!(
+            (aps * secs - arrays as f64).abs() < 1e-6 * arrays as f64,
+            "{r}"
+        );
+        assert!(
+            (gbs * 1e9 * secs - (arrays * array_bytes) as f64).abs() < 1.0,
+            "{r}"
+        );
+        let cell = (r["backend"].as_str().unwrap(), r["path"].as_str().unwrap());
+        assert!(cells.contains(&cell), "unexpected run {r}");
+    }
+    for s in d["summary"].as_array().unwrap() {
+        let (med, min, max) = (
+            num(s, "median_arrays_per_s"),
+            num(s, "min_arrays_per_s"),
+            num(s, "max_arrays_per_s"),
+        );
+        assert!(0.0 < min && min <= med && med <= max, "{s}");
+        assert!(num(s, "median_gbytes_per_s") > 0.0);
+    }
+    if uring() {
+        for k in [
+            "ratio_uring_batched_over_blocking_per_array",
+            "ratio_uring_batched_over_blocking_batched",
+            "ratio_uring_per_array_over_blocking_per_array",
+        ] {
+            assert!(num(d, k) > 0.0, "{k}");
+        }
+    }
+}
+
+#[test]
+fn count_arrays_4k_json() {
+    let d = bench_json(&[
+        "--count-arrays",
+        "3000",
+        "--size",
+        "4KiB",
+        "--batch",
+        "50",
+        "--repeat",
+        "2",
+    ]);
+    check_count_arrays(&d, 3000, 4096);
+    assert_eq!(d["batch"], 50);
+    assert_eq!(d["dtype"], "<f8");
+    assert_eq!(d["shape"], serde_json::json!([512]));
+}
+
+#[test]
+fn count_arrays_64k_json() {
+    let d = bench_json(&[
+        "--count-arrays",
+        "300",
+        "--size",
+        "64KiB",
+        "--dtype",
+        "u1",
+        "--repeat",
+        "1",
+    ]);
+    check_count_arrays(&d, 300, 65536);
+    assert_eq!(d["batch"], 64);
+    assert_eq!(d["shape"], serde_json::json!([65536]));
+}
+
+#[test]
+fn count_arrays_one_path_and_defaults() {
+    // No --size: 4 KiB arrays; a large --batch (one send_arrays call per run).
+    let d = bench_json(&[
+        "--count-arrays",
+        "500",
+        "--path",
+        "batched",
+        "--batch",
+        "1000",
+        "--backend",
+        "blocking",
+        "--repeat",
+        "1",
+    ]);
+    assert_eq!(d["array_bytes"], 4096);
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["path"], "batched");
+    assert_eq!(runs[0]["verified"], true);
+    assert!(d["ratio_uring_batched_over_blocking_per_array"].is_null());
+}
+
+#[test]
+fn usage_errors() {
+    for args in [
+        &["--fresh", "--count-arrays", "10"][..],
+        &["--fresh", "--registered"],
+        &["--count-arrays", "0"],
+        &["--batch", "8"],
+        &["--prefault", "populate"],
+        &["--fresh", "--dtype", ">f8", "--count", "10"],
+        &["--fresh", "--dtype", "c16", "--count", "10"],
+    ] {
+        assert_eq!(bench_status(args), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn main_job_json_is_unchanged() {
+    let d = bench_json(&["--count", "100000", "--repeat", "1"]);
+    let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in [
+        "dtype",
+        "count",
+        "bytes",
+        "repeat",
+        "mode",
+        "crc32",
+        "host",
+        "runs",
+        "summary",
+        "ratio_uring_over_blocking",
+    ] {
+        assert!(keys.contains(&k), "main job JSON lacks {k}: {keys:?}");
+    }
+    assert_eq!(d["mode"], "one-shot");
+    for r in d["runs"].as_array().unwrap() {
+        assert_eq!(r["verified"], true);
+        assert!(r.get("receive").is_none() && r.get("path").is_none());
+    }
+}
