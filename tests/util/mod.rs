@@ -466,3 +466,10 @@ pub fn check_registered(registered: bool, reason: Option<&str>, bytes: u64, what
         eprintln!("{what}: not registered here (no CAP_IPC_LOCK, low RLIMIT_MEMLOCK): {reason:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------------
+
+/// Child processes: the `ringxfer` binary, this test binary re-run as a child, `/proc` reads.
+pub mod proc;
