@@ -11,7 +11,7 @@
 //! caller's socket: another thread using the same socket concurrently would see them.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
@@ -51,6 +51,15 @@ impl<'a> ModeGuard<'a> {
             }
         }
         Ok(g)
+    }
+
+    /// Sets the socket's `SO_*TIMEO` to `t` (at least 1 ms: 0 would mean "forever").
+    fn set_timeout(&self, t: Duration) -> io::Result<()> {
+        let t = Some(t.max(Duration::from_millis(1)));
+        match self.dir {
+            Direction::Send => self.sock.set_write_timeout(t),
+            Direction::Recv => self.sock.set_read_timeout(t),
+        }
     }
 
     /// After `EAGAIN`: if the socket is non-blocking, makes it blocking for the rest of the
@@ -103,6 +112,11 @@ fn run(
     };
     let mut guard = ModeGuard::new(sock, dir, timeout).map_err(|e| io_err(0, e))?;
     let mut done = 0u64;
+    // The idle timeout counts from the last progress. SO_*TIMEO restarts at every syscall, so
+    // after an EINTR the socket's timeout is cut to what is left (and restored on progress):
+    // a signal storm must not keep a stalled transfer alive.
+    let mut last_progress = Instant::now();
+    let mut shortened = false;
     for (piece, &total) in lens.iter().enumerate() {
         let mut pos = 0usize;
         while pos < total {
@@ -120,11 +134,29 @@ fn run(
                 Ok(n) => {
                     pos += n;
                     done += n as u64;
+                    last_progress = Instant::now();
+                    if let (true, Some(t)) = (shortened, timeout) {
+                        guard.set_timeout(t).map_err(|e| io_err(done, e))?;
+                        shortened = false;
+                    }
                     if at_least.is_some_and(|min| done >= min) {
                         return Ok(done);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if let Some(t) = timeout {
+                        let left = t.saturating_sub(last_progress.elapsed());
+                        if left.is_zero() {
+                            return Err(Error::TimedOut {
+                                transferred: done,
+                                expected,
+                                timeout_ms: t.as_millis() as u64,
+                            });
+                        }
+                        guard.set_timeout(left).map_err(|e| io_err(done, e))?;
+                        shortened = true;
+                    }
+                }
                 Err(e)
                     if matches!(
                         e.kind(),

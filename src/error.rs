@@ -56,7 +56,8 @@ pub enum Error {
     },
 
     /// The `uring` backend was requested explicitly but cannot be used here. The string is the
-    /// probe's reason (e.g. `io_uring_setup: EPERM (seccomp or kernel.io_uring_disabled)`).
+    /// probe's reason, e.g. `io_uring_setup failed: Operation not permitted (os error 1)
+    /// (seccomp filter or kernel.io_uring_disabled)`.
     #[error("io_uring backend unavailable: {0}")]
     UringUnavailable(String),
 

@@ -419,13 +419,12 @@ fn stalled_send_under_storm(backend: Backend) {
     });
 }
 
-// Not `both_backends!`: the blocking variants are known to fail (see the ignore reason).
+// Regression: the blocking backend once re-armed SO_*TIMEO at every EINTR, so periodic
+// signals postponed the idle timeout until they stopped.
 mod storm_stalled_sender_still_times_out {
     use super::*;
 
     #[test]
-    #[ignore = "bug: blocking backend: every EINTR re-arms SO_RCVTIMEO, so periodic signals \
-                postpone the idle timeout until they stop"]
     fn blocking() {
         stalled_recv_under_storm(Backend::Blocking)
     }
@@ -441,8 +440,6 @@ mod storm_stalled_reader_still_times_out {
     use super::*;
 
     #[test]
-    #[ignore = "bug: blocking backend: every EINTR re-arms SO_SNDTIMEO, so periodic signals \
-                postpone the idle timeout until they stop"]
     fn blocking() {
         stalled_send_under_storm(Backend::Blocking)
     }
