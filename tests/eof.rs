@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp, UringTuning};
+use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -143,20 +143,6 @@ both_backends! {
     /// C07 with the half written in dribbles, so receives complete in pieces before the end.
     fn c07_dribble_then_shutdown_write(backend) {
         eof_case::<u8>(opts(backend), 4 * MIB, 2 * MIB, 100_000, Duration::from_millis(1), End::ShutdownWrite, false)
-    }
-}
-
-fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u32) -> Options {
-    Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            segment_bytes,
-            chain_sqes,
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
     }
 }
 

@@ -12,7 +12,7 @@ mod util;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp, UringTuning};
+use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp};
 use util::*;
 
 /// 1.5 GiB: two registered slots (1 GiB + 0.5 GiB).
@@ -36,20 +36,6 @@ fn verify(got: &[u8], want: &[u8], what: &str) {
     assert_eq!(cg, cw, "{what}: CRC-32 {cg:08x} != {cw:08x}");
     assert_bytes_eq(got, want, what);
     eprintln!("{what}: verified (CRC-32 {cg:08x}) in {:?}", t0.elapsed());
-}
-
-fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u32) -> Options {
-    Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            segment_bytes,
-            chain_sqes,
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
-    }
 }
 
 /// One-shot `send_from`/`recv_into` of `elems` elements of `T` with `o` on both ends.

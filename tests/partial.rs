@@ -6,7 +6,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp, UringTuning};
+use ringxfer::{Backend, Options, RecvOp, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -137,20 +137,6 @@ both_backends! {
     /// and the socket is non-blocking again afterwards.
     fn c06_nonblocking_sender_small_sndbuf_slow_reader(backend) {
         to_slow_reader(opts(backend), true, "C06 non-blocking sender")
-    }
-}
-
-fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u32) -> Options {
-    Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            segment_bytes,
-            chain_sqes,
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
     }
 }
 

@@ -20,24 +20,10 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp, UringTuning};
+use ringxfer::{Backend, Error, Options, RecvOp, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
-
-fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u32) -> Options {
-    Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            segment_bytes,
-            chain_sqes,
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // C08: pinning refused

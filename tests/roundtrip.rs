@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp, UringTuning};
+use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -199,20 +199,6 @@ both_backends! {
 // ---------------------------------------------------------------------------------------------
 // uring tuning variants (uring only: the blocking backend has no knobs)
 // ---------------------------------------------------------------------------------------------
-
-fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u32) -> Options {
-    Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            segment_bytes,
-            chain_sqes,
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
-    }
-}
 
 /// All the tuning variants under test, with a name.
 fn variants() -> Vec<(&'static str, Options)> {

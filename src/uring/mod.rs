@@ -487,8 +487,44 @@ impl Ring {
             .map(String::as_str)
     }
 
-    /// One-shot send of `bytes`; registers them for this call when `register` is true (and
-    /// the kernel agrees), then unregisters.
+    /// One-shot transfer of `[ptr, ptr + len)`; registers it for this call when `register` is
+    /// true (and the kernel agrees), then unregisters.
+    ///
+    /// # Safety
+    ///
+    /// The memory must be valid for reads (send) or writes (recv) and not otherwise accessed
+    /// for the duration of the call.
+    unsafe fn one_shot(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        (ptr, len): (*mut u8, usize),
+        register: bool,
+        settings: (&UringTuning, Option<Duration>),
+    ) -> Result<()> {
+        let reg = if register {
+            // SAFETY: the memory outlives this call (contract); we unregister below, after
+            // `transfer` has drained every SQE.
+            let r = unsafe { self.register(ptr, len) };
+            self.note_refusal(r)
+        } else {
+            None
+        };
+        // SAFETY: forwarded from this function's contract; `reg` registers exactly this memory.
+        let r = unsafe {
+            self.transfer(
+                fd.as_raw_fd(),
+                dir,
+                &spans_of(ptr, len, reg.as_ref()),
+                settings,
+                None,
+            )
+        };
+        self.unregister();
+        r.map(drop)
+    }
+
+    /// One-shot send of `bytes`; see [`Ring::one_shot`].
     pub(crate) fn send(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -497,29 +533,12 @@ impl Ring {
         tuning: &UringTuning,
         idle_timeout: Option<Duration>,
     ) -> Result<()> {
-        let reg = if register {
-            // SAFETY: `bytes` outlives this call; we unregister below, after `transfer` has
-            // drained every SQE.
-            let r = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
-            self.note_refusal(r)
-        } else {
-            None
-        };
+        let span = (bytes.as_ptr() as *mut u8, bytes.len());
         // SAFETY: `bytes` is borrowed for the whole call and a send only reads it.
-        let r = unsafe {
-            self.transfer(
-                fd.as_raw_fd(),
-                Direction::Send,
-                &spans_of(bytes.as_ptr(), bytes.len(), reg.as_ref()),
-                (tuning, idle_timeout),
-                None,
-            )
-        };
-        self.unregister();
-        r.map(drop)
+        unsafe { self.one_shot(fd, Direction::Send, span, register, (tuning, idle_timeout)) }
     }
 
-    /// One-shot receive into `bytes`; see [`Ring::send`].
+    /// One-shot receive into `bytes`; see [`Ring::one_shot`].
     pub(crate) fn recv(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -528,25 +547,9 @@ impl Ring {
         tuning: &UringTuning,
         idle_timeout: Option<Duration>,
     ) -> Result<()> {
-        let reg = if register {
-            // SAFETY: as in `send`.
-            let r = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
-            self.note_refusal(r)
-        } else {
-            None
-        };
+        let span = (bytes.as_mut_ptr(), bytes.len());
         // SAFETY: `bytes` is exclusively borrowed for the whole call.
-        let r = unsafe {
-            self.transfer(
-                fd.as_raw_fd(),
-                Direction::Recv,
-                &spans_of(bytes.as_mut_ptr(), bytes.len(), reg.as_ref()),
-                (tuning, idle_timeout),
-                None,
-            )
-        };
-        self.unregister();
-        r.map(drop)
+        unsafe { self.one_shot(fd, Direction::Recv, span, register, (tuning, idle_timeout)) }
     }
 
     /// Sends `parts` back to back as one stream (one link chain when they fit in one), e.g.

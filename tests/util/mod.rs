@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ringxfer::{Backend, Engine, Options};
+use ringxfer::{Backend, Engine, Options, RecvOp, RegisterPolicy, SendOp, UringTuning};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Set to `1` to make a missing io_uring a test failure instead of a skip (CI machines that are
@@ -81,6 +81,22 @@ macro_rules! both_backends {
             }
         )*
     };
+}
+
+/// uring options with the given ops, segment size and chain length, registering the array
+/// even for one-shot calls (`RegisterPolicy::Always`) so the fixed-buffer ops are exercised.
+pub fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u32) -> Options {
+    Options {
+        backend: Backend::Uring,
+        uring: UringTuning {
+            send_op,
+            recv_op,
+            segment_bytes,
+            chain_sqes,
+        },
+        register: RegisterPolicy::Always,
+        ..Options::default()
+    }
 }
 
 /// Options for `backend`, everything else default.
