@@ -25,6 +25,9 @@ use ringxfer::dtype::fill_arange;
 use ringxfer::{ActiveBackend, Backend, Engine, Options, UringTuning};
 use serde::Serialize;
 
+use super::measure::{
+    Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, recv_chunked, say_notices,
+};
 use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal, size};
 use super::{bench_fresh, bench_many};
 
@@ -91,6 +94,16 @@ pub struct BenchArgs {
     /// --count-arrays: which path(s) to measure.
     #[arg(long, value_enum, requires = "count_arrays", default_value_t = PathArg::Both)]
     pub(super) path: PathArg,
+    /// Report progress every SECS on stderr while the runs go: a progress bar on a terminal,
+    /// else one line per interval (`[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`). The main job
+    /// then receives in 64 MiB `recv_into` calls so bytes can be counted during a run (the
+    /// stream is the same; without -i each run is one call); --fresh counts each run as it
+    /// ends, --count-arrays each array.
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = super::parse_secs,
+          conflicts_with = "registered")]
+    pub(super) interval: Option<Duration>,
+    #[command(flatten)]
+    pub(super) sockbufs: SockBufArgs,
 }
 
 /// `--prefault` values (the library's [`ringxfer::Prefault`]).
@@ -141,6 +154,8 @@ struct RunRecord {
     /// With `--registered`: both arrays were registered with the kernel for this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     registered: Option<bool>,
+    /// CPU seconds of the sending and the receiving thread during the run.
+    cpu: CpuPair,
 }
 
 /// Per-backend statistics, as in the JSON `summary` array.
@@ -151,6 +166,22 @@ struct Summary {
     median_gbytes_per_s: f64,
     min_gbytes_per_s: f64,
     max_gbytes_per_s: f64,
+    /// Median user + system CPU seconds per 10^9 bytes, each end.
+    cpu_s_per_gb: CpuPerGb,
+}
+
+/// Effective socket buffer sizes of both ends of a bench connection (the kernel's figures,
+/// read once connected, before the first transfer).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(super) struct BenchSockBufs {
+    /// `--sndbuf` as asked, when given.
+    pub(super) sndbuf_requested: Option<u64>,
+    /// `--rcvbuf` as asked, when given.
+    pub(super) rcvbuf_requested: Option<u64>,
+    /// The sending socket's.
+    pub(super) sender: SockBufs,
+    /// The receiving socket's.
+    pub(super) receiver: SockBufs,
 }
 
 /// The machine the bench ran on.
@@ -189,6 +220,7 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_unavailable: Option<String>,
     host: Host,
+    socket_buffers: BenchSockBufs,
     runs: Vec<RunRecord>,
     summary: Vec<Summary>,
     ratio_uring_over_blocking: Option<f64>,
@@ -233,13 +265,18 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             a.repeat,
         );
         println!(
-            "{:>3}  {:<8}  {:>9}  {:>7}  {:>8}  verified",
-            "run", "backend", "seconds", "GB/s", "Gbit/s"
+            "{:>3}  {:<8}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  verified",
+            "run", "backend", "seconds", "GB/s", "Gbit/s", "tx cpu", "rx cpu"
         );
     }
 
     let mut runs = Vec::new();
     let mut warned_refusal = false;
+    let mut bufs = BenchSockBufs::default();
+    let progress = Progress::start(
+        a.interval,
+        (spec.bytes as u64).saturating_mul(u64::from(a.repeat) * backends.len() as u64),
+    );
     for r in 0..a.repeat {
         // Alternate which backend goes first, so neither always runs on a warmer machine.
         let mut order = backends.clone();
@@ -252,6 +289,8 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     ..opts.clone()
                 },
                 a.registered,
+                &a.sockbufs,
+                progress.as_ref(),
                 send.bytes(),
                 recv.bytes_mut(),
             )
@@ -262,6 +301,13 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 eprintln!("ringxfer bench: the kernel refused to register the array: {reason}");
                 warned_refusal = true;
             }
+            if runs.is_empty() {
+                bufs = BenchSockBufs {
+                    sndbuf_requested: a.sockbufs.sndbuf,
+                    rcvbuf_requested: a.sockbufs.rcvbuf,
+                    ..m.bufs
+                };
+            }
             let verified = crc32fast::hash(recv.bytes()) == send_crc;
             let rec = RunRecord {
                 backend: name(backend),
@@ -271,15 +317,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 gbytes_per_s: gbytes_per_s(spec.bytes, m.seconds),
                 verified,
                 registered: a.registered.then_some(m.registered),
+                cpu: m.cpu,
             };
             if !a.json {
+                if progress.is_some() {
+                    // Let the interval lines on stderr go out before this row.
+                    let _ = std::io::Write::flush(&mut std::io::stderr());
+                }
                 println!(
-                    "{:>3}  {:<8}  {:>9.4}  {:>7.3}  {:>8.2}  {}{}",
+                    "{:>3}  {:<8}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {}{}",
                     runs.len() + 1,
                     rec.backend,
                     rec.seconds,
                     rec.gbytes_per_s,
                     rec.gbytes_per_s * 8.0,
+                    cpu_cell(rec.cpu.sender),
+                    cpu_cell(rec.cpu.receiver),
                     if verified { "yes" } else { "NO (crc mismatch)" },
                     match rec.registered {
                         Some(true) => ", registered",
@@ -290,6 +343,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             }
             runs.push(rec);
         }
+    }
+    if let Some(p) = progress {
+        p.finish();
     }
 
     let summary: Vec<Summary> = backends
@@ -319,6 +375,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
             uring_unavailable,
             host: Host::here(),
+            socket_buffers: bufs,
             runs,
             summary,
             ratio_uring_over_blocking: ratio,
@@ -343,7 +400,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
 fn print_summary(summary: &[Summary], ratio: Option<f64>) {
     println!();
     println!(
-        "{:<8}  {:>4}  {:>11}  {:>8}  {:>8}  {:>13}  {:>10}  {:>10}",
+        "{:<8}  {:>4}  {:>11}  {:>8}  {:>8}  {:>13}  {:>10}  {:>10}  {:>13}  {:>13}",
         "backend",
         "runs",
         "median GB/s",
@@ -351,11 +408,14 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
         "max GB/s",
         "median Gbit/s",
         "min Gbit/s",
-        "max Gbit/s"
+        "max Gbit/s",
+        "tx cpu s/GB",
+        "rx cpu s/GB"
     );
+    let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
     for s in summary {
         println!(
-            "{:<8}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>13.2}  {:>10.2}  {:>10.2}",
+            "{:<8}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>13.2}  {:>10.2}  {:>10.2}  {:>13}  {:>13}",
             s.backend,
             s.runs,
             s.median_gbytes_per_s,
@@ -364,8 +424,13 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
             s.median_gbytes_per_s * 8.0,
             s.min_gbytes_per_s * 8.0,
             s.max_gbytes_per_s * 8.0,
+            per_gb(s.cpu_s_per_gb.sender),
+            per_gb(s.cpu_s_per_gb.receiver),
         );
     }
+    println!(
+        "cpu: user + system seconds of the sending / receiving thread per 10^9 bytes (median)"
+    );
     match ratio {
         Some(r) => println!("ratio uring/blocking (median/median): {r:.3}"),
         None => println!("ratio uring/blocking: n/a (needs both backends, with bytes moved)"),
@@ -411,6 +476,11 @@ pub(super) fn name(b: Backend) -> &'static str {
     }
 }
 
+/// A CPU figure for the run table: user + system seconds.
+pub(super) fn cpu_cell(c: Option<Cpu>) -> String {
+    c.map_or_else(|| "n/a".to_owned(), |c| format!("{:.3}", c.total()))
+}
+
 /// Median, min and max throughput of `backend`'s runs.
 fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
     let mut v: Vec<f64> = runs
@@ -425,6 +495,11 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
         median_gbytes_per_s: median(&v),
         min_gbytes_per_s: v.first().copied().unwrap_or(0.0),
         max_gbytes_per_s: v.last().copied().unwrap_or(0.0),
+        cpu_s_per_gb: CpuPerGb::median_of(
+            runs.iter()
+                .filter(|r| r.backend == backend)
+                .map(|r| (r.bytes as f64, r.cpu)),
+        ),
     }
 }
 
@@ -444,6 +519,10 @@ struct Measured {
     registered: bool,
     /// Why the uring backend's kernel refused a registration (`--registered` only).
     refused: Option<String>,
+    /// Both threads' CPU.
+    cpu: CpuPair,
+    /// Effective socket buffer sizes.
+    bufs: BenchSockBufs,
 }
 
 /// Timestamps of one side of a run.
@@ -452,6 +531,7 @@ struct Side {
     end: Instant,
     registered: bool,
     refused: Option<String>,
+    cpu: Option<Cpu>,
 }
 
 /// Median, min and max of `values` (zeros when empty).
@@ -466,31 +546,44 @@ pub(super) fn stats(values: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
 }
 
 /// A connected loopback TCP pair `(client, server)`, set up by one thread (loopback connect
-/// completes from the backlog).
-pub(super) fn loopback_pair() -> Result<(TcpStream, TcpStream), Failure> {
+/// completes from the backlog), with `--sndbuf` / `--rcvbuf` set on both sockets before the
+/// connection is made (on the listener for the accepted one).
+pub(super) fn loopback_pair(bufs: &SockBufArgs) -> Result<(TcpStream, TcpStream), Failure> {
     let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| io("bind 127.0.0.1:0", e))?;
+    let listener: TcpListener = bufs
+        .listen("127.0.0.1:0")
+        .map_err(|e| io("bind 127.0.0.1:0", e))?;
     let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
-    let client = TcpStream::connect(addr).map_err(|e| io("connect", e))?;
+    let client = bufs
+        .connect(&addr, Duration::from_secs(10))
+        .map_err(|e| io("connect", e))?;
     let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
     Ok((client, server))
 }
 
 /// One transfer of `data` into `recv` over a fresh loopback connection.
+#[allow(clippy::too_many_arguments)]
 fn run_once(
     opts: &Options,
     registered: bool,
+    sockbufs: &SockBufArgs,
+    progress: Option<&Progress>,
     data: &[u8],
     recv: &mut [u8],
 ) -> Result<Measured, Failure> {
-    let (client, server) = loopback_pair()?;
+    let (client, server) = loopback_pair(sockbufs)?;
+    let bufs = BenchSockBufs {
+        sender: SockBufs::of(&client),
+        receiver: SockBufs::of(&server),
+        ..BenchSockBufs::default()
+    };
     let barrier = Barrier::new(2);
 
     let (sent, got) = thread::scope(|s| {
         let sender = s.spawn(|| send_side(opts, registered, client, data, &barrier));
         // `server` moves into `recv_side` and closes when it returns, so a failed receive
         // unblocks the sender (EPIPE/ECONNRESET) before the join below.
-        let got = recv_side(opts, registered, server, recv, &barrier);
+        let got = recv_side(opts, registered, server, recv, progress, &barrier);
         (sender.join(), got)
     });
     let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
@@ -505,6 +598,11 @@ fn run_once(
         seconds: (sent.end.max(got.end) - sent.start.min(got.start)).as_secs_f64(),
         registered: sent.registered && got.registered,
         refused: sent.refused.or(got.refused),
+        cpu: CpuPair {
+            sender: sent.cpu,
+            receiver: got.cpu,
+        },
+        bufs,
     })
 }
 
@@ -521,20 +619,26 @@ fn send_side(
     if registered {
         let mut guard = engine.register_send(data);
         let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
-        let (start, end) = timed(barrier, || guard.send(&sock))?;
+        let (start, end, cpu) = timed(barrier, || guard.send(&sock))?;
+        let registered = guard.is_registered();
+        drop(guard);
+        say_notices("bench", &engine);
         Ok(Side {
             start,
             end,
-            registered: guard.is_registered(),
+            registered,
             refused,
+            cpu,
         })
     } else {
-        let (start, end) = timed(barrier, || engine.send_from(&sock, data))?;
+        let (start, end, cpu) = timed(barrier, || engine.send_from(&sock, data))?;
+        say_notices("bench", &engine);
         Ok(Side {
             start,
             end,
             registered: false,
             refused: None,
+            cpu,
         })
     }
 }
@@ -546,6 +650,7 @@ fn recv_side(
     registered: bool,
     sock: TcpStream,
     buf: &mut [u8],
+    progress: Option<&Progress>,
     barrier: &Barrier,
 ) -> ringxfer::Result<Side> {
     let mut engine = engine(opts, barrier)?;
@@ -553,20 +658,26 @@ fn recv_side(
     if registered {
         let mut guard = engine.register_recv(buf);
         let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
-        let (start, end) = timed(barrier, || guard.recv(&sock))?;
+        let (start, end, cpu) = timed(barrier, || guard.recv(&sock))?;
+        let registered = guard.is_registered();
+        drop(guard);
+        say_notices("bench", &engine);
         Ok(Side {
             start,
             end,
-            registered: guard.is_registered(),
+            registered,
             refused,
+            cpu,
         })
     } else {
-        let (start, end) = timed(barrier, || engine.recv_into(&sock, buf))?;
+        let (start, end, cpu) = timed(barrier, || recv_chunked(&mut engine, &sock, buf, progress))?;
+        say_notices("bench", &engine);
         Ok(Side {
             start,
             end,
             registered: false,
             refused: None,
+            cpu,
         })
     }
 }
@@ -579,15 +690,18 @@ fn engine(opts: &Options, barrier: &Barrier) -> ringxfer::Result<Engine> {
     })
 }
 
-/// Waits at the barrier, then runs `op`; its start and end instants.
+/// Waits at the barrier, then runs `op`; its start and end instants and the CPU the calling
+/// thread spent in it (read just outside the clock).
 fn timed(
     barrier: &Barrier,
     op: impl FnOnce() -> ringxfer::Result<()>,
-) -> ringxfer::Result<(Instant, Instant)> {
+) -> ringxfer::Result<(Instant, Instant, Option<Cpu>)> {
     barrier.wait();
+    let cpu = CpuClock::now();
     let start = Instant::now();
     op()?;
-    Ok((start, Instant::now()))
+    let end = Instant::now();
+    Ok((start, end, cpu.and_then(|c| c.cpu_since())))
 }
 
 #[cfg(test)]
@@ -620,8 +734,15 @@ mod tests {
                     backend,
                     ..Options::default()
                 };
-                let m = run_once(&opts, registered, data.bytes(), &mut recv)
-                    .unwrap_or_else(|f| panic!("{backend}: {}", f.message));
+                let m = run_once(
+                    &opts,
+                    registered,
+                    &SockBufArgs::default(),
+                    None,
+                    data.bytes(),
+                    &mut recv,
+                )
+                .unwrap_or_else(|f| panic!("{backend}: {}", f.message));
                 assert!(m.seconds > 0.0);
                 assert_eq!(recv, data.bytes(), "{backend} registered={registered}");
             }

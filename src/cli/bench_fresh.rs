@@ -35,7 +35,12 @@ use ringxfer::frame::Header;
 use ringxfer::{AnyArray, Backend, Engine, Options, Order};
 use serde::Serialize;
 
-use super::bench::{BenchArgs, Host, loopback_pair, name, select_backends, stats};
+use super::bench::{
+    BenchArgs, BenchSockBufs, Host, cpu_cell, loopback_pair, name, select_backends, stats,
+};
+use super::measure::{
+    Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, say_notices, with_cpu,
+};
 use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
 
 /// How the receiver gets its memory.
@@ -84,6 +89,8 @@ struct RunRecord {
     /// Why the run did not verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// CPU seconds of the sending and the receiving thread during the run.
+    cpu: CpuPair,
 }
 
 /// Statistics per (backend, receive kind), as in the JSON `summary` array.
@@ -95,6 +102,8 @@ struct Summary {
     median_gbytes_per_s: f64,
     min_gbytes_per_s: f64,
     max_gbytes_per_s: f64,
+    /// Median user + system CPU seconds per 10^9 bytes, each end.
+    cpu_s_per_gb: CpuPerGb,
 }
 
 /// Per-backend `fresh / pretouched` median ratios.
@@ -120,6 +129,7 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_unavailable: Option<String>,
     host: Host,
+    socket_buffers: BenchSockBufs,
     runs: Vec<RunRecord>,
     summary: Vec<Summary>,
     ratio_fresh_over_pretouched: PerBackend,
@@ -268,12 +278,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             opts.recycle_bytes,
         );
         println!(
-            "{:>3}  {:<8}  {:<10}  {:>9}  {:>7}  verified",
-            "run", "backend", "receive", "seconds", "GB/s"
+            "{:>3}  {:<8}  {:<10}  {:>9}  {:>7}  {:>6}  {:>6}  verified",
+            "run", "backend", "receive", "seconds", "GB/s", "tx cpu", "rx cpu"
         );
     }
 
     let mut runs: Vec<RunRecord> = Vec::new();
+    let mut bufs = BenchSockBufs {
+        sndbuf_requested: a.sockbufs.sndbuf,
+        rcvbuf_requested: a.sockbufs.rcvbuf,
+        ..BenchSockBufs::default()
+    };
+    let kinds_total: usize = backends.iter().map(|&b| Receive::on(b).len()).sum();
+    let progress = Progress::start(
+        a.interval,
+        (spec.bytes as u64).saturating_mul(u64::from(a.repeat) * kinds_total as u64),
+    );
     for r in 0..a.repeat {
         let n = engines.len();
         for i in 0..n {
@@ -286,8 +306,16 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 }
                 let recycled = (kind == Receive::Fresh)
                     .then(|| ringxfer::buffer::Pool::shared(0).held_bytes() >= spec.bytes);
-                let (seconds, got) = run_once(tx, rx, kind, &spec, send.bytes(), pre.bytes_mut())
-                    .map_err(|f| {
+                let m = run_once(
+                    tx,
+                    rx,
+                    kind,
+                    &spec,
+                    &a.sockbufs,
+                    send.bytes(),
+                    pre.bytes_mut(),
+                )
+                .map_err(|f| {
                     Failure::runtime(format!(
                         "{backend} {} run {}: {}",
                         kind.name(),
@@ -295,7 +323,16 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                         f.message
                     ))
                 })?;
-                let check = verify(got, &spec, send_crc, pre.bytes());
+                if let Some(p) = &progress {
+                    p.add(spec.bytes as u64);
+                }
+                say_notices("bench", tx);
+                say_notices("bench", rx);
+                if runs.is_empty() {
+                    (bufs.sender, bufs.receiver) = m.bufs;
+                }
+                let seconds = m.seconds;
+                let check = verify(m.got, &spec, send_crc, pre.bytes());
                 let rec = RunRecord {
                     backend: name(*backend),
                     receive: kind.name(),
@@ -306,15 +343,18 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     verified: check.is_ok(),
                     recycled,
                     error: check.err(),
+                    cpu: m.cpu,
                 };
                 if !a.json {
                     println!(
-                        "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {}{}",
+                        "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {:>6}  {:>6}  {}{}",
                         runs.len() + 1,
                         rec.backend,
                         rec.receive,
                         rec.seconds,
                         rec.gbytes_per_s,
+                        cpu_cell(rec.cpu.sender),
+                        cpu_cell(rec.cpu.receiver),
                         match &rec.error {
                             None => "yes".to_owned(),
                             Some(e) => format!("NO ({e})"),
@@ -329,6 +369,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 runs.push(rec);
             }
         }
+    }
+    if let Some(p) = progress {
+        p.finish();
     }
 
     let mut summary = Vec::new();
@@ -346,6 +389,11 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 median_gbytes_per_s: median,
                 min_gbytes_per_s: min,
                 max_gbytes_per_s: max,
+                cpu_s_per_gb: CpuPerGb::median_of(
+                    runs.iter()
+                        .filter(|x| x.backend == name(b) && x.receive == k.name())
+                        .map(|x| (x.bytes as f64, x.cpu)),
+                ),
             });
         }
     }
@@ -388,6 +436,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
             uring_unavailable,
             host: Host::here(),
+            socket_buffers: bufs,
             runs,
             summary,
             ratio_fresh_over_pretouched: per_backend,
@@ -399,18 +448,28 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     } else {
         println!();
         println!(
-            "{:<8}  {:<10}  {:>4}  {:>11}  {:>8}  {:>8}",
-            "backend", "receive", "runs", "median GB/s", "min GB/s", "max GB/s"
+            "{:<8}  {:<10}  {:>4}  {:>11}  {:>8}  {:>8}  {:>11}  {:>11}",
+            "backend",
+            "receive",
+            "runs",
+            "median GB/s",
+            "min GB/s",
+            "max GB/s",
+            "tx cpu s/GB",
+            "rx cpu s/GB"
         );
+        let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
         for s in &summary {
             println!(
-                "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}",
+                "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>11}  {:>11}",
                 s.backend,
                 s.receive,
                 s.runs,
                 s.median_gbytes_per_s,
                 s.min_gbytes_per_s,
-                s.max_gbytes_per_s
+                s.max_gbytes_per_s,
+                per_gb(s.cpu_s_per_gb.sender),
+                per_gb(s.cpu_s_per_gb.receiver),
             );
         }
         let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"));
@@ -467,16 +526,27 @@ fn verify(got: Got, spec: &ArraySpec, crc: u32, pre: &[u8]) -> Result<(), String
     }
 }
 
+/// What one run measured, and what the receiver got.
+struct Measured {
+    seconds: f64,
+    got: Got,
+    cpu: CpuPair,
+    /// Effective buffer sizes of the sending and the receiving socket.
+    bufs: (SockBufs, SockBufs),
+}
+
 /// One transfer over a fresh loopback connection; its seconds and what the receiver got.
 fn run_once(
     tx: &mut Engine,
     rx: &mut Engine,
     kind: Receive,
     spec: &ArraySpec,
+    sockbufs: &SockBufArgs,
     data: &[u8],
     pre: &mut [u8],
-) -> Result<(f64, Got), Failure> {
-    let (client, server) = loopback_pair()?;
+) -> Result<Measured, Failure> {
+    let (client, server) = loopback_pair(sockbufs)?;
+    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
     let barrier = Barrier::new(2);
     let shape = [spec.count];
     let dtype = spec.dtype;
@@ -485,12 +555,15 @@ fn run_once(
         let sender = s.spawn(move || {
             let sock = client; // closed when the sender returns, so a stuck receiver sees EOF
             barrier.wait();
-            let start = Instant::now();
-            match kind {
-                Receive::Naive => tx.send_from(&sock, data),
-                _ => tx.send_array_bytes(&sock, dtype, data, &shape, Order::C),
-            }
-            .map(|()| (start, Instant::now()))
+            let (r, cpu) = with_cpu(|| {
+                let start = Instant::now();
+                match kind {
+                    Receive::Naive => tx.send_from(&sock, data),
+                    _ => tx.send_array_bytes(&sock, dtype, data, &shape, Order::C),
+                }
+                .map(|()| (start, Instant::now()))
+            });
+            r.map(|(s, e)| (s, e, cpu))
         });
         // `server` moves in and closes on return, so a failed receive unblocks the sender.
         let got = recv_side(rx, server, barrier, kind, dtype, pre, data.len());
@@ -498,14 +571,23 @@ fn run_once(
     });
     let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
     match (sent, got) {
-        (Ok((s0, s1)), Ok((r0, r1, got))) => Ok(((s1.max(r1) - s0.min(r0)).as_secs_f64(), got)),
+        (Ok((s0, s1, scpu)), Ok((r0, r1, got, rcpu))) => Ok(Measured {
+            seconds: (s1.max(r1) - s0.min(r0)).as_secs_f64(),
+            got,
+            cpu: CpuPair {
+                sender: scpu,
+                receiver: rcpu,
+            },
+            bufs,
+        }),
         (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
         (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
         (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
     }
 }
 
-/// The receiving (main) thread of a run: its start and end instants and what it got.
+/// The receiving (main) thread of a run: its start and end instants, what it got and its
+/// CPU.
 /// `sock` closes when this returns, so a failed receive unblocks the sender.
 fn recv_side(
     rx: &mut Engine,
@@ -515,19 +597,22 @@ fn recv_side(
     dtype: DType,
     pre: &mut [u8],
     len: usize,
-) -> ringxfer::Result<(Instant, Instant, Got)> {
+) -> ringxfer::Result<(Instant, Instant, Got, Option<Cpu>)> {
     barrier.wait();
-    let start = Instant::now();
-    let got = match kind {
-        Receive::Pretouched => Got::Into(recv_into_typed(rx, &sock, dtype, pre)?),
-        Receive::Fresh => Got::Fresh(rx.recv_any(&sock)?),
-        Receive::Naive => {
-            let mut v = vec![0u8; len];
-            rx.recv_into(&sock, &mut v)?;
-            Got::Naive(v)
-        }
-    };
-    Ok((start, Instant::now(), got))
+    let (r, cpu) = with_cpu(|| {
+        let start = Instant::now();
+        let got = match kind {
+            Receive::Pretouched => Got::Into(recv_into_typed(rx, &sock, dtype, pre)?),
+            Receive::Fresh => Got::Fresh(rx.recv_any(&sock)?),
+            Receive::Naive => {
+                let mut v = vec![0u8; len];
+                rx.recv_into(&sock, &mut v)?;
+                Got::Naive(v)
+            }
+        };
+        Ok((start, Instant::now(), got))
+    });
+    r.map(|(s, e, g)| (s, e, g, cpu))
 }
 
 #[cfg(test)]
@@ -567,11 +652,18 @@ mod tests {
             for &kind in Receive::on(b) {
                 for _ in 0..2 {
                     pre.bytes_mut().fill(0xAA);
-                    let (secs, got) =
-                        run_once(&mut tx, &mut rx, kind, &spec, data.bytes(), pre.bytes_mut())
-                            .unwrap_or_else(|f| panic!("{b} {}: {}", kind.name(), f.message));
-                    assert!(secs > 0.0);
-                    verify(got, &spec, crc, pre.bytes())
+                    let m = run_once(
+                        &mut tx,
+                        &mut rx,
+                        kind,
+                        &spec,
+                        &SockBufArgs::default(),
+                        data.bytes(),
+                        pre.bytes_mut(),
+                    )
+                    .unwrap_or_else(|f| panic!("{b} {}: {}", kind.name(), f.message));
+                    assert!(m.seconds > 0.0);
+                    verify(m.got, &spec, crc, pre.bytes())
                         .unwrap_or_else(|e| panic!("{b} {}: {e}", kind.name()));
                 }
             }

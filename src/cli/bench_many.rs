@@ -32,7 +32,12 @@ use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Error, Options, Order};
 use serde::Serialize;
 
-use super::bench::{BenchArgs, Host, PathArg, loopback_pair, name, select_backends, stats};
+use super::bench::{
+    BenchArgs, BenchSockBufs, Host, PathArg, cpu_cell, loopback_pair, name, select_backends, stats,
+};
+use super::measure::{
+    Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count, say_notices, with_cpu,
+};
 use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
 
 /// Array size without --size/--count.
@@ -83,6 +88,8 @@ struct RunRecord {
     /// The first thing that did not verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// CPU seconds of the sending and the receiving thread during the run.
+    cpu: CpuPair,
 }
 
 /// Statistics per (backend, path), as in the JSON `summary` array.
@@ -97,6 +104,8 @@ struct Summary {
     median_gbytes_per_s: f64,
     min_gbytes_per_s: f64,
     max_gbytes_per_s: f64,
+    /// Median user + system CPU seconds per 10^9 payload bytes, each end.
+    cpu_s_per_gb: CpuPerGb,
 }
 
 /// The `--json` report.
@@ -115,6 +124,7 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_unavailable: Option<String>,
     host: Host,
+    socket_buffers: BenchSockBufs,
     runs: Vec<RunRecord>,
     summary: Vec<Summary>,
     /// Median arrays/s of uring batched over blocking per-array (issue 3's goal: >= 2).
@@ -235,26 +245,42 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             a.repeat,
         );
         println!(
-            "{:>3}  {:<8}  {:<9}  {:>9}  {:>10}  {:>7}  verified",
-            "run", "backend", "path", "seconds", "arrays/s", "GB/s"
+            "{:>3}  {:<8}  {:<9}  {:>9}  {:>10}  {:>7}  {:>6}  {:>6}  verified",
+            "run", "backend", "path", "seconds", "arrays/s", "GB/s", "tx cpu", "rx cpu"
         );
     }
 
     let mut runs: Vec<RunRecord> = Vec::new();
+    let mut bufs = BenchSockBufs {
+        sndbuf_requested: a.sockbufs.sndbuf,
+        rcvbuf_requested: a.sockbufs.rcvbuf,
+        ..BenchSockBufs::default()
+    };
+    let progress = Progress::start(
+        a.interval,
+        run_bytes.saturating_mul(u64::from(a.repeat) * (backends.len() * paths.len()) as u64),
+    );
     for r in 0..a.repeat {
         let n = engines.len();
         for i in 0..n {
             let (backend, tx, rx) = &mut engines[(i + r as usize) % n];
             for j in 0..paths.len() {
                 let path = paths[(j + r as usize) % paths.len()];
-                let (seconds, check) = run_once(tx, rx, path, batch, &stream).map_err(|f| {
-                    Failure::runtime(format!(
-                        "{backend} {} run {}: {}",
-                        path.name(),
-                        r + 1,
-                        f.message
-                    ))
-                })?;
+                let m = run_once(tx, rx, path, batch, &stream, &a.sockbufs, progress.as_ref())
+                    .map_err(|f| {
+                        Failure::runtime(format!(
+                            "{backend} {} run {}: {}",
+                            path.name(),
+                            r + 1,
+                            f.message
+                        ))
+                    })?;
+                say_notices("bench", tx);
+                say_notices("bench", rx);
+                if runs.is_empty() {
+                    (bufs.sender, bufs.receiver) = m.bufs;
+                }
+                let (seconds, check) = (m.seconds, m.check);
                 let rec = RunRecord {
                     backend: name(*backend),
                     path: path.name(),
@@ -270,16 +296,19 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     gbytes_per_s: gbytes_per_s(run_bytes as usize, seconds),
                     verified: check.is_ok(),
                     error: check.err(),
+                    cpu: m.cpu,
                 };
                 if !a.json {
                     println!(
-                        "{:>3}  {:<8}  {:<9}  {:>9.4}  {:>10.0}  {:>7.3}  {}",
+                        "{:>3}  {:<8}  {:<9}  {:>9.4}  {:>10.0}  {:>7.3}  {:>6}  {:>6}  {}",
                         runs.len() + 1,
                         rec.backend,
                         rec.path,
                         rec.seconds,
                         rec.arrays_per_s,
                         rec.gbytes_per_s,
+                        cpu_cell(rec.cpu.sender),
+                        cpu_cell(rec.cpu.receiver),
                         match &rec.error {
                             None => "yes".to_owned(),
                             Some(e) => format!("NO ({e})"),
@@ -289,6 +318,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 runs.push(rec);
             }
         }
+    }
+    if let Some(p) = progress {
+        p.finish();
     }
 
     let mut summary = Vec::new();
@@ -310,6 +342,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 median_gbytes_per_s: med_g,
                 min_gbytes_per_s: min_g,
                 max_gbytes_per_s: max_g,
+                cpu_s_per_gb: CpuPerGb::median_of(mine().map(|x| (x.bytes as f64, x.cpu))),
             });
         }
     }
@@ -344,6 +377,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
             uring_unavailable,
             host: Host::here(),
+            socket_buffers: bufs,
             runs,
             summary,
             ratio_uring_batched_over_blocking_per_array: vs_per_array,
@@ -356,25 +390,30 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     } else {
         println!();
         println!(
-            "{:<8}  {:<9}  {:>4}  {:>15}  {:>12}  {:>12}  {:>11}",
+            "{:<8}  {:<9}  {:>4}  {:>15}  {:>12}  {:>12}  {:>11}  {:>11}  {:>11}",
             "backend",
             "path",
             "runs",
             "median arrays/s",
             "min arrays/s",
             "max arrays/s",
-            "median GB/s"
+            "median GB/s",
+            "tx cpu s/GB",
+            "rx cpu s/GB"
         );
+        let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
         for s in &summary {
             println!(
-                "{:<8}  {:<9}  {:>4}  {:>15.0}  {:>12.0}  {:>12.0}  {:>11.3}",
+                "{:<8}  {:<9}  {:>4}  {:>15.0}  {:>12.0}  {:>12.0}  {:>11.3}  {:>11}  {:>11}",
                 s.backend,
                 s.path,
                 s.runs,
                 s.median_arrays_per_s,
                 s.min_arrays_per_s,
                 s.max_arrays_per_s,
-                s.median_gbytes_per_s
+                s.median_gbytes_per_s,
+                per_gb(s.cpu_s_per_gb.sender),
+                per_gb(s.cpu_s_per_gb.receiver),
             );
         }
         let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"));
@@ -441,9 +480,11 @@ fn recv(
     sock: &TcpStream,
     path: Path,
     s: &Stream<'_>,
+    progress: Option<&Progress>,
 ) -> ringxfer::Result<(Instant, Result<(), String>)> {
     let mut check = Ok(());
     let mut note = |k: u64, a: &AnyArray| {
+        count(progress, a.bytes().len());
         if check.is_ok() {
             check = s.check(k, a);
         }
@@ -471,36 +512,64 @@ fn recv(
     Ok((end, check))
 }
 
-/// One run over a fresh loopback connection: its seconds and the receiver's checks.
+/// What one run measured.
+struct Measured {
+    seconds: f64,
+    /// The receiver's checks.
+    check: Result<(), String>,
+    cpu: CpuPair,
+    /// Effective buffer sizes of the sending and the receiving socket.
+    bufs: (SockBufs, SockBufs),
+}
+
+/// One run over a fresh loopback connection: its seconds, the receiver's checks and both
+/// threads' CPU.
 fn run_once(
     tx: &mut Engine,
     rx: &mut Engine,
     path: Path,
     batch: u32,
     stream: &Stream<'_>,
-) -> Result<(f64, Result<(), String>), Failure> {
-    let (client, server) = loopback_pair()?;
+    sockbufs: &SockBufArgs,
+    progress: Option<&Progress>,
+) -> Result<Measured, Failure> {
+    let (client, server) = loopback_pair(sockbufs)?;
+    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
     let barrier = Barrier::new(2);
     let (sent, got) = thread::scope(|sc| {
         let barrier = &barrier;
         let sender = sc.spawn(move || {
             let sock = client; // closed on return: the receiver's end-of-stream check needs it
             barrier.wait();
-            let start = Instant::now();
-            send(tx, &sock, path, batch, stream).map(|()| (start, Instant::now()))
+            let (r, cpu) = with_cpu(|| {
+                let start = Instant::now();
+                send(tx, &sock, path, batch, stream).map(|()| (start, Instant::now()))
+            });
+            r.map(|(s, e)| (s, e, cpu))
         });
         // `server` moves in and closes on return, so a failed receive unblocks the sender.
         let got = {
             let sock = server;
             barrier.wait();
-            let start = Instant::now();
-            recv(rx, &sock, path, stream).map(|(end, check)| (start, end, check))
+            let (r, cpu): (_, Option<Cpu>) = with_cpu(|| {
+                let start = Instant::now();
+                recv(rx, &sock, path, stream, progress).map(|(end, check)| (start, end, check))
+            });
+            r.map(|(s, e, c)| (s, e, c, cpu))
         };
         (sender.join(), got)
     });
     let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
     match (sent, got) {
-        (Ok((s0, s1)), Ok((r0, r1, check))) => Ok(((s1.max(r1) - s0.min(r0)).as_secs_f64(), check)),
+        (Ok((s0, s1, scpu)), Ok((r0, r1, check, rcpu))) => Ok(Measured {
+            seconds: (s1.max(r1) - s0.min(r0)).as_secs_f64(),
+            check,
+            cpu: CpuPair {
+                sender: scpu,
+                receiver: rcpu,
+            },
+            bufs,
+        }),
         (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
         (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
         (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
@@ -543,10 +612,19 @@ mod tests {
             let mut rx = Engine::new(b).unwrap();
             for path in [Path::Batched, Path::PerArray] {
                 // A batch size that does not divide the count: the last batch is short.
-                let (secs, check) = run_once(&mut tx, &mut rx, path, 7, &stream)
-                    .unwrap_or_else(|f| panic!("{b} {}: {}", path.name(), f.message));
-                assert!(secs > 0.0);
-                check.unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
+                let m = run_once(
+                    &mut tx,
+                    &mut rx,
+                    path,
+                    7,
+                    &stream,
+                    &SockBufArgs::default(),
+                    None,
+                )
+                .unwrap_or_else(|f| panic!("{b} {}: {}", path.name(), f.message));
+                assert!(m.seconds > 0.0);
+                m.check
+                    .unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
             }
         }
     }
@@ -560,15 +638,15 @@ mod tests {
         let mut tx = Engine::new(Backend::Blocking).unwrap();
         // The receiver expects 99 arrays: the 100th is one too many.
         let short = stream_of(&payloads, 99);
-        let (client, server) = loopback_pair().unwrap();
+        let (client, server) = loopback_pair(&SockBufArgs::default()).unwrap();
         let t = thread::scope(|sc| {
             sc.spawn(|| send(&mut tx, &client, Path::Batched, 64, &sent).map(|()| drop(client)));
-            recv(&mut rx, &server, Path::Batched, &short).map(|(_, c)| c)
+            recv(&mut rx, &server, Path::Batched, &short, None).map(|(_, c)| c)
         });
         assert!(t.unwrap().unwrap_err().contains("more than 99"));
         // Array 1 checked against payload 0: differs.
         let a = {
-            let (client, server) = loopback_pair().unwrap();
+            let (client, server) = loopback_pair(&SockBufArgs::default()).unwrap();
             let mut tx = Engine::new(Backend::Blocking).unwrap();
             tx.send_array_bytes(&client, sent.dtype, sent.payload(0), &sent.shape, Order::C)
                 .unwrap();

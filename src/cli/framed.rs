@@ -13,11 +13,18 @@
 //! the arange pattern, and on one that differs from what `--dtype`, `--shape` (or
 //! `--count`/`--size` as a 1-D shape) and `--order` say, where given. Each array's clock starts when its first header byte is
 //! readable (so time spent waiting for the sender to start is not counted) and stops when
-//! `recv_any` returns (payload received, CRC-32 checked).
+//! `recv_any` returns (payload received, CRC-32 checked). Each line also carries the CPU
+//! (user and system seconds) the receiving thread spent over that stretch, and the socket's
+//! effective SO_SNDBUF / SO_RCVBUF; `send` reports its own thread's CPU over its clock.
+//!
+//! `send --get-server-output`: after the last array the sender half-closes the connection
+//! (`shutdown(SHUT_WR)`) and reads until end of stream: `ringxfer serve`, seeing a clean close
+//! between arrays, writes back the JSON lines it printed for this connection, then closes.
+//! `send` prints them after its own report (inside its JSON object as `"server": [...]`).
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -26,6 +33,7 @@ use ringxfer::frame::{self, MAX_NDIM};
 use ringxfer::{Engine, Error, FrameError, Options, Order};
 use serde::Serialize;
 
+use super::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
 use super::xfer::{Role, XferArgs, connect};
 use super::{Buffer, Failure, crc32_hex, gbytes_per_s, size};
 
@@ -163,6 +171,11 @@ pub struct ArrayLine {
     pub first_bad_element: Option<u64>,
     /// CRC-32 (zlib) of the payload, as `ringxfer send` prints it.
     pub crc32: String,
+    /// CPU of the receiving thread over the clock's stretch (`null` where it cannot be read).
+    pub cpu: Option<Cpu>,
+    /// The connection's effective buffer sizes, as the kernel reports them before the
+    /// array is received.
+    pub socket_buffers: SockBufs,
 }
 
 impl ArrayLine {
@@ -174,7 +187,7 @@ impl ArrayLine {
         }
         format!(
             "{} array {}: {} {} order {}, {} bytes in {:.4} s: {:.3} GB/s, backend {}, \
-             crc32 {} verified, {}",
+             crc32 {} verified, {}, {}",
             self.peer,
             self.array,
             self.dtype,
@@ -188,7 +201,8 @@ impl ArrayLine {
             match self.first_bad_element {
                 None => "arange pattern ok".to_owned(),
                 Some(i) => format!("NOT the arange pattern (element {i})"),
-            }
+            },
+            cpu_text(self.cpu)
         )
     }
 }
@@ -299,9 +313,12 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
         Ok(false) => return Outcome::Closed,
         Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
     }
-    let t = Instant::now();
-    let got = engine.recv_any(sock);
-    let seconds = t.elapsed().as_secs_f64();
+    let socket_buffers = SockBufs::of(sock);
+    let ((got, seconds), cpu) = with_cpu(|| {
+        let t = Instant::now();
+        let got = engine.recv_any(sock);
+        (got, t.elapsed().as_secs_f64())
+    });
     match got {
         Ok(a) => {
             let check = verify_arange(a.dtype(), a.bytes());
@@ -319,6 +336,8 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
                 arange: check.is_ok(),
                 first_bad_element: check.err(),
                 crc32: crc32_hex(a.bytes()),
+                cpu,
+                socket_buffers,
             };
             drop(a);
             Outcome::Array(line)
@@ -394,6 +413,9 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
             }
             send(a, opts)
         }
+        Role::Recv if a.get_server_output => Err(Failure::usage(
+            "--get-server-output is for send (it asks a ringxfer serve peer for its lines)",
+        )),
         Role::Recv => recv(a, opts),
     }
 }
@@ -428,6 +450,14 @@ struct SendReport {
     /// CRC-32 (zlib) of one array's payload (every array is the same).
     crc32: String,
     peer: String,
+    /// CPU of the sending thread over the clock's stretch.
+    cpu: Option<Cpu>,
+    /// The socket's effective buffer sizes.
+    socket_buffers: SockBufs,
+    /// With `--get-server-output`: the lines the server sent back (JSON objects; a line that
+    /// is not JSON as a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<Vec<serde_json::Value>>,
 }
 
 /// The dtype and shape of the arrays `send` sends: `--shape`, else `--count`/`--size`
@@ -459,20 +489,36 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     fill_arange(dtype, buf.bytes_mut());
     let crc32 = crc32_hex(buf.bytes());
 
-    let (sock, peer) = connect(Role::Send, &a.endpoint)?;
-    let t = Instant::now();
-    for i in 0..arrays {
-        engine
-            .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
-            .map_err(|e| {
-                let f = Failure::from(e);
-                Failure {
-                    message: format!("array {} of {arrays}: {}", i + 1, f.message),
-                    ..f
-                }
-            })?;
+    let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs)?;
+    let socket_buffers = SockBufs::of(&sock);
+    let progress = Progress::start(a.interval, bytes as u64 * arrays);
+    let ((sent, seconds), cpu) = with_cpu(|| {
+        let t = Instant::now();
+        let r: Result<(), Failure> = (0..arrays).try_for_each(|i| {
+            engine
+                .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
+                .map_err(|e| {
+                    let f = Failure::from(e);
+                    Failure {
+                        message: format!("array {} of {arrays}: {}", i + 1, f.message),
+                        ..f
+                    }
+                })?;
+            count(progress.as_ref(), bytes);
+            Ok(())
+        });
+        (r, t.elapsed().as_secs_f64())
+    });
+    if let Some(p) = progress {
+        p.finish();
     }
-    let seconds = t.elapsed().as_secs_f64();
+    sent?;
+    say_notices("send", &engine);
+    let server = if a.get_server_output {
+        Some(server_output(&sock, a.timeout)?)
+    } else {
+        None
+    };
     drop(sock);
 
     let total = bytes as u64 * arrays;
@@ -493,6 +539,9 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         },
         crc32,
         peer: peer.to_string(),
+        cpu,
+        socket_buffers,
+        server,
     };
     if a.json {
         let json = serde_json::to_string(&r)
@@ -501,7 +550,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     } else {
         emit(&format!(
             "send: {} array(s) of {} {} order {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
-             Gbit/s), backend {}, peer {}, crc32 {}",
+             Gbit/s), backend {}, peer {}, crc32 {}, {}",
             r.arrays,
             r.dtype,
             shape_str(&r.shape),
@@ -512,13 +561,118 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             r.gbytes_per_s * 8.0,
             r.backend,
             r.peer,
-            r.crc32
+            r.crc32,
+            cpu_text(r.cpu)
         ));
+        for v in r.server.iter().flatten() {
+            emit(&format!("server: {}", server_text(v)));
+        }
     }
     Ok(())
 }
 
+/// `--get-server-output`: half-closes `sock` (the server sees a clean end of stream after
+/// the last array) and reads the lines it sends back until it closes. Waits at most
+/// `--timeout` for each read (60 s without one).
+fn server_output(
+    sock: &TcpStream,
+    timeout: Option<Duration>,
+) -> Result<Vec<serde_json::Value>, Failure> {
+    let fail =
+        |what: &str, e: io::Error| Failure::runtime(format!("--get-server-output: {what}: {e}"));
+    sock.shutdown(Shutdown::Write)
+        .map_err(|e| fail("shutdown(SHUT_WR)", e))?;
+    sock.set_read_timeout(Some(timeout.unwrap_or(Duration::from_secs(60))))
+        .map_err(|e| fail("SO_RCVTIMEO", e))?;
+    let mut text = String::new();
+    let mut s = sock;
+    s.read_to_string(&mut text)
+        .map_err(|e| fail("reading the server's lines", e))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::Value::from(l)))
+        .collect())
+}
+
+/// A server line (JSON) in words: an [`ArrayLine`] or an [`ErrorLine`].
+fn server_text(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let Value::Object(o) = v else {
+        return v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    };
+    let f = |k: &str| o.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let st = |k: &str| {
+        o.get(k).map_or_else(String::new, |x| match x {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    if o.contains_key("error") {
+        return format!(
+            "array {}: ERROR [{}] {}",
+            st("array"),
+            st("kind"),
+            st("error")
+        );
+    }
+    let cpu = o
+        .get("cpu")
+        .and_then(|c| serde_json::from_value::<CpuIn>(c.clone()).ok())
+        .map(|c| Cpu {
+            user_s: c.user_s,
+            system_s: c.system_s,
+        });
+    format!(
+        "array {}: {} bytes in {:.4} s: {:.3} GB/s ({:.2} Gbit/s), backend {}, crc32 {}, {}, {}",
+        st("array"),
+        st("bytes"),
+        f("seconds"),
+        f("gbytes_per_s"),
+        f("gbytes_per_s") * 8.0,
+        st("backend"),
+        st("crc32"),
+        if o.get("arange") == Some(&Value::Bool(true)) {
+            "arange pattern ok"
+        } else {
+            "NOT the arange pattern"
+        },
+        cpu_text(cpu)
+    )
+}
+
+/// The `cpu` object of a server line, read back.
+#[derive(serde::Deserialize)]
+struct CpuIn {
+    user_s: f64,
+    system_s: f64,
+}
+
 fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+    // What the caller expects of each array, from the flags given (checked before connecting).
+    if a.framed.shape.is_none() && a.array.count_given() {
+        a.array.resolve()?;
+    }
+    let mut engine = engine(Role::Recv, opts)?;
+    let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs)?;
+    let peer = peer.to_string();
+    let progress = Progress::start(a.interval, 0);
+    let r = recv_arrays(a, &mut engine, &sock, &peer, progress.as_ref());
+    if let Some(p) = progress {
+        p.finish();
+    }
+    say_notices("recv", &engine);
+    r
+}
+
+/// The receive loop of framed `recv`.
+fn recv_arrays(
+    a: &XferArgs,
+    engine: &mut Engine,
+    sock: &TcpStream,
+    peer: &str,
+    progress: Option<&Progress>,
+) -> Result<(), Failure> {
     let arrays = a.framed.arrays.unwrap_or(1);
     // What the caller expects of each array, from the flags given.
     let want_dtype = a.array.dtype_given();
@@ -527,12 +681,10 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         None if a.array.count_given() => Some(vec![a.array.resolve()?.count]),
         None => None,
     };
-    let mut engine = engine(Role::Recv, opts)?;
-    let (sock, peer) = connect(Role::Recv, &a.endpoint)?;
-    let peer = peer.to_string();
     for i in 1..=arrays {
-        match recv_one(&mut engine, &sock, &peer, i) {
+        match recv_one(engine, sock, peer, i) {
             Outcome::Array(line) => {
+                count(progress, line.bytes as usize);
                 emit(&line.render(a.json));
                 let mut wrong = Vec::new();
                 if let Some(d) = want_dtype.filter(|d| d.to_string() != line.dtype) {

@@ -11,6 +11,8 @@
 //!   trailer of `docs/PROTOCOL.md`, several arrays per connection.
 //! * [`serve`] — receives framed arrays from any number of clients, one line per array.
 //! * [`probe`] — what io_uring offers on this machine.
+//! * [`measure`] — per-thread CPU cost, progress lines (`-i`), socket buffer sizes
+//!   (`--sndbuf` / `--rcvbuf`) and the engine's notices, shared by the commands above.
 //!
 //! Units: sizes are bytes, counts are elements; throughput is GB/s = 10^9 bytes/s and
 //! Gbit/s = 10^9 bits/s. Exit status: 0 on success, 1 on a failed or unverified transfer,
@@ -20,6 +22,7 @@ mod bench;
 mod bench_fresh;
 mod bench_many;
 mod framed;
+mod measure;
 mod probe;
 mod serve;
 mod size;
@@ -56,6 +59,11 @@ enum Command {
     /// naive `vec![0u8; n]` + blocking receive; `--count-arrays N` measures N small framed
     /// arrays per connection, batched and one at a time. Both print medians per backend and
     /// mode and their ratios.
+    ///
+    /// Every run reports the CPU (user and system seconds) of the sending and the receiving
+    /// thread, and the summary the median CPU seconds per 10^9 bytes of each end. The split
+    /// between user and system comes from the kernel's 10 ms tick samples; the sum has
+    /// nanosecond resolution (/proc/thread-self/schedstat).
     Bench(bench::BenchArgs),
     /// Send the arange pattern of a dtype to a peer: framed arrays (the default), or just the
     /// array bytes with --raw.
@@ -68,7 +76,18 @@ enum Command {
     /// Prints `listening ADDR` first (the bound address, so port 0 works), then one line per
     /// received array and one per broken client, whose connection is closed while the others
     /// are served on. Each connection holds at most one array at a time, so arrays take at
-    /// most max-clients x max-payload bytes. Runs until killed.
+    /// most max-clients x max-payload bytes (plus the --recycle pool). Runs until killed.
+    ///
+    /// Each array line carries the receiving thread's CPU (user and system seconds) and the
+    /// socket's effective buffer sizes.
+    ///
+    /// Server output to the client (iperf3's --get-server-output): when a client closes its
+    /// write side cleanly between arrays, serve writes back on that connection the lines it
+    /// printed for it, as JSON (one object per line, whatever --json says), then closes.
+    /// `ringxfer send --get-server-output` half-closes after its last array and prints them,
+    /// so one command shows both ends' figures. A client that did not ask has closed its
+    /// socket; the failed write (EPIPE/ECONNRESET) is ignored. Nothing is written back after a
+    /// broken message.
     Serve(serve::ServeArgs),
     /// Report what io_uring offers on this machine.
     Probe(probe::ProbeArgs),

@@ -15,12 +15,27 @@
 //! (their connect completes and their first bytes are buffered by the kernel) until a
 //! connection closes; a client beyond the backlog too sees its connect time out. Each header's
 //! `payload_len` is checked against `--max-payload` before anything is allocated, so the
-//! arrays held at once take at most `max-clients × max-payload` bytes. Each connection's
-//! engine also keeps up to `--recycle` bytes of its dropped arrays' memory for reuse (fresh
-//! arrays at pre-touched speed), released when the connection closes; so the worst case is
-//! `max-clients × (max-payload + recycle)` bytes, plus ~2 MiB of thread stack per connection.
-//! `--timeout` bounds how long a silent client holds its slot.
+//! arrays held at once take at most `max-clients × max-payload` bytes. Dropped arrays' memory
+//! goes to the library's process-wide pool for reuse by the next receive on any connection
+//! (fresh arrays at pre-touched speed); the pool keeps at most `--recycle` bytes (its cap is
+//! the largest `recycle_bytes` any engine asked for) and keeps them until the process exits,
+//! also after the connections close. So the worst case is `max-clients × max-payload +
+//! recycle` bytes, plus ~2 MiB of thread stack per connection. `--timeout` bounds how long a
+//! silent client holds its slot.
+//!
+//! **Server output back to the client** (like iperf3's `--get-server-output`). When a client
+//! closes its write side cleanly between two arrays, the server writes back on the same
+//! connection the per-array report lines it printed for that connection (in JSON, one object
+//! per line, whatever its own `--json`), then closes. `ringxfer send --get-server-output`
+//! half-closes after its last array and reads them; a client that did not ask has closed its
+//! socket altogether, so the write fails (EPIPE / ECONNRESET) and is ignored silently. After a
+//! broken message nothing is written back.
+//!
+//! Each array line carries the CPU (user and system seconds) the connection's thread spent
+//! receiving it, and the socket's effective SO_SNDBUF / SO_RCVBUF; `--sndbuf` / `--rcvbuf` are
+//! set on the listening socket before listen(), so accepted connections inherit them.
 
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -31,6 +46,7 @@ use clap::Args;
 use ringxfer::{Engine, Options, frame};
 
 use super::framed::{ErrorLine, Outcome, emit, recv_one};
+use super::measure::{SockBufArgs, say_notices};
 use super::{BackendArg, Failure, TuningArgs, size};
 
 /// Arguments of `ringxfer serve`.
@@ -51,8 +67,9 @@ pub struct ServeArgs {
     /// [default: 8GiB].
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     max_payload: Option<u64>,
-    /// Bytes of dropped arrays' memory each connection keeps for reuse (0: none), e.g.
-    /// 512MiB [default: the library's, 2GiB].
+    /// Bytes of dropped arrays' memory kept for reuse by later receives on any connection
+    /// (one process-wide pool, kept until exit; 0: none), e.g. 512MiB [default: the
+    /// library's, 2GiB].
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     recycle: Option<u64>,
     /// Close a connection when no byte moves for this many seconds, inside a message or
@@ -66,6 +83,8 @@ pub struct ServeArgs {
     max_clients: u32,
     #[command(flatten)]
     tuning: TuningArgs,
+    #[command(flatten)]
+    sockbufs: SockBufArgs,
 }
 
 /// Counts open connections against `--max-clients`.
@@ -124,7 +143,9 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
     }
     drop(probe_engine);
 
-    let listener = TcpListener::bind(a.listen.as_str())
+    let listener: TcpListener = a
+        .sockbufs
+        .listen(a.listen.as_str())
         .map_err(|e| Failure::runtime(format!("listen on {}: {e}", a.listen)))?;
     let local = listener
         .local_addr()
@@ -175,7 +196,8 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
     }
 }
 
-/// Receives arrays on one connection until the client closes or breaks.
+/// Receives arrays on one connection until the client closes or breaks; on a clean close,
+/// writes the connection's lines (JSON) back to the client.
 fn serve_connection(sock: TcpStream, peer: &str, opts: Options, json: bool) {
     let mut engine = match Engine::with_options(opts) {
         Ok(e) => e,
@@ -184,14 +206,37 @@ fn serve_connection(sock: TcpStream, peer: &str, opts: Options, json: bool) {
             return;
         }
     };
+    let mut sent_back = String::new();
     for array in 1.. {
         match recv_one(&mut engine, &sock, peer, array) {
-            Outcome::Array(line) => emit(&line.render(json)),
-            Outcome::Closed => return,
+            Outcome::Array(line) => {
+                emit(&line.render(json));
+                sent_back.push_str(&line.render(true));
+                sent_back.push('\n');
+            }
+            Outcome::Closed => {
+                say_notices("serve", &engine);
+                write_back(&sock, &sent_back, engine.options().idle_timeout);
+                return;
+            }
             Outcome::Failed(line) => {
                 emit(&line.render(json));
+                say_notices("serve", &engine);
                 return;
             }
         }
     }
+}
+
+/// Writes `lines` to a client that closed its write side, ignoring every error: a client
+/// that did not ask for them has closed its socket (EPIPE / ECONNRESET). Waits at most the
+/// idle timeout (10 s without one) for a client that half-closed but does not read.
+fn write_back(sock: &TcpStream, lines: &str, idle: Option<Duration>) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = sock.set_write_timeout(Some(idle.unwrap_or(Duration::from_secs(10))));
+    let mut s = sock;
+    let _ = s.write_all(lines.as_bytes());
+    let _ = s.flush();
 }

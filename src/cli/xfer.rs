@@ -8,7 +8,13 @@
 //! The sender builds the arange pattern and its CRC-32 before connecting; the receiver
 //! allocates (and touches) its buffer before connecting. The clock runs from the established
 //! connection to the end of `send_from` (every byte handed to the kernel) or `recv_into`
-//! (every byte received).
+//! (every byte received). Both report the CPU (user and system seconds) of the thread that
+//! moved the bytes over the same stretch ([`super::measure`]), and the socket's effective
+//! SO_SNDBUF / SO_RCVBUF (`--sndbuf` / `--rcvbuf` set them before connect or listen).
+//!
+//! With `-i SECS` progress goes to stderr while the transfer runs (a bar on a terminal, else a
+//! line per interval), and the raw array moves in 64 MiB `send_from` / `recv_into` calls so
+//! the bytes can be counted; without `-i` it is one call.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -20,6 +26,10 @@ use ringxfer::{ActiveBackend, Engine, Options};
 use serde::Serialize;
 
 use super::framed::FramedArgs;
+use super::measure::{
+    Cpu, Progress, SockBufArgs, SockBufs, cpu_text, recv_chunked, say_notices, send_chunked,
+    with_cpu,
+};
 use super::{ArrayArgs, BackendArg, Buffer, Failure, TuningArgs, crc32_hex, gbytes_per_s};
 
 /// How long `--connect` keeps retrying a refused or unreachable address.
@@ -83,6 +93,19 @@ pub struct XferArgs {
     pub(super) registered: bool,
     #[command(flatten)]
     pub(super) tuning: TuningArgs,
+    /// Report progress every SECS on stderr: a bar on a terminal, else one line per interval
+    /// (`[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`). Raw mode then moves the array in 64 MiB
+    /// calls (the same bytes on the wire); framed mode counts whole arrays.
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = super::parse_secs,
+          conflicts_with = "registered")]
+    pub(super) interval: Option<Duration>,
+    #[command(flatten)]
+    pub(super) sockbufs: SockBufArgs,
+    /// send (framed): after the last array, half-close the connection and print the lines the
+    /// server (`ringxfer serve`) sends back, its per-array reports (like iperf3's
+    /// --get-server-output).
+    #[arg(long)]
+    pub(super) get_server_output: bool,
 }
 
 /// The `--json` report.
@@ -106,6 +129,10 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     registered: Option<bool>,
     peer: String,
+    /// CPU of the thread that moved the bytes, over the clock's stretch.
+    cpu: Option<Cpu>,
+    /// The socket's effective buffer sizes.
+    socket_buffers: SockBufs,
 }
 
 /// Runs `ringxfer send` or `ringxfer recv`.
@@ -117,6 +144,11 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         return Err(Failure::usage(format!(
             "{flag} is for framed mode, not --raw"
         )));
+    }
+    if a.get_server_output {
+        return Err(Failure::usage(
+            "--get-server-output is for framed mode (a ringxfer serve peer), not --raw",
+        ));
     }
     let spec = a.array.resolve()?;
     let opts = Options {
@@ -140,7 +172,19 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         crc32_hex(buf.bytes())
     });
 
-    let (seconds, registered, peer) = transfer(role, a, &mut engine, &mut buf)?;
+    let progress = Progress::start(a.interval, spec.bytes as u64);
+    let t = transfer(role, a, &mut engine, &mut buf, progress.as_ref());
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let Moved {
+        seconds,
+        registered,
+        peer,
+        cpu,
+        bufs,
+    } = t?;
+    say_notices(role.name(), &engine);
 
     let (crc32, check) = match send_crc {
         Some(crc) => (crc, None),
@@ -162,6 +206,8 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         first_bad_element: check.and_then(|c| c.err()),
         registered,
         peer: peer.to_string(),
+        cpu,
+        socket_buffers: bufs,
     };
     if a.json {
         let json = serde_json::to_string(&report)
@@ -170,7 +216,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     } else {
         println!(
             "{}: {} x {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} Gbit/s), backend {}, peer {}, \
-             crc32 {}{}",
+             crc32 {}{}, {}",
             report.role,
             report.count,
             report.dtype,
@@ -185,7 +231,8 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
                 Some(true) => ", arange pattern verified",
                 Some(false) => ", ARANGE PATTERN MISMATCH",
                 None => "",
-            }
+            },
+            cpu_text(report.cpu)
         );
     }
     match check {
@@ -202,51 +249,78 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     }
 }
 
+/// What [`transfer`] measured.
+struct Moved {
+    /// Seconds the transfer took.
+    seconds: f64,
+    /// Whether the array was registered (`None` without `--registered`).
+    registered: Option<bool>,
+    peer: SocketAddr,
+    cpu: Option<Cpu>,
+    bufs: SockBufs,
+}
+
 /// Registers the array (with `--registered`, before the connection so the peer does not
-/// wait for it), connects and moves the array. Returns the seconds the transfer took,
-/// whether the array was registered (`None` without `--registered`) and the peer's address.
+/// wait for it), connects and moves the array.
 fn transfer(
     role: Role,
     a: &XferArgs,
     engine: &mut Engine,
     buf: &mut Buffer,
-) -> Result<(f64, Option<bool>, SocketAddr), Failure> {
+    p: Option<&Progress>,
+) -> Result<Moved, Failure> {
     let uring = engine.backend() == ActiveBackend::Uring;
+    let (ep, sb) = (&a.endpoint, &a.sockbufs);
     match (role, a.registered) {
         (Role::Send, true) => {
             let mut g = engine.register_send(buf.bytes());
             warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
-            let (secs, peer) = connected(role, &a.endpoint, |s| g.send(s))?;
-            Ok((secs, Some(g.is_registered()), peer))
+            let m = connected(role, ep, sb, |s| g.send(s))?;
+            Ok(Moved {
+                registered: Some(g.is_registered()),
+                ..m
+            })
         }
-        (Role::Send, false) => {
-            let (secs, peer) = connected(role, &a.endpoint, |s| engine.send_from(s, buf.bytes()))?;
-            Ok((secs, None, peer))
-        }
+        (Role::Send, false) => connected(role, ep, sb, |s| send_chunked(engine, s, buf.bytes(), p)),
         (Role::Recv, true) => {
             let mut g = engine.register_recv(buf.bytes_mut());
             warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
-            let (secs, peer) = connected(role, &a.endpoint, |s| g.recv(s))?;
-            Ok((secs, Some(g.is_registered()), peer))
+            let m = connected(role, ep, sb, |s| g.recv(s))?;
+            Ok(Moved {
+                registered: Some(g.is_registered()),
+                ..m
+            })
         }
         (Role::Recv, false) => {
             let bytes = buf.bytes_mut();
-            let (secs, peer) = connected(role, &a.endpoint, |s| engine.recv_into(s, bytes))?;
-            Ok((secs, None, peer))
+            connected(role, ep, sb, |s| recv_chunked(engine, s, bytes, p))
         }
     }
 }
 
-/// Opens the connection and runs `op` on it, timed; the socket closes when `op` returns.
+/// Opens the connection and runs `op` on it, timed (clock and CPU); the socket closes when
+/// `op` returns.
 fn connected(
     role: Role,
     ep: &Endpoint,
+    sb: &SockBufArgs,
     op: impl FnOnce(&TcpStream) -> ringxfer::Result<()>,
-) -> Result<(f64, SocketAddr), Failure> {
-    let (sock, peer) = connect(role, ep)?;
-    let t = Instant::now();
-    op(&sock)?;
-    Ok((t.elapsed().as_secs_f64(), peer))
+) -> Result<Moved, Failure> {
+    let (sock, peer) = connect(role, ep, sb)?;
+    let bufs = SockBufs::of(&sock);
+    let ((r, seconds), cpu) = with_cpu(|| {
+        let t = Instant::now();
+        let r = op(&sock);
+        (r, t.elapsed().as_secs_f64())
+    });
+    r?;
+    Ok(Moved {
+        seconds,
+        registered: None,
+        peer,
+        cpu,
+        bufs,
+    })
 }
 
 /// Says once on stderr why the kernel refused to register the array (the transfer still
@@ -260,12 +334,18 @@ fn warn_refusal(role: Role, uring: bool, registered: bool, reason: Option<&str>)
     }
 }
 
-/// Opens the one connection, listening or connecting as asked.
-pub(super) fn connect(role: Role, ep: &Endpoint) -> Result<(TcpStream, SocketAddr), Failure> {
+/// Opens the one connection, listening or connecting as asked, with `--sndbuf` / `--rcvbuf`
+/// set before listen() or connect().
+pub(super) fn connect(
+    role: Role,
+    ep: &Endpoint,
+    sb: &SockBufArgs,
+) -> Result<(TcpStream, SocketAddr), Failure> {
     let fail = |what: String, e: io::Error| Failure::runtime(format!("{what}: {e}"));
     match (&ep.listen, &ep.connect) {
         (Some(addr), _) => {
-            let l = TcpListener::bind(addr.as_str())
+            let l: TcpListener = sb
+                .listen(addr.as_str())
                 .map_err(|e| fail(format!("listen on {addr}"), e))?;
             let local = l.local_addr().map_err(|e| fail("local_addr".into(), e))?;
             if addr.ends_with(":0") {
@@ -276,7 +356,7 @@ pub(super) fn connect(role: Role, ep: &Endpoint) -> Result<(TcpStream, SocketAdd
                 .map_err(|e| fail(format!("accept on {local}"), e))
         }
         (None, Some(addr)) => {
-            let s = connect_retry(addr, CONNECT_RETRY)?;
+            let s = connect_retry(addr, sb, CONNECT_RETRY)?;
             let peer = s.peer_addr().map_err(|e| fail("peer_addr".into(), e))?;
             Ok((s, peer))
         }
@@ -286,13 +366,13 @@ pub(super) fn connect(role: Role, ep: &Endpoint) -> Result<(TcpStream, SocketAdd
 
 /// Connects to `addr`, retrying every 50 ms for up to `patience` while the peer is not
 /// accepting yet (refused, or its address not resolvable yet).
-fn connect_retry(addr: &str, patience: Duration) -> Result<TcpStream, Failure> {
+fn connect_retry(addr: &str, sb: &SockBufArgs, patience: Duration) -> Result<TcpStream, Failure> {
     let deadline = Instant::now() + patience;
     loop {
         let attempt = addr.to_socket_addrs().and_then(|addrs| {
             let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
             for a in addrs {
-                match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                match sb.connect(&a, Duration::from_secs(2)) {
                     Ok(s) => return Ok(s),
                     Err(e) => last = e,
                 }
