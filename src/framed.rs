@@ -162,7 +162,8 @@ impl<T: Element> std::ops::Deref for Array<T> {
 impl Engine {
     fn send_parts<S: AsFd>(&mut self, sock: &S, parts: &[&[u8]]) -> Result<()> {
         let timeout = self.opts.idle_timeout;
-        match self.ring.as_mut() {
+        let len = parts.iter().map(|p| p.len()).sum();
+        match crate::ring_for(&mut self.ring, self.opts.direct_below_bytes, len) {
             None => blocking::send_parts(&SockRef::from(sock), parts, timeout),
             Some(r) => r.send_parts(sock.as_fd(), parts, &self.opts.uring, timeout),
         }
@@ -170,7 +171,8 @@ impl Engine {
 
     fn recv_parts<S: AsFd>(&mut self, sock: &S, parts: &mut [&mut [u8]]) -> Result<()> {
         let timeout = self.opts.idle_timeout;
-        match self.ring.as_mut() {
+        let len = parts.iter().map(|p| p.len()).sum();
+        match crate::ring_for(&mut self.ring, self.opts.direct_below_bytes, len) {
             None => blocking::recv_parts(&SockRef::from(sock), parts, timeout),
             Some(r) => r.recv_parts(sock.as_fd(), parts, &self.opts.uring, timeout),
         }
@@ -434,7 +436,8 @@ impl<S: AsFd> Receiver<'_, S> {
         while self.end < n {
             let want = n - self.end;
             let space = &mut self.buf[self.end..];
-            let got = match self.engine.ring.as_mut() {
+            let direct_below = self.engine.opts.direct_below_bytes;
+            let got = match crate::ring_for(&mut self.engine.ring, direct_below, space.len()) {
                 None => blocking::recv_at_least(&SockRef::from(&self.sock), space, want, timeout),
                 Some(r) => r.recv_at_least(
                     self.sock.as_fd(),
@@ -482,19 +485,7 @@ impl<S: AsFd> Receiver<'_, S> {
             // The rest of a large payload and its trailer go straight to their places.
             let done = (p.header_len + have) as u64;
             let parts: &mut [&mut [u8]] = &mut [&mut data.as_bytes_mut()[have..], &mut trailer];
-            let r = match self.engine.ring.as_mut() {
-                None => blocking::recv_parts(
-                    &SockRef::from(&self.sock),
-                    parts,
-                    self.engine.opts.idle_timeout,
-                ),
-                Some(r) => r.recv_parts(
-                    self.sock.as_fd(),
-                    parts,
-                    &self.engine.opts.uring,
-                    self.engine.opts.idle_timeout,
-                ),
-            };
+            let r = self.engine.recv_parts(&self.sock, parts);
             r.map_err(|e| in_message(e, done, whole))?;
         } else {
             self.fill(TRAILER_LEN, (p.header_len + len) as u64, whole)?;

@@ -34,13 +34,16 @@ fn batch() -> Vec<(Vec<u8>, Vec<u64>, DType, Order)> {
 }
 
 fn check_batch(backend: ringxfer::Backend, small_buffers: bool) {
+    check_batch_with(opts(backend), small_buffers)
+}
+
+fn check_batch_with(o: ringxfer::Options, small_buffers: bool) {
     let msgs = batch();
     let (a, b) = if small_buffers {
         tcp_pair_small_buffers(4096)
     } else {
         tcp_pair()
     };
-    let o = opts(backend);
     let o2 = o.clone();
     let sent = msgs.clone();
     let t = thread::spawn(move || {
@@ -91,6 +94,12 @@ both_backends! {
     /// The same with 4 KiB socket buffers: every read-ahead and payload is short.
     fn mixed_batch_tiny_socket_buffers(backend) {
         check_batch(backend, true);
+    }
+
+    /// With the default options (transfers under 512 KiB take the direct syscall path on
+    /// the uring backend, larger ones the ring), the mixed batch arrives the same.
+    fn mixed_batch_default_direct_path(backend) {
+        check_batch_with(default_opts(backend), false);
     }
 
     /// Unbuffered `recv_array` of a Fortran-order 3-D array, then a 0-d one (C03, C13).

@@ -57,10 +57,12 @@ enum Want {
     },
 }
 
+/// Small messages must still go through the ring on the uring variants: no direct path.
 fn opts(backend: Backend) -> Options {
     Options {
         backend,
         max_payload_bytes: LIMIT,
+        direct_below_bytes: 0,
         ..Options::default()
     }
 }
