@@ -24,8 +24,8 @@ step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "
 
 step cargo fmt --check
 step cargo clippy --all-targets --quiet -- -D warnings
-step cargo test --release
-step cargo test --release -- --ignored
+step cargo test --release --no-fail-fast
+step cargo test --release --no-fail-fast -- --ignored
 # Issue 4: a short line-rate run across two network namespaces (skips itself, saying so, where
 # `ip netns` is unavailable), and a short bench whose JSON must parse with every run verified.
 step bash scripts/netns-bench.sh --quick

@@ -11,7 +11,7 @@
 //!     let data: Vec<f64> = (0..1000).map(f64::from).collect();
 //!     Engine::new(Backend::Auto)?.send_array(&a, &data, &[20, 10, 5], Order::F)
 //! });
-//! let arr = Engine::new(Backend::Auto)?.recv_array::<f64, _>(&b)?;
+//! let arr = Engine::new(Backend::Auto)?.recv_array::<f64>(&b)?;
 //! t.join().unwrap()?;
 //! assert_eq!(arr.shape(), &[20, 10, 5]);
 //! assert_eq!(arr.order(), Order::F);
@@ -186,9 +186,9 @@ impl Engine {
     /// # Errors
     /// [`FrameError::ShapeMismatch`] when `product(shape) != data.len()`,
     /// [`FrameError::TooManyDims`] above 32 dimensions; then as [`Engine::send_from`].
-    pub fn send_array<T: Element, S: AsFd>(
+    pub fn send_array<T: Element>(
         &mut self,
-        sock: &S,
+        sock: &impl AsFd,
         data: &[T],
         shape: &[u64],
         order: Order,
@@ -229,7 +229,7 @@ impl Engine {
     /// checksum or limit ([`crate::Options::max_payload_bytes`]); [`Error::UnexpectedEof`]
     /// when the stream ends inside a message (`transferred: 0` with `expected: 32` means the
     /// peer closed cleanly between messages).
-    pub fn recv_array<T: Element, S: AsFd>(&mut self, sock: &S) -> Result<Array<T>> {
+    pub fn recv_array<T: Element>(&mut self, sock: &impl AsFd) -> Result<Array<T>> {
         self.recv_any(sock)?.into_typed(false)
     }
 
@@ -241,9 +241,9 @@ impl Engine {
     /// [`FrameError::DtypeMismatch`] or [`FrameError::ShapeMismatch`] when the message does not
     /// fit `out` — the payload is then *not* consumed and the connection is out of sync;
     /// otherwise as [`Engine::recv_array`].
-    pub fn recv_array_into<T: Element, S: AsFd>(
+    pub fn recv_array_into<T: Element>(
         &mut self,
-        sock: &S,
+        sock: &impl AsFd,
         out: &mut [T],
     ) -> Result<Header> {
         let header = self.recv_header(sock)?;

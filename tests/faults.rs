@@ -547,7 +547,7 @@ fn child_uring_denied() {
     let mut e = Engine::new(Backend::Auto).unwrap();
     e.recv_into(&rx, &mut got1).expect("recv_into (Auto)");
     ringxfer::recv_into(&rx, &mut got2).expect("recv_into (one-shot Auto)");
-    let arr = e.recv_array::<f64, _>(&rx).expect("recv_array (Auto)");
+    let arr = e.recv_array::<f64>(&rx).expect("recv_array (Auto)");
     let (data, f) = sender.join().unwrap();
     assert_bytes_eq(&got1, &data, "Auto raw transfer under the filter");
     assert_bytes_eq(&got2, &data, "one-shot raw transfer under the filter");

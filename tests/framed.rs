@@ -115,12 +115,12 @@ both_backends! {
             e.send_array(&a, &[42i32], &[], Order::C).unwrap();
         });
         let mut e = engine(&o);
-        let arr = e.recv_array::<f64, _>(&b).unwrap();
+        let arr = e.recv_array::<f64>(&b).unwrap();
         assert_eq!((arr.shape(), arr.order()), (&[20u64, 10, 5][..], Order::F));
         assert!(arr.iter().enumerate().all(|(i, &x)| x == i as f64));
-        let empty = e.recv_array::<f64, _>(&b).unwrap();
+        let empty = e.recv_array::<f64>(&b).unwrap();
         assert_eq!((empty.shape(), empty.len()), (&[0u64][..], 0));
-        let wrong = e.recv_array::<f64, _>(&b);
+        let wrong = e.recv_array::<f64>(&b);
         match wrong {
             Err(Error::Frame(FrameError::DtypeMismatch { wire, wanted })) => {
                 assert_eq!((wire.as_str(), wanted.as_str()), ("<i4", "<f8"));

@@ -593,9 +593,7 @@ fn typed_receives(backend: Backend) {
     let f8 = DType::native(Scalar::F64).to_string();
     let i4 = DType::native(Scalar::I32).to_string();
 
-    let err = e
-        .recv_array::<f64, _>(&sock)
-        .expect_err("<f4 received as f64");
+    let err = e.recv_array::<f64>(&sock).expect_err("<f4 received as f64");
     let msg = err.to_string();
     match err {
         Error::Frame(FrameError::DtypeMismatch { wire, wanted }) => {
@@ -606,14 +604,12 @@ fn typed_receives(backend: Backend) {
     assert!(msg.contains("<f4") && msg.contains(&f8), "{msg}");
 
     // The mismatched message was consumed whole: the next one arrives intact.
-    let a = e.recv_array::<f32, _>(&sock).expect("second <f4 as f32");
+    let a = e.recv_array::<f32>(&sock).expect("second <f4 as f32");
     assert_eq!(a.shape(), &[10]);
     assert_eq!(a.as_slice(), (0..10).map(|i| i as f32).collect::<Vec<_>>());
 
     if cfg!(target_endian = "little") {
-        let err = e
-            .recv_array::<i32, _>(&sock)
-            .expect_err(">i4 received as i32");
+        let err = e.recv_array::<i32>(&sock).expect_err(">i4 received as i32");
         let msg = err.to_string();
         match err {
             Error::Frame(FrameError::DtypeMismatch { wire, wanted }) => {
@@ -623,7 +619,7 @@ fn typed_receives(backend: Backend) {
         }
         assert!(msg.contains(">i4") && msg.contains("<i4"), "{msg}");
     } else {
-        let a = e.recv_array::<i32, _>(&sock).expect(">i4 is native here");
+        let a = e.recv_array::<i32>(&sock).expect(">i4 is native here");
         assert_eq!(a.as_slice(), [0, 1, 2, 3, 4, 5]);
     }
 

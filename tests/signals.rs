@@ -208,7 +208,7 @@ where
             let t0 = Instant::now();
             let r = match mode {
                 Mode::Raw => e.recv_into(&rx, &mut got).map(|()| None),
-                Mode::Framed => e.recv_array::<f64, _>(&rx).map(Some),
+                Mode::Framed => e.recv_array::<f64>(&rx).map(Some),
                 Mode::Batch => {
                     let mut r = e.receiver(&rx);
                     let mut res = Ok(None);

@@ -195,7 +195,7 @@ fn recv_into_typed(
     out: &mut [u8],
 ) -> ringxfer::Result<Header> {
     with_element!(dtype.scalar(), T => {
-        engine.recv_array_into::<T, _>(sock, bytemuck::cast_slice_mut(out))
+        engine.recv_array_into::<T>(sock, bytemuck::cast_slice_mut(out))
     })
     .expect("dtype checked by the caller")
 }
