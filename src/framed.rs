@@ -410,7 +410,8 @@ fn shape_mismatch(dtype: DType, shape: &[u64], header: &Header, len: usize) -> E
 /// already buffered; the rest is received straight into the new array.
 ///
 /// Bytes read ahead belong to this receiver: use one `Receiver` per connection for its whole
-/// life, not mixed with [`Engine::recv_any`] on the same socket.
+/// life, not mixed with [`Engine::recv_any`] on the same socket — or take them back with
+/// [`Receiver::take_buffered`] before switching.
 #[derive(Debug)]
 pub struct Receiver<'e, S> {
     engine: &'e mut Engine,
@@ -504,6 +505,15 @@ impl<S: AsFd> Receiver<'_, S> {
     /// Bytes read ahead and not yet consumed.
     pub fn buffered(&self) -> usize {
         self.end - self.start
+    }
+
+    /// Hands back the bytes read ahead and not yet consumed (the start of the next message,
+    /// if any), emptying the read-ahead: to switch to [`Engine::recv_any`] or raw receives on
+    /// the same socket, put these bytes first.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        let v = self.buf[self.start..self.end].to_vec();
+        (self.start, self.end) = (0, 0);
+        v
     }
 }
 

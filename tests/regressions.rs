@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Error, Options, RecvOp, SendOp};
+use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -111,6 +111,41 @@ fn c08_send_zc_pinning_refused_still_delivers() {
         return;
     }
     run_child("c08_child_send_zc", Duration::from_secs(60));
+}
+
+/// WRITE_FIXED to a closed peer in a process whose SIGPIPE disposition is the default (as
+/// in C or Python hosts; Rust binaries ignore SIGPIPE): must return `EPIPE`/`ECONNRESET`,
+/// not kill the process (sock_write_iter has no MSG_NOSIGNAL).
+#[test]
+fn write_fixed_to_closed_peer_does_not_kill_with_sigpipe() {
+    require_uring!();
+    run_child("write_fixed_sigpipe_child", Duration::from_secs(30));
+}
+
+#[test]
+#[ignore = "child of write_fixed_to_closed_peer_does_not_kill_with_sigpipe"]
+fn write_fixed_sigpipe_child() {
+    if std::env::var(C08_CHILD_ENV).as_deref() != Ok("1") {
+        return;
+    }
+    // SAFETY: restoring the default disposition of SIGPIPE in this child process only.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    for register in [RegisterPolicy::Always, RegisterPolicy::Never] {
+        let (tx, rx) = tcp_pair();
+        drop(rx);
+        std::thread::sleep(Duration::from_millis(50));
+        let o = Options {
+            register,
+            ..tuned(SendOp::WriteFixed, RecvOp::Recv, 65536, 8)
+        };
+        let data: Vec<u8> = pattern_vec(8 * MIB, 5);
+        let r = engine(&o).send_from(&tx, &data);
+        let errno = r.as_ref().err().and_then(|e| e.raw_os_error());
+        assert!(
+            matches!(errno, Some(libc::EPIPE) | Some(libc::ECONNRESET)),
+            "{register:?}: {r:?}"
+        );
+    }
 }
 
 /// Puts the calling thread (and the threads it spawns) under C08's conditions.

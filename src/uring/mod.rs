@@ -328,6 +328,11 @@ impl Ring {
             ends.push(len);
         }
         let mut plan = Planner::with_pieces(dir, ends, tuning.segment_bytes);
+        // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
+        // closed peer would raise SIGPIPE in this thread and kill a host process that has
+        // not ignored it (C and Python hosts; Rust binaries ignore it). Block it meanwhile.
+        let _sigpipe = (dir == Direction::Send && tuning.send_op == SendOp::WriteFixed)
+            .then(SigpipeBlocked::new);
         let mut flight = Flight {
             ring: &mut self.ring,
             outstanding: 0,
@@ -457,19 +462,24 @@ impl Ring {
                 }
                 Ok(0) => {}
                 Ok(_) => last_progress = Instant::now(),
-                // C08: zero-copy sends pin the pages they send, which RLIMIT_MEMLOCK without
-                // CAP_IPC_LOCK refuses (ENOMEM; ENOBUFS from the socket's optmem). Nothing of the
-                // failed SQE was sent (the planner confirmed what was): fall back to copying
-                // SENDs for the rest of this ring's life, and say so once.
+                // SEND_ZC refused: C08 (zero-copy sends pin the pages they send, which
+                // RLIMIT_MEMLOCK without CAP_IPC_LOCK refuses: ENOMEM, or ENOBUFS from the
+                // socket's optmem), or a socket family without zero-copy (EOPNOTSUPP, e.g.
+                // AF_UNIX). Nothing of the failed SQE was sent (the planner confirmed what was):
+                // fall back to copying SENDs for the rest of this ring's life, and say so once.
                 Err(PlanError::Os { errno, .. })
-                    if matches!(errno, libc::ENOMEM | libc::ENOBUFS)
+                    if matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
                         && tuning.send_op == SendOp::SendZc
                         && self.zc_refused.is_none() =>
                 {
                     let why = std::io::Error::from_raw_os_error(errno);
+                    let hint = if errno == libc::EOPNOTSUPP {
+                        "this socket type has no zero-copy send (e.g. AF_UNIX)"
+                    } else {
+                        "pinning pages needs RLIMIT_MEMLOCK or CAP_IPC_LOCK"
+                    };
                     self.zc_refused = Some(format!(
-                        "SEND_ZC refused ({why}): pinning pages needs RLIMIT_MEMLOCK or \
-                         CAP_IPC_LOCK; falling back to copying IORING_OP_SEND"
+                        "SEND_ZC refused ({why}): {hint}; falling back to copying IORING_OP_SEND"
                     ));
                 }
                 Err(e) => {
@@ -753,6 +763,59 @@ impl Drop for Registration<'_> {
 impl Drop for Ring {
     fn drop(&mut self) {
         self.unregister();
+    }
+}
+
+/// SIGPIPE blocked for the calling thread while it lives; a SIGPIPE raised meanwhile (by a
+/// WRITE_FIXED to a closed socket: the error itself arrives as `-EPIPE` in the CQE) is
+/// consumed before the old mask is restored. A SIGPIPE sent to this thread for another reason
+/// in that window is swallowed too.
+struct SigpipeBlocked {
+    old: libc::sigset_t,
+    was_blocked: bool,
+}
+
+impl SigpipeBlocked {
+    fn pipe_set() -> libc::sigset_t {
+        // SAFETY: sigemptyset/sigaddset initialise the set they are given; a zeroed sigset_t
+        // is valid storage for them.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            set
+        }
+    }
+
+    fn new() -> SigpipeBlocked {
+        let set = SigpipeBlocked::pipe_set();
+        // SAFETY: both pointers are valid sigset_t; pthread_sigmask only touches this
+        // thread's mask. `old` is fully written by the call (it cannot fail with valid args).
+        unsafe {
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            let was_blocked = libc::sigismember(&old, libc::SIGPIPE) == 1;
+            SigpipeBlocked { old, was_blocked }
+        }
+    }
+}
+
+impl Drop for SigpipeBlocked {
+    fn drop(&mut self) {
+        if self.was_blocked {
+            return; // the caller keeps it blocked; leave any pending one to the caller
+        }
+        let set = SigpipeBlocked::pipe_set();
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid set and timespec; sigtimedwait with a zero timeout only dequeues a
+        // pending SIGPIPE of this thread (or returns EAGAIN); then the saved mask is restored.
+        unsafe {
+            while libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
+        }
     }
 }
 
