@@ -543,17 +543,9 @@ impl Ring {
             None
         };
         // SAFETY: forwarded from this function's contract; `reg` registers exactly this memory.
-        let r = unsafe {
-            self.transfer(
-                fd.as_raw_fd(),
-                dir,
-                &spans_of(ptr, len, reg.as_ref()),
-                settings,
-                None,
-            )
-        };
+        let r = unsafe { self.transfer_all(fd, dir, &spans_of(ptr, len, reg.as_ref()), settings) };
         self.unregister();
-        r.map(drop)
+        r
     }
 
     /// One-shot send of `bytes`; see [`Ring::one_shot`].
@@ -598,16 +590,7 @@ impl Ring {
             .map(|p| Span::plain(p.as_ptr(), p.len()))
             .collect();
         // SAFETY: every part is borrowed for the whole call and a send only reads it.
-        unsafe {
-            self.transfer(
-                fd.as_raw_fd(),
-                Direction::Send,
-                &spans,
-                (tuning, idle_timeout),
-                None,
-            )
-        }
-        .map(drop)
+        unsafe { self.transfer_all(fd, Direction::Send, &spans, (tuning, idle_timeout)) }
     }
 
     /// Fills `parts` back to back from one stream; see [`Ring::send_parts`].
@@ -623,16 +606,23 @@ impl Ring {
             .map(|p| Span::plain(p.as_mut_ptr(), p.len()))
             .collect();
         // SAFETY: every part is exclusively borrowed for the whole call.
-        unsafe {
-            self.transfer(
-                fd.as_raw_fd(),
-                Direction::Recv,
-                &spans,
-                (tuning, idle_timeout),
-                None,
-            )
-        }
-        .map(drop)
+        unsafe { self.transfer_all(fd, Direction::Recv, &spans, (tuning, idle_timeout)) }
+    }
+
+    /// [`Ring::transfer`] of every byte of `spans`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Ring::transfer`].
+    unsafe fn transfer_all(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        dir: Direction,
+        spans: &[Span],
+        settings: (&UringTuning, Option<Duration>),
+    ) -> Result<()> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.transfer(fd.as_raw_fd(), dir, spans, settings, None) }.map(drop)
     }
 
     /// Receives into `buf` until at least `min` bytes arrived (`min <= buf.len()`), taking
