@@ -38,9 +38,11 @@ use serde::Serialize;
 use super::bench::{
     BenchArgs, BenchSockBufs, Host, cpu_cell, loopback_pair, name, select_backends, stats,
 };
-use super::measure::{
-    Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, say_notices, with_cpu,
+use super::bench_common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, print_json, ratio,
+    ratio_cell, requested_bufs, verified_cell,
 };
+use super::measure::{Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs};
 use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
 
 /// How the receiver gets its memory.
@@ -250,17 +252,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     // Allocated and touched once (Buffer::zeroed writes every page), before any run.
     let mut pre = Buffer::zeroed(spec.bytes)?;
 
-    // One sending and one receiving engine per backend, alive across all repeats.
-    let mut engines = Vec::new();
-    for &b in &backends {
-        let o = Options {
-            backend: b,
-            ..opts.clone()
-        };
-        let tx = Engine::with_options(o.clone())?;
-        let rx = Engine::with_options(o)?;
-        engines.push((b, tx, rx));
-    }
+    let mut engines = engine_pairs(&backends, &opts)?;
 
     if !a.json {
         println!(
@@ -284,92 +276,75 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     }
 
     let mut runs: Vec<RunRecord> = Vec::new();
-    let mut bufs = BenchSockBufs {
-        sndbuf_requested: a.sockbufs.sndbuf,
-        rcvbuf_requested: a.sockbufs.rcvbuf,
-        ..BenchSockBufs::default()
-    };
+    let mut bufs = requested_bufs(a);
     let kinds_total: usize = backends.iter().map(|&b| Receive::on(b).len()).sum();
     let progress = Progress::start(
         a.interval,
         (spec.bytes as u64).saturating_mul(u64::from(a.repeat) * kinds_total as u64),
     );
-    for r in 0..a.repeat {
-        let n = engines.len();
-        for i in 0..n {
-            let (backend, tx, rx) = &mut engines[(i + r as usize) % n];
-            let kinds = Receive::on(*backend);
-            for j in 0..kinds.len() {
-                let kind = kinds[(j + r as usize) % kinds.len()];
-                if kind == Receive::Pretouched {
-                    pre.bytes_mut().fill(0xAA);
-                }
-                let recycled = (kind == Receive::Fresh)
-                    .then(|| ringxfer::buffer::Pool::shared(0).held_bytes() >= spec.bytes);
-                let m = run_once(
-                    tx,
-                    rx,
-                    kind,
-                    &spec,
-                    &a.sockbufs,
-                    send.bytes(),
-                    pre.bytes_mut(),
-                )
-                .map_err(|f| {
-                    Failure::runtime(format!(
-                        "{backend} {} run {}: {}",
-                        kind.name(),
-                        r + 1,
-                        f.message
-                    ))
-                })?;
-                if let Some(p) = &progress {
-                    p.add(spec.bytes as u64);
-                }
-                say_notices("bench", tx);
-                say_notices("bench", rx);
-                if runs.is_empty() {
-                    (bufs.sender, bufs.receiver) = m.bufs;
-                }
-                let seconds = m.seconds;
-                let check = verify(m.got, &spec, send_crc, pre.bytes());
-                let rec = RunRecord {
-                    backend: name(*backend),
-                    receive: kind.name(),
-                    repeat: r + 1,
-                    bytes: spec.bytes,
-                    seconds,
-                    gbytes_per_s: gbytes_per_s(spec.bytes, seconds),
-                    verified: check.is_ok(),
-                    recycled,
-                    error: check.err(),
-                    cpu: m.cpu,
-                };
-                if !a.json {
-                    println!(
-                        "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {:>6}  {:>6}  {}{}",
-                        runs.len() + 1,
-                        rec.backend,
-                        rec.receive,
-                        rec.seconds,
-                        rec.gbytes_per_s,
-                        cpu_cell(rec.cpu.sender),
-                        cpu_cell(rec.cpu.receiver),
-                        match &rec.error {
-                            None => "yes".to_owned(),
-                            Some(e) => format!("NO ({e})"),
-                        },
-                        match rec.recycled {
-                            Some(true) => ", recycled memory",
-                            Some(false) => ", new memory",
-                            None => "",
-                        }
-                    );
-                }
-                runs.push(rec);
+    for_each_run(
+        &mut engines,
+        a.repeat,
+        Receive::on,
+        Receive::name,
+        |tx, rx, kind| {
+            if kind == Receive::Pretouched {
+                pre.bytes_mut().fill(0xAA);
             }
-        }
-    }
+            let recycled = (kind == Receive::Fresh)
+                .then(|| ringxfer::buffer::Pool::shared(0).held_bytes() >= spec.bytes);
+            let m = run_once(
+                tx,
+                rx,
+                kind,
+                &spec,
+                &a.sockbufs,
+                send.bytes(),
+                pre.bytes_mut(),
+            )?;
+            if let Some(p) = &progress {
+                p.add(spec.bytes as u64);
+            }
+            let check = verify(m.got, &spec, send_crc, pre.bytes());
+            Ok((m.seconds, m.cpu, m.bufs, recycled, check))
+        },
+        |backend, kind, repeat, (seconds, cpu, sock_bufs, recycled, check)| {
+            if runs.is_empty() {
+                (bufs.sender, bufs.receiver) = sock_bufs;
+            }
+            let rec = RunRecord {
+                backend: name(backend),
+                receive: kind.name(),
+                repeat,
+                bytes: spec.bytes,
+                seconds,
+                gbytes_per_s: gbytes_per_s(spec.bytes, seconds),
+                verified: check.is_ok(),
+                recycled,
+                error: check.err(),
+                cpu,
+            };
+            if !a.json {
+                println!(
+                    "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {:>6}  {:>6}  {}{}",
+                    runs.len() + 1,
+                    rec.backend,
+                    rec.receive,
+                    rec.seconds,
+                    rec.gbytes_per_s,
+                    cpu_cell(rec.cpu.sender),
+                    cpu_cell(rec.cpu.receiver),
+                    verified_cell(rec.error.as_ref()),
+                    match rec.recycled {
+                        Some(true) => ", recycled memory",
+                        Some(false) => ", new memory",
+                        None => "",
+                    }
+                );
+            }
+            runs.push(rec);
+        },
+    )?;
     if let Some(p) = progress {
         p.finish();
     }
@@ -403,10 +378,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             .find(|s| s.backend == b && s.receive == k.name())
             .map(|s| s.median_gbytes_per_s)
     };
-    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
-        _ => None,
-    };
     let per_backend = PerBackend {
         uring: ratio(
             med("uring", Receive::Fresh),
@@ -422,7 +393,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         med("blocking", Receive::Naive),
     );
 
-    let (bad, total) = (runs.iter().filter(|r| !r.verified).count(), runs.len());
+    let verdict = all_verified(runs.iter().map(|r| r.verified));
     if a.json {
         let report = Report {
             mode: "fresh",
@@ -442,9 +413,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             ratio_fresh_over_pretouched: per_backend,
             ratio_fresh_uring_over_naive_blocking: over_naive,
         };
-        let json = serde_json::to_string(&report)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{json}");
+        print_json(&report)?;
     } else {
         println!();
         println!(
@@ -458,7 +427,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             "tx cpu s/GB",
             "rx cpu s/GB"
         );
-        let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
         for s in &summary {
             println!(
                 "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>11}  {:>11}",
@@ -468,28 +436,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 s.median_gbytes_per_s,
                 s.min_gbytes_per_s,
                 s.max_gbytes_per_s,
-                per_gb(s.cpu_s_per_gb.sender),
-                per_gb(s.cpu_s_per_gb.receiver),
+                per_gb_cell(s.cpu_s_per_gb.sender),
+                per_gb_cell(s.cpu_s_per_gb.receiver),
             );
         }
-        let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"));
         println!(
             "ratio fresh/pretouched (median/median): uring {}, blocking {}",
-            show(per_backend.uring),
-            show(per_backend.blocking)
+            ratio_cell(per_backend.uring),
+            ratio_cell(per_backend.blocking)
         );
         println!(
             "ratio fresh uring / naive blocking (median/median): {}",
-            show(over_naive)
+            ratio_cell(over_naive)
         );
     }
 
-    if bad > 0 {
-        return Err(Failure::runtime(format!(
-            "{bad} of {total} runs did not verify"
-        )));
-    }
-    Ok(())
+    verdict
 }
 
 /// Checks what one run received; poisons and drops a fresh array.
@@ -554,36 +516,25 @@ fn run_once(
         let barrier = &barrier;
         let sender = s.spawn(move || {
             let sock = client; // closed when the sender returns, so a stuck receiver sees EOF
-            barrier.wait();
-            let (r, cpu) = with_cpu(|| {
-                let start = Instant::now();
+            clocked(barrier, || {
                 match kind {
                     Receive::Naive => tx.send_from(&sock, data),
                     _ => tx.send_array_bytes(&sock, dtype, data, &shape, Order::C),
                 }
-                .map(|()| (start, Instant::now()))
-            });
-            r.map(|(s, e)| (s, e, cpu))
+                .map(|()| (Instant::now(), ()))
+            })
         });
         // `server` moves in and closes on return, so a failed receive unblocks the sender.
         let got = recv_side(rx, server, barrier, kind, dtype, pre, data.len());
         (sender.join(), got)
     });
-    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
-    match (sent, got) {
-        (Ok((s0, s1, scpu)), Ok((r0, r1, got, rcpu))) => Ok(Measured {
-            seconds: (s1.max(r1) - s0.min(r0)).as_secs_f64(),
-            got,
-            cpu: CpuPair {
-                sender: scpu,
-                receiver: rcpu,
-            },
-            bufs,
-        }),
-        (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
-        (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
-        (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
-    }
+    let (seconds, got, cpu) = joined(sent, got)?;
+    Ok(Measured {
+        seconds,
+        got,
+        cpu,
+        bufs,
+    })
 }
 
 /// The receiving (main) thread of a run: its start and end instants, what it got and its
@@ -598,9 +549,7 @@ fn recv_side(
     pre: &mut [u8],
     len: usize,
 ) -> ringxfer::Result<(Instant, Instant, Got, Option<Cpu>)> {
-    barrier.wait();
-    let (r, cpu) = with_cpu(|| {
-        let start = Instant::now();
+    clocked(barrier, || {
         let got = match kind {
             Receive::Pretouched => Got::Into(recv_into_typed(rx, &sock, dtype, pre)?),
             Receive::Fresh => Got::Fresh(rx.recv_any(&sock)?),
@@ -610,9 +559,8 @@ fn recv_side(
                 Got::Naive(v)
             }
         };
-        Ok((start, Instant::now(), got))
-    });
-    r.map(|(s, e, g)| (s, e, g, cpu))
+        Ok((Instant::now(), got))
+    })
 }
 
 #[cfg(test)]

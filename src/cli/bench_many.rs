@@ -35,9 +35,11 @@ use serde::Serialize;
 use super::bench::{
     BenchArgs, BenchSockBufs, Host, PathArg, cpu_cell, loopback_pair, name, select_backends, stats,
 };
-use super::measure::{
-    Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count, say_notices, with_cpu,
+use super::bench_common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, print_json, ratio,
+    ratio_cell, requested_bufs, verified_cell,
 };
+use super::measure::{CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count};
 use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
 
 /// Array size without --size/--count.
@@ -195,7 +197,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         return Err(Failure::usage("--count-arrays must be at least 1"));
     }
     let batch = a.batch.unwrap_or(DEFAULT_BATCH);
-    let paths: &[Path] = match a.path {
+    let paths: &'static [Path] = match a.path {
         PathArg::Batched => &[Path::Batched],
         PathArg::PerArray => &[Path::PerArray],
         PathArg::Both => &[Path::Batched, Path::PerArray],
@@ -223,16 +225,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     };
     let run_bytes = arrays.saturating_mul(spec.bytes as u64);
 
-    let mut engines = Vec::new();
-    for &b in &backends {
-        let o = Options {
-            backend: b,
-            ..opts.clone()
-        };
-        let tx = Engine::with_options(o.clone())?;
-        let rx = Engine::with_options(o)?;
-        engines.push((b, tx, rx));
-    }
+    let mut engines = engine_pairs(&backends, &opts)?;
 
     if !a.json {
         println!(
@@ -251,74 +244,56 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     }
 
     let mut runs: Vec<RunRecord> = Vec::new();
-    let mut bufs = BenchSockBufs {
-        sndbuf_requested: a.sockbufs.sndbuf,
-        rcvbuf_requested: a.sockbufs.rcvbuf,
-        ..BenchSockBufs::default()
-    };
+    let mut bufs = requested_bufs(a);
     let progress = Progress::start(
         a.interval,
         run_bytes.saturating_mul(u64::from(a.repeat) * (backends.len() * paths.len()) as u64),
     );
-    for r in 0..a.repeat {
-        let n = engines.len();
-        for i in 0..n {
-            let (backend, tx, rx) = &mut engines[(i + r as usize) % n];
-            for j in 0..paths.len() {
-                let path = paths[(j + r as usize) % paths.len()];
-                let m = run_once(tx, rx, path, batch, &stream, &a.sockbufs, progress.as_ref())
-                    .map_err(|f| {
-                        Failure::runtime(format!(
-                            "{backend} {} run {}: {}",
-                            path.name(),
-                            r + 1,
-                            f.message
-                        ))
-                    })?;
-                say_notices("bench", tx);
-                say_notices("bench", rx);
-                if runs.is_empty() {
-                    (bufs.sender, bufs.receiver) = m.bufs;
-                }
-                let (seconds, check) = (m.seconds, m.check);
-                let rec = RunRecord {
-                    backend: name(*backend),
-                    path: path.name(),
-                    repeat: r + 1,
-                    arrays,
-                    bytes: run_bytes,
-                    seconds,
-                    arrays_per_s: if seconds > 0.0 {
-                        arrays as f64 / seconds
-                    } else {
-                        0.0
-                    },
-                    gbytes_per_s: gbytes_per_s(run_bytes as usize, seconds),
-                    verified: check.is_ok(),
-                    error: check.err(),
-                    cpu: m.cpu,
-                };
-                if !a.json {
-                    println!(
-                        "{:>3}  {:<8}  {:<9}  {:>9.4}  {:>10.0}  {:>7.3}  {:>6}  {:>6}  {}",
-                        runs.len() + 1,
-                        rec.backend,
-                        rec.path,
-                        rec.seconds,
-                        rec.arrays_per_s,
-                        rec.gbytes_per_s,
-                        cpu_cell(rec.cpu.sender),
-                        cpu_cell(rec.cpu.receiver),
-                        match &rec.error {
-                            None => "yes".to_owned(),
-                            Some(e) => format!("NO ({e})"),
-                        }
-                    );
-                }
-                runs.push(rec);
+    for_each_run(
+        &mut engines,
+        a.repeat,
+        |_| paths,
+        Path::name,
+        |tx, rx, path| run_once(tx, rx, path, batch, &stream, &a.sockbufs, progress.as_ref()),
+        |backend, path, repeat, m| {
+            if runs.is_empty() {
+                (bufs.sender, bufs.receiver) = m.bufs;
             }
-        }
-    }
+            let (seconds, check) = (m.seconds, m.check);
+            let rec = RunRecord {
+                backend: name(backend),
+                path: path.name(),
+                repeat,
+                arrays,
+                bytes: run_bytes,
+                seconds,
+                arrays_per_s: if seconds > 0.0 {
+                    arrays as f64 / seconds
+                } else {
+                    0.0
+                },
+                gbytes_per_s: gbytes_per_s(run_bytes as usize, seconds),
+                verified: check.is_ok(),
+                error: check.err(),
+                cpu: m.cpu,
+            };
+            if !a.json {
+                println!(
+                    "{:>3}  {:<8}  {:<9}  {:>9.4}  {:>10.0}  {:>7.3}  {:>6}  {:>6}  {}",
+                    runs.len() + 1,
+                    rec.backend,
+                    rec.path,
+                    rec.seconds,
+                    rec.arrays_per_s,
+                    rec.gbytes_per_s,
+                    cpu_cell(rec.cpu.sender),
+                    cpu_cell(rec.cpu.receiver),
+                    verified_cell(rec.error.as_ref())
+                );
+            }
+            runs.push(rec);
+        },
+    )?;
     if let Some(p) = progress {
         p.finish();
     }
@@ -352,10 +327,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             .find(|s| s.backend == b && s.path == p.name())
             .map(|s| s.median_arrays_per_s)
     };
-    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
-        _ => None,
-    };
     let vs_per_array = ratio(med("uring", Path::Batched), med("blocking", Path::PerArray));
     let vs_batched = ratio(med("uring", Path::Batched), med("blocking", Path::Batched));
     let per_array = ratio(
@@ -363,7 +334,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         med("blocking", Path::PerArray),
     );
 
-    let (bad, total_runs) = (runs.iter().filter(|r| !r.verified).count(), runs.len());
+    let verdict = all_verified(runs.iter().map(|r| r.verified));
     if a.json {
         let report = Report {
             mode: "count-arrays",
@@ -384,9 +355,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             ratio_uring_batched_over_blocking_batched: vs_batched,
             ratio_uring_per_array_over_blocking_per_array: per_array,
         };
-        let json = serde_json::to_string(&report)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{json}");
+        print_json(&report)?;
     } else {
         println!();
         println!(
@@ -401,7 +370,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             "tx cpu s/GB",
             "rx cpu s/GB"
         );
-        let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
         for s in &summary {
             println!(
                 "{:<8}  {:<9}  {:>4}  {:>15.0}  {:>12.0}  {:>12.0}  {:>11.3}  {:>11}  {:>11}",
@@ -412,31 +380,25 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 s.min_arrays_per_s,
                 s.max_arrays_per_s,
                 s.median_gbytes_per_s,
-                per_gb(s.cpu_s_per_gb.sender),
-                per_gb(s.cpu_s_per_gb.receiver),
+                per_gb_cell(s.cpu_s_per_gb.sender),
+                per_gb_cell(s.cpu_s_per_gb.receiver),
             );
         }
-        let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"));
         println!(
             "ratio uring batched / blocking per-array (median arrays/s): {}",
-            show(vs_per_array)
+            ratio_cell(vs_per_array)
         );
         println!(
             "ratio uring batched / blocking batched (median arrays/s): {}",
-            show(vs_batched)
+            ratio_cell(vs_batched)
         );
         println!(
             "ratio uring per-array / blocking per-array (median arrays/s): {}",
-            show(per_array)
+            ratio_cell(per_array)
         );
     }
 
-    if bad > 0 {
-        return Err(Failure::runtime(format!(
-            "{bad} of {total_runs} runs did not verify"
-        )));
-    }
-    Ok(())
+    verdict
 }
 
 /// Sends the stream on `sock` along `path`.
@@ -540,40 +502,24 @@ fn run_once(
         let barrier = &barrier;
         let sender = sc.spawn(move || {
             let sock = client; // closed on return: the receiver's end-of-stream check needs it
-            barrier.wait();
-            let (r, cpu) = with_cpu(|| {
-                let start = Instant::now();
-                send(tx, &sock, path, batch, stream).map(|()| (start, Instant::now()))
-            });
-            r.map(|(s, e)| (s, e, cpu))
+            clocked(barrier, || {
+                send(tx, &sock, path, batch, stream).map(|()| (Instant::now(), ()))
+            })
         });
         // `server` moves in and closes on return, so a failed receive unblocks the sender.
         let got = {
             let sock = server;
-            barrier.wait();
-            let (r, cpu): (_, Option<Cpu>) = with_cpu(|| {
-                let start = Instant::now();
-                recv(rx, &sock, path, stream, progress).map(|(end, check)| (start, end, check))
-            });
-            r.map(|(s, e, c)| (s, e, c, cpu))
+            clocked(barrier, || recv(rx, &sock, path, stream, progress))
         };
         (sender.join(), got)
     });
-    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
-    match (sent, got) {
-        (Ok((s0, s1, scpu)), Ok((r0, r1, check, rcpu))) => Ok(Measured {
-            seconds: (s1.max(r1) - s0.min(r0)).as_secs_f64(),
-            check,
-            cpu: CpuPair {
-                sender: scpu,
-                receiver: rcpu,
-            },
-            bufs,
-        }),
-        (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
-        (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
-        (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
-    }
+    let (seconds, check, cpu) = joined(sent, got)?;
+    Ok(Measured {
+        seconds,
+        check,
+        cpu,
+        bufs,
+    })
 }
 
 #[cfg(test)]

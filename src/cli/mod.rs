@@ -19,6 +19,7 @@
 //! 2 on a usage error.
 
 mod bench;
+mod bench_common;
 mod bench_fresh;
 mod bench_many;
 mod framed;

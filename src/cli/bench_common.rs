@@ -1,0 +1,165 @@
+//! What `bench --fresh` and `bench --count-arrays` share: the engines, the loop over repeats,
+//! backends and kinds, the clock of one run, and the cells of the text tables.
+
+use std::sync::Barrier;
+use std::thread;
+use std::time::Instant;
+
+use ringxfer::{Backend, Engine, Options};
+use serde::Serialize;
+
+use super::Failure;
+use super::bench::{BenchArgs, BenchSockBufs};
+use super::measure::{Cpu, CpuPair, say_notices, with_cpu};
+
+/// One sending and one receiving engine per backend, alive across all repeats.
+pub(super) fn engine_pairs(
+    backends: &[Backend],
+    opts: &Options,
+) -> Result<Vec<(Backend, Engine, Engine)>, Failure> {
+    let mut engines = Vec::new();
+    for &b in backends {
+        let o = Options {
+            backend: b,
+            ..opts.clone()
+        };
+        let tx = Engine::with_options(o.clone())?;
+        let rx = Engine::with_options(o)?;
+        engines.push((b, tx, rx));
+    }
+    Ok(engines)
+}
+
+/// The socket buffers of the report, before the first run fills in the effective sizes.
+pub(super) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
+    BenchSockBufs {
+        sndbuf_requested: a.sockbufs.sndbuf,
+        rcvbuf_requested: a.sockbufs.rcvbuf,
+        ..BenchSockBufs::default()
+    }
+}
+
+/// Runs every repeat: per repeat each backend (the order alternates between repeats), and
+/// within a backend each of `kinds(backend)` (the order alternates too). `measure` runs one
+/// transfer (its failure ends the bench, named by backend, kind and repeat); then both
+/// engines' notices are said and `record` gets the backend, the kind, the 1-based repeat and
+/// what `measure` returned.
+pub(super) fn for_each_run<'k, K: Copy + 'k, M>(
+    engines: &mut [(Backend, Engine, Engine)],
+    repeat: u32,
+    kinds: impl Fn(Backend) -> &'k [K],
+    kind_name: impl Fn(K) -> &'static str,
+    mut measure: impl FnMut(&mut Engine, &mut Engine, K) -> Result<M, Failure>,
+    mut record: impl FnMut(Backend, K, u32, M),
+) -> Result<(), Failure> {
+    for r in 0..repeat {
+        let n = engines.len();
+        for i in 0..n {
+            let (backend, tx, rx) = &mut engines[(i + r as usize) % n];
+            let ks = kinds(*backend);
+            for j in 0..ks.len() {
+                let kind = ks[(j + r as usize) % ks.len()];
+                let m = measure(tx, rx, kind).map_err(|f| {
+                    Failure::runtime(format!(
+                        "{backend} {} run {}: {}",
+                        kind_name(kind),
+                        r + 1,
+                        f.message
+                    ))
+                })?;
+                say_notices("bench", tx);
+                say_notices("bench", rx);
+                record(*backend, kind, r + 1, m);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One side of a run under the clock: start, end, what it returned, its CPU.
+pub(super) type Clocked<T> = (Instant, Instant, T, Option<Cpu>);
+
+/// Waits at the barrier, then runs `op` under the clock: its start instant, the end instant
+/// and value `op` returned, and the CPU the calling thread spent.
+pub(super) fn clocked<T>(
+    barrier: &Barrier,
+    op: impl FnOnce() -> ringxfer::Result<(Instant, T)>,
+) -> ringxfer::Result<Clocked<T>> {
+    barrier.wait();
+    let (r, cpu) = with_cpu(|| {
+        let start = Instant::now();
+        op().map(|(end, v)| (start, end, v))
+    });
+    r.map(|(s, e, v)| (s, e, v, cpu))
+}
+
+/// Joins the two sides of a run: its seconds (from the earlier start to the later end), what
+/// the receiver returned, and both threads' CPU; or why a side failed (both when both did).
+pub(super) fn joined<T>(
+    sent: thread::Result<ringxfer::Result<Clocked<()>>>,
+    got: ringxfer::Result<Clocked<T>>,
+) -> Result<(f64, T, CpuPair), Failure> {
+    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
+    match (sent, got) {
+        (Ok((s0, s1, (), scpu)), Ok((r0, r1, got, rcpu))) => Ok((
+            (s1.max(r1) - s0.min(r0)).as_secs_f64(),
+            got,
+            CpuPair {
+                sender: scpu,
+                receiver: rcpu,
+            },
+        )),
+        (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
+        (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
+        (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
+    }
+}
+
+/// The `verified` cell of a run's row: `yes`, or `NO (why)`.
+pub(super) fn verified_cell(error: Option<&String>) -> String {
+    match error {
+        None => "yes".to_owned(),
+        Some(e) => format!("NO ({e})"),
+    }
+}
+
+/// A CPU seconds per GB cell of the summary table.
+pub(super) fn per_gb_cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"))
+}
+
+/// `x / y` when both are known and `y` is positive.
+pub(super) fn ratio(x: Option<f64>, y: Option<f64>) -> Option<f64> {
+    match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    }
+}
+
+/// A ratio as printed after the summary table.
+pub(super) fn ratio_cell(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"))
+}
+
+/// Prints the `--json` report on one line.
+pub(super) fn print_json(report: &impl Serialize) -> Result<(), Failure> {
+    let json = serde_json::to_string(report)
+        .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+    println!("{json}");
+    Ok(())
+}
+
+/// The bench's result: a failure when any of `verified` is false.
+pub(super) fn all_verified(verified: impl Iterator<Item = bool>) -> Result<(), Failure> {
+    let (mut bad, mut total) = (0, 0);
+    for v in verified {
+        total += 1;
+        bad += usize::from(!v);
+    }
+    if bad > 0 {
+        return Err(Failure::runtime(format!(
+            "{bad} of {total} runs did not verify"
+        )));
+    }
+    Ok(())
+}
