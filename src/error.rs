@@ -108,6 +108,25 @@ impl Error {
         }
     }
 
+    /// A stable snake-case name for the error (`"unexpected_eof"`, `"timed_out"`,
+    /// `"connection_reset"`, `"io"`, or the [`FrameError::kind`](crate::FrameError::kind) of a
+    /// framed-message rejection), for logs and JSON reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::UnexpectedEof { .. } => "unexpected_eof",
+            Error::TimedOut { .. } => "timed_out",
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
+                "connection_reset"
+            }
+            Error::Io { .. } => "io",
+            Error::Setup { .. } => "setup",
+            Error::UringUnavailable(_) => "uring_unavailable",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::ChainOrder { .. } => "chain_order",
+            Error::Frame(f) => f.kind(),
+        }
+    }
+
     /// The errno, where the error came from the OS.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {

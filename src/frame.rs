@@ -165,6 +165,30 @@ pub enum FrameError {
     },
 }
 
+impl FrameError {
+    /// The variant's stable snake-case name (`"bad_magic"`, `"too_large"`, …), as
+    /// `ringxfer serve --json` prints it in `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrameError::BadMagic(_) => "bad_magic",
+            FrameError::UnsupportedVersion(_) => "unsupported_version",
+            FrameError::BadHeaderLen { .. } => "bad_header_len",
+            FrameError::TooManyDims(_) => "too_many_dims",
+            FrameError::UnknownDtype(_) => "unknown_dtype",
+            FrameError::BadOrder(_) => "bad_order",
+            FrameError::UnsupportedFlags { .. } => "unsupported_flags",
+            FrameError::HeaderChecksum { .. } => "header_checksum",
+            FrameError::ShapeOverflow { .. } => "shape_overflow",
+            FrameError::LengthMismatch { .. } => "length_mismatch",
+            FrameError::TooLarge { .. } => "too_large",
+            FrameError::BadTrailer(_) => "bad_trailer",
+            FrameError::PayloadChecksum { .. } => "payload_checksum",
+            FrameError::DtypeMismatch { .. } => "dtype_mismatch",
+            FrameError::ShapeMismatch { .. } => "shape_mismatch",
+        }
+    }
+}
+
 /// A decoded or to-be-sent header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

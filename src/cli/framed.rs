@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ringxfer::dtype::{DType, fill_arange, verify_arange};
 use ringxfer::frame::{self, MAX_NDIM};
-use ringxfer::{Engine, Error, FrameError, Options, Order};
+use ringxfer::{Engine, Error, Options, Order};
 use serde::Serialize;
 
 use super::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
@@ -239,7 +239,7 @@ impl ErrorLine {
             peer: peer.to_owned(),
             array,
             error: e.to_string(),
-            kind: kind(e),
+            kind: e.kind(),
             transferred: e.transferred(),
             expected,
         }
@@ -255,40 +255,6 @@ impl ErrorLine {
             "{} array {}: ERROR [{}] {}",
             self.peer, self.array, self.kind, self.error
         )
-    }
-}
-
-/// The `kind` of an [`ErrorLine`].
-pub fn kind(e: &Error) -> &'static str {
-    match e {
-        Error::UnexpectedEof { .. } => "unexpected_eof",
-        Error::TimedOut { .. } => "timed_out",
-        Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
-            "connection_reset"
-        }
-        Error::Io { .. } => "io",
-        Error::Setup { .. } => "setup",
-        Error::UringUnavailable(_) => "uring_unavailable",
-        Error::InvalidInput(_) => "invalid_input",
-        Error::Frame(f) => match f {
-            FrameError::BadMagic(_) => "bad_magic",
-            FrameError::UnsupportedVersion(_) => "unsupported_version",
-            FrameError::BadHeaderLen { .. } => "bad_header_len",
-            FrameError::TooManyDims(_) => "too_many_dims",
-            FrameError::UnknownDtype(_) => "unknown_dtype",
-            FrameError::BadOrder(_) => "bad_order",
-            FrameError::UnsupportedFlags { .. } => "unsupported_flags",
-            FrameError::HeaderChecksum { .. } => "header_checksum",
-            FrameError::ShapeOverflow { .. } => "shape_overflow",
-            FrameError::LengthMismatch { .. } => "length_mismatch",
-            FrameError::TooLarge { .. } => "too_large",
-            FrameError::BadTrailer(_) => "bad_trailer",
-            FrameError::PayloadChecksum { .. } => "payload_checksum",
-            FrameError::DtypeMismatch { .. } => "dtype_mismatch",
-            FrameError::ShapeMismatch { .. } => "shape_mismatch",
-            _ => "frame",
-        },
-        _ => "other",
     }
 }
 
@@ -734,6 +700,7 @@ fn recv_arrays(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringxfer::FrameError;
 
     #[test]
     fn shapes() {
@@ -761,7 +728,7 @@ mod tests {
             payload_len: 2,
             limit: 1,
         });
-        assert_eq!(kind(&e), "too_large");
+        assert_eq!(e.kind(), "too_large");
         let l = ErrorLine::new("1.2.3.4:5", 2, &e);
         let v: serde_json::Value = serde_json::from_str(&l.render(true)).unwrap();
         assert_eq!(v["kind"], "too_large");

@@ -161,24 +161,7 @@ pub fn reshaped(h: &RawHeader, shape: Vec<u64>) -> RawHeader {
 
 /// The snake-case name of a `FrameError` variant (as `ringxfer serve --json` prints `kind`).
 pub fn frame_kind(e: &FrameError) -> &'static str {
-    match e {
-        FrameError::BadMagic(_) => "bad_magic",
-        FrameError::UnsupportedVersion(_) => "unsupported_version",
-        FrameError::BadHeaderLen { .. } => "bad_header_len",
-        FrameError::TooManyDims(_) => "too_many_dims",
-        FrameError::UnknownDtype(_) => "unknown_dtype",
-        FrameError::BadOrder(_) => "bad_order",
-        FrameError::UnsupportedFlags { .. } => "unsupported_flags",
-        FrameError::HeaderChecksum { .. } => "header_checksum",
-        FrameError::ShapeOverflow { .. } => "shape_overflow",
-        FrameError::LengthMismatch { .. } => "length_mismatch",
-        FrameError::TooLarge { .. } => "too_large",
-        FrameError::BadTrailer(_) => "bad_trailer",
-        FrameError::PayloadChecksum { .. } => "payload_checksum",
-        FrameError::DtypeMismatch { .. } => "dtype_mismatch",
-        FrameError::ShapeMismatch { .. } => "shape_mismatch",
-        _ => "frame",
-    }
+    e.kind()
 }
 
 /// Stream transports the tests run over.
