@@ -348,7 +348,19 @@ impl Engine {
     /// memory between them. Errors as [`Engine::send_array`]; on error, an unknown number of
     /// whole or partial messages has been sent.
     pub fn send_arrays<S: AsFd>(&mut self, sock: &S, arrays: &[ArrayView<'_>]) -> Result<()> {
-        let mut staging: Vec<u8> = Vec::new();
+        // Sized once: headers, trailers and the coalesced payloads (no regrowth copies).
+        let staged: usize = arrays
+            .iter()
+            .map(|a| {
+                let payload = if a.bytes.len() <= COALESCE_MAX {
+                    a.bytes.len()
+                } else {
+                    0
+                };
+                frame::header_len(a.shape.len()) + TRAILER_LEN + payload
+            })
+            .sum();
+        let mut staging: Vec<u8> = Vec::with_capacity(staged);
         // (start, end) of staged ranges, or a caller payload, in stream order.
         enum Part<'p> {
             Staged(usize, usize),
