@@ -6,11 +6,15 @@
 //! it anyway, case C01), `EINTR` is retried, a 0-byte read is EOF.
 //!
 //! A non-blocking socket is switched to blocking mode at its first `EAGAIN` for the rest of
-//! the call and restored afterwards, and an idle timeout is applied with `SO_SNDTIMEO`/`SO_RCVTIMEO`
-//! (restored too), so the loop never spins on `EAGAIN`. Both are `fcntl`/`setsockopt` on the
+//! the call and restored afterwards, so the loop never spins on `EAGAIN`. An idle timeout is
+//! kept by the loop's own clock: the socket's `SO_SNDTIMEO`/`SO_RCVTIMEO` (restored
+//! afterwards) is only the [`probe_interval`] at which a blocked call comes back to look at
+//! it, so the timeout fires between `T` and `T + probe_interval(T)` after the last byte moved
+//! (a `send` that queued part of its buffer and then blocked returns the partial count at the
+//! next wake-up, which counts as progress). Both are `fcntl`/`setsockopt` on the
 //! caller's socket: another thread using the same socket concurrently would see them.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
@@ -89,15 +93,24 @@ impl Drop for ModeGuard<'_> {
     }
 }
 
-/// Moves `lens.iter().sum()` bytes, piece by piece in order; `step(piece, at, end)` moves
-/// bytes `at..end` of piece `piece` and returns how many it moved. With `at_least`, stops
-/// once that many bytes moved. Returns the bytes moved.
+/// How often a waiting transfer with an idle timeout `t` wakes up to check the clock: the
+/// socket timeout (`SO_SNDTIMEO`/`SO_RCVTIMEO`) is at most this long, so progress made inside
+/// a long `send` (which returns only when its whole buffer is queued or its socket timeout
+/// expires) is seen within this interval, and the idle timeout fires between `t` and
+/// `t + probe_interval(t)` (plus scheduling) after the last byte moved.
+pub(crate) fn probe_interval(t: Duration) -> Duration {
+    (t / 10).clamp(Duration::from_millis(1), Duration::from_millis(100))
+}
+
+/// Moves `lens.iter().sum()` bytes in order; `step(pos, end)` moves bytes from stream
+/// position `pos` (at most up to `end`, the end of a `MAX_IO_BYTES` window) and returns how
+/// many it moved. With `at_least`, stops once that many bytes moved. Returns the bytes moved.
 fn run(
     sock: &Socket,
     dir: Direction,
     lens: &[usize],
     (timeout, at_least): (Option<Duration>, Option<u64>),
-    mut step: impl FnMut(usize, usize, usize) -> io::Result<usize>,
+    mut step: impl FnMut(u64, u64) -> io::Result<usize>,
 ) -> Result<u64> {
     let expected: u64 = lens.iter().map(|&l| l as u64).sum();
     let op = match dir {
@@ -110,82 +123,109 @@ fn run(
         expected,
         source,
     };
-    let mut guard = ModeGuard::new(sock, dir, timeout).map_err(|e| io_err(0, e))?;
+    let timed_out = |transferred: u64| Error::TimedOut {
+        transferred,
+        expected,
+        timeout_ms: timeout.unwrap_or_default().as_millis() as u64,
+    };
+    let probe = timeout.map(probe_interval);
+    let mut guard = ModeGuard::new(sock, dir, probe).map_err(|e| io_err(0, e))?;
     let mut done = 0u64;
-    // The idle timeout counts from the last progress. SO_*TIMEO restarts at every syscall, so
-    // after an EINTR the socket's timeout is cut to what is left (and restored on progress):
-    // a signal storm must not keep a stalled transfer alive.
+    // The idle timeout counts from the last progress. The socket timeout is only the probe
+    // interval: every wake-up without progress (socket timeout, EINTR) checks the clock and
+    // re-arms the socket timeout with what is left, so neither a signal storm nor a `send`
+    // that queued bytes early and then blocked can stretch the idle timeout.
     let mut last_progress = Instant::now();
-    let mut shortened = false;
-    for (piece, &total) in lens.iter().enumerate() {
-        let mut pos = 0usize;
-        while pos < total {
-            let end = total.min(pos + MAX_IO_BYTES as usize);
-            match step(piece, pos, end) {
-                Ok(0) => {
-                    return Err(match dir {
-                        Direction::Recv => Error::UnexpectedEof {
-                            transferred: done,
-                            expected,
-                        },
-                        Direction::Send => io_err(done, io::ErrorKind::WriteZero.into()),
-                    });
-                }
-                Ok(n) => {
-                    pos += n;
-                    done += n as u64;
-                    last_progress = Instant::now();
-                    if let (true, Some(t)) = (shortened, timeout) {
-                        guard.set_timeout(t).map_err(|e| io_err(done, e))?;
-                        shortened = false;
-                    }
-                    if at_least.is_some_and(|min| done >= min) {
-                        return Ok(done);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    if let Some(t) = timeout {
-                        let left = t.saturating_sub(last_progress.elapsed());
-                        if left.is_zero() {
-                            return Err(Error::TimedOut {
-                                transferred: done,
-                                expected,
-                                timeout_ms: t.as_millis() as u64,
-                            });
-                        }
-                        guard.set_timeout(left).map_err(|e| io_err(done, e))?;
-                        shortened = true;
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if !guard.make_blocking().map_err(|e| io_err(done, e))? {
-                        // Blocking socket: EAGAIN means SO_*TIMEO elapsed with no byte moved.
-                        return Err(Error::TimedOut {
-                            transferred: done,
-                            expected,
-                            timeout_ms: timeout.unwrap_or_default().as_millis() as u64,
-                        });
-                    }
-                }
-                Err(e) => return Err(io_err(done, e)),
+    let mut armed = probe;
+    while done < expected {
+        let end = expected.min(done + MAX_IO_BYTES as u64);
+        match step(done, end) {
+            Ok(0) => {
+                return Err(match dir {
+                    Direction::Recv => crate::sock::eof(sock, done, expected),
+                    Direction::Send => io_err(done, io::ErrorKind::WriteZero.into()),
+                });
             }
+            Ok(n) => {
+                done += n as u64;
+                last_progress = Instant::now();
+                if at_least.is_some_and(|min| done >= min) {
+                    return Ok(done);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if e.kind() != io::ErrorKind::Interrupted
+                    && guard.make_blocking().map_err(|e| io_err(done, e))?
+                {
+                    continue; // a non-blocking socket's EAGAIN: now blocking, retry
+                }
+                let (Some(t), Some(p)) = (timeout, probe) else {
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // No idle timeout of ours, yet a blocking socket timed out: the caller's
+                    // own SO_SNDTIMEO/SO_RCVTIMEO elapsed with no byte moved.
+                    return Err(timed_out(done));
+                };
+                let left = t.saturating_sub(last_progress.elapsed());
+                if left.is_zero() {
+                    return Err(timed_out(done));
+                }
+                let next = left.min(p);
+                if armed != Some(next) {
+                    guard.set_timeout(next).map_err(|e| io_err(done, e))?;
+                    armed = Some(next);
+                }
+            }
+            Err(e) => return Err(io_err(done, e)),
         }
     }
     Ok(done)
 }
 
-/// Sends every byte of `parts`, in order (the baseline: one `send` loop per part).
+/// The piece containing stream position `pos` and the offset in it (`pos < total`).
+fn locate(lens: &[usize], mut pos: u64) -> (usize, usize) {
+    for (i, &l) in lens.iter().enumerate() {
+        if pos < l as u64 {
+            return (i, pos as usize);
+        }
+        pos -= l as u64;
+    }
+    unreachable!("position past the end of the pieces")
+}
+
+/// Most parts gathered into one `sendmsg` (Linux's `UIO_MAXIOV` is 1024).
+const GATHER_MAX: usize = 64;
+
+/// Sends every byte of `parts`, in order: one `sendmsg` gathers as many parts as fit (a
+/// framed message's header, payload and trailer leave in one call when the socket buffer
+/// takes them), with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not `SIGPIPE`).
 pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
-    // `Write for &Socket` is `send(2)` with MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
-    let mut w = sock;
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    run(sock, Direction::Send, &lens, (timeout, None), |i, a, b| {
-        w.write(&parts[i][a..b])
+    run(sock, Direction::Send, &lens, (timeout, None), |pos, end| {
+        let (first, off) = locate(&lens, pos);
+        let mut budget = (end - pos) as usize;
+        let mut bufs: Vec<IoSlice<'_>> = Vec::with_capacity((parts.len() - first).min(GATHER_MAX));
+        for (i, p) in parts[first..].iter().enumerate().take(GATHER_MAX) {
+            let p = if i == 0 { &p[off..] } else { p };
+            let take = p.len().min(budget);
+            if take == 0 {
+                continue;
+            }
+            bufs.push(IoSlice::new(&p[..take]));
+            budget -= take;
+            if budget == 0 {
+                break;
+            }
+        }
+        sock.send_vectored_with_flags(&bufs, libc::MSG_NOSIGNAL)
     })
     .map(drop)
 }
@@ -198,8 +238,10 @@ pub(crate) fn recv_parts(
 ) -> Result<()> {
     let mut r = sock;
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    run(sock, Direction::Recv, &lens, (timeout, None), |i, a, b| {
-        r.read(&mut parts[i][a..b])
+    run(sock, Direction::Recv, &lens, (timeout, None), |pos, end| {
+        let (i, off) = locate(&lens, pos);
+        let stop = (off as u64 + (end - pos)).min(lens[i] as u64) as usize;
+        r.read(&mut parts[i][off..stop])
     })
     .map(drop)
 }
@@ -218,7 +260,7 @@ pub(crate) fn recv_at_least(
         Direction::Recv,
         &[buf.len()],
         (timeout, Some(min)),
-        |_, a, b| r.read(&mut buf[a..b]),
+        |pos, end| r.read(&mut buf[pos as usize..end as usize]),
     )
     .map(|n| n as usize)
 }

@@ -55,6 +55,51 @@ pub enum Error {
         timeout_ms: u64,
     },
 
+    /// The idle timeout fired during a zero-copy send (`SEND_ZC`) while the kernel still held
+    /// pages of the caller's array: data queued on the socket referenced them and the peer had
+    /// stopped reading, so the notification CQEs that release them could not come. ringxfer
+    /// never returns while the kernel can still read the caller's memory, so it aborted the
+    /// connection (`connect(AF_UNSPEC)`, which sends RST and frees the socket's queued data;
+    /// see connect(2)) and waited for the notifications. The socket is unusable afterwards.
+    #[error(
+        "no progress for {timeout_ms} ms after {transferred} of {expected} bytes; the connection \
+         was aborted (RST) to make the kernel release the array's pages held by SEND_ZC"
+    )]
+    TimedOutAborted {
+        /// Bytes confirmed before the stall.
+        transferred: u64,
+        /// Bytes the caller asked for.
+        expected: u64,
+        /// The idle timeout that elapsed, in milliseconds.
+        timeout_ms: u64,
+    },
+
+    /// This socket's receive side was shut down locally (`shutdown(SHUT_RD)` on this
+    /// socket, e.g. by another thread) before the whole array arrived; the peer had not
+    /// closed. Detected for TCP (the connection was still `ESTABLISHED` at the end of the
+    /// stream); other families report [`Error::UnexpectedEof`].
+    #[error(
+        "receive side shut down locally (shutdown(SHUT_RD)) after {transferred} of {expected} \
+         bytes; the peer did not close"
+    )]
+    ReadShutdown {
+        /// Bytes received before the local shutdown.
+        transferred: u64,
+        /// Bytes the caller asked for.
+        expected: u64,
+    },
+
+    /// The socket is not a stream socket. ringxfer moves one byte stream and needs
+    /// `SOCK_STREAM` (TCP, MPTCP, Unix stream): a datagram or `SOCK_SEQPACKET` socket would
+    /// silently drop what does not fit one receive call. Checked once per call with
+    /// `getsockopt(SO_TYPE)`; `so_type` is what it said, `None` when the descriptor is not a
+    /// socket at all (`ENOTSOCK`).
+    #[error("not a stream socket ({}): ringxfer needs SOCK_STREAM", so_type_name(*so_type))]
+    NotStream {
+        /// The socket's `SO_TYPE` (`libc::SOCK_DGRAM`, …), or `None` for a non-socket.
+        so_type: Option<i32>,
+    },
+
     /// The `uring` backend was requested explicitly but cannot be used here. The string is the
     /// probe's reason, e.g. `io_uring_setup failed: Operation not permitted (os error 1)
     /// (seccomp filter or kernel.io_uring_disabled)`.
@@ -103,7 +148,9 @@ impl Error {
         match self {
             Error::UnexpectedEof { transferred, .. }
             | Error::Io { transferred, .. }
-            | Error::TimedOut { transferred, .. } => Some(*transferred),
+            | Error::TimedOut { transferred, .. }
+            | Error::TimedOutAborted { transferred, .. }
+            | Error::ReadShutdown { transferred, .. } => Some(*transferred),
             _ => None,
         }
     }
@@ -115,6 +162,9 @@ impl Error {
         match self {
             Error::UnexpectedEof { .. } => "unexpected_eof",
             Error::TimedOut { .. } => "timed_out",
+            Error::TimedOutAborted { .. } => "timed_out_aborted",
+            Error::ReadShutdown { .. } => "read_shutdown",
+            Error::NotStream { .. } => "not_stream",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
                 "connection_reset"
             }
@@ -133,5 +183,17 @@ impl Error {
             Error::Io { source, .. } | Error::Setup { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+/// `SOCK_DGRAM` etc. for an `SO_TYPE` value.
+fn so_type_name(t: Option<i32>) -> String {
+    match t {
+        None => "not a socket".to_owned(),
+        Some(libc::SOCK_DGRAM) => "SOCK_DGRAM".to_owned(),
+        Some(libc::SOCK_SEQPACKET) => "SOCK_SEQPACKET".to_owned(),
+        Some(libc::SOCK_RAW) => "SOCK_RAW".to_owned(),
+        Some(libc::SOCK_RDM) => "SOCK_RDM".to_owned(),
+        Some(t) => format!("SO_TYPE {t}"),
     }
 }

@@ -160,6 +160,17 @@ impl<T: Element> std::ops::Deref for Array<T> {
 }
 
 impl Engine {
+    /// Before a framed send: the stream-socket check, and `TCP_NODELAY` unless
+    /// [`Options::nodelay`](crate::Options::nodelay) is off (a failure to set it — a Unix
+    /// socket has no such option — is ignored).
+    fn prepare_framed_send<S: AsFd>(&self, sock: &S, len: usize) -> Result<()> {
+        crate::sock::check_stream(sock, len as u64)?;
+        if self.opts.nodelay {
+            let _ = SockRef::from(sock).set_tcp_nodelay(true);
+        }
+        Ok(())
+    }
+
     fn send_parts<S: AsFd>(&mut self, sock: &S, parts: &[&[u8]]) -> Result<()> {
         let timeout = self.opts.idle_timeout;
         let len = parts.iter().map(|p| p.len()).sum();
@@ -218,6 +229,7 @@ impl Engine {
         }
         let head = header.encode();
         let trailer = frame::encode_trailer(crc32fast::hash(bytes));
+        self.prepare_framed_send(sock, head.len() + bytes.len() + TRAILER_LEN)?;
         self.send_parts(sock, &[&head, bytes, &trailer])
     }
 
@@ -266,6 +278,7 @@ impl Engine {
     /// Reads and checks one header (prefix first, so an oversized one is refused before the
     /// rest is read).
     fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
+        crate::sock::check_stream(sock, PREFIX_LEN as u64)?;
         let limit = self.opts.max_payload_bytes;
         let mut prefix = [0u8; PREFIX_LEN];
         self.recv_parts(sock, &mut [&mut prefix])?;
@@ -392,6 +405,7 @@ impl Engine {
             })
             .filter(|s| !s.is_empty())
             .collect();
+        self.prepare_framed_send(sock, slices.iter().map(|s| s.len()).sum())?;
         self.send_parts(sock, &slices)
     }
 
@@ -403,6 +417,7 @@ impl Engine {
             buf: vec![0u8; READ_AHEAD],
             start: 0,
             end: 0,
+            checked: false,
         }
     }
 }
@@ -431,6 +446,8 @@ pub struct Receiver<'e, S> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The socket passed the stream-socket check (done once, at the first receive).
+    checked: bool,
 }
 
 impl<S: AsFd> Receiver<'_, S> {
@@ -474,6 +491,10 @@ impl<S: AsFd> Receiver<'_, S> {
     /// Receives the next framed array of any dtype. Errors as [`Engine::recv_any`]
     /// (`UnexpectedEof { transferred: 0, .. }`: the peer closed cleanly between messages).
     pub fn recv_any(&mut self) -> Result<AnyArray> {
+        if !self.checked {
+            crate::sock::check_stream(&self.sock, PREFIX_LEN as u64)?;
+            self.checked = true;
+        }
         let limit = self.engine.opts.max_payload_bytes;
         self.fill(PREFIX_LEN, 0, PREFIX_LEN as u64)?;
         let prefix: &[u8; PREFIX_LEN] = self.buf[self.start..self.start + PREFIX_LEN]
@@ -566,6 +587,19 @@ fn in_message(e: Error, before: u64, whole: u64) -> Error {
             transferred: before + transferred,
             expected: whole,
             source,
+        },
+        Error::TimedOutAborted {
+            transferred,
+            timeout_ms,
+            ..
+        } => Error::TimedOutAborted {
+            transferred: before + transferred,
+            expected: whole,
+            timeout_ms,
+        },
+        Error::ReadShutdown { transferred, .. } => Error::ReadShutdown {
+            transferred: before + transferred,
+            expected: whole,
         },
         other => other,
     }

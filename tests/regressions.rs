@@ -255,6 +255,11 @@ fn c08_child_registration_refused() {
             reason.contains("Cannot allocate memory") || reason.contains("ENOMEM"),
             "C08 {side}: reason does not name ENOMEM: {reason}"
         );
+        // Issue 8 item 10: the reason names the limit and its value (64 KiB here).
+        assert!(
+            reason.contains("RLIMIT_MEMLOCK is 65536 bytes"),
+            "C08 {side}: reason does not name RLIMIT_MEMLOCK and its value: {reason}"
+        );
     }
 }
 

@@ -78,6 +78,33 @@ pub(crate) fn build_ring() -> std::io::Result<IoUring> {
         .build(SQ_ENTRIES)
 }
 
+/// `msg_flags` of a `SEND`/`SEND_ZC`: `MSG_WAITALL` (retry a partial send inside the
+/// request), `MSG_NOSIGNAL` (`EPIPE`, not `SIGPIPE`), and `MSG_MORE` on every SQE that does
+/// not end the transfer, so the stream is corked between them (a framed message's header,
+/// payload and trailer leave as full segments; the last SQE pushes: case C17).
+fn send_flags(more_follows: bool) -> i32 {
+    let more = if more_follows { libc::MSG_MORE } else { 0 };
+    libc::MSG_WAITALL | libc::MSG_NOSIGNAL | more
+}
+
+/// Why a registration was refused, naming `RLIMIT_MEMLOCK` and its value for `ENOMEM`.
+fn refusal(e: &Error) -> String {
+    match e.raw_os_error().and(match e {
+        Error::Setup { source, .. } => crate::sock::explain_pinning(source),
+        _ => None,
+    }) {
+        Some(why) => format!("{e} ({why})"),
+        None => e.to_string(),
+    }
+}
+
+/// `fd` as a borrowed descriptor, for the safe socket helpers.
+fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: only used within a transfer on `fd`, which the caller's `BorrowedFd` keeps open
+    // for the whole call; the returned value never outlives that call.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
 /// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
 const POLL_TAG: u64 = u64::MAX;
 /// `user_data` of `ASYNC_CANCEL` requests.
@@ -347,10 +374,9 @@ impl Ring {
         let fail = |e: PlanError| -> Error {
             let expected = len;
             match e {
-                PlanError::Eof { transferred } => Error::UnexpectedEof {
-                    transferred,
-                    expected,
-                },
+                PlanError::Eof { transferred } => {
+                    crate::sock::eof(&borrowed(fd), transferred, expected)
+                }
                 PlanError::WriteZero { transferred } => Error::Io {
                     op: op_name,
                     transferred,
@@ -404,7 +430,7 @@ impl Ring {
                     (Direction::Send, idx) => match (send_op, idx) {
                         (SendOp::SendZc, idx) => opcode::SendZc::new(types::Fd(fd), p, s.len)
                             .buf_index(idx)
-                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                            .flags(send_flags(s.offset + u64::from(s.len) < len))
                             .build(),
                         (SendOp::WriteFixed, Some(idx)) => {
                             opcode::WriteFixed::new(types::Fd(fd), p, s.len, idx)
@@ -412,7 +438,7 @@ impl Ring {
                                 .build()
                         }
                         _ => opcode::Send::new(types::Fd(fd), p, s.len)
-                            .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+                            .flags(send_flags(s.offset + u64::from(s.len) < len))
                             .build(),
                     },
                     (Direction::Recv, Some(idx)) if tuning.recv_op == RecvOp::ReadFixed => {
@@ -438,11 +464,11 @@ impl Ring {
             // contains its span (this function's contract). Every path out of this function
             // reaps every CQE first (`drain`/`cancel_and_drain`, or `Flight`'s Drop on unwind).
             unsafe { flight.push_all(&entries) };
-            let canceled = match flight.wait_chain(&mut plan, idle_timeout, last_progress) {
+            let canceled = match flight.wait_chain(&mut plan, idle_timeout, &mut last_progress) {
                 Ok(c) => c,
                 Err(source) => {
                     let transferred = plan.confirmed();
-                    flight.cancel_and_drain(&mut plan);
+                    flight.cancel_and_drain(&mut plan, fd, idle_timeout);
                     return Err(Error::Io {
                         op: "io_uring_enter",
                         transferred,
@@ -453,12 +479,26 @@ impl Ring {
             };
             match plan.settle() {
                 Ok(0) if canceled => {
-                    flight.drain();
-                    return Err(Error::TimedOut {
-                        transferred: plan.confirmed(),
-                        expected: len,
-                        timeout_ms: idle_timeout.unwrap_or_default().as_millis() as u64,
-                    });
+                    // A probe found no byte moved since the chain was (re)submitted.
+                    if let Some(t) = idle_timeout.filter(|&t| last_progress.elapsed() >= t) {
+                        let (transferred, timeout_ms) = (plan.confirmed(), t.as_millis() as u64);
+                        // Notifications still due: give late ones one probe interval, then
+                        // make the kernel let go (the peer stopped reading).
+                        let grace = Instant::now() + crate::blocking::probe_interval(t);
+                        if flight.wait_notifs(Some(grace)) {
+                            return Err(Error::TimedOut {
+                                transferred,
+                                expected: len,
+                                timeout_ms,
+                            });
+                        }
+                        flight.abort(fd);
+                        return Err(Error::TimedOutAborted {
+                            transferred,
+                            expected: len,
+                            timeout_ms,
+                        });
+                    }
                 }
                 Ok(0) => {}
                 Ok(_) => last_progress = Instant::now(),
@@ -473,17 +513,19 @@ impl Ring {
                         && self.zc_refused.is_none() =>
                 {
                     let why = std::io::Error::from_raw_os_error(errno);
-                    let hint = if errno == libc::EOPNOTSUPP {
-                        "this socket type has no zero-copy send (e.g. AF_UNIX)"
-                    } else {
-                        "pinning pages needs RLIMIT_MEMLOCK or CAP_IPC_LOCK"
+                    let hint = match crate::sock::explain_pinning(&why) {
+                        _ if errno == libc::EOPNOTSUPP => {
+                            "this socket type has no zero-copy send (e.g. AF_UNIX)".to_owned()
+                        }
+                        Some(pinning) => pinning,
+                        None => "the socket's optmem (net.core.optmem_max) is exhausted".to_owned(),
                     };
                     self.zc_refused = Some(format!(
                         "SEND_ZC refused ({why}): {hint}; falling back to copying IORING_OP_SEND"
                     ));
                 }
                 Err(e) => {
-                    flight.drain();
+                    flight.settle_notifs(fd, idle_timeout);
                     return Err(fail(e));
                 }
             }
@@ -491,7 +533,14 @@ impl Ring {
                 break;
             }
         }
-        flight.drain();
+        // Every byte is queued; SEND_ZC's pages may still be held until the peer takes them.
+        if flight.settle_notifs(fd, idle_timeout) {
+            return Err(Error::TimedOutAborted {
+                transferred: plan.confirmed(),
+                expected: len,
+                timeout_ms: idle_timeout.unwrap_or_default().as_millis() as u64,
+            });
+        }
         Ok(plan.confirmed())
     }
 }
@@ -503,7 +552,10 @@ impl Ring {
             Ok(s) => Some(s),
             Err(e) => {
                 self.register_refused.get_or_insert_with(|| {
-                    format!("{e}: transfers run unregistered (plain SEND/RECV)")
+                    format!(
+                        "{}: transfers run unregistered (plain SEND/RECV)",
+                        refusal(&e)
+                    )
                 });
                 None
             }
@@ -687,7 +739,7 @@ impl<'a> Registration<'a> {
     ) -> Self {
         let (slots, reason) = match slots {
             Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(refusal(&e))),
         };
         Registration {
             ring,
@@ -850,9 +902,10 @@ impl Flight<'_> {
         self.outstanding > 0 || !self.notifs.is_empty()
     }
 
-    /// Reaps ready CQEs, feeding results to the planner. Returns the number of CQEs seen.
-    fn reap(&mut self, mut plan: Option<&mut Planner>) -> usize {
-        let mut seen = 0;
+    /// Reaps ready CQEs, feeding results to the planner. Returns the number of CQEs seen and
+    /// whether a send/recv result moved bytes (progress; notifications are not counted).
+    fn reap(&mut self, mut plan: Option<&mut Planner>) -> (usize, bool) {
+        let (mut seen, mut moved) = (0, false);
         for cqe in self.ring.completion() {
             seen += 1;
             let (ud, flags) = (cqe.user_data(), cqe.flags());
@@ -869,60 +922,75 @@ impl Flight<'_> {
             if ud == POLL_TAG || ud == CANCEL_TAG || ud < self.base {
                 continue;
             }
+            moved |= cqe.result() > 0;
             if let Some(plan) = plan.as_deref_mut() {
                 let known = plan.complete(ud - self.base, cqe.result());
                 debug_assert!(known, "CQE for unknown user_data {ud}");
             }
         }
-        seen
+        (seen, moved)
+    }
+
+    /// Submits pending SQEs and waits for at least one CQE, until `deadline` if given.
+    /// `Ok(false)` when the deadline passed first; `EINTR`/`EBUSY` count as a wake-up.
+    fn wait_until(&mut self, deadline: Option<Instant>) -> std::io::Result<bool> {
+        let r = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                let ts = types::Timespec::from(left);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Submits and waits until every SQE of the current chain has its result CQE.
-    /// Returns `Ok(true)` when the idle timeout fired and the chain was canceled (the caller
-    /// settles it: a canceled send/recv reports the bytes it moved, so a chain that made
-    /// progress is simply re-planned, one that did not is a stall).
+    ///
+    /// With an idle timeout `t`, a chain that has produced no CQE for
+    /// [`probe_interval(t)`](crate::blocking::probe_interval) is canceled: `MSG_WAITALL`
+    /// requests complete only when full, so the bytes they moved meanwhile are invisible until
+    /// a cancel makes them report their partial count. The caller re-plans from the first
+    /// unconfirmed byte, so a probe costs one cancel and one resubmission and only happens on
+    /// a transfer that is slow or stalled; it bounds how stale `last_progress` can be. Returns
+    /// `Ok(true)` when the chain was canceled (by a probe).
     fn wait_chain(
         &mut self,
         plan: &mut Planner,
         idle_timeout: Option<Duration>,
-        last_progress: Instant,
+        last_progress: &mut Instant,
     ) -> std::result::Result<bool, std::io::Error> {
         let mut canceled = false;
+        let mut quiet_since = Instant::now();
         loop {
-            self.reap(Some(plan));
+            if self.reap(Some(plan)).1 {
+                *last_progress = Instant::now();
+                quiet_since = *last_progress;
+            }
             if plan.pending() == 0 {
                 return Ok(canceled);
             }
-            let r = match idle_timeout {
-                Some(t) if !canceled => {
-                    let left = t.saturating_sub(last_progress.elapsed());
-                    let ts = types::Timespec::from(left.max(Duration::from_millis(1)));
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
+            let deadline = match idle_timeout {
+                // Canceled SQEs complete at once (they are parked on a poll or a wait queue).
+                Some(_) if canceled => None,
+                Some(t) => {
+                    Some((quiet_since + crate::blocking::probe_interval(t)).min(*last_progress + t))
                 }
-                _ => self.ring.submit_and_wait(1),
+                None => None,
             };
-            match r {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
-                    if last_progress.elapsed() >= idle_timeout.unwrap_or_default() {
-                        // WAITALL SQEs only complete when full, so progress inside them is
-                        // invisible until they end: cancel them to find out.
-                        self.cancel(plan);
-                        canceled = true;
-                    }
-                }
-                Err(e) => return Err(e),
+            if !self.wait_until(deadline)? {
+                self.cancel(plan);
+                canceled = true;
             }
-        }
-    }
-
-    fn wait_one(&mut self) -> std::io::Result<()> {
-        match self.ring.submit_and_wait(1) {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
         }
     }
 
@@ -945,28 +1013,82 @@ impl Flight<'_> {
         self.outstanding += pushed;
     }
 
-    /// Cancels what is in flight and reaps every CQE, including notifications.
-    fn cancel_and_drain(&mut self, plan: &mut Planner) {
+    /// Cancels what is in flight and reaps every result CQE; then settles the notifications
+    /// ([`Flight::settle_notifs`]).
+    fn cancel_and_drain(&mut self, plan: &mut Planner, fd: RawFd, idle: Option<Duration>) {
         if plan.pending() > 0 {
             self.cancel(plan);
         }
-        while self.busy() {
-            if self.wait_one().is_err() {
+        while self.outstanding > 0 {
+            if self.wait_until(None).is_err() {
                 // The kernel may still write into (or read from) the caller's memory and we
                 // cannot learn when it stops: returning would break the invariant.
                 std::process::abort();
             }
             self.reap(Some(plan));
         }
+        self.settle_notifs(fd, idle);
+    }
+
+    /// Waits for outstanding `SEND_ZC` notifications until `deadline` (`None`: for as long
+    /// as it takes). True once there are none left (every result CQE must be in already).
+    fn wait_notifs(&mut self, deadline: Option<Instant>) -> bool {
+        while self.busy() {
+            match self.wait_until(deadline) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(_) => std::process::abort(), // see cancel_and_drain
+            }
+            self.reap(None);
+        }
+        true
+    }
+
+    /// Waits until the kernel has released every page a `SEND_ZC` of this transfer sent
+    /// from. Each notification counts as progress; with an idle timeout, when none comes for
+    /// `idle` the peer has stopped taking data and the pages sit in the socket's queue for
+    /// good, so the connection is aborted ([`Flight::abort`]) and the notifications then
+    /// come. Returns true when it had to abort.
+    fn settle_notifs(&mut self, fd: RawFd, idle: Option<Duration>) -> bool {
+        let Some(t) = idle else {
+            self.wait_notifs(None);
+            return false;
+        };
+        loop {
+            let before = self.notifs.len();
+            if self.wait_notifs(Some(Instant::now() + t)) {
+                return false;
+            }
+            if self.notifs.len() == before {
+                self.abort(fd);
+                return true;
+            }
+        }
+    }
+
+    /// Aborts the connection on `fd` so that the kernel drops the data queued on it — and
+    /// with it every reference to the caller's pages — then waits for every notification.
+    ///
+    /// `connect(fd, AF_UNSPEC)` dissolves a TCP association without closing the caller's
+    /// descriptor (connect(2); the kernel runs `tcp_disconnect`, which sends RST and purges
+    /// the write queue); `shutdown(SHUT_RDWR)` follows for other families.
+    fn abort(&mut self, fd: RawFd) {
+        // SAFETY: `addr` is a valid, fully initialised `sockaddr` of family AF_UNSPEC and
+        // `len` is its size; connect only reads it. `fd` is the caller's open socket.
+        unsafe {
+            let mut addr: libc::sockaddr = std::mem::zeroed();
+            addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+            let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+            libc::connect(fd, &addr, len);
+        }
+        let _ = socket2::SockRef::from(&borrowed(fd)).shutdown(std::net::Shutdown::Both);
+        self.wait_notifs(None);
     }
 
     /// Waits for every outstanding CQE (notifications included); no cancel.
     fn drain(&mut self) {
-        while self.busy() {
-            if self.wait_one().is_err() {
-                std::process::abort();
-            }
-            self.reap(None);
+        if !self.wait_notifs(None) {
+            unreachable!("waiting without a deadline");
         }
     }
 }
