@@ -280,9 +280,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     if !a.json {
         let sizes: Vec<String> = specs.iter().map(|s| s.bytes.to_string()).collect();
         println!(
-            "ringxfer bench --pingpong: echo round trips of {} x {} byte message(s) ({}), \
-             loopback TCP, {round_trips} timed (+{WARMUP_ROUND_TRIPS} warm-up) per run, \
-             {} repeat(s); times in µs",
+            "ringxfer bench --pingpong: echo round trips of one {} array per message, \
+             bytes {}, paths {}, loopback TCP, {round_trips} timed (+{WARMUP_ROUND_TRIPS} \
+             warm-up) per run, {} repeat(s); times in µs",
             specs[0].dtype,
             sizes.join(", "),
             Path::ALL.map(Path::name).join(", "),
