@@ -309,3 +309,126 @@ fn main_job_json_is_unchanged() {
         assert!(r.get("receive").is_none() && r.get("path").is_none());
     }
 }
+
+/// Checks a `bench --pingpong` report: the sizes, one run per backend, path, size and repeat,
+/// each verified with `round_trips` timed round trips, and ordered percentiles everywhere.
+fn check_pingpong(d: &Value, sizes: &[u64], round_trips: u64, repeat: u64, backends: &[&str]) {
+    assert_eq!(d["mode"], "pingpong");
+    assert_eq!(d["sizes"], serde_json::json!(sizes));
+    assert_eq!(d["round_trips"], round_trips);
+    assert_eq!(d["repeat"], repeat);
+    assert!(d["warmup_round_trips"].as_u64().unwrap() >= 1, "{d}");
+    assert!(d["host"]["cpus"].as_u64().unwrap() >= 1, "host block: {d}");
+    let paths = ["raw", "framed", "send_arrays"];
+    let ordered = |v: &Value| {
+        let (min, med, p90, p99, max) = (
+            num(v, "min_us"),
+            num(v, "median_us"),
+            num(v, "p90_us"),
+            num(v, "p99_us"),
+            num(v, "max_us"),
+        );
+        assert!(
+            0.0 < min && min <= med && med <= p90 && p90 <= p99 && p99 <= max,
+            "percentiles out of order: {v}"
+        );
+    };
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len() as u64,
+        (backends.len() * paths.len() * sizes.len()) as u64 * repeat,
+        "{d}"
+    );
+    for r in runs {
+        assert_eq!(r["verified"], true, "{r}");
+        assert!(r.get("error").is_none(), "{r}");
+        assert_eq!(r["round_trips"], round_trips, "{r}");
+        assert!(num(r, "seconds") > 0.0);
+        assert!(backends.contains(&r["backend"].as_str().unwrap()), "{r}");
+        assert!(paths.contains(&r["path"].as_str().unwrap()), "{r}");
+        assert!(sizes.contains(&r["bytes"].as_u64().unwrap()), "{r}");
+        ordered(r);
+    }
+    let summary = d["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), backends.len() * paths.len() * sizes.len());
+    for &b in backends {
+        for &p in &paths {
+            for &n in sizes {
+                let s = summary
+                    .iter()
+                    .find(|s| s["backend"] == b && s["path"] == p && s["bytes"] == n)
+                    .unwrap_or_else(|| panic!("no summary for {b} {p} {n}: {d}"));
+                assert_eq!(s["runs"], repeat);
+                assert_eq!(s["round_trips"], round_trips * repeat);
+                ordered(s);
+                if p == "raw" {
+                    assert!(s.get("median_over_raw").is_none(), "{s}");
+                } else {
+                    let raw = summary
+                        .iter()
+                        .find(|s| s["backend"] == b && s["path"] == "raw" && s["bytes"] == n)
+                        .unwrap();
+                    let want = num(s, "median_us") / num(raw, "median_us");
+                    assert!(
+                        (num(s, "median_over_raw") - want).abs() < 1e-9 * want,
+                        "{s}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pingpong_json() {
+    let d = bench_json(&["--pingpong", "20", "--size", "4KiB", "--repeat", "2"]);
+    let backends: &[&str] = if uring() {
+        &["uring", "blocking"]
+    } else {
+        &["blocking"]
+    };
+    check_pingpong(&d, &[4096], 20, 2, backends);
+    assert_eq!(d["dtype"], "<f8");
+}
+
+#[test]
+fn pingpong_default_sizes() {
+    // No --size / --count: the sweep 16 B, 100 KB, 1 MB (here of u1, one backend).
+    let d = bench_json(&[
+        "--pingpong",
+        "3",
+        "--backend",
+        "blocking",
+        "--dtype",
+        "u1",
+        "--repeat",
+        "1",
+    ]);
+    check_pingpong(&d, &[16, 100_000, 1_000_000], 3, 1, &["blocking"]);
+    assert_eq!(d["dtype"], "|u1");
+    assert!(d["uring_tuning"].is_null());
+}
+
+#[test]
+fn pingpong_usage_errors() {
+    for (args, says) in [
+        (&["--pingpong", "0"][..], "--pingpong must be at least 1"),
+        (&["--pingpong", "--size", "0"], "at least one element"),
+        (&["--pingpong", "--fresh"], "cannot be used with"),
+        (
+            &["--pingpong", "--count-arrays", "10"],
+            "cannot be used with",
+        ),
+        (&["--pingpong", "--registered"], "cannot be used with"),
+        (&["--pingpong", "-i", "1"], "cannot be used with"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .output()
+            .expect("run ringxfer");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -13,7 +13,8 @@
 //! Two more modes live in their own modules and share the backend selection, the host block
 //! and the statistics here: `--fresh` ([`super::bench_fresh`]: receiving into a new array per
 //! message vs into pre-touched memory vs the naive `vec![0; n]`) and `--count-arrays`
-//! ([`super::bench_many`]: many small framed arrays, batched vs one at a time).
+//! ([`super::bench_many`]: many small framed arrays, batched vs one at a time); a third,
+//! `--pingpong` ([`super::bench_pingpong`]), measures echo round-trip latency instead.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
@@ -29,7 +30,7 @@ use super::measure::{
     Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, recv_chunked, say_notices,
 };
 use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal, size};
-use super::{bench_fresh, bench_many};
+use super::{bench_fresh, bench_many, bench_pingpong};
 
 /// `--backend` values of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,7 +51,8 @@ pub struct BenchArgs {
     pub(super) backend: BenchBackend,
     #[command(flatten)]
     pub(super) array: ArrayArgs,
-    /// Runs per backend (per backend and mode with --fresh / --count-arrays).
+    /// Runs per backend (per backend and mode with --fresh / --count-arrays; per backend,
+    /// size and path with --pingpong).
     #[arg(long, default_value_t = 5, value_name = "R",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(super) repeat: u32,
@@ -59,7 +61,7 @@ pub struct BenchArgs {
     pub(super) json: bool,
     /// Register the arrays (send and receive) as fixed buffers before the clock starts,
     /// instead of one-shot calls.
-    #[arg(long, conflicts_with_all = ["fresh", "count_arrays"])]
+    #[arg(long, conflicts_with_all = ["fresh", "count_arrays", "pingpong"])]
     registered: bool,
     /// Fail a run when no byte moves for this many seconds.
     #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
@@ -71,7 +73,7 @@ pub struct BenchArgs {
     /// dropped after each run so the engine can recycle its memory), and on the blocking
     /// backend the naive baseline: raw bytes into `vec![0u8; n]` allocated inside the clock.
     /// Native dtypes with a Rust element type only (f8, f4, i8, i4, i2, i1, u8, u4, u2, u1).
-    #[arg(long, conflicts_with = "count_arrays")]
+    #[arg(long, conflicts_with_all = ["count_arrays", "pingpong"])]
     pub(super) fresh: bool,
     /// --fresh: how fresh receive memory is prepared [default: the library's, none].
     #[arg(long, value_enum, requires = "fresh")]
@@ -84,7 +86,7 @@ pub struct BenchArgs {
     /// each (default 4KiB; or --count elements) on one connection per run, batched (`send_arrays` + `Receiver`)
     /// and one at a time (`send_array_bytes` + `recv_any`), on each backend.
     /// Without N: 100000 arrays of up to 4 KiB, fewer for larger arrays (about 1 GB a run).
-    #[arg(long, value_name = "N", num_args = 0..=1,
+    #[arg(long, value_name = "N", num_args = 0..=1, conflicts_with = "pingpong",
           value_parser = size::parse_count)]
     pub(super) count_arrays: Option<Option<u64>>,
     /// --count-arrays: arrays per `send_arrays` call in the batched path [default: 64].
@@ -100,8 +102,17 @@ pub struct BenchArgs {
     /// stream is the same; without -i each run is one call); --fresh counts each run as it
     /// ends, --count-arrays each array.
     #[arg(short = 'i', long, value_name = "SECS", value_parser = super::parse_secs,
-          conflicts_with = "registered")]
+          conflicts_with_all = ["registered", "pingpong"])]
     pub(super) interval: Option<Duration>,
+    /// Latency mode: N echo round trips per run (default 200) of one message, thread A
+    /// sending and waiting for the whole echo, thread B echoing, over loopback TCP; raw
+    /// (`send_from`/`recv_into`), framed (`send_array_bytes`/`recv_any`) and framed with
+    /// `send_arrays`, on each backend. Message size: --size/--count, or without them a sweep
+    /// of 16 B, 100 KB and 1 MB. Prints median, p90 and p99 round-trip µs and the framed/raw
+    /// median ratio per backend and size.
+    #[arg(long, value_name = "N", num_args = 0..=1,
+          value_parser = size::parse_count)]
+    pub(super) pingpong: Option<Option<u64>>,
     #[command(flatten)]
     pub(super) sockbufs: SockBufArgs,
 }
@@ -233,6 +244,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     }
     if a.count_arrays.is_some() {
         return bench_many::run(a);
+    }
+    if a.pingpong.is_some() {
+        return bench_pingpong::run(a);
     }
     let spec = a.array.resolve()?;
     let tuning = a.tuning.tuning()?;

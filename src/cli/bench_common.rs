@@ -1,4 +1,4 @@
-//! What `bench --fresh` and `bench --count-arrays` share: the engines, the loop over repeats,
+//! What `bench --fresh`, `bench --count-arrays` and `bench --pingpong` share: the engines, the loop over repeats,
 //! backends and kinds, the clock of one run, and the cells of the text tables.
 
 use std::sync::Barrier;
@@ -99,7 +99,18 @@ pub(super) fn joined<T>(
     sent: thread::Result<ringxfer::Result<Clocked<()>>>,
     got: ringxfer::Result<Clocked<T>>,
 ) -> Result<(f64, T, CpuPair), Failure> {
-    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
+    joined_as(["send", "recv"], sent, got)
+}
+
+/// [`joined`] for sides named otherwise than send and recv: `names` are the spawned side's
+/// (`sent`, reported as the sender's CPU) and the calling thread's (`got`, the receiver's).
+pub(super) fn joined_as<T>(
+    names: [&str; 2],
+    sent: thread::Result<ringxfer::Result<Clocked<()>>>,
+    got: ringxfer::Result<Clocked<T>>,
+) -> Result<(f64, T, CpuPair), Failure> {
+    let [send, recv] = names;
+    let sent = sent.map_err(|_| Failure::runtime(format!("the {send} thread panicked")))?;
     match (sent, got) {
         (Ok((s0, s1, (), scpu)), Ok((r0, r1, got, rcpu))) => Ok((
             (s1.max(r1) - s0.min(r0)).as_secs_f64(),
@@ -109,9 +120,9 @@ pub(super) fn joined<T>(
                 receiver: rcpu,
             },
         )),
-        (Ok(_), Err(e)) => Err(Failure::runtime(format!("recv: {e}"))),
-        (Err(e), Ok(_)) => Err(Failure::runtime(format!("send: {e}"))),
-        (Err(s), Err(r)) => Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
+        (Ok(_), Err(e)) => Err(Failure::runtime(format!("{recv}: {e}"))),
+        (Err(e), Ok(_)) => Err(Failure::runtime(format!("{send}: {e}"))),
+        (Err(s), Err(r)) => Err(Failure::runtime(format!("{recv}: {r}; {send}: {s}"))),
     }
 }
 

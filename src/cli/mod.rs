@@ -5,7 +5,8 @@
 //!   backends alternating, every run verified by CRC-32. `bench --fresh` ([`bench_fresh`])
 //!   compares receiving into a new array per message with pre-touched memory and the naive
 //!   `vec![0; n]`; `bench --count-arrays` ([`bench_many`]) measures streams of small framed
-//!   arrays, batched and one at a time.
+//!   arrays, batched and one at a time; `bench --pingpong` ([`bench_pingpong`]) measures
+//!   echo round-trip latency (µs) of raw and framed messages.
 //! * [`xfer`] — `send` / `recv` of one array between two processes (or a numpy peer) in raw
 //!   mode; [`framed`] — the same commands in framed mode (the default): header, payload and
 //!   trailer of `docs/PROTOCOL.md`, several arrays per connection.
@@ -22,6 +23,7 @@ mod bench;
 mod bench_common;
 mod bench_fresh;
 mod bench_many;
+mod bench_pingpong;
 mod framed;
 mod measure;
 mod probe;
@@ -59,7 +61,8 @@ enum Command {
     /// `--fresh` measures fresh-array receives (framed) against pre-touched memory and the
     /// naive `vec![0u8; n]` + blocking receive; `--count-arrays N` measures N small framed
     /// arrays per connection, batched and one at a time. Both print medians per backend and
-    /// mode and their ratios.
+    /// mode and their ratios. `--pingpong [N]` measures latency instead: N echo round trips
+    /// of one message per run, raw and framed, median / p90 / p99 in µs.
     ///
     /// Every run reports the CPU (user and system seconds) of the sending and the receiving
     /// thread, and the summary the median CPU seconds per 10^9 bytes of each end. The split

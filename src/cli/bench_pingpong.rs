@@ -1,0 +1,689 @@
+//! `ringxfer bench --pingpong [N]`: round-trip latency of one message and its echo.
+//!
+//! Two threads share one loopback TCP connection per run. Thread A (the main thread) sends a
+//! message and waits for the whole echo; thread B receives the message and sends it back.
+//! Each round trip is timed on thread A from just before its send to the return of its
+//! receive, and reported in microseconds (µs). Three paths, measured on each backend:
+//!
+//! * `raw`: the array bytes alone, `Engine::send_from` / `Engine::recv_into` into a buffer
+//!   allocated and touched before the run — the floor;
+//! * `framed`: one framed array per message (header, payload, trailer of
+//!   `docs/PROTOCOL.md`), `Engine::send_array_bytes` / `Engine::recv_any`: the byte-level
+//!   forms of `send_array` / `recv_array`, on the same wire path, so any `--dtype` works;
+//! * `send_arrays`: the same message sent with `Engine::send_arrays` and one array.
+//!
+//! Sizes: `--size` or `--count` (elements of `--dtype`, default `<f8`) measures one size;
+//! without them the bench sweeps 16 B, 100 KB and 1 MB (10^3 / 10^6 bytes). Each repeat
+//! (`--repeat`, default 5) runs every size; within a size every backend (the order alternates
+//! between repeats) and within a backend every path (alternating too), N round trips per run
+//! (default 200, so 1,000 per backend, size and path) after a few untimed warm-up round
+//! trips (slow start, first-touch page faults). One sending and one echoing engine per
+//! backend live across all runs; each run opens a fresh connection.
+//!
+//! Payloads alternate between two consecutive slices of one arange pattern, so a stale or
+//! repeated echo is caught. After each round trip (outside its clock) thread A checks the
+//! echo: the bytes equal what it sent, and for the framed paths the header's dtype, shape and
+//! order and the library's payload checksum flag.
+//!
+//! Reported per run and per (backend, size, path) over all its round trips: median, p90,
+//! p99 (nearest rank), min and max µs; per framed path also its median over the raw median of
+//! the same backend and size (a Nagle / delayed-ACK stall shows as a ratio in the thousands).
+
+use std::net::TcpStream;
+use std::sync::Barrier;
+use std::thread;
+use std::time::Instant;
+
+use ringxfer::dtype::fill_arange;
+use ringxfer::{AnyArray, ArrayView, Backend, Engine, Options, Order};
+use serde::Serialize;
+
+use super::bench::{BenchArgs, BenchSockBufs, Host, loopback_pair, median, name, select_backends};
+use super::bench_common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined_as, print_json, ratio, ratio_cell,
+    requested_bufs, verified_cell,
+};
+use super::measure::{CpuPair, SockBufArgs, SockBufs};
+use super::{ArraySpec, Buffer, Failure};
+
+/// Round trips per run without an explicit N.
+pub const DEFAULT_ROUND_TRIPS: u64 = 200;
+/// Untimed round trips at the start of every run.
+pub const WARMUP_ROUND_TRIPS: u64 = 5;
+/// Message sizes in bytes without --size / --count: 16 B, 100 KB, 1 MB.
+pub const DEFAULT_SIZES: [u64; 3] = [16, 100_000, 1_000_000];
+/// Distinct payloads the sender alternates between.
+const DISTINCT: usize = 2;
+
+/// How a message travels (both ways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Raw,
+    Framed,
+    SendArrays,
+}
+
+impl Path {
+    const ALL: [Path; 3] = [Path::Raw, Path::Framed, Path::SendArrays];
+
+    fn name(self) -> &'static str {
+        match self {
+            Path::Raw => "raw",
+            Path::Framed => "framed",
+            Path::SendArrays => "send_arrays",
+        }
+    }
+}
+
+/// Round-trip times in µs: the figures of one run and of one (backend, size, path) cell.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+struct Latency {
+    /// Timed round trips (warm-up excluded).
+    round_trips: usize,
+    median_us: f64,
+    /// 90th percentile, nearest rank.
+    p90_us: f64,
+    /// 99th percentile, nearest rank.
+    p99_us: f64,
+    min_us: f64,
+    max_us: f64,
+}
+
+impl Latency {
+    /// The figures of `us`, sorted in place (zeros when empty).
+    fn of(us: &mut [f64]) -> Latency {
+        us.sort_by(f64::total_cmp);
+        Latency {
+            round_trips: us.len(),
+            median_us: median(us),
+            p90_us: percentile(us, 90.0),
+            p99_us: percentile(us, 99.0),
+            min_us: us.first().copied().unwrap_or(0.0),
+            max_us: us.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// The nearest-rank `p`-th percentile of sorted values: the smallest value with at least `p`
+/// percent of the values at or below it (0 when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One measured run, as in the JSON `runs` array.
+#[derive(Debug, Serialize)]
+struct RunRecord {
+    backend: &'static str,
+    path: &'static str,
+    /// Message size: payload bytes (the framed paths add a header and trailer).
+    bytes: usize,
+    /// 1-based repeat number.
+    repeat: u32,
+    #[serde(flatten)]
+    latency: Latency,
+    /// The whole run, warm-up included.
+    seconds: f64,
+    /// Every echo held the bytes (and, framed, the header and checksum) that were sent.
+    verified: bool,
+    /// The first echo that did not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// CPU seconds of the echoing (`sender`) and the timing (`receiver`) thread in the run.
+    cpu: CpuPair,
+}
+
+/// Statistics per (backend, size, path) over the round trips of all its runs, as in the JSON
+/// `summary` array.
+#[derive(Debug, Serialize)]
+struct Summary {
+    backend: &'static str,
+    path: &'static str,
+    bytes: usize,
+    runs: usize,
+    #[serde(flatten)]
+    latency: Latency,
+    /// This path's median over the raw median of the same backend and size (framed paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    median_over_raw: Option<f64>,
+}
+
+/// The `--json` report.
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: &'static str,
+    dtype: String,
+    /// Message sizes in bytes, in the order measured.
+    sizes: Vec<usize>,
+    /// Timed round trips per run.
+    round_trips: u64,
+    /// Untimed round trips before them.
+    warmup_round_trips: u64,
+    repeat: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uring_tuning: Option<ringxfer::UringTuning>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uring_unavailable: Option<String>,
+    host: Host,
+    socket_buffers: BenchSockBufs,
+    runs: Vec<RunRecord>,
+    summary: Vec<Summary>,
+}
+
+/// The messages of one size: what is sent, and what each echo must hold.
+struct Messages {
+    spec: ArraySpec,
+    shape: [u64; 1],
+    /// `DISTINCT` consecutive slices of one arange pattern.
+    payloads: Buffer,
+}
+
+impl Messages {
+    fn new(spec: ArraySpec) -> Result<Messages, Failure> {
+        let total = spec
+            .bytes
+            .checked_mul(DISTINCT)
+            .ok_or_else(|| Failure::usage(format!("--size {} is too large", spec.bytes)))?;
+        let mut payloads = Buffer::zeroed(total)?;
+        fill_arange(spec.dtype, payloads.bytes_mut());
+        Ok(Messages {
+            spec,
+            shape: [spec.count],
+            payloads,
+        })
+    }
+
+    /// The payload of round trip `k`.
+    fn payload(&self, k: u64) -> &[u8] {
+        let n = self.spec.bytes;
+        let i = (k % DISTINCT as u64) as usize;
+        &self.payloads.bytes()[i * n..(i + 1) * n]
+    }
+
+    /// `Ok` when the framed echo of round trip `k` is the message sent.
+    fn check_framed(&self, k: u64, a: &AnyArray) -> Result<(), String> {
+        if a.dtype() != self.spec.dtype || a.shape() != self.shape || a.order() != Order::C {
+            return Err(format!(
+                "round trip {k}: echo header says {} {:?} {:?}, sent {} {:?} C",
+                a.dtype(),
+                a.shape(),
+                a.order(),
+                self.spec.dtype,
+                self.shape
+            ));
+        }
+        if !a.checksum_verified() {
+            return Err(format!("round trip {k}: echo without payload checksum"));
+        }
+        self.check_bytes(k, a.bytes())
+    }
+
+    /// `Ok` when the echoed bytes of round trip `k` are the ones sent.
+    fn check_bytes(&self, k: u64, got: &[u8]) -> Result<(), String> {
+        if got == self.payload(k) {
+            Ok(())
+        } else {
+            Err(format!(
+                "round trip {k}: echo differs from the message sent"
+            ))
+        }
+    }
+}
+
+/// The message sizes to measure.
+fn specs(a: &BenchArgs) -> Result<Vec<ArraySpec>, Failure> {
+    let specs = if a.array.count_given() {
+        vec![a.array.resolve()?]
+    } else {
+        let dtype = a.array.dtype();
+        let item = dtype.itemsize() as u64;
+        DEFAULT_SIZES
+            .iter()
+            .map(|&b| ArraySpec {
+                dtype,
+                count: b / item,
+                bytes: (b / item * item) as usize,
+            })
+            .collect()
+    };
+    if specs.iter().any(|s| s.bytes == 0) {
+        return Err(Failure::usage(
+            "--pingpong needs a message of at least one element",
+        ));
+    }
+    Ok(specs)
+}
+
+/// Runs `ringxfer bench --pingpong`.
+pub fn run(a: &BenchArgs) -> Result<(), Failure> {
+    let specs = specs(a)?;
+    let round_trips = a.pingpong.flatten().unwrap_or(DEFAULT_ROUND_TRIPS);
+    if round_trips == 0 {
+        return Err(Failure::usage("--pingpong must be at least 1"));
+    }
+    let tuning = a.tuning.tuning()?;
+    let (backends, uring_unavailable) = select_backends(a.backend)?;
+    let opts = Options {
+        idle_timeout: a.timeout,
+        uring: tuning.clone(),
+        ..Options::default()
+    };
+    let mut engines = engine_pairs(&backends, &opts)?;
+    let messages = specs
+        .iter()
+        .map(|&s| Messages::new(s))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if !a.json {
+        let sizes: Vec<String> = specs.iter().map(|s| s.bytes.to_string()).collect();
+        println!(
+            "ringxfer bench --pingpong: echo round trips of one {} array per message, \
+             bytes {}, paths {}, loopback TCP, {round_trips} timed (+{WARMUP_ROUND_TRIPS} \
+             warm-up) per run, {} repeat(s); times in µs",
+            specs[0].dtype,
+            sizes.join(", "),
+            Path::ALL.map(Path::name).join(", "),
+            a.repeat,
+        );
+        println!(
+            "{:>3}  {:<8}  {:>9}  {:<11}  {:>10}  {:>10}  {:>10}  {:>10}  verified",
+            "run", "backend", "bytes", "path", "median µs", "p90 µs", "p99 µs", "max µs"
+        );
+    }
+
+    let mut runs: Vec<RunRecord> = Vec::new();
+    // Every timed round trip of a (backend, size, path) cell, for its summary.
+    let mut samples: Samples = Vec::new();
+    let mut bufs = requested_bufs(a);
+    for m in &messages {
+        let bytes = m.spec.bytes;
+        for_each_run(
+            &mut engines,
+            a.repeat,
+            |_| &Path::ALL[..],
+            Path::name,
+            |tx, rx, path| {
+                run_once(tx, rx, path, m, round_trips, &a.sockbufs)
+                    .map_err(|f| Failure::runtime(format!("{bytes} bytes: {}", f.message)))
+            },
+            |backend, path, repeat, mut r| {
+                if runs.is_empty() {
+                    (bufs.sender, bufs.receiver) = r.bufs;
+                }
+                let backend = name(backend);
+                let rec = RunRecord {
+                    backend,
+                    path: path.name(),
+                    bytes,
+                    repeat,
+                    latency: Latency::of(&mut r.rtts_us),
+                    seconds: r.seconds,
+                    verified: r.check.is_ok(),
+                    error: r.check.err(),
+                    cpu: r.cpu,
+                };
+                if !a.json {
+                    let l = &rec.latency;
+                    println!(
+                        "{:>3}  {:<8}  {:>9}  {:<11}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {}",
+                        runs.len() + 1,
+                        rec.backend,
+                        rec.bytes,
+                        rec.path,
+                        l.median_us,
+                        l.p90_us,
+                        l.p99_us,
+                        l.max_us,
+                        verified_cell(rec.error.as_ref())
+                    );
+                }
+                runs.push(rec);
+                match samples
+                    .iter_mut()
+                    .find(|(b, n, p, _)| *b == backend && *n == bytes && *p == path)
+                {
+                    Some((.., all)) => all.extend(r.rtts_us),
+                    None => samples.push((backend, bytes, path, r.rtts_us)),
+                }
+            },
+        )?;
+    }
+
+    let summary = summarize(&runs, samples);
+    let verdict = all_verified(runs.iter().map(|r| r.verified));
+    if a.json {
+        print_json(&Report {
+            mode: "pingpong",
+            dtype: specs[0].dtype.to_string(),
+            sizes: specs.iter().map(|s| s.bytes).collect(),
+            round_trips,
+            warmup_round_trips: WARMUP_ROUND_TRIPS,
+            repeat: a.repeat,
+            uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
+            uring_unavailable,
+            host: Host::here(),
+            socket_buffers: bufs,
+            runs,
+            summary,
+        })?;
+    } else {
+        print_summary(&summary);
+    }
+    verdict
+}
+
+/// One summary per (backend, size, path) in the order of `samples`, with the framed paths'
+/// ratios to raw.
+fn summarize(runs: &[RunRecord], mut samples: Samples) -> Vec<Summary> {
+    let mut summary: Vec<Summary> = samples
+        .iter_mut()
+        .map(|(backend, bytes, path, us)| Summary {
+            backend,
+            path: path.name(),
+            bytes: *bytes,
+            runs: runs
+                .iter()
+                .filter(|r| r.backend == *backend && r.bytes == *bytes && r.path == path.name())
+                .count(),
+            latency: Latency::of(us),
+            median_over_raw: None,
+        })
+        .collect();
+    let raw_median = |summary: &[Summary], backend: &str, bytes: usize| {
+        summary
+            .iter()
+            .find(|s| s.backend == backend && s.bytes == bytes && s.path == Path::Raw.name())
+            .map(|s| s.latency.median_us)
+    };
+    for i in 0..summary.len() {
+        if summary[i].path != Path::Raw.name() {
+            let raw = raw_median(&summary, summary[i].backend, summary[i].bytes);
+            summary[i].median_over_raw = ratio(Some(summary[i].latency.median_us), raw);
+        }
+    }
+    summary
+}
+
+/// The human summary table.
+fn print_summary(summary: &[Summary]) {
+    println!();
+    println!(
+        "{:<8}  {:>9}  {:<11}  {:>11}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}  {:>9}",
+        "backend",
+        "bytes",
+        "path",
+        "round trips",
+        "median µs",
+        "p90 µs",
+        "p99 µs",
+        "min µs",
+        "max µs",
+        "x raw"
+    );
+    for s in summary {
+        let l = &s.latency;
+        println!(
+            "{:<8}  {:>9}  {:<11}  {:>11}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {:>9}",
+            s.backend,
+            s.bytes,
+            s.path,
+            l.round_trips,
+            l.median_us,
+            l.p90_us,
+            l.p99_us,
+            l.min_us,
+            l.max_us,
+            match s.path {
+                "raw" => String::new(),
+                _ => ratio_cell(s.median_over_raw),
+            }
+        );
+    }
+    println!(
+        "round trip: thread A sends, thread B receives and echoes, until A has the whole echo; \
+         x raw = median / raw median (same backend and size)"
+    );
+}
+
+/// Thread A: `WARMUP_ROUND_TRIPS + n` round trips; when the last echo arrived, every timed
+/// round trip in µs, and the checks of the echoes. A raw echo lands in `echo` (the message's
+/// size, touched before the run; poisoned before every round trip, outside the clock).
+fn ping(
+    e: &mut Engine,
+    sock: &TcpStream,
+    path: Path,
+    m: &Messages,
+    n: u64,
+    echo: &mut [u8],
+) -> ringxfer::Result<(Instant, Pinged)> {
+    let mut rtts = Vec::with_capacity(n as usize);
+    let mut check = Ok(());
+    for k in 0..WARMUP_ROUND_TRIPS + n {
+        let msg = m.payload(k);
+        // An echo that moved nothing cannot pass.
+        echo.fill(0xAA);
+        let t0 = Instant::now();
+        let framed = match path {
+            Path::Raw => {
+                e.send_from(sock, msg)?;
+                e.recv_into(sock, echo)?;
+                None
+            }
+            Path::Framed => {
+                e.send_array_bytes(sock, m.spec.dtype, msg, &m.shape, Order::C)?;
+                Some(e.recv_any(sock)?)
+            }
+            Path::SendArrays => {
+                e.send_arrays(sock, &[view(m, msg)])?;
+                Some(e.recv_any(sock)?)
+            }
+        };
+        let dt = t0.elapsed();
+        if k >= WARMUP_ROUND_TRIPS {
+            rtts.push(dt.as_secs_f64() * 1e6);
+        }
+        if check.is_ok() {
+            check = match &framed {
+                Some(a) => m.check_framed(k, a),
+                None => m.check_bytes(k, echo),
+            };
+        }
+    }
+    Ok((Instant::now(), (rtts, check)))
+}
+
+/// What thread A brings back from a run: its timed round trips in µs, in the order they ran,
+/// and the checks of the echoes (the first that failed).
+type Pinged = (Vec<f64>, Result<(), String>);
+
+/// Every timed round trip (µs) of each (backend, size, path) cell, in the order measured.
+type Samples = Vec<(&'static str, usize, Path, Vec<f64>)>;
+
+/// `bytes` as the one array of a `send_arrays` call.
+fn view<'a>(m: &'a Messages, bytes: &'a [u8]) -> ArrayView<'a> {
+    ArrayView {
+        dtype: m.spec.dtype,
+        bytes,
+        shape: &m.shape,
+        order: Order::C,
+    }
+}
+
+/// Thread B: receives `total` messages along `path` and sends each straight back; a raw
+/// message lands in `buf` (the message's size).
+fn echo(
+    e: &mut Engine,
+    sock: &TcpStream,
+    path: Path,
+    total: u64,
+    buf: &mut [u8],
+) -> ringxfer::Result<()> {
+    for _ in 0..total {
+        match path {
+            Path::Raw => {
+                e.recv_into(sock, buf)?;
+                e.send_from(sock, buf)?;
+            }
+            Path::Framed => {
+                let a = e.recv_any(sock)?;
+                e.send_array_bytes(sock, a.dtype(), a.bytes(), a.shape(), a.order())?;
+            }
+            Path::SendArrays => {
+                let a = e.recv_any(sock)?;
+                let v = ArrayView {
+                    dtype: a.dtype(),
+                    bytes: a.bytes(),
+                    shape: a.shape(),
+                    order: a.order(),
+                };
+                e.send_arrays(sock, &[v])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one run measured.
+struct Measured {
+    /// Timed round trips, µs, in the order they ran.
+    rtts_us: Vec<f64>,
+    seconds: f64,
+    check: Result<(), String>,
+    cpu: CpuPair,
+    /// Effective buffer sizes of thread A's and thread B's socket.
+    bufs: (SockBufs, SockBufs),
+}
+
+/// One run of `n` timed round trips over a fresh loopback connection: `tx` pings from the
+/// calling thread, `rx` echoes from a spawned one.
+fn run_once(
+    tx: &mut Engine,
+    rx: &mut Engine,
+    path: Path,
+    m: &Messages,
+    n: u64,
+    sockbufs: &SockBufArgs,
+) -> Result<Measured, Failure> {
+    let (client, server) = loopback_pair(sockbufs)?;
+    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
+    let barrier = Barrier::new(2);
+    let total = WARMUP_ROUND_TRIPS + n;
+    // The raw paths' receive buffers, allocated and touched outside every clock.
+    let raw_len = if path == Path::Raw { m.spec.bytes } else { 0 };
+    let (mut ping_buf, mut echo_buf) = (Buffer::zeroed(raw_len)?, Buffer::zeroed(raw_len)?);
+    let (echoed, pinged) = thread::scope(|sc| {
+        let barrier = &barrier;
+        let echo_buf = echo_buf.bytes_mut();
+        let echoer = sc.spawn(move || {
+            // Closed on return, so a failed echo ends thread A's wait (EOF or reset).
+            let sock = server;
+            clocked(barrier, || {
+                echo(rx, &sock, path, total, echo_buf).map(|()| (Instant::now(), ()))
+            })
+        });
+        let pinged = {
+            let sock = client; // closed on return: a failed ping ends thread B's wait
+            clocked(barrier, || {
+                ping(tx, &sock, path, m, n, ping_buf.bytes_mut())
+            })
+        };
+        (echoer.join(), pinged)
+    });
+    let (seconds, (rtts_us, check), cpu) = joined_as(["echo", "ping"], echoed, pinged)?;
+    Ok(Measured {
+        rtts_us,
+        seconds,
+        check,
+        cpu,
+        bufs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 90.0), 90.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        // 10 values: p90 is the 9th, p99 the 10th.
+        let mut w: Vec<f64> = (1..=10).rev().map(f64::from).collect();
+        let l = Latency::of(&mut w);
+        assert_eq!(
+            l,
+            Latency {
+                round_trips: 10,
+                median_us: 5.5,
+                p90_us: 9.0,
+                p99_us: 10.0,
+                min_us: 1.0,
+                max_us: 10.0,
+            }
+        );
+    }
+
+    #[test]
+    fn every_path_echoes_and_verifies() {
+        let mut backends = vec![Backend::Blocking];
+        if ringxfer::probe().available {
+            backends.push(Backend::Uring);
+        }
+        let dtype = "f8".parse().unwrap();
+        // 24,000 bytes = 3,000 f8: above the socket's first segment, below the direct-path
+        // threshold.
+        let m = Messages::new(ArraySpec {
+            dtype,
+            count: 3000,
+            bytes: 24_000,
+        })
+        .unwrap();
+        for b in backends {
+            let mut tx = Engine::new(b).unwrap();
+            let mut rx = Engine::new(b).unwrap();
+            for path in Path::ALL {
+                let r = run_once(&mut tx, &mut rx, path, &m, 7, &SockBufArgs::default())
+                    .unwrap_or_else(|f| panic!("{b} {}: {}", path.name(), f.message));
+                assert_eq!(r.rtts_us.len(), 7);
+                assert!(r.rtts_us.iter().all(|&us| us > 0.0));
+                r.check
+                    .unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_echo_does_not_verify() {
+        let m = Messages::new(ArraySpec {
+            dtype: "u1".parse().unwrap(),
+            count: 16,
+            bytes: 16,
+        })
+        .unwrap();
+        assert!(m.check_bytes(0, m.payload(0)).is_ok());
+        assert!(
+            m.check_bytes(1, m.payload(0))
+                .unwrap_err()
+                .contains("round trip 1: echo differs")
+        );
+        // A framed echo of the other payload, and one of another dtype.
+        let (client, server) = loopback_pair(&SockBufArgs::default()).unwrap();
+        let mut e = Engine::new(Backend::Blocking).unwrap();
+        e.send_array_bytes(&client, m.spec.dtype, m.payload(0), &m.shape, Order::C)
+            .unwrap();
+        let a = e.recv_any(&server).unwrap();
+        assert!(m.check_framed(0, &a).is_ok());
+        assert!(m.check_framed(1, &a).unwrap_err().contains("differs"));
+        e.send_array_bytes(&client, "i2".parse().unwrap(), m.payload(0), &[8], Order::C)
+            .unwrap();
+        let a = e.recv_any(&server).unwrap();
+        assert!(m.check_framed(0, &a).unwrap_err().contains("header says"));
+    }
+}
