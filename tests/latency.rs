@@ -149,10 +149,7 @@ both_backends! {
     }
 }
 
-// PLANNED API — `Options::nodelay` (default true) comes with the lead's engine change and does
-// not exist on this branch yet, so this module is compiled out. When merging: delete the
-// `#[cfg(any())]` line below (and this comment); the tests must then pass on both backends.
-#[cfg(any())]
+// `Options::nodelay`: the opt-out.
 both_backends! {
     /// With the opt-out (`Options { nodelay: false, .. }`) the engine leaves `TCP_NODELAY` as
     /// the caller set it: off stays off, on stays on, and the array still arrives.
