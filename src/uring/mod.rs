@@ -20,6 +20,18 @@
 //! canceled with `IORING_OP_ASYNC_CANCEL` and every CQE is drained first. If even draining
 //! fails, the process aborts rather than return with memory lent to the kernel.
 //!
+//! # Bounded waits
+//!
+//! With an idle timeout `T` every wait is bounded: a chain that has produced no CQE for
+//! `T/10` (at most 100 ms, [`crate::blocking::probe_interval`]) is canceled and re-planned,
+//! which makes the bytes moved inside its `MSG_WAITALL` requests visible, so the timeout fires
+//! between `T` and `T + T/10` after the last byte moved. `SEND_ZC` notification CQEs count
+//! as progress; when none has come for `T` (or when the timeout fired and one probe interval
+//! later the kernel still holds pages), the peer has stopped taking data and the pages sit in
+//! the socket's queue: the connection is aborted (`connect(AF_UNSPEC)`, RST) so that the
+//! kernel drops that data and posts the notifications, and the call returns
+//! [`Error::TimedOutAborted`]. Without an idle timeout the call waits, like a blocking send.
+//!
 //! # Measured choice of ops
 //!
 //! `scripts/tune.sh 5` (400 MB f64 over loopback TCP, 2-vCPU VM, Linux 6.18.44, 2026-11-29;
@@ -485,15 +497,16 @@ impl Ring {
                         // Notifications still due: give late ones one probe interval, then
                         // make the kernel let go (the peer stopped reading).
                         let grace = Instant::now() + crate::blocking::probe_interval(t);
-                        if flight.wait_notifs(Some(grace)) {
-                            return Err(Error::TimedOut {
+                        if !flight.wait_notifs(Some(grace)) && flight.holds_pages() {
+                            flight.abort(fd);
+                            return Err(Error::TimedOutAborted {
                                 transferred,
                                 expected: len,
                                 timeout_ms,
                             });
                         }
-                        flight.abort(fd);
-                        return Err(Error::TimedOutAborted {
+                        flight.drain(); // only cancel CQEs can be left: they come at once
+                        return Err(Error::TimedOut {
                             transferred,
                             expected: len,
                             timeout_ms,
@@ -1059,11 +1072,21 @@ impl Flight<'_> {
             if self.wait_notifs(Some(Instant::now() + t)) {
                 return false;
             }
+            if !self.holds_pages() {
+                self.drain(); // only cancel CQEs are left: they come at once
+                return false;
+            }
             if self.notifs.len() == before {
                 self.abort(fd);
                 return true;
             }
         }
+    }
+
+    /// True while a `SEND_ZC` notification is due: the kernel may still read the caller's
+    /// pages.
+    fn holds_pages(&self) -> bool {
+        !self.notifs.is_empty()
     }
 
     /// Aborts the connection on `fd` so that the kernel drops the data queued on it — and
