@@ -8,7 +8,7 @@
 //! A non-blocking socket is switched to blocking mode at its first `EAGAIN` for the rest of
 //! the call and restored afterwards, so the loop never spins on `EAGAIN`. An idle timeout is
 //! kept by the loop's own clock: the socket's `SO_SNDTIMEO`/`SO_RCVTIMEO` (restored
-//! afterwards) is only the [`probe_interval`] at which a blocked call comes back to look at
+//! afterwards) is only the probe interval (`T/10`, at most 100 ms) at which a blocked call comes back to look at
 //! it, so the timeout fires between `T` and `T + probe_interval(T)` after the last byte moved
 //! (a `send` that queued part of its buffer and then blocked returns the partial count at the
 //! next wake-up, which counts as progress). Both are `fcntl`/`setsockopt` on the

@@ -23,7 +23,7 @@
 //! # Bounded waits
 //!
 //! With an idle timeout `T` every wait is bounded: a chain that has produced no CQE for
-//! `T/10` (at most 100 ms, [`crate::blocking::probe_interval`]) is canceled and re-planned,
+//! `T/10` (at most 100 ms) is canceled and re-planned,
 //! which makes the bytes moved inside its `MSG_WAITALL` requests visible, so the timeout fires
 //! between `T` and `T + T/10` after the last byte moved. `SEND_ZC` notification CQEs count
 //! as progress; when none has come for `T` (or when the timeout fired and one probe interval
