@@ -114,13 +114,22 @@ pub fn finish_with<S: AsFd>(
     mut sink: impl FnMut(&[u8]),
 ) -> Result<Finished> {
     let s = SockRef::from(sock);
-    s.shutdown(Shutdown::Write).map_err(|source| Error::Io {
-        op: "shutdown(SHUT_WR)",
-        transferred: 0,
-        expected: 0,
-        source,
-    })?;
     let bound = timeout.unwrap_or(DEFAULT_CLOSE_TIMEOUT);
+    if let Err(source) = s.shutdown(Shutdown::Write) {
+        let shutdown_failed = Error::Io {
+            op: "shutdown(SHUT_WR)",
+            transferred: 0,
+            expected: 0,
+            source,
+        };
+        // A connection the peer already reset is no longer connected (`ENOTCONN`); reading
+        // then reports the reset, which says more. Anything else (the error was already
+        // reported by an earlier call, a read error) is the shutdown's failure.
+        return Err(match drain(&s, bound, &mut sink) {
+            Err(e @ Error::PeerReset { .. }) => e,
+            _ => shutdown_failed,
+        });
+    }
     let d = drain(&s, bound, &mut sink)?;
     if d.peer_closed {
         Ok(Finished { peer_bytes: d.read })
