@@ -109,7 +109,7 @@ both_backends! {
         within(Duration::from_secs(60), "reset", move || {
             let (tcp_a, tcp_b) = util::tcp_pair();
             let (ux_a, ux_b) = UnixStream::pair().unwrap();
-            let cases: [(&str, Box<dyn std::os::fd::AsFd + Send>, Box<dyn FnOnce() + Send>); 2] = [
+            let cases: [(&str, SenderEnd, PeerClose); 2] = [
                 ("tcp", Box::new(tcp_a), Box::new(move || closes_unread(tcp_b))),
                 ("unix", Box::new(ux_a), Box::new(move || closes_unread(ux_b))),
             ];
@@ -206,6 +206,11 @@ both_backends! {
         });
     }
 }
+
+/// The sending end of a connection, TCP or Unix.
+type SenderEnd = Box<dyn std::os::fd::AsFd + Send>;
+/// What the peer does to close its end.
+type PeerClose = Box<dyn FnOnce() + Send>;
 
 /// A peer end that writes bytes and closes normally.
 trait WriteClose: Send {

@@ -92,7 +92,9 @@ pub struct XferArgs {
     /// Print JSON (one object per line) instead of text.
     #[arg(long)]
     pub(super) json: bool,
-    /// Fail when no byte moves for this many seconds (default: wait forever).
+    /// Fail when no byte moves for this many seconds (default: wait forever). Also bounds the
+    /// wait for the peer's close after the data (send: the graceful close; recv: the
+    /// extra-bytes check), 30 s without it.
     #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
     pub(super) timeout: Option<Duration>,
     /// Raw mode: register the array as fixed buffers before the connection is made.
@@ -108,9 +110,10 @@ pub struct XferArgs {
     pub(super) interval: Option<Duration>,
     #[command(flatten)]
     pub(super) sockbufs: SockBufArgs,
-    /// send (framed): after the last array, half-close the connection and print the lines the
-    /// server (`ringxfer serve`) sends back, its per-array reports (like iperf3's
-    /// --get-server-output).
+    /// send (framed): print the lines the server (`ringxfer serve`) sends back after the last
+    /// array, its per-array reports (like iperf3's --get-server-output). Every send
+    /// half-closes and reads until the peer closes; this keeps what arrives instead of
+    /// discarding it.
     #[arg(long)]
     pub(super) get_server_output: bool,
 }
