@@ -140,6 +140,50 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// While waiting for the peer to close ([`crate::close::finish`],
+    /// [`crate::close::expect_eof`]), the peer reset the connection (`ECONNRESET`) instead.
+    ///
+    /// After [`crate::close::finish`] this means delivery is **not confirmed**: a TCP peer
+    /// that closes with bytes of ours still unread sends a reset, and its kernel discards
+    /// them, so bytes the send calls reported as sent may be lost.
+    #[error(
+        "the peer reset the connection instead of closing it ({read} bytes read from it first)"
+    )]
+    PeerReset {
+        /// Bytes the peer sent that were read (and discarded or handed on) before the reset.
+        read: u64,
+    },
+
+    /// The peer did not close its side within the bound given to [`crate::close::finish`] or
+    /// [`crate::close::expect_eof`] (default [`crate::close::DEFAULT_CLOSE_TIMEOUT`]).
+    ///
+    /// After [`crate::close::finish`] this means delivery is **not confirmed**: the peer has
+    /// not said it is done, so whether it reads the rest is unknown.
+    #[error(
+        "timed out after {} s waiting for the peer to close the connection ({read} bytes read from it meanwhile)",
+        *timeout_ms as f64 / 1000.0
+    )]
+    PeerNotClosed {
+        /// Bytes the peer sent that were read (and discarded or handed on) while waiting.
+        read: u64,
+        /// The bound that elapsed, in milliseconds.
+        timeout_ms: u64,
+    },
+
+    /// Bytes arrived after the data the caller expected ([`crate::close::expect_eof`]): the
+    /// peer sent more than the receiver asked for (e.g. a longer array, or a second one).
+    #[error(
+        "{extra} extra bytes after the expected data{}",
+        if *peer_closed { "" } else { " (counted until the wait for the peer's close ran out)" }
+    )]
+    ExtraBytes {
+        /// Extra bytes read, all of them up to the peer's close (or up to the end of the
+        /// bound when `peer_closed` is false, so then at least this many).
+        extra: u64,
+        /// True when the peer closed after them, so `extra` is the exact count.
+        peer_closed: bool,
+    },
 }
 
 impl Error {
@@ -174,6 +218,58 @@ impl Error {
             Error::InvalidInput(_) => "invalid_input",
             Error::ChainOrder { .. } => "chain_order",
             Error::Frame(f) => f.kind(),
+            Error::PeerReset { .. } => "peer_reset",
+            Error::PeerNotClosed { .. } => "peer_not_closed",
+            Error::ExtraBytes { .. } => "extra_bytes",
+        }
+    }
+
+    /// This error, from a transfer that was one part of a larger one: the part started after
+    /// `before` bytes of the whole, which is `whole` bytes long. Adds `before` to
+    /// `transferred` and sets `expected` to `whole` ([`Error::UnexpectedEof`], [`Error::Io`],
+    /// [`Error::TimedOut`]); other errors are returned unchanged. Used where one array moves
+    /// in several calls (a framed message's header, payload and trailer; `ringxfer -i`'s
+    /// 64 MiB chunks), so counts are always of the whole transfer.
+    pub fn rebased(self, before: u64, whole: u64) -> Error {
+        match self {
+            Error::UnexpectedEof { transferred, .. } => Error::UnexpectedEof {
+                transferred: before + transferred,
+                expected: whole,
+            },
+            Error::TimedOut {
+                transferred,
+                timeout_ms,
+                ..
+            } => Error::TimedOut {
+                transferred: before + transferred,
+                expected: whole,
+                timeout_ms,
+            },
+            Error::Io {
+                op,
+                transferred,
+                source,
+                ..
+            } => Error::Io {
+                op,
+                transferred: before + transferred,
+                expected: whole,
+                source,
+            },
+            Error::TimedOutAborted {
+                transferred,
+                timeout_ms,
+                ..
+            } => Error::TimedOutAborted {
+                transferred: before + transferred,
+                expected: whole,
+                timeout_ms,
+            },
+            Error::ReadShutdown { transferred, .. } => Error::ReadShutdown {
+                transferred: before + transferred,
+                expected: whole,
+            },
+            other => other,
         }
     }
 

@@ -69,9 +69,11 @@ impl std::str::FromStr for Order {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
-    /// The first four bytes are not `RGXF`.
-    #[error("bad magic {0:02x?} (expected \"RGXF\")")]
-    BadMagic([u8; 4]),
+    /// The message does not start with `RGXF`. Carries the bytes received up to the first
+    /// one that differs (1 to 4 bytes): a receiver rejects a peer as soon as a byte is wrong,
+    /// without waiting for the rest of the 32-byte prefix ([`check_magic`]).
+    #[error("bad magic b\"{}\" (expected b\"RGXF\")", .0.escape_ascii())]
+    BadMagic(Vec<u8>),
     /// The version field is not 1.
     #[error("unsupported frame version {0} (this build speaks 1)")]
     UnsupportedVersion(u16),
@@ -86,19 +88,25 @@ pub enum FrameError {
     /// More than [`MAX_NDIM`] dimensions.
     #[error("ndim {0} exceeds the limit of 32")]
     TooManyDims(u8),
-    /// The dtype string is not one ringxfer knows.
-    #[error("unknown dtype {0:?}")]
+    /// The dtype field is not a canonical numpy `dtype.str` ringxfer knows. Carries the
+    /// field's bytes with the trailing NUL padding removed, escaped as Rust's
+    /// [`u8::escape_ascii`] does (`<f8\x00abc` for `<f8`, a NUL, then `abc`), so bytes
+    /// after a NUL or outside ASCII are shown, never hidden.
+    #[error("unknown dtype \"{0}\"")]
     UnknownDtype(String),
     /// The order byte is not `C` or `F`.
     #[error("bad order byte {0:#04x} (expected 'C' or 'F')")]
     BadOrder(u8),
-    /// Unknown flag bits or a non-zero reserved field.
-    #[error("unsupported flags {flags:#06x} / reserved {reserved:#x}")]
+    /// Unknown flag bits, a non-zero `reserved` field or a non-zero `pad` (the 4 bytes after
+    /// the header CRC). The message names the field(s) at fault.
+    #[error("{}", unsupported_text(*flags, *reserved, *pad))]
     UnsupportedFlags {
         /// The flags field.
         flags: u16,
         /// The reserved field.
         reserved: u32,
+        /// The pad field after the header CRC.
+        pad: u32,
     },
     /// The header's CRC-32 does not match its bytes.
     #[error("header checksum mismatch: header says {expected:08x}, bytes give {actual:08x}")]
@@ -163,6 +171,42 @@ pub enum FrameError {
         /// Elements in the slice.
         len: u64,
     },
+}
+
+/// The words of [`FrameError::UnsupportedFlags`]: each field at fault.
+fn unsupported_text(flags: u16, reserved: u32, pad: u32) -> String {
+    let mut parts = Vec::new();
+    let unknown = flags & !FLAG_PAYLOAD_CRC32;
+    if unknown != 0 {
+        parts.push(format!(
+            "unsupported flag bits {unknown:#06x} in flags {flags:#06x} (this build knows \
+             {FLAG_PAYLOAD_CRC32:#06x})"
+        ));
+    }
+    if reserved != 0 {
+        parts.push(format!("non-zero reserved field {reserved:#010x}"));
+    }
+    if pad != 0 {
+        parts.push(format!("non-zero pad {pad:#010x} after the header CRC"));
+    }
+    if parts.is_empty() {
+        parts.push(format!(
+            "flags {flags:#06x}, reserved 0, pad 0 are supported"
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Checks the first bytes of a message against [`MAGIC`] as they arrive: `start` is what has
+/// been received so far (any length; only the first 4 bytes matter). `Ok` while every byte
+/// received matches, so a receiver can reject a stranger (an HTTP request, random bytes) at
+/// its first wrong byte instead of waiting for 32.
+pub fn check_magic(start: &[u8]) -> Result<(), FrameError> {
+    let n = start.len().min(MAGIC.len());
+    match start[..n].iter().zip(MAGIC).position(|(a, b)| *a != b) {
+        None => Ok(()),
+        Some(i) => Err(FrameError::BadMagic(start[..=i].to_vec())),
+    }
 }
 
 impl FrameError {
@@ -247,10 +291,7 @@ pub fn header_len(ndim: usize) -> usize {
 /// many header bytes to read in total. Rejects an oversized payload here, before the caller
 /// reads or allocates anything more.
 pub fn decode_prefix(b: &[u8; PREFIX_LEN], max_payload_bytes: u64) -> Result<Prefix, FrameError> {
-    let magic: [u8; 4] = b[0..4].try_into().expect("4 bytes");
-    if magic != MAGIC {
-        return Err(FrameError::BadMagic(magic));
-    }
+    check_magic(b)?;
     let version = u16_at(b, 4);
     if version != VERSION {
         return Err(FrameError::UnsupportedVersion(version));
@@ -359,17 +400,28 @@ impl Header {
         }
         let flags = u16_at(b, 18);
         let reserved = u32_at(b, 20);
-        if flags & !FLAG_PAYLOAD_CRC32 != 0 || reserved != 0 || u32_at(b, crc_at + 4) != 0 {
-            return Err(FrameError::UnsupportedFlags { flags, reserved });
+        let pad = u32_at(b, crc_at + 4);
+        if flags & !FLAG_PAYLOAD_CRC32 != 0 || reserved != 0 || pad != 0 {
+            return Err(FrameError::UnsupportedFlags {
+                flags,
+                reserved,
+                pad,
+            });
         }
         let raw = &b[8..16];
         let end = raw.iter().position(|&c| c == 0).unwrap_or(8);
-        let text = String::from_utf8_lossy(&raw[..end]).into_owned();
         // Only numpy's canonical `dtype.str` is accepted: an explicit byte order (`<`, `>`, or
         // `|` for one-byte types). `f8` or `=f8` would mean "the receiver's order" (C04).
-        let dtype: DType = match text.parse::<DType>() {
-            Ok(d) if raw[end..].iter().all(|&c| c == 0) && d.to_string() == text => d,
-            _ => return Err(FrameError::UnknownDtype(text)),
+        let dtype = std::str::from_utf8(&raw[..end])
+            .ok()
+            .filter(|_| raw[end..].iter().all(|&c| c == 0))
+            .and_then(|text| text.parse::<DType>().ok().filter(|d| d.to_string() == text));
+        let Some(dtype) = dtype else {
+            // The whole field up to its NUL padding, escaped: junk after a NUL is shown.
+            let used = raw.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+            return Err(FrameError::UnknownDtype(
+                raw[..used].escape_ascii().to_string(),
+            ));
         };
         let order = match b[16] {
             b'C' => Order::C,
@@ -510,5 +562,64 @@ mod tests {
             Err(FrameError::BadTrailer(_))
         ));
         assert_eq!(decode_trailer(&encode_trailer(0xdeadbeef)), Ok(0xdeadbeef));
+    }
+
+    /// Issue 8, item 10: messages name the field at fault and show the bytes as they are.
+    #[test]
+    fn messages_name_the_field_and_show_the_bytes() {
+        let good = Header::new(f8(), &[4, 4], Order::C).unwrap().encode();
+        let recrc = |b: &mut Vec<u8>| {
+            let crc = crc32fast::hash(&b[..48]);
+            b[48..52].copy_from_slice(&crc.to_le_bytes());
+        };
+        // Junk after the NUL padding of the dtype field is shown, escaped.
+        let mut b = good.clone();
+        b[8..16].copy_from_slice(b"<f8\0junk");
+        recrc(&mut b);
+        let e = Header::decode(&b, u64::MAX).unwrap_err();
+        assert_eq!(e, FrameError::UnknownDtype(r"<f8\x00junk".into()));
+        assert_eq!(e.to_string(), r#"unknown dtype "<f8\x00junk""#);
+        // A non-zero pad is named as the pad, not as flags.
+        let mut b = good.clone();
+        b[52..56].copy_from_slice(&1u32.to_le_bytes());
+        let e = Header::decode(&b, u64::MAX).unwrap_err();
+        assert_eq!(
+            e,
+            FrameError::UnsupportedFlags {
+                flags: 1,
+                reserved: 0,
+                pad: 1
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "non-zero pad 0x00000001 after the header CRC"
+        );
+        let e = FrameError::UnsupportedFlags {
+            flags: 3,
+            reserved: 7,
+            pad: 0,
+        };
+        assert_eq!(
+            e.to_string(),
+            "unsupported flag bits 0x0002 in flags 0x0003 (this build knows 0x0001); \
+             non-zero reserved field 0x00000007"
+        );
+        // The magic is checked byte by byte.
+        assert_eq!(check_magic(b""), Ok(()));
+        assert_eq!(check_magic(b"RG"), Ok(()));
+        assert_eq!(check_magic(b"RGXF\xff"), Ok(()));
+        assert_eq!(
+            check_magic(b"GET /"),
+            Err(FrameError::BadMagic(b"G".to_vec()))
+        );
+        assert_eq!(
+            check_magic(b"RGXE"),
+            Err(FrameError::BadMagic(b"RGXE".to_vec()))
+        );
+        assert_eq!(
+            FrameError::BadMagic(b"RG\x00".to_vec()).to_string(),
+            r#"bad magic b"RG\x00" (expected b"RGXF")"#
+        );
     }
 }

@@ -275,13 +275,32 @@ impl Engine {
         Ok(header)
     }
 
+    /// Reads the fixed 32-byte prefix of a message, checking the magic as bytes arrive: a
+    /// peer whose first bytes are not `RGXF` is rejected at once ([`FrameError::BadMagic`]),
+    /// not after it sent 32 bytes or timed out. Reads never go past the prefix.
+    fn recv_prefix<S: AsFd>(&mut self, sock: &S) -> Result<[u8; PREFIX_LEN]> {
+        let mut prefix = [0u8; PREFIX_LEN];
+        let mut got = 0;
+        while got < PREFIX_LEN {
+            let timeout = self.opts.idle_timeout;
+            let space = &mut prefix[got..];
+            let n = match crate::ring_for(&mut self.ring, self.opts.direct_below_bytes, space.len())
+            {
+                None => blocking::recv_at_least(&SockRef::from(sock), space, 1, timeout),
+                Some(r) => r.recv_at_least(sock.as_fd(), space, 1, &self.opts.uring, timeout),
+            };
+            got += n.map_err(|e| in_message(e, got as u64, PREFIX_LEN as u64))?;
+            frame::check_magic(&prefix[..got])?;
+        }
+        Ok(prefix)
+    }
+
     /// Reads and checks one header (prefix first, so an oversized one is refused before the
     /// rest is read).
     fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
         crate::sock::check_stream(sock, PREFIX_LEN as u64)?;
         let limit = self.opts.max_payload_bytes;
-        let mut prefix = [0u8; PREFIX_LEN];
-        self.recv_parts(sock, &mut [&mut prefix])?;
+        let prefix = self.recv_prefix(sock)?;
         let p = frame::decode_prefix(&prefix, limit)?;
         let mut head = vec![0u8; p.header_len];
         head[..PREFIX_LEN].copy_from_slice(&prefix);
@@ -496,6 +515,13 @@ impl<S: AsFd> Receiver<'_, S> {
             self.checked = true;
         }
         let limit = self.engine.opts.max_payload_bytes;
+        // Byte by byte as they arrive until the magic is complete: a stranger is rejected at
+        // its first wrong byte (see `Engine::recv_prefix`).
+        while self.buffered() < frame::MAGIC.len() {
+            self.fill(self.buffered() + 1, 0, PREFIX_LEN as u64)?;
+            let n = self.buffered().min(frame::MAGIC.len());
+            frame::check_magic(&self.buf[self.start..self.start + n])?;
+        }
         self.fill(PREFIX_LEN, 0, PREFIX_LEN as u64)?;
         let prefix: &[u8; PREFIX_LEN] = self.buf[self.start..self.start + PREFIX_LEN]
             .try_into()
@@ -563,44 +589,5 @@ fn check_trailer(header: &Header, payload: &[u8], trailer: &[u8; TRAILER_LEN]) -
 
 /// Re-bases a transfer error of one part of a message onto the whole message's byte counts.
 fn in_message(e: Error, before: u64, whole: u64) -> Error {
-    match e {
-        Error::UnexpectedEof { transferred, .. } => Error::UnexpectedEof {
-            transferred: before + transferred,
-            expected: whole,
-        },
-        Error::TimedOut {
-            transferred,
-            timeout_ms,
-            ..
-        } => Error::TimedOut {
-            transferred: before + transferred,
-            expected: whole,
-            timeout_ms,
-        },
-        Error::Io {
-            op,
-            transferred,
-            source,
-            ..
-        } => Error::Io {
-            op,
-            transferred: before + transferred,
-            expected: whole,
-            source,
-        },
-        Error::TimedOutAborted {
-            transferred,
-            timeout_ms,
-            ..
-        } => Error::TimedOutAborted {
-            transferred: before + transferred,
-            expected: whole,
-            timeout_ms,
-        },
-        Error::ReadShutdown { transferred, .. } => Error::ReadShutdown {
-            transferred: before + transferred,
-            expected: whole,
-        },
-        other => other,
-    }
+    e.rebased(before, whole)
 }

@@ -10,6 +10,12 @@
 //! * An [`Engine`] keeps one io_uring instance for many transfers; [`Engine::register_send`] /
 //!   [`Engine::register_recv`] register an array as **fixed buffers** once (an RAII guard that
 //!   borrows it) and reuse the registration for many transfers.
+//! * [`close::finish`] ([`Engine::finish`]) ends a sender's connection gracefully: shut down
+//!   the write side, drain what the peer sends until it closes, so a close never turns into a
+//!   reset that loses the tail of the array (case C16). Call it before dropping the socket.
+//! * [`recv_into`] reads exactly the slice's bytes and leaves whatever follows in the socket;
+//!   [`close::expect_eof`] ([`Engine::expect_eof`]) checks that nothing follows (the peer
+//!   closes) and reports [`Error::ExtraBytes`] with the count otherwise.
 //!
 //! Sizes are in **bytes** unless a name says elements. The wire carries exactly the array's
 //! bytes in memory order (native endianness): what a numpy peer doing
@@ -47,6 +53,7 @@
 
 pub mod blocking;
 pub mod buffer;
+pub mod close;
 pub mod dtype;
 mod error;
 pub mod frame;

@@ -183,6 +183,7 @@ macro_rules! both_backends {
 
 both_backends!(
     bad_magic,
+    bad_magic_short_and_open,
     unknown_version,
     header_len_mismatch,
     ndim_33,
@@ -209,14 +210,75 @@ both_backends!(
 );
 
 fn bad_magic(b: Backend) {
-    for magic in [*b"XGXF", *b"rgxf", [0; 4], *b"RGXE"] {
+    // The error carries the bytes up to the first wrong one.
+    for (magic, shown) in [
+        (*b"XGXF", &b"X"[..]),
+        (*b"rgxf", b"r"),
+        ([0; 4], b"\0"),
+        (*b"RGXE", b"RGXE"),
+    ] {
         let h = RawHeader { magic, ..f8_4x4() };
         expect(
             b,
             &h.encode(),
-            Want::Frame(FrameError::BadMagic(magic)),
+            Want::Frame(FrameError::BadMagic(shown.to_vec())),
             "bad magic",
         );
+    }
+}
+
+/// Issue 8, item 10: a stranger that sends fewer than 32 bytes and stays open is rejected
+/// with `BadMagic` at its first wrong byte — not after a timeout (there is none here: the
+/// receive would wait forever for the 32-byte prefix) — by `recv_any` and by a `Receiver`.
+fn bad_magic_short_and_open(b: Backend) {
+    for (sent, shown) in [
+        (&b"GET / HTTP/1.1\r\n"[..], &b"G"[..]),
+        (b"X", b"X"),
+        (b"RGXE", b"RGXE"),
+    ] {
+        for t in TRANSPORTS {
+            let what = format!("{sent:?} then silence ({b}, {t:?})");
+            let (got, took) = feed(opts(b), t, sent.to_vec(), After::Stall);
+            check(
+                &got,
+                &Want::Frame(FrameError::BadMagic(shown.to_vec())),
+                &what,
+            );
+            assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
+            // The same through the read-ahead receiver.
+            let (w, r) = pair(t);
+            write_all(&w, sent).unwrap();
+            let got = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut e = Engine::with_options(opts(b)).expect("engine");
+                    e.receiver(&r).recv_any().map(drop)
+                })
+                .join()
+                .unwrap()
+            });
+            drop(w);
+            match got {
+                Err(Error::Frame(FrameError::BadMagic(m))) => {
+                    assert_eq!(m, shown, "{what}: Receiver")
+                }
+                other => panic!("{what}: Receiver got {other:?}"),
+            }
+        }
+    }
+    // A right start that stops short is no error yet: with an idle timeout it times out
+    // after the 2 bytes (RG).
+    for t in TRANSPORTS {
+        let o = Options {
+            idle_timeout: Some(Duration::from_millis(300)),
+            ..opts(b)
+        };
+        let (got, _) = feed(o, t, b"RG".to_vec(), After::Stall);
+        let want = Want::TimedOut {
+            transferred: 2,
+            expected: 32,
+            timeout_ms: 300,
+        };
+        check(&got, &want, &format!("RG then silence ({b}, {t:?})"));
     }
 }
 
@@ -287,8 +349,8 @@ fn unknown_dtype(b: Backend) {
         (field(b"<x9"), "<x9"),
         (field(b""), ""),
         (field(b"<f16"), "<f16"),
-        (field(b"<f8\0abc"), "<f8"), // bytes after the NUL padding
-        (field(b"\xff\xfe"), "\u{fffd}\u{fffd}"),
+        (field(b"<f8\0abc"), "<f8\\x00abc"), // bytes after the NUL are shown, escaped
+        (field(b"\xff\xfe"), "\\xff\\xfe"),
         (*b"<f8<f8<f", "<f8<f8<f"),
     ] {
         // Announce 16 bytes so the length rule, checked later, would pass anyway.
@@ -317,7 +379,11 @@ fn bad_order(b: Backend) {
 fn unknown_flag_bits(b: Backend) {
     for flags in [0b10u16, 0b11, 0x8001, u16::MAX] {
         let h = RawHeader { flags, ..f8_4x4() };
-        let want = Want::Frame(FrameError::UnsupportedFlags { flags, reserved: 0 });
+        let want = Want::Frame(FrameError::UnsupportedFlags {
+            flags,
+            reserved: 0,
+            pad: 0,
+        });
         expect(b, &h.encode(), want, "flags");
     }
 }
@@ -328,19 +394,31 @@ fn nonzero_reserved(b: Backend) {
             reserved,
             ..f8_4x4()
         };
-        let want = Want::Frame(FrameError::UnsupportedFlags { flags: 1, reserved });
+        let want = Want::Frame(FrameError::UnsupportedFlags {
+            flags: 1,
+            reserved,
+            pad: 0,
+        });
         expect(b, &h.encode(), want, "reserved");
     }
 }
 
 fn nonzero_pad(b: Backend) {
-    // The 4 bytes after the header CRC must be 0 too; the decoder reports them as flags.
-    let h = RawHeader { pad: 1, ..f8_4x4() };
-    let want = Want::Frame(FrameError::UnsupportedFlags {
-        flags: 1,
-        reserved: 0,
-    });
-    expect(b, &h.encode(), want, "pad");
+    // The 4 bytes after the header CRC must be 0 too; the error names the pad (issue 8,
+    // item 10: it used to read "unsupported flags 0x0001 / reserved 0x0").
+    for pad in [1u32, 0x8000_0000] {
+        let h = RawHeader { pad, ..f8_4x4() };
+        let want = FrameError::UnsupportedFlags {
+            flags: 1,
+            reserved: 0,
+            pad,
+        };
+        assert_eq!(
+            want.to_string(),
+            format!("non-zero pad {pad:#010x} after the header CRC")
+        );
+        expect(b, &h.encode(), Want::Frame(want), "pad");
+    }
 }
 
 fn header_crc_mismatch(b: Backend) {

@@ -17,14 +17,22 @@
 //! (user and system seconds) the receiving thread spent over that stretch, and the socket's
 //! effective SO_SNDBUF / SO_RCVBUF; `send` reports its own thread's CPU over its clock.
 //!
-//! `send --get-server-output`: after the last array the sender half-closes the connection
-//! (`shutdown(SHUT_WR)`) and reads until end of stream: `ringxfer serve`, seeing a clean close
-//! between arrays, writes back the JSON lines it printed for this connection, then closes.
-//! `send` prints them after its own report (inside its JSON object as `"server": [...]`).
+//! After the last array `send` always closes gracefully ([`ringxfer::close::finish`]):
+//! half-close (`shutdown(SHUT_WR)`), then read until the peer's end of stream, so the close
+//! never becomes a reset that loses the tail of the data (C16). It exits 1 saying delivery is
+//! not confirmed when the peer resets or does not close within `--timeout` (30 s without
+//! one). `recv`, after its `--arrays`, reads on until the peer closes
+//! ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes when
+//! more came (a second array, say).
+//!
+//! `send --get-server-output` is the same graceful close, keeping what it reads instead of
+//! discarding it: `ringxfer serve`, seeing a clean close between arrays, writes back the JSON
+//! lines it printed for this connection, then closes. `send` prints them after its own report
+//! (inside its JSON object as `"server": [...]`).
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -34,7 +42,7 @@ use ringxfer::{Engine, Error, Options, Order};
 use serde::Serialize;
 
 use super::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
-use super::xfer::{Role, XferArgs, connect};
+use super::xfer::{Role, XferArgs, close_outcome, connect};
 use super::{Buffer, Failure, crc32_hex, gbytes_per_s, size};
 
 /// The flags that only framed mode has.
@@ -424,6 +432,10 @@ struct SendReport {
     /// is not JSON as a string).
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<Vec<serde_json::Value>>,
+    /// Without `--get-server-output`: bytes the peer sent that were read and discarded while
+    /// closing gracefully.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_bytes_discarded: Option<u64>,
 }
 
 /// The dtype and shape of the arrays `send` sends: `--shape`, else `--count`/`--size`
@@ -480,11 +492,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     }
     sent?;
     say_notices("send", &engine);
-    let server = if a.get_server_output {
-        Some(server_output(&sock, a.timeout)?)
-    } else {
-        None
-    };
+    let (server, peer_bytes_discarded) = close_gracefully(&sock, a)?;
     drop(sock);
 
     let total = bytes as u64 * arrays;
@@ -508,6 +516,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         cpu,
         socket_buffers,
         server,
+        peer_bytes_discarded,
     };
     if a.json {
         let json = serde_json::to_string(&r)
@@ -537,28 +546,41 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--get-server-output`: half-closes `sock` (the server sees a clean end of stream after
-/// the last array) and reads the lines it sends back until it closes. Waits at most
-/// `--timeout` for each read (60 s without one).
-fn server_output(
+/// Ends a framed send with [`ringxfer::close::finish_with`], bounded by `--timeout`
+/// ([`ringxfer::close::DEFAULT_CLOSE_TIMEOUT`] without it). With `--get-server-output` the
+/// bytes the peer sends before closing are the server's lines (returned parsed); without it
+/// they are discarded (their count returned).
+fn close_gracefully(
     sock: &TcpStream,
-    timeout: Option<Duration>,
-) -> Result<Vec<serde_json::Value>, Failure> {
-    let fail =
-        |what: &str, e: io::Error| Failure::runtime(format!("--get-server-output: {what}: {e}"));
-    sock.shutdown(Shutdown::Write)
-        .map_err(|e| fail("shutdown(SHUT_WR)", e))?;
-    sock.set_read_timeout(Some(timeout.unwrap_or(Duration::from_secs(60))))
-        .map_err(|e| fail("SO_RCVTIMEO", e))?;
-    let mut text = String::new();
-    let mut s = sock;
-    s.read_to_string(&mut text)
-        .map_err(|e| fail("reading the server's lines", e))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::Value::from(l)))
-        .collect())
+    a: &XferArgs,
+) -> Result<(Option<Vec<serde_json::Value>>, Option<u64>), Failure> {
+    let mut kept = Vec::new();
+    let keep = a.get_server_output;
+    let done = ringxfer::close::finish_with(sock, a.timeout, |b| {
+        if keep {
+            kept.extend_from_slice(b);
+        }
+    });
+    match done {
+        Ok(f) if !keep => Ok((None, Some(f.peer_bytes))),
+        Ok(_) => {
+            let text = String::from_utf8_lossy(&kept);
+            let lines = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::Value::from(l)))
+                .collect();
+            Ok((Some(lines), None))
+        }
+        Err(ringxfer::Error::PeerNotClosed { read, timeout_ms }) if keep => {
+            Err(Failure::runtime(format!(
+                "--get-server-output: timed out after {} s waiting for the server's lines and \
+                 its close ({read} bytes received); delivery not confirmed",
+                timeout_ms as f64 / 1000.0
+            )))
+        }
+        Err(e) => close_outcome(Role::Send, e, "").map(|()| (None, None)),
+    }
 }
 
 /// A server line (JSON) in words: an [`ArrayLine`] or an [`ErrorLine`].
@@ -628,7 +650,18 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         p.finish();
     }
     say_notices("recv", &engine);
-    r
+    r?;
+    let arrays = a.framed.arrays.unwrap_or(1);
+    ringxfer::close::expect_eof(&sock, a.timeout).or_else(|e| {
+        if matches!(e, Error::ExtraBytes { .. }) {
+            emit(&ErrorLine::new(&peer, arrays + 1, &e).render(a.json));
+        }
+        close_outcome(
+            Role::Recv,
+            e,
+            &format!("array {arrays} of {arrays} (--arrays)"),
+        )
+    })
 }
 
 /// The receive loop of framed `recv`.

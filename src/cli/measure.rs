@@ -413,8 +413,13 @@ pub fn send_chunked(
     match p {
         None => engine.send_from(sock, data),
         Some(p) => {
-            for c in data.chunks(CHUNK) {
-                engine.send_from(sock, c)?;
+            // Error counts are of the whole array, not of the chunk.
+            let whole = data.len() as u64;
+            for (i, c) in data.chunks(CHUNK).enumerate() {
+                let before = (i * CHUNK) as u64;
+                engine
+                    .send_from(sock, c)
+                    .map_err(|e| e.rebased(before, whole))?;
                 p.add(c.len() as u64);
             }
             Ok(())
@@ -435,9 +440,13 @@ pub fn recv_chunked(
     match p {
         None => engine.recv_into(sock, buf),
         Some(p) => {
-            for c in buf.chunks_mut(CHUNK) {
-                let n = c.len() as u64;
-                engine.recv_into(sock, c)?;
+            // Error counts are of the whole array, not of the chunk.
+            let whole = buf.len() as u64;
+            for (i, c) in buf.chunks_mut(CHUNK).enumerate() {
+                let (before, n) = ((i * CHUNK) as u64, c.len() as u64);
+                engine
+                    .recv_into(sock, c)
+                    .map_err(|e| e.rebased(before, whole))?;
                 p.add(n);
             }
             Ok(())

@@ -12,6 +12,13 @@
 //! moved the bytes over the same stretch ([`super::measure`]), and the socket's effective
 //! SO_SNDBUF / SO_RCVBUF (`--sndbuf` / `--rcvbuf` set them before connect or listen).
 //!
+//! After the array, `send` closes gracefully ([`ringxfer::close::finish`]: shut down its write
+//! side, drain what the peer sends until the peer closes) so a close never becomes a reset
+//! that loses the tail of the array (C16); when the peer resets or does not close within
+//! `--timeout` (30 s without one) it exits 1 saying delivery is not confirmed. `recv` reads on
+//! until the peer closes ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming
+//! the extra bytes when the peer sent more than the array. Neither wait is on the clock.
+//!
 //! With `-i SECS` progress goes to stderr while the transfer runs (a bar on a terminal, else a
 //! line per interval), and the raw array moves in 64 MiB `send_from` / `recv_into` calls so
 //! the bytes can be counted; without `-i` it is one call.
@@ -85,7 +92,9 @@ pub struct XferArgs {
     /// Print JSON (one object per line) instead of text.
     #[arg(long)]
     pub(super) json: bool,
-    /// Fail when no byte moves for this many seconds (default: wait forever).
+    /// Fail when no byte moves for this many seconds (default: wait forever). Also bounds the
+    /// wait for the peer's close after the data (send: the graceful close; recv: the
+    /// extra-bytes check), 30 s without it.
     #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
     pub(super) timeout: Option<Duration>,
     /// Raw mode: register the array as fixed buffers before the connection is made.
@@ -101,9 +110,10 @@ pub struct XferArgs {
     pub(super) interval: Option<Duration>,
     #[command(flatten)]
     pub(super) sockbufs: SockBufArgs,
-    /// send (framed): after the last array, half-close the connection and print the lines the
-    /// server (`ringxfer serve`) sends back, its per-array reports (like iperf3's
-    /// --get-server-output).
+    /// send (framed): print the lines the server (`ringxfer serve`) sends back after the last
+    /// array, its per-array reports (like iperf3's --get-server-output). Every send
+    /// half-closes and reads until the peer closes; this keeps what arrives instead of
+    /// discarding it.
     #[arg(long)]
     pub(super) get_server_output: bool,
 }
@@ -133,6 +143,9 @@ struct Report {
     cpu: Option<Cpu>,
     /// The socket's effective buffer sizes.
     socket_buffers: SockBufs,
+    /// send only: bytes the peer sent that were read and discarded while closing gracefully.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_bytes_discarded: Option<u64>,
 }
 
 /// Runs `ringxfer send` or `ringxfer recv`.
@@ -183,6 +196,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         peer,
         cpu,
         bufs,
+        closed,
     } = t?;
     say_notices(role.name(), &engine);
 
@@ -208,6 +222,10 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         peer: peer.to_string(),
         cpu,
         socket_buffers: bufs,
+        peer_bytes_discarded: match (role, &closed) {
+            (Role::Send, Ok(n)) => Some(*n),
+            _ => None,
+        },
     };
     if a.json {
         let json = serde_json::to_string(&report)
@@ -235,17 +253,52 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
             cpu_text(report.cpu)
         );
     }
-    match check {
-        Some(Err(i)) => {
-            let item = spec.dtype.itemsize() as u64;
-            Err(Failure::runtime(format!(
-                "received data is not the {} arange pattern: first mismatch at element {i} \
-                 (byte offset {})",
-                spec.dtype,
-                i * item
-            )))
+    if let Some(Err(i)) = check {
+        let item = spec.dtype.itemsize() as u64;
+        return Err(Failure::runtime(format!(
+            "received data is not the {} arange pattern: first mismatch at element {i} \
+             (byte offset {})",
+            spec.dtype,
+            i * item
+        )));
+    }
+    closed.map(drop).or_else(|e| {
+        close_outcome(
+            role,
+            e,
+            &format!("the {} bytes expected (--count/--size)", spec.bytes),
+        )
+    })
+}
+
+/// What the end of the connection means for the exit status, after the data itself moved
+/// (and, for recv, was checked): `e` from [`ringxfer::close::finish`] (send) or
+/// [`ringxfer::close::expect_eof`] (recv). `expected` names what recv asked for.
+pub(super) fn close_outcome(role: Role, e: ringxfer::Error, expected: &str) -> Result<(), Failure> {
+    use ringxfer::Error;
+    match (role, e) {
+        (Role::Send, e) => Err(Failure::runtime(format!(
+            "delivery not confirmed: {e}{}",
+            if matches!(e, Error::PeerReset { .. }) {
+                "; bytes the peer had not read are lost"
+            } else {
+                ""
+            }
+        ))),
+        (Role::Recv, Error::ExtraBytes { extra, peer_closed }) => Err(Failure::runtime(format!(
+            "{extra} extra bytes after {expected}{}",
+            if peer_closed {
+                ""
+            } else {
+                " (counted until the wait for the peer's close ran out)"
+            }
+        ))),
+        // Everything expected arrived and was checked; the peer just did not say it is done.
+        (Role::Recv, e @ Error::PeerNotClosed { read: 0, .. }) => {
+            eprintln!("ringxfer recv: note: {e}; no extra byte arrived");
+            Ok(())
         }
-        _ => Ok(()),
+        (Role::Recv, e) => Err(Failure::runtime(format!("after {expected}: {e}"))),
     }
 }
 
@@ -258,6 +311,9 @@ struct Moved {
     peer: SocketAddr,
     cpu: Option<Cpu>,
     bufs: SockBufs,
+    /// How the connection ended: send: the peer's bytes discarded by the graceful close;
+    /// recv: the end-of-stream check (`Ok(0)`).
+    closed: ringxfer::Result<u64>,
 }
 
 /// Registers the array (with `--registered`, before the connection so the peer does not
@@ -270,22 +326,21 @@ fn transfer(
     p: Option<&Progress>,
 ) -> Result<Moved, Failure> {
     let uring = engine.backend() == ActiveBackend::Uring;
-    let (ep, sb) = (&a.endpoint, &a.sockbufs);
     match (role, a.registered) {
         (Role::Send, true) => {
             let mut g = engine.register_send(buf.bytes());
             warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
-            let m = connected(role, ep, sb, |s| g.send(s))?;
+            let m = connected(role, a, |s| g.send(s))?;
             Ok(Moved {
                 registered: Some(g.is_registered()),
                 ..m
             })
         }
-        (Role::Send, false) => connected(role, ep, sb, |s| send_chunked(engine, s, buf.bytes(), p)),
+        (Role::Send, false) => connected(role, a, |s| send_chunked(engine, s, buf.bytes(), p)),
         (Role::Recv, true) => {
             let mut g = engine.register_recv(buf.bytes_mut());
             warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
-            let m = connected(role, ep, sb, |s| g.recv(s))?;
+            let m = connected(role, a, |s| g.recv(s))?;
             Ok(Moved {
                 registered: Some(g.is_registered()),
                 ..m
@@ -293,20 +348,20 @@ fn transfer(
         }
         (Role::Recv, false) => {
             let bytes = buf.bytes_mut();
-            connected(role, ep, sb, |s| recv_chunked(engine, s, bytes, p))
+            connected(role, a, |s| recv_chunked(engine, s, bytes, p))
         }
     }
 }
 
-/// Opens the connection and runs `op` on it, timed (clock and CPU); the socket closes when
-/// `op` returns.
+/// Opens the connection and runs `op` on it, timed (clock and CPU); then, off the clock,
+/// ends it: send closes gracefully, recv checks that nothing follows (both bounded by
+/// `--timeout`, [`ringxfer::close::DEFAULT_CLOSE_TIMEOUT`] without it).
 fn connected(
     role: Role,
-    ep: &Endpoint,
-    sb: &SockBufArgs,
+    a: &XferArgs,
     op: impl FnOnce(&TcpStream) -> ringxfer::Result<()>,
 ) -> Result<Moved, Failure> {
-    let (sock, peer) = connect(role, ep, sb)?;
+    let (sock, peer) = connect(role, &a.endpoint, &a.sockbufs)?;
     let bufs = SockBufs::of(&sock);
     let ((r, seconds), cpu) = with_cpu(|| {
         let t = Instant::now();
@@ -314,12 +369,17 @@ fn connected(
         (r, t.elapsed().as_secs_f64())
     });
     r?;
+    let closed = match role {
+        Role::Send => ringxfer::close::finish(&sock, a.timeout).map(|f| f.peer_bytes),
+        Role::Recv => ringxfer::close::expect_eof(&sock, a.timeout).map(|()| 0),
+    };
     Ok(Moved {
         seconds,
         registered: None,
         peer,
         cpu,
         bufs,
+        closed,
     })
 }
 
