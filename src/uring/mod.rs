@@ -59,36 +59,28 @@
 //! uses `SEND_ZC` or `WRITE_FIXED`. Below [`crate::Options::direct_below_bytes`] (512 KiB) a
 //! transfer skips the ring altogether: `ringxfer bench --size 256KiB` gave uring/blocking 0.78.
 
+mod flight;
 mod probe;
+mod registry;
+mod setup;
+mod sigpipe;
+mod zerocopy;
 
 pub use probe::{Probe, probe};
+pub(crate) use registry::Registration;
+pub use setup::MAX_CHAIN_SQES;
+pub(crate) use setup::build_ring;
 
-use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, opcode, squeue, types};
 
 use crate::error::{Error, Result};
-use crate::planner::{Direction, MAX_SLOT_BYTES, PlanError, Planner};
-
-/// SQ size: one chain of at most [`MAX_CHAIN_SQES`] plus its `POLL_ADD`, or the cancels of one
-/// chain. Small on purpose: before Linux 5.12 ring memory counts against `RLIMIT_MEMLOCK`
-/// (and without `CAP_IPC_LOCK` a 64 KiB limit refused a 512/4096-entry ring with ENOMEM here
-/// even on 6.18); 64 SQEs + 256 CQEs is 8 KiB.
-pub(crate) const SQ_ENTRIES: u32 = 64;
-/// CQ size: a chain's CQEs plus the `SEND_ZC` notifications still to come.
-pub(crate) const CQ_ENTRIES: u32 = 256;
-/// Longest link chain ([`UringTuning::chain_sqes`] is clamped to it).
-pub const MAX_CHAIN_SQES: u32 = 32;
-
-/// Builds a ring of the size every engine uses (the probe uses it too, so "available" means
-/// "an engine's ring can be set up").
-pub(crate) fn build_ring() -> std::io::Result<IoUring> {
-    IoUring::builder()
-        .setup_cqsize(CQ_ENTRIES)
-        .build(SQ_ENTRIES)
-}
+use crate::planner::{Direction, PlanError, Planner};
+use flight::{Flight, POLL_TAG, borrowed};
+use registry::{Span, spans_of};
+use sigpipe::SigpipeBlocked;
 
 /// `msg_flags` of a `SEND`/`SEND_ZC`: `MSG_WAITALL` (retry a partial send inside the
 /// request), `MSG_NOSIGNAL` (`EPIPE`, not `SIGPIPE`), and `MSG_MORE` on every SQE that does
@@ -98,29 +90,6 @@ fn send_flags(more_follows: bool) -> i32 {
     let more = if more_follows { libc::MSG_MORE } else { 0 };
     libc::MSG_WAITALL | libc::MSG_NOSIGNAL | more
 }
-
-/// Why a registration was refused, naming `RLIMIT_MEMLOCK` and its value for `ENOMEM`.
-fn refusal(e: &Error) -> String {
-    match e.raw_os_error().and(match e {
-        Error::Setup { source, .. } => crate::sock::explain_pinning(source),
-        _ => None,
-    }) {
-        Some(why) => format!("{e} ({why})"),
-        None => e.to_string(),
-    }
-}
-
-/// `fd` as a borrowed descriptor, for the safe socket helpers.
-fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: only used within a transfer on `fd`, which the caller's `BorrowedFd` keeps open
-    // for the whole call; the returned value never outlives that call.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
-const POLL_TAG: u64 = u64::MAX;
-/// `user_data` of `ASYNC_CANCEL` requests.
-const CANCEL_TAG: u64 = u64::MAX - 1;
 
 /// The opcode used for sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -177,55 +146,6 @@ impl Default for UringTuning {
     }
 }
 
-/// The registered-buffer table of one ring: the caller's array split into slots of ≤ 1 GiB.
-#[derive(Debug)]
-struct Slots {
-    base: usize,
-    len: usize,
-    slot_bytes: u64,
-}
-
-impl Slots {
-    /// The registered memory as spans, one per slot, each with its buffer index.
-    fn spans(&self) -> Vec<Span> {
-        let step = self.slot_bytes as usize;
-        (0..self.len.div_ceil(step))
-            .map(|i| Span {
-                ptr: (self.base + i * step) as *mut u8,
-                len: (self.len - i * step).min(step),
-                buf_index: Some(i as u16),
-            })
-            .collect()
-    }
-}
-
-/// A piece of the stream: `len` bytes at `ptr`, in registered buffer `buf_index` if any.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    ptr: *mut u8,
-    len: usize,
-    buf_index: Option<u16>,
-}
-
-impl Span {
-    fn plain(ptr: *const u8, len: usize) -> Span {
-        Span {
-            ptr: ptr as *mut u8,
-            len,
-            buf_index: None,
-        }
-    }
-}
-
-/// The spans of `[ptr, ptr+len)`: the registration's slots when `slots` registers exactly
-/// that memory, else one unregistered span.
-fn spans_of(ptr: *const u8, len: usize, slots: Option<&Slots>) -> Vec<Span> {
-    match slots {
-        Some(s) if s.base == ptr as usize && s.len == len => s.spans(),
-        _ => vec![Span::plain(ptr, len)],
-    }
-}
-
 /// One io_uring instance.
 pub(crate) struct Ring {
     ring: IoUring,
@@ -262,53 +182,6 @@ impl Ring {
             register_refused: None,
             next_ud: 0,
         })
-    }
-
-    /// Registers `[ptr, ptr + len)` as fixed buffers, one iovec per ≤ 1 GiB slot.
-    ///
-    /// # Safety
-    ///
-    /// The memory must stay valid (not freed, not unmapped) until [`Ring::unregister`] is
-    /// called; the caller (a guard that borrows the array) guarantees it.
-    unsafe fn register(&mut self, ptr: *const u8, len: usize) -> Result<Slots> {
-        if self.registered {
-            self.unregister();
-        }
-        let slot_bytes = MAX_SLOT_BYTES;
-        let iovecs: Vec<libc::iovec> = (0..len.div_ceil(slot_bytes as usize))
-            .map(|i| {
-                let off = i * slot_bytes as usize;
-                libc::iovec {
-                    iov_base: ptr.wrapping_add(off) as *mut libc::c_void,
-                    iov_len: (len - off).min(slot_bytes as usize),
-                }
-            })
-            .collect();
-        if !iovecs.is_empty() {
-            // SAFETY: every iovec lies inside the caller's array, which (by this function's
-            // contract) outlives the registration; the table is dropped in `unregister`.
-            unsafe { self.ring.submitter().register_buffers(&iovecs) }.map_err(|source| {
-                Error::Setup {
-                    what: "io_uring_register(IORING_REGISTER_BUFFERS)",
-                    source,
-                }
-            })?;
-            self.registered = true;
-        }
-        Ok(Slots {
-            base: ptr as usize,
-            len,
-            slot_bytes,
-        })
-    }
-
-    /// Drops the buffer table. Only called when no SQE is in flight (every transfer drains
-    /// before returning), so the kernel holds no reference into it.
-    fn unregister(&mut self) {
-        if std::mem::take(&mut self.registered) {
-            // An error here means nothing was registered; nothing to undo.
-            let _ = self.ring.submitter().unregister_buffers();
-        }
     }
 
     /// Moves the bytes of `spans`, in order, as one stream through socket `fd`.
@@ -559,22 +432,6 @@ impl Ring {
 }
 
 impl Ring {
-    /// Keeps the first registration refusal as a notice; returns the registration if any.
-    fn note_refusal(&mut self, r: Result<Slots>) -> Option<Slots> {
-        match r {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.register_refused.get_or_insert_with(|| {
-                    format!(
-                        "{}: transfers run unregistered (plain SEND/RECV)",
-                        refusal(&e)
-                    )
-                });
-                None
-            }
-        }
-    }
-
     /// One-time notices about paths taken instead of the requested one (registration refused,
     /// `SEND_ZC` refused), oldest first.
     pub(crate) fn notices(&self) -> impl Iterator<Item = &str> {
@@ -714,421 +571,10 @@ impl Ring {
         }
         .map(|n| n as usize)
     }
-
-    /// Registers `bytes` (read-only use: sends) for the life of the returned guard.
-    pub(crate) fn register_send<'a>(&'a mut self, bytes: &'a [u8]) -> Registration<'a> {
-        // SAFETY: the guard borrows `bytes` for 'a and unregisters in Drop.
-        let slots = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
-        Registration::new(self, bytes.as_ptr() as *mut u8, bytes.len(), false, slots)
-    }
-
-    /// Registers `bytes` (sends and receives) for the life of the returned guard.
-    pub(crate) fn register_recv<'a>(&'a mut self, bytes: &'a mut [u8]) -> Registration<'a> {
-        // SAFETY: the guard borrows `bytes` exclusively for 'a and unregisters in Drop.
-        let slots = unsafe { self.register(bytes.as_ptr(), bytes.len()) };
-        Registration::new(self, bytes.as_mut_ptr(), bytes.len(), true, slots)
-    }
-}
-
-/// An array registered as fixed buffers on a ring, borrowed for `'a`: the borrow checker
-/// proves the array outlives the registration, and Drop unregisters.
-pub(crate) struct Registration<'a> {
-    ring: &'a mut Ring,
-    ptr: *mut u8,
-    len: usize,
-    writable: bool,
-    slots: Option<Slots>,
-    reason: Option<String>,
-    _borrow: PhantomData<&'a mut [u8]>,
-}
-
-impl<'a> Registration<'a> {
-    fn new(
-        ring: &'a mut Ring,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
-        slots: Result<Slots>,
-    ) -> Self {
-        let (slots, reason) = match slots {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(refusal(&e))),
-        };
-        Registration {
-            ring,
-            ptr,
-            len,
-            writable,
-            slots,
-            reason,
-            _borrow: PhantomData,
-        }
-    }
-
-    /// True when the kernel accepted the registration (and the array is not empty).
-    pub(crate) fn is_registered(&self) -> bool {
-        self.slots.is_some() && self.len > 0
-    }
-
-    /// Why the registration was refused.
-    pub(crate) fn fallback_reason(&self) -> Option<&str> {
-        self.reason.as_deref()
-    }
-
-    /// The registered bytes.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        // SAFETY: `[ptr, ptr+len)` is the slice borrowed for 'a (from a `&[u8]` or
-        // `&mut [u8]`), and no SQE is in flight outside `transfer`.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-
-    /// Moves the whole array in direction `dir` on `fd`.
-    pub(crate) fn transfer(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        dir: Direction,
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
-    ) -> Result<()> {
-        assert!(
-            self.writable || dir == Direction::Send,
-            "receive into a send-only registration"
-        );
-        // SAFETY: the memory is borrowed for 'a (exclusively when `writable`, which a receive
-        // requires); `slots` describes the registration of exactly this memory on this ring.
-        unsafe {
-            self.ring.transfer(
-                fd.as_raw_fd(),
-                dir,
-                &spans_of(self.ptr, self.len, self.slots.as_ref()),
-                (tuning, idle_timeout),
-                None,
-            )
-        }
-        .map(drop)
-    }
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.ring.unregister();
-    }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
         self.unregister();
-    }
-}
-
-/// SIGPIPE blocked for the calling thread while it lives; a SIGPIPE raised meanwhile (by a
-/// WRITE_FIXED to a closed socket: the error itself arrives as `-EPIPE` in the CQE) is
-/// consumed before the old mask is restored. A SIGPIPE sent to this thread for another reason
-/// in that window is swallowed too.
-struct SigpipeBlocked {
-    old: libc::sigset_t,
-    was_blocked: bool,
-}
-
-impl SigpipeBlocked {
-    fn pipe_set() -> libc::sigset_t {
-        // SAFETY: sigemptyset/sigaddset initialise the set they are given; a zeroed sigset_t
-        // is valid storage for them.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGPIPE);
-            set
-        }
-    }
-
-    fn new() -> SigpipeBlocked {
-        let set = SigpipeBlocked::pipe_set();
-        // SAFETY: both pointers are valid sigset_t; pthread_sigmask only touches this
-        // thread's mask. `old` is fully written by the call (it cannot fail with valid args).
-        unsafe {
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            let was_blocked = libc::sigismember(&old, libc::SIGPIPE) == 1;
-            SigpipeBlocked { old, was_blocked }
-        }
-    }
-}
-
-impl Drop for SigpipeBlocked {
-    fn drop(&mut self) {
-        if self.was_blocked {
-            return; // the caller keeps it blocked; leave any pending one to the caller
-        }
-        let set = SigpipeBlocked::pipe_set();
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid set and timespec; sigtimedwait with a zero timeout only dequeues a
-        // pending SIGPIPE of this thread (or returns EAGAIN); then the saved mask is restored.
-        unsafe {
-            while libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
-        }
-    }
-}
-
-/// The SQEs the kernel owns. Dropping it (also on unwind) cancels and drains them.
-struct Flight<'r> {
-    ring: &'r mut IoUring,
-    /// Result CQEs still to come: one per pushed SQE (ops, poll, cancels).
-    outstanding: usize,
-    /// `user_data` of `SEND_ZC` requests whose result CQE carried `IORING_CQE_F_MORE`: their
-    /// notification CQE (the kernel has released the pages) is still to come.
-    ///
-    /// Measured on Linux 6.18: a linked `SEND_ZC` canceled with `-ECANCELED` comes back
-    /// *without* `F_MORE` and still posts a notification later. Such a request never touched
-    /// the caller's memory, so it is not waited for, and its late notification — like any
-    /// notification not listed here — is ignored; ids are unique per ring, so it cannot be
-    /// mistaken for one that is waited for.
-    notifs: Vec<u64>,
-    /// `user_data` of planner id 0.
-    base: u64,
-}
-
-impl Flight<'_> {
-    /// Pushes `entries` and submits them.
-    ///
-    /// # Safety
-    ///
-    /// Every buffer the entries point to must stay valid until their CQEs are reaped.
-    unsafe fn push_all(&mut self, entries: &[squeue::Entry]) {
-        let mut sq = self.ring.submission();
-        for e in entries {
-            // SAFETY: forwarded from this function's contract. The SQ has SQ_ENTRIES (64) slots,
-            // a chain is at most MAX_CHAIN_SQES + 1 (33), and the SQ is empty between chains.
-            let pushed = unsafe { sq.push(e) };
-            assert!(pushed.is_ok(), "SQ has room for one chain");
-        }
-        drop(sq);
-        self.outstanding += entries.len();
-    }
-
-    /// True while the kernel may still own an SQE or pages of this transfer.
-    fn busy(&self) -> bool {
-        self.outstanding > 0 || !self.notifs.is_empty()
-    }
-
-    /// Reaps ready CQEs, feeding results to the planner. Returns the number of CQEs seen and
-    /// whether a send/recv result moved bytes (progress; notifications are not counted).
-    fn reap(&mut self, mut plan: Option<&mut Planner>) -> (usize, bool) {
-        let (mut seen, mut moved) = (0, false);
-        for cqe in self.ring.completion() {
-            seen += 1;
-            let (ud, flags) = (cqe.user_data(), cqe.flags());
-            if cqueue::notif(flags) {
-                if let Some(i) = self.notifs.iter().position(|&u| u == ud) {
-                    self.notifs.swap_remove(i);
-                }
-                continue;
-            }
-            self.outstanding -= 1;
-            if cqueue::more(flags) {
-                self.notifs.push(ud);
-            }
-            if ud == POLL_TAG || ud == CANCEL_TAG || ud < self.base {
-                continue;
-            }
-            moved |= cqe.result() > 0;
-            if let Some(plan) = plan.as_deref_mut() {
-                let known = plan.complete(ud - self.base, cqe.result());
-                debug_assert!(known, "CQE for unknown user_data {ud}");
-            }
-        }
-        (seen, moved)
-    }
-
-    /// Submits pending SQEs and waits for at least one CQE, until `deadline` if given.
-    /// `Ok(false)` when the deadline passed first; `EINTR`/`EBUSY` count as a wake-up.
-    fn wait_until(&mut self, deadline: Option<Instant>) -> std::io::Result<bool> {
-        let r = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(false);
-                }
-                let ts = types::Timespec::from(left);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            }
-            None => self.ring.submit_and_wait(1),
-        };
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Submits and waits until every SQE of the current chain has its result CQE.
-    ///
-    /// With an idle timeout `t`, a chain that has produced no CQE for
-    /// [`probe_interval(t)`](crate::blocking::probe_interval) is canceled: `MSG_WAITALL`
-    /// requests complete only when full, so the bytes they moved meanwhile are invisible until
-    /// a cancel makes them report their partial count. The caller re-plans from the first
-    /// unconfirmed byte, so a probe costs one cancel and one resubmission and only happens on
-    /// a transfer that is slow or stalled; it bounds how stale `last_progress` can be. Returns
-    /// `Ok(true)` when the chain was canceled (by a probe).
-    fn wait_chain(
-        &mut self,
-        plan: &mut Planner,
-        idle_timeout: Option<Duration>,
-        last_progress: &mut Instant,
-    ) -> std::result::Result<bool, std::io::Error> {
-        let mut canceled = false;
-        let mut quiet_since = Instant::now();
-        loop {
-            if self.reap(Some(plan)).1 {
-                *last_progress = Instant::now();
-                quiet_since = *last_progress;
-            }
-            if plan.pending() == 0 {
-                return Ok(canceled);
-            }
-            let deadline = match idle_timeout {
-                // Canceled SQEs complete at once (they are parked on a poll or a wait queue).
-                Some(_) if canceled => None,
-                Some(t) => {
-                    Some((quiet_since + crate::blocking::probe_interval(t)).min(*last_progress + t))
-                }
-                None => None,
-            };
-            if !self.wait_until(deadline)? {
-                self.cancel(plan);
-                canceled = true;
-            }
-        }
-    }
-
-    /// Asks the kernel to cancel every SQE of the current chain.
-    fn cancel(&mut self, plan: &Planner) {
-        let ids: Vec<u64> = plan.pending_ids().chain([POLL_TAG]).collect();
-        let mut sq = self.ring.submission();
-        let mut pushed = 0;
-        for id in ids {
-            let target = if id == POLL_TAG { id } else { self.base + id };
-            let e = opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(CANCEL_TAG);
-            // SAFETY: a cancel request points to no memory.
-            if unsafe { sq.push(&e) }.is_ok() {
-                pushed += 1;
-            }
-        }
-        drop(sq);
-        self.outstanding += pushed;
-    }
-
-    /// Cancels what is in flight and reaps every result CQE; then settles the notifications
-    /// ([`Flight::settle_notifs`]).
-    fn cancel_and_drain(&mut self, plan: &mut Planner, fd: RawFd, idle: Option<Duration>) {
-        if plan.pending() > 0 {
-            self.cancel(plan);
-        }
-        while self.outstanding > 0 {
-            if self.wait_until(None).is_err() {
-                // The kernel may still write into (or read from) the caller's memory and we
-                // cannot learn when it stops: returning would break the invariant.
-                std::process::abort();
-            }
-            self.reap(Some(plan));
-        }
-        self.settle_notifs(fd, idle);
-    }
-
-    /// Waits for outstanding `SEND_ZC` notifications until `deadline` (`None`: for as long
-    /// as it takes). True once there are none left (every result CQE must be in already).
-    fn wait_notifs(&mut self, deadline: Option<Instant>) -> bool {
-        while self.busy() {
-            match self.wait_until(deadline) {
-                Ok(true) => {}
-                Ok(false) => return false,
-                Err(_) => std::process::abort(), // see cancel_and_drain
-            }
-            self.reap(None);
-        }
-        true
-    }
-
-    /// Waits until the kernel has released every page a `SEND_ZC` of this transfer sent
-    /// from. Each notification counts as progress; with an idle timeout, when none comes for
-    /// `idle` the peer has stopped taking data and the pages sit in the socket's queue for
-    /// good, so the connection is aborted ([`Flight::abort`]) and the notifications then
-    /// come. Returns true when it had to abort.
-    fn settle_notifs(&mut self, fd: RawFd, idle: Option<Duration>) -> bool {
-        let Some(t) = idle else {
-            self.wait_notifs(None);
-            return false;
-        };
-        loop {
-            let before = self.notifs.len();
-            if self.wait_notifs(Some(Instant::now() + t)) {
-                return false;
-            }
-            if !self.holds_pages() {
-                self.drain(); // only cancel CQEs are left: they come at once
-                return false;
-            }
-            if self.notifs.len() == before {
-                self.abort(fd);
-                return true;
-            }
-        }
-    }
-
-    /// True while a `SEND_ZC` notification is due: the kernel may still read the caller's
-    /// pages.
-    fn holds_pages(&self) -> bool {
-        !self.notifs.is_empty()
-    }
-
-    /// Aborts the connection on `fd` so that the kernel drops the data queued on it — and
-    /// with it every reference to the caller's pages — then waits for every notification.
-    ///
-    /// `connect(fd, AF_UNSPEC)` dissolves a TCP association without closing the caller's
-    /// descriptor (connect(2); the kernel runs `tcp_disconnect`, which sends RST and purges
-    /// the write queue); `shutdown(SHUT_RDWR)` follows for other families.
-    fn abort(&mut self, fd: RawFd) {
-        // SAFETY: `addr` is a valid, fully initialised `sockaddr` of family AF_UNSPEC and
-        // `len` is its size; connect only reads it. `fd` is the caller's open socket.
-        unsafe {
-            let mut addr: libc::sockaddr = std::mem::zeroed();
-            addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
-            let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
-            libc::connect(fd, &addr, len);
-        }
-        let _ = socket2::SockRef::from(&borrowed(fd)).shutdown(std::net::Shutdown::Both);
-        self.wait_notifs(None);
-    }
-
-    /// Waits for every outstanding CQE (notifications included); no cancel.
-    fn drain(&mut self) {
-        if !self.wait_notifs(None) {
-            unreachable!("waiting without a deadline");
-        }
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        if self.busy() {
-            // Only reached on unwind (every return path drains first). We cannot reach the
-            // planner here, so cancel everything on the ring and wait.
-            let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(CANCEL_TAG);
-            // SAFETY: a cancel request points to no memory.
-            if unsafe { self.ring.submission().push(&e) }.is_ok() {
-                self.outstanding += 1;
-            }
-            self.drain();
-        }
     }
 }
