@@ -279,10 +279,23 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
         Ok(false) => return Outcome::Closed,
         Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
     }
+    report_one(engine, sock, peer, array, None, |e| e.recv_any(sock))
+}
+
+/// Receives one framed array with `receive`, reports it and drops it. The clock starts at
+/// `started` (the first header byte), or now.
+pub fn report_one(
+    engine: &mut Engine,
+    sock: &TcpStream,
+    peer: &str,
+    array: u64,
+    started: Option<Instant>,
+    receive: impl FnOnce(&mut Engine) -> ringxfer::Result<ringxfer::AnyArray>,
+) -> Outcome {
     let socket_buffers = SockBufs::of(sock);
     let ((got, seconds), cpu) = with_cpu(|| {
-        let t = Instant::now();
-        let got = engine.recv_any(sock);
+        let t = started.unwrap_or_else(Instant::now);
+        let got = receive(engine);
         (got, t.elapsed().as_secs_f64())
     });
     match got {

@@ -64,11 +64,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ringxfer::auth::{self, AuthKey};
-use ringxfer::{Engine, Options, frame};
+use ringxfer::frame::{self, Header};
+use ringxfer::{Engine, Options};
 use rustix::net::RecvFlags;
 use socket2::SockRef;
 
-use super::framed::{ErrorLine, Outcome, emit, recv_one};
+use super::framed::{ErrorLine, Outcome, emit, report_one};
 use super::measure::{SockBufArgs, say_notices};
 use super::{BackendArg, Failure, TuningArgs, size};
 
@@ -444,20 +445,22 @@ fn serve_connection(
         }
     }
     let idle = engine.options().idle_timeout;
+    let max_payload = engine.options().max_payload_bytes;
     let mut sent_back = SentBack::default();
     let mut waiting_since = Instant::now();
     for array in 1.. {
         slot.set_idle(true);
-        let first = array == 1;
-        let ready = wait_header(&sock, first, waiting_since, idle, limits.header_timeout);
+        let limits3 = (idle, limits.header_timeout, max_payload);
+        let next = read_header(&sock, peer, array, waiting_since, limits3);
         slot.set_idle(false);
-        let outcome = match ready {
-            Ready::Header => recv_one(&mut engine, &sock, peer, array),
-            Ready::Closed => Outcome::Closed,
-            Ready::Failed(e) => Outcome::Failed(ErrorLine {
-                array,
-                ..e.line(peer)
-            }),
+        let outcome = match next {
+            Next::Header(h, started) => {
+                report_one(&mut engine, &sock, peer, array, Some(started), |e| {
+                    e.recv_any_after_header(&sock, h)
+                })
+            }
+            Next::Closed => Outcome::Closed,
+            Next::Failed(line) => Outcome::Failed(line),
         };
         if slot.evicted() {
             emit(&evicted_line(peer, array, waiting_since.elapsed()).render(json));
@@ -540,189 +543,231 @@ fn write_back(sock: &TcpStream, lines: &str, idle: Option<Duration>) {
     let _ = s.flush();
 }
 
-/// What waiting for the next header gave.
-enum Ready {
-    /// The whole header is in the socket's receive queue (or the stream ends, or is broken,
-    /// inside it: `recv_any` reports that with its byte counts).
-    Header,
+/// What reading the next header gave.
+enum Next {
+    /// A whole, valid header, and when its first byte was readable.
+    Header(Header, Instant),
     /// The client closed cleanly before the next message.
     Closed,
-    /// A deadline passed.
-    Failed(Missed),
+    /// A deadline passed, the stream ended or broke inside the header, or the header was
+    /// rejected: the line to print.
+    Failed(ErrorLine),
 }
 
-/// A deadline that passed while waiting for a header.
-struct Missed {
-    kind: &'static str,
-    error: String,
-    transferred: u64,
-    expected: u64,
-}
-
-impl Missed {
-    fn line(self, peer: &str) -> ErrorLine {
-        ErrorLine {
-            peer: peer.to_owned(),
-            array: 1,
-            error: self.error,
-            kind: self.kind,
-            transferred: Some(self.transferred),
-            expected: Some(self.expected),
-        }
-    }
-}
-
-/// Waits until the next message's whole header is readable, without consuming it (peeks).
+/// Reads the next message's header under the deadlines (see the module docs), consuming it.
 ///
 /// The first byte is awaited until the idle timeout (`idle`, from `since`) — for the first
 /// message of a connection also at most `header` from `since` (the connection's start or the
 /// handshake's end). From the first byte on, the header must be whole within `header` (for the
-/// first message: `header` from `since`).
-fn wait_header(
+/// first message: `header` from `since`). Nothing is allocated beyond the header itself
+/// (≤ 296 bytes); its `payload_len` is checked against `max_payload`.
+fn read_header(
     sock: &TcpStream,
-    first: bool,
+    peer: &str,
+    array: u64,
     since: Instant,
-    idle: Option<Duration>,
-    header: Option<Duration>,
-) -> Ready {
-    let header_deadline_first = header.map(|h| since + h);
-    let idle_deadline = idle.map(|t| since + t);
-    let first_byte_deadline = match (first, header_deadline_first, idle_deadline) {
-        (true, Some(h), Some(i)) => Some(h.min(i)),
-        (true, Some(h), None) => Some(h),
-        (_, _, i) => i,
-    };
+    (idle, header, max_payload): (Option<Duration>, Option<Duration>, u64),
+) -> Next {
+    let first = array == 1;
+    let fail = |e: ringxfer::Error| Next::Failed(ErrorLine::new(peer, array, &e));
     let prefix = frame::PREFIX_LEN;
-    match peek_until(sock, 1, first_byte_deadline) {
-        Peek::Whole => {}
-        Peek::Ended(0) => return Ready::Closed,
-        Peek::Ended(_) => return Ready::Header,
-        Peek::TimedOut(_) => {
-            let header_bound = first && header_deadline_first == first_byte_deadline;
-            let (kind, error) = if header_bound {
-                let h = header.unwrap_or_default();
-                (
-                    "header_timeout",
-                    format!(
-                        "no whole header within {} ms of the connection's start",
-                        h.as_millis()
-                    ),
-                )
-            } else {
-                let t = idle.unwrap_or_default();
-                (
-                    "timed_out",
-                    format!(
-                        "no progress for {} ms after 0 of {prefix} bytes",
-                        t.as_millis()
-                    ),
-                )
-            };
-            return Ready::Failed(Missed {
-                kind,
-                error,
+    let first_header_deadline = header.filter(|_| first).map(|h| since + h);
+    let idle_deadline = idle.map(|t| since + t);
+    let first_byte_deadline = match (first_header_deadline, idle_deadline) {
+        (Some(h), Some(i)) => Some(h.min(i)),
+        (h, i) => h.or(i),
+    };
+    match first_byte(sock, first_byte_deadline) {
+        Wait::Ready => {}
+        Wait::Closed => return Next::Closed,
+        Wait::Broken(source) => {
+            return fail(ringxfer::Error::Io {
+                op: "recv",
                 transferred: 0,
                 expected: prefix as u64,
+                source,
             });
         }
+        Wait::TimedOut => {
+            let line = if first_header_deadline.is_some()
+                && first_header_deadline == first_byte_deadline
+            {
+                ErrorLine {
+                    peer: peer.to_owned(),
+                    array,
+                    error: format!(
+                        "no whole header within {} ms of the connection's start: 0 of {prefix} \
+                         bytes",
+                        header.unwrap_or_default().as_millis()
+                    ),
+                    kind: "header_timeout",
+                    transferred: Some(0),
+                    expected: Some(prefix as u64),
+                }
+            } else {
+                ErrorLine::new(
+                    peer,
+                    array,
+                    &ringxfer::Error::TimedOut {
+                        transferred: 0,
+                        expected: prefix as u64,
+                        timeout_ms: idle.unwrap_or_default().as_millis() as u64,
+                    },
+                )
+            };
+            return Next::Failed(line);
+        }
     }
-    let Some(h) = header else {
-        return Ready::Header;
-    };
-    let deadline = if first { since + h } else { Instant::now() + h };
-    let missed = |got: usize, want: usize| {
-        Ready::Failed(Missed {
-            kind: "header_timeout",
+    let started = Instant::now();
+    let deadline = header.map(|h| if first { since + h } else { started + h });
+    let missed = |got: u64, want: u64| {
+        Next::Failed(ErrorLine {
+            peer: peer.to_owned(),
+            array,
             error: format!(
-                "the header was not whole within {} ms{}: {got} of {want} bytes",
-                h.as_millis(),
+                "the header was not whole within {} ms{} (after {got} of {want} bytes)",
+                header.unwrap_or_default().as_millis(),
                 if first {
                     " of the connection's start"
                 } else {
                     " of its first byte"
                 }
             ),
-            transferred: got as u64,
-            expected: want as u64,
+            kind: "header_timeout",
+            transferred: Some(got),
+            expected: Some(want),
         })
     };
-    let mut buf = [0u8; frame::PREFIX_LEN];
-    match peek_into(sock, &mut buf, Some(deadline)) {
-        Peek::Whole => {}
-        Peek::Ended(_) => return Ready::Header,
-        Peek::TimedOut(got) => return missed(got, prefix),
+    // A broken read inside the header, as the library reports it (bytes of the message).
+    let broken = |r: Got, before: u64, whole: u64| match r {
+        Got::Ended(got) => fail(ringxfer::Error::UnexpectedEof {
+            transferred: before + got as u64,
+            expected: whole,
+        }),
+        Got::Broken(got, source) => fail(ringxfer::Error::Io {
+            op: "recv",
+            transferred: before + got as u64,
+            expected: whole,
+            source,
+        }),
+        Got::TimedOut(got) => missed(before + got as u64, whole),
+        Got::Whole => unreachable!("only failures are passed"),
+    };
+    let mut head = [0u8; HEADER_MAX];
+    match read_exact_by(sock, &mut head[..prefix], deadline) {
+        Got::Whole => {}
+        r => return broken(r, 0, prefix as u64),
     }
-    // Only a prefix that can be right tells the header's length; anything else is
-    // `recv_any`'s to report.
-    let ndim = usize::from(buf[17]);
-    if buf[..4] != frame::MAGIC || ndim > frame::MAX_NDIM {
-        return Ready::Header;
+    let p = match frame::decode_prefix(head[..prefix].try_into().expect("32 bytes"), max_payload) {
+        Ok(p) => p,
+        Err(e) => return fail(e.into()),
+    };
+    let whole = (p.header_len + frame::TRAILER_LEN) as u64 + p.payload_len;
+    match read_exact_by(sock, &mut head[prefix..p.header_len], deadline) {
+        Got::Whole => {}
+        r => return broken(r, prefix as u64, whole),
     }
-    let whole = frame::header_len(ndim);
-    match peek_until(sock, whole, Some(deadline)) {
-        Peek::Whole | Peek::Ended(_) => Ready::Header,
-        Peek::TimedOut(got) => missed(got, whole),
+    match Header::decode(&head[..p.header_len], max_payload) {
+        Ok(h) => Next::Header(h, started),
+        Err(e) => fail(e.into()),
     }
 }
 
-/// What a waiting peek saw.
-enum Peek {
-    /// At least the bytes asked for are readable.
+/// The longest header: `header_len(MAX_NDIM)`.
+const HEADER_MAX: usize = frame::PREFIX_LEN + 8 * frame::MAX_NDIM + 8;
+
+/// What waiting for a message's first byte gave.
+enum Wait {
+    Ready,
+    Closed,
+    Broken(io::Error),
+    TimedOut,
+}
+
+/// What a bounded read gave.
+enum Got {
+    /// Every byte asked for.
     Whole,
-    /// The stream ended (or broke) after this many bytes.
+    /// The stream ended after this many.
     Ended(usize),
-    /// The deadline passed with this many bytes readable.
+    /// An OS error after this many.
+    Broken(usize, io::Error),
+    /// The deadline passed after this many.
     TimedOut(usize),
 }
 
-/// [`peek_into`] with a scratch buffer of `n` bytes (at most a header's).
-fn peek_until(sock: &TcpStream, n: usize, deadline: Option<Instant>) -> Peek {
-    let mut buf = [0u8; frame::PREFIX_LEN + 8 * frame::MAX_NDIM + 8];
-    peek_into(sock, &mut buf[..n], deadline)
+/// Time left until `deadline` (`Ok(None)`: no deadline; `Err(())`: it passed).
+fn left(deadline: Option<Instant>) -> Result<Option<Duration>, ()> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(l) if !l.is_zero() => Ok(Some(l)),
+            _ => Err(()),
+        },
+    }
 }
 
-/// Waits until `buf.len()` bytes are readable on `sock` without consuming them
-/// (`recv(MSG_PEEK | MSG_WAITALL)`), bounded by `deadline`. `SO_RCVTIMEO` is set to the time
-/// left before every call, so an interrupted call (`EINTR`, e.g. after SIGSTOP/SIGCONT)
-/// resumes with what is left instead of starting the wait over; it is cleared afterwards.
-fn peek_into(sock: &TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> Peek {
-    let want = buf.len();
-    let mut last: Option<usize> = None;
-    let result = loop {
-        let left = match deadline {
-            None => None,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(l) if !l.is_zero() => Some(l.max(Duration::from_millis(1))),
-                _ => break Peek::TimedOut(last.unwrap_or(0)),
-            },
+/// Waits in `poll(POLLIN | POLLRDHUP)` for at most the time left; `Ok(false)` when it passed.
+/// An interrupted poll (`EINTR`: a signal, or SIGSTOP/SIGCONT) resumes with the time left,
+/// so a signal storm cannot stretch a deadline.
+fn poll_readable(sock: &TcpStream, deadline: Option<Instant>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    loop {
+        let Ok(left) = left(deadline) else {
+            return Ok(false);
         };
-        if sock.set_read_timeout(left).is_err() {
-            break Peek::Ended(last.unwrap_or(0));
-        }
-        match rustix::net::recv(sock, &mut *buf, RecvFlags::PEEK | RecvFlags::WAITALL) {
-            Ok((_, got)) if got >= want => break Peek::Whole,
-            Ok((_, 0)) => break Peek::Ended(0),
-            Ok((_, got)) => {
-                // A short peek: the deadline, a signal, or the end of the stream. The same
-                // count twice with time left is the end (a waiting peek would have blocked).
-                let near = deadline.is_some_and(|d| {
-                    d.saturating_duration_since(Instant::now()) < Duration::from_millis(20)
-                });
-                if last == Some(got) && !near {
-                    break Peek::Ended(got);
-                }
-                last = Some(got);
-            }
+        let t = left.map(|l| Timespec {
+            tv_sec: l.as_secs() as _,
+            tv_nsec: l.subsec_nanos().into(),
+        });
+        let mut fds = [PollFd::new(sock, PollFlags::IN | PollFlags::RDHUP)];
+        match poll(&mut fds, t.as_ref()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
             Err(e) if e == rustix::io::Errno::INTR => {}
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::WOULDBLOCK => {
-                break Peek::TimedOut(last.unwrap_or(0));
-            }
-            // A reset and the like: `recv_any` reports it with its byte counts.
-            Err(_) => break Peek::Ended(last.unwrap_or(1)),
+            Err(e) => return Err(e.into()),
         }
-    };
-    let _ = sock.set_read_timeout(None);
-    result
+    }
+}
+
+/// Waits until `sock` has a byte to read (peeked, not consumed) or the peer closed.
+fn first_byte(sock: &TcpStream, deadline: Option<Instant>) -> Wait {
+    let mut b = [0u8; 1];
+    loop {
+        match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((_, 0)) => return Wait::Closed,
+            Ok(_) => return Wait::Ready,
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
+                match poll_readable(sock, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Wait::TimedOut,
+                    Err(e) => return Wait::Broken(e),
+                }
+            }
+            Err(e) => return Wait::Broken(e.into()),
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes from `sock` by `deadline` (non-blocking reads,
+/// `MSG_DONTWAIT`, between waits in [`poll_readable`]; the socket's own mode is untouched).
+fn read_exact_by(sock: &TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> Got {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::net::recv(sock, &mut buf[got..], RecvFlags::DONTWAIT) {
+            Ok((_, 0)) => return Got::Ended(got),
+            Ok((_, n)) => got += n,
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
+                match poll_readable(sock, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Got::TimedOut(got),
+                    Err(e) => return Got::Broken(got, e),
+                }
+            }
+            Err(e) => return Got::Broken(got, e.into()),
+        }
+    }
+    Got::Whole
 }
 
 #[cfg(test)]
