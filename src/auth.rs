@@ -166,8 +166,7 @@ impl AuthKey {
         f.take(MAX_KEY_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(unreadable)?;
-        let key = AuthKey::checked(bytes, Some(path));
-        key
+        AuthKey::checked(bytes, Some(path))
     }
 
     /// A key from its bytes (trailing ASCII whitespace removed, as [`AuthKey::from_file`]).
