@@ -591,3 +591,24 @@ fn cli_serve_warns_without_key_off_loopback() {
         "{w}"
     );
 }
+
+/// A server that turns the client away before the handshake (serve with every slot busy):
+/// the client reports the server's reason.
+#[test]
+fn auth_refusal_line_is_reported() {
+    let (_, client) = pair(
+        |mut s| {
+            let mut hello = [0u8; MESSAGE_LEN];
+            s.read_exact(&mut hello).unwrap();
+            s.write_all(b"ringxfer serve: refused: every slot is busy (1 connections)\n")
+                .unwrap();
+        },
+        |s| auth::authenticate_client(&s, &key(KEY_A), T),
+    );
+    match client {
+        Err(Error::Auth(AuthError::Refused { reason })) => {
+            assert_eq!(reason, "refused: every slot is busy (1 connections)")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -300,9 +300,13 @@ fn stop_cont_storm(pid: u32, span: Duration) -> thread::JoinHandle<u32> {
             for sig in ["-STOP", "-CONT"] {
                 let st = Command::new("kill")
                     .args([sig, &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
                     .status()
                     .unwrap();
-                assert!(st.success());
+                if !st.success() {
+                    // The process has exited: the storm is over.
+                    return n;
+                }
             }
             n += 1;
             thread::sleep(Duration::from_millis(100));
@@ -397,5 +401,54 @@ fn serve_output_memory_is_bounded() {
         for (i, v) in got[..got.len() - 1].iter().enumerate() {
             assert_eq!(v["array"], (ARRAYS as u64 - kept + 1 + i as u64), "{v}");
         }
+    });
+}
+
+/// The same storm on framed `recv --timeout 1` waiting for its second array: it fails with
+/// the idle timeout on time (exit status 1) instead of restarting the wait at every `EINTR`.
+#[test]
+fn recv_idle_timeout_survives_stop_cont_storm() {
+    use std::process::Stdio;
+    use util::proc::{Killed, Lines, wait_deadline};
+    within(Duration::from_secs(60), "recv stop/cont storm", || {
+        let mut child = Command::new(BIN)
+            .args([
+                "recv",
+                "--listen",
+                "127.0.0.1:0",
+                "--arrays",
+                "2",
+                "--timeout",
+                "1",
+            ])
+            .env_remove("RINGXFER_BACKEND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = Lines::new(child.stderr.take().unwrap());
+        let mut child = Killed(child);
+        let first = err
+            .next(Duration::from_secs(10))
+            .expect("where recv listens");
+        let addr = first.rsplit(' ').next().unwrap().parse().unwrap();
+        let (sock, _) = valid_client(addr, Backend::Auto);
+        thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        let storm = stop_cont_storm(child.pid(), Duration::from_secs(5));
+        let st = wait_deadline(&mut child.0, Duration::from_secs(10)).expect("recv exits");
+        let took = t0.elapsed();
+        let rounds = storm.join().unwrap();
+        let msg = err.drain_for(Duration::from_millis(200)).join("\n");
+        assert_eq!(st.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains("array 2 of 2: no progress for 1000 ms"),
+            "{msg}"
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "recv's 1 s idle timeout fired after {took:?}, during {rounds} stop/cont rounds"
+        );
+        drop(sock);
     });
 }

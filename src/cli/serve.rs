@@ -2,8 +2,10 @@
 //!
 //! The first line on stdout is `listening ADDR` with the bound address (so `--listen
 //! 127.0.0.1:0` works: read the port from it). Each accepted connection gets its own thread
-//! and its own [`Engine`], and receives framed arrays back to back with `Engine::recv_any`
-//! until the client closes between two messages (a clean close, not reported). Every array
+//! and its own [`Engine`], and receives framed arrays back to back — each header read by the
+//! connection's thread under the deadlines below, then the payload with
+//! `Engine::recv_any_after_header` — until the client closes between two messages (a clean
+//! close, not reported). Every array
 //! gives one line (see [`ArrayLine`]), then is dropped: a connection holds at most one array
 //! at a time. A broken client (bad header, checksum mismatch, a message cut short, a reset, a
 //! deadline missed, a failed handshake) gives one [`ErrorLine`] and its connection is closed;
