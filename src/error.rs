@@ -131,6 +131,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidInput(String),
 
+    /// The shared-key authentication handshake failed, or a key could not be loaded
+    /// ([`crate::auth`]; the connection must be closed).
+    #[error("authentication failed: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+
     /// Setting up the ring or registering buffers failed with an OS error.
     #[error("{what}: {source}")]
     Setup {
@@ -200,8 +205,9 @@ impl Error {
     }
 
     /// A stable snake-case name for the error (`"unexpected_eof"`, `"timed_out"`,
-    /// `"connection_reset"`, `"io"`, or the [`FrameError::kind`](crate::FrameError::kind) of a
-    /// framed-message rejection), for logs and JSON reports.
+    /// `"connection_reset"`, `"io"`, the [`FrameError::kind`](crate::FrameError::kind) of a
+    /// framed-message rejection, or the [`AuthError::kind`](crate::auth::AuthError::kind) of a
+    /// failed handshake, `"auth_…"`), for logs and JSON reports.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::UnexpectedEof { .. } => "unexpected_eof",
@@ -221,6 +227,7 @@ impl Error {
             Error::PeerReset { .. } => "peer_reset",
             Error::PeerNotClosed { .. } => "peer_not_closed",
             Error::ExtraBytes { .. } => "extra_bytes",
+            Error::Auth(a) => a.kind(),
         }
     }
 

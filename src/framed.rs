@@ -328,6 +328,24 @@ impl Engine {
     /// [`Engine::recv_array`], without the dtype check.
     pub fn recv_any<S: AsFd>(&mut self, sock: &S) -> Result<AnyArray> {
         let header = self.recv_header(sock)?;
+        self.recv_any_after_header(sock, header)
+    }
+
+    /// Receives the payload and trailer of a message whose header the caller has already
+    /// read from `sock` and decoded ([`frame::decode_prefix`], [`Header::decode`]) — e.g. a
+    /// server that reads headers under a deadline of its own. The header's `payload_len` is
+    /// checked against [`Options::max_payload_bytes`](crate::Options::max_payload_bytes)
+    /// again before anything is allocated. Errors as [`Engine::recv_any`]; their byte counts
+    /// include the header.
+    pub fn recv_any_after_header<S: AsFd>(&mut self, sock: &S, header: Header) -> Result<AnyArray> {
+        let limit = self.opts.max_payload_bytes;
+        if header.payload_len > limit {
+            return Err(FrameError::TooLarge {
+                payload_len: header.payload_len,
+                limit,
+            }
+            .into());
+        }
         let mut data =
             AlignedBuf::for_receive(header.payload_len as usize, self.opts.prefault, &self.pool)
                 .map_err(|source| Error::Setup {

@@ -51,6 +51,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod blocking;
 pub mod buffer;
 pub mod close;
@@ -68,6 +69,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 use socket2::SockRef;
 
+pub use auth::{AuthError, AuthKey};
 pub use buffer::Prefault;
 pub use error::{Error, Result};
 pub use frame::{FrameError, Order};

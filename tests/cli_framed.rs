@@ -232,12 +232,20 @@ fn serve_many_clients_and_garbage() {
     );
 }
 
-/// `--max-clients 1`: a second client waits (in the listen backlog) while the first holds the
-/// only slot; `--timeout 1` closes the silent first one with a `timed_out` line, and then
-/// the second is served.
+/// `--max-clients 1` with eviction off: a second client waits (in serve's queue, up to 2 s)
+/// while the first holds the only slot; `--timeout 1` closes the silent first one with a
+/// `timed_out` line, and then the second is served.
 #[test]
 fn serve_max_clients_and_idle_timeout() {
-    let (_server, lines, addr) = serve(&["--json", "--max-clients", "1", "--timeout", "1"]);
+    let (_server, lines, addr) = serve(&[
+        "--json",
+        "--max-clients",
+        "1",
+        "--timeout",
+        "1",
+        "--evict-idle",
+        "0",
+    ]);
     let silent = TcpStream::connect(addr).unwrap();
     thread::sleep(Duration::from_millis(100));
     let waiting = TcpStream::connect(addr).unwrap(); // completes from the backlog

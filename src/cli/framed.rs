@@ -287,10 +287,23 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
         Ok(false) => return Outcome::Closed,
         Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
     }
+    report_one(engine, sock, peer, array, None, |e| e.recv_any(sock))
+}
+
+/// Receives one framed array with `receive`, reports it and drops it. The clock starts at
+/// `started` (the first header byte), or now.
+pub fn report_one(
+    engine: &mut Engine,
+    sock: &TcpStream,
+    peer: &str,
+    array: u64,
+    started: Option<Instant>,
+    receive: impl FnOnce(&mut Engine) -> ringxfer::Result<ringxfer::AnyArray>,
+) -> Outcome {
     let socket_buffers = SockBufs::of(sock);
     let ((got, seconds), cpu) = with_cpu(|| {
-        let t = Instant::now();
-        let got = engine.recv_any(sock);
+        let t = started.unwrap_or_else(Instant::now);
+        let got = receive(engine);
         (got, t.elapsed().as_secs_f64())
     });
     match got {
@@ -324,7 +337,10 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
 
 /// Blocks until `sock` has a byte to read (`Ok(true)`) or the peer closed (`Ok(false)`),
 /// peeking so the byte stays for `recv_any`. With `idle`, gives up after that long with
-/// [`Error::TimedOut`] (0 of the next message's bytes received).
+/// [`Error::TimedOut`] (0 of the next message's bytes received). `SO_RCVTIMEO` is set to the
+/// time left before each peek, so an interrupted peek (`EINTR`: a signal handler without
+/// `SA_RESTART`, or SIGSTOP/SIGCONT with a receive timeout set) resumes with what is left
+/// instead of starting the wait over.
 fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error> {
     let io_err = |source: io::Error| Error::Io {
         op: "recv(MSG_PEEK)",
@@ -332,11 +348,18 @@ fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error
         expected: frame::PREFIX_LEN as u64,
         source,
     };
-    if idle.is_some() {
-        sock.set_read_timeout(idle).map_err(io_err)?;
-    }
+    let deadline = idle.map(|t| Instant::now() + t);
     let mut b = [0u8; 1];
     let r = loop {
+        if let Some(d) = deadline {
+            match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => {
+                    sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                        .map_err(io_err)?;
+                }
+                _ => break Err(io::Error::from(io::ErrorKind::TimedOut)),
+            }
+        }
         match sock.peek(&mut b) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => break r,
@@ -596,6 +619,12 @@ fn server_text(v: &serde_json::Value) -> String {
             other => other.to_string(),
         })
     };
+    if let Some(n) = o.get("dropped_lines") {
+        return format!(
+            "{n} earlier line(s) not kept by the server ({})",
+            st("note")
+        );
+    }
     if o.contains_key("error") {
         return format!(
             "array {}: ERROR [{}] {}",

@@ -92,6 +92,11 @@ enum Command {
     /// so one command shows both ends' figures. A client that did not ask has closed its
     /// socket; the failed write (EPIPE/ECONNRESET) is ignored. Nothing is written back after a
     /// broken message.
+    ///
+    /// Defaults for a network: --timeout 30, --header-timeout 5, --max-clients 128; when every
+    /// slot is taken a newcomer evicts the connection idle longest (--evict-idle) or is
+    /// refused with a one-line reason. --auth-key FILE requires each client to prove a shared
+    /// key first (docs/PROTOCOL.md).
     Serve(serve::ServeArgs),
     /// Report what io_uring offers on this machine.
     Probe(probe::ProbeArgs),

@@ -2,52 +2,84 @@
 //!
 //! The first line on stdout is `listening ADDR` with the bound address (so `--listen
 //! 127.0.0.1:0` works: read the port from it). Each accepted connection gets its own thread
-//! and its own [`Engine`], and receives framed arrays back to back with `Engine::recv_any`
-//! until the client closes between two messages (a clean close, not reported). Every array
+//! and its own [`Engine`], and receives framed arrays back to back — each header read by the
+//! connection's thread under the deadlines below, then the payload with
+//! `Engine::recv_any_after_header` — until the client closes between two messages (a clean
+//! close, not reported). Every array
 //! gives one line (see [`ArrayLine`]), then is dropped: a connection holds at most one array
-//! at a time. A broken client (bad header, checksum mismatch, a message cut short, a reset,
-//! `--timeout` without progress) gives one [`ErrorLine`] and its connection is closed; the
-//! other connections and the listener carry on. Lines are written whole under stdout's lock
-//! and flushed, so concurrent connections never interleave within a line.
+//! at a time. A broken client (bad header, checksum mismatch, a message cut short, a reset, a
+//! deadline missed, a failed handshake) gives one [`ErrorLine`] and its connection is closed;
+//! the other connections and the listener carry on. Lines are written whole under stdout's
+//! lock and flushed, so concurrent connections never interleave within a line.
 //!
-//! **Limits.** At most `--max-clients` connections are served at once; while that many are
-//! open the server stops accepting, so further clients wait in the kernel's listen backlog
-//! (their connect completes and their first bytes are buffered by the kernel) until a
-//! connection closes; a client beyond the backlog too sees its connect time out. Each header's
-//! `payload_len` is checked against `--max-payload` before anything is allocated, so the
-//! arrays held at once take at most `max-clients × max-payload` bytes. Dropped arrays' memory
-//! goes to the library's process-wide pool for reuse by the next receive on any connection
-//! (fresh arrays at pre-touched speed); the pool keeps at most `--recycle` bytes (its cap is
-//! the largest `recycle_bytes` any engine asked for) and keeps them until the process exits,
-//! also after the connections close. So the worst case is `max-clients × max-payload +
-//! recycle` bytes, plus ~2 MiB of thread stack per connection. `--timeout` bounds how long a
-//! silent client holds its slot.
+//! **Authentication** (`--auth-key FILE`): every connection first runs the handshake of
+//! [`ringxfer::auth`] (`docs/PROTOCOL.md`), bounded by `--header-timeout`; a client without
+//! the key is reported (`auth_wrong_key`, `auth_unauthenticated`, …) and closed before one
+//! byte of an array is read. Without it, serving on a non-loopback address prints a warning.
+//!
+//! **Deadlines** (defaults fit a server on a network; 0 turns each off):
+//! * `--header-timeout` (5 s): a connection must deliver its first whole header within this
+//!   long of its start (of the handshake's end, with `--auth-key`); each later header must be
+//!   whole within this long of its first byte. Otherwise: one `header_timeout` line, closed.
+//! * `--timeout` (30 s): no byte for this long, inside a message or between two: `timed_out`.
+//!
+//! **Connection slots.** At most `--max-clients` connections are served at once. The server
+//! always accepts; a client that finds every slot taken waits in the server's queue (at most
+//! `--max-clients` clients, [`QUEUE_WAIT`] each) until a slot frees, and meanwhile takes the
+//! slot of the connection that has been idle longest — waiting for a header, or in the
+//! handshake — once that one has been idle `--evict-idle` seconds (1 s; 0: never evict):
+//! the evicted connection is reported (`evicted`) and closed. A client for whom no slot comes
+//! (every slot busy moving arrays) is refused: it gets one line
+//! `ringxfer serve: refused: …` and is closed, and the server prints one `refused` line. So
+//! clients that connect and go quiet can hold slots only until someone else needs them.
+//!
+//! **Memory.** Each header's `payload_len` is checked against `--max-payload` before anything
+//! is allocated, so the arrays held at once take at most `max-clients × max-payload` bytes.
+//! Dropped arrays' memory goes to the library's process-wide pool for reuse by the next receive
+//! on any connection; the pool keeps at most `--recycle` bytes until the process exits. Each
+//! connection also keeps at most [`SERVER_OUTPUT_BYTES`] of report lines for the client
+//! (below), however many arrays it sends. So the worst case is `max-clients × (max-payload +
+//! 64 KiB) + recycle` bytes, plus ~2 MiB of thread stack per connection.
 //!
 //! **Server output back to the client** (like iperf3's `--get-server-output`). When a client
 //! closes its write side cleanly between two arrays, the server writes back on the same
 //! connection the per-array report lines it printed for that connection (in JSON, one object
-//! per line, whatever its own `--json`), then closes. `ringxfer send --get-server-output`
-//! half-closes after its last array and reads them; a client that did not ask has closed its
-//! socket altogether, so the write fails (EPIPE / ECONNRESET) and is ignored silently. After a
-//! broken message nothing is written back.
+//! per line, whatever its own `--json`), then closes. It keeps the most recent lines that fit
+//! in [`SERVER_OUTPUT_BYTES`]; when older ones were dropped, a last line
+//! `{"dropped_lines": N, …}` says how many. `ringxfer send --get-server-output` half-closes
+//! after its last array and reads them; a client that did not ask has closed its socket, so
+//! the write fails (EPIPE / ECONNRESET) and is ignored silently. After a broken message
+//! nothing is written back.
 //!
 //! Each array line carries the CPU (user and system seconds) the connection's thread spent
 //! receiving it, and the socket's effective SO_SNDBUF / SO_RCVBUF; `--sndbuf` / `--rcvbuf` are
 //! set on the listening socket before listen(), so accepted connections inherit them.
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use ringxfer::{Engine, Options, frame};
+use ringxfer::auth::{self, AuthKey};
+use ringxfer::frame::{self, Header};
+use ringxfer::{Engine, Options};
+use rustix::net::RecvFlags;
+use socket2::SockRef;
 
-use super::framed::{ErrorLine, Outcome, emit, recv_one};
+use super::framed::{ErrorLine, Outcome, emit, report_one};
 use super::measure::{SockBufArgs, say_notices};
 use super::{BackendArg, Failure, TuningArgs, size};
+
+/// Report bytes kept per connection for `--get-server-output` (the most recent lines).
+pub const SERVER_OUTPUT_BYTES: usize = 64 << 10;
+
+/// How long a client that found every slot taken waits in the queue before it is refused.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Arguments of `ringxfer serve`.
 #[derive(Debug, Args)]
@@ -73,57 +105,159 @@ pub struct ServeArgs {
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     recycle: Option<u64>,
     /// Close a connection when no byte moves for this many seconds, inside a message or
-    /// while waiting for the next one [default: wait forever].
-    #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
-    timeout: Option<Duration>,
-    /// Most connections served at once; further clients wait in the listen backlog until one
-    /// closes.
+    /// while waiting for the next one; 0: wait forever.
+    #[arg(long, value_name = "SECS", value_parser = parse_limit, default_value = "30")]
+    timeout: Limit,
+    /// Close a connection whose first header is not whole within SECS of its start (of the
+    /// end of the handshake, with --auth-key), or any later header within SECS of its first
+    /// byte; also the deadline of the handshake. 0: no deadline (the handshake then gets 10 s).
+    #[arg(long, value_name = "SECS", value_parser = parse_limit, default_value = "5")]
+    header_timeout: Limit,
+    /// Most connections served at once. A client that finds them all taken waits up to 2 s
+    /// for a slot, takes the slot of a connection idle for --evict-idle, or is refused with
+    /// a one-line reason.
     #[arg(long, value_name = "N", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_clients: u32,
+    /// When every slot is taken and a client waits: close the connection that has waited
+    /// longest for a header (or in the handshake), once it has waited SECS; 0: never.
+    #[arg(long, value_name = "SECS", value_parser = parse_limit, default_value = "1")]
+    evict_idle: Limit,
+    /// Shared-key authentication: each client must prove it holds the key in FILE (its
+    /// bytes, trailing whitespace trimmed, at least 16) before it may send arrays
+    /// (docs/PROTOCOL.md). Make one with `head -c 32 /dev/urandom > FILE`.
+    #[arg(long, value_name = "FILE")]
+    auth_key: Option<PathBuf>,
     #[command(flatten)]
     tuning: TuningArgs,
     #[command(flatten)]
     sockbufs: SockBufArgs,
 }
 
-/// Counts open connections against `--max-clients`.
-#[derive(Debug)]
-struct Slots {
-    open: Mutex<u32>,
-    freed: Condvar,
-    max: u32,
+/// A duration flag where 0 means "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<Duration>);
+
+/// Parses a non-negative number of seconds; 0 is "none".
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    let v = s
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v >= 0.0)
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("bad duration {s:?}: expected seconds (0: none)"))?;
+    Ok(Limit((!v.is_zero()).then_some(v)))
 }
 
-/// One open connection's slot; frees it when dropped (also when its thread panics).
-struct Slot(Arc<Slots>);
+/// Loads `--auth-key FILE` (shared by serve, send and recv): a clear usage error (exit status
+/// 2) when the file is unreadable, empty or not a key.
+pub fn load_key(path: Option<&PathBuf>) -> Result<Option<Arc<AuthKey>>, Failure> {
+    path.map(|p| {
+        AuthKey::from_file(p)
+            .map(Arc::new)
+            .map_err(|e| Failure::usage(format!("--auth-key: {e}")))
+    })
+    .transpose()
+}
+
+/// What the connection threads share with the accept loop.
+struct Limits {
+    json: bool,
+    header_timeout: Option<Duration>,
+    key: Option<Arc<AuthKey>>,
+}
+
+/// One open connection, as the slot table sees it.
+struct Slot {
+    /// A handle on the socket, to shut it down on eviction.
+    sock: TcpStream,
+    /// Since when it has been waiting for a header or in the handshake (`None`: moving an
+    /// array).
+    idle_since: Option<Instant>,
+    evicted: Arc<AtomicBool>,
+}
+
+/// The connection slots (`--max-clients`).
+struct Slots {
+    open: Mutex<HashMap<u64, Slot>>,
+    max: usize,
+    evict_idle: Option<Duration>,
+}
+
+/// A connection's own handle on its slot; frees it when dropped (also on a panic).
+struct SlotHandle {
+    id: u64,
+    slots: Arc<Slots>,
+    evicted: Arc<AtomicBool>,
+}
 
 impl Slots {
-    /// Waits for a free slot and takes it. Returns it and whether it had to wait.
-    fn acquire(this: &Arc<Slots>) -> (Slot, bool) {
+    /// Takes a slot for `sock`: a free one, or the one of the connection idle longest when it
+    /// has been idle `--evict-idle` (that connection is shut down and told so). `None` when
+    /// every slot is busy.
+    fn admit(this: &Arc<Slots>, id: u64, sock: &TcpStream) -> Option<SlotHandle> {
         let mut open = this.open.lock().unwrap_or_else(|p| p.into_inner());
-        let waited = *open >= this.max;
-        while *open >= this.max {
-            open = this.freed.wait(open).unwrap_or_else(|p| p.into_inner());
+        if open.len() >= this.max {
+            let limit = this.evict_idle?;
+            let now = Instant::now();
+            let (&victim, since) = open
+                .iter()
+                .filter_map(|(id, s)| s.idle_since.map(|t| (id, t)))
+                .min_by_key(|&(_, t)| t)?;
+            if now.duration_since(since) < limit {
+                return None;
+            }
+            let v = open.remove(&victim).expect("the victim is in the table");
+            v.evicted.store(true, Ordering::SeqCst);
+            // Wakes the victim's thread (its peek returns end of stream).
+            let _ = v.sock.shutdown(Shutdown::Both);
         }
-        *open += 1;
-        (Slot(Arc::clone(this)), waited)
+        let handle = sock.try_clone().ok()?;
+        let evicted = Arc::new(AtomicBool::new(false));
+        open.insert(
+            id,
+            Slot {
+                sock: handle,
+                idle_since: Some(Instant::now()),
+                evicted: Arc::clone(&evicted),
+            },
+        );
+        Some(SlotHandle {
+            id,
+            slots: Arc::clone(this),
+            evicted,
+        })
     }
 }
 
-impl Drop for Slot {
+impl SlotHandle {
+    /// Marks the connection idle (waiting for a header) from now, or busy (`false`).
+    fn set_idle(&self, idle: bool) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = open.get_mut(&self.id) {
+            s.idle_since = idle.then(Instant::now);
+        }
+    }
+
+    fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SlotHandle {
     fn drop(&mut self) {
-        let mut open = self.0.open.lock().unwrap_or_else(|p| p.into_inner());
-        *open -= 1;
-        self.0.freed.notify_one();
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.remove(&self.id);
     }
 }
 
 /// Runs `ringxfer serve` (until killed; returns only when it cannot listen).
 pub fn run(a: &ServeArgs) -> Result<(), Failure> {
+    let key = load_key(a.auth_key.as_ref())?;
     let opts = Options {
         backend: a.backend.backend(),
-        idle_timeout: a.timeout,
+        idle_timeout: a.timeout.0,
         uring: a.tuning.tuning()?,
         max_payload_bytes: a.max_payload.unwrap_or(frame::DEFAULT_MAX_PAYLOAD_BYTES),
         ..Options::default()
@@ -150,55 +284,149 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
     let local = listener
         .local_addr()
         .map_err(|e| Failure::runtime(format!("local_addr: {e}")))?;
+    if key.is_none() && !local.ip().is_loopback() {
+        eprintln!(
+            "ringxfer serve: warning: listening on {local} without --auth-key: anyone who can \
+             reach this port can send arrays"
+        );
+    }
     emit(&format!("listening {local}"));
 
     let slots = Arc::new(Slots {
-        open: Mutex::new(0),
-        freed: Condvar::new(),
-        max: a.max_clients,
+        open: Mutex::new(HashMap::new()),
+        max: a.max_clients as usize,
+        evict_idle: a.evict_idle.0,
     });
-    let full_said = AtomicBool::new(false);
+    let limits = Arc::new(Limits {
+        json: a.json,
+        header_timeout: a.header_timeout.0,
+        key,
+    });
+    let listen_ref = SockRef::from(&listener);
+    let mut queue: VecDeque<(TcpStream, SocketAddr, Instant)> = VecDeque::new();
+    let mut next_id = 0u64;
     loop {
-        let (slot, waited) = Slots::acquire(&slots);
-        if waited && !full_said.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "ringxfer serve: {} connections open (--max-clients); further clients wait in \
-                 the listen backlog until one closes",
-                a.max_clients
-            );
+        // Block in accept while nobody waits for a slot; otherwise come back every 20 ms to
+        // place the waiting (Linux's accept() honours SO_RCVTIMEO).
+        let tick = (!queue.is_empty()).then(|| Duration::from_millis(20));
+        if let Err(e) = listen_ref.set_read_timeout(tick) {
+            eprintln!("ringxfer serve: SO_RCVTIMEO on the listener: {e}");
         }
-        let (sock, peer) = match listener.accept() {
-            Ok(c) => c,
+        match listener.accept() {
+            Ok((sock, peer)) if queue.len() >= a.max_clients as usize => {
+                refuse(sock, peer, "the queue of waiting clients is full", a);
+            }
+            Ok((sock, peer)) => queue.push_back((sock, peer, Instant::now())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 eprintln!("ringxfer serve: accept: {e}");
                 // EMFILE and the like: give closing connections a moment instead of spinning.
                 thread::sleep(Duration::from_millis(100));
-                continue;
             }
-        };
-        let peer = peer.to_string();
-        let (opts, json) = (opts.clone(), a.json);
-        let spawned = thread::Builder::new().name(format!("serve {peer}")).spawn({
-            let peer = peer.clone();
-            move || {
-                let _slot = slot;
-                serve_connection(sock, &peer, opts, json);
-            }
-        });
-        if let Err(e) = spawned {
-            // The closure (socket and slot included) was dropped: the connection is closed.
-            let e = ringxfer::Error::Setup {
-                what: "spawning the connection's thread",
-                source: e,
-            };
-            emit(&ErrorLine::new(&peer, 1, &e).render(json));
         }
+        while let Some((sock, peer, since)) = queue.pop_front() {
+            let peer_s = peer.to_string();
+            next_id += 1;
+            match Slots::admit(&slots, next_id, &sock) {
+                Some(slot) => spawn_connection(sock, peer_s, slot, &opts, &limits),
+                None if since.elapsed() >= QUEUE_WAIT => refuse(
+                    sock,
+                    peer,
+                    "every connection slot (--max-clients) is busy moving arrays",
+                    a,
+                ),
+                None => {
+                    queue.push_front((sock, peer, since));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Turns `sock` away: one line to the client, one `refused` line on stdout, closed.
+fn refuse(sock: TcpStream, peer: SocketAddr, why: &str, a: &ServeArgs) {
+    let reason = format!("{why} ({} connections); try again later", a.max_clients);
+    // Whatever the client sent already is read and dropped (so the close does not reset the
+    // connection and discard our line); nothing blocks the accept loop.
+    let _ = sock.set_nonblocking(true);
+    let mut s = &sock;
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match s.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = s.write_all(format!("ringxfer serve: refused: {reason}\n").as_bytes());
+    let _ = sock.shutdown(Shutdown::Write);
+    let line = ErrorLine {
+        peer: peer.to_string(),
+        array: 1,
+        error: format!("refused: {reason}"),
+        kind: "refused",
+        transferred: None,
+        expected: None,
+    };
+    emit(&line.render(a.json));
+}
+
+fn spawn_connection(
+    sock: TcpStream,
+    peer: String,
+    slot: SlotHandle,
+    opts: &Options,
+    limits: &Arc<Limits>,
+) {
+    let (opts, limits) = (opts.clone(), Arc::clone(limits));
+    let json = limits.json;
+    let spawned = thread::Builder::new().name(format!("serve {peer}")).spawn({
+        let peer = peer.clone();
+        move || serve_connection(sock, &peer, opts, &limits, &slot)
+    });
+    if let Err(e) = spawned {
+        // The closure (socket and slot included) was dropped: the connection is closed.
+        let e = ringxfer::Error::Setup {
+            what: "spawning the connection's thread",
+            source: e,
+        };
+        emit(&ErrorLine::new(&peer, 1, &e).render(json));
+    }
+}
+
+/// The line of a connection evicted for a waiting client.
+fn evicted_line(peer: &str, array: u64, idle: Duration) -> ErrorLine {
+    ErrorLine {
+        peer: peer.to_owned(),
+        array,
+        error: format!(
+            "evicted after {:.1} s without a whole header: every connection slot \
+             (--max-clients) was taken and another client was waiting",
+            idle.as_secs_f64()
+        ),
+        kind: "evicted",
+        transferred: None,
+        expected: None,
     }
 }
 
 /// Receives arrays on one connection until the client closes or breaks; on a clean close,
 /// writes the connection's lines (JSON) back to the client.
-fn serve_connection(sock: TcpStream, peer: &str, opts: Options, json: bool) {
+fn serve_connection(
+    sock: TcpStream,
+    peer: &str,
+    opts: Options,
+    limits: &Limits,
+    slot: &SlotHandle,
+) {
+    let json = limits.json;
+    let started = Instant::now();
     let mut engine = match Engine::with_options(opts) {
         Ok(e) => e,
         Err(e) => {
@@ -206,17 +434,49 @@ fn serve_connection(sock: TcpStream, peer: &str, opts: Options, json: bool) {
             return;
         }
     };
-    let mut sent_back = String::new();
+    if let Some(key) = &limits.key {
+        let deadline = limits.header_timeout.unwrap_or(auth::DEFAULT_TIMEOUT);
+        if let Err(e) = auth::authenticate_server(&sock, key, deadline) {
+            let line = if slot.evicted() {
+                evicted_line(peer, 1, started.elapsed())
+            } else {
+                ErrorLine::new(peer, 1, &e)
+            };
+            emit(&line.render(json));
+            return;
+        }
+    }
+    let idle = engine.options().idle_timeout;
+    let max_payload = engine.options().max_payload_bytes;
+    let mut sent_back = SentBack::default();
+    let mut waiting_since = Instant::now();
     for array in 1.. {
-        match recv_one(&mut engine, &sock, peer, array) {
+        slot.set_idle(true);
+        let limits3 = (idle, limits.header_timeout, max_payload);
+        let next = read_header(&sock, peer, array, waiting_since, limits3);
+        slot.set_idle(false);
+        let outcome = match next {
+            Next::Header(h, started) => {
+                report_one(&mut engine, &sock, peer, array, Some(started), |e| {
+                    e.recv_any_after_header(&sock, h)
+                })
+            }
+            Next::Closed => Outcome::Closed,
+            Next::Failed(line) => Outcome::Failed(line),
+        };
+        if slot.evicted() {
+            emit(&evicted_line(peer, array, waiting_since.elapsed()).render(json));
+            return;
+        }
+        match outcome {
             Outcome::Array(line) => {
                 emit(&line.render(json));
-                sent_back.push_str(&line.render(true));
-                sent_back.push('\n');
+                sent_back.push(line.render(true));
+                waiting_since = Instant::now();
             }
             Outcome::Closed => {
                 say_notices("serve", &engine);
-                write_back(&sock, &sent_back, engine.options().idle_timeout);
+                write_back(&sock, &sent_back.finish(), idle);
                 return;
             }
             Outcome::Failed(line) => {
@@ -225,6 +485,50 @@ fn serve_connection(sock: TcpStream, peer: &str, opts: Options, json: bool) {
                 return;
             }
         }
+    }
+}
+
+/// The report lines kept for `--get-server-output`: the most recent ones within
+/// [`SERVER_OUTPUT_BYTES`], and how many older ones were dropped.
+#[derive(Debug, Default)]
+struct SentBack {
+    lines: VecDeque<String>,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl SentBack {
+    fn push(&mut self, line: String) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.bytes > SERVER_OUTPUT_BYTES {
+            let Some(old) = self.lines.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len() + 1;
+            self.dropped += 1;
+        }
+    }
+
+    /// The text to send: the kept lines, then `{"dropped_lines": N, …}` when any were dropped.
+    fn finish(self) -> String {
+        let mut out = String::with_capacity(self.bytes + 128);
+        for l in &self.lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if self.dropped > 0 {
+            let note = serde_json::json!({
+                "dropped_lines": self.dropped,
+                "kept_lines": self.lines.len(),
+                "note": format!(
+                    "the server keeps the most recent {SERVER_OUTPUT_BYTES} bytes of lines per connection"
+                ),
+            });
+            out.push_str(&note.to_string());
+            out.push('\n');
+        }
+        out
     }
 }
 
@@ -239,4 +543,266 @@ fn write_back(sock: &TcpStream, lines: &str, idle: Option<Duration>) {
     let mut s = sock;
     let _ = s.write_all(lines.as_bytes());
     let _ = s.flush();
+}
+
+/// What reading the next header gave.
+enum Next {
+    /// A whole, valid header, and when its first byte was readable.
+    Header(Header, Instant),
+    /// The client closed cleanly before the next message.
+    Closed,
+    /// A deadline passed, the stream ended or broke inside the header, or the header was
+    /// rejected: the line to print.
+    Failed(ErrorLine),
+}
+
+/// Reads the next message's header under the deadlines (see the module docs), consuming it.
+///
+/// The first byte is awaited until the idle timeout (`idle`, from `since`) — for the first
+/// message of a connection also at most `header` from `since` (the connection's start or the
+/// handshake's end). From the first byte on, the header must be whole within `header` (for the
+/// first message: `header` from `since`). Nothing is allocated beyond the header itself
+/// (≤ 296 bytes); its `payload_len` is checked against `max_payload`.
+fn read_header(
+    sock: &TcpStream,
+    peer: &str,
+    array: u64,
+    since: Instant,
+    (idle, header, max_payload): (Option<Duration>, Option<Duration>, u64),
+) -> Next {
+    let first = array == 1;
+    let fail = |e: ringxfer::Error| Next::Failed(ErrorLine::new(peer, array, &e));
+    let prefix = frame::PREFIX_LEN;
+    let first_header_deadline = header.filter(|_| first).map(|h| since + h);
+    let idle_deadline = idle.map(|t| since + t);
+    let first_byte_deadline = match (first_header_deadline, idle_deadline) {
+        (Some(h), Some(i)) => Some(h.min(i)),
+        (h, i) => h.or(i),
+    };
+    match first_byte(sock, first_byte_deadline) {
+        Wait::Ready => {}
+        Wait::Closed => return Next::Closed,
+        Wait::Broken(source) => {
+            return fail(ringxfer::Error::Io {
+                op: "recv",
+                transferred: 0,
+                expected: prefix as u64,
+                source,
+            });
+        }
+        Wait::TimedOut => {
+            let line = if first_header_deadline.is_some()
+                && first_header_deadline == first_byte_deadline
+            {
+                ErrorLine {
+                    peer: peer.to_owned(),
+                    array,
+                    error: format!(
+                        "no whole header within {} ms of the connection's start: 0 of {prefix} \
+                         bytes",
+                        header.unwrap_or_default().as_millis()
+                    ),
+                    kind: "header_timeout",
+                    transferred: Some(0),
+                    expected: Some(prefix as u64),
+                }
+            } else {
+                ErrorLine::new(
+                    peer,
+                    array,
+                    &ringxfer::Error::TimedOut {
+                        transferred: 0,
+                        expected: prefix as u64,
+                        timeout_ms: idle.unwrap_or_default().as_millis() as u64,
+                    },
+                )
+            };
+            return Next::Failed(line);
+        }
+    }
+    let started = Instant::now();
+    let deadline = header.map(|h| if first { since + h } else { started + h });
+    let missed = |got: u64, want: u64| {
+        Next::Failed(ErrorLine {
+            peer: peer.to_owned(),
+            array,
+            error: format!(
+                "the header was not whole within {} ms{} (after {got} of {want} bytes)",
+                header.unwrap_or_default().as_millis(),
+                if first {
+                    " of the connection's start"
+                } else {
+                    " of its first byte"
+                }
+            ),
+            kind: "header_timeout",
+            transferred: Some(got),
+            expected: Some(want),
+        })
+    };
+    // A broken read inside the header, as the library reports it (bytes of the message).
+    let broken = |r: Got, before: u64, whole: u64| match r {
+        Got::Ended(got) => fail(ringxfer::Error::UnexpectedEof {
+            transferred: before + got as u64,
+            expected: whole,
+        }),
+        Got::Broken(got, source) => fail(ringxfer::Error::Io {
+            op: "recv",
+            transferred: before + got as u64,
+            expected: whole,
+            source,
+        }),
+        Got::TimedOut(got) => missed(before + got as u64, whole),
+        Got::Whole => unreachable!("only failures are passed"),
+    };
+    let mut head = [0u8; HEADER_MAX];
+    match read_exact_by(sock, &mut head[..prefix], deadline) {
+        Got::Whole => {}
+        r => return broken(r, 0, prefix as u64),
+    }
+    let p = match frame::decode_prefix(head[..prefix].try_into().expect("32 bytes"), max_payload) {
+        Ok(p) => p,
+        Err(e) => return fail(e.into()),
+    };
+    let whole = (p.header_len + frame::TRAILER_LEN) as u64 + p.payload_len;
+    match read_exact_by(sock, &mut head[prefix..p.header_len], deadline) {
+        Got::Whole => {}
+        r => return broken(r, prefix as u64, whole),
+    }
+    match Header::decode(&head[..p.header_len], max_payload) {
+        Ok(h) => Next::Header(h, started),
+        Err(e) => fail(e.into()),
+    }
+}
+
+/// The longest header: `header_len(MAX_NDIM)`.
+const HEADER_MAX: usize = frame::PREFIX_LEN + 8 * frame::MAX_NDIM + 8;
+
+/// What waiting for a message's first byte gave.
+enum Wait {
+    Ready,
+    Closed,
+    Broken(io::Error),
+    TimedOut,
+}
+
+/// What a bounded read gave.
+enum Got {
+    /// Every byte asked for.
+    Whole,
+    /// The stream ended after this many.
+    Ended(usize),
+    /// An OS error after this many.
+    Broken(usize, io::Error),
+    /// The deadline passed after this many.
+    TimedOut(usize),
+}
+
+/// Time left until `deadline` (`Ok(None)`: no deadline; `Err(())`: it passed).
+fn left(deadline: Option<Instant>) -> Result<Option<Duration>, ()> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(l) if !l.is_zero() => Ok(Some(l)),
+            _ => Err(()),
+        },
+    }
+}
+
+/// Waits in `poll(POLLIN | POLLRDHUP)` for at most the time left; `Ok(false)` when it passed.
+/// An interrupted poll (`EINTR`: a signal, or SIGSTOP/SIGCONT) resumes with the time left,
+/// so a signal storm cannot stretch a deadline.
+fn poll_readable(sock: &TcpStream, deadline: Option<Instant>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    loop {
+        let Ok(left) = left(deadline) else {
+            return Ok(false);
+        };
+        let t = left.map(|l| Timespec {
+            tv_sec: l.as_secs() as _,
+            tv_nsec: l.subsec_nanos().into(),
+        });
+        let mut fds = [PollFd::new(sock, PollFlags::IN | PollFlags::RDHUP)];
+        match poll(&mut fds, t.as_ref()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(e) if e == rustix::io::Errno::INTR => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `sock` has a byte to read (peeked, not consumed) or the peer closed.
+fn first_byte(sock: &TcpStream, deadline: Option<Instant>) -> Wait {
+    let mut b = [0u8; 1];
+    loop {
+        match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((_, 0)) => return Wait::Closed,
+            Ok(_) => return Wait::Ready,
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
+                match poll_readable(sock, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Wait::TimedOut,
+                    Err(e) => return Wait::Broken(e),
+                }
+            }
+            Err(e) => return Wait::Broken(e.into()),
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes from `sock` by `deadline` (non-blocking reads,
+/// `MSG_DONTWAIT`, between waits in [`poll_readable`]; the socket's own mode is untouched).
+fn read_exact_by(sock: &TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> Got {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::net::recv(sock, &mut buf[got..], RecvFlags::DONTWAIT) {
+            Ok((_, 0)) => return Got::Ended(got),
+            Ok((_, n)) => got += n,
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
+                match poll_readable(sock, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Got::TimedOut(got),
+                    Err(e) => return Got::Broken(got, e),
+                }
+            }
+            Err(e) => return Got::Broken(got, e.into()),
+        }
+    }
+    Got::Whole
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse() {
+        assert_eq!(parse_limit("0"), Ok(Limit(None)));
+        assert_eq!(parse_limit("30"), Ok(Limit(Some(Duration::from_secs(30)))));
+        assert_eq!(
+            parse_limit("0.5"),
+            Ok(Limit(Some(Duration::from_millis(500))))
+        );
+        assert!(parse_limit("-1").is_err());
+        assert!(parse_limit("x").is_err());
+    }
+
+    #[test]
+    fn sent_back_is_bounded() {
+        let mut s = SentBack::default();
+        let line = "x".repeat(99); // 100 bytes with its newline
+        let n = 10_000u64;
+        for _ in 0..n {
+            s.push(line.clone());
+            assert!(s.bytes <= SERVER_OUTPUT_BYTES);
+        }
+        let kept = (SERVER_OUTPUT_BYTES / 100) as u64;
+        assert_eq!((s.lines.len() as u64, s.dropped), (kept, n - kept));
+        let text = s.finish();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["dropped_lines"], n - kept);
+        assert_eq!(last["kept_lines"], kept);
+        assert_eq!(text.lines().count() as u64, kept + 1);
+    }
 }

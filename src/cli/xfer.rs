@@ -25,9 +25,12 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use ringxfer::auth::{self, AuthKey};
 use ringxfer::dtype::{fill_arange, verify_arange};
 use ringxfer::{ActiveBackend, Engine, Options};
 use serde::Serialize;
@@ -116,7 +119,16 @@ pub struct XferArgs {
     /// discarding it.
     #[arg(long)]
     pub(super) get_server_output: bool,
+    /// Shared-key authentication: prove (and make the peer prove) the key in FILE right after
+    /// the connection is made, before any array moves (docs/PROTOCOL.md). The side that
+    /// connects is the client, the side that listens the server; both need the same file.
+    #[arg(long, value_name = "FILE")]
+    pub(super) auth_key: Option<PathBuf>,
 }
+
+/// `--auth-key`, loaded once at start-up by [`run`] (so a bad key file fails before anything
+/// else) and used by [`connect`].
+static AUTH_KEY: OnceLock<Option<Arc<AuthKey>>> = OnceLock::new();
 
 /// The `--json` report.
 #[derive(Debug, Serialize)]
@@ -150,6 +162,7 @@ struct Report {
 
 /// Runs `ringxfer send` or `ringxfer recv`.
 pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
+    let _ = AUTH_KEY.set(super::serve::load_key(a.auth_key.as_ref())?);
     if !a.raw {
         return super::framed::run(role, a);
     }
@@ -395,12 +408,26 @@ fn warn_refusal(role: Role, uring: bool, registered: bool, reason: Option<&str>)
 }
 
 /// Opens the one connection, listening or connecting as asked, with `--sndbuf` / `--rcvbuf`
-/// set before listen() or connect().
+/// set before listen() or connect(), and with `--auth-key` runs the handshake on it (the
+/// listening side as the server), within [`auth::DEFAULT_TIMEOUT`].
 pub(super) fn connect(
     role: Role,
     ep: &Endpoint,
     sb: &SockBufArgs,
 ) -> Result<(TcpStream, SocketAddr), Failure> {
+    let (sock, peer) = open(role, ep, sb)?;
+    match AUTH_KEY.get() {
+        Some(Some(key)) if ep.listen.is_some() => {
+            auth::authenticate_server(&sock, key, auth::DEFAULT_TIMEOUT)?
+        }
+        Some(Some(key)) => auth::authenticate_client(&sock, key, auth::DEFAULT_TIMEOUT)?,
+        _ => {}
+    }
+    Ok((sock, peer))
+}
+
+/// The connection of [`connect`], before the handshake.
+fn open(role: Role, ep: &Endpoint, sb: &SockBufArgs) -> Result<(TcpStream, SocketAddr), Failure> {
     let fail = |what: String, e: io::Error| Failure::runtime(format!("{what}: {e}"));
     match (&ep.listen, &ep.connect) {
         (Some(addr), _) => {
