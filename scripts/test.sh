@@ -28,6 +28,8 @@ step cargo test --release --no-fail-fast
 step cargo test --release --no-fail-fast -- --ignored
 # Issue 4: a short line-rate run across two network namespaces (skips itself, saying so, where
 # `ip netns` is unavailable), and a short bench whose JSON must parse with every run verified.
+# Issue 9: a criterion filter must not trip the benches' byte checks (`-- --list` runs none).
+step cargo bench --bench throughput -- --list
 step bash scripts/netns-bench.sh --quick
 step bash -c 'target/release/ringxfer bench --count 5000000 --repeat 2 --json | python3 -c "
 import json, sys
