@@ -74,6 +74,17 @@ pub enum Error {
         timeout_ms: u64,
     },
 
+    /// Another transfer of the same set ([`crate::Engine::scope`], a striped array) failed, so
+    /// this one was canceled before it finished; the first `transferred` bytes moved. Its
+    /// stream is out of step afterwards (some of its bytes may have moved, others not).
+    #[error("canceled after {transferred} of {expected} bytes: another transfer of the set failed")]
+    Canceled {
+        /// Bytes confirmed before the cancellation.
+        transferred: u64,
+        /// Bytes the transfer was to move.
+        expected: u64,
+    },
+
     /// This socket's receive side was shut down locally (`shutdown(SHUT_RD)` on this
     /// socket, e.g. by another thread) before the whole array arrived; the peer had not
     /// closed. Detected for TCP (the connection was still `ESTABLISHED` at the end of the
@@ -199,7 +210,8 @@ impl Error {
             | Error::Io { transferred, .. }
             | Error::TimedOut { transferred, .. }
             | Error::TimedOutAborted { transferred, .. }
-            | Error::ReadShutdown { transferred, .. } => Some(*transferred),
+            | Error::ReadShutdown { transferred, .. }
+            | Error::Canceled { transferred, .. } => Some(*transferred),
             _ => None,
         }
     }
@@ -214,6 +226,7 @@ impl Error {
             Error::TimedOut { .. } => "timed_out",
             Error::TimedOutAborted { .. } => "timed_out_aborted",
             Error::ReadShutdown { .. } => "read_shutdown",
+            Error::Canceled { .. } => "canceled",
             Error::NotStream { .. } => "not_stream",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
                 "connection_reset"

@@ -1,18 +1,34 @@
-//! What the kernel owns: the SQEs of the current chain, their result CQEs, cancellation and
-//! draining — the room where the invariant "no return while an SQE points into the caller's
-//! memory" is kept.
+//! What the kernel owns: the SQEs of every transfer of a set, their result CQEs, cancellation
+//! and draining — the room where the invariant "no return while an SQE points into the
+//! caller's memory" is kept.
+//!
+//! A set of [`Job`]s runs on one ring: each job (one socket, one direction, its spans) has its
+//! own [planner](crate::planner) and at most one link chain in flight — the rule that keeps a
+//! stream in order after a short send — while the chains of all jobs are in flight together.
+//! CQEs are routed by `user_data`: `epoch (12 bits) | job (12 bits) | SQE id (40 bits)`. The
+//! epoch changes with every set, so a late notification of an earlier set (a canceled
+//! `SEND_ZC` posts one without having announced it) is recognised and ignored.
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use crate::planner::Planner;
+use super::registry::Span;
+use crate::error::{Error, Result};
+use crate::planner::{Direction, Planner};
 
-/// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
-pub(super) const POLL_TAG: u64 = u64::MAX;
-/// `user_data` of `ASYNC_CANCEL` requests.
-pub(super) const CANCEL_TAG: u64 = u64::MAX - 1;
+const ID_BITS: u32 = 40;
+const JOB_BITS: u32 = 12;
+/// Most transfers one set can hold.
+pub(crate) const MAX_JOBS: usize = 1 << JOB_BITS;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+/// SQE id of a job's linked `POLL_ADD` (put in front of a chain after `-EAGAIN`).
+pub(super) const POLL_ID: u64 = ID_MASK;
+/// SQE id of a job's `ASYNC_CANCEL` requests.
+const CANCEL_ID: u64 = ID_MASK - 1;
+/// `user_data` of the catch-all cancel sent on unwind.
+const ANY_CANCEL_UD: u64 = u64::MAX;
 
 /// `fd` as a borrowed descriptor, for the safe socket helpers.
 pub(super) fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
@@ -21,74 +37,196 @@ pub(super) fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// The SQEs the kernel owns. Dropping it (also on unwind) cancels and drains them.
-pub(super) struct Flight<'r> {
-    pub(super) ring: &'r mut IoUring,
-    /// Result CQEs still to come: one per pushed SQE (ops, poll, cancels).
+/// One transfer of a set: a socket, a direction, the spans it walks in stream order, its
+/// planner and its clock.
+pub(super) struct Job {
+    pub(super) fd: RawFd,
+    pub(super) dir: Direction,
+    /// Non-empty spans, in stream order.
+    pub(super) spans: Vec<Span>,
+    /// Stream offset of each span's first byte.
+    pub(super) starts: Vec<u64>,
+    /// Bytes in all spans.
+    pub(super) len: u64,
+    /// Receives only: done once this many bytes arrived (one `RECV` without `MSG_WAITALL`
+    /// at a time, so the socket's backlog comes in the same completion).
+    pub(super) at_least: Option<u64>,
+    pub(super) plan: Planner,
+    /// A chain of this job is in flight (pushed, not yet settled).
+    pub(super) chain_open: bool,
+    /// The open chain was canceled (a probe, or the set stopping).
+    pub(super) canceled: bool,
+    /// CQEs still due: one per pushed SQE (ops, poll, cancels).
     pub(super) outstanding: usize,
     /// `user_data` of `SEND_ZC` requests whose result CQE carried `IORING_CQE_F_MORE`: their
     /// notification CQE (the kernel has released the pages) is still to come.
     ///
-    /// Measured on Linux 6.18: a linked `SEND_ZC` canceled with `-ECANCELED` comes back
-    /// *without* `F_MORE` and still posts a notification later. Such a request never touched
-    /// the caller's memory, so it is not waited for, and its late notification — like any
-    /// notification not listed here — is ignored; ids are unique per ring, so it cannot be
-    /// mistaken for one that is waited for.
-    pub(super) notifs: Vec<u64>,
-    /// `user_data` of planner id 0.
-    pub(super) base: u64,
+    /// Measured on Linux 6.18: a linked `SEND_ZC` canceled before it started comes back with
+    /// `-ECANCELED` *without* `F_MORE` and still posts a notification later. Such a request
+    /// never touched the caller's memory, so it is not waited for, and its late notification
+    /// — like any notification not listed here — is ignored. One canceled while it waited
+    /// for socket space comes back with `-ECANCELED` *and* `F_MORE`: waited for.
+    /// Each entry also says whether that send moved bytes (only then is its notification
+    /// progress).
+    pub(super) notifs: Vec<(u64, bool)>,
+    /// Last CQE of this job's chain (probe clock).
+    pub(super) quiet_since: Instant,
+    /// Last byte moved, or last notification (idle clock).
+    pub(super) last_progress: Instant,
+    /// Another job of the set failed: this one is to be settled as [`Error::Canceled`].
+    pub(super) stop: bool,
+    /// The job's outcome, once known (it may still wait for notifications).
+    pub(super) result: Option<Result<u64>>,
+    /// While the job has its result but the kernel still holds pages: when to give up on
+    /// the peer and abort the connection.
+    pub(super) pages_deadline: Option<Instant>,
+    /// The connection was aborted to make the kernel release the pages.
+    pub(super) aborted: bool,
 }
 
-impl Flight<'_> {
-    /// Pushes `entries` and submits them.
-    ///
-    /// # Safety
-    ///
-    /// Every buffer the entries point to must stay valid until their CQEs are reaped.
-    pub(super) unsafe fn push_all(&mut self, entries: &[squeue::Entry]) {
-        let mut sq = self.ring.submission();
-        for e in entries {
-            // SAFETY: forwarded from this function's contract. The SQ has SQ_ENTRIES (64) slots,
-            // a chain is at most MAX_CHAIN_SQES + 1 (33), and the SQ is empty between chains.
-            let pushed = unsafe { sq.push(e) };
-            assert!(pushed.is_ok(), "SQ has room for one chain");
+impl Job {
+    /// A job moving the bytes of `spans` in `dir` on `fd`, in segments of at most
+    /// `segment_bytes`.
+    pub(super) fn new(
+        fd: RawFd,
+        dir: Direction,
+        spans: &[Span],
+        segment_bytes: u32,
+        at_least: Option<u64>,
+    ) -> Job {
+        let spans: Vec<Span> = spans.iter().copied().filter(|s| s.len > 0).collect();
+        let (mut starts, mut ends, mut len) = (Vec::new(), Vec::new(), 0u64);
+        for s in &spans {
+            starts.push(len);
+            len += s.len as u64;
+            ends.push(len);
         }
-        drop(sq);
-        self.outstanding += entries.len();
+        let now = Instant::now();
+        Job {
+            fd,
+            dir,
+            spans,
+            starts,
+            len,
+            at_least: at_least.map(|m| m.min(len)),
+            plan: Planner::with_pieces(dir, ends, segment_bytes),
+            chain_open: false,
+            canceled: false,
+            outstanding: 0,
+            notifs: Vec::new(),
+            quiet_since: now,
+            last_progress: now,
+            stop: false,
+            result: None,
+            pages_deadline: None,
+            aborted: false,
+        }
     }
 
-    /// True while the kernel may still own an SQE or pages of this transfer.
+    /// True while the kernel may still own an SQE or pages of this job.
     pub(super) fn busy(&self) -> bool {
         self.outstanding > 0 || !self.notifs.is_empty()
     }
 
-    /// Reaps ready CQEs, feeding results to the planner. Returns the number of CQEs seen and
-    /// whether a send/recv result moved bytes (progress; notifications are not counted).
-    pub(super) fn reap(&mut self, mut plan: Option<&mut Planner>) -> (usize, bool) {
-        let (mut seen, mut moved) = (0, false);
+    /// True once the job has its result and the kernel holds nothing of it.
+    pub(super) fn settled(&self) -> bool {
+        self.result.is_some() && !self.busy()
+    }
+
+    /// What [`Error::Canceled`] says about this job now.
+    pub(super) fn canceled_error(&self) -> Error {
+        Error::Canceled {
+            transferred: self.plan.confirmed(),
+            expected: self.len,
+        }
+    }
+}
+
+/// The jobs of a set and the ring they run on. Dropping it (also on unwind) cancels and
+/// drains whatever is still in flight.
+pub(super) struct Flight<'r> {
+    pub(super) ring: &'r mut IoUring,
+    pub(super) epoch: u64,
+    pub(super) jobs: Vec<Job>,
+}
+
+impl Flight<'_> {
+    /// `user_data` of SQE `id` of job `job`.
+    pub(super) fn ud(&self, job: usize, id: u64) -> u64 {
+        (self.epoch << (ID_BITS + JOB_BITS)) | ((job as u64) << ID_BITS) | id
+    }
+
+    /// Pushes `entries` (one whole link chain, or cancels) for job `job`, submitting first
+    /// when the SQ lacks room: a chain must not be split across two submissions (the kernel
+    /// ends a link chain at the end of a submission).
+    ///
+    /// # Safety
+    ///
+    /// Every buffer the entries point to must stay valid until their CQEs are reaped.
+    pub(super) unsafe fn push(&mut self, job: usize, entries: &[squeue::Entry]) {
+        {
+            let sq = self.ring.submission();
+            let room = sq.capacity() - sq.len();
+            drop(sq);
+            if room < entries.len() {
+                // The SQ is emptied by the submission (the kernel consumes every SQE at
+                // submit time; those it cannot start yet it queues itself).
+                let _ = self.ring.submit();
+            }
+        }
+        let mut sq = self.ring.submission();
+        for e in entries {
+            // SAFETY: forwarded from this function's contract; the SQ has room for the whole
+            // chain (checked above; a chain is at most MAX_CHAIN_SQES + 1 < SQ_ENTRIES).
+            let pushed = unsafe { sq.push(e) };
+            assert!(pushed.is_ok(), "SQ has room for one chain");
+        }
+        drop(sq);
+        self.jobs[job].outstanding += entries.len();
+    }
+
+    /// Reaps ready CQEs, routing each to its job: results to the planner (a positive one is
+    /// progress), `F_MORE` announces a notification, a listed notification releases pages
+    /// (progress too). CQEs of another epoch or the unwind cancel are ignored.
+    pub(super) fn reap(&mut self) {
+        let now = Instant::now();
         for cqe in self.ring.completion() {
-            seen += 1;
-            let (ud, flags) = (cqe.user_data(), cqe.flags());
+            let (ud, flags, res) = (cqe.user_data(), cqe.flags(), cqe.result());
+            if ud == ANY_CANCEL_UD {
+                continue;
+            }
+            let epoch = ud >> (ID_BITS + JOB_BITS);
+            let job = ((ud >> ID_BITS) as usize) & (MAX_JOBS - 1);
+            let id = ud & ID_MASK;
+            if epoch != self.epoch || job >= self.jobs.len() {
+                continue; // a late notification of an earlier set
+            }
+            let j = &mut self.jobs[job];
             if cqueue::notif(flags) {
-                if let Some(i) = self.notifs.iter().position(|&u| u == ud) {
-                    self.notifs.swap_remove(i);
+                if let Some(i) = j.notifs.iter().position(|&(u, _)| u == ud) {
+                    // The pages of a send that moved bytes are free: the peer took them.
+                    if j.notifs.swap_remove(i).1 {
+                        j.last_progress = now;
+                    }
                 }
                 continue;
             }
-            self.outstanding -= 1;
+            j.outstanding -= 1;
             if cqueue::more(flags) {
-                self.notifs.push(ud);
+                // A canceled SEND_ZC may announce a notification too (with `-ECANCELED`):
+                // waited for, but its arrival is no progress.
+                j.notifs.push((ud, res > 0));
             }
-            if ud == POLL_TAG || ud == CANCEL_TAG || ud < self.base {
+            if id == POLL_ID || id == CANCEL_ID {
                 continue;
             }
-            moved |= cqe.result() > 0;
-            if let Some(plan) = plan.as_deref_mut() {
-                let known = plan.complete(ud - self.base, cqe.result());
-                debug_assert!(known, "CQE for unknown user_data {ud}");
+            if res > 0 {
+                j.last_progress = now;
+                j.quiet_since = now;
             }
+            let known = j.plan.complete(id, res);
+            debug_assert!(known, "CQE for unknown SQE id {id} of job {job}");
         }
-        (seen, moved)
     }
 
     /// Submits pending SQEs and waits for at least one CQE, until `deadline` if given.
@@ -98,7 +236,8 @@ impl Flight<'_> {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Ok(false);
+                    // Still submit what is queued, without waiting.
+                    return self.ring.submit().map(|_| false);
                 }
                 let ts = types::Timespec::from(left);
                 let args = types::SubmitArgs::new().timespec(&ts);
@@ -114,107 +253,68 @@ impl Flight<'_> {
         }
     }
 
-    /// Submits and waits until every SQE of the current chain has its result CQE.
-    ///
-    /// With an idle timeout `t`, a chain that has produced no CQE for
-    /// [`probe_interval(t)`](crate::blocking::probe_interval) is canceled: `MSG_WAITALL`
-    /// requests complete only when full, so the bytes they moved meanwhile are invisible until
-    /// a cancel makes them report their partial count. The caller re-plans from the first
-    /// unconfirmed byte, so a probe costs one cancel and one resubmission and only happens on
-    /// a transfer that is slow or stalled; it bounds how stale `last_progress` can be. Returns
-    /// `Ok(true)` when the chain was canceled (by a probe).
-    pub(super) fn wait_chain(
-        &mut self,
-        plan: &mut Planner,
-        idle_timeout: Option<Duration>,
-        last_progress: &mut Instant,
-    ) -> std::result::Result<bool, std::io::Error> {
-        let mut canceled = false;
-        let mut quiet_since = Instant::now();
-        loop {
-            if self.reap(Some(plan)).1 {
-                *last_progress = Instant::now();
-                quiet_since = *last_progress;
-            }
-            if plan.pending() == 0 {
-                return Ok(canceled);
-            }
-            let deadline = match idle_timeout {
-                // Canceled SQEs complete at once (they are parked on a poll or a wait queue).
-                Some(_) if canceled => None,
-                Some(t) => {
-                    Some((quiet_since + crate::blocking::probe_interval(t)).min(*last_progress + t))
-                }
-                None => None,
-            };
-            if !self.wait_until(deadline)? {
-                self.cancel(plan);
-                canceled = true;
-            }
+    /// Asks the kernel to cancel every SQE of job `job`'s open chain.
+    pub(super) fn cancel(&mut self, job: usize) {
+        let j = &self.jobs[job];
+        if !j.chain_open || j.canceled {
+            return;
         }
+        let ids: Vec<u64> = j.plan.pending_ids().chain([POLL_ID]).collect();
+        let cancel_ud = self.ud(job, CANCEL_ID);
+        let entries: Vec<squeue::Entry> = ids
+            .into_iter()
+            .map(|id| {
+                opcode::AsyncCancel::new(self.ud(job, id))
+                    .build()
+                    .user_data(cancel_ud)
+            })
+            .collect();
+        // SAFETY: a cancel request points to no memory.
+        unsafe { self.push(job, &entries) };
+        self.jobs[job].canceled = true;
     }
 
-    /// Asks the kernel to cancel every SQE of the current chain.
-    pub(super) fn cancel(&mut self, plan: &Planner) {
-        let ids: Vec<u64> = plan.pending_ids().chain([POLL_TAG]).collect();
-        let mut sq = self.ring.submission();
-        let mut pushed = 0;
-        for id in ids {
-            let target = if id == POLL_TAG { id } else { self.base + id };
-            let e = opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(CANCEL_TAG);
-            // SAFETY: a cancel request points to no memory.
-            if unsafe { sq.push(&e) }.is_ok() {
-                pushed += 1;
-            }
-        }
-        drop(sq);
-        self.outstanding += pushed;
-    }
-
-    /// Cancels what is in flight and reaps every result CQE; then settles the notifications
-    /// ([`Flight::settle_notifs`]).
-    pub(super) fn cancel_and_drain(
-        &mut self,
-        plan: &mut Planner,
-        fd: RawFd,
-        idle: Option<Duration>,
-    ) {
-        if plan.pending() > 0 {
-            self.cancel(plan);
-        }
-        while self.outstanding > 0 {
+    /// Waits for every outstanding CQE and notification of every job, with no deadline.
+    /// Aborts the process if the ring itself fails: returning would leave the kernel with
+    /// memory it may still read or write.
+    pub(super) fn drain(&mut self) {
+        while self.jobs.iter().any(Job::busy) {
             if self.wait_until(None).is_err() {
-                // The kernel may still write into (or read from) the caller's memory and we
-                // cannot learn when it stops: returning would break the invariant.
                 std::process::abort();
             }
-            self.reap(Some(plan));
+            self.reap();
         }
-        self.settle_notifs(fd, idle);
     }
 
-    /// Waits for every outstanding CQE (notifications included); no cancel.
-    pub(super) fn drain(&mut self) {
-        if !self.wait_notifs(None) {
-            unreachable!("waiting without a deadline");
+    /// The earliest time the set must wake up without a CQE: a probe or idle deadline of an
+    /// open chain, or a job's pages deadline. `None`: wait for a CQE, however long.
+    pub(super) fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut earliest = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
+        for j in &self.jobs {
+            if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
+                earliest(
+                    (j.quiet_since + crate::blocking::probe_interval(t)).min(j.last_progress + t),
+                );
+            }
+            if let (Some(p), false) = (j.pages_deadline, j.aborted) {
+                earliest(p);
+            }
         }
+        d
     }
 }
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
-        if self.busy() {
-            // Only reached on unwind (every return path drains first). We cannot reach the
-            // planner here, so cancel everything on the ring and wait.
+        if self.jobs.iter().any(Job::busy) {
+            // Only reached on unwind (every return path drains first). Cancel everything
+            // on the ring and wait.
             let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
                 .build()
-                .user_data(CANCEL_TAG);
+                .user_data(ANY_CANCEL_UD);
             // SAFETY: a cancel request points to no memory.
-            if unsafe { self.ring.submission().push(&e) }.is_ok() {
-                self.outstanding += 1;
-            }
+            let _ = unsafe { self.ring.submission().push(&e) };
             self.drain();
         }
     }

@@ -68,6 +68,7 @@ mod zerocopy;
 
 pub use probe::{Probe, probe};
 pub(crate) use registry::Registration;
+use setup::CQ_ENTRIES;
 pub use setup::MAX_CHAIN_SQES;
 pub(crate) use setup::build_ring;
 
@@ -77,8 +78,8 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, opcode, squeue, types};
 
 use crate::error::{Error, Result};
-use crate::planner::{Direction, PlanError, Planner};
-use flight::{Flight, POLL_TAG, borrowed};
+use crate::planner::{Direction, PlanError};
+use flight::{Flight, Job, MAX_JOBS, POLL_ID, borrowed};
 use registry::{Span, spans_of};
 use sigpipe::SigpipeBlocked;
 
@@ -155,9 +156,9 @@ pub(crate) struct Ring {
     zc_refused: Option<String>,
     /// Registrations refused so far (one-shot calls fall back silently otherwise).
     register_refused: Option<String>,
-    /// First `user_data` the next transfer may use: ids are unique over the ring's life, so
-    /// a late CQE of an earlier transfer can never be taken for one of the current transfer.
-    next_ud: u64,
+    /// Epoch of the last set (12 bits, in every `user_data`): a late notification of an
+    /// earlier set can never be taken for one of the current set.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Ring {
@@ -180,255 +181,313 @@ impl Ring {
             registered: false,
             zc_refused: None,
             register_refused: None,
-            next_ud: 0,
+            epoch: 0,
         })
     }
 
-    /// Moves the bytes of `spans`, in order, as one stream through socket `fd`.
+    /// Moves the bytes of `spans`, in order, as one stream through socket `fd`: a set of one
+    /// job ([`Ring::run_set`]).
     ///
     /// # Safety
     ///
-    /// Every span's `[ptr, ptr + len)` must be valid for reads (send) or writes (recv) for the
-    /// duration of the call and not accessed by anyone else meanwhile (the safe wrappers hold
-    /// `&[u8]` / `&mut [u8]`). A span's `buf_index`, when `Some`, must be the index of a
-    /// registered buffer of this ring that contains the whole span.
-    ///
-    /// With `at_least: Some(min)` (receives only) the call returns as soon as `min` bytes
-    /// have arrived, issuing one `RECV` without `MSG_WAITALL` at a time so that whatever the
-    /// socket holds beyond `min` (up to the spans' length) comes in the same completion; it
-    /// returns the bytes received. Otherwise every byte is moved and the total is returned.
+    /// As [`Ring::run_set`].
     unsafe fn transfer(
         &mut self,
         fd: RawFd,
         dir: Direction,
         spans: &[Span],
-        settings: (&UringTuning, Option<Duration>),
+        (tuning, idle): (&UringTuning, Option<Duration>),
         at_least: Option<u64>,
     ) -> Result<u64> {
-        let base = self.next_ud;
-        let mut used = 0;
+        let job = Job::new(fd, dir, spans, tuning.segment_bytes, at_least);
         // SAFETY: forwarded from this function's contract.
-        let r = unsafe { self.transfer_ids(fd, dir, spans, settings, at_least, base, &mut used) };
-        self.next_ud = base + used;
-        r
+        let mut r = unsafe { self.run_set(vec![job], tuning, idle) };
+        r.pop().expect("one result per job")
     }
 
-    /// [`Ring::transfer`] with SQE `user_data` starting at `base`; `used` receives how many
-    /// ids the transfer consumed.
+    /// Runs every job of a set to completion on this ring, all at once: one link chain in
+    /// flight per job, the chains of all jobs in flight together. Returns one result per job,
+    /// in order. When a job fails, every other job still running is canceled and settled as
+    /// [`Error::Canceled`] with its own byte counts; jobs already done keep their `Ok`.
+    ///
+    /// A job with `at_least: Some(min)` (receives only) is done as soon as `min` bytes have
+    /// arrived, issuing one `RECV` without `MSG_WAITALL` at a time so that whatever the socket
+    /// holds beyond `min` (up to the spans' length) comes in the same completion; its result
+    /// is the bytes received. Otherwise a job moves every byte and its result is the total.
     ///
     /// # Safety
     ///
-    /// As [`Ring::transfer`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn transfer_ids(
+    /// Every span's `[ptr, ptr + len)` must be valid for reads (send) or writes (recv) for the
+    /// duration of the call and not accessed by anyone else meanwhile (the safe wrappers hold
+    /// `&[u8]` / `&mut [u8]`); no two jobs' receive spans overlap. A span's `buf_index`, when
+    /// `Some`, must be the index of a registered buffer of this ring that contains the whole
+    /// span. At most one job per socket and direction.
+    unsafe fn run_set(
         &mut self,
-        fd: RawFd,
-        dir: Direction,
-        spans: &[Span],
-        (tuning, idle_timeout): (&UringTuning, Option<Duration>),
-        at_least: Option<u64>,
-        base: u64,
-        used: &mut u64,
-    ) -> Result<u64> {
-        let spans: Vec<Span> = spans.iter().copied().filter(|s| s.len > 0).collect();
-        let mut starts = Vec::with_capacity(spans.len());
-        let mut ends = Vec::with_capacity(spans.len());
-        let mut len = 0u64;
-        for s in &spans {
-            starts.push(len);
-            len += s.len as u64;
-            ends.push(len);
-        }
-        let mut plan = Planner::with_pieces(dir, ends, tuning.segment_bytes);
+        jobs: Vec<Job>,
+        tuning: &UringTuning,
+        idle: Option<Duration>,
+    ) -> Vec<Result<u64>> {
+        assert!(
+            jobs.len() <= MAX_JOBS,
+            "at most {MAX_JOBS} transfers per set"
+        );
+        self.epoch = (self.epoch + 1) & 0xfff;
+        let n = jobs.len();
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
         // closed peer would raise SIGPIPE in this thread and kill a host process that has
         // not ignored it (C and Python hosts; Rust binaries ignore it). Block it meanwhile.
-        let _sigpipe = (dir == Direction::Send && tuning.send_op == SendOp::WriteFixed)
-            .then(SigpipeBlocked::new);
+        let _sigpipe = (tuning.send_op == SendOp::WriteFixed
+            && jobs.iter().any(|j| j.dir == Direction::Send))
+        .then(SigpipeBlocked::new);
+        // Keep every CQE that can be due at once within the CQ: chains share half of it.
+        let share = (CQ_ENTRIES as usize / 2 / n.max(1)).max(1);
+        let chain_max = (tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize).min(share);
         let mut flight = Flight {
             ring: &mut self.ring,
-            outstanding: 0,
-            notifs: Vec::new(),
-            base,
+            epoch: self.epoch,
+            jobs,
         };
-        let mut last_progress = Instant::now();
-        let op_name = match dir {
-            Direction::Send => "send",
-            Direction::Recv => "recv",
-        };
-        let fail = |e: PlanError| -> Error {
-            let expected = len;
-            match e {
-                PlanError::Eof { transferred } => {
-                    crate::sock::eof(&borrowed(fd), transferred, expected)
+        loop {
+            // Plan and push the next chain of every job that has none in flight.
+            for i in 0..n {
+                let j = &mut flight.jobs[i];
+                if j.result.is_some() || j.chain_open {
+                    continue;
                 }
-                PlanError::WriteZero { transferred } => Error::Io {
-                    op: op_name,
-                    transferred,
-                    expected,
-                    source: std::io::ErrorKind::WriteZero.into(),
-                },
-                PlanError::Os { errno, transferred } => Error::Io {
-                    op: op_name,
-                    transferred,
-                    expected,
-                    source: std::io::Error::from_raw_os_error(errno),
-                },
-                PlanError::ChainOrder { offset, short_at } => {
-                    Error::ChainOrder { offset, short_at }
+                if j.stop {
+                    j.result = Some(Err(j.canceled_error()));
+                    continue;
                 }
-            }
-        };
-
-        let (max_sqes, recv_flags) = match at_least {
-            Some(_) => (1, 0),
-            None => (
-                tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize,
-                libc::MSG_WAITALL,
-            ),
-        };
-        while let Some(chain) = plan.next_chain(max_sqes) {
-            let n = chain.sqes.len();
-            let mut entries = Vec::with_capacity(n + 1);
-            if chain.poll_first {
-                let events = match dir {
-                    Direction::Send => libc::POLLOUT,
-                    Direction::Recv => libc::POLLIN,
-                } as u32;
-                entries.push(
-                    opcode::PollAdd::new(types::Fd(fd), events)
-                        .build()
-                        .flags(squeue::Flags::IO_LINK)
-                        .user_data(POLL_TAG),
-                );
-            }
-            for (i, s) in chain.sqes.iter().enumerate() {
-                let span = spans[s.slot as usize];
-                let p = span
-                    .ptr
-                    .wrapping_add((s.offset - starts[s.slot as usize]) as usize);
-                let send_op = match tuning.send_op {
-                    SendOp::SendZc if self.zc_refused.is_some() => SendOp::Send,
-                    op => op,
+                let max = if j.at_least.is_some() { 1 } else { chain_max };
+                let Some(chain) = j.plan.next_chain(max) else {
+                    j.result = Some(Ok(j.plan.confirmed()));
+                    flight.start_pages_wait(i, idle);
+                    continue;
                 };
-                let e = match (dir, span.buf_index) {
-                    (Direction::Send, idx) => match (send_op, idx) {
-                        (SendOp::SendZc, idx) => opcode::SendZc::new(types::Fd(fd), p, s.len)
-                            .buf_index(idx)
-                            .flags(send_flags(s.offset + u64::from(s.len) < len))
-                            .build(),
-                        (SendOp::WriteFixed, Some(idx)) => {
-                            opcode::WriteFixed::new(types::Fd(fd), p, s.len, idx)
-                                .offset(u64::MAX)
-                                .build()
-                        }
-                        _ => opcode::Send::new(types::Fd(fd), p, s.len)
-                            .flags(send_flags(s.offset + u64::from(s.len) < len))
-                            .build(),
-                    },
-                    (Direction::Recv, Some(idx)) if tuning.recv_op == RecvOp::ReadFixed => {
-                        opcode::ReadFixed::new(types::Fd(fd), p, s.len, idx)
-                            .offset(u64::MAX)
-                            .build()
-                    }
-                    (Direction::Recv, _) => opcode::Recv::new(types::Fd(fd), p, s.len)
-                        .flags(recv_flags)
-                        .build(),
-                };
-                let e = e.user_data(base + s.id);
-                *used = s.id + 1;
-                entries.push(if i + 1 < n {
-                    e.flags(squeue::Flags::IO_LINK)
-                } else {
-                    e
-                });
+                let entries = chain_entries(&flight, i, &chain, tuning, self.zc_refused.is_some());
+                let j = &mut flight.jobs[i];
+                j.chain_open = true;
+                j.quiet_since = Instant::now();
+                // SAFETY: each entry points inside one span of job `i` (the planner never
+                // crosses a piece boundary nor plans past the end), which the caller keeps
+                // valid and unaliased for this whole call; a fixed entry uses the
+                // `buf_index` of the registered slot that contains its span (this function's
+                // contract). Every path out of this function reaps every CQE first (the
+                // loop ends only when every job is settled; `Flight`'s Drop on unwind).
+                unsafe { flight.push(i, &entries) };
             }
-            // SAFETY: each entry points inside one span (the planner never crosses a piece
-            // boundary nor plans past the end), which the caller keeps valid and unaliased for
-            // this whole call; a fixed entry uses the `buf_index` of the registered slot that
-            // contains its span (this function's contract). Every path out of this function
-            // reaps every CQE first (`drain`/`cancel_and_drain`, or `Flight`'s Drop on unwind).
-            unsafe { flight.push_all(&entries) };
-            let canceled = match flight.wait_chain(&mut plan, idle_timeout, &mut last_progress) {
-                Ok(c) => c,
-                Err(source) => {
-                    let transferred = plan.confirmed();
-                    flight.cancel_and_drain(&mut plan, fd, idle_timeout);
-                    return Err(Error::Io {
-                        op: "io_uring_enter",
-                        transferred,
-                        expected: len,
-                        source,
-                    });
-                }
-            };
-            match plan.settle() {
-                Ok(0) if canceled => {
-                    // A probe found no byte moved since the chain was (re)submitted.
-                    if let Some(t) = idle_timeout.filter(|&t| last_progress.elapsed() >= t) {
-                        let (transferred, timeout_ms) = (plan.confirmed(), t.as_millis() as u64);
-                        // Notifications still due: give late ones one probe interval, then
-                        // make the kernel let go (the peer stopped reading).
-                        let grace = Instant::now() + crate::blocking::probe_interval(t);
-                        if !flight.wait_notifs(Some(grace)) && flight.holds_pages() {
-                            flight.abort(fd);
-                            return Err(Error::TimedOutAborted {
-                                transferred,
-                                expected: len,
-                                timeout_ms,
-                            });
-                        }
-                        flight.drain(); // only cancel CQEs can be left: they come at once
-                        return Err(Error::TimedOut {
-                            transferred,
-                            expected: len,
-                            timeout_ms,
-                        });
-                    }
-                }
-                Ok(0) => {}
-                Ok(_) => last_progress = Instant::now(),
-                // SEND_ZC refused: C08 (zero-copy sends pin the pages they send, which
-                // RLIMIT_MEMLOCK without CAP_IPC_LOCK refuses: ENOMEM, or ENOBUFS from the
-                // socket's optmem), or a socket family without zero-copy (EOPNOTSUPP, e.g.
-                // AF_UNIX). Nothing of the failed SQE was sent (the planner confirmed what was):
-                // fall back to copying SENDs for the rest of this ring's life, and say so once.
-                Err(PlanError::Os { errno, .. })
-                    if matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
-                        && tuning.send_op == SendOp::SendZc
-                        && self.zc_refused.is_none() =>
-                {
-                    let why = std::io::Error::from_raw_os_error(errno);
-                    let hint = match crate::sock::explain_pinning(&why) {
-                        _ if errno == libc::EOPNOTSUPP => {
-                            "this socket type has no zero-copy send (e.g. AF_UNIX)".to_owned()
-                        }
-                        Some(pinning) => pinning,
-                        None => "the socket's optmem (net.core.optmem_max) is exhausted".to_owned(),
-                    };
-                    self.zc_refused = Some(format!(
-                        "SEND_ZC refused ({why}): {hint}; falling back to copying IORING_OP_SEND"
-                    ));
-                }
-                Err(e) => {
-                    flight.settle_notifs(fd, idle_timeout);
-                    return Err(fail(e));
-                }
-            }
-            if at_least.is_some_and(|min| plan.confirmed() >= min) {
+            if flight.jobs.iter().all(Job::settled) {
                 break;
             }
+            let deadline = flight.deadline(idle);
+            if let Err(source) = flight.wait_until(deadline) {
+                // The ring itself failed: every job still running fails with it.
+                for i in 0..n {
+                    let j = &mut flight.jobs[i];
+                    if j.result.is_none() {
+                        j.result = Some(Err(Error::Io {
+                            op: "io_uring_enter",
+                            transferred: j.plan.confirmed(),
+                            expected: j.len,
+                            source: std::io::Error::from(source.kind()),
+                        }));
+                        j.stop = true;
+                    }
+                    flight.cancel(i);
+                }
+                flight.drain();
+                break;
+            }
+            flight.reap();
+            let now = Instant::now();
+            for i in 0..n {
+                let j = &flight.jobs[i];
+                if j.chain_open && j.plan.pending() == 0 {
+                    settle(&mut flight, i, tuning, idle, &mut self.zc_refused);
+                } else if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
+                    // A probe: no CQE for a probe interval (or the idle timeout is up) —
+                    // cancel the chain so that bytes inside its MSG_WAITALL requests show.
+                    let p = crate::blocking::probe_interval(t);
+                    if now >= j.quiet_since + p || now >= j.last_progress + t {
+                        flight.cancel(i);
+                    }
+                }
+            }
+            flight.check_pages(idle);
         }
-        // Every byte is queued; SEND_ZC's pages may still be held until the peer takes them.
-        if flight.settle_notifs(fd, idle_timeout) {
-            return Err(Error::TimedOutAborted {
-                transferred: plan.confirmed(),
-                expected: len,
-                timeout_ms: idle_timeout.unwrap_or_default().as_millis() as u64,
-            });
-        }
-        Ok(plan.confirmed())
+        flight
+            .jobs
+            .iter_mut()
+            .map(|j| j.result.take().expect("settled"))
+            .collect()
     }
+}
+
+/// Job `i`'s chain has every CQE in: confirm progress, turn a probe that found nothing for
+/// the idle timeout into `TimedOut`, a failure into the job's error (and stop the rest of the
+/// set). A refused `SEND_ZC` switches the ring to copying sends (`zc_refused` says why).
+fn settle(
+    flight: &mut Flight<'_>,
+    i: usize,
+    tuning: &UringTuning,
+    idle: Option<Duration>,
+    zc_refused: &mut Option<String>,
+) {
+    let j = &mut flight.jobs[i];
+    j.chain_open = false;
+    let canceled = std::mem::take(&mut j.canceled);
+    match j.plan.settle() {
+        Ok(moved) => {
+            if moved > 0 {
+                j.last_progress = Instant::now();
+            }
+            if j.stop {
+                j.result = Some(Err(j.canceled_error()));
+            } else if let Some(t) =
+                idle.filter(|&t| canceled && moved == 0 && j.last_progress.elapsed() >= t)
+            {
+                j.result = Some(Err(Error::TimedOut {
+                    transferred: j.plan.confirmed(),
+                    expected: j.len,
+                    timeout_ms: t.as_millis() as u64,
+                }));
+            } else if j.at_least.is_some_and(|min| j.plan.confirmed() >= min) {
+                j.result = Some(Ok(j.plan.confirmed()));
+            }
+        }
+        // SEND_ZC refused: C08 (zero-copy sends pin the pages they send, which
+        // RLIMIT_MEMLOCK without CAP_IPC_LOCK refuses: ENOMEM, or ENOBUFS from the
+        // socket's optmem), or a socket family without zero-copy (EOPNOTSUPP, e.g.
+        // AF_UNIX). Nothing of the failed SQE was sent (the planner confirmed what was):
+        // fall back to copying SENDs for the rest of this ring's life, and say so once.
+        Err(PlanError::Os { errno, .. })
+            if matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
+                && tuning.send_op == SendOp::SendZc
+                && j.dir == Direction::Send
+                && !j.stop =>
+        {
+            if zc_refused.is_none() {
+                let why = std::io::Error::from_raw_os_error(errno);
+                let hint = match crate::sock::explain_pinning(&why) {
+                    _ if errno == libc::EOPNOTSUPP => {
+                        "this socket type has no zero-copy send (e.g. AF_UNIX)".to_owned()
+                    }
+                    Some(pinning) => pinning,
+                    None => "the socket's optmem (net.core.optmem_max) is exhausted".to_owned(),
+                };
+                *zc_refused = Some(format!(
+                    "SEND_ZC refused ({why}): {hint}; falling back to copying IORING_OP_SEND"
+                ));
+            }
+        }
+        Err(e) => {
+            j.result = Some(Err(plan_error(j, e)));
+            for k in 0..flight.jobs.len() {
+                if k != i && flight.jobs[k].result.is_none() {
+                    flight.jobs[k].stop = true;
+                    flight.cancel(k);
+                }
+            }
+        }
+    }
+    if flight.jobs[i].result.is_some() {
+        flight.start_pages_wait(i, idle);
+    }
+}
+
+/// The error for a planner failure of job `j`.
+fn plan_error(j: &Job, e: PlanError) -> Error {
+    let (op, expected) = match j.dir {
+        Direction::Send => ("send", j.len),
+        Direction::Recv => ("recv", j.len),
+    };
+    match e {
+        PlanError::Eof { transferred } => crate::sock::eof(&borrowed(j.fd), transferred, expected),
+        PlanError::WriteZero { transferred } => Error::Io {
+            op,
+            transferred,
+            expected,
+            source: std::io::ErrorKind::WriteZero.into(),
+        },
+        PlanError::Os { errno, transferred } => Error::Io {
+            op,
+            transferred,
+            expected,
+            source: std::io::Error::from_raw_os_error(errno),
+        },
+        PlanError::ChainOrder { offset, short_at } => Error::ChainOrder { offset, short_at },
+    }
+}
+
+/// The SQEs of job `i`'s next `chain`: an optional linked `POLL_ADD` (after `-EAGAIN`), then
+/// one op per planned SQE, linked, the last unlinked.
+fn chain_entries(
+    flight: &Flight<'_>,
+    i: usize,
+    chain: &crate::planner::Chain,
+    tuning: &UringTuning,
+    zc_refused: bool,
+) -> Vec<squeue::Entry> {
+    let j = &flight.jobs[i];
+    let fd = types::Fd(j.fd);
+    let n = chain.sqes.len();
+    let mut entries = Vec::with_capacity(n + 1);
+    if chain.poll_first {
+        let events = match j.dir {
+            Direction::Send => libc::POLLOUT,
+            Direction::Recv => libc::POLLIN,
+        } as u32;
+        entries.push(
+            opcode::PollAdd::new(fd, events)
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(flight.ud(i, POLL_ID)),
+        );
+    }
+    let recv_flags = if j.at_least.is_some() {
+        0
+    } else {
+        libc::MSG_WAITALL
+    };
+    let send_op = match tuning.send_op {
+        SendOp::SendZc if zc_refused => SendOp::Send,
+        op => op,
+    };
+    for (k, s) in chain.sqes.iter().enumerate() {
+        let span = j.spans[s.slot as usize];
+        let p = span
+            .ptr
+            .wrapping_add((s.offset - j.starts[s.slot as usize]) as usize);
+        let more = s.offset + u64::from(s.len) < j.len;
+        let e = match (j.dir, span.buf_index) {
+            (Direction::Send, idx) => match (send_op, idx) {
+                (SendOp::SendZc, idx) => opcode::SendZc::new(fd, p, s.len)
+                    .buf_index(idx)
+                    .flags(send_flags(more))
+                    .build(),
+                (SendOp::WriteFixed, Some(idx)) => opcode::WriteFixed::new(fd, p, s.len, idx)
+                    .offset(u64::MAX)
+                    .build(),
+                _ => opcode::Send::new(fd, p, s.len)
+                    .flags(send_flags(more))
+                    .build(),
+            },
+            (Direction::Recv, Some(idx)) if tuning.recv_op == RecvOp::ReadFixed => {
+                opcode::ReadFixed::new(fd, p, s.len, idx)
+                    .offset(u64::MAX)
+                    .build()
+            }
+            (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len).flags(recv_flags).build(),
+        };
+        let e = e.user_data(flight.ud(i, s.id));
+        entries.push(if k + 1 < n {
+            e.flags(squeue::Flags::IO_LINK)
+        } else {
+            e
+        });
+    }
+    entries
 }
 
 impl Ring {
