@@ -15,9 +15,12 @@
 //! caller's socket: another thread using the same socket concurrently would see them.
 
 use std::io::{self, IoSlice, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use socket2::Socket;
+use socket2::{SockRef, Socket};
+
+use crate::driver::{Bufs, Transfer};
 
 use crate::error::{Error, Result};
 use crate::planner::{Direction, MAX_IO_BYTES};
@@ -109,7 +112,7 @@ fn run(
     sock: &Socket,
     dir: Direction,
     lens: &[usize],
-    (timeout, at_least): (Option<Duration>, Option<u64>),
+    (timeout, at_least, cancel): (Option<Duration>, Option<u64>, Option<&AtomicBool>),
     mut step: impl FnMut(u64, u64) -> io::Result<usize>,
 ) -> Result<u64> {
     let expected: u64 = lens.iter().map(|&l| l as u64).sum();
@@ -128,7 +131,16 @@ fn run(
         expected,
         timeout_ms: timeout.unwrap_or_default().as_millis() as u64,
     };
-    let probe = timeout.map(probe_interval);
+    // In a set, a blocked call also wakes up every probe interval to see whether another
+    // transfer failed (the set's cancel flag).
+    let probe = timeout
+        .map(probe_interval)
+        .or(cancel.map(|_| Duration::from_millis(100)));
+    let canceled = |done: u64| {
+        cancel
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+            .then_some(done)
+    };
     let mut guard = ModeGuard::new(sock, dir, probe).map_err(|e| io_err(0, e))?;
     let mut done = 0u64;
     // The idle timeout counts from the last progress. The socket timeout is only the probe
@@ -166,9 +178,15 @@ fn run(
                 {
                     continue; // a non-blocking socket's EAGAIN: now blocking, retry
                 }
+                if let Some(transferred) = canceled(done) {
+                    return Err(Error::Canceled {
+                        transferred,
+                        expected,
+                    });
+                }
                 let (Some(t), Some(p)) = (timeout, probe) else {
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                    if e.kind() == io::ErrorKind::Interrupted || cancel.is_some() {
+                        continue; // EINTR, or our own probe timeout in a set
                     }
                     // No idle timeout of ours, yet a blocking socket timed out: the caller's
                     // own SO_SNDTIMEO/SO_RCVTIMEO elapsed with no byte moved.
@@ -207,27 +225,112 @@ const GATHER_MAX: usize = 64;
 /// Sends every byte of `parts`, in order: one `sendmsg` gathers as many parts as fit (a
 /// framed message's header, payload and trailer leave in one call when the socket buffer
 /// takes them), with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not `SIGPIPE`).
-pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
+fn send_gathered(
+    sock: &Socket,
+    parts: &[&[u8]],
+    timeout: Option<Duration>,
+    cancel: Option<&AtomicBool>,
+) -> Result<u64> {
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    run(sock, Direction::Send, &lens, (timeout, None), |pos, end| {
-        let (first, off) = locate(&lens, pos);
-        let mut budget = (end - pos) as usize;
-        let mut bufs: Vec<IoSlice<'_>> = Vec::with_capacity((parts.len() - first).min(GATHER_MAX));
-        for (i, p) in parts[first..].iter().enumerate().take(GATHER_MAX) {
-            let p = if i == 0 { &p[off..] } else { p };
-            let take = p.len().min(budget);
-            if take == 0 {
-                continue;
+    run(
+        sock,
+        Direction::Send,
+        &lens,
+        (timeout, None, cancel),
+        |pos, end| {
+            let (first, off) = locate(&lens, pos);
+            let mut budget = (end - pos) as usize;
+            let mut bufs: Vec<IoSlice<'_>> =
+                Vec::with_capacity((parts.len() - first).min(GATHER_MAX));
+            for (i, p) in parts[first..].iter().enumerate().take(GATHER_MAX) {
+                let p = if i == 0 { &p[off..] } else { p };
+                let take = p.len().min(budget);
+                if take == 0 {
+                    continue;
+                }
+                bufs.push(IoSlice::new(&p[..take]));
+                budget -= take;
+                if budget == 0 {
+                    break;
+                }
             }
-            bufs.push(IoSlice::new(&p[..take]));
-            budget -= take;
-            if budget == 0 {
-                break;
-            }
-        }
-        sock.send_vectored_with_flags(&bufs, libc::MSG_NOSIGNAL)
+            sock.send_vectored_with_flags(&bufs, libc::MSG_NOSIGNAL)
+        },
+    )
+}
+
+/// Fills `parts` in order: every byte, or with `at_least` until that many arrived (taking
+/// what else the socket holds, up to the parts' length).
+fn recv_scattered(
+    sock: &Socket,
+    parts: &mut [&mut [u8]],
+    (timeout, at_least): (Option<Duration>, Option<u64>),
+    cancel: Option<&AtomicBool>,
+) -> Result<u64> {
+    let mut r = sock;
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    run(
+        sock,
+        Direction::Recv,
+        &lens,
+        (timeout, at_least, cancel),
+        |pos, end| {
+            let (i, off) = locate(&lens, pos);
+            let stop = (off as u64 + (end - pos)).min(lens[i] as u64) as usize;
+            r.read(&mut parts[i][off..stop])
+        },
+    )
+}
+
+/// Runs one transfer on the calling thread; `cancel` is the set's flag, if any.
+fn run_transfer(
+    t: &mut Transfer<'_>,
+    timeout: Option<Duration>,
+    cancel: Option<&AtomicBool>,
+) -> Result<u64> {
+    let sock = SockRef::from(&t.fd);
+    match &mut t.bufs {
+        Bufs::Send(parts) => send_gathered(&sock, parts, timeout, cancel),
+        Bufs::Recv(parts) => recv_scattered(&sock, parts, (timeout, t.at_least), cancel),
+    }
+}
+
+/// Runs a set of transfers (see [`crate::driver`]): a set of one on the calling thread, a
+/// larger set on scoped threads, one per transfer. The first transfer to fail raises the
+/// set's cancel flag; the others see it within 100 ms (their socket timeout is at most that
+/// while in a set) and return [`Error::Canceled`].
+pub(crate) fn run_set(
+    transfers: &mut [Transfer<'_>],
+    timeout: Option<Duration>,
+) -> Vec<Result<u64>> {
+    if let [one] = transfers {
+        return vec![run_transfer(one, timeout, None)];
+    }
+    let cancel = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = transfers
+            .iter_mut()
+            .map(|t| {
+                let cancel = &cancel;
+                s.spawn(move || {
+                    let r = run_transfer(t, timeout, Some(cancel));
+                    if r.is_err() {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
-    .map(drop)
+}
+
+/// Sends every byte of `parts`, in order (see [`send_gathered`]).
+pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
+    send_gathered(sock, parts, timeout, None).map(drop)
 }
 
 /// Fills every byte of `parts`, in order.
@@ -236,33 +339,7 @@ pub(crate) fn recv_parts(
     parts: &mut [&mut [u8]],
     timeout: Option<Duration>,
 ) -> Result<()> {
-    let mut r = sock;
-    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-    run(sock, Direction::Recv, &lens, (timeout, None), |pos, end| {
-        let (i, off) = locate(&lens, pos);
-        let stop = (off as u64 + (end - pos)).min(lens[i] as u64) as usize;
-        r.read(&mut parts[i][off..stop])
-    })
-    .map(drop)
-}
-
-/// Reads into `buf` until at least `min` bytes arrived; returns the bytes read (≤ `buf.len()`).
-pub(crate) fn recv_at_least(
-    sock: &Socket,
-    buf: &mut [u8],
-    min: usize,
-    timeout: Option<Duration>,
-) -> Result<usize> {
-    let mut r = sock;
-    let min = min.min(buf.len()) as u64;
-    run(
-        sock,
-        Direction::Recv,
-        &[buf.len()],
-        (timeout, Some(min)),
-        |pos, end| r.read(&mut buf[pos as usize..end as usize]),
-    )
-    .map(|n| n as usize)
+    recv_scattered(sock, parts, (timeout, None), None).map(drop)
 }
 
 /// Sends every byte of `bytes`.

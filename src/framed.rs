@@ -26,9 +26,10 @@ use bytemuck::Pod;
 use socket2::SockRef;
 
 use crate::buffer::AlignedBuf;
+use crate::driver::Transfer;
 use crate::dtype::{DType, Scalar};
 use crate::frame::{self, FrameError, Header, Order, PREFIX_LEN, TRAILER_LEN};
-use crate::{Engine, Error, Result, blocking};
+use crate::{Engine, Error, Result};
 
 /// Rust element types with a numpy dtype (native byte order).
 pub trait Element: Pod {
@@ -172,21 +173,29 @@ impl Engine {
     }
 
     fn send_parts<S: AsFd>(&mut self, sock: &S, parts: &[&[u8]]) -> Result<()> {
-        let timeout = self.opts.idle_timeout;
-        let len = parts.iter().map(|p| p.len()).sum();
-        match crate::ring_for(&mut self.ring, self.opts.direct_below_bytes, len) {
-            None => blocking::send_parts(&SockRef::from(sock), parts, timeout),
-            Some(r) => r.send_parts(sock.as_fd(), parts, &self.opts.uring, timeout),
-        }
+        self.run(Transfer::send(sock.as_fd(), parts.to_vec()), false)
+            .map(drop)
     }
 
     fn recv_parts<S: AsFd>(&mut self, sock: &S, parts: &mut [&mut [u8]]) -> Result<()> {
-        let timeout = self.opts.idle_timeout;
-        let len = parts.iter().map(|p| p.len()).sum();
-        match crate::ring_for(&mut self.ring, self.opts.direct_below_bytes, len) {
-            None => blocking::recv_parts(&SockRef::from(sock), parts, timeout),
-            Some(r) => r.recv_parts(sock.as_fd(), parts, &self.opts.uring, timeout),
-        }
+        let parts: Vec<&mut [u8]> = parts.iter_mut().map(|p| &mut **p).collect();
+        self.run(Transfer::recv(sock.as_fd(), parts), false)
+            .map(drop)
+    }
+
+    /// Receives into `buf` until at least `min` bytes arrived, taking what else the socket
+    /// holds up to `buf.len()`; returns the bytes received.
+    pub(crate) fn recv_at_least<S: AsFd>(
+        &mut self,
+        sock: &S,
+        buf: &mut [u8],
+        min: usize,
+    ) -> Result<usize> {
+        let t = Transfer {
+            at_least: Some(min.min(buf.len()) as u64),
+            ..Transfer::recv(sock.as_fd(), vec![buf])
+        };
+        self.run(t, false).map(|n| n as usize)
     }
 
     /// Sends `data` as one framed array of `shape` (elements) in `order`.
@@ -282,13 +291,7 @@ impl Engine {
         let mut prefix = [0u8; PREFIX_LEN];
         let mut got = 0;
         while got < PREFIX_LEN {
-            let timeout = self.opts.idle_timeout;
-            let space = &mut prefix[got..];
-            let n = match crate::ring_for(&mut self.ring, self.opts.direct_below_bytes, space.len())
-            {
-                None => blocking::recv_at_least(&SockRef::from(sock), space, 1, timeout),
-                Some(r) => r.recv_at_least(sock.as_fd(), space, 1, &self.opts.uring, timeout),
-            };
+            let n = self.recv_at_least(sock, &mut prefix[got..], 1);
             got += n.map_err(|e| in_message(e, got as u64, PREFIX_LEN as u64))?;
             frame::check_magic(&prefix[..got])?;
         }
@@ -499,21 +502,11 @@ impl<S: AsFd> Receiver<'_, S> {
             self.end -= self.start;
             self.start = 0;
         }
-        let timeout = self.engine.opts.idle_timeout;
         while self.end < n {
             let want = n - self.end;
-            let space = &mut self.buf[self.end..];
-            let direct_below = self.engine.opts.direct_below_bytes;
-            let got = match crate::ring_for(&mut self.engine.ring, direct_below, space.len()) {
-                None => blocking::recv_at_least(&SockRef::from(&self.sock), space, want, timeout),
-                Some(r) => r.recv_at_least(
-                    self.sock.as_fd(),
-                    space,
-                    want,
-                    &self.engine.opts.uring,
-                    timeout,
-                ),
-            };
+            let got = self
+                .engine
+                .recv_at_least(&self.sock, &mut self.buf[self.end..], want);
             match got {
                 Ok(k) => self.end += k,
                 Err(e) => {

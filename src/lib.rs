@@ -55,11 +55,13 @@ pub mod auth;
 pub mod blocking;
 pub mod buffer;
 pub mod close;
+mod driver;
 pub mod dtype;
 mod error;
 pub mod frame;
 mod framed;
 pub mod planner;
+pub mod scope;
 mod sock;
 pub mod uring;
 
@@ -69,12 +71,15 @@ use std::time::Duration;
 use bytemuck::Pod;
 use socket2::SockRef;
 
+use driver::Transfer;
+
 pub use auth::{AuthError, AuthKey};
 pub use buffer::Prefault;
 pub use error::{Error, Result};
 pub use frame::{FrameError, Order};
 pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
+pub use scope::{Scope, ScopeOutcome};
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
 
 /// Which engine moves the bytes.
@@ -304,16 +309,8 @@ impl Engine {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         sock::check_stream(sock, bytes.len() as u64)?;
         let register = register_pays(&self.opts, Direction::Send);
-        match ring_for(&mut self.ring, self.opts.direct_below_bytes, bytes.len()) {
-            None => blocking::send_all(&SockRef::from(sock), bytes, self.opts.idle_timeout),
-            Some(ring) => ring.send(
-                sock.as_fd(),
-                bytes,
-                register,
-                &self.opts.uring,
-                self.opts.idle_timeout,
-            ),
-        }
+        self.run(Transfer::send(sock.as_fd(), vec![bytes]), register)
+            .map(drop)
     }
 
     /// Fills every byte of `data` from the connected stream socket `sock`.
@@ -326,16 +323,8 @@ impl Engine {
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(data);
         sock::check_stream(sock, bytes.len() as u64)?;
         let register = register_pays(&self.opts, Direction::Recv);
-        match ring_for(&mut self.ring, self.opts.direct_below_bytes, bytes.len()) {
-            None => blocking::recv_all(&SockRef::from(sock), bytes, self.opts.idle_timeout),
-            Some(ring) => ring.recv(
-                sock.as_fd(),
-                bytes,
-                register,
-                &self.opts.uring,
-                self.opts.idle_timeout,
-            ),
-        }
+        self.run(Transfer::recv(sock.as_fd(), vec![bytes]), register)
+            .map(drop)
     }
 
     /// Registers `data` as fixed buffers for sending, for as long as the guard lives.
@@ -375,14 +364,39 @@ impl Engine {
     }
 }
 
-/// The ring for a transfer of `len` bytes, or `None` for the direct (blocking syscall) path:
-/// no ring, or a transfer below [`Options::direct_below_bytes`].
-fn ring_for(
-    ring: &mut Option<uring::Ring>,
-    direct_below: usize,
-    len: usize,
-) -> Option<&mut uring::Ring> {
-    ring.as_mut().filter(|_| len >= direct_below)
+impl Engine {
+    /// Runs a set of transfers to completion (the contract: [`driver`]) — the one place that
+    /// picks the backend. The uring backend runs the whole set on the engine's ring; a set of
+    /// one shorter than [`Options::direct_below_bytes`] takes the direct syscall path, as does
+    /// everything on the blocking backend. `register`: a set of one single-buffer transfer is
+    /// registered as fixed buffers for the call (see [`RegisterPolicy`]).
+    pub(crate) fn run_set(
+        &mut self,
+        transfers: &mut [Transfer<'_>],
+        register: bool,
+    ) -> Vec<Result<u64>> {
+        let direct_below = self.opts.direct_below_bytes as u64;
+        let ring = self.ring.as_mut().filter(|_| match transfers {
+            [one] => one.bufs.len() >= direct_below,
+            _ => true,
+        });
+        match ring {
+            None => blocking::run_set(transfers, self.opts.idle_timeout),
+            Some(r) => r.run_transfers(
+                transfers,
+                &self.opts.uring,
+                self.opts.idle_timeout,
+                register,
+            ),
+        }
+    }
+
+    /// [`Engine::run_set`] of one transfer.
+    pub(crate) fn run(&mut self, t: Transfer<'_>, register: bool) -> Result<u64> {
+        let mut set = [t];
+        let mut r = self.run_set(&mut set, register);
+        r.pop().expect("one result per transfer")
+    }
 }
 
 /// Whether a one-shot call registers the array (see [`RegisterPolicy::Auto`]).

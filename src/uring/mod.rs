@@ -77,6 +77,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
+use crate::driver::{Bufs, Transfer};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, PlanError};
 use flight::{Flight, Job, MAX_JOBS, POLL_ID, borrowed};
@@ -203,6 +204,56 @@ impl Ring {
         // SAFETY: forwarded from this function's contract.
         let mut r = unsafe { self.run_set(vec![job], tuning, idle) };
         r.pop().expect("one result per job")
+    }
+
+    /// Runs a set of transfers on this ring, all at once (see [`crate::driver`]): one result
+    /// per transfer, in order. Nothing is registered.
+    pub(crate) fn run_transfers(
+        &mut self,
+        transfers: &mut [Transfer<'_>],
+        tuning: &UringTuning,
+        idle: Option<Duration>,
+        register: bool,
+    ) -> Vec<Result<u64>> {
+        if let ([t], true) = (&mut *transfers, register) {
+            // One array, registered for this one call (the fixed-buffer ops need it).
+            let dir = t.bufs.dir();
+            let span = match &mut t.bufs {
+                Bufs::Send(p) if p.len() == 1 => Some((p[0].as_ptr() as *mut u8, p[0].len())),
+                Bufs::Recv(p) if p.len() == 1 => Some((p[0].as_mut_ptr(), p[0].len())),
+                _ => None,
+            };
+            if let Some(span) = span {
+                // SAFETY: the span is the one slice `transfers` borrows for the whole call
+                // (shared for a send, exclusive for a receive).
+                let r = unsafe { self.one_shot(t.fd, dir, span, true, (tuning, idle)) };
+                return vec![r.map(|()| span.1 as u64)];
+            }
+        }
+        let jobs = transfers
+            .iter_mut()
+            .map(|t| {
+                let spans: Vec<Span> = match &mut t.bufs {
+                    Bufs::Send(p) => p.iter().map(|b| Span::plain(b.as_ptr(), b.len())).collect(),
+                    Bufs::Recv(p) => p
+                        .iter_mut()
+                        .map(|b| Span::plain(b.as_mut_ptr(), b.len()))
+                        .collect(),
+                };
+                let dir = t.bufs.dir();
+                Job::new(
+                    t.fd.as_raw_fd(),
+                    dir,
+                    &spans,
+                    tuning.segment_bytes,
+                    t.at_least,
+                )
+            })
+            .collect();
+        // SAFETY: every span is a slice that `transfers` borrows for the whole call — shared
+        // for sends (only read), exclusive for receives (so no two receive spans overlap and
+        // nobody else touches them) — and none claims a registered buffer.
+        unsafe { self.run_set(jobs, tuning, idle) }
     }
 
     /// Runs every job of a set to completion on this ring, all at once: one link chain in
@@ -529,67 +580,6 @@ impl Ring {
         r
     }
 
-    /// One-shot send of `bytes`; see [`Ring::one_shot`].
-    pub(crate) fn send(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        bytes: &[u8],
-        register: bool,
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
-    ) -> Result<()> {
-        let span = (bytes.as_ptr() as *mut u8, bytes.len());
-        // SAFETY: `bytes` is borrowed for the whole call and a send only reads it.
-        unsafe { self.one_shot(fd, Direction::Send, span, register, (tuning, idle_timeout)) }
-    }
-
-    /// One-shot receive into `bytes`; see [`Ring::one_shot`].
-    pub(crate) fn recv(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        bytes: &mut [u8],
-        register: bool,
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
-    ) -> Result<()> {
-        let span = (bytes.as_mut_ptr(), bytes.len());
-        // SAFETY: `bytes` is exclusively borrowed for the whole call.
-        unsafe { self.one_shot(fd, Direction::Recv, span, register, (tuning, idle_timeout)) }
-    }
-
-    /// Sends `parts` back to back as one stream (one link chain when they fit in one), e.g.
-    /// header, payload and trailer of a framed message. Nothing is registered.
-    pub(crate) fn send_parts(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        parts: &[&[u8]],
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
-    ) -> Result<()> {
-        let spans: Vec<Span> = parts
-            .iter()
-            .map(|p| Span::plain(p.as_ptr(), p.len()))
-            .collect();
-        // SAFETY: every part is borrowed for the whole call and a send only reads it.
-        unsafe { self.transfer_all(fd, Direction::Send, &spans, (tuning, idle_timeout)) }
-    }
-
-    /// Fills `parts` back to back from one stream; see [`Ring::send_parts`].
-    pub(crate) fn recv_parts(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        parts: &mut [&mut [u8]],
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
-    ) -> Result<()> {
-        let spans: Vec<Span> = parts
-            .iter_mut()
-            .map(|p| Span::plain(p.as_mut_ptr(), p.len()))
-            .collect();
-        // SAFETY: every part is exclusively borrowed for the whole call.
-        unsafe { self.transfer_all(fd, Direction::Recv, &spans, (tuning, idle_timeout)) }
-    }
-
     /// [`Ring::transfer`] of every byte of `spans`.
     ///
     /// # Safety
@@ -604,31 +594,6 @@ impl Ring {
     ) -> Result<()> {
         // SAFETY: forwarded from this function's contract.
         unsafe { self.transfer(fd.as_raw_fd(), dir, spans, settings, None) }.map(drop)
-    }
-
-    /// Receives into `buf` until at least `min` bytes arrived (`min <= buf.len()`), taking
-    /// whatever else the socket already holds, up to `buf.len()`. Returns the bytes received.
-    /// Used to read many small framed messages per completion.
-    pub(crate) fn recv_at_least(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        buf: &mut [u8],
-        min: usize,
-        tuning: &UringTuning,
-        idle_timeout: Option<Duration>,
-    ) -> Result<usize> {
-        let spans = [Span::plain(buf.as_mut_ptr(), buf.len())];
-        // SAFETY: `buf` is exclusively borrowed for the whole call.
-        unsafe {
-            self.transfer(
-                fd.as_raw_fd(),
-                Direction::Recv,
-                &spans,
-                (tuning, idle_timeout),
-                Some(min.min(buf.len()) as u64),
-            )
-        }
-        .map(|n| n as usize)
     }
 }
 

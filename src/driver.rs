@@ -1,0 +1,89 @@
+//! The contract a backend honours, and the one place that picks the backend.
+//!
+//! A [`Transfer`] is plain data: a connected stream socket, a direction (implied by its
+//! buffers: byte slices to send, or to fill), the byte spans it walks in stream order, and for
+//! receives an optional `at_least` (done once that many bytes arrived, taking whatever else
+//! the socket already holds). Its planner state and deadline belong to the backend that runs
+//! it. A backend runs a **set** of transfers to completion and returns one result per
+//! transfer, in order:
+//!
+//! * `Ok(n)`: the bytes moved — all of them, or (with `at_least`) at least that many.
+//! * the transfer's own error, with the bytes confirmed in order before it
+//!   ([`crate::Error::transferred`]): `UnexpectedEof`, `Io` (errno), `TimedOut` (no byte moved
+//!   for the idle timeout `T`; fires between `T` and `T + T/10`), `TimedOutAborted`, ….
+//! * [`crate::Error::Canceled`]: another transfer of the set failed first, so this one was
+//!   stopped (a transfer that had already finished keeps its `Ok`).
+//!
+//! What every backend guarantees:
+//!
+//! 1. **Order.** The bytes of one transfer enter or leave its socket in span order, whatever
+//!    the kernel does (short sends and receives, `EINTR`, `EAGAIN` on a non-blocking socket).
+//!    At most one transfer per socket and direction in a set (two would interleave).
+//! 2. **No return while the kernel holds the caller's memory** — on success, error, timeout
+//!    or panic. The set's buffers are borrowed for the call; the call is the only owner.
+//! 3. **Bounded waits** with an idle timeout: every wait wakes up at least every `T/10`
+//!    (≤ 100 ms) to look at the clock and at the set's cancel state.
+//!
+//! The backends: [`crate::blocking`] runs a set of one on the calling thread and larger sets
+//! on scoped threads, one per transfer; the uring backend runs every transfer of the set on
+//! the engine's one ring, all at once (see `src/uring/mod.rs`).
+
+use std::os::fd::BorrowedFd;
+
+/// The buffers of one transfer, in stream order: their direction is the transfer's.
+#[derive(Debug)]
+pub(crate) enum Bufs<'a> {
+    /// Bytes to send.
+    Send(Vec<&'a [u8]>),
+    /// Bytes to fill from the socket.
+    Recv(Vec<&'a mut [u8]>),
+}
+
+impl Bufs<'_> {
+    /// Bytes in all buffers.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Bufs::Send(p) => p.iter().map(|b| b.len() as u64).sum(),
+            Bufs::Recv(p) => p.iter().map(|b| b.len() as u64).sum(),
+        }
+    }
+
+    /// The direction.
+    pub(crate) fn dir(&self) -> crate::planner::Direction {
+        match self {
+            Bufs::Send(_) => crate::planner::Direction::Send,
+            Bufs::Recv(_) => crate::planner::Direction::Recv,
+        }
+    }
+}
+
+/// One transfer of a set (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Transfer<'a> {
+    /// The connected stream socket.
+    pub(crate) fd: BorrowedFd<'a>,
+    /// What to move, in stream order.
+    pub(crate) bufs: Bufs<'a>,
+    /// Receives only: done once this many bytes arrived.
+    pub(crate) at_least: Option<u64>,
+}
+
+impl<'a> Transfer<'a> {
+    /// Sends `parts` back to back.
+    pub(crate) fn send(fd: BorrowedFd<'a>, parts: Vec<&'a [u8]>) -> Self {
+        Transfer {
+            fd,
+            bufs: Bufs::Send(parts),
+            at_least: None,
+        }
+    }
+
+    /// Fills `parts` back to back.
+    pub(crate) fn recv(fd: BorrowedFd<'a>, parts: Vec<&'a mut [u8]>) -> Self {
+        Transfer {
+            fd,
+            bufs: Bufs::Recv(parts),
+            at_least: None,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Issue 9, section 2: `Engine::scope` — many transfers at once (several sockets, both
+//! directions) with borrowed arrays, on both backends: byte-exact under forced short
+//! completions, a reset on one socket cancelling the rest with exact per-transfer results, a
+//! stalled stream timing out, and the checks that refuse a set before anything runs.
+
+mod util;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use ringxfer::{Error, Options};
+use util::*;
+
+const MIB: usize = 1 << 20;
+
+/// `n` socket pairs; on each, both ends send and receive at once (4 × n transfers in one
+/// scope), every array byte-exact afterwards.
+fn bidir_many(o: Options, pairs: Vec<(TcpStream, TcpStream)>, len: usize, what: &str) {
+    let n = pairs.len();
+    let outs: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| {
+            (
+                pattern_vec(len, 100 + i as u64),
+                pattern_vec(len + 7, 200 + i as u64),
+            )
+        })
+        .collect();
+    let mut ins: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| {
+            (
+                poison_vec(len, 300 + i as u64),
+                poison_vec(len + 7, 400 + i as u64),
+            )
+        })
+        .collect();
+    let mut e = engine(&o);
+    let t0 = Instant::now();
+    let outcome = e.scope(|s| {
+        for ((a, b), ((x, y), (gx, gy))) in pairs.iter().zip(outs.iter().zip(ins.iter_mut())) {
+            s.send(a, x); // a → b: x
+            s.recv(b, gx);
+            s.send(b, y); // b → a: y
+            s.recv(a, gy);
+        }
+    });
+    let dt = t0.elapsed();
+    let results = outcome.into_results();
+    assert_eq!(results.len(), 4 * n, "{what}: one result per transfer");
+    for (i, r) in results.iter().enumerate() {
+        let want = if i % 4 < 2 { len } else { len + 7 } as u64;
+        assert_eq!(r.as_ref().ok(), Some(&want), "{what}: transfer {i}: {r:?}");
+    }
+    for (i, ((x, y), (gx, gy))) in outs.iter().zip(&ins).enumerate() {
+        assert_bytes_eq(gx, x, &format!("{what}: pair {i} a→b"));
+        assert_bytes_eq(gy, y, &format!("{what}: pair {i} b→a"));
+    }
+    eprintln!("{what}: {} transfers in {dt:?}", 4 * n);
+}
+
+both_backends! {
+    /// Four TCP connections, both directions on each, 16 MiB + 16 MiB each way.
+    fn scope_four_sockets_both_directions(backend) {
+        let pairs = (0..4).map(|_| tcp_pair()).collect();
+        bidir_many(opts(backend), pairs, 16 * MIB, "4 sockets bidir");
+    }
+
+    /// Forced short completions: 4 KiB socket buffers on every stream, three connections,
+    /// both directions, 2 MiB each way.
+    fn scope_short_completions_on_every_stream(backend) {
+        let pairs = (0..3).map(|_| tcp_pair_small_buffers(4096)).collect();
+        bidir_many(opts(backend), pairs, 2 * MIB, "4 KiB buffers");
+    }
+
+    /// Small arrays (below the direct-path threshold) in a set still all complete.
+    fn scope_small_arrays(backend) {
+        let pairs = (0..8).map(|_| tcp_pair()).collect();
+        bidir_many(default_opts(backend), pairs, 1000, "small");
+    }
+
+    /// One socket's peer sends 1,000 of 1 MiB bytes and resets; another receive waits on a
+    /// peer that stays silent. No idle timeout: the reset must end the whole set promptly —
+    /// the reset transfer with its own error and counts, the other `Canceled` with its counts,
+    /// a send that had already completed `Ok`.
+    fn scope_reset_cancels_the_rest(backend) {
+        within(Duration::from_secs(20), "reset cancels", move || {
+            let o = opts(backend);
+            let (a_tx, a_rx) = tcp_pair();
+            let (b_tx, b_rx) = tcp_pair();
+            let (c_tx, c_rx) = tcp_pair();
+            let small: Vec<u8> = pattern_vec(64 << 10, 7);
+            let peer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                (&a_tx).write_all(&[9u8; 1000]).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                reset(a_tx);
+                b_tx // stays open, silent
+            });
+            let mut got_a = vec![0u8; MIB];
+            let mut got_b = vec![0u8; MIB];
+            let mut e = engine(&o);
+            let t0 = Instant::now();
+            let results = e
+                .scope(|s| {
+                    s.recv(&a_rx, &mut got_a);
+                    s.recv(&b_rx, &mut got_b);
+                    s.send(&c_tx, &small);
+                })
+                .into_results();
+            let dt = t0.elapsed();
+            let _b_tx = peer.join().unwrap();
+            eprintln!("{backend:?}: {results:?} in {dt:?}");
+            match &results[0] {
+                Err(Error::Io { transferred: 1000, expected, source, .. }) => {
+                    assert_eq!(*expected, MIB as u64);
+                    assert_eq!(source.raw_os_error(), Some(libc::ECONNRESET), "{source}");
+                }
+                Err(Error::UnexpectedEof { transferred: 1000, expected }) => {
+                    assert_eq!(*expected, MIB as u64)
+                }
+                other => panic!("reset transfer: {other:?}"),
+            }
+            assert!(
+                matches!(results[1], Err(Error::Canceled { transferred: 0, expected }) if expected == MIB as u64),
+                "silent transfer: {:?}",
+                results[1]
+            );
+            assert_eq!(results[2].as_ref().ok(), Some(&(64u64 << 10)), "send: {:?}", results[2]);
+            assert!(dt < Duration::from_secs(3), "took {dt:?}");
+            assert_eq!(&got_a[..1000], &[9u8; 1000][..]);
+            // The send's bytes all arrived.
+            let mut sink = vec![0u8; 64 << 10];
+            std::io::Read::read_exact(&mut &c_rx, &mut sink).unwrap();
+            assert_eq!(sink, small);
+            // The engine is usable afterwards.
+            let (x, y) = tcp_pair();
+            let data: Vec<u8> = pattern_vec(MIB, 8);
+            let mut back = vec![0u8; MIB];
+            e.scope(|s| {
+                s.send(&x, &data);
+                s.recv(&y, &mut back);
+            })
+            .into_result()
+            .unwrap();
+            assert_eq!(back, data);
+        });
+    }
+
+    /// A stalled stream times out (idle timeout 500 ms) while another finishes: the stalled
+    /// one `TimedOut` with its counts, the finished one `Ok`.
+    fn scope_stalled_stream_times_out(backend) {
+        within(Duration::from_secs(20), "stalled stream", move || {
+            let o = Options { idle_timeout: Some(Duration::from_millis(500)), ..opts(backend) };
+            let (a_tx, a_rx) = tcp_pair();
+            let (b_tx, b_rx) = tcp_pair();
+            (&a_tx).write_all(&[1u8; 4096]).unwrap(); // then silence
+            let data: Vec<u8> = pattern_vec(4 * MIB, 9);
+            let mut got_a = vec![0u8; MIB];
+            let mut got_b = vec![0u8; 4 * MIB];
+            let t0 = Instant::now();
+            let results = engine(&o)
+                .scope(|s| {
+                    s.recv(&a_rx, &mut got_a);
+                    s.send(&b_tx, &data);
+                    s.recv(&b_rx, &mut got_b);
+                })
+                .into_results();
+            let dt = t0.elapsed();
+            eprintln!("{backend:?}: {results:?} in {dt:?}");
+            assert!(
+                matches!(results[0], Err(Error::TimedOut { transferred: 4096, expected, timeout_ms: 500 }) if expected == MIB as u64),
+                "{:?}",
+                results[0]
+            );
+            assert_eq!(results[1].as_ref().ok(), Some(&(4 * MIB as u64)));
+            assert_eq!(results[2].as_ref().ok(), Some(&(4 * MIB as u64)));
+            assert_eq!(got_b, data);
+            assert!(dt >= Duration::from_millis(500) && dt < Duration::from_secs(3), "{dt:?}");
+            drop(a_tx);
+        });
+    }
+
+    /// Two receives on one socket in one scope would interleave: refused before anything
+    /// runs (`InvalidInput` for the second, the others `Canceled` with 0 bytes). A UDP socket
+    /// is `NotStream`.
+    fn scope_refuses_bad_sets(backend) {
+        let o = opts(backend);
+        let (a, b) = tcp_pair();
+        (&a).write_all(&[5u8; 16]).unwrap();
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        let results = engine(&o)
+            .scope(|s| {
+                s.recv(&b, &mut x);
+                s.recv(&b, &mut y);
+            })
+            .into_results();
+        assert!(matches!(results[0], Err(Error::Canceled { transferred: 0, expected: 8 })), "{:?}", results[0]);
+        assert!(matches!(results[1], Err(Error::InvalidInput(_))), "{:?}", results[1]);
+        assert_eq!((x, y), ([0u8; 8], [0u8; 8]), "nothing ran");
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = engine(&o).scope(|s| { s.recv(&u, &mut x); }).into_result();
+        assert!(matches!(r, Err(Error::NotStream { so_type: Some(libc::SOCK_DGRAM) })), "{r:?}");
+        // An empty scope is fine.
+        assert!(engine(&o).scope(|_| {}).results().is_empty());
+    }
+
+    /// A panic inside the closure runs nothing (nothing was submitted) and leaves the engine
+    /// usable.
+    fn scope_panic_in_closure(backend) {
+        let o = opts(backend);
+        let mut e = engine(&o);
+        let (a, b) = tcp_pair();
+        let data = vec![3u8; 1000];
+        let mut got = vec![0u8; 1000];
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            e.scope(|s| {
+                s.send(&a, &data);
+                panic!("in the closure");
+            })
+        }));
+        assert!(r.is_err());
+        e.scope(|s| {
+            s.send(&a, &data);
+            s.recv(&b, &mut got);
+        })
+        .into_result()
+        .unwrap();
+        assert_eq!(got, data);
+    }
+}
