@@ -15,8 +15,12 @@
 //!    end of stream — so nothing unread is left when the socket is closed;
 //! 3. return; the caller then drops the socket (a plain close, nothing unread: no reset).
 //!
-//! The wait in step 2 is bounded: by `timeout` (the whole wait, from the shutdown), or by
-//! [`DEFAULT_CLOSE_TIMEOUT`] when `None`.
+//! The wait in step 2 is bounded by `timeout` ([`DEFAULT_CLOSE_TIMEOUT`] when `None`), as an
+//! idle timeout on the peer taking our data: the bound restarts whenever the count of bytes
+//! we sent that the peer has not yet taken (`SIOCOUTQ`: TCP unacknowledged, Unix unread)
+//! goes down, so a slow reader still draining the socket buffers is waited for. Once the
+//! peer has taken everything it has `timeout` to close; what it sends meanwhile never
+//! extends the wait ([`expect_eof`]'s bound is the whole wait).
 //!
 //! # What `Ok` confirms
 //!
@@ -69,8 +73,9 @@ pub struct Finished {
 /// discards what the peer sends until it closes (see the [module docs](self) for why and for
 /// what `Ok` confirms). Drop the socket afterwards.
 ///
-/// `timeout` bounds the whole wait for the peer's close, from the shutdown; `None` means
-/// [`DEFAULT_CLOSE_TIMEOUT`]. The shutdown cannot be undone: after any return the socket can
+/// `timeout` bounds the wait for the peer's close, restarted whenever the peer takes more
+/// of the bytes we sent (see the module docs); `None` means [`DEFAULT_CLOSE_TIMEOUT`]. The
+/// shutdown cannot be undone: after any return the socket can
 /// only receive.
 ///
 /// # Errors
@@ -125,12 +130,12 @@ pub fn finish_with<S: AsFd>(
         // A connection the peer already reset is no longer connected (`ENOTCONN`); reading
         // then reports the reset, which says more. Anything else (the error was already
         // reported by an earlier call, a read error) is the shutdown's failure.
-        return Err(match drain(&s, bound, &mut sink) {
+        return Err(match drain(&s, bound, true, &mut sink) {
             Err(e @ Error::PeerReset { .. }) => e,
             _ => shutdown_failed,
         });
     }
-    let d = drain(&s, bound, &mut sink)?;
+    let d = drain(&s, bound, true, &mut sink)?;
     if d.peer_closed {
         Ok(Finished { peer_bytes: d.read })
     } else {
@@ -158,7 +163,7 @@ pub fn finish_with<S: AsFd>(
 pub fn expect_eof<S: AsFd>(sock: &S, timeout: Option<Duration>) -> Result<()> {
     let s = SockRef::from(sock);
     let bound = timeout.unwrap_or(DEFAULT_CLOSE_TIMEOUT);
-    let d = match drain(&s, bound, &mut |_| {}) {
+    let d = match drain(&s, bound, false, &mut |_| {}) {
         // Extra bytes are the finding; a reset after them does not change it.
         Err(Error::PeerReset { read }) if read > 0 => Drained {
             read,
@@ -232,14 +237,32 @@ impl Drop for Restore<'_> {
 /// The one drain loop: reads until end of stream or until `bound` has passed, handing each
 /// piece to `sink`. Blocking reads with `SO_RCVTIMEO` set to what is left of the bound, so it
 /// never spins.
-fn drain(s: &Socket, bound: Duration, sink: &mut dyn FnMut(&[u8])) -> Result<Drained> {
+///
+/// With `watch_unsent` ([`finish`]) the bound is an *idle* bound on the peer taking our
+/// data: while bytes we sent are still unacknowledged / unread by the peer (`SIOCOUTQ`), the
+/// loop wakes every [`crate::blocking::probe_interval`] and restarts the bound whenever that
+/// count went down — a slow but steady reader still draining the socket buffers is not a
+/// peer that fails to close. Bytes the peer sends us never restart it (a peer that sends
+/// forever still ends the wait).
+fn drain(
+    s: &Socket,
+    bound: Duration,
+    watch_unsent: bool,
+    sink: &mut dyn FnMut(&[u8]),
+) -> Result<Drained> {
     let io_err = |read: u64, source: io::Error| Error::Io {
         op: "recv (waiting for the peer's close)",
         transferred: read,
         expected: read,
         source,
     };
-    let deadline = Instant::now() + bound;
+    let mut deadline = Instant::now() + bound;
+    let unsent_now = || {
+        watch_unsent
+            .then(|| crate::uring::unsent_bytes(s.as_fd()))
+            .flatten()
+    };
+    let mut unsent = unsent_now();
     let nonblocking = s.nonblocking().map_err(|e| io_err(0, e))?;
     let _restore = Restore {
         sock: s,
@@ -253,6 +276,13 @@ fn drain(s: &Socket, bound: Duration, sink: &mut dyn FnMut(&[u8])) -> Result<Dra
     let mut read = 0u64;
     let mut r: &Socket = s;
     loop {
+        if let Some(before) = unsent {
+            let now = unsent_now();
+            if now.is_some_and(|n| n < before) {
+                deadline = Instant::now() + bound; // the peer took some of our bytes
+            }
+            unsent = now;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(Drained {
@@ -260,8 +290,12 @@ fn drain(s: &Socket, bound: Duration, sink: &mut dyn FnMut(&[u8])) -> Result<Dra
                 peer_closed: false,
             });
         }
+        let wait = match unsent {
+            Some(n) if n > 0 => left.min(crate::blocking::probe_interval(bound)),
+            _ => left,
+        };
         // At least 1 ms: a zero SO_RCVTIMEO would mean "forever".
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
             .map_err(|e| io_err(read, e))?;
         match r.read(&mut buf) {
             Ok(0) => {

@@ -235,6 +235,76 @@ fn closes_unread<S: Write>(mut s: S) {
     drop(s);
 }
 
+both_backends! {
+    /// Found by the hostile review of issue 8: `finish` with a 1 s bound on a healthy peer
+    /// that reads steadily but slowly (64 KiB every 40 ms, ~1.6 MB/s) while several MB of the
+    /// array still sit in the socket buffers when `send_from` returns. The bound is an idle
+    /// bound on the peer taking our data, so `finish` waits for it (it used to give up after
+    /// 1 s with `PeerNotClosed` although the peer received every byte and closed).
+    fn finish_waits_for_a_slow_but_steady_reader(backend) {
+        within(Duration::from_secs(60), "slow steady reader", move || {
+            let (a, mut b) = util::tcp_pair();
+            let peer = thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                let mut got = 0usize;
+                loop {
+                    match b.read(&mut buf) {
+                        Ok(0) => return got,
+                        Ok(n) => got += n,
+                        Err(e) => panic!("peer: {e} after {got}"),
+                    }
+                    thread::sleep(Duration::from_millis(40));
+                }
+            });
+            let data = arange_u1(8 << 20);
+            let mut e = engine(&ringxfer::Options {
+                idle_timeout: Some(Duration::from_secs(1)),
+                ..opts(backend)
+            });
+            e.send_from(&a, &data).expect("send_from");
+            let done = e.finish(&a);
+            drop(a);
+            assert_eq!(peer.join().unwrap(), data.len(), "the peer read every byte");
+            assert_eq!(done.expect("finish on a steady reader"), Finished { peer_bytes: 0 });
+        });
+    }
+
+    /// A peer that sends forever and never closes: what it sends never extends `finish`'s
+    /// wait, so `finish` still gives up at its bound.
+    fn finish_ends_at_its_bound_when_the_peer_sends_forever(backend) {
+        within(Duration::from_secs(60), "peer sends forever", move || {
+            let (a, mut b) = util::tcp_pair();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let peer = thread::spawn(move || {
+                let chunk = [9u8; 4096];
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    if b.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut e = engine(&ringxfer::Options {
+                idle_timeout: Some(Duration::from_millis(500)),
+                ..opts(backend)
+            });
+            e.send_from(&a, &arange_u1(1000)).expect("send_from");
+            let t0 = Instant::now();
+            let got = e.finish(&a);
+            let took = t0.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(a);
+            peer.join().unwrap();
+            match got {
+                Err(Error::PeerNotClosed { read, timeout_ms: 500 }) => assert!(read > 0),
+                other => panic!("want PeerNotClosed, got {other:?}"),
+            }
+            assert!(took >= Duration::from_millis(500), "gave up early: {took:?}");
+            assert!(took < Duration::from_secs(3), "bound not kept: {took:?}");
+        });
+    }
+}
+
 /// The control for the C16 test: the same peer and sender with a plain close instead of
 /// `finish` — the kernel resets the connection (the greeting is unread) and the peer loses
 /// bytes that `send_from` reported as sent. Shows the test's setup does expose the fault.

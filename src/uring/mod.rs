@@ -64,6 +64,7 @@ mod probe;
 mod registry;
 mod setup;
 mod sigpipe;
+mod sockq;
 mod zerocopy;
 
 pub use probe::{Probe, probe};
@@ -71,6 +72,7 @@ pub(crate) use registry::Registration;
 use setup::CQ_ENTRIES;
 pub use setup::MAX_CHAIN_SQES;
 pub(crate) use setup::build_ring;
+pub(crate) use sockq::unsent_bytes;
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
