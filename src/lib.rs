@@ -61,6 +61,7 @@ pub mod frame;
 mod framed;
 pub mod planner;
 mod sock;
+mod stats;
 pub mod uring;
 
 use std::os::fd::AsFd;
@@ -75,6 +76,7 @@ pub use error::{Error, Result};
 pub use frame::{FrameError, Order};
 pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
+pub use stats::EngineStats;
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
 
 /// Which engine moves the bytes.

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::planner::Planner;
+use crate::stats::EngineStats;
+
+use super::Ring;
 
 /// `user_data` of the linked `POLL_ADD` put in front of a chain after `-EAGAIN`.
 pub(super) const POLL_TAG: u64 = u64::MAX;
@@ -37,6 +40,9 @@ pub(super) struct Flight<'r> {
     pub(super) notifs: Vec<u64>,
     /// `user_data` of planner id 0.
     pub(super) base: u64,
+    /// The ring's cumulative counters ([`crate::Engine::stats`]): bumped for every SQE pushed
+    /// and every CQE reaped through this flight.
+    pub(super) stats: &'r mut EngineStats,
 }
 
 impl Flight<'_> {
@@ -55,6 +61,7 @@ impl Flight<'_> {
         }
         drop(sq);
         self.outstanding += entries.len();
+        self.stats.sqes += entries.len() as u64;
     }
 
     /// True while the kernel may still own an SQE or pages of this transfer.
@@ -68,8 +75,10 @@ impl Flight<'_> {
         let (mut seen, mut moved) = (0, false);
         for cqe in self.ring.completion() {
             seen += 1;
+            self.stats.cqes += 1;
             let (ud, flags) = (cqe.user_data(), cqe.flags());
             if cqueue::notif(flags) {
+                self.stats.notifs += 1;
                 if let Some(i) = self.notifs.iter().position(|&u| u == ud) {
                     self.notifs.swap_remove(i);
                 }
@@ -171,6 +180,7 @@ impl Flight<'_> {
         }
         drop(sq);
         self.outstanding += pushed;
+        self.stats.sqes += pushed as u64;
     }
 
     /// Cancels what is in flight and reaps every result CQE; then settles the notifications
@@ -214,8 +224,16 @@ impl Drop for Flight<'_> {
             // SAFETY: a cancel request points to no memory.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 self.outstanding += 1;
+                self.stats.sqes += 1;
             }
             self.drain();
         }
+    }
+}
+
+impl Ring {
+    /// The ring's cumulative SQE/CQE counters ([`crate::Engine::stats`]).
+    pub(crate) fn stats(&self) -> EngineStats {
+        self.stats
     }
 }

@@ -158,6 +158,8 @@ pub(crate) struct Ring {
     /// First `user_data` the next transfer may use: ids are unique over the ring's life, so
     /// a late CQE of an earlier transfer can never be taken for one of the current transfer.
     next_ud: u64,
+    /// SQEs pushed and CQEs reaped over the ring's life ([`crate::Engine::stats`]).
+    stats: crate::stats::EngineStats,
 }
 
 impl std::fmt::Debug for Ring {
@@ -181,6 +183,7 @@ impl Ring {
             zc_refused: None,
             register_refused: None,
             next_ud: 0,
+            stats: Default::default(),
         })
     }
 
@@ -250,6 +253,7 @@ impl Ring {
             outstanding: 0,
             notifs: Vec::new(),
             base,
+            stats: &mut self.stats,
         };
         let mut last_progress = Instant::now();
         let op_name = match dir {
