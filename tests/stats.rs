@@ -84,7 +84,7 @@ both_backends! {
     fn cumulative_over_transfers(backend) {
         let o = tuned(backend, SendOp::Send);
         let (a, b) = tcp_pair();
-        let mut data = vec![0u8; 3 * 64 << 10]; // 3 segments, one chain
+        let mut data = vec![0u8; 3 * (64 << 10)]; // 3 segments, one chain
         fill_pattern(&mut data, 7);
         let mut sender = engine(&o);
         let mut receiver = engine(&o);
