@@ -19,6 +19,7 @@
 //! Gbit/s = 10^9 bits/s. Exit status: 0 on success, 1 on a failed or unverified transfer,
 //! 2 on a usage error.
 
+mod batch;
 mod bench;
 mod bench_common;
 mod bench_fresh;
