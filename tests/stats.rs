@@ -124,6 +124,35 @@ both_backends! {
     }
 }
 
+both_backends! {
+    /// A receive that times out: the idle-timeout probes cancel the pending `RECV` and
+    /// resubmit it, and those `ASYNC_CANCEL` SQEs count too; every SQE has its CQE when the
+    /// call returns (`cqes == sqes`, no notification on a receive).
+    fn timed_out_receive_counts_its_cancels(backend) {
+        let o = Options {
+            idle_timeout: Some(std::time::Duration::from_millis(200)),
+            ..tuned(backend, SendOp::Send)
+        };
+        let (_tx, rx) = tcp_pair(); // the peer stays connected and sends nothing
+        let mut e = engine(&o);
+        let mut buf = vec![0u8; MIB];
+        let err = e.recv_into(&rx, &mut buf).unwrap_err();
+        assert!(
+            matches!(err, ringxfer::Error::TimedOut { transferred: 0, expected, .. } if expected == MIB as u64),
+            "{err:?}"
+        );
+        let st = e.stats();
+        match backend {
+            Backend::Uring => {
+                // At least: the first chain, one probe's cancels, the resubmitted chain.
+                assert!(st.sqes >= 3, "{st:?}");
+                assert_eq!((st.cqes, st.notifs), (st.sqes, 0), "{st:?}");
+            }
+            _ => assert_eq!(st, EngineStats::default()),
+        }
+    }
+}
+
 /// `SEND_ZC`: each of the 16 sends posts a result CQE and, once the kernel has released its
 /// pages, a notification CQE: 16 SQEs, 32 CQEs of which 16 notifications.
 #[test]
