@@ -162,11 +162,14 @@ struct RunRecord {
     backend: &'static str,
     /// 1-based repeat number.
     repeat: u32,
-    /// Bytes moved in the run: the array's bytes times `transfers_per_run`.
+    /// The array's bytes (one transfer).
     bytes: usize,
     /// Times the array was sent, back to back on the run's connection (1 for arrays of
     /// 256 MiB and more; see `super::batch`).
     transfers_per_run: u64,
+    /// Bytes moved in the run: `bytes` times `transfers_per_run` (what `gbytes_per_s` and
+    /// the CPU per GB are computed from).
+    total_bytes: usize,
     seconds: f64,
     gbytes_per_s: f64,
     /// CRC-32 of the last received array equals the array's, every earlier transfer passed
@@ -391,8 +394,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             let rec = RunRecord {
                 backend: name(backend),
                 repeat: r + 1,
-                bytes: moved,
+                bytes: spec.bytes,
                 transfers_per_run: m.transfers,
+                total_bytes: moved,
                 seconds: m.seconds,
                 gbytes_per_s: gbytes_per_s(moved, m.seconds),
                 verified,
@@ -619,7 +623,7 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
         cpu_s_per_gb: CpuPerGb::median_of(
             runs.iter()
                 .filter(|r| r.backend == backend)
-                .map(|r| (r.bytes as f64, r.cpu)),
+                .map(|r| (r.total_bytes as f64, r.cpu)),
         ),
     }
 }
