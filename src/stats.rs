@@ -30,12 +30,13 @@ pub struct EngineStats {
 }
 
 impl EngineStats {
-    /// `self - earlier`, field by field: what was used between two snapshots of one engine.
+    /// `self - earlier`, field by field: what was used between two snapshots of one engine
+    /// (`earlier` taken first; a field where it is larger, e.g. from another engine, gives 0).
     pub fn since(&self, earlier: &EngineStats) -> EngineStats {
         EngineStats {
-            sqes: self.sqes - earlier.sqes,
-            cqes: self.cqes - earlier.cqes,
-            notifs: self.notifs - earlier.notifs,
+            sqes: self.sqes.saturating_sub(earlier.sqes),
+            cqes: self.cqes.saturating_sub(earlier.cqes),
+            notifs: self.notifs.saturating_sub(earlier.notifs),
         }
     }
 }
