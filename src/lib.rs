@@ -63,6 +63,7 @@ mod framed;
 pub mod planner;
 pub mod scope;
 mod sock;
+mod stats;
 pub mod uring;
 
 use std::os::fd::AsFd;
@@ -80,6 +81,7 @@ pub use frame::{FrameError, Order};
 pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use scope::{Scope, ScopeOutcome};
+pub use stats::EngineStats;
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
 
 /// Which engine moves the bytes.

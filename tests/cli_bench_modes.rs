@@ -1,6 +1,7 @@
 //! `ringxfer bench --fresh` and `ringxfer bench --count-arrays` as a user runs them: the built
 //! binary with `--json`, tiny sizes; every documented field present and every run verified.
-//! The main job's own JSON (`ringxfer bench` without these flags) is checked unchanged.
+//! The main job's own JSON (`ringxfer bench` without these flags) is checked unchanged, small
+//! arrays batched (many transfers per run of at least 0.25 s) with their SQE/CQE counts.
 
 use std::process::Command;
 
@@ -308,6 +309,140 @@ fn main_job_json_is_unchanged() {
         assert_eq!(r["verified"], true);
         assert!(r.get("receive").is_none() && r.get("path").is_none());
     }
+}
+
+/// Arrays of 256 MiB and more (the main job's 400 MB) stay one transfer per run: the run's
+/// bytes are the array's, no batching fields, and the ring's SQEs are the planner's 4 MiB
+/// segments (64 per end for 256 MiB).
+#[test]
+fn large_arrays_stay_one_transfer_per_run() {
+    let backend = if uring() { "uring" } else { "blocking" };
+    let d = bench_json(&["--size", "256MiB", "--backend", backend, "--repeat", "1"]);
+    assert_eq!(d["bytes"], 256u64 << 20);
+    assert!(
+        d.get("min_run_seconds").is_none(),
+        "{}",
+        d["min_run_seconds"]
+    );
+    assert!(d.get("short_runs_redone").is_none());
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert_eq!(r["verified"], true, "{r}");
+    assert_eq!(r["transfers_per_run"], 1, "{r}");
+    assert_eq!(r["bytes"], 256u64 << 20, "{r}");
+    assert_eq!(r["total_bytes"], 256u64 << 20, "{r}");
+    let want = if backend == "uring" { 64 } else { 0 };
+    let ends = serde_json::json!({"sender": want, "receiver": want});
+    assert_eq!((&r["sqes"], &r["cqes"]), (&ends, &ends), "{r}");
+    let gbs = (256u64 << 20) as f64 / num(r, "seconds") / 1e9;
+    assert!((num(r, "gbytes_per_s") - gbs).abs() < 1e-9 * gbs, "{r}");
+}
+
+/// Checks the `runs` batched runs of a `bench --size BYTES --json` report and returns them: each
+/// run at least 0.25 s long, more than one transfer, its `total_bytes` K times the array's
+/// and its GB/s their total over its seconds, verified; blocking runs used no SQE or CQE.
+fn check_batched(d: &Value, array_bytes: u64, runs: usize) -> Vec<Value> {
+    assert_eq!(d["bytes"], array_bytes);
+    assert_eq!(num(d, "min_run_seconds"), 0.25);
+    assert!(
+        d["short_runs_redone"].as_u64().unwrap() >= 1,
+        "K starts at 1: {d}"
+    );
+    assert_eq!(d["direct_below_bytes"], 512 << 10);
+    let all = d["runs"].as_array().unwrap().clone();
+    assert_eq!(all.len(), runs, "{d}");
+    let zero = serde_json::json!({"sender": 0, "receiver": 0});
+    for r in &all {
+        assert_eq!(r["verified"], true, "{r}");
+        assert!(r.get("error").is_none(), "{r}");
+        let k = r["transfers_per_run"].as_u64().unwrap();
+        assert!(k > 1, "{r}");
+        let secs = num(r, "seconds");
+        assert!(secs >= 0.25, "run shorter than 0.25 s: {r}");
+        // `bytes` stays the array's (as in the main job's JSON); the run moved K of them.
+        assert_eq!(r["bytes"], array_bytes, "{r}");
+        assert_eq!(r["total_bytes"].as_u64().unwrap(), k * array_bytes, "{r}");
+        let gbs = (k * array_bytes) as f64 / secs / 1e9;
+        assert!((num(r, "gbytes_per_s") - gbs).abs() < 1e-9 * gbs, "{r}");
+        if r["backend"] == "blocking" {
+            assert_eq!((&r["sqes"], &r["cqes"]), (&zero, &zero), "{r}");
+        }
+    }
+    all
+}
+
+#[test]
+fn small_arrays_are_batched_64k() {
+    let d = bench_json(&["--size", "64KiB", "--repeat", "2"]);
+    // 64 KiB is below direct_below_bytes: on the uring backend each transfer is a direct
+    // send/recv syscall, so the honest count is 0.
+    let zero = serde_json::json!({"sender": 0, "receiver": 0});
+    let backends = if uring() { 2 } else { 1 };
+    for r in check_batched(&d, 64 << 10, 2 * backends) {
+        assert_eq!((&r["sqes"], &r["cqes"]), (&zero, &zero), "{r}");
+    }
+}
+
+#[test]
+fn small_arrays_through_the_ring_count_their_sqes() {
+    // 1 MiB goes through the ring: one 4 MiB-segment SEND (RECV) SQE and its CQE per
+    // transfer and end.
+    let d = bench_json(&["--size", "1MiB", "--repeat", "1"]);
+    let runs = check_batched(&d, 1 << 20, if uring() { 2 } else { 1 });
+    for r in runs.iter().filter(|r| r["backend"] == "uring") {
+        let k = &r["transfers_per_run"];
+        let ends = serde_json::json!({"sender": k, "receiver": k});
+        assert_eq!((&r["sqes"], &r["cqes"]), (&ends, &ends), "{r}");
+        assert_eq!(r["notifs"], serde_json::json!({"sender": 0, "receiver": 0}));
+    }
+}
+
+#[test]
+fn batched_registered_runs_are_verified() {
+    // Pre-registered arrays, sent and received K times per run through their guards.
+    let d = bench_json(&["--size", "1MiB", "--repeat", "1", "--registered"]);
+    assert_eq!(d["mode"], "pre-registered");
+    for r in check_batched(&d, 1 << 20, if uring() { 2 } else { 1 }) {
+        if r["backend"] == "uring" {
+            let k = &r["transfers_per_run"];
+            let ends = serde_json::json!({"sender": k, "receiver": k});
+            assert_eq!((&r["sqes"], &r["cqes"]), (&ends, &ends), "{r}");
+        }
+    }
+}
+
+#[test]
+fn batched_text_report() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--size",
+            "64KiB",
+            "--repeat",
+            "1",
+            "--backend",
+            "blocking",
+        ])
+        .output()
+        .expect("run ringxfer");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("run "))
+        .unwrap_or_else(|| panic!("no table header: {text}"));
+    for col in ["K", "SQEs tx/rx", "CQEs tx/rx", "verified"] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(text.contains("K times back to back"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1  blocking"))
+        .unwrap_or_else(|| panic!("no run row: {text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert!(cells[2].parse::<u64>().unwrap() > 1, "{row}");
+    assert_eq!(&cells[8..11], ["0/0", "0/0", "yes"], "{row}");
 }
 
 /// Checks a `bench --pingpong` report: the sizes, one run per backend, path, size and repeat,

@@ -10,6 +10,10 @@
 //! at the later of "receiver has every byte" and "sender returned". Each run is then verified:
 //! the CRC-32 of the received bytes must equal the array's.
 //!
+//! Arrays below 256 MiB are sent many times back to back per run so that a run lasts at least
+//! 0.25 s, each transfer checked ([`super::batch`]); each run also reports the SQEs and CQEs
+//! both ends' engines used ([`ringxfer::Engine::stats`]).
+//!
 //! Two more modes live in their own modules and share the backend selection, the host block
 //! and the statistics here: `--fresh` ([`super::bench_fresh`]: receiving into a new array per
 //! message vs into pre-touched memory vs the naive `vec![0; n]`) and `--count-arrays`
@@ -23,9 +27,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use ringxfer::dtype::fill_arange;
-use ringxfer::{ActiveBackend, Backend, Engine, Options, UringTuning};
+use ringxfer::{ActiveBackend, Backend, Engine, EngineStats, Options, UringTuning};
 use serde::Serialize;
 
+use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
 use super::measure::{
     Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, recv_chunked, say_notices,
 };
@@ -157,11 +162,29 @@ struct RunRecord {
     backend: &'static str,
     /// 1-based repeat number.
     repeat: u32,
+    /// The array's bytes (one transfer).
     bytes: usize,
+    /// Times the array was sent, back to back on the run's connection (1 for arrays of
+    /// 256 MiB and more; see `super::batch`).
+    transfers_per_run: u64,
+    /// Bytes moved in the run: `bytes` times `transfers_per_run` (what `gbytes_per_s` and
+    /// the CPU per GB are computed from).
+    total_bytes: usize,
     seconds: f64,
     gbytes_per_s: f64,
-    /// CRC-32 of the received bytes equals the array's.
+    /// CRC-32 of the last received array equals the array's, every earlier transfer passed
+    /// its spot check, and the stream ended right after the last array.
     verified: bool,
+    /// SQEs each end's engine submitted during the run (0 on the blocking backend, and on
+    /// the uring backend for arrays below `direct_below_bytes`, which take a direct syscall).
+    sqes: PerEnd,
+    /// CQEs each end's engine reaped during the run (`SEND_ZC` notifications included).
+    cqes: PerEnd,
+    /// `SEND_ZC` notification CQEs among `cqes`.
+    notifs: PerEnd,
+    /// What failed when `verified` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
     /// With `--registered`: both arrays were registered with the kernel for this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     registered: Option<bool>,
@@ -227,6 +250,16 @@ struct Report {
     crc32: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_tuning: Option<UringTuning>,
+    /// `Options::direct_below_bytes`: on the uring backend, transfers shorter than this
+    /// take a direct syscall, not the ring (their runs report 0 SQEs).
+    direct_below_bytes: usize,
+    /// Batched runs (arrays below 256 MiB): each lasts at least this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_run_seconds: Option<f64>,
+    /// Batched runs: runs that fell short of `min_run_seconds` (calibration included) and
+    /// were done again with more transfers; not in `runs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    short_runs_redone: Option<u32>,
     /// Why uring was skipped with `--backend both`.
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_unavailable: Option<String>,
@@ -278,13 +311,33 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             spec.bytes as f64 / 1e6,
             a.repeat,
         );
+        if Batch::for_size(spec.bytes).batched() {
+            println!(
+                "small array: each run sends it K times back to back on one connection (K grown \
+                 until a run lasts >= {MIN_RUN_SECS} s), throughput = K x bytes / run seconds"
+            );
+        }
         println!(
-            "{:>3}  {:<8}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  verified",
-            "run", "backend", "seconds", "GB/s", "Gbit/s", "tx cpu", "rx cpu"
+            "{:>3}  {:<8}  {:>7}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  {:>15}  {:>15}  verified",
+            "run",
+            "backend",
+            "K",
+            "seconds",
+            "GB/s",
+            "Gbit/s",
+            "tx cpu",
+            "rx cpu",
+            "SQEs tx/rx",
+            "CQEs tx/rx"
         );
     }
 
     let mut runs = Vec::new();
+    // Transfers per run, per backend (see `super::batch`).
+    let mut batches: Vec<Batch> = backends
+        .iter()
+        .map(|_| Batch::for_size(spec.bytes))
+        .collect();
     let mut warned_refusal = false;
     let mut bufs = BenchSockBufs::default();
     let progress = Progress::start(
@@ -296,19 +349,25 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         let mut order = backends.clone();
         order.rotate_left(r as usize % backends.len());
         for backend in order {
-            recv.bytes_mut().fill(0xAA);
-            let m = run_once(
-                &Options {
-                    backend,
-                    ..opts.clone()
-                },
-                a.registered,
-                &a.sockbufs,
-                progress.as_ref(),
-                send.bytes(),
-                recv.bytes_mut(),
-            )
-            .map_err(|e| Failure::runtime(format!("{backend} run {}: {}", r + 1, e.message)))?;
+            let batch = &mut batches[backends.iter().position(|&b| b == backend).unwrap_or(0)];
+            let m = loop {
+                recv.bytes_mut().fill(0xAA);
+                let m = run_once(
+                    &Options {
+                        backend,
+                        ..opts.clone()
+                    },
+                    a.registered,
+                    &a.sockbufs,
+                    progress.as_ref(),
+                    (send.bytes(), recv.bytes_mut()),
+                    batch.transfers(),
+                )
+                .map_err(|e| Failure::runtime(format!("{backend} run {}: {}", r + 1, e.message)))?;
+                if batch.accept(m.seconds) {
+                    break m;
+                }
+            };
             if let Some(reason) = m.refused.as_deref()
                 && !warned_refusal
             {
@@ -322,14 +381,38 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     ..m.bufs
                 };
             }
-            let verified = crc32fast::hash(recv.bytes()) == send_crc;
+            let crc_ok = crc32fast::hash(recv.bytes()) == send_crc;
+            let failed = m.failed_check.clone().or_else(|| {
+                (!crc_ok).then(|| {
+                    let last = m.transfers;
+                    format!("crc mismatch in transfer {last} of {last}")
+                })
+            });
+            let verified = failed.is_none();
+            let (tx, rx) = m.stats;
+            let moved = spec.bytes.saturating_mul(m.transfers as usize);
             let rec = RunRecord {
                 backend: name(backend),
                 repeat: r + 1,
                 bytes: spec.bytes,
+                transfers_per_run: m.transfers,
+                total_bytes: moved,
                 seconds: m.seconds,
-                gbytes_per_s: gbytes_per_s(spec.bytes, m.seconds),
+                gbytes_per_s: gbytes_per_s(moved, m.seconds),
                 verified,
+                sqes: PerEnd {
+                    sender: tx.sqes,
+                    receiver: rx.sqes,
+                },
+                cqes: PerEnd {
+                    sender: tx.cqes,
+                    receiver: rx.cqes,
+                },
+                notifs: PerEnd {
+                    sender: tx.notifs,
+                    receiver: rx.notifs,
+                },
+                error: failed.clone(),
                 registered: a.registered.then_some(m.registered),
                 cpu: m.cpu,
             };
@@ -339,15 +422,21 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     let _ = std::io::Write::flush(&mut std::io::stderr());
                 }
                 println!(
-                    "{:>3}  {:<8}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {}{}",
+                    "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}",
                     runs.len() + 1,
                     rec.backend,
+                    rec.transfers_per_run,
                     rec.seconds,
                     rec.gbytes_per_s,
                     rec.gbytes_per_s * 8.0,
                     cpu_cell(rec.cpu.sender),
                     cpu_cell(rec.cpu.receiver),
-                    if verified { "yes" } else { "NO (crc mismatch)" },
+                    format!("{}/{}", rec.sqes.sender, rec.sqes.receiver),
+                    format!("{}/{}", rec.cqes.sender, rec.cqes.receiver),
+                    match &failed {
+                        None => "yes".to_owned(),
+                        Some(why) => format!("NO ({why})"),
+                    },
                     match rec.registered {
                         Some(true) => ", registered",
                         Some(false) => ", not registered",
@@ -378,6 +467,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     };
 
     let (bad, total) = (runs.iter().filter(|r| !r.verified).count(), runs.len());
+    let batched = batches.iter().any(Batch::batched);
     if a.json {
         let report = Report {
             dtype: spec.dtype.to_string(),
@@ -387,6 +477,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             mode,
             crc32: format!("{send_crc:08x}"),
             uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
+            direct_below_bytes: opts.direct_below_bytes,
+            min_run_seconds: batched.then_some(MIN_RUN_SECS),
+            short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
             uring_unavailable,
             host: Host::here(),
             socket_buffers: bufs,
@@ -399,12 +492,30 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!("{json}");
     } else {
         print_summary(&summary, ratio);
+        if batched {
+            let redone: u32 = batches.iter().map(Batch::redone).sum();
+            println!(
+                "K: transfers per run; {redone} run(s) shorter than {MIN_RUN_SECS} s (calibration \
+                 included) were done again with a larger K and are not shown"
+            );
+        }
+        println!(
+            "SQEs/CQEs: submitted/reaped by the sending/receiving engine in the run (CQEs include \
+             SEND_ZC notifications)"
+        );
+        if spec.bytes < opts.direct_below_bytes && backends.contains(&Backend::Uring) {
+            println!(
+                "note: uring shows 0 SQEs because transfers below direct_below_bytes ({} bytes) \
+                 take a direct send/recv syscall, not the ring",
+                opts.direct_below_bytes
+            );
+        }
     }
 
     if bad > 0 {
         return Err(Failure::runtime(format!(
-            "{bad} of {total} runs received bytes whose crc32 differs from the array's \
-             {send_crc:08x}"
+            "{bad} of {total} runs did not verify (the array's crc32 is {send_crc:08x}; each \
+             run's line says what failed)"
         )));
     }
     Ok(())
@@ -512,7 +623,7 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
         cpu_s_per_gb: CpuPerGb::median_of(
             runs.iter()
                 .filter(|r| r.backend == backend)
-                .map(|r| (r.bytes as f64, r.cpu)),
+                .map(|r| (r.total_bytes as f64, r.cpu)),
         ),
     }
 }
@@ -529,6 +640,8 @@ pub(super) fn median(sorted: &[f64]) -> f64 {
 /// What one run measured.
 struct Measured {
     seconds: f64,
+    /// Transfers of the array in the run.
+    transfers: u64,
     /// Both the send and the receive array were registered with the kernel.
     registered: bool,
     /// Why the uring backend's kernel refused a registration (`--registered` only).
@@ -537,6 +650,11 @@ struct Measured {
     cpu: CpuPair,
     /// Effective socket buffer sizes.
     bufs: BenchSockBufs,
+    /// SQEs and CQEs of the sending and the receiving engine during the run.
+    stats: (EngineStats, EngineStats),
+    /// The first check that failed besides the last transfer's CRC (done by the caller): a
+    /// spot check of an earlier transfer, or bytes after the last one.
+    failed_check: Option<String>,
 }
 
 /// Timestamps of one side of a run.
@@ -546,6 +664,10 @@ struct Side {
     registered: bool,
     refused: Option<String>,
     cpu: Option<Cpu>,
+    /// What the side's engine used during the clock.
+    stats: EngineStats,
+    /// Receiving side: the first check that failed.
+    failed_check: Option<String>,
 }
 
 /// Median, min and max of `values` (zeros when empty).
@@ -575,15 +697,15 @@ pub(super) fn loopback_pair(bufs: &SockBufArgs) -> Result<(TcpStream, TcpStream)
     Ok((client, server))
 }
 
-/// One transfer of `data` into `recv` over a fresh loopback connection.
-#[allow(clippy::too_many_arguments)]
+/// `transfers` transfers of `data` into `recv`, back to back over one fresh loopback
+/// connection.
 fn run_once(
     opts: &Options,
     registered: bool,
     sockbufs: &SockBufArgs,
     progress: Option<&Progress>,
-    data: &[u8],
-    recv: &mut [u8],
+    (data, recv): (&[u8], &mut [u8]),
+    transfers: u64,
 ) -> Result<Measured, Failure> {
     let (client, server) = loopback_pair(sockbufs)?;
     let bufs = BenchSockBufs {
@@ -592,12 +714,20 @@ fn run_once(
         ..BenchSockBufs::default()
     };
     let barrier = Barrier::new(2);
+    let run = Run {
+        opts,
+        registered,
+        transfers,
+        barrier: &barrier,
+    };
 
     let (sent, got) = thread::scope(|s| {
-        let sender = s.spawn(|| send_side(opts, registered, client, data, &barrier));
+        // `client` moves into `send_side` and closes when it returns: the receiver then sees
+        // the end of the stream right after the last array.
+        let sender = s.spawn(|| send_side(&run, client, data));
         // `server` moves into `recv_side` and closes when it returns, so a failed receive
         // unblocks the sender (EPIPE/ECONNRESET) before the join below.
-        let got = recv_side(opts, registered, server, recv, progress, &barrier);
+        let got = recv_side(&run, server, (data, recv), progress);
         (sender.join(), got)
     });
     let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
@@ -610,6 +740,7 @@ fn run_once(
     };
     Ok(Measured {
         seconds: (sent.end.max(got.end) - sent.start.min(got.start)).as_secs_f64(),
+        transfers,
         registered: sent.registered && got.registered,
         refused: sent.refused.or(got.refused),
         cpu: CpuPair {
@@ -617,83 +748,119 @@ fn run_once(
             receiver: got.cpu,
         },
         bufs,
+        stats: (sent.stats, got.stats),
+        failed_check: got.failed_check,
     })
 }
 
-/// The sender thread: engine (and registration) before the barrier, then the send.
-fn send_side(
-    opts: &Options,
+/// What both sides of a run share.
+struct Run<'a> {
+    opts: &'a Options,
     registered: bool,
-    sock: TcpStream,
-    data: &[u8],
-    barrier: &Barrier,
-) -> ringxfer::Result<Side> {
-    let mut engine = engine(opts, barrier)?;
+    /// Times the array is sent.
+    transfers: u64,
+    barrier: &'a Barrier,
+}
+
+/// The sender thread: engine (and registration) before the barrier, then the sends.
+fn send_side(run: &Run<'_>, sock: TcpStream, data: &[u8]) -> ringxfer::Result<Side> {
+    let mut engine = engine(run.opts, run.barrier)?;
     let uring = engine.backend() == ActiveBackend::Uring;
-    if registered {
+    let before = engine.stats();
+    let (start, end, cpu, registered, refused) = if run.registered {
         let mut guard = engine.register_send(data);
         let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
-        let (start, end, cpu) = timed(barrier, || guard.send(&sock))?;
-        let registered = guard.is_registered();
-        drop(guard);
-        say_notices("bench", &engine);
-        Ok(Side {
-            start,
-            end,
-            registered,
-            refused,
-            cpu,
-        })
+        let (start, end, cpu) = timed(run.barrier, || {
+            (0..run.transfers).try_for_each(|_| guard.send(&sock))
+        })?;
+        (start, end, cpu, guard.is_registered(), refused)
     } else {
-        let (start, end, cpu) = timed(barrier, || engine.send_from(&sock, data))?;
-        say_notices("bench", &engine);
-        Ok(Side {
-            start,
-            end,
-            registered: false,
-            refused: None,
-            cpu,
-        })
-    }
+        let (start, end, cpu) = timed(run.barrier, || {
+            (0..run.transfers).try_for_each(|_| engine.send_from(&sock, data))
+        })?;
+        (start, end, cpu, false, None)
+    };
+    say_notices("bench", &engine);
+    Ok(Side {
+        start,
+        end,
+        registered,
+        refused,
+        cpu,
+        stats: engine.stats().since(&before),
+        failed_check: None,
+    })
 }
 
 /// The receiving (main) thread: engine (and registration) before the barrier, then the
-/// receive.
+/// receives, each but the last spot-checked ([`Spots`]) inside the clock; after the clock,
+/// a check that the stream ends right after the last array.
 fn recv_side(
-    opts: &Options,
-    registered: bool,
+    run: &Run<'_>,
     sock: TcpStream,
-    buf: &mut [u8],
+    (want, buf): (&[u8], &mut [u8]),
     progress: Option<&Progress>,
-    barrier: &Barrier,
 ) -> ringxfer::Result<Side> {
-    let mut engine = engine(opts, barrier)?;
+    let mut engine = engine(run.opts, run.barrier)?;
     let uring = engine.backend() == ActiveBackend::Uring;
-    if registered {
+    let before = engine.stats();
+    let spots = Spots::of(buf.len());
+    let n = run.transfers;
+    // The first failed spot check: transfer number (1-based) and offset.
+    let mut bad: Option<(u64, usize)> = None;
+    let mut check = |i: u64, got: &[u8]| {
+        if bad.is_none() {
+            bad = spots.first_mismatch(got, want).map(|o| (i + 1, o));
+        }
+    };
+    if n > 1 {
+        spots.poison(buf, want);
+    }
+    let (start, end, cpu, registered, refused) = if run.registered {
         let mut guard = engine.register_recv(buf);
         let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
-        let (start, end, cpu) = timed(barrier, || guard.recv(&sock))?;
-        let registered = guard.is_registered();
-        drop(guard);
-        say_notices("bench", &engine);
-        Ok(Side {
-            start,
-            end,
-            registered,
-            refused,
-            cpu,
-        })
+        let (start, end, cpu) = timed(run.barrier, || {
+            for i in 0..n {
+                guard.recv(&sock)?;
+                if i + 1 < n {
+                    check(i, guard.as_bytes());
+                }
+            }
+            Ok(())
+        })?;
+        (start, end, cpu, guard.is_registered(), refused)
     } else {
-        let (start, end, cpu) = timed(barrier, || recv_chunked(&mut engine, &sock, buf, progress))?;
-        say_notices("bench", &engine);
-        Ok(Side {
-            start,
-            end,
-            registered: false,
-            refused: None,
-            cpu,
-        })
-    }
+        let (start, end, cpu) = timed(run.barrier, || {
+            for i in 0..n {
+                recv_chunked(&mut engine, &sock, buf, progress)?;
+                if i + 1 < n {
+                    check(i, buf);
+                    spots.poison(buf, want);
+                }
+            }
+            Ok(())
+        })?;
+        (start, end, cpu, false, None)
+    };
+    say_notices("bench", &engine);
+    let stats = engine.stats().since(&before);
+    let failed_check = match bad {
+        Some((i, off)) => Some(format!(
+            "transfer {i} of {n}: wrong bytes at offset {off} (spot check)"
+        )),
+        None => ringxfer::close::expect_eof(&sock, run.opts.idle_timeout)
+            .err()
+            .map(|e| format!("after transfer {n} of {n}: {e}")),
+    };
+    Ok(Side {
+        start,
+        end,
+        registered,
+        refused,
+        cpu,
+        stats,
+        failed_check,
+    })
 }
 
 /// An engine for one side; on failure it still meets the other side at the barrier, so
@@ -742,7 +909,7 @@ mod tests {
         let mut data = Buffer::zeroed(1 << 20).unwrap();
         fill_arange(dtype, data.bytes_mut());
         for backend in backends {
-            for registered in [false, true] {
+            for (registered, transfers) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
                 let mut recv = vec![0xAAu8; 1 << 20];
                 let opts = Options {
                     backend,
@@ -753,12 +920,25 @@ mod tests {
                     registered,
                     &SockBufArgs::default(),
                     None,
-                    data.bytes(),
-                    &mut recv,
+                    (data.bytes(), &mut recv),
+                    transfers,
                 )
                 .unwrap_or_else(|f| panic!("{backend}: {}", f.message));
+                let what = format!("{backend} registered={registered} transfers={transfers}");
                 assert!(m.seconds > 0.0);
-                assert_eq!(recv, data.bytes(), "{backend} registered={registered}");
+                assert_eq!(m.transfers, transfers);
+                assert_eq!(m.failed_check, None, "{what}");
+                assert_eq!(recv, data.bytes(), "{what}");
+                // 1 MiB >= direct_below_bytes: one 4 MiB-segment SQE per transfer and end.
+                let per_end = match backend {
+                    Backend::Uring => EngineStats {
+                        sqes: transfers,
+                        cqes: transfers,
+                        notifs: 0,
+                    },
+                    _ => EngineStats::default(),
+                };
+                assert_eq!(m.stats, (per_end, per_end), "{what}");
             }
         }
     }

@@ -18,10 +18,11 @@
 //! **Progress.** [`Progress`] counts bytes moved (fed by the transfer code) and reports them
 //! from its own thread on stderr: an indicatif bar when stderr is a terminal, else one line per
 //! interval like iperf3's (`[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`), plus a last line for the
-//! partial interval at the end. It exists only with `-i`: raw transfers are then split into
-//! [`CHUNK`]-byte `send_from` / `recv_into` calls on the same engine (the byte stream is
-//! identical) so the counter moves during a transfer; without `-i` nothing is chunked and the
-//! measured path is the one-call path.
+//! partial interval at the end (a reporter woken late on a loaded machine skips the boundaries
+//! already passed, so such a line spans more than one interval). It exists only with `-i`: raw
+//! transfers are then split into [`CHUNK`]-byte `send_from` / `recv_into` calls on the same
+//! engine (the byte stream is identical) so the counter moves during a transfer; without `-i`
+//! nothing is chunked and the measured path is the one-call path.
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -345,8 +346,16 @@ fn lines(bytes: &AtomicU64, stop: &(Mutex<Stop>, Condvar), interval: Duration) {
             return;
         }
         (from, last) = (now, b);
-        k += 1;
+        k = next_tick(now, interval.as_secs_f64());
     }
+}
+
+/// The number of the interval boundary to report at next, after a report at `now` seconds:
+/// the next boundary at least half an interval away. On time that is the following one; a
+/// reporter woken late (a loaded machine) skips the boundaries already passed or about to
+/// pass, so no line spans (next to) nothing — one that did would print as `[1.23-1.23 s]`.
+fn next_tick(now: f64, interval: f64) -> u32 {
+    ((now / interval) + 0.5).ceil() as u32
 }
 
 /// `[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`.
@@ -620,6 +629,24 @@ mod tests {
         });
         let c = c.expect("/proc/thread-self readable");
         assert!(c.total() > 0.01 && c.total() < 10.0, "{c:?}");
+    }
+
+    #[test]
+    fn late_reports_skip_passed_boundaries() {
+        // On time: boundary 3 after boundary 2.
+        assert_eq!(next_tick(0.040, 0.02), 3);
+        assert_eq!(next_tick(0.0401, 0.02), 3);
+        // Woken 1.4 intervals late, at 0.068: boundaries 3 (0.06, passed) and 4 (0.08, in
+        // 0.6 intervals) -> 4; at 0.072, 0.08 is only 0.4 intervals away -> 5.
+        assert_eq!(next_tick(0.068, 0.02), 4);
+        assert_eq!(next_tick(0.072, 0.02), 5);
+        for i in 0..1000 {
+            let now = i as f64 * 0.0007;
+            assert!(
+                next_tick(now, 0.02) as f64 * 0.02 >= now + 0.01 - 1e-12,
+                "{now}"
+            );
+        }
     }
 
     #[test]

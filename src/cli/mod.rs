@@ -7,6 +7,7 @@
 //!   `vec![0; n]`; `bench --count-arrays` ([`bench_many`]) measures streams of small framed
 //!   arrays, batched and one at a time; `bench --pingpong` ([`bench_pingpong`]) measures
 //!   echo round-trip latency (µs) of raw and framed messages.
+//!   The main job batches arrays below 256 MiB into runs of at least 0.25 s ([`batch`]).
 //! * [`xfer`] — `send` / `recv` of one array between two processes (or a numpy peer) in raw
 //!   mode; [`framed`] — the same commands in framed mode (the default): header, payload and
 //!   trailer of `docs/PROTOCOL.md`, several arrays per connection.
@@ -19,6 +20,7 @@
 //! Gbit/s = 10^9 bits/s. Exit status: 0 on success, 1 on a failed or unverified transfer,
 //! 2 on a usage error.
 
+mod batch;
 mod bench;
 mod bench_common;
 mod bench_fresh;
@@ -57,6 +59,12 @@ enum Command {
     /// Each repeat runs every selected backend once (the order alternates between repeats);
     /// the clock runs from a barrier both threads pass once connected until the last byte is
     /// received and the sender has returned. Every run is verified by CRC-32.
+    ///
+    /// Arrays below 256 MiB are sent K times back to back per run on one connection, K grown
+    /// until a run lasts at least 0.25 s (shorter runs are done again, not reported), each
+    /// transfer checked; each run reports K and the SQEs and CQEs both ends' engines used
+    /// (0 on the blocking backend and for transfers below the uring backend's
+    /// direct_below_bytes, 512 KiB, which take a direct syscall).
     ///
     /// `--fresh` measures fresh-array receives (framed) against pre-touched memory and the
     /// naive `vec![0u8; n]` + blocking receive; `--count-arrays N` measures N small framed

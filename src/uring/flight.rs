@@ -148,6 +148,9 @@ pub(super) struct Flight<'r> {
     pub(super) ring: &'r mut IoUring,
     pub(super) epoch: u64,
     pub(super) jobs: Vec<Job>,
+    /// The ring's cumulative counters ([`crate::Engine::stats`]): bumped for every SQE pushed
+    /// and every CQE reaped.
+    pub(super) stats: &'r mut crate::stats::EngineStats,
 }
 
 impl Flight<'_> {
@@ -183,6 +186,7 @@ impl Flight<'_> {
         }
         drop(sq);
         self.jobs[job].outstanding += entries.len();
+        self.stats.sqes += entries.len() as u64;
     }
 
     /// Reaps ready CQEs, routing each to its job: results to the planner (a positive one is
@@ -192,6 +196,8 @@ impl Flight<'_> {
         let now = Instant::now();
         for cqe in self.ring.completion() {
             let (ud, flags, res) = (cqe.user_data(), cqe.flags(), cqe.result());
+            self.stats.cqes += 1;
+            self.stats.notifs += u64::from(cqueue::notif(flags));
             if ud == ANY_CANCEL_UD {
                 continue;
             }
@@ -314,7 +320,9 @@ impl Drop for Flight<'_> {
                 .build()
                 .user_data(ANY_CANCEL_UD);
             // SAFETY: a cancel request points to no memory.
-            let _ = unsafe { self.ring.submission().push(&e) };
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                self.stats.sqes += 1;
+            }
             self.drain();
         }
     }

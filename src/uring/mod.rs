@@ -162,6 +162,8 @@ pub(crate) struct Ring {
     /// Epoch of the last set (12 bits, in every `user_data`): a late notification of an
     /// earlier set can never be taken for one of the current set.
     epoch: u64,
+    /// SQEs pushed and CQEs reaped over the ring's life ([`crate::Engine::stats`]).
+    stats: crate::stats::EngineStats,
 }
 
 impl std::fmt::Debug for Ring {
@@ -185,6 +187,7 @@ impl Ring {
             zc_refused: None,
             register_refused: None,
             epoch: 0,
+            stats: Default::default(),
         })
     }
 
@@ -300,6 +303,7 @@ impl Ring {
             ring: &mut self.ring,
             epoch: self.epoch,
             jobs,
+            stats: &mut self.stats,
         };
         loop {
             // Plan and push the next chain of every job that has none in flight.
@@ -544,6 +548,11 @@ fn chain_entries(
 }
 
 impl Ring {
+    /// The ring's cumulative SQE/CQE counters ([`crate::Engine::stats`]).
+    pub(crate) fn stats(&self) -> crate::stats::EngineStats {
+        self.stats
+    }
+
     /// One-time notices about paths taken instead of the requested one (registration refused,
     /// `SEND_ZC` refused), oldest first.
     pub(crate) fn notices(&self) -> impl Iterator<Item = &str> {

@@ -1,0 +1,55 @@
+//! What an [`Engine`] has asked of the kernel: SQEs submitted and CQEs reaped on its ring.
+//!
+//! The counters are cumulative over the engine's life and are bumped where the uring backend
+//! pushes and reaps (`src/uring/flight.rs`), so they count exactly what went through the ring
+//! — nothing is estimated. Transfers that do not touch the ring count nothing: every transfer
+//! on the blocking backend, and on the uring backend those shorter than
+//! [`Options::direct_below_bytes`](crate::Options::direct_below_bytes) (512 KiB by default),
+//! which take a direct `send`/`recv` syscall loop instead.
+
+use crate::Engine;
+
+/// SQEs and CQEs an [`Engine`] has used so far ([`Engine::stats`]); all zero on the blocking
+/// backend.
+///
+/// For a transfer that has returned, each SQE has produced exactly one result CQE, so the
+/// difference of two snapshots taken around completed transfers satisfies
+/// `cqes == sqes + notifs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EngineStats {
+    /// SQEs pushed to the ring: the transfer ops (`SEND`, `SEND_ZC`, `WRITE_FIXED`, `RECV`,
+    /// `READ_FIXED`), the `POLL_ADD` put in front of a chain after `-EAGAIN`, and the
+    /// `ASYNC_CANCEL` requests of idle-timeout probes, errors and unwinding.
+    pub sqes: u64,
+    /// CQEs reaped from the ring: one result CQE per SQE, plus the `SEND_ZC` notification
+    /// CQEs (counted in `notifs` too).
+    pub cqes: u64,
+    /// `SEND_ZC` notification CQEs (`IORING_CQE_F_NOTIF`: the kernel released the pages of
+    /// one zero-copy send), a subset of `cqes`.
+    pub notifs: u64,
+}
+
+impl EngineStats {
+    /// `self - earlier`, field by field: what was used between two snapshots of one engine
+    /// (`earlier` taken first; a field where it is larger, e.g. from another engine, gives 0).
+    pub fn since(&self, earlier: &EngineStats) -> EngineStats {
+        EngineStats {
+            sqes: self.sqes.saturating_sub(earlier.sqes),
+            cqes: self.cqes.saturating_sub(earlier.cqes),
+            notifs: self.notifs.saturating_sub(earlier.notifs),
+        }
+    }
+}
+
+impl Engine {
+    /// How many SQEs this engine has submitted and how many CQEs it has reaped since it was
+    /// created ([`EngineStats`]); all zero on the blocking backend and for transfers below
+    /// [`Options::direct_below_bytes`](crate::Options::direct_below_bytes), which do not use
+    /// the ring. Take a snapshot before and after a transfer and subtract
+    /// ([`EngineStats::since`]) to get one transfer's figures.
+    pub fn stats(&self) -> EngineStats {
+        self.ring
+            .as_ref()
+            .map_or_else(EngineStats::default, |r| r.stats())
+    }
+}
