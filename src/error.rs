@@ -85,6 +85,21 @@ pub enum Error {
         expected: u64,
     },
 
+    /// One stream of a striped transfer ([`crate::Engine::send_striped`],
+    /// [`crate::Engine::recv_striped`]) failed: which stream (its index in the caller's list),
+    /// its peer address, and that stream's own error with the bytes of its stripe moved so
+    /// far. The other streams were canceled and drained.
+    #[error("stream {stream} ({peer}): {source}")]
+    Stream {
+        /// Index of the stream in the caller's list of sockets.
+        stream: usize,
+        /// The stream's peer address (`"unix"` for a Unix socket, `"?"` when unknown).
+        peer: String,
+        /// The stream's own error (counts are of its stripe).
+        #[source]
+        source: Box<Error>,
+    },
+
     /// This socket's receive side was shut down locally (`shutdown(SHUT_RD)` on this
     /// socket, e.g. by another thread) before the whole array arrived; the peer had not
     /// closed. Detected for TCP (the connection was still `ESTABLISHED` at the end of the
@@ -212,6 +227,7 @@ impl Error {
             | Error::TimedOutAborted { transferred, .. }
             | Error::ReadShutdown { transferred, .. }
             | Error::Canceled { transferred, .. } => Some(*transferred),
+            Error::Stream { source, .. } => source.transferred(),
             _ => None,
         }
     }
@@ -227,6 +243,7 @@ impl Error {
             Error::TimedOutAborted { .. } => "timed_out_aborted",
             Error::ReadShutdown { .. } => "read_shutdown",
             Error::Canceled { .. } => "canceled",
+            Error::Stream { source, .. } => source.kind(),
             Error::NotStream { .. } => "not_stream",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
                 "connection_reset"

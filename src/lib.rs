@@ -64,6 +64,7 @@ pub mod planner;
 pub mod scope;
 mod sock;
 mod stats;
+pub mod stripe;
 pub mod uring;
 
 use std::os::fd::AsFd;
