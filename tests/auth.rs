@@ -437,11 +437,25 @@ fn cli_serve_auth_key() {
         "{v}"
     );
 
-    // No key: the client's framed array is rejected at its magic. (The client itself may
-    // report success: its 8 kB fit in the socket buffers before the server closed.)
-    let _ = send(&addr, &[]);
-    let v = json(&lines.take(1, T)[0]);
-    assert_eq!(v["kind"], "auth_unauthenticated", "{v}");
+    // No key: the client's framed array is rejected at its magic, and the client is told
+    // why (serve writes one refusal line; the client's graceful close reads it): exit 1
+    // naming the missing key, for a small array and for one larger than the socket buffers.
+    for count in ["8000", "8000000"] {
+        let none = Command::new(BIN)
+            .args(["send", "--connect", &addr, "--size", count])
+            .env_remove("RINGXFER_BACKEND")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
+        assert!(
+            stderr(&none).contains("refused: this server requires authentication (--auth-key)"),
+            "{count}: {}",
+            stderr(&none)
+        );
+        let v = json(&lines.take(1, T)[0]);
+        assert_eq!(v["kind"], "auth_unauthenticated", "{v}");
+    }
 
     let extra = lines.drain_for(Duration::from_millis(300));
     assert!(extra.is_empty(), "one line per client: {extra:#?}");

@@ -452,3 +452,46 @@ fn recv_idle_timeout_survives_stop_cont_storm() {
         drop(sock);
     });
 }
+
+/// Break-it report: with every slot held by an idle client and the waiting queue full of
+/// silent connections, a working client must still get in (before, it was refused at once:
+/// "the queue of waiting clients is full"). The newcomer displaces a silent queued
+/// connection (told so), and clients that have sent bytes are placed before silent ones.
+#[test]
+fn serve_silent_queue_does_not_lock_out_a_working_client() {
+    within(Duration::from_secs(60), "silent queue", move || {
+        let (_server, lines, addr) = spawn_serve(&["--json", "--max-clients", "4"]);
+        let in_slots: Vec<TcpStream> = (0..4)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"R").unwrap();
+                s
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        let queued: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let (_sock, me) = valid_client(addr, Backend::Auto);
+        let mut seen = Vec::new();
+        let served = loop {
+            match lines.next(Duration::from_secs(5).saturating_sub(t0.elapsed())) {
+                Some(l) => {
+                    let v = json(&l);
+                    if v["peer"] == me {
+                        break v;
+                    }
+                    seen.push(v);
+                }
+                None => panic!("the working client was not served within 5 s: {seen:#?}"),
+            }
+        };
+        eprintln!("served after {:?}; other lines: {seen:?}", t0.elapsed());
+        assert_eq!(served["verified"], true, "{served}");
+        assert!(
+            !seen.iter().any(|v| v["peer"] == me),
+            "the working client was not refused first: {seen:#?}"
+        );
+        drop((in_slots, queued));
+    });
+}

@@ -499,7 +499,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             engine
                 .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
                 .map_err(|e| {
-                    let f = Failure::from(e);
+                    let f = super::xfer::with_server_word(&sock, Failure::from(e));
                     Failure {
                         message: format!("array {} of {arrays}: {}", i + 1, f.message),
                         ..f
@@ -582,6 +582,8 @@ fn close_gracefully(
     let done = ringxfer::close::finish_with(sock, a.timeout, |b| {
         if keep {
             kept.extend_from_slice(b);
+        } else {
+            super::xfer::keep_head(&mut kept, b);
         }
     });
     match done {
@@ -602,7 +604,12 @@ fn close_gracefully(
                 timeout_ms as f64 / 1000.0
             )))
         }
-        Err(e) => close_outcome(Role::Send, e, "").map(|()| (None, None)),
+        Err(e) => match super::xfer::server_line(&kept) {
+            Some(line) => Err(Failure::runtime(format!(
+                "{line} (delivery not confirmed: {e})"
+            ))),
+            None => close_outcome(Role::Send, e, "").map(|()| (None, None)),
+        },
     }
 }
 

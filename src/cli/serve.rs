@@ -314,7 +314,22 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         }
         match listener.accept() {
             Ok((sock, peer)) if queue.len() >= a.max_clients as usize => {
-                refuse(sock, peer, "the queue of waiting clients is full", a);
+                // A full queue: make room by dropping the longest-waiting queued client that
+                // has sent nothing yet (silent clients must not lock out working ones), else
+                // turn the newcomer away.
+                match queue.iter().position(|(s, _, _)| !has_sent(s)) {
+                    Some(i) => {
+                        let (idle, idle_peer, _) = queue.remove(i).expect("index in range");
+                        refuse(
+                            idle,
+                            idle_peer,
+                            "dropped from the full queue of waiting clients: sent nothing",
+                            a,
+                        );
+                        queue.push_back((sock, peer, Instant::now()));
+                    }
+                    None => refuse(sock, peer, "the queue of waiting clients is full", a),
+                }
             }
             Ok((sock, peer)) => queue.push_back((sock, peer, Instant::now())),
             Err(e)
@@ -329,6 +344,12 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
                 // EMFILE and the like: give closing connections a moment instead of spinning.
                 thread::sleep(Duration::from_millis(100));
             }
+        }
+        // Clients that have sent bytes go first: a queue of silent connections must not
+        // keep a working client waiting behind them.
+        if let Some(i) = queue.iter().position(|(s, _, _)| has_sent(s)) {
+            let ready = queue.remove(i).expect("index in range");
+            queue.push_front(ready);
         }
         while let Some((sock, peer, since)) = queue.pop_front() {
             let peer_s = peer.to_string();
@@ -348,6 +369,15 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// True when the client on `sock` has sent at least one byte (a non-blocking peek).
+fn has_sent(sock: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Ok((n, _)) if n > 0
+    )
 }
 
 /// Turns `sock` away: one line to the client, one `refused` line on stdout, closed.
@@ -437,6 +467,14 @@ fn serve_connection(
     if let Some(key) = &limits.key {
         let deadline = limits.header_timeout.unwrap_or(auth::DEFAULT_TIMEOUT);
         if let Err(e) = auth::authenticate_server(&sock, key, deadline) {
+            if matches!(e, ringxfer::Error::Auth(auth::AuthError::Unauthenticated)) {
+                // A client without --auth-key: tell it why before closing (it reads the line
+                // when its send fails).
+                let mut s = &sock;
+                let _ = s.write_all(
+                    b"ringxfer serve: refused: this server requires authentication (--auth-key)\n",
+                );
+            }
             let line = if slot.evicted() {
                 evicted_line(peer, 1, started.elapsed())
             } else {

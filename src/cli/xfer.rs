@@ -381,9 +381,18 @@ fn connected(
         let r = op(&sock);
         (r, t.elapsed().as_secs_f64())
     });
-    r?;
+    r.map_err(|e| with_server_word(&sock, Failure::from(e)))?;
     let closed = match role {
-        Role::Send => ringxfer::close::finish(&sock, a.timeout).map(|f| f.peer_bytes),
+        Role::Send => {
+            let mut said = Vec::new();
+            let r = ringxfer::close::finish_with(&sock, a.timeout, |b| keep_head(&mut said, b));
+            if let (Err(e), Some(line)) = (&r, server_line(&said)) {
+                return Err(Failure::runtime(format!(
+                    "{line} (delivery not confirmed: {e})"
+                )));
+            }
+            r.map(|f| f.peer_bytes)
+        }
         Role::Recv => ringxfer::close::expect_eof(&sock, a.timeout).map(|()| 0),
     };
     Ok(Moved {
@@ -394,6 +403,36 @@ fn connected(
         bufs,
         closed,
     })
+}
+
+/// When a transfer failed because the peer closed or reset, the peer may have said why
+/// first (`serve` writes `ringxfer serve: refused: …` before closing): read what it sent,
+/// without waiting, and put its first line in front of the failure.
+pub(super) fn with_server_word(sock: &TcpStream, f: Failure) -> Failure {
+    let mut buf = [0u8; 512];
+    let _ = sock.set_nonblocking(true);
+    let n = std::io::Read::read(&mut &*sock, &mut buf).unwrap_or(0);
+    let _ = sock.set_nonblocking(false);
+    match server_line(&buf[..n]) {
+        Some(line) => Failure {
+            message: format!("{line} ({})", f.message),
+            ..f
+        },
+        None => f,
+    }
+}
+
+/// The first line of `bytes` when it is a `ringxfer serve:` message (e.g. a refusal).
+pub(super) fn server_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().next()?;
+    line.starts_with("ringxfer serve:").then(|| line.to_owned())
+}
+
+/// Keeps the first 512 bytes the peer sent (enough for a server's one-line message).
+pub(super) fn keep_head(said: &mut Vec<u8>, b: &[u8]) {
+    let room = 512usize.saturating_sub(said.len());
+    said.extend_from_slice(&b[..b.len().min(room)]);
 }
 
 /// Says once on stderr why the kernel refused to register the array (the transfer still
