@@ -5,6 +5,8 @@
 #   scripts/netns-bench.sh [--rate LIST] [--size BYTES] [--backend uring|blocking|both]
 #                          [--repeat R] [--mode raw|framed] [--quick] [--iperf3] [--check]
 #                          [--burst BYTES] [--latency TIME] [--mtu N] [--bin PATH]
+#   scripts/netns-bench.sh --rails [--rate LIST] [--size BYTES] [--backend ...] [--repeat R]
+#                          [--streams LIST] [--no-mptcp] [--quick]
 #
 #   --rate     comma-separated tc rates, `none` = unshaped veth   [none,2gbit,8gbit]
 #              (units: bit, kbit, mbit, gbit; tc's "mbps" means megabytes and is refused)
@@ -19,6 +21,14 @@
 #   --burst / --latency   tbf parameters, see "Shaping" below       [max(1 ms of rate, 256KiB) / 10ms]
 #   --mtu      veth MTU                                                          [1500]
 #   --bin      the ringxfer binary        [target/release/ringxfer, `cargo build --release` first]
+#   --rails    rails mode (issue 9), raw only: a SECOND veth pair joins the namespaces
+#              (10.202.0.1/24 receiver, 10.202.0.2/24 sender, inside them only), both pairs
+#              tbf-shaped on the sender's egress to each --rate [2gbit,1gbit]; per rate: one
+#              stream on rail 0 vs `--streams 1` over both rails (2 streams: `--listen
+#              10.201.0.1:P,10.202.0.1:P`), goal rails/single >= 1.9; and MPTCP over the same
+#              two rails (python3 with IPPROTO_MPTCP, two subflows; skipped when the kernel or
+#              python3 lacks it, or with --no-mptcp). Then, unshaped, `--streams` LIST
+#              [1,2,4,8] on one veth and on loopback (inside the receiver's namespace).
 #
 # Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for `ip netns`). When namespaces cannot be made
 # it prints one "netns-bench: skipped: ..." line and exits 0, so CI can say it skipped.
@@ -76,12 +86,19 @@ BURST=""
 LATENCY="10ms"
 MTU=1500
 BIN="target/release/ringxfer"
+RAILS=0
+RATES_GIVEN=0
+STREAM_LIST="1,2,4,8"
+MPTCP=1
 
 die() { echo "netns-bench: $*" >&2; exit 2; }
 need_arg() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --rate) need_arg "$@"; RATES="$2"; shift 2 ;;
+    --rate) need_arg "$@"; RATES="$2"; RATES_GIVEN=1; shift 2 ;;
+    --rails) RAILS=1; shift ;;
+    --streams) need_arg "$@"; STREAM_LIST="$2"; shift 2 ;;
+    --no-mptcp) MPTCP=0; shift ;;
     --size) need_arg "$@"; SIZE="$2"; shift 2 ;;
     --backend) need_arg "$@"; BACKEND="$2"; shift 2 ;;
     --repeat) need_arg "$@"; REPEAT="$2"; shift 2 ;;
@@ -100,6 +117,11 @@ done
 case "$BACKEND" in uring) BACKENDS="uring" ;; blocking) BACKENDS="blocking" ;;
   both) BACKENDS="uring blocking" ;; *) die "--backend must be uring, blocking or both" ;; esac
 case "$MODE" in raw|framed) ;; *) die "--mode must be raw or framed" ;; esac
+if [[ "$RAILS" == 1 ]]; then
+  [[ "$MODE" == raw ]] || die "--rails is raw mode only (framed striping is not implemented yet)"
+  [[ "$RATES_GIVEN" == 1 ]] || RATES="2gbit,1gbit"
+fi
+[[ "$STREAM_LIST" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--streams must be a list like 1,2,4,8"
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat must be a positive integer"
 [[ "$MTU" =~ ^[0-9]+$ ]] || die "--mtu must be a number"
 
@@ -256,10 +278,172 @@ run_once() {
   GOT_SECS=$(json_field seconds "$line")
 }
 
+CEILING=$(awk -v m="$MTU" 'BEGIN { printf "%.3f", (m - 52) / (m + 14) }')
+
 # Median, min and max of numbers on stdin.
 stats() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.3f %.3f %.3f\n", m, v[1], v[NR] }'; }
 
-CEILING=$(awk -v m="$MTU" 'BEGIN { printf "%.3f", (m - 52) / (m + 14) }')
+# Rails mode: one raw transfer between the namespaces (or on loopback inside the receiver's
+# namespace when NS_SEND is NS_RX), receiver listening on LISTEN (comma-separated rails) and
+# the sender connecting to the same; the receiver's Gbit/s is appended to $TMP/gbit.
+xfer_once() {
+  local backend="$1" listen="$2" ns_send="$3"; shift 3
+  local pid txpid line
+  : > "$TMP/rx.out"
+  ip netns exec "$NS_RX" "$BIN" recv --listen "$listen" --raw --size "$SIZE" --backend "$backend" --json "$@" \
+    > "$TMP/rx.out" 2> "$TMP/rx.err" &
+  pid=$!; PIDS+=("$pid")
+  ip netns exec "$ns_send" "$BIN" send --connect "$listen" --raw --size "$SIZE" \
+    --backend "$backend" --json "$@" > "$TMP/tx.out" 2> "$TMP/tx.err" &
+  txpid=$!; PIDS+=("$txpid")
+  if ! wait "$txpid"; then
+    kill "$pid" 2>/dev/null || true
+    die "send ($backend $listen $*) failed: $(cat "$TMP/tx.err")"
+  fi
+  wait "$pid" || die "recv ($backend $listen $*) failed: $(cat "$TMP/rx.err")"
+  line=$(cat "$TMP/rx.out")
+  [[ "$(json_field verified "$line")" == true ]] || die "recv ($backend): data not verified: $line"
+  awk -v b="$(json_field bytes "$line")" -v s="$(json_field seconds "$line")" \
+    'BEGIN { printf "%.6f\n", b * 8 / s / 1e9 }' >> "$TMP/gbit"
+}
+
+# MPTCP over both rails: a python3 receiver (IPPROTO_MPTCP = 262) in NS_RX, a sender in NS_TX
+# whose second subflow goes over rail 1 (`ip mptcp endpoint ... subflow`); the receiver's
+# Gbit/s (first byte accepted to last byte received, recv_into a pre-touched bytearray) is
+# appended to $TMP/gbit.
+MPTCP_PY='
+import socket, sys, time
+role, addr, port, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+buf = bytearray(size); view = memoryview(buf)
+if role == "rx":
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((addr, port)); l.listen(1); print("ready", flush=True)
+    c, _ = l.accept(); t = time.perf_counter(); got = 0
+    while got < size:
+        n = c.recv_into(view[got:])
+        if n == 0: sys.exit("eof after %d bytes" % got)
+        got += n
+    secs = time.perf_counter() - t
+    c.close(); print("%.6f" % (size * 8 / secs / 1e9))
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    s.connect((addr, port)); time.sleep(0.2)  # let the second subflow join
+    s.sendall(view); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+'
+mptcp_setup() {
+  local ns
+  for ns in "$NS_RX" "$NS_TX"; do
+    ip netns exec "$ns" sysctl -qw net.mptcp.enabled=1 2>/dev/null || return 1
+    ip -n "$ns" mptcp limits set subflow 2 add_addr_accepted 2 2>/dev/null || return 1
+  done
+  ip -n "$NS_TX" mptcp endpoint add "$ADDR_TX2" dev "$IF_TX2" subflow 2>/dev/null || return 1
+  ip -n "$NS_RX" mptcp endpoint add "$ADDR_RX2" dev "$IF_RX2" signal 2>/dev/null || return 1
+  ip netns exec "$NS_RX" python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262).close()' 2>/dev/null
+}
+mptcp_once() {
+  local pid i
+  : > "$TMP/mp.out"
+  ip netns exec "$NS_RX" python3 -c "$MPTCP_PY" rx "$ADDR_RX" $((PORT + 2)) "$(size_bytes "$SIZE")" \
+    > "$TMP/mp.out" 2> "$TMP/mp.err" &
+  pid=$!; PIDS+=("$pid")
+  for ((i = 0; i < 100; i++)); do grep -q ready "$TMP/mp.out" && break; sleep 0.05; done
+  in_tx python3 -c "$MPTCP_PY" tx "$ADDR_RX" $((PORT + 2)) "$(size_bytes "$SIZE")" 2>> "$TMP/mp.err" ||
+    die "mptcp sender failed: $(cat "$TMP/mp.err")"
+  wait "$pid" || die "mptcp receiver failed: $(cat "$TMP/mp.err")"
+  tail -n 1 "$TMP/mp.out" >> "$TMP/gbit"
+}
+
+if [[ "$RAILS" == 1 ]]; then
+  IF_RX2="rxv$$R"; IF_TX2="rxv$$T"; ADDR_RX2="10.202.0.1"; ADDR_TX2="10.202.0.2"
+  ip link add "$IF_RX2" netns "$NS_RX" type veth peer name "$IF_TX2" netns "$NS_TX" ||
+    die "cannot create the second veth pair"
+  for side in "$NS_RX $IF_RX2 $ADDR_RX2" "$NS_TX $IF_TX2 $ADDR_TX2"; do
+    read -r ns ifc addr <<< "$side"
+    ip -n "$ns" link set "$ifc" mtu "$MTU"
+    ip -n "$ns" addr add "$addr/24" dev "$ifc"
+    ip -n "$ns" link set "$ifc" up
+  done
+  in_tx ping -c 1 -W 2 "$ADDR_RX2" >/dev/null 2>&1 || true
+  if [[ "$MPTCP" == 1 ]] && ! mptcp_setup; then
+    echo "# MPTCP unavailable here (sysctl, ip mptcp or python3 IPPROTO_MPTCP refused): not measured"
+    MPTCP=0
+  fi
+  echo "# netns-bench --rails: $SIZE per transfer, raw, $REPEAT repeat(s), veth MTU $MTU, two rails (10.201.0.0/24, 10.202.0.0/24)"
+  echo "# kernel $(uname -r), $(nproc) CPUs, $("$BIN" --version 2>/dev/null || echo ringxfer); Gbit/s as the receiver measured it, median [min-max]"
+  printf '%-9s %-9s %-28s %9s %-19s %s\n' backend rate path "Gbit/s" "[min-max]" "vs single"
+  FAILED_GOALS=()
+  L0="$ADDR_RX:$PORT"; L01="$ADDR_RX:$PORT,$ADDR_RX2:$((PORT + 1))"
+  for rate in "${RATE_LIST[@]}"; do
+    SHAPE_DESC="unshaped"
+    shape "$rate" || continue
+    desc0="$SHAPE_DESC"
+    if [[ "$rate" != none ]]; then
+      # The second rail gets the same shaping.
+      tc -n "$NS_TX" qdisc del dev "$IF_TX2" root 2>/dev/null || true
+      tc -n "$NS_TX" qdisc add dev "$IF_TX2" root tbf rate "$rate" \
+        burst "$(awk -v b="$(rate_bps "$rate")" 'BEGIN { x = b/8/1000; if (x < 262144) x = 262144; printf "%.0f", x }')" \
+        latency "$LATENCY" || die "tbf refused on rail 1"
+    else
+      tc -n "$NS_TX" qdisc del dev "$IF_TX2" root 2>/dev/null || true
+    fi
+    echo "# each rail: $desc0"
+    for backend in $BACKENDS; do
+      single=""
+      for path in single rails; do
+        rm -f "$TMP/gbit"
+        for ((r = 0; r < REPEAT; r++)); do
+          if [[ "$path" == single ]]; then xfer_once "$backend" "$L0" "$NS_TX"
+          else xfer_once "$backend" "$L01" "$NS_TX" --streams 1; fi
+        done
+        read -r med lo hi < <(stats < "$TMP/gbit")
+        if [[ "$path" == single ]]; then
+          single="$med"; vs="1.000"; label="1 stream, rail 0"
+        else
+          vs=$(awk -v a="$med" -v s="$single" 'BEGIN { printf "%.3f", a / s }'); label="--streams 1 x 2 rails"
+          awk -v x="$vs" 'BEGIN { exit !(x < 1.9) }' && FAILED_GOALS+=("$backend at $rate: rails/single $vs < 1.9")
+        fi
+        printf '%-9s %-9s %-28s %9s %-19s %s\n' "$backend" "$rate" "$label" "$med" "[$lo-$hi]" "$vs"
+      done
+    done
+    if [[ "$MPTCP" == 1 ]]; then
+      rm -f "$TMP/gbit"
+      for ((r = 0; r < REPEAT; r++)); do mptcp_once; done
+      read -r med lo hi < <(stats < "$TMP/gbit")
+      printf '%-9s %-9s %-28s %9s %-19s %s\n' python3 "$rate" "MPTCP, 2 subflows" "$med" "[$lo-$hi]" \
+        "$(awk -v a="$med" -v s="$single" 'BEGIN { printf "%.3f", a / s }')"
+    fi
+  done
+  # Streams on one unshaped veth and on loopback.
+  shape none
+  tc -n "$NS_TX" qdisc del dev "$IF_TX2" root 2>/dev/null || true
+  IFS=',' read -r -a SLIST <<< "$STREAM_LIST"
+  for where in veth loopback; do
+    echo "# unshaped $where: --streams N"
+    for backend in $BACKENDS; do
+      base=""
+      for n in "${SLIST[@]}"; do
+        rm -f "$TMP/gbit"
+        for ((r = 0; r < REPEAT; r++)); do
+          if [[ "$where" == veth ]]; then xfer_once "$backend" "$L0" "$NS_TX" --streams "$n"
+          else xfer_once "$backend" "127.0.0.1:$((PORT + 3))" "$NS_RX" --streams "$n"; fi
+        done
+        read -r med lo hi < <(stats < "$TMP/gbit")
+        [[ -n "$base" ]] || base="$med"
+        printf '%-9s %-9s %-28s %9s %-19s %s\n' "$backend" none "$where --streams $n" "$med" "[$lo-$hi]" \
+          "$(awk -v a="$med" -v s="$base" 'BEGIN { printf "%.3f", a / s }')"
+      done
+    done
+  done
+  if [[ ${#FAILED_GOALS[@]} -eq 0 ]]; then
+    echo "# goal met: rails/single >= 1.9 at every shaped rate measured"
+  else
+    for g in "${FAILED_GOALS[@]}"; do echo "# goal missed: $g"; done
+    [[ "$CHECK" == 1 ]] && exit 1
+  fi
+  exit 0
+fi
+
 echo "# netns-bench: $SIZE per transfer, $MODE mode, $REPEAT repeat(s), veth MTU $MTU (payload ceiling under tbf: $CEILING of the rate)"
 echo "# kernel $(uname -r), $(nproc) CPUs, $("$BIN" --version 2>/dev/null || echo ringxfer)"
 printf '%-9s %-9s %12s %-19s %11s %9s\n' backend rate "Gbit/s" "[min-max]" configured "achieved/configured"

@@ -32,7 +32,8 @@ use serde::Serialize;
 
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
 use super::measure::{
-    Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, recv_chunked, say_notices,
+    Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count, recv_chunked,
+    say_notices,
 };
 use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal, size};
 use super::{bench_fresh, bench_many, bench_pingpong};
@@ -120,6 +121,17 @@ pub struct BenchArgs {
     pub(super) pingpong: Option<Option<u64>>,
     #[command(flatten)]
     pub(super) sockbufs: SockBufArgs,
+    /// Main job: stripe the array over N loopback TCP connections per run
+    /// (`Engine::send_striped` / `recv_striped`: one contiguous 4 KiB-aligned stripe per
+    /// connection, received in place); 1 = one connection with `send_from` / `recv_into`.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(super) streams: u32,
+    /// Main job: both directions at once on the same connection(s), as iperf3 --bidir: each
+    /// end sends the array and receives it, on two threads with an engine each; both
+    /// directions verified, each with its own clock and GB/s.
+    #[arg(long, conflicts_with = "registered")]
+    pub(super) bidir: bool,
 }
 
 /// `--prefault` values (the library's [`ringxfer::Prefault`]).
@@ -153,6 +165,20 @@ pub enum PathArg {
     PerArray,
     /// Both.
     Both,
+}
+
+/// The reverse direction of a `--bidir` run (server to client, at the same time as the
+/// forward one).
+#[derive(Debug, Serialize)]
+struct Reverse {
+    seconds: f64,
+    gbytes_per_s: f64,
+    /// Same checks as the forward direction's, on the client's receive buffer.
+    verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// CPU seconds of the reverse sending and receiving threads.
+    cpu: CpuPair,
 }
 
 /// One measured run, as in the JSON `runs` array.
@@ -190,6 +216,9 @@ struct RunRecord {
     registered: Option<bool>,
     /// CPU seconds of the sending and the receiving thread during the run.
     cpu: CpuPair,
+    /// `--bidir`: the other direction (the fields above are the client-to-server one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reverse: Option<Reverse>,
 }
 
 /// Per-backend statistics, as in the JSON `summary` array.
@@ -202,6 +231,9 @@ struct Summary {
     max_gbytes_per_s: f64,
     /// Median user + system CPU seconds per 10^9 bytes, each end.
     cpu_s_per_gb: CpuPerGb,
+    /// `--bidir`: median GB/s of the reverse direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reverse_median_gbytes_per_s: Option<f64>,
 }
 
 /// Effective socket buffer sizes of both ends of a bench connection (the kernel's figures,
@@ -245,6 +277,10 @@ struct Report {
     count: u64,
     bytes: usize,
     repeat: u32,
+    /// Loopback TCP connections per run, the array striped over them.
+    streams: u32,
+    /// Both directions at once (`--bidir`).
+    bidir: bool,
     /// `"one-shot"` or `"pre-registered"`.
     mode: &'static str,
     crc32: String,
@@ -272,6 +308,16 @@ struct Report {
 
 /// Runs `ringxfer bench`.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
+    if (a.streams > 1 || a.bidir) && (a.fresh || a.count_arrays.is_some() || a.pingpong.is_some()) {
+        return Err(Failure::usage(
+            "--streams and --bidir are for the main job, not --fresh, --count-arrays or --pingpong",
+        ));
+    }
+    if a.streams > 1 && a.registered {
+        return Err(Failure::usage(
+            "--registered is for one stream (the striped calls are one-shot)",
+        ));
+    }
     if a.fresh {
         return bench_fresh::run(a);
     }
@@ -290,6 +336,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     fill_arange(spec.dtype, send.bytes_mut());
     let send_crc = crc32fast::hash(send.bytes());
     let mut recv = Buffer::zeroed(spec.bytes)?;
+    let mut back = Buffer::zeroed(if a.bidir { spec.bytes } else { 0 })?;
 
     let opts = Options {
         idle_timeout: a.timeout,
@@ -311,6 +358,18 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             spec.bytes as f64 / 1e6,
             a.repeat,
         );
+        if a.streams > 1 {
+            println!(
+                "striped over {} loopback TCP connections per run (one contiguous stripe each)",
+                a.streams
+            );
+        }
+        if a.bidir {
+            println!(
+                "bidir: both directions at once on the same connection(s); GB/s is the \
+                 client-to-server direction, rev GB/s the other"
+            );
+        }
         if Batch::for_size(spec.bytes).batched() {
             println!(
                 "small array: each run sends it K times back to back on one connection (K grown \
@@ -352,6 +411,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             let batch = &mut batches[backends.iter().position(|&b| b == backend).unwrap_or(0)];
             let m = loop {
                 recv.bytes_mut().fill(0xAA);
+                back.bytes_mut().fill(0xAA);
                 let m = run_once(
                     &Options {
                         backend,
@@ -361,7 +421,11 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     &a.sockbufs,
                     progress.as_ref(),
                     (send.bytes(), recv.bytes_mut()),
-                    batch.transfers(),
+                    Shape {
+                        transfers: batch.transfers(),
+                        streams: a.streams as usize,
+                        back: a.bidir.then(|| back.bytes_mut()),
+                    },
                 )
                 .map_err(|e| Failure::runtime(format!("{backend} run {}: {}", r + 1, e.message)))?;
                 if batch.accept(m.seconds) {
@@ -391,6 +455,21 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             let verified = failed.is_none();
             let (tx, rx) = m.stats;
             let moved = spec.bytes.saturating_mul(m.transfers as usize);
+            let reverse = m.back.as_ref().map(|b| {
+                let error = b.failed_check.clone().or_else(|| {
+                    (crc32fast::hash(back.bytes()) != send_crc).then(|| {
+                        let last = m.transfers;
+                        format!("crc mismatch in transfer {last} of {last}")
+                    })
+                });
+                Reverse {
+                    seconds: b.seconds,
+                    gbytes_per_s: gbytes_per_s(moved, b.seconds),
+                    verified: error.is_none(),
+                    error,
+                    cpu: b.cpu,
+                }
+            });
             let rec = RunRecord {
                 backend: name(backend),
                 repeat: r + 1,
@@ -415,6 +494,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 error: failed.clone(),
                 registered: a.registered.then_some(m.registered),
                 cpu: m.cpu,
+                reverse,
             };
             if !a.json {
                 if progress.is_some() {
@@ -422,7 +502,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     let _ = std::io::Write::flush(&mut std::io::stderr());
                 }
                 println!(
-                    "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}",
+                    "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}{}",
                     runs.len() + 1,
                     rec.backend,
                     rec.transfers_per_run,
@@ -441,6 +521,20 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                         Some(true) => ", registered",
                         Some(false) => ", not registered",
                         None => "",
+                    },
+                    match &rec.reverse {
+                        None => String::new(),
+                        Some(b) => format!(
+                            "; rev {:.4} s {:.3} GB/s, cpu {}/{}, verified {}",
+                            b.seconds,
+                            b.gbytes_per_s,
+                            cpu_cell(b.cpu.sender),
+                            cpu_cell(b.cpu.receiver),
+                            match &b.error {
+                                None => "yes".to_owned(),
+                                Some(why) => format!("NO ({why})"),
+                            }
+                        ),
                     }
                 );
             }
@@ -466,7 +560,12 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         _ => None,
     };
 
-    let (bad, total) = (runs.iter().filter(|r| !r.verified).count(), runs.len());
+    let (bad, total) = (
+        runs.iter()
+            .filter(|r| !r.verified || r.reverse.as_ref().is_some_and(|b| !b.verified))
+            .count(),
+        runs.len(),
+    );
     let batched = batches.iter().any(Batch::batched);
     if a.json {
         let report = Report {
@@ -474,6 +573,8 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             count: spec.count,
             bytes: spec.bytes,
             repeat: a.repeat,
+            streams: a.streams,
+            bidir: a.bidir,
             mode,
             crc32: format!("{send_crc:08x}"),
             uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
@@ -539,6 +640,12 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
     );
     let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
     for s in summary {
+        if let Some(r) = s.reverse_median_gbytes_per_s {
+            println!(
+                "{:<8}  reverse direction (--bidir): median {r:.3} GB/s",
+                s.backend
+            );
+        }
         println!(
             "{:<8}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>13.2}  {:>10.2}  {:>10.2}  {:>13}  {:>13}",
             s.backend,
@@ -625,6 +732,15 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
                 .filter(|r| r.backend == backend)
                 .map(|r| (r.total_bytes as f64, r.cpu)),
         ),
+        reverse_median_gbytes_per_s: {
+            let mut r: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.backend == backend)
+                .filter_map(|r| r.reverse.as_ref().map(|b| b.gbytes_per_s))
+                .collect();
+            r.sort_by(f64::total_cmp);
+            (!r.is_empty()).then(|| median(&r))
+        },
     }
 }
 
@@ -655,6 +771,26 @@ struct Measured {
     /// The first check that failed besides the last transfer's CRC (done by the caller): a
     /// spot check of an earlier transfer, or bytes after the last one.
     failed_check: Option<String>,
+    /// `--bidir`: the reverse direction.
+    back: Option<Back>,
+}
+
+/// The reverse direction of a `--bidir` run.
+struct Back {
+    seconds: f64,
+    cpu: CpuPair,
+    failed_check: Option<String>,
+}
+
+/// What a run moves besides the array: how often, over how many connections, and (with
+/// `--bidir`) into which buffer the reverse direction receives.
+struct Shape<'a> {
+    /// Times the array is sent.
+    transfers: u64,
+    /// Loopback connections, the array striped over them.
+    streams: usize,
+    /// `--bidir`: the client's receive buffer.
+    back: Option<&'a mut [u8]>,
 }
 
 /// Timestamps of one side of a run.
@@ -697,50 +833,113 @@ pub(super) fn loopback_pair(bufs: &SockBufArgs) -> Result<(TcpStream, TcpStream)
     Ok((client, server))
 }
 
-/// `transfers` transfers of `data` into `recv`, back to back over one fresh loopback
-/// connection.
+/// `n` connected loopback TCP pairs `(clients, servers)`, stream `i` of one end connected to
+/// stream `i` of the other (each connect completes from the backlog before the next, and the
+/// accept queue is FIFO), buffers as [`loopback_pair`].
+fn loopback_streams(
+    bufs: &SockBufArgs,
+    n: usize,
+) -> Result<(Vec<TcpStream>, Vec<TcpStream>), Failure> {
+    if n == 1 {
+        let (c, s) = loopback_pair(bufs)?;
+        return Ok((vec![c], vec![s]));
+    }
+    let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
+    let listener: TcpListener = bufs
+        .listen("127.0.0.1:0")
+        .map_err(|e| io("bind 127.0.0.1:0", e))?;
+    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
+    let mut clients = Vec::with_capacity(n);
+    let mut servers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = bufs
+            .connect(&addr, Duration::from_secs(10))
+            .map_err(|e| io("connect", e))?;
+        let (s, peer) = listener.accept().map_err(|e| io("accept", e))?;
+        // Same pair, whatever the accept queue held.
+        if Some(peer) != c.local_addr().ok() {
+            return Err(Failure::runtime(format!(
+                "accepted {peer}, expected {:?}",
+                c.local_addr()
+            )));
+        }
+        clients.push(c);
+        servers.push(s);
+    }
+    Ok((clients, servers))
+}
+
+/// `shape.transfers` transfers of `data` into `recv`, back to back over fresh loopback
+/// connections (with `--bidir`, also from the server end into `shape.back` at the same time).
+///
+/// Each end (the client's and the server's) owns its sockets and closes them when its sides
+/// return, so a failed receive unblocks the other end's sender (EPIPE/ECONNRESET).
 fn run_once(
     opts: &Options,
     registered: bool,
     sockbufs: &SockBufArgs,
     progress: Option<&Progress>,
     (data, recv): (&[u8], &mut [u8]),
-    transfers: u64,
+    shape: Shape<'_>,
 ) -> Result<Measured, Failure> {
-    let (client, server) = loopback_pair(sockbufs)?;
+    let (clients, servers) = loopback_streams(sockbufs, shape.streams)?;
     let bufs = BenchSockBufs {
-        sender: SockBufs::of(&client),
-        receiver: SockBufs::of(&server),
+        sender: SockBufs::of(&clients[0]),
+        receiver: SockBufs::of(&servers[0]),
         ..BenchSockBufs::default()
     };
-    let barrier = Barrier::new(2);
+    let bidir = shape.back.is_some();
+    let barrier = Barrier::new(if bidir { 4 } else { 2 });
     let run = Run {
         opts,
         registered,
-        transfers,
+        transfers: shape.transfers,
         barrier: &barrier,
     };
+    let run = &run;
+    let back = shape.back;
 
-    let (sent, got) = thread::scope(|s| {
-        // `client` moves into `send_side` and closes when it returns: the receiver then sees
-        // the end of the stream right after the last array.
-        let sender = s.spawn(|| send_side(&run, client, data));
-        // `server` moves into `recv_side` and closes when it returns, so a failed receive
-        // unblocks the sender (EPIPE/ECONNRESET) before the join below.
-        let got = recv_side(&run, server, (data, recv), progress);
-        (sender.join(), got)
+    let (client, (got, back_sent)) = thread::scope(|s| {
+        // The client end: sends the array; with --bidir also receives the reverse one.
+        let client = s.spawn(move || {
+            let clients = clients;
+            thread::scope(|s2| {
+                let rx = back.map(|b| s2.spawn(|| recv_side(run, &clients, (data, b), None)));
+                let sent = send_side(run, &clients, data);
+                (sent, rx.map(|h| h.join()))
+            })
+        });
+        // The server end (this thread): receives; with --bidir also sends the reverse array.
+        let servers = servers;
+        let server = thread::scope(|s2| {
+            let tx = bidir.then(|| s2.spawn(|| send_side(run, &servers, data)));
+            let got = recv_side(run, &servers, (data, recv), progress);
+            (got, tx.map(|h| h.join()))
+        });
+        drop(servers);
+        (client.join(), server)
     });
-    let sent = sent.map_err(|_| Failure::runtime("the sender thread panicked"))?;
-    let (sent, got) = match (sent, got) {
-        (Ok(s), Ok(g)) => (s, g),
-        // When one side fails the other usually fails in turn (EOF or a reset), so say both.
-        (Ok(_), Err(e)) => return Err(Failure::runtime(format!("recv: {e}"))),
-        (Err(e), Ok(_)) => return Err(Failure::runtime(format!("send: {e}"))),
-        (Err(s), Err(r)) => return Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
+    let (sent, back_got) = client.map_err(|_| Failure::runtime("the client thread panicked"))?;
+    let (sent, got) = both(sent, got, "")?;
+    let back = match (back_sent, back_got) {
+        (Some(bs), Some(bg)) => {
+            let bs = bs.map_err(|_| Failure::runtime("the reverse sender thread panicked"))?;
+            let bg = bg.map_err(|_| Failure::runtime("the reverse receiver thread panicked"))?;
+            let (bs, bg) = both(bs, bg, "reverse ")?;
+            Some(Back {
+                seconds: (bs.end.max(bg.end) - bs.start.min(bg.start)).as_secs_f64(),
+                cpu: CpuPair {
+                    sender: bs.cpu,
+                    receiver: bg.cpu,
+                },
+                failed_check: bg.failed_check,
+            })
+        }
+        _ => None,
     };
     Ok(Measured {
         seconds: (sent.end.max(got.end) - sent.start.min(got.start)).as_secs_f64(),
-        transfers,
+        transfers: shape.transfers,
         registered: sent.registered && got.registered,
         refused: sent.refused.or(got.refused),
         cpu: CpuPair {
@@ -750,7 +949,23 @@ fn run_once(
         bufs,
         stats: (sent.stats, got.stats),
         failed_check: got.failed_check,
+        back,
     })
+}
+
+/// Both sides of one direction, or what failed. When one side fails the other usually fails
+/// in turn (EOF or a reset), so both are said.
+fn both(
+    sent: ringxfer::Result<Side>,
+    got: ringxfer::Result<Side>,
+    dir: &str,
+) -> Result<(Side, Side), Failure> {
+    match (sent, got) {
+        (Ok(s), Ok(g)) => Ok((s, g)),
+        (Ok(_), Err(e)) => Err(Failure::runtime(format!("{dir}recv: {e}"))),
+        (Err(e), Ok(_)) => Err(Failure::runtime(format!("{dir}send: {e}"))),
+        (Err(s), Err(r)) => Err(Failure::runtime(format!("{dir}recv: {r}; {dir}send: {s}"))),
+    }
 }
 
 /// What both sides of a run share.
@@ -762,8 +977,11 @@ struct Run<'a> {
     barrier: &'a Barrier,
 }
 
-/// The sender thread: engine (and registration) before the barrier, then the sends.
-fn send_side(run: &Run<'_>, sock: TcpStream, data: &[u8]) -> ringxfer::Result<Side> {
+/// A sending side: engine (and registration) before the barrier, then the sends (striped
+/// over `socks` when there are several), then `shutdown(SHUT_WR)` on each socket so the
+/// receiver sees the end of the stream right after the last array (the socket itself stays
+/// open for a `--bidir` receive on it).
+fn send_side(run: &Run<'_>, socks: &[TcpStream], data: &[u8]) -> ringxfer::Result<Side> {
     let mut engine = engine(run.opts, run.barrier)?;
     let uring = engine.backend() == ActiveBackend::Uring;
     let before = engine.stats();
@@ -771,15 +989,27 @@ fn send_side(run: &Run<'_>, sock: TcpStream, data: &[u8]) -> ringxfer::Result<Si
         let mut guard = engine.register_send(data);
         let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
         let (start, end, cpu) = timed(run.barrier, || {
-            (0..run.transfers).try_for_each(|_| guard.send(&sock))
+            (0..run.transfers).try_for_each(|_| guard.send(&socks[0]))
         })?;
         (start, end, cpu, guard.is_registered(), refused)
     } else {
         let (start, end, cpu) = timed(run.barrier, || {
-            (0..run.transfers).try_for_each(|_| engine.send_from(&sock, data))
+            (0..run.transfers).try_for_each(|_| match socks {
+                [one] => engine.send_from(one, data),
+                many => engine.send_striped(many, data),
+            })
         })?;
         (start, end, cpu, false, None)
     };
+    for s in socks {
+        s.shutdown(std::net::Shutdown::Write)
+            .map_err(|source| ringxfer::Error::Io {
+                op: "shutdown",
+                transferred: data.len() as u64 * run.transfers,
+                expected: data.len() as u64 * run.transfers,
+                source,
+            })?;
+    }
     say_notices("bench", &engine);
     Ok(Side {
         start,
@@ -792,12 +1022,13 @@ fn send_side(run: &Run<'_>, sock: TcpStream, data: &[u8]) -> ringxfer::Result<Si
     })
 }
 
-/// The receiving (main) thread: engine (and registration) before the barrier, then the
-/// receives, each but the last spot-checked ([`Spots`]) inside the clock; after the clock,
-/// a check that the stream ends right after the last array.
+/// A receiving side: engine (and registration) before the barrier, then the receives
+/// (striped over `socks` when there are several), each but the last spot-checked ([`Spots`])
+/// inside the clock; after the clock, a check that every stream ends right after the last
+/// array.
 fn recv_side(
     run: &Run<'_>,
-    sock: TcpStream,
+    socks: &[TcpStream],
     (want, buf): (&[u8], &mut [u8]),
     progress: Option<&Progress>,
 ) -> ringxfer::Result<Side> {
@@ -821,7 +1052,7 @@ fn recv_side(
         let refused = refusal(uring, guard.is_registered(), guard.fallback_reason());
         let (start, end, cpu) = timed(run.barrier, || {
             for i in 0..n {
-                guard.recv(&sock)?;
+                guard.recv(&socks[0])?;
                 if i + 1 < n {
                     check(i, guard.as_bytes());
                 }
@@ -832,7 +1063,13 @@ fn recv_side(
     } else {
         let (start, end, cpu) = timed(run.barrier, || {
             for i in 0..n {
-                recv_chunked(&mut engine, &sock, buf, progress)?;
+                match socks {
+                    [one] => recv_chunked(&mut engine, one, buf, progress)?,
+                    many => {
+                        engine.recv_striped(many, buf)?;
+                        count(progress, buf.len());
+                    }
+                }
                 if i + 1 < n {
                     check(i, buf);
                     spots.poison(buf, want);
@@ -848,9 +1085,11 @@ fn recv_side(
         Some((i, off)) => Some(format!(
             "transfer {i} of {n}: wrong bytes at offset {off} (spot check)"
         )),
-        None => ringxfer::close::expect_eof(&sock, run.opts.idle_timeout)
-            .err()
-            .map(|e| format!("after transfer {n} of {n}: {e}")),
+        None => socks.iter().enumerate().find_map(|(k, s)| {
+            ringxfer::close::expect_eof(s, run.opts.idle_timeout)
+                .err()
+                .map(|e| format!("after transfer {n} of {n}, stream {k}: {e}"))
+        }),
     };
     Ok(Side {
         start,
@@ -921,7 +1160,11 @@ mod tests {
                     &SockBufArgs::default(),
                     None,
                     (data.bytes(), &mut recv),
-                    transfers,
+                    Shape {
+                        transfers,
+                        streams: 1,
+                        back: None,
+                    },
                 )
                 .unwrap_or_else(|f| panic!("{backend}: {}", f.message));
                 let what = format!("{backend} registered={registered} transfers={transfers}");

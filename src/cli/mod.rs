@@ -31,6 +31,7 @@ mod measure;
 mod probe;
 mod serve;
 mod size;
+mod streams;
 mod xfer;
 
 use std::process::ExitCode;

@@ -43,7 +43,7 @@ use super::measure::{
 use super::{ArrayArgs, BackendArg, Buffer, Failure, TuningArgs, crc32_hex, gbytes_per_s};
 
 /// How long `--connect` keeps retrying a refused or unreachable address.
-const CONNECT_RETRY: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_RETRY: Duration = Duration::from_secs(10);
 
 /// Which side of the transfer this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +68,36 @@ impl Role {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub(super) struct Endpoint {
-    /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000) and accept one connection.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
+    /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000) and accept one connection. Raw mode:
+    /// several comma-separated addresses are rails (A,B), each accepting --streams
+    /// connections (see --streams for the order).
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    pub(super) listen: Option<String>,
     /// Connect to ADDR (host:port), retrying for up to 10 s while the peer is not listening.
-    #[arg(long, value_name = "ADDR")]
-    connect: Option<String>,
+    /// Raw mode: several comma-separated addresses are rails, each getting --streams
+    /// connections.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    pub(super) connect: Option<String>,
+}
+
+impl Endpoint {
+    /// The addresses of `--listen` or `--connect` (one per rail), in the order given.
+    ///
+    /// # Errors
+    /// A usage error for an empty address (`A,,B`, a trailing comma).
+    pub(super) fn rails(&self) -> Result<Vec<String>, Failure> {
+        let list = self.listen.as_ref().or(self.connect.as_ref());
+        let Some(list) = list else {
+            return Err(Failure::usage("one of --listen or --connect is required"));
+        };
+        let rails: Vec<String> = list.split(',').map(|a| a.trim().to_owned()).collect();
+        if rails.iter().any(String::is_empty) {
+            return Err(Failure::usage(format!(
+                "empty address in {list:?}: rails are comma-separated host:port addresses"
+            )));
+        }
+        Ok(rails)
+    }
 }
 
 /// Arguments of `ringxfer send` and `ringxfer recv`.
@@ -119,6 +143,21 @@ pub struct XferArgs {
     /// discarding it.
     #[arg(long)]
     pub(super) get_server_output: bool,
+    /// Raw mode: connections per rail (address), the array striped over all of them (total =
+    /// rails x N): stream i carries the i-th contiguous stripe (4 KiB-aligned), received in
+    /// place. Both sides must give the same rails and N. Order: the sender connects its streams
+    /// one after another in rail order (rail 0's N, then rail 1's, ...), each connect complete
+    /// before the next; the receiver accepts per rail in order that rail's N connections in
+    /// accept order, and fails when the sender opens fewer (none more for --timeout, 10 s
+    /// without it) or more (an extra connection is pending once the data starts).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(super) streams: u32,
+    /// Raw mode: both directions at once (as iperf3 --bidir): each side sends the arange array
+    /// and receives one of the same size on the same connection(s), both checked; the report
+    /// gives each direction's time and GB/s (each direction has its own engine and thread).
+    #[arg(long)]
+    pub(super) bidir: bool,
     /// Shared-key authentication: prove (and make the peer prove) the key in FILE right after
     /// the connection is made, before any array moves (docs/PROTOCOL.md). The side that
     /// connects is the client, the side that listens the server; both need the same file.
@@ -135,6 +174,8 @@ static AUTH_KEY: OnceLock<Option<Arc<AuthKey>>> = OnceLock::new();
 struct Report {
     role: &'static str,
     backend: &'static str,
+    /// Connections the array moved over (1 here; see `super::streams`).
+    streams: u32,
     dtype: String,
     count: u64,
     bytes: usize,
@@ -163,7 +204,15 @@ struct Report {
 /// Runs `ringxfer send` or `ringxfer recv`.
 pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     let _ = AUTH_KEY.set(super::serve::load_key(a.auth_key.as_ref())?);
+    let rails = a.endpoint.rails()?;
+    let multi = a.streams > 1 || rails.len() > 1 || a.bidir;
     if !a.raw {
+        if multi {
+            return Err(Failure::usage(
+                "--streams > 1, several --listen/--connect addresses (rails) and --bidir need \
+                 --raw: framed striping is not implemented yet",
+            ));
+        }
         return super::framed::run(role, a);
     }
     if let Some(flag) = a.framed.given() {
@@ -183,6 +232,9 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         uring: a.tuning.tuning()?,
         ..Options::default()
     };
+    if multi {
+        return super::streams::run(role, a, &rails, spec, &opts);
+    }
     let mut engine = Engine::with_options(opts)?;
     if let Some(reason) = engine.fallback_reason() {
         eprintln!(
@@ -223,6 +275,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     let report = Report {
         role: role.name(),
         backend,
+        streams: 1,
         dtype: spec.dtype.to_string(),
         count: spec.count,
         bytes: spec.bytes,
@@ -455,14 +508,19 @@ pub(super) fn connect(
     sb: &SockBufArgs,
 ) -> Result<(TcpStream, SocketAddr), Failure> {
     let (sock, peer) = open(role, ep, sb)?;
+    handshake(&sock, ep.listen.is_some())?;
+    Ok((sock, peer))
+}
+
+/// With `--auth-key`, runs the shared-key handshake on `sock` (as the server when this side
+/// listened), within [`auth::DEFAULT_TIMEOUT`]; nothing without it.
+pub(super) fn handshake(sock: &TcpStream, listened: bool) -> Result<(), Failure> {
     match AUTH_KEY.get() {
-        Some(Some(key)) if ep.listen.is_some() => {
-            auth::authenticate_server(&sock, key, auth::DEFAULT_TIMEOUT)?
-        }
-        Some(Some(key)) => auth::authenticate_client(&sock, key, auth::DEFAULT_TIMEOUT)?,
+        Some(Some(key)) if listened => auth::authenticate_server(sock, key, auth::DEFAULT_TIMEOUT)?,
+        Some(Some(key)) => auth::authenticate_client(sock, key, auth::DEFAULT_TIMEOUT)?,
         _ => {}
     }
-    Ok((sock, peer))
+    Ok(())
 }
 
 /// The connection of [`connect`], before the handshake.
@@ -492,7 +550,11 @@ fn open(role: Role, ep: &Endpoint, sb: &SockBufArgs) -> Result<(TcpStream, Socke
 
 /// Connects to `addr`, retrying every 50 ms for up to `patience` while the peer is not
 /// accepting yet (refused, or its address not resolvable yet).
-fn connect_retry(addr: &str, sb: &SockBufArgs, patience: Duration) -> Result<TcpStream, Failure> {
+pub(super) fn connect_retry(
+    addr: &str,
+    sb: &SockBufArgs,
+    patience: Duration,
+) -> Result<TcpStream, Failure> {
     let deadline = Instant::now() + patience;
     loop {
         let attempt = addr.to_socket_addrs().and_then(|addrs| {

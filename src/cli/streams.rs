@@ -1,0 +1,462 @@
+//! `ringxfer send|recv --raw` over several connections: `--streams N`, rails (several
+//! `--listen` / `--connect` addresses) and `--bidir`.
+//!
+//! The array is striped with [`Engine::send_striped`] / [`Engine::recv_striped`]: stream `i`
+//! carries the `i`-th contiguous, 4 KiB-aligned stripe ([`ringxfer::stripe`]), which the
+//! receiver writes in place. Raw mode has no header, so both ends must agree on the streams
+//! and their order:
+//!
+//! * the sender connects its streams one after another in rail order (rail 0's N streams,
+//!   then rail 1's, …), each connect complete before the next;
+//! * the receiver binds every rail first, then accepts, rail by rail in order, that rail's N
+//!   connections in accept order (a listen queue is FIFO in handshake order).
+//!
+//! The receiver checks the count: once its first connection is in, each further one must come
+//! within `--timeout` ([`STREAMS_PATIENCE`] without it) or it fails saying how many came;
+//! and once the first byte (or end of stream) is readable on stream 0 — the sender connects
+//! every stream before sending anything — a connection still pending on any rail means the
+//! sender opened more streams than this side expects, which fails too. Neither mismatch hangs.
+//!
+//! `--bidir`: each side sends the arange array and receives one of the same size on the same
+//! connections at the same time, on two threads with an engine each, so each direction has
+//! its own clock (from a barrier both threads pass to the end of its striped call) and its own
+//! CPU figure. Both directions are verified.
+//!
+//! After the data, every stream is ended as the single-stream command does, in stream order:
+//! the sender closes each gracefully ([`ringxfer::close::finish`]), the receiver checks each
+//! for extra bytes ([`ringxfer::close::expect_eof`]) and closes it; with `--bidir` both sides
+//! do the graceful close and any byte the peer sent after the array is an extra-bytes error.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringxfer::dtype::{fill_arange, verify_arange};
+use ringxfer::{Engine, Options};
+use serde::Serialize;
+use socket2::SockRef;
+
+use super::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
+use super::xfer::{CONNECT_RETRY, Role, XferArgs, close_outcome, connect_retry, handshake};
+use super::{ArraySpec, Buffer, Failure, crc32_hex, gbytes_per_s};
+
+/// How long the receiver waits for each further connection after the first, without
+/// `--timeout`: 10 s (the sender connects its streams back to back).
+pub const STREAMS_PATIENCE: Duration = Duration::from_secs(10);
+
+/// One direction's figures.
+#[derive(Debug, Serialize)]
+struct Direction {
+    bytes: usize,
+    seconds: f64,
+    gbytes_per_s: f64,
+    /// CPU of the thread that moved this direction's bytes, over its clock.
+    cpu: Option<Cpu>,
+}
+
+/// The `--json` report of a striped or `--bidir` transfer.
+#[derive(Debug, Serialize)]
+struct Report {
+    role: &'static str,
+    backend: &'static str,
+    dtype: String,
+    count: u64,
+    bytes: usize,
+    /// Connections in all: rails x streams_per_rail.
+    streams: usize,
+    streams_per_rail: u32,
+    /// The `--listen` / `--connect` addresses, one per rail.
+    rails: Vec<String>,
+    /// Each stream's peer address, in stream order.
+    peers: Vec<String>,
+    bidir: bool,
+    /// The array's direction for `send` / `recv` (the sent one with `--bidir`).
+    seconds: f64,
+    gbytes_per_s: f64,
+    /// CRC-32 of the array sent (send), or received (recv).
+    crc32: String,
+    /// recv and `--bidir`: the received bytes are the arange pattern.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_bad_element: Option<u64>,
+    cpu: Option<Cpu>,
+    /// `--bidir`: this side's sending direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<Direction>,
+    /// `--bidir`: this side's receiving direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<Direction>,
+    /// Stream 0's effective buffer sizes (every stream gets the same `--sndbuf`/`--rcvbuf`).
+    socket_buffers: SockBufs,
+    /// send (and `--bidir`): bytes the peer sent that were read and discarded while closing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_bytes_discarded: Option<u64>,
+}
+
+/// Runs a raw `send` / `recv` with several streams, rails or `--bidir`.
+pub(super) fn run(
+    role: Role,
+    a: &XferArgs,
+    rails: &[String],
+    spec: ArraySpec,
+    opts: &Options,
+) -> Result<(), Failure> {
+    if a.registered {
+        return Err(Failure::usage(
+            "--registered is for one stream without --bidir (the striped calls are one-shot)",
+        ));
+    }
+    if a.interval.is_some() {
+        return Err(Failure::usage(
+            "-i/--interval is for one stream without --bidir (striped transfers report at the end)",
+        ));
+    }
+    let new_engine = || -> Result<Engine, Failure> {
+        let e = Engine::with_options(opts.clone())?;
+        if let Some(reason) = e.fallback_reason() {
+            eprintln!(
+                "ringxfer {}: using the blocking backend: {reason}",
+                role.name()
+            );
+        }
+        Ok(e)
+    };
+    let mut tx_engine = new_engine()?;
+    let mut rx_engine = if a.bidir { Some(new_engine()?) } else { None };
+    let backend = tx_engine.backend().name();
+
+    let sends = role == Role::Send || a.bidir;
+    let receives = role == Role::Recv || a.bidir;
+    let mut data = Buffer::zeroed(if sends { spec.bytes } else { 0 })?;
+    fill_arange(spec.dtype, data.bytes_mut());
+    let mut got = Buffer::zeroed(if receives { spec.bytes } else { 0 })?;
+
+    let (socks, listeners) = open_streams(role, a, rails)?;
+    if let Some(l) = &listeners {
+        check_no_extra(&socks, l, a)?;
+    }
+    let peers: Vec<String> = socks.iter().map(|(_, p)| p.to_string()).collect();
+    let socks: Vec<TcpStream> = socks.into_iter().map(|(s, _)| s).collect();
+    let bufs = SockBufs::of(&socks[0]);
+
+    // The data, on the clock(s).
+    let (sent, received) = if a.bidir {
+        let rx = rx_engine.as_mut().expect("bidir has two engines");
+        let barrier = Barrier::new(2);
+        let (s, r) = thread::scope(|sc| {
+            let t = sc.spawn(|| {
+                barrier.wait();
+                timed(|| tx_engine.send_striped(&socks, data.bytes()))
+            });
+            barrier.wait();
+            let r = timed(|| rx.recv_striped(&socks, got.bytes_mut()));
+            (t.join(), r)
+        });
+        let s = s.map_err(|_| Failure::runtime("the sending thread panicked"))?;
+        match (s, r) {
+            (Ok(s), Ok(r)) => (Some(s), Some(r)),
+            (Err(e), Ok(_)) => return Err(Failure::runtime(format!("send: {e}"))),
+            (Ok(_), Err(e)) => return Err(Failure::runtime(format!("recv: {e}"))),
+            (Err(s), Err(r)) => return Err(Failure::runtime(format!("recv: {r}; send: {s}"))),
+        }
+    } else if sends {
+        (
+            Some(timed(|| tx_engine.send_striped(&socks, data.bytes()))?),
+            None,
+        )
+    } else {
+        (
+            None,
+            Some(timed(|| tx_engine.recv_striped(&socks, got.bytes_mut()))?),
+        )
+    };
+    say_notices(role.name(), &tx_engine);
+    if let Some(rx) = &rx_engine {
+        say_notices(role.name(), rx);
+    }
+
+    // Off the clock: end every stream, in stream order.
+    let closed = close_streams(role, a, socks, &peers);
+
+    let check = receives.then(|| verify_arange(spec.dtype, got.bytes()));
+    let dir = |t: Option<(f64, Option<Cpu>)>| {
+        t.map(|(seconds, cpu)| Direction {
+            bytes: spec.bytes,
+            seconds,
+            gbytes_per_s: gbytes_per_s(spec.bytes, seconds),
+            cpu,
+        })
+    };
+    let (sent, received) = (dir(sent), dir(received));
+    let main = match role {
+        Role::Send => sent.as_ref(),
+        Role::Recv => received.as_ref(),
+    }
+    .expect("this role's direction ran");
+    let report = Report {
+        role: role.name(),
+        backend,
+        dtype: spec.dtype.to_string(),
+        count: spec.count,
+        bytes: spec.bytes,
+        streams: peers.len(),
+        streams_per_rail: a.streams,
+        rails: rails.to_vec(),
+        peers: peers.clone(),
+        bidir: a.bidir,
+        seconds: main.seconds,
+        gbytes_per_s: main.gbytes_per_s,
+        crc32: crc32_hex(if role == Role::Send {
+            data.bytes()
+        } else {
+            got.bytes()
+        }),
+        verified: check.map(|c| c.is_ok()),
+        first_bad_element: check.and_then(|c| c.err()),
+        cpu: main.cpu,
+        socket_buffers: bufs,
+        peer_bytes_discarded: match (&closed, sends) {
+            (Ok(n), true) => Some(*n),
+            _ => None,
+        },
+        sent: a.bidir.then_some(sent).flatten(),
+        received: a.bidir.then_some(received).flatten(),
+    };
+    print(&report, a.json)?;
+    if let Some(Err(i)) = check {
+        let item = spec.dtype.itemsize() as u64;
+        return Err(Failure::runtime(format!(
+            "received data is not the {} arange pattern: first mismatch at element {i} \
+             (byte offset {}, stream {})",
+            spec.dtype,
+            i * item,
+            stream_of(spec.bytes, peers.len(), i * item)
+        )));
+    }
+    closed.map(drop)
+}
+
+/// The stream whose stripe holds byte `offset` of a `len`-byte array over `n` streams.
+fn stream_of(len: usize, n: usize, offset: u64) -> usize {
+    ringxfer::stripe::stripes(len as u64, n)
+        .iter()
+        .position(|r| r.contains(&offset))
+        .unwrap_or(0)
+}
+
+/// Runs `op` on the clock: its seconds and the calling thread's CPU.
+fn timed(op: impl FnOnce() -> ringxfer::Result<()>) -> ringxfer::Result<(f64, Option<Cpu>)> {
+    let ((r, seconds), cpu) = with_cpu(|| {
+        let t = Instant::now();
+        let r = op();
+        (r, t.elapsed().as_secs_f64())
+    });
+    r.map(|()| (seconds, cpu))
+}
+
+/// Prints the report as text or JSON.
+fn print(r: &Report, json: bool) -> Result<(), Failure> {
+    if json {
+        let json = serde_json::to_string(r)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        println!("{json}");
+        return Ok(());
+    }
+    let verified = match r.verified {
+        Some(true) => ", arange pattern verified",
+        Some(false) => ", ARANGE PATTERN MISMATCH",
+        None => "",
+    };
+    let over = format!(
+        "over {} stream(s) ({} rail(s) x {}: {})",
+        r.streams,
+        r.rails.len(),
+        r.streams_per_rail,
+        r.peers.join(" ")
+    );
+    match (&r.sent, &r.received) {
+        (Some(s), Some(g)) => println!(
+            "{} (bidir): {} x {} = {} bytes each way {over}: sent in {:.4} s: {:.3} GB/s \
+             ({:.2} Gbit/s), {}; received in {:.4} s: {:.3} GB/s ({:.2} Gbit/s), {}; backend {}, \
+             crc32 of the array {}{verified}",
+            r.role,
+            r.count,
+            r.dtype,
+            r.bytes,
+            s.seconds,
+            s.gbytes_per_s,
+            s.gbytes_per_s * 8.0,
+            cpu_text(s.cpu),
+            g.seconds,
+            g.gbytes_per_s,
+            g.gbytes_per_s * 8.0,
+            cpu_text(g.cpu),
+            r.backend,
+            r.crc32,
+        ),
+        _ => println!(
+            "{}: {} x {} = {} bytes {over} in {:.4} s: {:.3} GB/s ({:.2} Gbit/s), backend {}, \
+             crc32 {}{verified}, {}",
+            r.role,
+            r.count,
+            r.dtype,
+            r.bytes,
+            r.seconds,
+            r.gbytes_per_s,
+            r.gbytes_per_s * 8.0,
+            r.backend,
+            r.crc32,
+            cpu_text(r.cpu)
+        ),
+    }
+    Ok(())
+}
+
+/// Opens every stream in the agreed order (see the module docs), each authenticated with
+/// `--auth-key`; the listening side also returns its listeners (one per rail) for the
+/// extra-connection check.
+#[allow(clippy::type_complexity)]
+fn open_streams(
+    role: Role,
+    a: &XferArgs,
+    rails: &[String],
+) -> Result<(Vec<(TcpStream, SocketAddr)>, Option<Vec<TcpListener>>), Failure> {
+    let per_rail = a.streams as usize;
+    let total = rails.len() * per_rail;
+    let fail = |what: String, e: io::Error| Failure::runtime(format!("{what}: {e}"));
+    let mut out = Vec::with_capacity(total);
+    if a.endpoint.connect.is_some() {
+        for addr in rails {
+            for _ in 0..per_rail {
+                let s = connect_retry(addr, &a.sockbufs, CONNECT_RETRY)?;
+                let peer = s.peer_addr().map_err(|e| fail("peer_addr".into(), e))?;
+                handshake(&s, false)?;
+                out.push((s, peer));
+            }
+        }
+        return Ok((out, None));
+    }
+    // Bind every rail before accepting anything, so no connect of the sender is refused.
+    let mut listeners = Vec::with_capacity(rails.len());
+    for addr in rails {
+        let l = a
+            .sockbufs
+            .listen(addr)
+            .map_err(|e| fail(format!("listen on {addr}"), e))?;
+        let local = l.local_addr().map_err(|e| fail("local_addr".into(), e))?;
+        if addr.ends_with(":0") {
+            eprintln!("ringxfer {}: listening on {local}", role.name());
+        }
+        listeners.push(l);
+    }
+    let patience = a.timeout.unwrap_or(STREAMS_PATIENCE);
+    for (r, l) in listeners.iter().enumerate() {
+        let local = l.local_addr().map_err(|e| fail("local_addr".into(), e))?;
+        for k in 0..per_rail {
+            // The first connection may take as long as the sender takes to start.
+            let wait = (!out.is_empty()).then_some(patience);
+            let (s, peer) = accept_within(l, wait).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    Failure::runtime(format!(
+                        "rail {r} ({local}): {k} of its {per_rail} stream(s) connected, then \
+                         none within {:.1} s: the sender opened fewer streams than the {total} \
+                         expected ({} rail(s) x --streams {per_rail}); both sides need the same \
+                         rails and --streams",
+                        patience.as_secs_f64(),
+                        rails.len()
+                    ))
+                } else {
+                    fail(format!("accept on {local}"), e)
+                }
+            })?;
+            handshake(&s, true)?;
+            out.push((s, peer));
+        }
+    }
+    Ok((out, Some(listeners)))
+}
+
+/// Accepts one connection on `l`, within `wait` when given (`WouldBlock` when none came).
+fn accept_within(l: &TcpListener, wait: Option<Duration>) -> io::Result<(TcpStream, SocketAddr)> {
+    // SO_RCVTIMEO bounds accept() on Linux; an accepted socket inherits it, so it is cleared
+    // there.
+    SockRef::from(l).set_read_timeout(wait)?;
+    let (s, peer) = l.accept()?;
+    SockRef::from(&s).set_read_timeout(None)?;
+    Ok((s, peer))
+}
+
+/// The receiver's check that the sender opened no more streams than expected: the sender
+/// connects every stream before its first byte, so once stream 0 has a byte (or its end) to
+/// read, any connection still pending on a rail is one too many.
+fn check_no_extra(
+    socks: &[(TcpStream, SocketAddr)],
+    listeners: &[TcpListener],
+    a: &XferArgs,
+) -> Result<(), Failure> {
+    let (s0, peer0) = &socks[0];
+    s0.set_read_timeout(a.timeout)
+        .and_then(|()| s0.peek(&mut [0u8; 1]))
+        .and_then(|_| s0.set_read_timeout(None))
+        .map_err(|e| Failure::runtime(format!("stream 0 ({peer0}): waiting for the data: {e}")))?;
+    for (r, l) in listeners.iter().enumerate() {
+        l.set_nonblocking(true)
+            .map_err(|e| Failure::runtime(format!("rail {r}: {e}")))?;
+        if let Ok((_, peer)) = l.accept() {
+            return Err(Failure::runtime(format!(
+                "the sender opened more streams than the {} expected: another connection from \
+                 {peer} on rail {r} ({}); both sides need the same rails and --streams",
+                socks.len(),
+                a.endpoint.rails()?[r]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Ends every stream in stream order: the graceful close (send, `--bidir`) or the
+/// extra-bytes check (recv), each stream dropped right after, so a peer doing the same in the
+/// same order is never waiting on a stream this side has not reached. The bytes discarded
+/// while closing, summed.
+fn close_streams(
+    role: Role,
+    a: &XferArgs,
+    socks: Vec<TcpStream>,
+    peers: &[String],
+) -> Result<u64, Failure> {
+    let expected = |i: usize| format!("stream {i}'s stripe (from {})", peers[i]);
+    let mut discarded = 0;
+    for (i, s) in socks.into_iter().enumerate() {
+        let r = match (role, a.bidir) {
+            (Role::Recv, false) => ringxfer::close::expect_eof(&s, a.timeout).map(|()| 0),
+            _ => ringxfer::close::finish(&s, a.timeout).map(|f| f.peer_bytes),
+        };
+        match r {
+            // With --bidir the array came before the close: anything after it is extra.
+            Ok(n) if a.bidir && n > 0 => {
+                return close_outcome(
+                    Role::Recv,
+                    ringxfer::Error::ExtraBytes {
+                        extra: n,
+                        peer_closed: true,
+                    },
+                    &expected(i),
+                )
+                .map(|()| 0);
+            }
+            Ok(n) => discarded += n,
+            Err(e) => {
+                let outcome = close_outcome(role, e, &expected(i));
+                outcome.map_err(|f| Failure {
+                    message: format!("stream {i} ({}): {}", peers[i], f.message),
+                    ..f
+                })?;
+            }
+        }
+        drop(s);
+    }
+    Ok(discarded)
+}

@@ -1,0 +1,536 @@
+//! `ringxfer send|recv --raw --streams N`, rails (several `--listen`/`--connect` addresses),
+//! `--bidir`, and `bench --streams/--bidir`: two real processes over loopback, byte-exact
+//! (the receiver checks the arange pattern and both print the array's CRC-32), on both
+//! backends; and the usage errors and stream-count mismatches, which must fail clearly and
+//! not hang.
+
+mod util;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use util::proc::{BIN, Killed, Lines, Output, wait_deadline};
+
+/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RINGXFER_BACKEND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringxfer");
+    let out = Output::collect(&mut child);
+    let st = wait_deadline(&mut child, Duration::from_secs(90));
+    let (o, e) = out.finish();
+    let st = st.unwrap_or_else(|| panic!("ringxfer {args:?} hung:\n{o}\n{e}"));
+    (st.code().expect("exit code"), o, e)
+}
+
+/// `--backend` values to run: blocking always, uring where io_uring works.
+fn backends() -> Vec<&'static str> {
+    let mut v = vec!["blocking"];
+    if util::uring_available() {
+        v.push("uring");
+    }
+    v
+}
+
+/// Starts `ringxfer recv ARGS` (each listen address ending in `:0`) and returns it, its
+/// stderr lines and the comma-joined addresses it says it listens on, `rails` of them.
+fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
+    let mut child = Command::new(BIN)
+        .arg("recv")
+        .args(args)
+        .env_remove("RINGXFER_BACKEND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringxfer recv");
+    let err = Lines::new(child.stderr.take().unwrap());
+    let addrs: Vec<String> = err
+        .take(rails, Duration::from_secs(20))
+        .into_iter()
+        .map(|l| {
+            l.strip_prefix("ringxfer recv: listening on ")
+                .unwrap_or_else(|| panic!("{l:?} is not `listening on ADDR`"))
+                .to_owned()
+        })
+        .collect();
+    (Killed(child), err, addrs.join(","))
+}
+
+/// Waits for the receiver (at most 90 s): `(exit code, stdout, rest of stderr)`.
+fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
+    let mut out = String::new();
+    let mut stdout = k.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let st = wait_deadline(&mut k.0, Duration::from_secs(90)).expect("recv hung");
+    let out = reader.join().unwrap();
+    let rest = err.drain_for(Duration::from_millis(200)).join("\n");
+    (st.code().expect("exit code"), out, rest)
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+/// Sender and receiver with the same streams/rails; both JSON reports, checked for the
+/// fields every striped transfer has.
+fn pair(
+    recv_listen: &str,
+    rails: usize,
+    common: &[&str],
+) -> (serde_json::Value, serde_json::Value) {
+    let mut rargs = vec!["--raw", "--json", "--listen", recv_listen];
+    rargs.extend_from_slice(common);
+    let (k, err, addrs) = spawn_recv(&rargs, rails);
+    let mut sargs = vec!["send", "--raw", "--json", "--connect", &addrs];
+    sargs.extend_from_slice(common);
+    let (sc, so, se) = run(&sargs);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!((sc, rc), (0, 0), "send: {so}{se}\nrecv: {ro}{re}");
+    (json(&so), json(&ro))
+}
+
+/// 1,000,003 u8 elements: stripes of 4 KiB multiples with an odd tail.
+const N: &str = "1000003";
+
+#[test]
+fn streams_3_raw_byte_exact() {
+    for b in backends() {
+        let (s, r) = pair(
+            "127.0.0.1:0",
+            1,
+            &[
+                "--streams",
+                "3",
+                "--dtype",
+                "u1",
+                "--count",
+                N,
+                "--backend",
+                b,
+            ],
+        );
+        for v in [&s, &r] {
+            assert_eq!(v["streams"], 3, "{b}: {v}");
+            assert_eq!(v["bytes"], 1_000_003, "{b}: {v}");
+            assert_eq!(v["backend"], b);
+            assert_eq!(v["peers"].as_array().unwrap().len(), 3);
+        }
+        assert_eq!(r["verified"], true, "{b}: {r}");
+        assert_eq!(s["crc32"], r["crc32"], "{b}");
+        assert_eq!(s["peer_bytes_discarded"], 0);
+        // Stream i of the sender is stream i of the receiver: same peer pairs in order.
+        let sp: Vec<&str> = s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert!(sp.iter().all(|p| *p == sp[0]), "one rail: {sp:?}");
+    }
+}
+
+#[test]
+fn rails_on_two_loopback_addresses_byte_exact() {
+    for b in backends() {
+        let (s, r) = pair(
+            "127.0.0.1:0,127.0.0.2:0",
+            2,
+            &[
+                "--streams",
+                "2",
+                "--dtype",
+                "u1",
+                "--count",
+                N,
+                "--backend",
+                b,
+            ],
+        );
+        assert_eq!(s["streams"], 4, "{b}: {s}");
+        assert_eq!(r["streams"], 4);
+        assert_eq!(s["streams_per_rail"], 2);
+        assert_eq!(r["verified"], true, "{b}: {r}");
+        assert_eq!(s["crc32"], r["crc32"]);
+        // Rail order: rail 0's two streams, then rail 1's.
+        let peers: Vec<String> = s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            peers[0].starts_with("127.0.0.1:") && peers[1] == peers[0],
+            "{peers:?}"
+        );
+        assert!(
+            peers[2].starts_with("127.0.0.2:") && peers[3] == peers[2],
+            "{peers:?}"
+        );
+    }
+}
+
+#[test]
+fn one_stream_per_rail_by_default() {
+    let (s, r) = pair(
+        "127.0.0.1:0,127.0.0.2:0",
+        2,
+        &[
+            "--dtype",
+            "f8",
+            "--count",
+            "300001",
+            "--backend",
+            "blocking",
+        ],
+    );
+    assert_eq!(
+        (s["streams"].as_u64(), r["streams"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(r["verified"], true);
+}
+
+#[test]
+fn bidir_verified_both_ways() {
+    for b in backends() {
+        let (s, r) = pair(
+            "127.0.0.1:0",
+            1,
+            &[
+                "--bidir",
+                "--streams",
+                "2",
+                "--dtype",
+                "i4",
+                "--count",
+                "700001",
+                "--backend",
+                b,
+            ],
+        );
+        for v in [&s, &r] {
+            assert_eq!(v["bidir"], true);
+            assert_eq!(v["verified"], true, "{b}: {v}");
+            assert_eq!(v["sent"]["bytes"], 2_800_004, "{b}: {v}");
+            assert_eq!(v["received"]["bytes"], 2_800_004, "{b}: {v}");
+            assert!(v["sent"]["gbytes_per_s"].as_f64().unwrap() > 0.0);
+            assert!(v["received"]["gbytes_per_s"].as_f64().unwrap() > 0.0);
+        }
+        assert_eq!(s["crc32"], r["crc32"], "{b}");
+        assert_eq!(s["peer_bytes_discarded"], 0);
+        assert_eq!(r["peer_bytes_discarded"], 0);
+    }
+}
+
+#[test]
+fn bidir_one_stream_text_names_both_directions() {
+    let (k, err, addr) = spawn_recv(
+        &[
+            "--raw",
+            "--bidir",
+            "--listen",
+            "127.0.0.1:0",
+            "--size",
+            "1MiB",
+            "--backend",
+            "blocking",
+        ],
+        1,
+    );
+    let (sc, so, se) = run(&[
+        "send",
+        "--raw",
+        "--bidir",
+        "--connect",
+        &addr,
+        "--size",
+        "1MiB",
+        "--backend",
+        "blocking",
+    ]);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!((sc, rc), (0, 0), "{so}{se}{ro}{re}");
+    for out in [&so, &ro] {
+        assert!(
+            out.contains("(bidir): 131072 x <f8 = 1048576 bytes each way"),
+            "{out}"
+        );
+        assert!(out.contains("; received in "), "{out}");
+        assert!(out.contains("arange pattern verified"), "{out}");
+    }
+}
+
+#[test]
+fn bench_streams_json_fields() {
+    let mut args = vec![
+        "bench",
+        "--streams",
+        "2",
+        "--json",
+        "--size",
+        "1MiB",
+        "--repeat",
+        "1",
+        "--backend",
+    ];
+    for b in backends() {
+        args.push(b);
+        let (c, o, e) = run(&args);
+        args.pop();
+        assert_eq!(c, 0, "{o}{e}");
+        let v = json(&o);
+        assert_eq!(v["streams"], 2, "{v}");
+        assert_eq!(v["bidir"], false);
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0]["verified"], true);
+        assert_eq!(runs[0]["bytes"], 1 << 20);
+        assert!(runs[0].get("reverse").is_none());
+        if b == "uring" {
+            // Two streams each way: at least one SQE per stream and transfer at each end.
+            let k = runs[0]["transfers_per_run"].as_u64().unwrap();
+            assert!(runs[0]["sqes"]["sender"].as_u64().unwrap() >= 2 * k, "{v}");
+        }
+    }
+}
+
+#[test]
+fn bench_bidir_json_reverse_direction() {
+    let (c, o, e) = run(&[
+        "bench",
+        "--bidir",
+        "--streams",
+        "3",
+        "--json",
+        "--size",
+        "1MiB",
+        "--repeat",
+        "1",
+        "--backend",
+        "blocking",
+    ]);
+    assert_eq!(c, 0, "{o}{e}");
+    let v = json(&o);
+    assert_eq!(
+        (v["streams"].as_u64(), v["bidir"].as_bool()),
+        (Some(3), Some(true))
+    );
+    let rev = &v["runs"][0]["reverse"];
+    assert_eq!(rev["verified"], true, "{v}");
+    assert!(rev["gbytes_per_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        v["summary"][0]["reverse_median_gbytes_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn bench_text_says_streams() {
+    let (c, o, e) = run(&[
+        "bench",
+        "--streams",
+        "4",
+        "--size",
+        "256KiB",
+        "--repeat",
+        "1",
+        "--backend",
+        "blocking",
+    ]);
+    assert_eq!(c, 0, "{o}{e}");
+    assert!(
+        o.contains("striped over 4 loopback TCP connections per run"),
+        "{o}"
+    );
+}
+
+#[test]
+fn framed_with_streams_is_a_usage_error() {
+    for args in [
+        &["send", "--connect", "127.0.0.1:9", "--streams", "2"][..],
+        &["recv", "--listen", "127.0.0.1:0", "--streams", "2"][..],
+        &["send", "--connect", "127.0.0.1:9,127.0.0.2:9"][..],
+        &["recv", "--listen", "127.0.0.1:0", "--bidir"][..],
+    ] {
+        let (c, o, e) = run(args);
+        assert_eq!(c, 2, "{args:?}: {o}{e}");
+        assert!(
+            e.contains("framed striping is not implemented yet"),
+            "{args:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn bad_streams_values_are_usage_errors() {
+    for (args, says) in [
+        (
+            &[
+                "send",
+                "--raw",
+                "--connect",
+                "127.0.0.1:9",
+                "--streams",
+                "0",
+            ][..],
+            "invalid value '0' for '--streams <N>'",
+        ),
+        (
+            &["send", "--raw", "--connect", "127.0.0.1:9,,127.0.0.2:9"][..],
+            "empty address in \"127.0.0.1:9,,127.0.0.2:9\"",
+        ),
+        (
+            &["bench", "--streams", "2", "--pingpong"][..],
+            "--streams and --bidir are for the main job",
+        ),
+        (
+            &["bench", "--streams", "2", "--registered"][..],
+            "--registered is for one stream",
+        ),
+        (
+            &[
+                "send",
+                "--raw",
+                "--connect",
+                "127.0.0.1:9",
+                "--streams",
+                "2",
+                "--registered",
+            ][..],
+            "--registered is for one stream without --bidir",
+        ),
+    ] {
+        let (c, o, e) = run(args);
+        assert_eq!(c, 2, "{args:?}: {o}{e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn sender_with_fewer_streams_fails_clearly() {
+    let (k, err, addr) = spawn_recv(
+        &[
+            "--raw",
+            "--listen",
+            "127.0.0.1:0",
+            "--streams",
+            "3",
+            "--size",
+            "8MiB",
+            "--timeout",
+            "1",
+            "--backend",
+            "blocking",
+        ],
+        1,
+    );
+    let (sc, so, se) = run(&[
+        "send",
+        "--raw",
+        "--connect",
+        &addr,
+        "--streams",
+        "2",
+        "--size",
+        "8MiB",
+        "--backend",
+        "blocking",
+        "--timeout",
+        "5",
+    ]);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!(rc, 1, "{ro}{re}");
+    assert!(
+        re.contains("2 of its 3 stream(s) connected, then none within 1.0 s"),
+        "{re}"
+    );
+    assert_eq!(sc, 1, "the sender cannot confirm delivery: {so}{se}");
+}
+
+#[test]
+fn sender_with_more_streams_fails_clearly() {
+    let (k, err, addr) = spawn_recv(
+        &[
+            "--raw",
+            "--listen",
+            "127.0.0.1:0",
+            "--streams",
+            "2",
+            "--size",
+            "8MiB",
+            "--timeout",
+            "5",
+            "--backend",
+            "blocking",
+        ],
+        1,
+    );
+    let (sc, so, se) = run(&[
+        "send",
+        "--raw",
+        "--connect",
+        &addr,
+        "--streams",
+        "3",
+        "--size",
+        "8MiB",
+        "--backend",
+        "blocking",
+        "--timeout",
+        "5",
+    ]);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!(rc, 1, "{ro}{re}");
+    assert!(
+        re.contains("the sender opened more streams than the 2 expected"),
+        "{re}"
+    );
+    assert_eq!(sc, 1, "{so}{se}");
+}
+
+#[test]
+fn extra_bytes_on_one_stream_are_reported() {
+    // A hand-made sender: two streams, the right stripes, and 5 more bytes on stream 1.
+    use std::io::Write;
+    let (k, err, addr) = spawn_recv(
+        &[
+            "--raw",
+            "--listen",
+            "127.0.0.1:0",
+            "--streams",
+            "2",
+            "--dtype",
+            "u1",
+            "--count",
+            "10000",
+            "--backend",
+            "blocking",
+            "--timeout",
+            "5",
+        ],
+        1,
+    );
+    let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    let mut a = std::net::TcpStream::connect(&addr).unwrap();
+    let mut b = std::net::TcpStream::connect(&addr).unwrap();
+    a.write_all(&data[..8192]).unwrap();
+    b.write_all(&data[8192..]).unwrap();
+    b.write_all(b"extra").unwrap();
+    a.shutdown(std::net::Shutdown::Write).unwrap();
+    b.shutdown(std::net::Shutdown::Write).unwrap();
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!(rc, 1, "{ro}{re}");
+    assert!(re.contains("stream 1 ("), "{re}");
+    assert!(re.contains("5 extra bytes after stream 1's stripe"), "{re}");
+}
