@@ -74,6 +74,11 @@ pub enum FrameError {
     /// without waiting for the rest of the 32-byte prefix ([`check_magic`]).
     #[error("bad magic b\"{}\" (expected b\"RGXF\")", .0.escape_ascii())]
     BadMagic(Vec<u8>),
+    /// A striped message's stripe prefix (`RGXS`, docs/PROTOCOL.md "Striped arrays") is
+    /// malformed or disagrees with the other streams (magic, version, checksum, array id,
+    /// stream count, index, geometry); the string says which.
+    #[error("bad stripe prefix: {0}")]
+    BadStripe(String),
     /// The version field is not 1.
     #[error("unsupported frame version {0} (this build speaks 1)")]
     UnsupportedVersion(u16),
@@ -215,6 +220,7 @@ impl FrameError {
     pub fn kind(&self) -> &'static str {
         match self {
             FrameError::BadMagic(_) => "bad_magic",
+            FrameError::BadStripe(_) => "bad_stripe",
             FrameError::UnsupportedVersion(_) => "unsupported_version",
             FrameError::BadHeaderLen { .. } => "bad_header_len",
             FrameError::TooManyDims(_) => "too_many_dims",

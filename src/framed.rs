@@ -53,6 +53,35 @@ pub struct AnyArray {
 }
 
 impl AnyArray {
+    /// A receive array for `header`'s payload: checked against
+    /// [`Options::max_payload_bytes`](crate::Options::max_payload_bytes) before anything is
+    /// allocated, then page-aligned memory from the engine's pool, not yet filled.
+    pub(crate) fn for_header(engine: &Engine, header: Header) -> Result<AnyArray> {
+        let limit = engine.opts.max_payload_bytes;
+        if header.payload_len > limit {
+            return Err(FrameError::TooLarge {
+                payload_len: header.payload_len,
+                limit,
+            }
+            .into());
+        }
+        let data = AlignedBuf::for_receive(
+            header.payload_len as usize,
+            engine.opts.prefault,
+            &engine.pool,
+        )
+        .map_err(|source| Error::Setup {
+            what: "allocating the receive array",
+            source,
+        })?;
+        Ok(AnyArray { header, data })
+    }
+
+    /// The payload memory, to be filled.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        self.data.as_bytes_mut()
+    }
+
     /// The dtype on the wire (byte order included).
     pub fn dtype(&self) -> DType {
         self.header.dtype
@@ -300,7 +329,7 @@ impl Engine {
 
     /// Reads and checks one header (prefix first, so an oversized one is refused before the
     /// rest is read).
-    fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
+    pub(crate) fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
         crate::sock::check_stream(sock, PREFIX_LEN as u64)?;
         let limit = self.opts.max_payload_bytes;
         let prefix = self.recv_prefix(sock)?;
@@ -341,22 +370,9 @@ impl Engine {
     /// again before anything is allocated. Errors as [`Engine::recv_any`]; their byte counts
     /// include the header.
     pub fn recv_any_after_header<S: AsFd>(&mut self, sock: &S, header: Header) -> Result<AnyArray> {
-        let limit = self.opts.max_payload_bytes;
-        if header.payload_len > limit {
-            return Err(FrameError::TooLarge {
-                payload_len: header.payload_len,
-                limit,
-            }
-            .into());
-        }
-        let mut data =
-            AlignedBuf::for_receive(header.payload_len as usize, self.opts.prefault, &self.pool)
-                .map_err(|source| Error::Setup {
-                    what: "allocating the receive array",
-                    source,
-                })?;
-        self.recv_payload(sock, &header, data.as_bytes_mut())?;
-        Ok(AnyArray { header, data })
+        let mut a = AnyArray::for_header(self, header)?;
+        self.recv_payload(sock, &a.header, a.data.as_bytes_mut())?;
+        Ok(a)
     }
 }
 
@@ -462,7 +478,7 @@ impl Engine {
     }
 }
 
-fn shape_mismatch(dtype: DType, shape: &[u64], header: &Header, len: usize) -> Error {
+pub(crate) fn shape_mismatch(dtype: DType, shape: &[u64], header: &Header, len: usize) -> Error {
     FrameError::ShapeMismatch {
         shape: shape.to_vec(),
         needed: header.payload_len / dtype.itemsize() as u64,

@@ -18,7 +18,7 @@
 //! is exactly what makes scoped APIs sound where leak-based ones are not (the `thread::scoped`
 //! lesson).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use bytemuck::Pod;
 
@@ -50,6 +50,16 @@ impl<'env> Scope<'env> {
             vec![bytemuck::cast_slice_mut(data)],
         ));
         self.transfers.len() - 1
+    }
+
+    /// Adds a send of raw parts, back to back as one stream.
+    pub(crate) fn send_parts(&mut self, fd: BorrowedFd<'env>, parts: Vec<&'env [u8]>) {
+        self.transfers.push(Transfer::send(fd, parts));
+    }
+
+    /// Adds a receive filling raw parts, back to back as one stream.
+    pub(crate) fn recv_parts(&mut self, fd: BorrowedFd<'env>, parts: Vec<&'env mut [u8]>) {
+        self.transfers.push(Transfer::recv(fd, parts));
     }
 }
 

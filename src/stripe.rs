@@ -160,3 +160,305 @@ mod tests {
         assert_eq!(stripes(100, 4), vec![0..100, 100..100, 100..100, 100..100]);
     }
 }
+
+// -------------------------------------------------------------------------------------------
+// Framed striping: the stripe prefix (docs/PROTOCOL.md, "Striped arrays")
+// -------------------------------------------------------------------------------------------
+
+/// Magic of a stripe prefix.
+pub const STRIPE_MAGIC: [u8; 4] = *b"RGXS";
+/// Version of the stripe prefix.
+pub const STRIPE_VERSION: u16 = 1;
+/// Bytes of a stripe prefix.
+pub const STRIPE_PREFIX_LEN: usize = 56;
+
+/// One stream's stripe prefix: which array, which stream of how many, which bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripePrefix {
+    /// Index of this stream (its stripe is stripe `stream` of the geometry).
+    pub stream: u32,
+    /// Streams the array is striped over.
+    pub streams: u32,
+    /// Random id shared by the streams of one array (so streams of two arrays cannot mix).
+    pub array_id: u64,
+    /// Byte offset of this stripe in the payload.
+    pub offset: u64,
+    /// Bytes of this stripe.
+    pub len: u64,
+    /// Bytes of the whole payload.
+    pub payload_len: u64,
+}
+
+impl StripePrefix {
+    /// The 56 little-endian bytes (layout in docs/PROTOCOL.md), CRC-32 of bytes 0..48 at 48.
+    pub fn encode(&self) -> [u8; STRIPE_PREFIX_LEN] {
+        let mut b = [0u8; STRIPE_PREFIX_LEN];
+        b[0..4].copy_from_slice(&STRIPE_MAGIC);
+        b[4..6].copy_from_slice(&STRIPE_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.stream.to_le_bytes());
+        b[12..16].copy_from_slice(&self.streams.to_le_bytes());
+        b[16..24].copy_from_slice(&self.array_id.to_le_bytes());
+        b[24..32].copy_from_slice(&self.offset.to_le_bytes());
+        b[32..40].copy_from_slice(&self.len.to_le_bytes());
+        b[40..48].copy_from_slice(&self.payload_len.to_le_bytes());
+        let crc = crc32fast::hash(&b[..48]);
+        b[48..52].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks one prefix on its own (magic, version, flags, checksum, geometry
+    /// of its own stripe).
+    pub fn decode(b: &[u8; STRIPE_PREFIX_LEN]) -> std::result::Result<Self, FrameError> {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let bad = |s: String| Err(FrameError::BadStripe(s));
+        if b[0..4] != STRIPE_MAGIC {
+            return bad(format!(
+                "magic b\"{}\" (expected b\"RGXS\")",
+                b[0..4].escape_ascii()
+            ));
+        }
+        if u16_at(4) != STRIPE_VERSION {
+            return bad(format!(
+                "version {} (this build speaks {STRIPE_VERSION})",
+                u16_at(4)
+            ));
+        }
+        if u16_at(6) != 0 || u32_at(52) != 0 {
+            return bad("non-zero flags or reserved field".to_owned());
+        }
+        let (stored, actual) = (u32_at(48), crc32fast::hash(&b[..48]));
+        if stored != actual {
+            return bad(format!(
+                "prefix CRC-32 {stored:#010x}, computed {actual:#010x}"
+            ));
+        }
+        let p = StripePrefix {
+            stream: u32_at(8),
+            streams: u32_at(12),
+            array_id: u64_at(16),
+            offset: u64_at(24),
+            len: u64_at(32),
+            payload_len: u64_at(40),
+        };
+        if p.streams == 0 || p.stream >= p.streams {
+            return bad(format!("stream {} of {}", p.stream, p.streams));
+        }
+        let want = &stripes(p.payload_len, p.streams as usize)[p.stream as usize];
+        if (p.offset, p.offset + p.len) != (want.start, want.end) {
+            return bad(format!(
+                "stream {} carries bytes {}..{} of {}, the geometry says {}..{}",
+                p.stream,
+                p.offset,
+                p.offset + p.len,
+                p.payload_len,
+                want.start,
+                want.end
+            ));
+        }
+        Ok(p)
+    }
+}
+
+use crate::dtype::DType;
+use crate::frame::{self, FrameError, Header, Order, TRAILER_LEN};
+use crate::framed::AnyArray;
+
+impl Engine {
+    /// Sends one framed array striped over `socks` (docs/PROTOCOL.md, "Striped arrays"):
+    /// every stream carries a stripe prefix (array id, its index, the stream count, its
+    /// stripe's offset and length), stream 0 also the array's ordinary header (dtype, shape,
+    /// order), then the stripe and its CRC-32 trailer. The receiver
+    /// ([`Engine::recv_any_striped`]) needs no prior knowledge — not even the order of the
+    /// streams. Errors as [`Engine::send_striped`], plus the header errors of
+    /// [`Engine::send_array_bytes`].
+    pub fn send_array_striped<S: AsFd>(
+        &mut self,
+        socks: &[S],
+        dtype: DType,
+        bytes: &[u8],
+        shape: &[u64],
+        order: Order,
+    ) -> Result<()> {
+        if socks.is_empty() || socks.len() > u32::MAX as usize {
+            return Err(Error::InvalidInput(
+                "send_array_striped: no streams".to_owned(),
+            ));
+        }
+        let header = Header::new(dtype, shape, order)?;
+        if header.payload_len != bytes.len() as u64 {
+            return Err(crate::framed::shape_mismatch(
+                dtype,
+                shape,
+                &header,
+                bytes.len(),
+            ));
+        }
+        let head = header.encode();
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| Error::Setup {
+            what: "getrandom (stripe array id)",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let array_id = u64::from_le_bytes(id);
+        let n = socks.len();
+        let geometry = stripes(bytes.len() as u64, n);
+        let prefixes: Vec<[u8; STRIPE_PREFIX_LEN]> = geometry
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                StripePrefix {
+                    stream: i as u32,
+                    streams: n as u32,
+                    array_id,
+                    offset: r.start,
+                    len: r.end - r.start,
+                    payload_len: bytes.len() as u64,
+                }
+                .encode()
+            })
+            .collect();
+        let trailers: Vec<[u8; TRAILER_LEN]> = geometry
+            .iter()
+            .map(|r| {
+                frame::encode_trailer(crc32fast::hash(&bytes[r.start as usize..r.end as usize]))
+            })
+            .collect();
+        for s in socks {
+            if self.opts.nodelay {
+                let _ = SockRef::from(s).set_tcp_nodelay(true);
+            }
+        }
+        let peers = socks.iter().map(peer_name).collect();
+        let results = self
+            .scope(|s| {
+                for (i, sock) in socks.iter().enumerate() {
+                    let stripe = &bytes[geometry[i].start as usize..geometry[i].end as usize];
+                    let mut parts: Vec<&[u8]> = vec![&prefixes[i]];
+                    if i == 0 {
+                        parts.push(&head);
+                    }
+                    parts.extend([stripe, &trailers[i][..]]);
+                    s.send_parts(sock.as_fd(), parts);
+                }
+            })
+            .into_results();
+        first_failure(peers, results)
+    }
+
+    /// Receives one array sent by [`Engine::send_array_striped`] over `socks`, in any order
+    /// of the streams: each stream's prefix says which stripe it carries. Checks before
+    /// anything is allocated: every prefix well-formed, the same array id and stream count on
+    /// every stream, each index once, the count equal to `socks.len()`, the geometry, the
+    /// header's payload length equal to the prefixes' and within
+    /// [`Options::max_payload_bytes`](crate::Options::max_payload_bytes). Each stripe is
+    /// written in place and its CRC-32 checked.
+    ///
+    /// # Errors
+    /// [`Error::Stream`] naming the stream (its index in `socks`) for a transfer error or a
+    /// bad prefix/trailer (`FrameError::BadStripe`, `PayloadChecksum`, …); the other streams
+    /// are canceled and drained.
+    pub fn recv_any_striped<S: AsFd>(&mut self, socks: &[S]) -> Result<AnyArray> {
+        let n = socks.len();
+        if n == 0 {
+            return Err(Error::InvalidInput(
+                "recv_any_striped: no streams".to_owned(),
+            ));
+        }
+        let peers: Vec<String> = socks.iter().map(peer_name).collect();
+        let on = |i: usize, e: Error| stream_error(&peers, i, e);
+        // 1. Every stream's prefix, all at once.
+        let mut raw = vec![[0u8; STRIPE_PREFIX_LEN]; n];
+        let results = self
+            .scope(|s| {
+                for (sock, b) in socks.iter().zip(raw.iter_mut()) {
+                    s.recv_parts(sock.as_fd(), vec![&mut b[..]]);
+                }
+            })
+            .into_results();
+        first_failure(peers.clone(), results)?;
+        let mut by_index: Vec<Option<usize>> = vec![None; n];
+        let mut first: Option<StripePrefix> = None;
+        for (i, b) in raw.iter().enumerate() {
+            let p = StripePrefix::decode(b).map_err(|e| on(i, e.into()))?;
+            let f = *first.get_or_insert(p);
+            let mismatch = |what: String| on(i, FrameError::BadStripe(what).into());
+            if p.array_id != f.array_id || p.payload_len != f.payload_len {
+                return Err(mismatch(format!(
+                    "array id {:#x} / {} bytes, stream {} of the first socket says {:#x} / {}",
+                    p.array_id, p.payload_len, f.stream, f.array_id, f.payload_len
+                )));
+            }
+            if p.streams as usize != n {
+                return Err(mismatch(format!(
+                    "the array is striped over {} streams, {n} sockets were given",
+                    p.streams
+                )));
+            }
+            if by_index[p.stream as usize].replace(i).is_some() {
+                return Err(mismatch(format!("stream index {} twice", p.stream)));
+            }
+        }
+        let first = first.expect("n > 0");
+        // 2. The array header, on stream 0.
+        let s0 = by_index[0].expect("every index once");
+        let header = self.recv_header(&socks[s0]).map_err(|e| on(s0, e))?;
+        if header.payload_len != first.payload_len {
+            return Err(on(
+                s0,
+                FrameError::BadStripe(format!(
+                    "the header says {} payload bytes, the stripe prefixes {}",
+                    header.payload_len, first.payload_len
+                ))
+                .into(),
+            ));
+        }
+        let mut array = AnyArray::for_header(self, header)?;
+        // 3. Every stripe in place, and its trailer.
+        let geometry = stripes(first.payload_len, n);
+        let mut trailers = vec![[0u8; TRAILER_LEN]; n];
+        {
+            let mut parts: Vec<&mut [u8]> = Vec::with_capacity(n);
+            let mut rest = array.bytes_mut();
+            for r in &geometry {
+                let (head, tail) =
+                    std::mem::take(&mut rest).split_at_mut((r.end - r.start) as usize);
+                parts.push(head);
+                rest = tail;
+            }
+            let mut slots: Vec<Option<(&mut [u8], &mut [u8; TRAILER_LEN])>> = parts
+                .into_iter()
+                .zip(trailers.iter_mut())
+                .map(Some)
+                .collect();
+            let results = self
+                .scope(|s| {
+                    for k in 0..n {
+                        let i = by_index[k].expect("every index once");
+                        let (stripe, trailer) = slots[k].take().expect("once");
+                        s.recv_parts(socks[i].as_fd(), vec![stripe, &mut trailer[..]]);
+                    }
+                })
+                .into_results();
+            // Results are in stripe order; report the socket's index.
+            let mut by_socket: Vec<Result<u64>> = (0..n).map(|_| Ok(0)).collect();
+            for (k, r) in results.into_iter().enumerate() {
+                by_socket[by_index[k].expect("every index once")] = r;
+            }
+            first_failure(peers.clone(), by_socket)?;
+        }
+        for (k, r) in geometry.iter().enumerate() {
+            let i = by_index[k].expect("every index once");
+            let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(i, e.into()))?;
+            let actual = crc32fast::hash(&array.bytes()[r.start as usize..r.end as usize]);
+            if actual != expected {
+                return Err(on(
+                    i,
+                    FrameError::PayloadChecksum { expected, actual }.into(),
+                ));
+            }
+        }
+        Ok(array)
+    }
+}
