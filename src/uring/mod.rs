@@ -71,13 +71,14 @@ pub use probe::{Probe, probe};
 pub(crate) use registry::Registration;
 use setup::CQ_ENTRIES;
 pub use setup::MAX_CHAIN_SQES;
-pub(crate) use setup::build_ring;
+pub use setup::{RING_FLAGS_ENV, RingFlags, RingSetup};
+use setup::{RingIo, build_ring};
 pub(crate) use sockq::unsent_bytes;
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{opcode, squeue, types};
 
 use crate::driver::{Bufs, Transfer};
 use crate::error::{Error, Result};
@@ -152,7 +153,7 @@ impl Default for UringTuning {
 
 /// One io_uring instance.
 pub(crate) struct Ring {
-    ring: IoUring,
+    ring: RingIo,
     registered: bool,
     /// Set once `SEND_ZC` was refused for lack of pinnable memory: the reason; sends then use
     /// `IORING_OP_SEND`.
@@ -175,7 +176,9 @@ impl std::fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Creates a ring of [`SQ_ENTRIES`] SQEs and [`CQ_ENTRIES`] CQEs.
+    /// Creates a ring of `SQ_ENTRIES` SQEs and `CQ_ENTRIES` CQEs, with the probe's setup
+    /// flags, for the calling thread (another thread using it later gets a new one: see
+    /// [`Ring::claim`]).
     pub(crate) fn new() -> Result<Ring> {
         let ring = build_ring().map_err(|source| Error::Setup {
             what: "io_uring_setup",
@@ -189,6 +192,27 @@ impl Ring {
             epoch: 0,
             stats: Default::default(),
         })
+    }
+
+    /// Makes the ring usable from the calling thread: a `SINGLE_ISSUER` ring (or one whose fd
+    /// is registered) belongs to the thread that enabled it, so a call from another thread
+    /// rebuilds it for this one (see `src/uring/setup.rs`). Never needed while a buffer is
+    /// registered: the registration guard borrows the engine and is not `Send`.
+    fn claim(&mut self) -> Result<()> {
+        if self.ring.usable_here() {
+            return Ok(());
+        }
+        debug_assert!(!self.registered, "registration guards do not cross threads");
+        self.unregister();
+        self.ring.rebuild_here().map_err(|source| Error::Setup {
+            what: "io_uring_setup",
+            source,
+        })
+    }
+
+    /// The setup flags of this ring.
+    pub(crate) fn flags(&self) -> RingFlags {
+        self.ring.flags()
     }
 
     /// Moves the bytes of `spans`, in order, as one stream through socket `fd`: a set of one
@@ -288,6 +312,19 @@ impl Ring {
             jobs.len() <= MAX_JOBS,
             "at most {MAX_JOBS} transfers per set"
         );
+        if let Err(e) = self.claim() {
+            // Nothing was submitted: every job fails with the setup error.
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            return jobs
+                .iter()
+                .map(|_| {
+                    Err(Error::Setup {
+                        what: "io_uring_setup",
+                        source: std::io::Error::from_raw_os_error(errno),
+                    })
+                })
+                .collect();
+        }
         self.epoch = (self.epoch + 1) & 0xfff;
         let n = jobs.len();
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
