@@ -248,17 +248,14 @@ impl Ring {
         })
     }
 
-    /// Makes the ring usable from the calling thread: a `SINGLE_ISSUER` ring (or one whose fd
-    /// is registered) belongs to the thread that enabled it, so a call from another thread
-    /// rebuilds it for this one (see `src/uring/setup.rs`). Never needed while a buffer is
-    /// registered: the registration guard borrows the engine and is not `Send`.
+    /// Makes the ring usable from the calling thread: the first caller enables it; a
+    /// `SINGLE_ISSUER` ring (or one whose fd is registered) belongs to the thread that
+    /// enabled it, so a call from another thread rebuilds it for this one (see
+    /// `src/uring/setup.rs`). Called before a set runs and before a registration; while a
+    /// buffer is registered every call comes from the registering thread (the guard borrows
+    /// the engine and is not `Send`), so a registered ring is never rebuilt.
     fn claim(&mut self) -> Result<()> {
-        if self.ring.usable_here() {
-            return Ok(());
-        }
-        debug_assert!(!self.registered, "registration guards do not cross threads");
-        self.unregister();
-        self.ring.rebuild_here().map_err(|source| Error::Setup {
+        self.ring.ready_here().map_err(|source| Error::Setup {
             what: "io_uring_setup",
             source,
         })

@@ -33,7 +33,8 @@
 //! for that thread. That is sound because between calls the ring holds nothing: every call
 //! drains every CQE before it returns, and registered buffers live only as long as a
 //! registration guard, which borrows the engine and is neither `Send` nor `Sync`, so all its
-//! calls come from the thread that made it. Rebuilding costs one `io_uring_setup` (~20 µs);
+//! calls come from the thread that made it. Rebuilding costs one `io_uring_setup` (not
+//! measured separately; it is part of every engine creation);
 //! an engine that stays on one thread never pays it.
 
 use std::io;
@@ -204,8 +205,9 @@ pub(crate) fn build_raw(setup: RingSetup) -> io::Result<IoUring> {
     b.build(SQ_ENTRIES)
 }
 
-/// Builds a ring with the probe's flags, ready for the calling thread (enabled, fd
-/// registered). `Err` when the probe found io_uring unusable, or when the setup fails.
+/// Builds a ring with the probe's flags, not yet enabled: the first thread that uses it does
+/// that ([`RingIo::ready_here`]). `Err` when the probe found io_uring unusable, or when the
+/// setup fails.
 pub(crate) fn build_ring() -> io::Result<RingIo> {
     let p = super::probe();
     let Some(flags) = p.ring_flags else {
@@ -215,14 +217,12 @@ pub(crate) fn build_ring() -> io::Result<RingIo> {
                 .unwrap_or_else(|| "io_uring unavailable".into()),
         ));
     };
-    let mut r = RingIo {
+    Ok(RingIo {
         ring: build_raw(flags.setup)?,
         flags,
         owner: None,
         ring_index: None,
-    };
-    r.enable()?;
-    Ok(r)
+    })
 }
 
 /// A ring with its flags, its owning thread and its registered fd: what the completion loop
@@ -256,10 +256,17 @@ impl RingIo {
         self.flags
     }
 
-    /// True when the ring may be used from this thread without [`RingIo::rebuild_here`].
-    pub(crate) fn usable_here(&self) -> bool {
+    /// Makes the ring usable from the calling thread: enables it on first use; rebuilds it
+    /// when it belongs to another thread (`SINGLE_ISSUER`, or a registered ring fd).
+    ///
+    /// Only to be called while nothing is in flight and no buffer is registered.
+    pub(crate) fn ready_here(&mut self) -> io::Result<()> {
         let bound = self.flags.setup.single_issuer() || self.ring_index.is_some();
-        self.owner == Some(thread::current().id()) || (!bound && self.owner.is_some())
+        match self.owner {
+            None => self.enable(),
+            Some(t) if bound && t != thread::current().id() => self.rebuild_here(),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Makes the ring ready for the calling thread: enables a disabled ring (the caller
@@ -277,9 +284,7 @@ impl RingIo {
     }
 
     /// Replaces the ring by a new one for the calling thread, with the same flags.
-    ///
-    /// Only to be called while nothing is in flight and no buffer is registered.
-    pub(crate) fn rebuild_here(&mut self) -> io::Result<()> {
+    fn rebuild_here(&mut self) -> io::Result<()> {
         let ring = build_raw(self.flags.setup)?;
         self.unregister_fd();
         self.ring = ring;
