@@ -84,6 +84,7 @@ pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;
 pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
+pub use uring::{RING_FLAGS_ENV, RingFlags, RingSetup};
 
 /// Which engine moves the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -284,6 +285,16 @@ impl Engine {
         self.fallback_reason.as_deref()
     }
 
+    /// How this engine's io_uring instance is set up (`None` on the blocking backend): the
+    /// probe's choice for the process ([`Probe::ring_flags`]).
+    ///
+    /// With `SINGLE_ISSUER` the ring belongs to one thread; the engine is still `Send`: when a
+    /// call comes from another thread than the last one, the ring is rebuilt for it (one
+    /// `io_uring_setup`, nothing in flight is lost — there is none between calls).
+    pub fn ring_flags(&self) -> Option<RingFlags> {
+        self.ring.as_ref().map(|r| r.flags())
+    }
+
     /// Notices about paths the engine took instead of the one asked for, each said once per
     /// engine: a refused registration (e.g. `ENOMEM` under `RLIMIT_MEMLOCK` without
     /// `CAP_IPC_LOCK`: transfers then run unregistered) or a refused `SEND_ZC` (sends fall back
@@ -456,6 +467,20 @@ impl<B> Guard<'_, B> {
 
 /// An array registered as fixed buffers for sending (from [`Engine::register_send`]).
 /// Borrows the array and the engine; unregisters when dropped.
+///
+/// Neither `Send` nor `Sync`: every transfer of a registration comes from the thread that
+/// made it, which is what lets a `SINGLE_ISSUER` ring keep its registered buffers (the
+/// engine can only change threads once the guard is gone):
+///
+/// ```compile_fail
+/// fn is_send<T: Send>() {}
+/// is_send::<ringxfer::RegisteredSend<'static>>();
+/// ```
+///
+/// ```compile_fail
+/// fn is_sync<T: Sync>() {}
+/// is_sync::<ringxfer::RegisteredRecv<'static>>();
+/// ```
 #[derive(Debug)]
 pub struct RegisteredSend<'a> {
     inner: Guard<'a, &'a [u8]>,

@@ -74,6 +74,11 @@ pub struct BenchArgs {
     pub(super) timeout: Option<Duration>,
     #[command(flatten)]
     pub(super) tuning: TuningArgs,
+    /// Diagnostic (hidden): `Options::direct_below_bytes` for the plain bench — transfers
+    /// shorter than BYTES skip the ring; 0 sends every transfer through it (default 512 KiB).
+    #[arg(long, value_parser = size::parse_size, value_name = "BYTES", hide = true,
+          conflicts_with_all = ["fresh", "count_arrays", "pingpong"])]
+    direct_below: Option<u64>,
     /// Fresh-receive mode (framed): per backend, receive the array into a buffer touched
     /// once before the runs (`recv_array_into`) and as a new array per message (`recv_any`,
     /// dropped after each run so the engine can recycle its memory), and on the blocking
@@ -338,10 +343,14 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let mut recv = Buffer::zeroed(spec.bytes)?;
     let mut back = Buffer::zeroed(if a.bidir { spec.bytes } else { 0 })?;
 
+    let defaults = Options::default();
     let opts = Options {
         idle_timeout: a.timeout,
         uring: tuning.clone(),
-        ..Options::default()
+        direct_below_bytes: a
+            .direct_below
+            .map_or(defaults.direct_below_bytes, |b| b as usize),
+        ..defaults
     };
     let mode = if a.registered {
         "pre-registered"

@@ -60,6 +60,28 @@ pub fn run(a: &ProbeArgs) -> Result<(), Failure> {
     println!("opcodes:       {}", p.opcodes.join(" "));
     println!("SEND_ZC:       {}", yes(p.send_zc));
     println!("EXT_ARG waits: {}", yes(p.ext_arg));
+    if let Some(f) = p.ring_flags {
+        let names = f.setup.flag_names();
+        println!(
+            "ring setup:    {} ({}){}{}",
+            f.setup.name(),
+            if names.is_empty() {
+                "no flags".to_owned()
+            } else {
+                names.join(" | ")
+            },
+            if f.registered_ring_fd {
+                ", registered ring fd"
+            } else {
+                ""
+            },
+            if f.forced {
+                ", forced by RINGXFER_RING_FLAGS"
+            } else {
+                ""
+            },
+        );
+    }
     match (auto_backend, auto_reason) {
         (Some(b), None) => println!("backend auto:  {b}"),
         (Some(b), Some(r)) => println!("backend auto:  {b} ({r})"),

@@ -12,9 +12,10 @@
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue, types};
 
 use super::registry::Span;
+use super::setup::RingIo;
 use crate::error::{Error, Result};
 use crate::planner::{Direction, Planner};
 
@@ -145,7 +146,7 @@ impl Job {
 /// The jobs of a set and the ring they run on. Dropping it (also on unwind) cancels and
 /// drains whatever is still in flight.
 pub(super) struct Flight<'r> {
-    pub(super) ring: &'r mut IoUring,
+    pub(super) ring: &'r mut RingIo,
     pub(super) epoch: u64,
     pub(super) jobs: Vec<Job>,
     /// The ring's cumulative counters ([`crate::Engine::stats`]): bumped for every SQE pushed
@@ -245,9 +246,7 @@ impl Flight<'_> {
                     // Still submit what is queued, without waiting.
                     return self.ring.submit().map(|_| false);
                 }
-                let ts = types::Timespec::from(left);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submit_and_wait_timeout(1, left)
             }
             None => self.ring.submit_and_wait(1),
         };

@@ -58,6 +58,60 @@
 //! `IORING_RECVSEND_FIXED_BUF` fails with `EINVAL` on 6.18 (measured), so a registered send
 //! uses `SEND_ZC` or `WRITE_FIXED`. Below [`crate::Options::direct_below_bytes`] (512 KiB) a
 //! transfer skips the ring altogether: `ringxfer bench --size 256KiB` gave uring/blocking 0.78.
+//!
+//! # Ring setup flags
+//!
+//! Rings are set up with `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` when the
+//! kernel takes them (6.1), else `COOP_TASKRUN | TASKRUN_FLAG` (5.19), else none; the probe
+//! decides once per process ([`Probe::ring_flags`], printed by `ringxfer probe` and in the
+//! bench JSON's `host.probe.ring_flags`). `RINGXFER_RING_FLAGS=none|coop|single|defer[,fd]`
+//! forces a level (a diagnostic, see `src/uring/setup.rs`, which also explains how a
+//! `SINGLE_ISSUER` ring follows an engine moved to another thread). Every wait is an
+//! `io_uring_enter` with `GETEVENTS` (`submit_and_wait`, or the timed `EXT_ARG` wait), which
+//! is what runs `DEFER_TASKRUN`'s deferred completion work; a bare submit adds `GETEVENTS`
+//! when the kernel flags pending task work.
+//!
+//! `scripts/ring_flags.sh 5` (loopback TCP, `ringxfer bench --size S --repeat 5
+//! --direct-below 0 --json` per line with `RINGXFER_RING_FLAGS` set, so small sizes go
+//! through the ring too and are batched into runs of ≥ 0.25 s; 2-vCPU VM, Linux 6.18.44,
+//! **machine loaded by three other builders, load average 5–9**; median GB/s of 5 runs
+//! [min–max], uring and blocking alternating in the same invocation; ratio = uring/blocking
+//! medians; the last column the uring ends' median CPU s per 10⁹ bytes, send/recv). Two
+//! passes for every size, three for 64 KiB and 1 MiB:
+//!
+//! | size   | flags (level)      | uring GB/s        | blocking GB/s     | ratio (passes)      | CPU s/GB send/recv |
+//! |--------|--------------------|-------------------|-------------------|---------------------|--------------------|
+//! | 400 MB | none               | 1.82 [1.34–1.93]  | 2.16 [2.01–2.66]  | 0.89 / 0.84         | 0.18 / 0.31        |
+//! | 400 MB | coop               | 1.58 [1.36–1.90]  | 2.10 [1.67–2.43]  | 0.79 / 0.76         | 0.22 / 0.34        |
+//! | 400 MB | single             | 1.82 [1.81–2.16]  | 2.17 [1.95–2.33]  | 0.71 / 0.84         | 0.21 / 0.22        |
+//! | 400 MB | single+defer       | 2.06 [1.79–2.45]  | 2.12 [1.88–2.32]  | 0.91 / 0.97         | 0.19 / 0.28        |
+//! | 400 MB | single+defer, reg. fd | 1.55 [1.40–1.71] | 1.64 [1.58–2.58] | 0.92 / 0.94        | 0.24 / 0.23        |
+//! | 1 MiB  | none               | 1.23 [1.09–1.73]  | 1.23 [1.05–1.59]  | 0.76 / 1.05 / 1.00  | 0.20 / 0.39        |
+//! | 1 MiB  | coop               | 1.22 [0.85–1.55]  | 1.31 [1.03–1.68]  | 1.01 / 0.92 / 0.94  | 0.21 / 0.44        |
+//! | 1 MiB  | single             | 1.60 [0.86–2.25]  | 1.65 [1.37–2.39]  | 0.83 / 0.85 / 0.97  | 0.20 / 0.29        |
+//! | 1 MiB  | single+defer       | 1.61 [0.98–1.70]  | 1.50 [1.08–2.12]  | 1.00 / 0.94 / 1.08  | 0.19 / 0.37        |
+//! | 1 MiB  | single+defer, reg. fd | 1.45 [1.03–1.53] | 1.37 [1.11–3.18] | 0.95 / 0.98 / 1.06 | 0.19 / 0.40        |
+//! | 64 KiB | none               | 1.53 [0.85–1.91]  | 1.69 [1.56–1.86]  | 0.56 / 0.82 / 0.91  | 0.23 / 0.44        |
+//! | 64 KiB | coop               | 1.06 [0.88–2.13]  | 2.08 [1.53–2.79]  | 0.71 / 0.51 / 0.51  | 0.39 / 0.36        |
+//! | 64 KiB | single             | 0.93 [0.83–1.98]  | 2.21 [2.13–2.71]  | 0.84 / 0.42 / 0.42  | 0.52 / 0.38        |
+//! | 64 KiB | single+defer       | 1.10 [0.91–2.07]  | 1.94 [1.81–2.57]  | 0.73 / 0.93 / 0.57  | 0.40 / 0.35        |
+//! | 64 KiB | single+defer, reg. fd | 1.77 [1.52–1.90] | 2.00 [1.92–2.20] | 0.95 / 0.72 / 0.88 | 0.17 / 0.38        |
+//!
+//! (GB/s and CPU columns: the last pass.) **Every flag's effect is within the noise**: the
+//! same configuration's ratio moves by up to 0.4 between passes minutes apart, and no level
+//! wins every pass at any size (`coop` and `single` alone had the lowest 64 KiB ratios in two
+//! passes of three, 0.51 and 0.42, with their own runs spread 0.83–2.13 GB/s). Chosen: `SINGLE_ISSUER | DEFER_TASKRUN` — the kernel's
+//! recommended mode (`io_uring_setup_flags(7)`), never measurably worse here, and the one
+//! whose completion work runs only in the waiting thread — and the ring fd **not**
+//! registered: no measurable gain, while a registration lives in the registering thread's
+//! table (16 slots), so an engine moved to another thread would leave its old ring pinned
+//! there until that thread exits. Fixed files for the sockets were not measured (time): I left them out because they spare the
+//! same per-SQE file lookup the registered ring fd spares per `io_uring_enter`, which did not
+//! show at all, and they would need a register/unregister per transfer (sockets are the
+//! caller's, per call). Re-measured in the same sitting, 400 MB, `--repeat 3`, default flags:
+//! segments 1 / 4 / 16 MiB gave ratios 0.52 / 1.03 / 1.24 and chains of 1 / 8 / 32 gave
+//! 0.75 / 0.82 / 0.79, spreads again wider than the differences, so the table above (4 MiB ×
+//! 8) stands.
 
 mod flight;
 mod probe;
@@ -71,13 +125,14 @@ pub use probe::{Probe, probe};
 pub(crate) use registry::Registration;
 use setup::CQ_ENTRIES;
 pub use setup::MAX_CHAIN_SQES;
-pub(crate) use setup::build_ring;
+pub use setup::{RING_FLAGS_ENV, RingFlags, RingSetup};
+use setup::{RingIo, build_ring};
 pub(crate) use sockq::unsent_bytes;
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{opcode, squeue, types};
 
 use crate::driver::{Bufs, Transfer};
 use crate::error::{Error, Result};
@@ -152,7 +207,7 @@ impl Default for UringTuning {
 
 /// One io_uring instance.
 pub(crate) struct Ring {
-    ring: IoUring,
+    ring: RingIo,
     registered: bool,
     /// Set once `SEND_ZC` was refused for lack of pinnable memory: the reason; sends then use
     /// `IORING_OP_SEND`.
@@ -175,7 +230,9 @@ impl std::fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Creates a ring of [`SQ_ENTRIES`] SQEs and [`CQ_ENTRIES`] CQEs.
+    /// Creates a ring of `SQ_ENTRIES` SQEs and `CQ_ENTRIES` CQEs, with the probe's setup
+    /// flags, for the calling thread (another thread using it later gets a new one: see
+    /// [`Ring::claim`]).
     pub(crate) fn new() -> Result<Ring> {
         let ring = build_ring().map_err(|source| Error::Setup {
             what: "io_uring_setup",
@@ -189,6 +246,24 @@ impl Ring {
             epoch: 0,
             stats: Default::default(),
         })
+    }
+
+    /// Makes the ring usable from the calling thread: the first caller enables it; a
+    /// `SINGLE_ISSUER` ring (or one whose fd is registered) belongs to the thread that
+    /// enabled it, so a call from another thread rebuilds it for this one (see
+    /// `src/uring/setup.rs`). Called before a set runs and before a registration; while a
+    /// buffer is registered every call comes from the registering thread (the guard borrows
+    /// the engine and is not `Send`), so a registered ring is never rebuilt.
+    fn claim(&mut self) -> Result<()> {
+        self.ring.ready_here().map_err(|source| Error::Setup {
+            what: "io_uring_setup",
+            source,
+        })
+    }
+
+    /// The setup flags of this ring.
+    pub(crate) fn flags(&self) -> RingFlags {
+        self.ring.flags()
     }
 
     /// Moves the bytes of `spans`, in order, as one stream through socket `fd`: a set of one
@@ -288,6 +363,19 @@ impl Ring {
             jobs.len() <= MAX_JOBS,
             "at most {MAX_JOBS} transfers per set"
         );
+        if let Err(e) = self.claim() {
+            // Nothing was submitted: every job fails with the setup error.
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            return jobs
+                .iter()
+                .map(|_| {
+                    Err(Error::Setup {
+                        what: "io_uring_setup",
+                        source: std::io::Error::from_raw_os_error(errno),
+                    })
+                })
+                .collect();
+        }
         self.epoch = (self.epoch + 1) & 0xfff;
         let n = jobs.len();
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a

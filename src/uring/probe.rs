@@ -2,8 +2,10 @@
 
 use std::sync::OnceLock;
 
-use io_uring::opcode;
+use io_uring::{IoUring, opcode};
 use serde::Serialize;
+
+use super::setup::{self, RingFlags, RingSetup};
 
 /// What the io_uring probe found. Obtained with [`probe`]; computed once per process.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +25,10 @@ pub struct Probe {
     pub send_zc: bool,
     /// `IORING_FEAT_EXT_ARG` (Linux 5.11): waits with a timeout, needed for idle timeouts.
     pub ext_arg: bool,
+    /// How every ring of this process is set up (`None` when no ring could be): the best
+    /// level of `SINGLE_ISSUER | DEFER_TASKRUN`, then `COOP_TASKRUN | TASKRUN_FLAG`, then no
+    /// flags, that the kernel accepts — or what `RINGXFER_RING_FLAGS` forces.
+    pub ring_flags: Option<RingFlags>,
 }
 
 /// Opcodes without which the uring backend does not run (Linux 5.6 has them all).
@@ -61,16 +67,12 @@ fn run_probe() -> Probe {
         opcodes: Vec::new(),
         send_zc: false,
         ext_arg: false,
+        ring_flags: None,
     };
-    let ring = match super::build_ring() {
+    let (ring, flags) = match setup_ring() {
         Ok(r) => r,
-        Err(e) => {
-            let hint = match e.raw_os_error() {
-                Some(libc::EPERM) => " (seccomp filter or kernel.io_uring_disabled)",
-                Some(libc::ENOSYS) => " (kernel built without io_uring)",
-                _ => "",
-            };
-            p.reason = Some(format!("io_uring_setup failed: {e}{hint}"));
+        Err(why) => {
+            p.reason = Some(why);
             return p;
         }
     };
@@ -95,6 +97,7 @@ fn run_probe() -> Probe {
     p.send_zc = probe.is_supported(opcode::SendZc::CODE);
     if missing.is_empty() {
         p.available = true;
+        p.ring_flags = Some(flags);
     } else {
         p.reason = Some(format!(
             "kernel lacks io_uring opcodes {}",
@@ -102,4 +105,59 @@ fn run_probe() -> Probe {
         ));
     }
     p
+}
+
+/// Sets up the probe's ring with the best flags the kernel accepts (or the forced ones): the
+/// ring and the flags every engine's ring will use, or why none could be set up.
+fn setup_ring() -> Result<(IoUring, RingFlags), String> {
+    let explain = |e: &std::io::Error| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM) => " (seccomp filter or kernel.io_uring_disabled)",
+            Some(libc::ENOSYS) => " (kernel built without io_uring)",
+            _ => "",
+        };
+        format!("io_uring_setup failed: {e}{hint}")
+    };
+    match setup::forced_flags()? {
+        Some((level, registered_ring_fd)) => {
+            let ring = setup::build_raw(level).map_err(|e| {
+                format!(
+                    "{}={} forces IORING_SETUP flags [{}]: {}",
+                    setup::RING_FLAGS_ENV,
+                    std::env::var(setup::RING_FLAGS_ENV).unwrap_or_default(),
+                    level.flag_names().join(" | "),
+                    explain(&e)
+                )
+            })?;
+            let flags = RingFlags {
+                setup: level,
+                registered_ring_fd,
+                forced: true,
+            };
+            Ok((ring, flags))
+        }
+        None => {
+            let mut last = None;
+            for &level in setup::AUTO_LEVELS {
+                match setup::build_raw(level) {
+                    Ok(ring) => {
+                        let flags = RingFlags {
+                            setup: level,
+                            registered_ring_fd: setup::default_ring_fd(),
+                            forced: false,
+                        };
+                        return Ok((ring, flags));
+                    }
+                    // A flag this kernel does not know: try the next level.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EINVAL) && level != RingSetup::None =>
+                    {
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(explain(&e)),
+                }
+            }
+            Err(explain(&last.expect("the last level returns")))
+        }
+    }
 }

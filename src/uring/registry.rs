@@ -81,6 +81,8 @@ impl Ring {
         if self.registered {
             self.unregister();
         }
+        // The calling thread is the one every transfer of this registration comes from.
+        self.claim()?;
         let slot_bytes = MAX_SLOT_BYTES;
         let iovecs: Vec<libc::iovec> = (0..len.div_ceil(slot_bytes as usize))
             .map(|i| {
