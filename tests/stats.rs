@@ -53,7 +53,12 @@ fn transfer(
 }
 
 fn counts(sqes: u64, cqes: u64, notifs: u64) -> EngineStats {
-    EngineStats { sqes, cqes, notifs }
+    EngineStats {
+        sqes,
+        cqes,
+        notifs,
+        ..EngineStats::default()
+    }
 }
 
 both_backends! {

@@ -65,6 +65,7 @@ mod registry;
 mod setup;
 mod sigpipe;
 mod sockq;
+pub mod zc_policy;
 mod zerocopy;
 
 pub use probe::{Probe, probe};
@@ -74,6 +75,8 @@ pub use setup::MAX_CHAIN_SQES;
 pub(crate) use setup::build_ring;
 pub(crate) use sockq::unsent_bytes;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -85,6 +88,7 @@ use crate::planner::{Direction, PlanError};
 use flight::{Flight, Job, MAX_JOBS, POLL_ID, borrowed};
 use registry::{Span, spans_of};
 use sigpipe::SigpipeBlocked;
+use zc_policy::{SEND_ZC_REPORT_USAGE, ZC_TRIAL_BYTES, ZcChoice, ZcPolicy};
 
 /// `msg_flags` of a `SEND`/`SEND_ZC`: `MSG_WAITALL` (retry a partial send inside the
 /// request), `MSG_NOSIGNAL` (`EPIPE`, not `SIGPIPE`), and `MSG_MORE` on every SQE that does
@@ -100,6 +104,17 @@ fn send_flags(more_follows: bool) -> i32 {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SendOp {
+    /// The default: adaptive zero-copy ([`zc_policy`]). Sends on TCP sockets (IPv4/IPv6)
+    /// try `IORING_OP_SEND_ZC` with `IORING_SEND_ZC_REPORT_USAGE` — from the registered
+    /// buffer when the array is registered ([`crate::Engine::register_send`]); a one-shot
+    /// call does not register for it — on a few small trial requests while the other
+    /// segments go out as plain `SEND`; the notifications then decide per destination (peer
+    /// IP), for the engine's life: where the kernel copied anyway (loopback, veth, a NIC
+    /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
+    /// user pages every segment of at least [`zc_policy::ZC_MIN_BYTES`] goes as `SEND_ZC`.
+    /// Other sockets (AF_UNIX) always use `SEND`. What happened is counted in
+    /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, `zc_switched`).
+    Auto,
     /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6), from the array's address (a
     /// registration is not used: on Linux 6.18 `IORING_OP_SEND` rejects
     /// `IORING_RECVSEND_FIXED_BUF` with `EINVAL`, measured with `examples`-style runs in this
@@ -142,7 +157,7 @@ pub struct UringTuning {
 impl Default for UringTuning {
     fn default() -> Self {
         UringTuning {
-            send_op: SendOp::Send,
+            send_op: SendOp::Auto,
             recv_op: RecvOp::Recv,
             segment_bytes: 4 << 20,
             chain_sqes: 8,
@@ -164,6 +179,20 @@ pub(crate) struct Ring {
     epoch: u64,
     /// SQEs pushed and CQEs reaped over the ring's life ([`crate::Engine::stats`]).
     stats: crate::stats::EngineStats,
+    /// [`SendOp::Auto`]: the zero-copy trial and decision of each destination (peer IP)
+    /// this ring has sent to, for its life (at most [`MAX_ZC_DESTS`]).
+    zc_dests: HashMap<IpAddr, ZcPolicy>,
+}
+
+/// Most destinations whose zero-copy decision a ring remembers; past it an arbitrary one is
+/// forgotten (and tried again if it comes back).
+const MAX_ZC_DESTS: usize = 1024;
+
+/// The destination key of [`SendOp::Auto`]: the peer's IP address when `fd` is a connected
+/// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4).
+fn peer_ip(fd: RawFd) -> Option<IpAddr> {
+    let peer = socket2::SockRef::from(&borrowed(fd)).peer_addr().ok()?;
+    Some(peer.as_socket()?.ip().to_canonical())
 }
 
 impl std::fmt::Debug for Ring {
@@ -188,6 +217,7 @@ impl Ring {
             register_refused: None,
             epoch: 0,
             stats: Default::default(),
+            zc_dests: HashMap::new(),
         })
     }
 
@@ -280,7 +310,7 @@ impl Ring {
     /// span. At most one job per socket and direction.
     unsafe fn run_set(
         &mut self,
-        jobs: Vec<Job>,
+        mut jobs: Vec<Job>,
         tuning: &UringTuning,
         idle: Option<Duration>,
     ) -> Vec<Result<u64>> {
@@ -290,6 +320,20 @@ impl Ring {
         );
         self.epoch = (self.epoch + 1) & 0xfff;
         let n = jobs.len();
+        if tuning.send_op == SendOp::Auto {
+            for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
+                j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
+                    .then(|| peer_ip(j.fd))
+                    .flatten();
+                if let Some(ip) = j.zc_dest
+                    && !self.zc_dests.contains_key(&ip)
+                    && self.zc_dests.len() >= MAX_ZC_DESTS
+                {
+                    let forget = self.zc_dests.keys().next().copied();
+                    forget.map(|k| self.zc_dests.remove(&k));
+                }
+            }
+        }
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
         // closed peer would raise SIGPIPE in this thread and kill a host process that has
         // not ignored it (C and Python hosts; Rust binaries ignore it). Block it meanwhile.
@@ -304,6 +348,7 @@ impl Ring {
             epoch: self.epoch,
             jobs,
             stats: &mut self.stats,
+            zc_dests: &mut self.zc_dests,
         };
         loop {
             // Plan and push the next chain of every job that has none in flight.
@@ -317,12 +362,39 @@ impl Ring {
                     continue;
                 }
                 let max = if j.at_least.is_some() { 1 } else { chain_max };
-                let Some(chain) = j.plan.next_chain(max) else {
+                // Adaptive zero-copy: this destination's policy, unless SEND_ZC was refused.
+                let policy = match j.zc_dest {
+                    Some(ip) if self.zc_refused.is_none() => {
+                        Some(flight.zc_dests.entry(ip).or_default())
+                    }
+                    _ => None,
+                };
+                let trials = policy.as_ref().map_or(0, |p| p.trial_slots());
+                let caps = vec![ZC_TRIAL_BYTES; trials as usize];
+                let Some(chain) = j.plan.next_chain_capped(max, &caps) else {
                     j.result = Some(Ok(j.plan.confirmed()));
                     flight.start_pages_wait(i, idle);
                     continue;
                 };
-                let entries = chain_entries(&flight, i, &chain, tuning, self.zc_refused.is_some());
+                // How each SQE of the chain goes out (adaptive sends only).
+                let choices: Option<Vec<ZcChoice>> = policy.map(|p| {
+                    let choices = chain.sqes.iter().map(|s| {
+                        let c = p.choose(s.len);
+                        if c == ZcChoice::Trial {
+                            p.begin_trial();
+                        }
+                        c
+                    });
+                    choices.collect()
+                });
+                let entries = chain_entries(
+                    &mut flight,
+                    i,
+                    &chain,
+                    tuning,
+                    self.zc_refused.is_some(),
+                    choices.as_deref(),
+                );
                 let j = &mut flight.jobs[i];
                 j.chain_open = true;
                 j.quiet_since = Instant::now();
@@ -418,9 +490,14 @@ fn settle(
         // socket's optmem), or a socket family without zero-copy (EOPNOTSUPP, e.g.
         // AF_UNIX). Nothing of the failed SQE was sent (the planner confirmed what was):
         // fall back to copying SENDs for the rest of this ring's life, and say so once.
+        // Under `SendOp::Auto`, `EINVAL` too: Linux 6.0/6.1 know SEND_ZC but not
+        // IORING_SEND_ZC_REPORT_USAGE (once: a plain SEND failing with it is an error).
         Err(PlanError::Os { errno, .. })
-            if matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
-                && tuning.send_op == SendOp::SendZc
+            if (matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
+                || (errno == libc::EINVAL
+                    && tuning.send_op == SendOp::Auto
+                    && zc_refused.is_none()))
+                && matches!(tuning.send_op, SendOp::SendZc | SendOp::Auto)
                 && j.dir == Direction::Send
                 && !j.stop =>
         {
@@ -478,14 +555,18 @@ fn plan_error(j: &Job, e: PlanError) -> Error {
 }
 
 /// The SQEs of job `i`'s next `chain`: an optional linked `POLL_ADD` (after `-EAGAIN`), then
-/// one op per planned SQE, linked, the last unlinked.
+/// one op per planned SQE, linked, the last unlinked. `choices` (adaptive sends only): how
+/// each SQE goes out; its `SEND_ZC`s ask for usage reports and are listed in the job's
+/// `zc_reports`.
 fn chain_entries(
-    flight: &Flight<'_>,
+    flight: &mut Flight<'_>,
     i: usize,
     chain: &crate::planner::Chain,
     tuning: &UringTuning,
     zc_refused: bool,
+    choices: Option<&[ZcChoice]>,
 ) -> Vec<squeue::Entry> {
+    let mut reports = Vec::new();
     let j = &flight.jobs[i];
     let fd = types::Fd(j.fd);
     let n = chain.sqes.len();
@@ -508,21 +589,38 @@ fn chain_entries(
         libc::MSG_WAITALL
     };
     let send_op = match tuning.send_op {
-        SendOp::SendZc if zc_refused => SendOp::Send,
+        SendOp::SendZc | SendOp::Auto if zc_refused => SendOp::Send,
         op => op,
     };
+    let mut zc_sqes = 0;
     for (k, s) in chain.sqes.iter().enumerate() {
         let span = j.spans[s.slot as usize];
         let p = span
             .ptr
             .wrapping_add((s.offset - j.starts[s.slot as usize]) as usize);
         let more = s.offset + u64::from(s.len) < j.len;
+        let choice = choices.and_then(|c| c.get(k).copied());
+        let ud = flight.ud(i, s.id);
         let e = match (j.dir, span.buf_index) {
             (Direction::Send, idx) => match (send_op, idx) {
-                (SendOp::SendZc, idx) => opcode::SendZc::new(fd, p, s.len)
-                    .buf_index(idx)
-                    .flags(send_flags(more))
-                    .build(),
+                (SendOp::SendZc, idx) => {
+                    zc_sqes += 1;
+                    opcode::SendZc::new(fd, p, s.len)
+                        .buf_index(idx)
+                        .flags(send_flags(more))
+                        .build()
+                }
+                (SendOp::Auto, idx)
+                    if matches!(choice, Some(ZcChoice::Trial | ZcChoice::ZeroCopy)) =>
+                {
+                    zc_sqes += 1;
+                    reports.push((ud, choice == Some(ZcChoice::Trial)));
+                    opcode::SendZc::new(fd, p, s.len)
+                        .buf_index(idx)
+                        .flags(send_flags(more))
+                        .zc_flags(SEND_ZC_REPORT_USAGE)
+                        .build()
+                }
                 (SendOp::WriteFixed, Some(idx)) => opcode::WriteFixed::new(fd, p, s.len, idx)
                     .offset(u64::MAX)
                     .build(),
@@ -537,13 +635,15 @@ fn chain_entries(
             }
             (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len).flags(recv_flags).build(),
         };
-        let e = e.user_data(flight.ud(i, s.id));
+        let e = e.user_data(ud);
         entries.push(if k + 1 < n {
             e.flags(squeue::Flags::IO_LINK)
         } else {
             e
         });
     }
+    flight.jobs[i].zc_reports.extend(reports);
+    flight.stats.zc_attempted += zc_sqes;
     entries
 }
 
