@@ -112,6 +112,8 @@ pub enum SendOp {
     /// IP), for the engine's life: where the kernel copied anyway (loopback, veth, a NIC
     /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
     /// user pages every segment of at least [`zc_policy::ZC_MIN_BYTES`] goes as `SEND_ZC`.
+    /// Only transfers of at least one segment ([`UringTuning::segment_bytes`]) run trial
+    /// requests, so small transfers never pay for trying.
     /// Other sockets (AF_UNIX) always use `SEND`. What happened is counted in
     /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, `zc_switched`).
     Auto,
@@ -369,7 +371,13 @@ impl Ring {
                     }
                     _ => None,
                 };
-                let trials = policy.as_ref().map_or(0, |p| p.trial_slots());
+                // Only a transfer of at least one segment runs trial requests: a smaller one
+                // (one SQE) would be all trial, and pays the cost of trying for nothing.
+                let trial_ok = j.len >= u64::from(tuning.segment_bytes);
+                let trials = match &policy {
+                    Some(p) if trial_ok => p.trial_slots(),
+                    _ => 0,
+                };
                 let caps = vec![ZC_TRIAL_BYTES; trials as usize];
                 let Some(chain) = j.plan.next_chain_capped(max, &caps) else {
                     j.result = Some(Ok(j.plan.confirmed()));
@@ -378,12 +386,13 @@ impl Ring {
                 };
                 // How each SQE of the chain goes out (adaptive sends only).
                 let choices: Option<Vec<ZcChoice>> = policy.map(|p| {
-                    let choices = chain.sqes.iter().map(|s| {
-                        let c = p.choose(s.len);
-                        if c == ZcChoice::Trial {
+                    let choices = chain.sqes.iter().map(|s| match p.choose(s.len) {
+                        ZcChoice::Trial if !trial_ok => ZcChoice::Copy,
+                        ZcChoice::Trial => {
                             p.begin_trial();
+                            ZcChoice::Trial
                         }
-                        c
+                        c => c,
                     });
                     choices.collect()
                 });

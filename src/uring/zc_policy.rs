@@ -16,7 +16,8 @@
 //! [`ZC_TRIAL_SENDS`] (K = 4) `SEND_ZC` requests of at most [`ZC_TRIAL_BYTES`] (256 KiB) each
 //! are in flight or counted; every other segment meanwhile goes out as a plain `SEND`, so the
 //! stream never waits for a notification and the cost of trying is bounded by K × 256 KiB of
-//! zero-copy sends (1 MiB). When K notifications of trial sends that moved bytes are in:
+//! zero-copy sends (1 MiB). Only a transfer of at least one segment runs trial requests
+//! (a smaller one would be nothing but trial). When K notifications of trial sends that moved bytes are in:
 //!
 //! * more than half reported a copy (3 or 4 of 4) → [`ZcDecision::Switch`]: plain `SEND` for
 //!   the rest of the transfer and every later one to that destination;
