@@ -189,3 +189,15 @@ fn adaptive_on_a_unix_socket_is_plain_send() {
     assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
     assert_eq!((st.sqes, st.notifs), (PLAIN_SEND_SQES, 0), "{st:?}");
 }
+
+#[test]
+fn adaptive_with_a_tiny_send_buffer_is_plain_send() {
+    // SO_SNDBUF 4096: trial SEND_ZCs collapsed the loopback receiver's window (the connection
+    // crawled at ~9 KB/s), so such sockets never try (`zc_policy::ZC_MIN_SNDBUF`).
+    require_uring!();
+    let o = default_opts(Backend::Uring);
+    let (tx, rx) = util::tcp_pair_small_buffers(4096);
+    let st = send_with(&o, tx, rx, false);
+    assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
+    assert_eq!((st.sqes, st.notifs), (PLAIN_SEND_SQES, 0), "{st:?}");
+}

@@ -58,6 +58,17 @@
 //! `IORING_RECVSEND_FIXED_BUF` fails with `EINVAL` on 6.18 (measured), so a registered send
 //! uses `SEND_ZC` or `WRITE_FIXED`. Below [`crate::Options::direct_below_bytes`] (512 KiB) a
 //! transfer skips the ring altogether: `ringxfer bench --size 256KiB` gave uring/blocking 0.78.
+//!
+//! # Adaptive zero-copy
+//!
+//! The default send op is [`SendOp::Auto`]: on loopback (above) `SEND_ZC` costs half the
+//! throughput, on a real NIC it saves the copy, and only the kernel knows which path a socket
+//! is on. A send of at least one segment to a peer IP not judged yet puts
+//! [`zc_policy::ZC_TRIAL_SENDS`] trial `SEND_ZC`s of [`zc_policy::ZC_TRIAL_BYTES`] with
+//! `IORING_SEND_ZC_REPORT_USAGE` at the head of its chain (the rest plain `SEND`, linked
+//! behind them, so the stream never waits for a notification); the notifications' usage bits
+//! decide per destination ([`zc_policy`]), remembered in the ring. The trial is at most 1 MiB
+//! of `SEND_ZC` per destination and engine.
 
 mod flight;
 mod probe;
@@ -191,9 +202,15 @@ pub(crate) struct Ring {
 const MAX_ZC_DESTS: usize = 1024;
 
 /// The destination key of [`SendOp::Auto`]: the peer's IP address when `fd` is a connected
-/// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4).
-fn peer_ip(fd: RawFd) -> Option<IpAddr> {
-    let peer = socket2::SockRef::from(&borrowed(fd)).peer_addr().ok()?;
+/// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4) whose send buffer holds at least
+/// [`zc_policy::ZC_MIN_SNDBUF`] bytes; `None`: plain `SEND` throughout.
+fn zc_destination(fd: RawFd) -> Option<IpAddr> {
+    let fd = borrowed(fd);
+    let sock = socket2::SockRef::from(&fd);
+    if sock.send_buffer_size().ok()? < zc_policy::ZC_MIN_SNDBUF {
+        return None;
+    }
+    let peer = sock.peer_addr().ok()?;
     Some(peer.as_socket()?.ip().to_canonical())
 }
 
@@ -325,7 +342,7 @@ impl Ring {
         if tuning.send_op == SendOp::Auto {
             for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
                 j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
-                    .then(|| peer_ip(j.fd))
+                    .then(|| zc_destination(j.fd))
                     .flatten();
                 if let Some(ip) = j.zc_dest
                     && !self.zc_dests.contains_key(&ip)

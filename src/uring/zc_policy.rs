@@ -11,6 +11,7 @@
 //!
 //! # The rule
 //!
+//! Only TCP sockets (IPv4/IPv6) with a send buffer of at least [`ZC_MIN_SNDBUF`] take part.
 //! Per destination (the peer's IP address: whether the kernel copies depends on the route and
 //! its device, not on the port), a [`ZcPolicy`] starts in a **trial**: at most
 //! [`ZC_TRIAL_SENDS`] (K = 4) `SEND_ZC` requests of at most [`ZC_TRIAL_BYTES`] (256 KiB) each
@@ -38,6 +39,14 @@ pub const ZC_TRIAL_BYTES: u32 = 256 << 10;
 /// in bytes: below it (a framed header, a trailer, a tail) pinning and the notification cost
 /// more than the copy they save.
 pub const ZC_MIN_BYTES: u32 = 64 << 10;
+
+/// Smallest send buffer (`SO_SNDBUF` as the kernel reports it, bytes) of a socket that tries
+/// zero-copy at all. With a send buffer of a few KiB (`setsockopt(SO_SNDBUF, 4096)`), trial
+/// `SEND_ZC`s over loopback collapsed the receiver's window and the connection crawled at
+/// ~9 KB/s for minutes (measured here with `tests/framed.rs` `mixed_batch_tiny_socket_buffers`);
+/// a connection whose buffer is that small gains nothing from zero-copy anyway. Fresh TCP
+/// sockets report 16 KiB before connecting and far more after (4 MiB on loopback here).
+pub const ZC_MIN_SNDBUF: usize = 64 << 10;
 
 /// `IORING_NOTIF_USAGE_ZC_COPIED`: bit 31 of a notification CQE's `res` (Linux 6.2).
 pub(crate) const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
