@@ -201,3 +201,19 @@ fn adaptive_with_a_tiny_send_buffer_is_plain_send() {
     assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
     assert_eq!((st.sqes, st.notifs), (PLAIN_SEND_SQES, 0), "{st:?}");
 }
+
+#[test]
+fn adaptive_with_an_idle_timeout_is_plain_send() {
+    // A SEND_ZC queued to a peer that stops reading holds the pages until the connection is
+    // aborted; with an idle timeout the default op must still time out with `TimedOut`
+    // (tests/regressions.rs C12), so it does not try zero-copy.
+    require_uring!();
+    let o = Options {
+        idle_timeout: Some(std::time::Duration::from_secs(30)),
+        ..default_opts(Backend::Uring)
+    };
+    let (tx, rx) = tcp_pair();
+    let st = send_with(&o, tx, rx, false);
+    assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
+    assert_eq!(st.notifs, 0, "{st:?}");
+}

@@ -124,7 +124,11 @@ pub enum SendOp {
     /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
     /// user pages every segment of at least [`zc_policy::ZC_MIN_BYTES`] goes as `SEND_ZC`.
     /// Only transfers of at least one segment ([`UringTuning::segment_bytes`]) run trial
-    /// requests, so small transfers never pay for trying.
+    /// requests, so small transfers never pay for trying. With an idle timeout
+    /// ([`crate::Options::idle_timeout`]) sends are plain `SEND`: a `SEND_ZC`'s pages queued
+    /// to a peer that stopped reading can only be released by aborting the connection
+    /// ([`crate::Error::TimedOutAborted`]), while a copying send times out with
+    /// [`crate::Error::TimedOut`] and leaves the socket usable.
     /// Other sockets (AF_UNIX) always use `SEND`. What happened is counted in
     /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, `zc_switched`).
     Auto,
@@ -339,7 +343,10 @@ impl Ring {
         );
         self.epoch = (self.epoch + 1) & 0xfff;
         let n = jobs.len();
-        if tuning.send_op == SendOp::Auto {
+        // With an idle timeout, no zero-copy: pages of a SEND_ZC queued to a peer that stops
+        // reading are only released by aborting the connection (`TimedOutAborted`), where a
+        // copying send returns `TimedOut` and leaves the socket usable (case C12).
+        if tuning.send_op == SendOp::Auto && idle.is_none() {
             for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
                 j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
                     .then(|| zc_destination(j.fd))

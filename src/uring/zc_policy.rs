@@ -11,7 +11,8 @@
 //!
 //! # The rule
 //!
-//! Only TCP sockets (IPv4/IPv6) with a send buffer of at least [`ZC_MIN_SNDBUF`] take part.
+//! Only TCP sockets (IPv4/IPv6) with a send buffer of at least [`ZC_MIN_SNDBUF`] take part,
+//! and only when no idle timeout is set (see [`SendOp::Auto`](super::SendOp::Auto)).
 //! Per destination (the peer's IP address: whether the kernel copies depends on the route and
 //! its device, not on the port), a [`ZcPolicy`] starts in a **trial**: at most
 //! [`ZC_TRIAL_SENDS`] (K = 4) `SEND_ZC` requests of at most [`ZC_TRIAL_BYTES`] (256 KiB) each
