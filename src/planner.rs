@@ -186,6 +186,13 @@ impl Planner {
     /// byte. Returns `None` when the transfer is complete or a chain is still in flight
     /// (call [`Planner::settle`] first).
     pub fn next_chain(&mut self, max_sqes: usize) -> Option<Chain> {
+        self.next_chain_capped(max_sqes, &[])
+    }
+
+    /// [`Planner::next_chain`], with SQE `k` of the chain (for `k < caps.len()`) also at most
+    /// `caps[k]` bytes (a cap of 0 counts as 1). The uring backend uses it to keep trial
+    /// `SEND_ZC` requests small ([`crate::uring::zc_policy`]).
+    pub fn next_chain_capped(&mut self, max_sqes: usize, caps: &[u32]) -> Option<Chain> {
         if self.is_done() || !self.chain.is_empty() {
             return None;
         }
@@ -194,7 +201,10 @@ impl Planner {
         while pos < self.total && sqes.len() < max_sqes.max(1) {
             let slot = self.ends.partition_point(|&e| e <= pos);
             let slot_end = self.ends[slot];
-            let len = (slot_end - pos).min(u64::from(self.segment)) as u32;
+            let cap = caps
+                .get(sqes.len())
+                .map_or(self.segment, |&c| c.clamp(1, self.segment));
+            let len = (slot_end - pos).min(u64::from(cap)) as u32;
             let sqe = SqeDesc {
                 id: self.next_id,
                 offset: pos,
@@ -296,6 +306,15 @@ mod tests {
         let v: Vec<_> = c.sqes.iter().map(|s| (s.offset, s.len, s.slot)).collect();
         assert_eq!(v, vec![(0, 4, 0), (4, 2, 0), (6, 4, 1)]);
         assert!(p.next_chain(16).is_none(), "chain in flight");
+    }
+
+    #[test]
+    fn capped_sqes_come_first_then_full_segments() {
+        let mut p = Planner::new(Direction::Send, 20, 8, u64::MAX);
+        // Caps above the segment size are the segment size; a cap of 0 is 1.
+        let c = p.next_chain_capped(5, &[3, 0, 99]).unwrap();
+        let v: Vec<_> = c.sqes.iter().map(|s| (s.offset, s.len)).collect();
+        assert_eq!(v, vec![(0, 3), (3, 1), (4, 8), (12, 8)]);
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub struct EngineStats {
     /// `SEND_ZC` notification CQEs (`IORING_CQE_F_NOTIF`: the kernel released the pages of
     /// one zero-copy send), a subset of `cqes`.
     pub notifs: u64,
+    /// `SEND_ZC` requests submitted: every send of [`SendOp::SendZc`](crate::SendOp::SendZc),
+    /// and the trial and kept zero-copy sends of [`SendOp::Auto`](crate::SendOp::Auto).
+    pub zc_attempted: u64,
+    /// Notifications of [`SendOp::Auto`](crate::SendOp::Auto) zero-copy sends that reported
+    /// `IORING_NOTIF_USAGE_ZC_COPIED`: the kernel copied the bytes after all (always so on
+    /// loopback and veth).
+    pub zc_copied: u64,
+    /// Notifications of [`SendOp::Auto`](crate::SendOp::Auto) zero-copy sends that reported
+    /// a real zero-copy: the bytes left from the caller's pages.
+    pub zc_kept: u64,
+    /// Destinations (peer IPs) that [`SendOp::Auto`](crate::SendOp::Auto) switched to plain
+    /// `SEND` after its trial found the kernel copying (see [`crate::uring::zc_policy`]).
+    pub zc_switched: u64,
 }
 
 impl EngineStats {
@@ -37,6 +50,10 @@ impl EngineStats {
             sqes: self.sqes.saturating_sub(earlier.sqes),
             cqes: self.cqes.saturating_sub(earlier.cqes),
             notifs: self.notifs.saturating_sub(earlier.notifs),
+            zc_attempted: self.zc_attempted.saturating_sub(earlier.zc_attempted),
+            zc_copied: self.zc_copied.saturating_sub(earlier.zc_copied),
+            zc_kept: self.zc_kept.saturating_sub(earlier.zc_kept),
+            zc_switched: self.zc_switched.saturating_sub(earlier.zc_switched),
         }
     }
 }

@@ -313,7 +313,9 @@ fn main_job_json_is_unchanged() {
 
 /// Arrays of 256 MiB and more (the main job's 400 MB) stay one transfer per run: the run's
 /// bytes are the array's, no batching fields, and the ring's SQEs are the planner's 4 MiB
-/// segments (64 per end for 256 MiB).
+/// segments (64 per end for 256 MiB) — on the sending end, with the default adaptive
+/// zero-copy, the first chain's 4 trial `SEND_ZC`s of 256 KiB replace one 4 MiB segment
+/// (+4 SQEs: 17 MiB in 8, then 239 MiB in 60) and add their 4 notification CQEs.
 #[test]
 fn large_arrays_stay_one_transfer_per_run() {
     let backend = if uring() { "uring" } else { "blocking" };
@@ -332,9 +334,22 @@ fn large_arrays_stay_one_transfer_per_run() {
     assert_eq!(r["transfers_per_run"], 1, "{r}");
     assert_eq!(r["bytes"], 256u64 << 20, "{r}");
     assert_eq!(r["total_bytes"], 256u64 << 20, "{r}");
-    let want = if backend == "uring" { 64 } else { 0 };
-    let ends = serde_json::json!({"sender": want, "receiver": want});
-    assert_eq!((&r["sqes"], &r["cqes"]), (&ends, &ends), "{r}");
+    let (tx_sqes, tx_cqes, rx) = if backend == "uring" {
+        (68, 72, 64)
+    } else {
+        (0, 0, 0)
+    };
+    let sqes = serde_json::json!({"sender": tx_sqes, "receiver": rx});
+    let cqes = serde_json::json!({"sender": tx_cqes, "receiver": rx});
+    assert_eq!((&r["sqes"], &r["cqes"]), (&sqes, &cqes), "{r}");
+    let zc = if backend == "uring" {
+        (4, 4, 1)
+    } else {
+        (0, 0, 0)
+    };
+    let want_zc =
+        serde_json::json!({"attempted": zc.0, "copied": zc.1, "kept": 0, "switched": zc.2});
+    assert_eq!(r["send_zc"], want_zc, "{r}");
     let gbs = (256u64 << 20) as f64 / num(r, "seconds") / 1e9;
     assert!((num(r, "gbytes_per_s") - gbs).abs() < 1e-9 * gbs, "{r}");
 }
@@ -410,6 +425,67 @@ fn batched_registered_runs_are_verified() {
             assert_eq!((&r["sqes"], &r["cqes"]), (&ends, &ends), "{r}");
         }
     }
+}
+
+/// Adaptive zero-copy as `bench` reports it (loopback copies every SEND_ZC): each uring run's
+/// sending engine tries 4 `SEND_ZC`s, all reported copied, and switches; the text report says
+/// so in a `note:` line. With `--send-op send` nothing is tried and there is no note.
+#[test]
+fn send_zc_adaptation_is_reported() {
+    if !uring() {
+        return;
+    }
+    let d = bench_json(&["--size", "8MiB", "--backend", "uring", "--repeat", "2"]);
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let switched = serde_json::json!({"attempted": 4, "copied": 4, "kept": 0, "switched": 1});
+    for r in runs {
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["send_zc"], switched, "{r}");
+        assert_eq!(r["notifs"]["sender"], 4, "{r}");
+    }
+    let d = bench_json(&[
+        "--size",
+        "8MiB",
+        "--backend",
+        "uring",
+        "--repeat",
+        "1",
+        "--send-op",
+        "send",
+    ]);
+    let none = serde_json::json!({"attempted": 0, "copied": 0, "kept": 0, "switched": 0});
+    assert_eq!(d["runs"][0]["send_zc"], none, "{d}");
+    let text = |op: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "bench",
+                "--size",
+                "8MiB",
+                "--backend",
+                "uring",
+                "--repeat",
+                "1",
+            ])
+            .args(["--send-op", op])
+            .output()
+            .expect("run ringxfer");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let auto = text("auto");
+    let note = auto
+        .lines()
+        .find(|l| l.starts_with("note: send_zc:"))
+        .unwrap_or_else(|| panic!("no send_zc note: {auto}"));
+    assert!(
+        note.contains(
+            "4 SEND_ZC request(s) in 1 uring run(s), usage reports 4 copied / 0 zero-copy"
+        ) && note.contains("switched to plain SEND for the rest in 1 of 1 run(s)"),
+        "{note}"
+    );
+    let send = text("send");
+    assert!(!send.contains("send_zc"), "{send}");
 }
 
 #[test]

@@ -213,6 +213,9 @@ struct RunRecord {
     cqes: PerEnd,
     /// `SEND_ZC` notification CQEs among `cqes`.
     notifs: PerEnd,
+    /// What the sending engine's zero-copy sends did (adaptive `--send-op auto`, the
+    /// default: see `ringxfer::uring::zc_policy`).
+    send_zc: SendZcRecord,
     /// What failed when `verified` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -224,6 +227,60 @@ struct RunRecord {
     /// `--bidir`: the other direction (the fields above are the client-to-server one).
     #[serde(skip_serializing_if = "Option::is_none")]
     reverse: Option<Reverse>,
+}
+
+/// The sending engine's `SEND_ZC` figures of one run, as in the JSON `send_zc` of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+struct SendZcRecord {
+    /// `SEND_ZC` requests submitted (trial and kept ones; every send with `--send-op
+    /// send-zc`).
+    attempted: u64,
+    /// Of their usage reports (adaptive only): the kernel copied the bytes anyway.
+    copied: u64,
+    /// Of their usage reports (adaptive only): the bytes left from the array's own pages.
+    kept: u64,
+    /// Destinations switched to plain `SEND` because the kernel copied (0 or 1 here).
+    switched: u64,
+}
+
+impl From<&EngineStats> for SendZcRecord {
+    fn from(st: &EngineStats) -> Self {
+        SendZcRecord {
+            attempted: st.zc_attempted,
+            copied: st.zc_copied,
+            kept: st.zc_kept,
+            switched: st.zc_switched,
+        }
+    }
+}
+
+/// The `note:` line about adaptive zero-copy: what the uring runs' sending engines tried and
+/// what the kernel's usage reports made them do. `None` when no run tried `SEND_ZC` with
+/// usage reports.
+fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
+    let tried: Vec<&SendZcRecord> = runs
+        .iter()
+        .map(|r| &r.send_zc)
+        .filter(|z| z.copied + z.kept > 0)
+        .collect();
+    if tried.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&SendZcRecord) -> u64| tried.iter().map(|z| f(z)).sum::<u64>();
+    let (attempted, copied, kept) = (sum(|z| z.attempted), sum(|z| z.copied), sum(|z| z.kept));
+    let switched = tried.iter().filter(|z| z.switched > 0).count();
+    let outcome = if switched > 0 {
+        format!(
+            "switched to plain SEND for the rest in {switched} of {} run(s) (the kernel copies on this path: loopback and veth always do)",
+            tried.len()
+        )
+    } else {
+        "kept SEND_ZC".to_owned()
+    };
+    Some(format!(
+        "note: send_zc: {attempted} SEND_ZC request(s) in {} uring run(s), usage reports {copied} copied / {kept} zero-copy: {outcome}",
+        tried.len()
+    ))
 }
 
 /// Per-backend statistics, as in the JSON `summary` array.
@@ -500,6 +557,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     sender: tx.notifs,
                     receiver: rx.notifs,
                 },
+                send_zc: SendZcRecord::from(&tx),
                 error: failed.clone(),
                 registered: a.registered.then_some(m.registered),
                 cpu: m.cpu,
@@ -613,6 +671,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             "SQEs/CQEs: submitted/reaped by the sending/receiving engine in the run (CQEs include \
              SEND_ZC notifications)"
         );
+        if let Some(note) = send_zc_note(&runs) {
+            println!("{note}");
+        }
         if spec.bytes < opts.direct_below_bytes && backends.contains(&Backend::Uring) {
             println!(
                 "note: uring shows 0 SQEs because transfers below direct_below_bytes ({} bytes) \
@@ -1186,7 +1247,7 @@ mod tests {
                     Backend::Uring => EngineStats {
                         sqes: transfers,
                         cqes: transfers,
-                        notifs: 0,
+                        ..EngineStats::default()
                     },
                     _ => EngineStats::default(),
                 };

@@ -279,6 +279,9 @@ impl BackendArg {
 /// `--send-op` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SendOpArg {
+    /// Adaptive (the library's default): SEND_ZC with usage reports on a few trial requests
+    /// per destination, plain SEND from then on where the kernel copies anyway.
+    Auto,
     /// IORING_OP_SEND with MSG_WAITALL.
     Send,
     /// IORING_OP_SEND_ZC from the registered array.
@@ -319,6 +322,7 @@ impl TuningArgs {
         let mut t = UringTuning::default();
         if let Some(op) = self.send_op {
             t.send_op = match op {
+                SendOpArg::Auto => SendOp::Auto,
                 SendOpArg::Send => SendOp::Send,
                 SendOpArg::SendZc => SendOp::SendZc,
                 SendOpArg::WriteFixed => SendOp::WriteFixed,

@@ -9,6 +9,8 @@
 //! epoch changes with every set, so a late notification of an earlier set (a canceled
 //! `SEND_ZC` posts one without having announced it) is recognised and ignored.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 
 use super::registry::Span;
 use super::setup::RingIo;
+use super::zc_policy::{ZcDecision, ZcPolicy, notif_copied};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, Planner};
 
@@ -70,6 +73,13 @@ pub(super) struct Job {
     /// Each entry also says whether that send moved bytes (only then is its notification
     /// progress).
     pub(super) notifs: Vec<(u64, bool)>,
+    /// [`super::SendOp::Auto`]: the destination whose zero-copy policy this send follows
+    /// (`None`: plain `SEND` throughout).
+    pub(super) zc_dest: Option<IpAddr>,
+    /// `user_data` of this job's `SEND_ZC` requests issued with usage reports, and whether
+    /// each is a trial of the destination's policy: its notification (if it moved bytes) is
+    /// counted and, for a trial, votes.
+    pub(super) zc_reports: Vec<(u64, bool)>,
     /// Last CQE of this job's chain (probe clock).
     pub(super) quiet_since: Instant,
     /// Last byte moved, or last notification (idle clock).
@@ -115,6 +125,8 @@ impl Job {
             canceled: false,
             outstanding: 0,
             notifs: Vec::new(),
+            zc_dest: None,
+            zc_reports: Vec::new(),
             quiet_since: now,
             last_progress: now,
             stop: false,
@@ -152,6 +164,8 @@ pub(super) struct Flight<'r> {
     /// The ring's cumulative counters ([`crate::Engine::stats`]): bumped for every SQE pushed
     /// and every CQE reaped.
     pub(super) stats: &'r mut crate::stats::EngineStats,
+    /// The ring's zero-copy policies, by destination ([`super::zc_policy`]).
+    pub(super) zc_dests: &'r mut HashMap<IpAddr, ZcPolicy>,
 }
 
 impl Flight<'_> {
@@ -216,6 +230,21 @@ impl Flight<'_> {
                         j.last_progress = now;
                     }
                 }
+                // A usage report of a send that moved bytes (only those stay listed).
+                if let Some(i) = j.zc_reports.iter().position(|&(u, _)| u == ud) {
+                    let (_, trial) = j.zc_reports.swap_remove(i);
+                    if notif_copied(res) {
+                        self.stats.zc_copied += 1;
+                    } else {
+                        self.stats.zc_kept += 1;
+                    }
+                    let policy = j.zc_dest.and_then(|ip| self.zc_dests.get_mut(&ip));
+                    if let (true, Some(p)) = (trial, policy)
+                        && p.vote(res) == Some(ZcDecision::Switch)
+                    {
+                        self.stats.zc_switched += 1;
+                    }
+                }
                 continue;
             }
             j.outstanding -= 1;
@@ -223,6 +252,17 @@ impl Flight<'_> {
                 // A canceled SEND_ZC may announce a notification too (with `-ECANCELED`):
                 // waited for, but its arrival is no progress.
                 j.notifs.push((ud, res > 0));
+            }
+            if !(cqueue::more(flags) && res > 0)
+                && let Some(i) = j.zc_reports.iter().position(|&(u, _)| u == ud)
+            {
+                // A reported SEND_ZC that moved nothing: its notification (if any) says
+                // nothing about copying, and a trial gives its place back.
+                let (_, trial) = j.zc_reports.swap_remove(i);
+                let policy = j.zc_dest.and_then(|ip| self.zc_dests.get_mut(&ip));
+                if let (true, Some(p)) = (trial, policy) {
+                    p.void_trial();
+                }
             }
             if id == POLL_ID || id == CANCEL_ID {
                 continue;

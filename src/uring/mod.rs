@@ -112,6 +112,17 @@
 //! segments 1 / 4 / 16 MiB gave ratios 0.52 / 1.03 / 1.24 and chains of 1 / 8 / 32 gave
 //! 0.75 / 0.82 / 0.79, spreads again wider than the differences, so the table above (4 MiB ×
 //! 8) stands.
+//!
+//! # Adaptive zero-copy
+//!
+//! The default send op is [`SendOp::Auto`]: on loopback (above) `SEND_ZC` costs half the
+//! throughput, on a real NIC it saves the copy, and only the kernel knows which path a socket
+//! is on. A send of at least one segment to a peer IP not judged yet puts
+//! [`zc_policy::ZC_TRIAL_SENDS`] trial `SEND_ZC`s of [`zc_policy::ZC_TRIAL_BYTES`] with
+//! `IORING_SEND_ZC_REPORT_USAGE` at the head of its chain (the rest plain `SEND`, linked
+//! behind them, so the stream never waits for a notification); the notifications' usage bits
+//! decide per destination ([`zc_policy`]), remembered in the ring. The trial is at most 1 MiB
+//! of `SEND_ZC` per destination and engine.
 
 mod flight;
 mod probe;
@@ -119,6 +130,7 @@ mod registry;
 mod setup;
 mod sigpipe;
 mod sockq;
+pub mod zc_policy;
 mod zerocopy;
 
 pub use probe::{Probe, probe};
@@ -129,6 +141,8 @@ pub use setup::{RING_FLAGS_ENV, RingFlags, RingSetup};
 use setup::{RingIo, build_ring};
 pub(crate) use sockq::unsent_bytes;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -140,6 +154,7 @@ use crate::planner::{Direction, PlanError};
 use flight::{Flight, Job, MAX_JOBS, POLL_ID, borrowed};
 use registry::{Span, spans_of};
 use sigpipe::SigpipeBlocked;
+use zc_policy::{SEND_ZC_REPORT_USAGE, ZC_TRIAL_BYTES, ZcChoice, ZcPolicy};
 
 /// `msg_flags` of a `SEND`/`SEND_ZC`: `MSG_WAITALL` (retry a partial send inside the
 /// request), `MSG_NOSIGNAL` (`EPIPE`, not `SIGPIPE`), and `MSG_MORE` on every SQE that does
@@ -155,6 +170,23 @@ fn send_flags(more_follows: bool) -> i32 {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SendOp {
+    /// The default: adaptive zero-copy ([`zc_policy`]). Sends on TCP sockets (IPv4/IPv6)
+    /// try `IORING_OP_SEND_ZC` with `IORING_SEND_ZC_REPORT_USAGE` — from the registered
+    /// buffer when the array is registered ([`crate::Engine::register_send`]); a one-shot
+    /// call does not register for it — on a few small trial requests while the other
+    /// segments go out as plain `SEND`; the notifications then decide per destination (peer
+    /// IP), for the engine's life: where the kernel copied anyway (loopback, veth, a NIC
+    /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
+    /// user pages every segment of at least [`zc_policy::ZC_MIN_BYTES`] goes as `SEND_ZC`.
+    /// Only transfers of at least one segment ([`UringTuning::segment_bytes`]) run trial
+    /// requests, so small transfers never pay for trying. With an idle timeout
+    /// ([`crate::Options::idle_timeout`]) sends are plain `SEND`: a `SEND_ZC`'s pages queued
+    /// to a peer that stopped reading can only be released by aborting the connection
+    /// ([`crate::Error::TimedOutAborted`]), while a copying send times out with
+    /// [`crate::Error::TimedOut`] and leaves the socket usable.
+    /// Other sockets (AF_UNIX) always use `SEND`. What happened is counted in
+    /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, `zc_switched`).
+    Auto,
     /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6), from the array's address (a
     /// registration is not used: on Linux 6.18 `IORING_OP_SEND` rejects
     /// `IORING_RECVSEND_FIXED_BUF` with `EINVAL`, measured with `examples`-style runs in this
@@ -197,7 +229,7 @@ pub struct UringTuning {
 impl Default for UringTuning {
     fn default() -> Self {
         UringTuning {
-            send_op: SendOp::Send,
+            send_op: SendOp::Auto,
             recv_op: RecvOp::Recv,
             segment_bytes: 4 << 20,
             chain_sqes: 8,
@@ -219,6 +251,26 @@ pub(crate) struct Ring {
     epoch: u64,
     /// SQEs pushed and CQEs reaped over the ring's life ([`crate::Engine::stats`]).
     stats: crate::stats::EngineStats,
+    /// [`SendOp::Auto`]: the zero-copy trial and decision of each destination (peer IP)
+    /// this ring has sent to, for its life (at most [`MAX_ZC_DESTS`]).
+    zc_dests: HashMap<IpAddr, ZcPolicy>,
+}
+
+/// Most destinations whose zero-copy decision a ring remembers; past it an arbitrary one is
+/// forgotten (and tried again if it comes back).
+const MAX_ZC_DESTS: usize = 1024;
+
+/// The destination key of [`SendOp::Auto`]: the peer's IP address when `fd` is a connected
+/// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4) whose send buffer holds at least
+/// [`zc_policy::ZC_MIN_SNDBUF`] bytes; `None`: plain `SEND` throughout.
+fn zc_destination(fd: RawFd) -> Option<IpAddr> {
+    let fd = borrowed(fd);
+    let sock = socket2::SockRef::from(&fd);
+    if sock.send_buffer_size().ok()? < zc_policy::ZC_MIN_SNDBUF {
+        return None;
+    }
+    let peer = sock.peer_addr().ok()?;
+    Some(peer.as_socket()?.ip().to_canonical())
 }
 
 impl std::fmt::Debug for Ring {
@@ -245,6 +297,7 @@ impl Ring {
             register_refused: None,
             epoch: 0,
             stats: Default::default(),
+            zc_dests: HashMap::new(),
         })
     }
 
@@ -355,7 +408,7 @@ impl Ring {
     /// span. At most one job per socket and direction.
     unsafe fn run_set(
         &mut self,
-        jobs: Vec<Job>,
+        mut jobs: Vec<Job>,
         tuning: &UringTuning,
         idle: Option<Duration>,
     ) -> Vec<Result<u64>> {
@@ -378,6 +431,23 @@ impl Ring {
         }
         self.epoch = (self.epoch + 1) & 0xfff;
         let n = jobs.len();
+        // With an idle timeout, no zero-copy: pages of a SEND_ZC queued to a peer that stops
+        // reading are only released by aborting the connection (`TimedOutAborted`), where a
+        // copying send returns `TimedOut` and leaves the socket usable (case C12).
+        if tuning.send_op == SendOp::Auto && idle.is_none() {
+            for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
+                j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
+                    .then(|| zc_destination(j.fd))
+                    .flatten();
+                if let Some(ip) = j.zc_dest
+                    && !self.zc_dests.contains_key(&ip)
+                    && self.zc_dests.len() >= MAX_ZC_DESTS
+                {
+                    let forget = self.zc_dests.keys().next().copied();
+                    forget.map(|k| self.zc_dests.remove(&k));
+                }
+            }
+        }
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
         // closed peer would raise SIGPIPE in this thread and kill a host process that has
         // not ignored it (C and Python hosts; Rust binaries ignore it). Block it meanwhile.
@@ -392,6 +462,7 @@ impl Ring {
             epoch: self.epoch,
             jobs,
             stats: &mut self.stats,
+            zc_dests: &mut self.zc_dests,
         };
         loop {
             // Plan and push the next chain of every job that has none in flight.
@@ -405,12 +476,46 @@ impl Ring {
                     continue;
                 }
                 let max = if j.at_least.is_some() { 1 } else { chain_max };
-                let Some(chain) = j.plan.next_chain(max) else {
+                // Adaptive zero-copy: this destination's policy, unless SEND_ZC was refused.
+                let policy = match j.zc_dest {
+                    Some(ip) if self.zc_refused.is_none() => {
+                        Some(flight.zc_dests.entry(ip).or_default())
+                    }
+                    _ => None,
+                };
+                // Only a transfer of at least one segment runs trial requests: a smaller one
+                // (one SQE) would be all trial, and pays the cost of trying for nothing.
+                let trial_ok = j.len >= u64::from(tuning.segment_bytes);
+                let trials = match &policy {
+                    Some(p) if trial_ok => p.trial_slots(),
+                    _ => 0,
+                };
+                let caps = vec![ZC_TRIAL_BYTES; trials as usize];
+                let Some(chain) = j.plan.next_chain_capped(max, &caps) else {
                     j.result = Some(Ok(j.plan.confirmed()));
                     flight.start_pages_wait(i, idle);
                     continue;
                 };
-                let entries = chain_entries(&flight, i, &chain, tuning, self.zc_refused.is_some());
+                // How each SQE of the chain goes out (adaptive sends only).
+                let choices: Option<Vec<ZcChoice>> = policy.map(|p| {
+                    let choices = chain.sqes.iter().map(|s| match p.choose(s.len) {
+                        ZcChoice::Trial if !trial_ok => ZcChoice::Copy,
+                        ZcChoice::Trial => {
+                            p.begin_trial();
+                            ZcChoice::Trial
+                        }
+                        c => c,
+                    });
+                    choices.collect()
+                });
+                let entries = chain_entries(
+                    &mut flight,
+                    i,
+                    &chain,
+                    tuning,
+                    self.zc_refused.is_some(),
+                    choices.as_deref(),
+                );
                 let j = &mut flight.jobs[i];
                 j.chain_open = true;
                 j.quiet_since = Instant::now();
@@ -506,9 +611,15 @@ fn settle(
         // socket's optmem), or a socket family without zero-copy (EOPNOTSUPP, e.g.
         // AF_UNIX). Nothing of the failed SQE was sent (the planner confirmed what was):
         // fall back to copying SENDs for the rest of this ring's life, and say so once.
+        // Under `SendOp::Auto`, `EINVAL` too: Linux 6.0/6.1 know SEND_ZC but not
+        // IORING_SEND_ZC_REPORT_USAGE (once: a plain SEND failing with it is an error).
         Err(PlanError::Os { errno, .. })
-            if matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
-                && tuning.send_op == SendOp::SendZc
+            if (matches!(errno, libc::ENOMEM | libc::ENOBUFS | libc::EOPNOTSUPP)
+                || (errno == libc::EINVAL && tuning.send_op == SendOp::Auto))
+                // Once refused, sends are plain SENDs: their failure is the transfer's (it
+                // re-planned forever before).
+                && zc_refused.is_none()
+                && matches!(tuning.send_op, SendOp::SendZc | SendOp::Auto)
                 && j.dir == Direction::Send
                 && !j.stop =>
         {
@@ -566,14 +677,18 @@ fn plan_error(j: &Job, e: PlanError) -> Error {
 }
 
 /// The SQEs of job `i`'s next `chain`: an optional linked `POLL_ADD` (after `-EAGAIN`), then
-/// one op per planned SQE, linked, the last unlinked.
+/// one op per planned SQE, linked, the last unlinked. `choices` (adaptive sends only): how
+/// each SQE goes out; its `SEND_ZC`s ask for usage reports and are listed in the job's
+/// `zc_reports`.
 fn chain_entries(
-    flight: &Flight<'_>,
+    flight: &mut Flight<'_>,
     i: usize,
     chain: &crate::planner::Chain,
     tuning: &UringTuning,
     zc_refused: bool,
+    choices: Option<&[ZcChoice]>,
 ) -> Vec<squeue::Entry> {
+    let mut reports = Vec::new();
     let j = &flight.jobs[i];
     let fd = types::Fd(j.fd);
     let n = chain.sqes.len();
@@ -596,21 +711,38 @@ fn chain_entries(
         libc::MSG_WAITALL
     };
     let send_op = match tuning.send_op {
-        SendOp::SendZc if zc_refused => SendOp::Send,
+        SendOp::SendZc | SendOp::Auto if zc_refused => SendOp::Send,
         op => op,
     };
+    let mut zc_sqes = 0;
     for (k, s) in chain.sqes.iter().enumerate() {
         let span = j.spans[s.slot as usize];
         let p = span
             .ptr
             .wrapping_add((s.offset - j.starts[s.slot as usize]) as usize);
         let more = s.offset + u64::from(s.len) < j.len;
+        let choice = choices.and_then(|c| c.get(k).copied());
+        let ud = flight.ud(i, s.id);
         let e = match (j.dir, span.buf_index) {
             (Direction::Send, idx) => match (send_op, idx) {
-                (SendOp::SendZc, idx) => opcode::SendZc::new(fd, p, s.len)
-                    .buf_index(idx)
-                    .flags(send_flags(more))
-                    .build(),
+                (SendOp::SendZc, idx) => {
+                    zc_sqes += 1;
+                    opcode::SendZc::new(fd, p, s.len)
+                        .buf_index(idx)
+                        .flags(send_flags(more))
+                        .build()
+                }
+                (SendOp::Auto, idx)
+                    if matches!(choice, Some(ZcChoice::Trial | ZcChoice::ZeroCopy)) =>
+                {
+                    zc_sqes += 1;
+                    reports.push((ud, choice == Some(ZcChoice::Trial)));
+                    opcode::SendZc::new(fd, p, s.len)
+                        .buf_index(idx)
+                        .flags(send_flags(more))
+                        .zc_flags(SEND_ZC_REPORT_USAGE)
+                        .build()
+                }
                 (SendOp::WriteFixed, Some(idx)) => opcode::WriteFixed::new(fd, p, s.len, idx)
                     .offset(u64::MAX)
                     .build(),
@@ -625,13 +757,15 @@ fn chain_entries(
             }
             (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len).flags(recv_flags).build(),
         };
-        let e = e.user_data(flight.ud(i, s.id));
+        let e = e.user_data(ud);
         entries.push(if k + 1 < n {
             e.flags(squeue::Flags::IO_LINK)
         } else {
             e
         });
     }
+    flight.jobs[i].zc_reports.extend(reports);
+    flight.stats.zc_attempted += zc_sqes;
     entries
 }
 
