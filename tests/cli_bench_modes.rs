@@ -335,18 +335,14 @@ fn large_arrays_stay_one_transfer_per_run() {
     assert_eq!(r["bytes"], 256u64 << 20, "{r}");
     assert_eq!(r["total_bytes"], 256u64 << 20, "{r}");
     let (tx_sqes, tx_cqes, rx) = if backend == "uring" {
-        (68, 72, 64)
+        (64, 64, 64)
     } else {
         (0, 0, 0)
     };
     let sqes = serde_json::json!({"sender": tx_sqes, "receiver": rx});
     let cqes = serde_json::json!({"sender": tx_cqes, "receiver": rx});
     assert_eq!((&r["sqes"], &r["cqes"]), (&sqes, &cqes), "{r}");
-    let zc = if backend == "uring" {
-        (4, 4, 1)
-    } else {
-        (0, 0, 0)
-    };
+    let zc = (0, 0, 0); // plain SEND is the default
     let want_zc =
         serde_json::json!({"attempted": zc.0, "copied": zc.1, "kept": 0, "switched": zc.2});
     assert_eq!(r["send_zc"], want_zc, "{r}");
@@ -435,7 +431,16 @@ fn send_zc_adaptation_is_reported() {
     if !uring() {
         return;
     }
-    let d = bench_json(&["--size", "8MiB", "--backend", "uring", "--repeat", "2"]);
+    let d = bench_json(&[
+        "--size",
+        "8MiB",
+        "--backend",
+        "uring",
+        "--repeat",
+        "2",
+        "--send-op",
+        "auto",
+    ]);
     let runs = d["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     let switched = serde_json::json!({"attempted": 4, "copied": 4, "kept": 0, "switched": 1});

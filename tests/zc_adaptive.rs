@@ -1,4 +1,4 @@
-//! Adaptive zero-copy send (`SendOp::Auto`, the default): on loopback the kernel copies every
+//! Adaptive zero-copy send (`SendOp::Auto`, opt-in): on loopback the kernel copies every
 //! `SEND_ZC`, so a large send tries zero-copy on exactly `ZC_TRIAL_SENDS` small requests, sees
 //! them all reported as copied and sends everything else as plain `SEND` — and the engine
 //! remembers the destination, so the next transfer to it does not try again.
@@ -27,9 +27,10 @@ const PLAIN_SEND_SQES: u64 = 8;
 /// Receive SQEs of `LEN` bytes: 8 × 4 MiB.
 const RECV_SQES: u64 = 8;
 
-fn default_opts(backend: Backend) -> Options {
-    let o = util::opts(backend);
-    assert_eq!(o.uring.send_op, SendOp::Auto, "adaptive is the default");
+fn auto_opts(backend: Backend) -> Options {
+    let mut o = util::opts(backend);
+    assert_eq!(o.uring.send_op, SendOp::Send, "plain SEND is the default");
+    o.uring.send_op = SendOp::Auto;
     assert_eq!(
         (o.uring.segment_bytes, o.uring.chain_sqes),
         (4 << 20, 8),
@@ -81,7 +82,7 @@ both_backends! {
     /// reports, switches, and sends the rest as plain SEND; the second exchange on the same
     /// engines tries nothing (the destination is remembered).
     fn adaptive_send_switches_on_loopback_both_directions(backend) {
-        let o = default_opts(backend);
+        let o = auto_opts(backend);
         let (mut ea, mut eb) = (engine(&o), engine(&o));
         let (a, b) = tcp_pair();
         let first = exchange((&mut ea, &mut eb), (&a, &b), 1);
@@ -145,7 +146,7 @@ where
 #[test]
 fn adaptive_trial_from_registered_buffers_switches() {
     require_uring!();
-    let o = default_opts(Backend::Uring);
+    let o = auto_opts(Backend::Uring);
     let (tx, rx) = tcp_pair();
     let st = send_with(&o, tx, rx, true);
     let trial = u64::from(ZC_TRIAL_SENDS);
@@ -183,7 +184,7 @@ fn forced_ops_keep_their_meaning() {
 #[test]
 fn adaptive_on_a_unix_socket_is_plain_send() {
     require_uring!();
-    let o = default_opts(Backend::Uring);
+    let o = auto_opts(Backend::Uring);
     let (tx, rx) = unix_pair();
     let st = send_with(&o, tx, rx, false);
     assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
@@ -195,7 +196,7 @@ fn adaptive_with_a_tiny_send_buffer_is_plain_send() {
     // SO_SNDBUF 4096: trial SEND_ZCs collapsed the loopback receiver's window (the connection
     // crawled at ~9 KB/s), so such sockets never try (`zc_policy::ZC_MIN_SNDBUF`).
     require_uring!();
-    let o = default_opts(Backend::Uring);
+    let o = auto_opts(Backend::Uring);
     let (tx, rx) = util::tcp_pair_small_buffers(4096);
     let st = send_with(&o, tx, rx, false);
     assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
@@ -210,7 +211,7 @@ fn adaptive_with_an_idle_timeout_is_plain_send() {
     require_uring!();
     let o = Options {
         idle_timeout: Some(std::time::Duration::from_secs(30)),
-        ..default_opts(Backend::Uring)
+        ..auto_opts(Backend::Uring)
     };
     let (tx, rx) = tcp_pair();
     let st = send_with(&o, tx, rx, false);
