@@ -491,55 +491,44 @@ impl<'a> Wire<'a> {
         (!left.is_zero()).then(|| left.max(Duration::from_millis(1)))
     }
 
-    /// Reads exactly `buf.len()` bytes.
+    /// Reads exactly `buf.len()` bytes before the handshake's deadline.
     fn read_exact(&mut self, buf: &mut [u8], during: &'static str) -> Result<(), AuthError> {
-        let mut got = 0;
-        while got < buf.len() {
-            let left = self.left().ok_or_else(|| self.timed_out(during))?;
-            self.sock
-                .set_read_timeout(Some(left))
-                .map_err(|source| AuthError::Io { during, source })?;
-            match (&*self.sock).read(&mut buf[got..]) {
-                Ok(0) => {
-                    return Err(AuthError::PeerClosed {
-                        during,
-                        received: got,
-                        expected: buf.len(),
-                    });
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(self.timed_out(during));
-                }
-                Err(source) => return Err(AuthError::Io { during, source }),
-            }
-        }
-        Ok(())
+        let len = buf.len();
+        self.exact(len, during, |sock, left, got| {
+            sock.set_read_timeout(Some(left))?;
+            (&**sock).read(&mut buf[got..])
+        })
     }
 
-    /// Writes all of `buf`.
+    /// Writes all of `buf` before the handshake's deadline.
     fn write_all(&mut self, buf: &[u8], during: &'static str) -> Result<(), AuthError> {
-        let mut put = 0;
-        while put < buf.len() {
+        self.exact(buf.len(), during, |sock, left, put| {
+            sock.set_write_timeout(Some(left))?;
+            (&**sock).write(&buf[put..])
+        })
+    }
+
+    /// Moves `len` bytes with `step(sock, time left, bytes so far)` (one read or write, its
+    /// socket timeout set to the time left), retrying `EINTR`; a 0-byte step is the peer's
+    /// close, a socket timeout the deadline.
+    fn exact(
+        &mut self,
+        len: usize,
+        during: &'static str,
+        mut step: impl FnMut(&SockRef<'a>, Duration, usize) -> io::Result<usize>,
+    ) -> Result<(), AuthError> {
+        let mut done = 0;
+        while done < len {
             let left = self.left().ok_or_else(|| self.timed_out(during))?;
-            self.sock
-                .set_write_timeout(Some(left))
-                .map_err(|source| AuthError::Io { during, source })?;
-            match (&*self.sock).write(&buf[put..]) {
+            match step(&self.sock, left, done) {
                 Ok(0) => {
                     return Err(AuthError::PeerClosed {
                         during,
-                        received: put,
-                        expected: buf.len(),
+                        received: done,
+                        expected: len,
                     });
                 }
-                Ok(n) => put += n,
+                Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
