@@ -188,8 +188,9 @@ pub enum SendOp {
     /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, `zc_switched`).
     ///
     /// Opt-in for now: on this project's machine the main job (400 MB, loopback) ran at
-    /// uring/blocking 0.76–0.80 with `Auto` against 1.06 with `Send` (`ringxfer bench` and
-    /// `ringxfer bench --send-op send`, idle machine, 2026-12-01) although the trial is only
+    /// uring/blocking 0.68 / 0.83 / 0.77 with `Auto` against 1.04 / 1.13 / 1.01 with `Send`
+    /// (`ringxfer bench --send-op auto|send`, three alternating pairs, idle machine,
+    /// 2026-12-01) although the trial is only
     /// 1 MiB of `SEND_ZC` and the SQE counts are the same (100 vs 96): the cost is not
     /// understood yet, so [`SendOp::Send`] stays the default.
     Auto,
