@@ -240,21 +240,23 @@ fn send_gathered(
         |pos, end| {
             let (first, off) = locate(&lens, pos);
             let mut budget = (end - pos) as usize;
-            let mut bufs: Vec<IoSlice<'_>> =
-                Vec::with_capacity((parts.len() - first).min(GATHER_MAX));
+            // On the stack: no allocation per syscall.
+            let mut bufs = [IoSlice::new(&[]); GATHER_MAX];
+            let mut used = 0;
             for (i, p) in parts[first..].iter().enumerate().take(GATHER_MAX) {
                 let p = if i == 0 { &p[off..] } else { p };
                 let take = p.len().min(budget);
                 if take == 0 {
                     continue;
                 }
-                bufs.push(IoSlice::new(&p[..take]));
+                bufs[used] = IoSlice::new(&p[..take]);
+                used += 1;
                 budget -= take;
                 if budget == 0 {
                     break;
                 }
             }
-            sock.send_vectored_with_flags(&bufs, libc::MSG_NOSIGNAL)
+            sock.send_vectored_with_flags(&bufs[..used], libc::MSG_NOSIGNAL)
         },
     )
 }

@@ -193,7 +193,7 @@ impl Engine {
     /// Before a framed send: the stream-socket check, and `TCP_NODELAY` unless
     /// [`Options::nodelay`](crate::Options::nodelay) is off (a failure to set it — a Unix
     /// socket has no such option — is ignored).
-    fn prepare_framed_send<S: AsFd>(&self, sock: &S, len: usize) -> Result<()> {
+    pub(crate) fn prepare_framed_send<S: AsFd>(&self, sock: &S, len: usize) -> Result<()> {
         crate::sock::check_stream(sock, len as u64)?;
         if self.opts.nodelay {
             let _ = SockRef::from(sock).set_tcp_nodelay(true);

@@ -325,12 +325,12 @@ impl Engine {
                 frame::encode_trailer(crc32fast::hash(&bytes[r.start as usize..r.end as usize]))
             })
             .collect();
-        for s in socks {
-            if self.opts.nodelay {
-                let _ = SockRef::from(s).set_tcp_nodelay(true);
-            }
+        let peers: Vec<String> = socks.iter().map(peer_name).collect();
+        for (i, (s, r)) in socks.iter().zip(&geometry).enumerate() {
+            // The stream-socket check and TCP_NODELAY, as for any framed send.
+            self.prepare_framed_send(s, (r.end - r.start) as usize)
+                .map_err(|e| stream_error(&peers, i, e))?;
         }
-        let peers = socks.iter().map(peer_name).collect();
         let results = self
             .scope(|s| {
                 for (i, sock) in socks.iter().enumerate() {
