@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures the ring's setup flags (RINGXFER_RING_FLAGS, a diagnostic) with the release binary:
 # each line is one `ringxfer bench --json --repeat R` run (uring and blocking alternating;
-# small sizes batched to runs of >= 0.25 s; --direct-below 0 so every transfer uses the ring)
+# small sizes batched to runs of >= 0.25 s)
 # and prints the medians [min-max] in GB/s, the ratio of the medians, and the uring ends'
 # median CPU seconds (user + system) per 10^9 bytes.
 #   scripts/ring_flags.sh [REPEAT] [SIZES...]     defaults: 5 repeats, 400MB 1MiB 64KiB
@@ -13,7 +13,7 @@ cargo build --release --quiet
 bin=target/release/ringxfer
 for size in "${SIZES[@]}"; do
   for flags in none coop single defer defer,fd; do
-    RINGXFER_RING_FLAGS=$flags "$bin" bench --size "$size" --repeat "$R" --direct-below 0 --json |
+    RINGXFER_RING_FLAGS=$flags "$bin" bench --size "$size" --repeat "$R" --json |
       python3 -c '
 import json, sys
 d = json.load(sys.stdin); s = {x["backend"]: x for x in d["summary"]}

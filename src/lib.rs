@@ -156,12 +156,6 @@ pub struct Options {
     pub max_payload_bytes: u64,
     /// Framed receives: how a fresh receive array is prepared ([`Prefault`]).
     pub prefault: Prefault,
-    /// uring backend: transfers (one call's bytes, or one read-ahead) shorter than this go
-    /// through a direct `send`/`recv` syscall loop instead of the ring. Below ~1 MiB an
-    /// io_uring round trip (submit, poll arming, wake-up) costs more than the syscall: measured
-    /// with `ringxfer bench --size 256KiB` (uring/blocking 0.78) and `--size 1MiB` (~1.0) on
-    /// this project's machine. Default 512 KiB; 0 sends everything through the ring.
-    pub direct_below_bytes: usize,
     /// Framed receives: bytes of dropped arrays' memory kept for reuse, in a pool shared by
     /// all engines of the process ([`buffer::Pool::shared`]); default 2 GiB, 0 disables
     /// recycling for this engine.
@@ -185,7 +179,6 @@ impl Default for Options {
             max_payload_bytes: frame::DEFAULT_MAX_PAYLOAD_BYTES,
             prefault: Prefault::default(),
             recycle_bytes: 2 << 30,
-            direct_below_bytes: 512 << 10,
             nodelay: true,
         }
     }
@@ -380,21 +373,16 @@ impl Engine {
 
 impl Engine {
     /// Runs a set of transfers to completion (the contract: [`driver`]) — the one place that
-    /// picks the backend. The uring backend runs the whole set on the engine's ring; a set of
-    /// one shorter than [`Options::direct_below_bytes`] takes the direct syscall path, as does
-    /// everything on the blocking backend. `register`: a set of one single-buffer transfer is
+    /// picks the backend. The uring backend runs the whole set, whatever its size, on the
+    /// engine's ring; the blocking backend on the calling thread (a set of one) or scoped
+    /// threads. `register`: a set of one single-buffer transfer is
     /// registered as fixed buffers for the call (see [`RegisterPolicy`]).
     pub(crate) fn run_set(
         &mut self,
         transfers: &mut [Transfer<'_>],
         register: bool,
     ) -> Vec<Result<u64>> {
-        let direct_below = self.opts.direct_below_bytes as u64;
-        let ring = self.ring.as_mut().filter(|_| match transfers {
-            [one] => one.bufs.len() >= direct_below,
-            _ => true,
-        });
-        match ring {
+        match self.ring.as_mut() {
             None => blocking::run_set(transfers, self.opts.idle_timeout),
             Some(r) => r.run_transfers(
                 transfers,

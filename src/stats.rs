@@ -2,10 +2,8 @@
 //!
 //! The counters are cumulative over the engine's life and are bumped where the uring backend
 //! pushes and reaps (`src/uring/flight.rs`), so they count exactly what went through the ring
-//! — nothing is estimated. Transfers that do not touch the ring count nothing: every transfer
-//! on the blocking backend, and on the uring backend those shorter than
-//! [`Options::direct_below_bytes`](crate::Options::direct_below_bytes) (512 KiB by default),
-//! which take a direct `send`/`recv` syscall loop instead.
+//! — nothing is estimated. The blocking backend has no ring and counts nothing; on the uring
+//! backend every transfer, whatever its size, goes through the ring.
 
 use crate::Engine;
 
@@ -60,9 +58,7 @@ impl EngineStats {
 
 impl Engine {
     /// How many SQEs this engine has submitted and how many CQEs it has reaped since it was
-    /// created ([`EngineStats`]); all zero on the blocking backend and for transfers below
-    /// [`Options::direct_below_bytes`](crate::Options::direct_below_bytes), which do not use
-    /// the ring. Take a snapshot before and after a transfer and subtract
+    /// created ([`EngineStats`]); all zero on the blocking backend. Take a snapshot before and after a transfer and subtract
     /// ([`EngineStats::since`]) to get one transfer's figures.
     pub fn stats(&self) -> EngineStats {
         self.ring

@@ -99,7 +99,7 @@ both_backends! {
     /// With the default options (transfers under 512 KiB take the direct syscall path on
     /// the uring backend, larger ones the ring), the mixed batch arrives the same.
     fn mixed_batch_default_direct_path(backend) {
-        check_batch_with(default_opts(backend), false);
+        check_batch_with(opts(backend), false);
     }
 
     /// Unbuffered `recv_array` of a Fortran-order 3-D array, then a 0-d one (C03, C13).

@@ -57,12 +57,11 @@ enum Want {
     },
 }
 
-/// Small messages must still go through the ring on the uring variants: no direct path.
+/// The library's defaults with a small `max_payload_bytes`.
 fn opts(backend: Backend) -> Options {
     Options {
         backend,
         max_payload_bytes: LIMIT,
-        direct_below_bytes: 0,
         ..Options::default()
     }
 }

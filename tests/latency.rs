@@ -126,25 +126,21 @@ both_backends! {
 
     /// After a framed send on a TCP socket, `TCP_NODELAY` is set on it (it was off before:
     /// a new socket has Nagle on). Checked after `send_array` on one socket and after
-    /// `send_arrays` on another, with the library's default options (on uring a 16-byte
-    /// message then takes the direct syscall path) and with [`opts`] (through the ring).
+    /// `send_arrays` on another, with the library's default options.
     fn framed_send_sets_tcp_nodelay(backend) {
         let data = pattern_vec::<f64>(2, 3);
-        for o in [Options { backend, ..Options::default() }, opts(backend)] {
-            let mut e = engine(&o);
-            for how in [Send::Array, Send::Arrays] {
-                let (a, b) = tcp_pair();
-                assert!(!a.nodelay().unwrap(), "a new socket has Nagle on");
-                send(&mut e, &a, how, &data).unwrap();
-                assert!(
-                    a.nodelay().unwrap(),
-                    "{backend} (direct_below_bytes {}): TCP_NODELAY not set after a framed \
-                     send via {how:?}",
-                    o.direct_below_bytes
-                );
-                let got = engine(&o).recv_array::<f64>(&b).unwrap();
-                assert_eq!(got.as_slice(), &data[..]);
-            }
+        let o = opts(backend);
+        let mut e = engine(&o);
+        for how in [Send::Array, Send::Arrays] {
+            let (a, b) = tcp_pair();
+            assert!(!a.nodelay().unwrap(), "a new socket has Nagle on");
+            send(&mut e, &a, how, &data).unwrap();
+            assert!(
+                a.nodelay().unwrap(),
+                "{backend}: TCP_NODELAY not set after a framed send via {how:?}"
+            );
+            let got = engine(&o).recv_array::<f64>(&b).unwrap();
+            assert_eq!(got.as_slice(), &data[..]);
         }
     }
 }

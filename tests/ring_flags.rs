@@ -24,7 +24,6 @@ const CHILD_ENV: &str = "RINGXFER_TEST_RING_FLAGS_CHILD";
 fn ring_opts(idle: Option<Duration>) -> Options {
     Options {
         backend: Backend::Uring,
-        direct_below_bytes: 0,
         idle_timeout: idle,
         uring: UringTuning {
             segment_bytes: 64 << 10,

@@ -75,7 +75,7 @@ both_backends! {
     /// Small arrays (below the direct-path threshold) in a set still all complete.
     fn scope_small_arrays(backend) {
         let pairs = (0..8).map(|_| tcp_pair()).collect();
-        bidir_many(default_opts(backend), pairs, 1000, "small");
+        bidir_many(opts(backend), pairs, 1000, "small");
     }
 
     /// One socket's peer sends 1,000 of 1 MiB bytes and resets; another receive waits on a

@@ -139,7 +139,7 @@ fn local_shutdown(o: Options) {
 
 both_backends! {
     fn item9_udp_refused_everywhere(backend) { udp_refused(opts(backend)) }
-    fn item9_udp_refused_on_the_direct_path(backend) { udp_refused(default_opts(backend)) }
+    fn item9_udp_refused_on_the_direct_path(backend) { udp_refused(opts(backend)) }
     fn item9_seqpacket_and_unix_dgram_refused(backend) {
         seqpacket_and_unix_dgram_refused(opts(backend))
     }

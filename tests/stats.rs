@@ -3,8 +3,8 @@
 //! 1 MiB with 64 KiB segments and chains of 8 is 16 segments in 2 link chains: 16 SQEs and 16
 //! result CQEs on each end, whatever the socket buffers (a `SEND`/`RECV` with `MSG_WAITALL`
 //! retries a partial transfer inside the request, so a small buffer adds no CQE). The blocking
-//! backend uses no ring: all zero. Transfers below `Options::direct_below_bytes` take a direct
-//! syscall on the uring backend and count nothing either.
+//! backend uses no ring: all zero. On the uring backend every transfer, however small, goes
+//! through the ring and counts.
 
 mod util;
 
@@ -23,7 +23,7 @@ fn tuned(backend: Backend, send_op: SendOp) -> Options {
             chain_sqes: 8,
             ..UringTuning::default()
         },
-        ..opts(backend) // direct_below_bytes: 0
+        ..opts(backend)
     }
 }
 
@@ -113,19 +113,18 @@ both_backends! {
         assert_eq!(receiver.stats().since(&EngineStats::default()), snapshots[2]);
     }
 
-    /// Below `direct_below_bytes` (default 512 KiB) a uring engine takes a direct syscall:
-    /// nothing goes through the ring, and the stats say so.
-    fn direct_path_counts_nothing(backend) {
-        let o = util::default_opts(backend);
-        let (tx, rx) = transfer(tcp_pair(), 64 << 10, &o, &o);
-        assert_eq!((tx, rx), (EngineStats::default(), EngineStats::default()));
-        // At the threshold the ring is used: 512 KiB is one 4 MiB-segment SQE per end.
-        let (tx, rx) = transfer(tcp_pair(), o.direct_below_bytes, &o, &o);
+    /// Default options: there is no direct-syscall bypass any more, so even a 1-byte and a
+    /// 64 KiB transfer are one 4 MiB-segment SQE and its CQE per end on the uring backend.
+    fn small_transfers_use_the_ring(backend) {
+        let o = util::opts(backend);
         let want = match backend {
             Backend::Uring => counts(1, 1, 0),
             _ => EngineStats::default(),
         };
-        assert_eq!((tx, rx), (want, want));
+        for len in [1, 4 << 10, 64 << 10, 512 << 10] {
+            let (tx, rx) = transfer(tcp_pair(), len, &o, &o);
+            assert_eq!((tx, rx), (want, want), "{len} bytes");
+        }
     }
 }
 

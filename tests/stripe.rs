@@ -44,7 +44,7 @@ both_backends! {
     fn striped_small_and_empty_stripes(backend) {
         for (n, len) in [(4, 100), (3, 10_000), (8, 0), (2, 4097)] {
             let pairs = (0..n).map(|_| tcp_pair()).collect();
-            striped(default_opts(backend), pairs, len, &format!("{n} streams, {len} bytes"));
+            striped(opts(backend), pairs, len, &format!("{n} streams, {len} bytes"));
         }
     }
 

@@ -48,7 +48,7 @@ both_backends! {
     fn framed_striped_round_trip_any_stream_order(backend) {
         for n in [1, 2, 3, 4] {
             round_trip(opts(backend), n, &[1000, 37], Order::F);
-            round_trip(default_opts(backend), n, &[3], Order::C);
+            round_trip(opts(backend), n, &[3], Order::C);
             round_trip(opts(backend), n, &[0, 5], Order::C);
         }
         round_trip(opts(backend), 4, &[2_000_000], Order::C); // 16 MB

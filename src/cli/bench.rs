@@ -74,11 +74,6 @@ pub struct BenchArgs {
     pub(super) timeout: Option<Duration>,
     #[command(flatten)]
     pub(super) tuning: TuningArgs,
-    /// Diagnostic (hidden): `Options::direct_below_bytes` for the plain bench — transfers
-    /// shorter than BYTES skip the ring; 0 sends every transfer through it (default 512 KiB).
-    #[arg(long, value_parser = size::parse_size, value_name = "BYTES", hide = true,
-          conflicts_with_all = ["fresh", "count_arrays", "pingpong"])]
-    direct_below: Option<u64>,
     /// Fresh-receive mode (framed): per backend, receive the array into a buffer touched
     /// once before the runs (`recv_array_into`) and as a new array per message (`recv_any`,
     /// dropped after each run so the engine can recycle its memory), and on the blocking
@@ -206,8 +201,8 @@ struct RunRecord {
     /// CRC-32 of the last received array equals the array's, every earlier transfer passed
     /// its spot check, and the stream ended right after the last array.
     verified: bool,
-    /// SQEs each end's engine submitted during the run (0 on the blocking backend, and on
-    /// the uring backend for arrays below `direct_below_bytes`, which take a direct syscall).
+    /// SQEs each end's engine submitted during the run (0 on the blocking backend; a uring
+    /// run with 0 is a bug: every uring transfer goes through the ring).
     sqes: PerEnd,
     /// CQEs each end's engine reaped during the run (`SEND_ZC` notifications included).
     cqes: PerEnd,
@@ -348,9 +343,6 @@ struct Report {
     crc32: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     uring_tuning: Option<UringTuning>,
-    /// `Options::direct_below_bytes`: on the uring backend, transfers shorter than this
-    /// take a direct syscall, not the ring (their runs report 0 SQEs).
-    direct_below_bytes: usize,
     /// Batched runs (arrays below 256 MiB): each lasts at least this many seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     min_run_seconds: Option<f64>,
@@ -404,9 +396,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let opts = Options {
         idle_timeout: a.timeout,
         uring: tuning.clone(),
-        direct_below_bytes: a
-            .direct_below
-            .map_or(defaults.direct_below_bytes, |b| b as usize),
         ..defaults
     };
     let mode = if a.registered {
@@ -645,7 +634,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             mode,
             crc32: format!("{send_crc:08x}"),
             uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
-            direct_below_bytes: opts.direct_below_bytes,
             min_run_seconds: batched.then_some(MIN_RUN_SECS),
             short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
             uring_unavailable,
@@ -673,13 +661,6 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         );
         if let Some(note) = send_zc_note(&runs) {
             println!("{note}");
-        }
-        if spec.bytes < opts.direct_below_bytes && backends.contains(&Backend::Uring) {
-            println!(
-                "note: uring shows 0 SQEs because transfers below direct_below_bytes ({} bytes) \
-                 take a direct send/recv syscall, not the ring",
-                opts.direct_below_bytes
-            );
         }
     }
 
@@ -1242,7 +1223,7 @@ mod tests {
                 assert_eq!(m.transfers, transfers);
                 assert_eq!(m.failed_check, None, "{what}");
                 assert_eq!(recv, data.bytes(), "{what}");
-                // 1 MiB >= direct_below_bytes: one 4 MiB-segment SQE per transfer and end.
+                // 1 MiB: one 4 MiB-segment SQE per transfer and end.
                 let per_end = match backend {
                     Backend::Uring => EngineStats {
                         sqes: transfers,

@@ -64,8 +64,7 @@ enum Command {
     /// Arrays below 256 MiB are sent K times back to back per run on one connection, K grown
     /// until a run lasts at least 0.25 s (shorter runs are done again, not reported), each
     /// transfer checked; each run reports K and the SQEs and CQEs both ends' engines used
-    /// (0 on the blocking backend and for transfers below the uring backend's
-    /// direct_below_bytes, 512 KiB, which take a direct syscall).
+    /// (0 on the blocking backend; every uring transfer goes through the ring).
     ///
     /// `--fresh` measures fresh-array receives (framed) against pre-touched memory and the
     /// naive `vec![0u8; n]` + blocking receive; `--count-arrays N` measures N small framed

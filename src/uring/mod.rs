@@ -56,8 +56,9 @@
 //! register only for the ops that need it ([`crate::RegisterPolicy::Auto`]); registration
 //! itself costs 12.7 ms per 400 MB of touched memory. `IORING_OP_SEND` with
 //! `IORING_RECVSEND_FIXED_BUF` fails with `EINVAL` on 6.18 (measured), so a registered send
-//! uses `SEND_ZC` or `WRITE_FIXED`. Below [`crate::Options::direct_below_bytes`] (512 KiB) a
-//! transfer skips the ring altogether: `ringxfer bench --size 256KiB` gave uring/blocking 0.78.
+//! uses `SEND_ZC` or `WRITE_FIXED`. Every transfer goes through the ring, whatever its size
+//! (an earlier direct-syscall bypass below 512 KiB is gone; the README's size table has the
+//! figures).
 //!
 //! # Ring setup flags
 //!
@@ -71,9 +72,8 @@
 //! is what runs `DEFER_TASKRUN`'s deferred completion work; a bare submit adds `GETEVENTS`
 //! when the kernel flags pending task work.
 //!
-//! `scripts/ring_flags.sh 5` (loopback TCP, `ringxfer bench --size S --repeat 5
-//! --direct-below 0 --json` per line with `RINGXFER_RING_FLAGS` set, so small sizes go
-//! through the ring too and are batched into runs of ≥ 0.25 s; 2-vCPU VM, Linux 6.18.44,
+//! `scripts/ring_flags.sh 5` (loopback TCP, `ringxfer bench --size S --repeat 5 --json` per
+//! line with `RINGXFER_RING_FLAGS` set; small sizes batched into runs of ≥ 0.25 s; 2-vCPU VM, Linux 6.18.44,
 //! **machine loaded by three other builders, load average 5–9**; median GB/s of 5 runs
 //! [min–max], uring and blocking alternating in the same invocation; ratio = uring/blocking
 //! medians; the last column the uring ends' median CPU s per 10⁹ bytes, send/recv). Two

@@ -95,24 +95,12 @@ pub fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u
             chain_sqes,
         },
         register: RegisterPolicy::Always,
-        direct_below_bytes: 0,
         ..Options::default()
     }
 }
 
-/// Options for `backend`, everything else default except `direct_below_bytes: 0`: on the
-/// uring variants even a 1-byte transfer goes through the ring (the default would send
-/// transfers under 512 KiB through a direct syscall, leaving the ring untested for them).
+/// Options for `backend`, everything else default.
 pub fn opts(backend: Backend) -> Options {
-    Options {
-        backend,
-        direct_below_bytes: 0,
-        ..Options::default()
-    }
-}
-
-/// [`opts`] with the library's default direct path for small transfers.
-pub fn default_opts(backend: Backend) -> Options {
     Options {
         backend,
         ..Options::default()
