@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-import recipe
+from ringxfer import recipe
 import ringxfer
 from conftest import Peer, tcp_pair
 
