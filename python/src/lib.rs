@@ -266,7 +266,7 @@ fn expected(e: &Error) -> Option<u64> {
 
 /// The Python exception for `e` (built by `ringxfer._errors._from_rust`). A signal handler's
 /// exception raised during the call wins over everything (it is what Python would raise).
-fn to_pyerr(py: Python<'_>, e: Error, signals: &Signals) -> PyErr {
+fn to_pyerr(py: Python<'_>, e: Error, signal: Option<PyErr>) -> PyErr {
     let (stream, e) = match e {
         Error::Stream { stream, source, .. } => (Some(stream), *source),
         e => (None, e),
@@ -289,7 +289,6 @@ fn to_pyerr(py: Python<'_>, e: Error, signals: &Signals) -> PyErr {
         _ => None,
     };
     let counts = (e.transferred(), expected(&e));
-    let signal = signals.take();
     let build = || -> PyResult<PyErr> {
         let errors = py.import(intern!(py, "ringxfer._errors"))?;
         let exc = match &signal {
@@ -312,13 +311,11 @@ fn to_pyerr(py: Python<'_>, e: Error, signals: &Signals) -> PyErr {
 
 /// The result of a call: `r`, unless a signal handler raised meanwhile (then its exception,
 /// as Python would raise it after the call).
-fn finish<T>(py: Python<'_>, r: ringxfer::Result<T>, signals: &Signals) -> PyResult<T> {
-    match r {
-        Ok(v) => match signals.take() {
-            None => Ok(v),
-            Some(e) => Err(e),
-        },
-        Err(e) => Err(to_pyerr(py, e, signals)),
+fn finish<T>(py: Python<'_>, r: ringxfer::Result<T>, signal: Option<PyErr>) -> PyResult<T> {
+    match (r, signal) {
+        (Ok(v), None) => Ok(v),
+        (Ok(_), Some(e)) => Err(e),
+        (Err(e), signal) => Err(to_pyerr(py, e, signal)),
     }
 }
 
@@ -358,19 +355,23 @@ impl PyEngine {
         f: impl FnOnce(&mut ringxfer::Engine) -> ringxfer::Result<T> + Send,
     ) -> PyResult<T> {
         let idle = self.idle.or(sock_timeout);
-        self.signals.reset();
-        let r = py.detach(|| {
+        let (r, signal) = py.detach(|| {
             let mut st = lock(&self.state);
-            if st.idle != idle {
-                st.engine = ringxfer::Engine::with_options(ringxfer::Options {
-                    idle_timeout: idle,
-                    ..self.opts.clone()
-                })?;
-                st.idle = idle;
-            }
-            f(&mut st.engine)
+            // The signal state is the call's: reset and taken under the engine's lock.
+            self.signals.reset();
+            let r = (|| {
+                if st.idle != idle {
+                    st.engine = ringxfer::Engine::with_options(ringxfer::Options {
+                        idle_timeout: idle,
+                        ..self.opts.clone()
+                    })?;
+                    st.idle = idle;
+                }
+                f(&mut st.engine)
+            })();
+            (r, self.signals.take())
         });
-        finish(py, r, &self.signals)
+        finish(py, r, signal)
     }
 
     fn check_streams(&self, n: usize) -> PyResult<()> {
@@ -439,7 +440,7 @@ impl PyEngine {
         let o = opts.clone();
         let engine = py
             .detach(move || ringxfer::Engine::with_options(o))
-            .map_err(|e| to_pyerr(py, e, &signals))?;
+            .map_err(|e| to_pyerr(py, e, None))?;
         Ok(PyEngine {
             backend: engine.backend(),
             fallback_reason: engine.fallback_reason().map(str::to_owned),
