@@ -134,6 +134,29 @@ both_backends! {
         });
     }
 
+    /// The same through a registration guard (fixed buffers on uring, a borrow on blocking):
+    /// `Interrupted` with the exact count, the prefix in the array.
+    fn registered_recv_stalled(backend) {
+        within(Duration::from_secs(30), "registered_recv_stalled", move || {
+            let (mut tx, rx) = tcp_pair();
+            let part: Vec<u8> = pattern_vec(3 * MIB + 1, 41);
+            tx.write_all(&part).unwrap();
+            let flag = Arc::new(AtomicBool::new(false));
+            let mut e = engine(&with_flag(backend, &flag));
+            let mut got: Vec<u8> = poison_vec(8 * MIB, 42);
+            let raiser = raise_after(&flag, Duration::from_millis(300));
+            let r = e.register_recv(&mut got).recv(&rx);
+            assert_prompt(raiser.join().unwrap(), Instant::now(), "registered_recv_stalled");
+            match r {
+                Err(Error::Interrupted { transferred, expected }) => {
+                    assert_eq!((transferred, expected), ((3 * MIB + 1) as u64, (8 * MIB) as u64));
+                }
+                other => panic!("want Interrupted, got {other:?}"),
+            }
+            assert_bytes_eq(&got[..3 * MIB + 1], &part, "bytes before the interrupt");
+        });
+    }
+
     /// A check that never fires changes nothing (the array arrives byte for byte) and is
     /// polled while the transfer runs.
     fn never_fires(backend) {
