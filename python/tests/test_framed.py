@@ -96,6 +96,9 @@ def test_engine_options_and_properties(backend):
     assert (e.idle_timeout, e.max_payload, e.streams) == (2.5, 1000, 3)
     d = ringxfer.Engine()
     assert (d.idle_timeout, d.max_payload, d.streams) == (None, ringxfer.DEFAULT_MAX_PAYLOAD, None)
+    # "auto" follows RINGXFER_BACKEND (set by the fixture) and says why it is on blocking.
+    want_reason = "RINGXFER_BACKEND=blocking" if backend == "blocking" else None
+    assert (d.backend, d.fallback_reason) == (backend, want_reason)
     assert ringxfer.DEFAULT_MAX_PAYLOAD == 8 << 30
     with pytest.raises(ValueError, match="unknown backend"):
         ringxfer.Engine(backend="fast")
