@@ -5,14 +5,17 @@
 #   3. cargo test --release -- --ignored   (arrays > 1 GiB: two registered slots, C01 2.56 GB,
 #      5 GiB raw and framed)
 #   3b. scripts/netns-bench.sh --quick (two network namespaces over veth) and a short bench
+#   3c. the Python package: `pip install ./python` (maturin builds it into this workspace's
+#      target/, so only the binding recompiles after a library change), then its pytest suite
+#      python/tests on both backends (about 50 s here, the 3 GiB cases included)
 #   4. the acceptance checks of the CLI in ../shared/checks (when that folder exists)
 # and prints one closing line "N passed, N failed" over everything it ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import numpy' 2>/dev/null; then
-  echo "== installing numpy (pip)"
-  python3 -m pip install --quiet numpy || { echo "pip install numpy failed"; exit 1; }
+if ! python3 -c 'import numpy, pytest, maturin' 2>/dev/null; then
+  echo "== installing numpy, pytest, maturin (pip)"
+  python3 -m pip install --quiet numpy pytest maturin || { echo "pip install failed"; exit 1; }
 fi
 
 # CI must not skip silently: the uring and numpy variants fail instead of skipping here.
@@ -37,7 +40,16 @@ d = json.load(sys.stdin)
 assert d[\"runs\"] and all(r[\"verified\"] for r in d[\"runs\"]), d
 print(\"short bench: %d runs verified, ratio uring/blocking %.3f\" % (len(d[\"runs\"]), d[\"ratio_uring_over_blocking\"]))"'
 
-count() { awk -v w="$1" '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ "^" w) n += $i } END { print n + 0 }' "$log"; }
+# Issue 11: the Python package, installed the way a user installs it, and its tests.
+step python3 -m pip install --quiet ./python
+step python3 -m pytest python/tests -q -p no:cacheprovider
+
+# Counts: cargo's "test result: ok. N passed; M failed" lines and pytest's closing
+# "M failed, N passed in 12.34s" line.
+count() {
+  awk -v w="$1" '/^test result:/ || /^[0-9]+ (passed|failed|skipped|deselected|error).* in [0-9.]+s/ {
+    for (i = 1; i < NF; i++) if ($(i+1) ~ "^" w) n += $i } END { print n + 0 }' "$log"
+}
 passed=$(count passed); failed=$(count failed)
 
 if [ -x ../shared/checks/run-all ]; then

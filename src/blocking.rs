@@ -24,6 +24,17 @@ use crate::driver::{Bufs, Transfer};
 
 use crate::error::{Error, Result};
 use crate::planner::{Direction, MAX_IO_BYTES};
+use crate::{INTERRUPT_POLL, Interrupt};
+
+/// What bounds a transfer's waits: the idle timeout ([`crate::Options::idle_timeout`]) and the
+/// caller's interrupt check ([`crate::Options::interrupt`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Waits {
+    /// No byte moved for this long: [`Error::TimedOut`].
+    pub(crate) idle: Option<Duration>,
+    /// Polled at every wake-up, at least every [`INTERRUPT_POLL`]: [`Error::Interrupted`].
+    pub(crate) interrupt: Option<Interrupt>,
+}
 
 /// Restores the socket's blocking mode and timeout when dropped.
 struct ModeGuard<'a> {
@@ -108,13 +119,16 @@ pub(crate) fn probe_interval(t: Duration) -> Duration {
 /// Moves `lens.iter().sum()` bytes in order; `step(pos, end)` moves bytes from stream
 /// position `pos` (at most up to `end`, the end of a `MAX_IO_BYTES` window) and returns how
 /// many it moved. With `at_least`, stops once that many bytes moved. Returns the bytes moved.
+/// The interrupt check of `waits` is polled after every `step`; a blocked step comes back at
+/// least every [`INTERRUPT_POLL`] to poll it.
 fn run(
     sock: &Socket,
     dir: Direction,
     lens: &[usize],
-    (timeout, at_least, cancel): (Option<Duration>, Option<u64>, Option<&AtomicBool>),
+    (waits, at_least, cancel): (&Waits, Option<u64>, Option<&AtomicBool>),
     mut step: impl FnMut(u64, u64) -> io::Result<usize>,
 ) -> Result<u64> {
+    let (timeout, interrupt) = (waits.idle, waits.interrupt.as_ref());
     let expected: u64 = lens.iter().map(|&l| l as u64).sum();
     let op = match dir {
         Direction::Send => "send",
@@ -132,10 +146,18 @@ fn run(
         timeout_ms: timeout.unwrap_or_default().as_millis() as u64,
     };
     // In a set, a blocked call also wakes up every probe interval to see whether another
-    // transfer failed (the set's cancel flag).
+    // transfer failed (the set's cancel flag); with an interrupt check, to poll it.
     let probe = timeout
         .map(probe_interval)
-        .or(cancel.map(|_| Duration::from_millis(100)));
+        .or((cancel.is_some() || interrupt.is_some()).then_some(INTERRUPT_POLL));
+    let interrupted = |transferred: u64| {
+        interrupt
+            .is_some_and(Interrupt::fired)
+            .then_some(Error::Interrupted {
+                transferred,
+                expected,
+            })
+    };
     let canceled = |done: u64| {
         cancel
             .is_some_and(|c| c.load(Ordering::Relaxed))
@@ -151,7 +173,11 @@ fn run(
     let mut armed = probe;
     while done < expected {
         let end = expected.min(done + MAX_IO_BYTES as u64);
-        match step(done, end) {
+        let r = step(done, end);
+        if let Some(e) = interrupted(done + r.as_ref().map_or(0, |&n| n as u64)) {
+            return Err(e);
+        }
+        match r {
             Ok(0) => {
                 return Err(match dir {
                     Direction::Recv => crate::sock::eof(sock, done, expected),
@@ -185,8 +211,11 @@ fn run(
                     });
                 }
                 let (Some(t), Some(p)) = (timeout, probe) else {
-                    if e.kind() == io::ErrorKind::Interrupted || cancel.is_some() {
-                        continue; // EINTR, or our own probe timeout in a set
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || cancel.is_some()
+                        || interrupt.is_some()
+                    {
+                        continue; // EINTR, or our own probe timeout (set, interrupt check)
                     }
                     // No idle timeout of ours, yet a blocking socket timed out: the caller's
                     // own SO_SNDTIMEO/SO_RCVTIMEO elapsed with no byte moved.
@@ -228,7 +257,7 @@ const GATHER_MAX: usize = 64;
 fn send_gathered(
     sock: &Socket,
     parts: &[&[u8]],
-    timeout: Option<Duration>,
+    waits: &Waits,
     cancel: Option<&AtomicBool>,
 ) -> Result<u64> {
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
@@ -236,7 +265,7 @@ fn send_gathered(
         sock,
         Direction::Send,
         &lens,
-        (timeout, None, cancel),
+        (waits, None, cancel),
         |pos, end| {
             let (first, off) = locate(&lens, pos);
             let mut budget = (end - pos) as usize;
@@ -266,7 +295,7 @@ fn send_gathered(
 fn recv_scattered(
     sock: &Socket,
     parts: &mut [&mut [u8]],
-    (timeout, at_least): (Option<Duration>, Option<u64>),
+    (waits, at_least): (&Waits, Option<u64>),
     cancel: Option<&AtomicBool>,
 ) -> Result<u64> {
     let mut r = sock;
@@ -275,7 +304,7 @@ fn recv_scattered(
         sock,
         Direction::Recv,
         &lens,
-        (timeout, at_least, cancel),
+        (waits, at_least, cancel),
         |pos, end| {
             let (i, off) = locate(&lens, pos);
             let stop = (off as u64 + (end - pos)).min(lens[i] as u64) as usize;
@@ -285,37 +314,31 @@ fn recv_scattered(
 }
 
 /// Runs one transfer on the calling thread; `cancel` is the set's flag, if any.
-fn run_transfer(
-    t: &mut Transfer<'_>,
-    timeout: Option<Duration>,
-    cancel: Option<&AtomicBool>,
-) -> Result<u64> {
+fn run_transfer(t: &mut Transfer<'_>, waits: &Waits, cancel: Option<&AtomicBool>) -> Result<u64> {
     let sock = SockRef::from(&t.fd);
     match &mut t.bufs {
-        Bufs::Send(parts) => send_gathered(&sock, parts, timeout, cancel),
-        Bufs::Recv(parts) => recv_scattered(&sock, parts, (timeout, t.at_least), cancel),
+        Bufs::Send(parts) => send_gathered(&sock, parts, waits, cancel),
+        Bufs::Recv(parts) => recv_scattered(&sock, parts, (waits, t.at_least), cancel),
     }
 }
 
 /// Runs a set of transfers (see [`crate::driver`]): a set of one on the calling thread, a
 /// larger set on scoped threads, one per transfer. The first transfer to fail raises the
 /// set's cancel flag; the others see it within 100 ms (their socket timeout is at most that
-/// while in a set) and return [`Error::Canceled`].
-pub(crate) fn run_set(
-    transfers: &mut [Transfer<'_>],
-    timeout: Option<Duration>,
-) -> Vec<Result<u64>> {
+/// while in a set) and return [`Error::Canceled`] — or [`Error::Interrupted`] when the set
+/// stopped because the caller's interrupt check fired.
+pub(crate) fn run_set(transfers: &mut [Transfer<'_>], waits: &Waits) -> Vec<Result<u64>> {
     if let [one] = transfers {
-        return vec![run_transfer(one, timeout, None)];
+        return vec![run_transfer(one, waits, None)];
     }
     let cancel = AtomicBool::new(false);
-    std::thread::scope(|s| {
+    let mut results: Vec<Result<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = transfers
             .iter_mut()
             .map(|t| {
                 let cancel = &cancel;
                 s.spawn(move || {
-                    let r = run_transfer(t, timeout, Some(cancel));
+                    let r = run_transfer(t, waits, Some(cancel));
                     if r.is_err() {
                         cancel.store(true, Ordering::Relaxed);
                     }
@@ -327,29 +350,44 @@ pub(crate) fn run_set(
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
-    })
+    });
+    // The transfers stopped because of the interrupt are interrupted, not canceled.
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(Error::Interrupted { .. })))
+    {
+        for r in &mut results {
+            if let Err(Error::Canceled {
+                transferred,
+                expected,
+            }) = *r
+            {
+                *r = Err(Error::Interrupted {
+                    transferred,
+                    expected,
+                });
+            }
+        }
+    }
+    results
 }
 
 /// Sends every byte of `parts`, in order (see [`send_gathered`]).
-pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], timeout: Option<Duration>) -> Result<()> {
-    send_gathered(sock, parts, timeout, None).map(drop)
+pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], waits: &Waits) -> Result<()> {
+    send_gathered(sock, parts, waits, None).map(drop)
 }
 
 /// Fills every byte of `parts`, in order.
-pub(crate) fn recv_parts(
-    sock: &Socket,
-    parts: &mut [&mut [u8]],
-    timeout: Option<Duration>,
-) -> Result<()> {
-    recv_scattered(sock, parts, (timeout, None), None).map(drop)
+pub(crate) fn recv_parts(sock: &Socket, parts: &mut [&mut [u8]], waits: &Waits) -> Result<()> {
+    recv_scattered(sock, parts, (waits, None), None).map(drop)
 }
 
 /// Sends every byte of `bytes`.
-pub(crate) fn send_all(sock: &Socket, bytes: &[u8], timeout: Option<Duration>) -> Result<()> {
-    send_parts(sock, &[bytes], timeout)
+pub(crate) fn send_all(sock: &Socket, bytes: &[u8], waits: &Waits) -> Result<()> {
+    send_parts(sock, &[bytes], waits)
 }
 
 /// Fills every byte of `bytes`.
-pub(crate) fn recv_all(sock: &Socket, bytes: &mut [u8], timeout: Option<Duration>) -> Result<()> {
-    recv_parts(sock, &mut [bytes], timeout)
+pub(crate) fn recv_all(sock: &Socket, bytes: &mut [u8], waits: &Waits) -> Result<()> {
+    recv_parts(sock, &mut [bytes], waits)
 }

@@ -85,6 +85,18 @@ pub enum Error {
         expected: u64,
     },
 
+    /// The caller's interrupt check ([`crate::Options::interrupt`]) fired, so the transfer
+    /// was stopped: its SQEs were canceled and drained before the call returned (the kernel
+    /// holds none of the caller's memory), and the first `transferred` bytes moved. The
+    /// stream is out of step afterwards (part of the array moved): close the connection.
+    #[error("interrupted after {transferred} of {expected} bytes")]
+    Interrupted {
+        /// Bytes confirmed before the interrupt.
+        transferred: u64,
+        /// Bytes the transfer was to move.
+        expected: u64,
+    },
+
     /// One stream of a striped transfer ([`crate::Engine::send_striped`],
     /// [`crate::Engine::recv_striped`]) failed: which stream (its index in the caller's list),
     /// its peer address, and that stream's own error with the bytes of its stripe moved so
@@ -226,7 +238,8 @@ impl Error {
             | Error::TimedOut { transferred, .. }
             | Error::TimedOutAborted { transferred, .. }
             | Error::ReadShutdown { transferred, .. }
-            | Error::Canceled { transferred, .. } => Some(*transferred),
+            | Error::Canceled { transferred, .. }
+            | Error::Interrupted { transferred, .. } => Some(*transferred),
             Error::Stream { source, .. } => source.transferred(),
             _ => None,
         }
@@ -243,6 +256,7 @@ impl Error {
             Error::TimedOutAborted { .. } => "timed_out_aborted",
             Error::ReadShutdown { .. } => "read_shutdown",
             Error::Canceled { .. } => "canceled",
+            Error::Interrupted { .. } => "interrupted",
             Error::Stream { source, .. } => source.kind(),
             Error::NotStream { .. } => "not_stream",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
@@ -264,7 +278,8 @@ impl Error {
     /// This error, from a transfer that was one part of a larger one: the part started after
     /// `before` bytes of the whole, which is `whole` bytes long. Adds `before` to
     /// `transferred` and sets `expected` to `whole` ([`Error::UnexpectedEof`], [`Error::Io`],
-    /// [`Error::TimedOut`]); other errors are returned unchanged. Used where one array moves
+    /// [`Error::TimedOut`], [`Error::TimedOutAborted`], [`Error::ReadShutdown`],
+    /// [`Error::Interrupted`]); other errors are returned unchanged. Used where one array moves
     /// in several calls (a framed message's header, payload and trailer; `ringxfer -i`'s
     /// 64 MiB chunks), so counts are always of the whole transfer.
     pub fn rebased(self, before: u64, whole: u64) -> Error {
@@ -303,6 +318,10 @@ impl Error {
                 timeout_ms,
             },
             Error::ReadShutdown { transferred, .. } => Error::ReadShutdown {
+                transferred: before + transferred,
+                expected: whole,
+            },
+            Error::Interrupted { transferred, .. } => Error::Interrupted {
                 transferred: before + transferred,
                 expected: whole,
             },

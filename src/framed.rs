@@ -77,8 +77,10 @@ impl AnyArray {
         Ok(AnyArray { header, data })
     }
 
-    /// The payload memory, to be filled.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+    /// The payload bytes, writable: the memory a receive filled (e.g. to hand it, without
+    /// a copy, to another owner such as the Python binding's numpy arrays, which keep the
+    /// `AnyArray` alive as their base object).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
         self.data.as_bytes_mut()
     }
 

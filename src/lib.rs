@@ -167,7 +167,53 @@ pub struct Options {
     /// direct path; `MSG_MORE` between linked SQEs on the ring). `false` leaves the socket's
     /// option as the caller set it. Raw [`Engine::send_from`] never changes it.
     pub nodelay: bool,
+    /// The caller's interrupt check (default `None`): polled by both backends at every wake-up
+    /// of a transfer's wait loop and at least every [`INTERRUPT_POLL`] (100 ms) while one
+    /// runs. Once it returns `true`, every unfinished transfer of the call is canceled, its
+    /// SQEs drained (no SQE points into the caller's memory when the call returns), and the
+    /// call fails with [`Error::Interrupted`] with the bytes moved so far. The stream is out
+    /// of step afterwards (part of the array moved): close the connection.
+    pub interrupt: Option<Interrupt>,
 }
+
+/// The longest a running transfer goes without polling [`Options::interrupt`]: 100 ms.
+pub const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// A caller's interrupt check ([`Options::interrupt`]), e.g. "did the user press Ctrl-C?".
+///
+/// The function is called from the thread running the transfer (and, for a set on the
+/// blocking backend, from each of its threads) at every wake-up of the wait loop — after
+/// every completion batch or `send`/`recv` return, and at least every [`INTERRUPT_POLL`] —
+/// so it must be cheap (an atomic load). Once it has returned `true` it should keep doing
+/// so until the call returns. Two `Interrupt`s are equal when they share the same function.
+#[derive(Clone)]
+pub struct Interrupt(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Interrupt {
+    /// An interrupt check calling `f`.
+    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> Interrupt {
+        Interrupt(std::sync::Arc::new(f))
+    }
+
+    /// True when the caller asks the transfer to stop.
+    pub(crate) fn fired(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt(..)")
+    }
+}
+
+impl PartialEq for Interrupt {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Interrupt {}
 
 impl Default for Options {
     fn default() -> Self {
@@ -180,6 +226,7 @@ impl Default for Options {
             prefault: Prefault::default(),
             recycle_bytes: 2 << 30,
             nodelay: true,
+            interrupt: None,
         }
     }
 }
@@ -253,6 +300,7 @@ impl Engine {
                 Err(e) => (None, Some(e.to_string())),
             },
         };
+        let ring = ring.map(|r| r.with_interrupt(opts.interrupt.clone()));
         Ok(Engine {
             ring,
             pool: match opts.recycle_bytes {
@@ -343,7 +391,7 @@ impl Engine {
     /// says why. On the blocking backend it is a plain borrow.
     pub fn register_send<'a, T: Pod>(&'a mut self, data: &'a [T]) -> RegisteredSend<'a> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        let (tuning, timeout) = (self.opts.uring.clone(), self.opts.idle_timeout);
+        let (tuning, waits) = (self.opts.uring.clone(), self.waits());
         let inner = match self.ring.as_mut() {
             Some(ring) => Guard::Uring(ring.register_send(bytes)),
             None => Guard::Blocking(bytes),
@@ -351,14 +399,14 @@ impl Engine {
         RegisteredSend {
             inner,
             tuning,
-            timeout,
+            waits,
         }
     }
 
     /// Registers `data` as fixed buffers for receiving; see [`Engine::register_send`].
     pub fn register_recv<'a, T: Pod>(&'a mut self, data: &'a mut [T]) -> RegisteredRecv<'a> {
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(data);
-        let (tuning, timeout) = (self.opts.uring.clone(), self.opts.idle_timeout);
+        let (tuning, waits) = (self.opts.uring.clone(), self.waits());
         let inner = match self.ring.as_mut() {
             Some(ring) => Guard::Uring(ring.register_recv(bytes)),
             None => Guard::Blocking(bytes),
@@ -366,7 +414,7 @@ impl Engine {
         RegisteredRecv {
             inner,
             tuning,
-            timeout,
+            waits,
         }
     }
 }
@@ -383,13 +431,21 @@ impl Engine {
         register: bool,
     ) -> Vec<Result<u64>> {
         match self.ring.as_mut() {
-            None => blocking::run_set(transfers, self.opts.idle_timeout),
+            None => blocking::run_set(transfers, &self.waits()),
             Some(r) => r.run_transfers(
                 transfers,
                 &self.opts.uring,
                 self.opts.idle_timeout,
                 register,
             ),
+        }
+    }
+
+    /// What bounds the blocking backend's waits: the idle timeout and the interrupt check.
+    fn waits(&self) -> blocking::Waits {
+        blocking::Waits {
+            idle: self.opts.idle_timeout,
+            interrupt: self.opts.interrupt.clone(),
         }
     }
 
@@ -473,7 +529,7 @@ impl<B> Guard<'_, B> {
 pub struct RegisteredSend<'a> {
     inner: Guard<'a, &'a [u8]>,
     tuning: UringTuning,
-    timeout: Option<Duration>,
+    waits: blocking::Waits,
 }
 
 impl RegisteredSend<'_> {
@@ -486,9 +542,9 @@ impl RegisteredSend<'_> {
         sock::check_stream(sock, self.as_bytes_len())?;
         match &mut self.inner {
             Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.timeout)
+                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.waits.idle)
             }
-            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, self.timeout),
+            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, &self.waits),
         }
     }
 
@@ -509,7 +565,7 @@ impl RegisteredSend<'_> {
 pub struct RegisteredRecv<'a> {
     inner: Guard<'a, &'a mut [u8]>,
     tuning: UringTuning,
-    timeout: Option<Duration>,
+    waits: blocking::Waits,
 }
 
 impl RegisteredRecv<'_> {
@@ -522,9 +578,9 @@ impl RegisteredRecv<'_> {
         sock::check_stream(sock, self.as_bytes_len())?;
         match &mut self.inner {
             Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Recv, &self.tuning, self.timeout)
+                r.transfer(sock.as_fd(), Direction::Recv, &self.tuning, self.waits.idle)
             }
-            Guard::Blocking(b) => blocking::recv_all(&SockRef::from(sock), b, self.timeout),
+            Guard::Blocking(b) => blocking::recv_all(&SockRef::from(sock), b, &self.waits),
         }
     }
 
@@ -533,9 +589,9 @@ impl RegisteredRecv<'_> {
         sock::check_stream(sock, self.as_bytes_len())?;
         match &mut self.inner {
             Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.timeout)
+                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.waits.idle)
             }
-            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, self.timeout),
+            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, &self.waits),
         }
     }
 

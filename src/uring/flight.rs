@@ -86,6 +86,8 @@ pub(super) struct Job {
     pub(super) last_progress: Instant,
     /// Another job of the set failed: this one is to be settled as [`Error::Canceled`].
     pub(super) stop: bool,
+    /// The caller's interrupt check fired: a stopped job settles as [`Error::Interrupted`].
+    pub(super) interrupted: bool,
     /// The job's outcome, once known (it may still wait for notifications).
     pub(super) result: Option<Result<u64>>,
     /// While the job has its result but the kernel still holds pages: when to give up on
@@ -130,6 +132,7 @@ impl Job {
             quiet_since: now,
             last_progress: now,
             stop: false,
+            interrupted: false,
             result: None,
             pages_deadline: None,
             aborted: false,
@@ -146,11 +149,20 @@ impl Job {
         self.result.is_some() && !self.busy()
     }
 
-    /// What [`Error::Canceled`] says about this job now.
+    /// What [`Error::Canceled`] (or [`Error::Interrupted`], when the caller's interrupt
+    /// check stopped the set) says about this job now.
     pub(super) fn canceled_error(&self) -> Error {
-        Error::Canceled {
-            transferred: self.plan.confirmed(),
-            expected: self.len,
+        let (transferred, expected) = (self.plan.confirmed(), self.len);
+        if self.interrupted {
+            Error::Interrupted {
+                transferred,
+                expected,
+            }
+        } else {
+            Error::Canceled {
+                transferred,
+                expected,
+            }
         }
     }
 }
@@ -319,6 +331,19 @@ impl Flight<'_> {
         self.jobs[job].canceled = true;
     }
 
+    /// The caller's interrupt check fired: every job without a result stops (it settles as
+    /// [`Error::Interrupted`] once its open chain's CQEs are in).
+    pub(super) fn interrupt(&mut self) {
+        for i in 0..self.jobs.len() {
+            let j = &mut self.jobs[i];
+            if j.result.is_none() {
+                j.stop = true;
+                j.interrupted = true;
+                self.cancel(i);
+            }
+        }
+    }
+
     /// Waits for every outstanding CQE and notification of every job, with no deadline.
     /// Aborts the process if the ring itself fails: returning would leave the kernel with
     /// memory it may still read or write.
@@ -332,10 +357,15 @@ impl Flight<'_> {
     }
 
     /// The earliest time the set must wake up without a CQE: a probe or idle deadline of an
-    /// open chain, or a job's pages deadline. `None`: wait for a CQE, however long.
-    pub(super) fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+    /// open chain, a job's pages deadline, or the next poll of the caller's interrupt check
+    /// (`poll_interrupt`: within [`crate::INTERRUPT_POLL`]). `None`: wait for a CQE, however
+    /// long.
+    pub(super) fn deadline(&self, idle: Option<Duration>, poll_interrupt: bool) -> Option<Instant> {
         let mut d: Option<Instant> = None;
         let mut earliest = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
+        if poll_interrupt {
+            earliest(Instant::now() + crate::INTERRUPT_POLL);
+        }
         for j in &self.jobs {
             if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
                 earliest(

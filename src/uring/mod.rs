@@ -261,6 +261,8 @@ pub(crate) struct Ring {
     /// [`SendOp::Auto`]: the zero-copy trial and decision of each destination (peer IP)
     /// this ring has sent to, for its life (at most [`MAX_ZC_DESTS`]).
     zc_dests: HashMap<IpAddr, ZcPolicy>,
+    /// The engine's interrupt check ([`crate::Options::interrupt`]), polled by every set.
+    interrupt: Option<crate::Interrupt>,
 }
 
 /// Most destinations whose zero-copy decision a ring remembers; past it an arbitrary one is
@@ -305,7 +307,14 @@ impl Ring {
             epoch: 0,
             stats: Default::default(),
             zc_dests: HashMap::new(),
+            interrupt: None,
         })
+    }
+
+    /// This ring, polling `interrupt` in every set it runs.
+    pub(crate) fn with_interrupt(mut self, interrupt: Option<crate::Interrupt>) -> Ring {
+        self.interrupt = interrupt;
+        self
     }
 
     /// Makes the ring usable from the calling thread: the first caller enables it; a
@@ -464,6 +473,7 @@ impl Ring {
         // Keep every CQE that can be due at once within the CQ: chains share half of it.
         let share = (CQ_ENTRIES as usize / 2 / n.max(1)).max(1);
         let chain_max = (tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize).min(share);
+        let mut interrupted = false;
         let mut flight = Flight {
             ring: &mut self.ring,
             epoch: self.epoch,
@@ -537,7 +547,9 @@ impl Ring {
             if flight.jobs.iter().all(Job::settled) {
                 break;
             }
-            let deadline = flight.deadline(idle);
+            // Until the interrupt check fires, every wait wakes within INTERRUPT_POLL to poll it.
+            let poll_interrupt = self.interrupt.is_some() && !interrupted;
+            let deadline = flight.deadline(idle, poll_interrupt);
             if let Err(source) = flight.wait_until(deadline) {
                 // The ring itself failed: every job still running fails with it.
                 for i in 0..n {
@@ -557,6 +569,11 @@ impl Ring {
                 break;
             }
             flight.reap();
+            if poll_interrupt && self.interrupt.as_ref().is_some_and(crate::Interrupt::fired) {
+                // Cancel every chain; the loop drains them and each job settles Interrupted.
+                interrupted = true;
+                flight.interrupt();
+            }
             let now = Instant::now();
             for i in 0..n {
                 let j = &flight.jobs[i];

@@ -1,0 +1,216 @@
+"""ringxfer: numpy arrays through stream sockets without a user-space copy.
+
+The recipe this package replaces moves an array with a ``memoryview`` loop::
+
+    def send_from(arr, sock):                    def recv_into(arr, sock):
+        view = memoryview(arr).cast('B')             view = memoryview(arr).cast('B')
+        while len(view):                             while len(view):
+            nsent = sock.send(view)                      nrecv = sock.recv_into(view)
+            view = view[nsent:]                          view = view[nrecv:]
+
+``ringxfer.send_from(arr, sock)`` and ``ringxfer.recv_into(arr, sock)`` take the same
+arguments and move the same bytes (so either end may still run the recipe), on ringxfer's
+engine: io_uring link chains where the kernel allows it, a blocking loop otherwise (the
+``"auto"`` backend; the environment variable ``RINGXFER_BACKEND=blocking|uring|auto``
+overrides it). The GIL is released for the whole transfer; Ctrl-C interrupts it within about
+100 ms.
+
+``send_array(sock, a)`` / ``recv_array(sock)`` carry dtype, shape and C/F order with the data
+(ringxfer's RGXF frame, docs/PROTOCOL.md), so the receiver needs no prior knowledge.
+
+Sizes are bytes unless a name says elements; timeouts are seconds. Exceptions: see
+``ringxfer._errors`` (``ringxfer.Error`` and its subclasses; ``KeyboardInterrupt`` with byte
+counts).
+
+Sockets: a connected stream socket object (TCP or Unix), or anything with ``fileno()``. Its
+Python timeout (``settimeout(t)``) becomes the idle timeout — the call fails with
+``TimedOut`` when no byte moves for ``t`` seconds, however long the whole transfer takes — and
+a non-blocking socket (``setblocking(False)``) works as a blocking one for the call (its mode
+is restored afterwards). The socket is not closed on any error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy
+
+from ._errors import (
+    BackendUnavailable,
+    Error,
+    FrameError,
+    NotStreamError,
+    TimedOut,
+    TransferOSError,
+    UnexpectedEOF,
+)
+from ._ringxfer import DEFAULT_MAX_PAYLOAD, INTERRUPT_POLL_SECONDS, _Engine, __version__, probe
+
+__all__ = [
+    "Engine",
+    "send_from",
+    "recv_into",
+    "send_array",
+    "recv_array",
+    "probe",
+    "FORMATS",
+    "DEFAULT_MAX_PAYLOAD",
+    "INTERRUPT_POLL_SECONDS",
+    "Error",
+    "UnexpectedEOF",
+    "TransferOSError",
+    "TimedOut",
+    "FrameError",
+    "NotStreamError",
+    "BackendUnavailable",
+    "__version__",
+]
+
+#: Wire formats ``send_array`` can emit. ``"rgxf"``: ringxfer's frame (header with dtype,
+#: shape and order, payload, CRC-32 trailer). numpy's own ``.npy`` stream (``format="npy"``)
+#: is planned and raises ``ValueError`` for now.
+FORMATS = ("rgxf",)
+
+
+def _framed(a, format):
+    """``a`` as a C- or F-contiguous ndarray with its dtype string, shape and order."""
+    if format not in FORMATS:
+        raise ValueError(
+            "format must be one of %s, not %r (.npy on the wire is not supported yet)"
+            % (", ".join(repr(f) for f in FORMATS), format)
+        )
+    a = numpy.asarray(a)
+    if a.flags.c_contiguous:
+        order = "C"
+    elif a.flags.f_contiguous:
+        order = "F"
+    else:
+        a = numpy.ascontiguousarray(a)
+        order = "C"
+    if a.dtype.fields is not None or a.dtype.hasobject or a.dtype.subdtype is not None:
+        raise ValueError("dtype %s is not carried by the frame format" % a.dtype)
+    return a, a.dtype.str, tuple(int(n) for n in a.shape), order
+
+
+class Engine(_Engine):
+    """A transfer engine: one io_uring instance (or the blocking loop) reused across calls.
+
+    ``Engine(backend="auto", idle_timeout=None, max_payload=None, streams=None)``
+
+    * ``backend``: ``"auto"`` (io_uring when the kernel allows it, else blocking;
+      ``RINGXFER_BACKEND`` overrides it), ``"uring"`` (``BackendUnavailable`` if refused) or
+      ``"blocking"``.
+    * ``idle_timeout``: seconds without a byte moving before a call fails with ``TimedOut``;
+      ``None`` (default) uses each socket's own ``gettimeout()`` (``None``: wait forever).
+    * ``max_payload``: largest framed array ``recv_array`` accepts, in bytes, checked against
+      the header before anything is allocated (default ``DEFAULT_MAX_PAYLOAD``, 8 GiB);
+      a larger one raises ``FrameError`` (kind ``"too_large"``).
+    * ``streams``: the number of sockets striped calls must be given (``None``: any number);
+      both ends must use the same count and order of streams.
+
+    Properties ``backend`` (``"uring"``/``"blocking"``), ``fallback_reason`` (why ``"auto"``
+    ended on blocking, else ``None``), ``idle_timeout``, ``max_payload``, ``streams``.
+
+    One call at a time: a second thread using the same engine waits for the first call
+    (without holding the GIL). The module-level functions use one engine per thread.
+    """
+
+    def send_from(self, arr, sock):
+        """Sends every byte of ``arr`` (any C- or F-contiguous buffer: numpy array of any
+        dtype, ``bytes``, ``bytearray``, ``memoryview``, ``array.array``) on ``sock``, in
+        memory order. Returns once the kernel has accepted them all.
+
+        Raises ``BufferError`` for a non-contiguous buffer, ``NotStreamError`` (a
+        ``TypeError``) for a non-stream socket, ``TransferOSError`` (``BrokenPipeError``,
+        ``ConnectionResetError``, …), ``TimedOut``; counts in bytes on the exception.
+        """
+        return _Engine.send_from(self, arr, sock)
+
+    def recv_into(self, arr, sock):
+        """Fills every byte of ``arr`` (a writable C- or F-contiguous buffer) from ``sock``.
+
+        Raises ``BufferError`` for a read-only or non-contiguous buffer, ``UnexpectedEOF``
+        when the peer closes first (the first ``.transferred`` bytes are valid), and as
+        ``send_from``.
+        """
+        return _Engine.recv_into(self, arr, sock)
+
+    def send_array(self, sock, a, format="rgxf"):
+        """Sends numpy array ``a`` as one framed message: dtype (any numeric numpy dtype the
+        frame carries: ``f8 f4 i8 i4 i2 i1 u8 u4 u2 u1 c8 c16 b1``, either byte order),
+        shape and C/F order travel with the data. A C- or F-contiguous array is sent from its
+        own memory; any other (a strided view) is sent as ``numpy.ascontiguousarray(a)``
+        makes it — one copy, C order. ``format``: ``"rgxf"`` only for now (``ValueError``
+        otherwise). Errors as ``send_from``; ``ValueError`` for a dtype the frame cannot carry.
+        """
+        a, dtype, shape, order = _framed(a, format)
+        self._send_array(sock, a, dtype, shape, order)
+
+    def recv_array(self, sock):
+        """Receives one framed array and returns it as a new numpy array with the sender's
+        dtype (byte order included), shape and order, received straight into the array's own
+        memory (large arrays reuse the pages of dropped ones). Raises ``FrameError`` for a
+        bad or too large message (``max_payload``), ``UnexpectedEOF`` when the stream ends
+        inside one (``transferred == 0`` with ``expected == 32``: the peer closed cleanly
+        between messages), and as ``recv_into``.
+        """
+        return _Engine.recv_array(self, sock)
+
+    def send_striped(self, socks, arr):
+        """Sends ``arr`` striped over the sockets ``socks``, all at once: stream ``i`` carries
+        the ``i``-th contiguous stripe (multiples of 4096 bytes; see the library's
+        ``stripe`` module). The receiver calls ``recv_striped`` with its ends in the same
+        order. Errors as ``send_from``, with ``.stream`` the failing stream's index."""
+        return _Engine.send_striped(self, socks, arr)
+
+    def recv_striped(self, socks, out):
+        """Fills ``out`` from an array striped over ``socks`` (see ``send_striped``), each
+        stripe written in place. Errors as ``recv_into``, with ``.stream``."""
+        return _Engine.recv_striped(self, socks, out)
+
+    def send_array_striped(self, socks, a):
+        """``send_array`` striped over ``socks``: each stream carries a stripe prefix,
+        stream 0 also the header; ``recv_array_striped`` takes the streams in any order."""
+        a, dtype, shape, order = _framed(a, "rgxf")
+        self._send_array_striped(socks, a, dtype, shape, order)
+
+    def recv_array_striped(self, socks):
+        """Receives one array sent by ``send_array_striped`` over ``socks``."""
+        return _Engine.recv_array_striped(self, socks)
+
+
+_local = threading.local()
+
+
+def _engine():
+    """This thread's default engine (rebuilt when ``RINGXFER_BACKEND`` changes)."""
+    key = os.environ.get("RINGXFER_BACKEND")
+    cache = getattr(_local, "engines", None)
+    if cache is None:
+        cache = _local.engines = {}
+    e = cache.get(key)
+    if e is None:
+        e = cache[key] = Engine()
+    return e
+
+
+def send_from(arr, sock):
+    """``Engine().send_from(arr, sock)`` on this thread's default engine (backend
+    ``"auto"``, idle timeout from the socket): sends every byte of ``arr``."""
+    _engine().send_from(arr, sock)
+
+
+def recv_into(arr, sock):
+    """Fills every byte of ``arr`` from ``sock`` (see ``Engine.recv_into``)."""
+    _engine().recv_into(arr, sock)
+
+
+def send_array(sock, a, format="rgxf"):
+    """Sends numpy array ``a`` as one framed message (see ``Engine.send_array``)."""
+    _engine().send_array(sock, a, format)
+
+
+def recv_array(sock):
+    """Receives one framed array as a new numpy array (see ``Engine.recv_array``)."""
+    return _engine().recv_array(sock)

@@ -1,0 +1,430 @@
+"""Issue 11 item 2: ``ringxfer.send_from``/``recv_into`` against the pure-Python recipe on the
+other end, both directions, both backends; buffers, errors, timeouts, Ctrl-C."""
+
+import array
+import errno
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ringxfer import recipe
+import ringxfer
+from conftest import Peer, tcp_pair
+
+DTYPES = ["<f8", "<f4", "<i8", "|u1", "<c16", "|b1", ">f8"]
+
+
+def sample(dtype, shape, seed=1):
+    """A deterministic array of ``dtype``/``shape`` whose every byte position differs from
+    its neighbours' (so a shifted or dropped byte shows)."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape, dtype=np.int64))
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        flat = rng.integers(0, 2, n).astype(dt)
+    elif dt.kind == "c":
+        flat = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(dt)
+    elif dt.kind == "f":
+        flat = rng.standard_normal(n).astype(dt)
+    else:
+        flat = rng.integers(0, 200, n).astype(dt)
+    return flat.reshape(shape)
+
+
+def poison(a):
+    """An array like ``a`` filled with 0xA5 bytes."""
+    out = np.empty_like(a)
+    out.reshape(-1, order="A").view(np.uint8)[:] = 0xA5
+    return out
+
+
+def assert_same_bytes(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes(order="A") == want.tobytes(order="A")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binding_sends_recipe_receives(backend, pair, dtype):
+    a, b = pair
+    src = sample(dtype, (1000, 37))
+    out = poison(src)
+    peer = Peer(recipe.recv_into, out, b)
+    ringxfer.send_from(src, a)
+    peer.result()
+    assert_same_bytes(out, src)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_recipe_sends_binding_receives(backend, pair, dtype):
+    a, b = pair
+    src = sample(dtype, (1000, 37))
+    out = poison(src)
+    peer = Peer(recipe.send_from, src, a)
+    ringxfer.recv_into(out, b)
+    peer.result()
+    assert_same_bytes(out, src)
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0)], ids=["0-d", "empty", "empty-2d"])
+def test_zero_d_and_empty(backend, pair, shape):
+    a, b = pair
+    src = sample("<f8", shape)
+    out = poison(src)
+    # The recipe's memoryview cast refuses a shape with a zero in it: it gets the flat view.
+    peer = Peer(recipe.recv_into, out.reshape(-1), b)
+    ringxfer.send_from(src, a)
+    peer.result()
+    peer = Peer(recipe.send_from, src.reshape(-1), a)
+    back = poison(src)
+    ringxfer.recv_into(back, b)
+    peer.result()
+    assert_same_bytes(out, src)
+    assert_same_bytes(back, src)
+
+
+def test_fortran_order(backend, pair):
+    """F-contiguous arrays move in memory order; the recipe (which can only cast C-contiguous
+    views) uses the transposed view, the same bytes."""
+    a, b = pair
+    src = np.asfortranarray(sample("<f8", (300, 211)))
+    assert not src.flags.c_contiguous
+    out = np.zeros((300, 211), order="F")
+    peer = Peer(recipe.recv_into, out.T, b)
+    ringxfer.send_from(src, a)
+    peer.result()
+    assert_same_bytes(out, src)
+    back = np.zeros((300, 211), order="F")
+    peer = Peer(recipe.send_from, src.T, a)
+    ringxfer.recv_into(back, b)
+    peer.result()
+    assert_same_bytes(back, src)
+
+
+def test_other_buffers(backend, pair):
+    """bytearray, memoryview and array.array, both directions."""
+    a, b = pair
+    data = bytes(range(256)) * 4099
+    got = bytearray(len(data))
+    peer = Peer(recipe.recv_into, got, b)
+    ringxfer.send_from(bytearray(data), a)
+    peer.result()
+    assert got == data
+
+    got = bytearray(len(data))
+    peer = Peer(recipe.send_from, data, a)
+    ringxfer.recv_into(memoryview(got), b)
+    peer.result()
+    assert got == data
+
+    src = array.array("d", (i * 0.5 for i in range(100003)))
+    out = array.array("d", bytes(8 * len(src)))
+    peer = Peer(recipe.recv_into, out, b)
+    ringxfer.send_from(memoryview(src), a)
+    peer.result()
+    assert out == src
+
+    out = array.array("d", bytes(8 * len(src)))
+    peer = Peer(recipe.send_from, src, a)
+    ringxfer.recv_into(out, b)
+    peer.result()
+    assert out == src
+
+
+def test_bad_buffers(backend, pair):
+    a, b = pair
+    ro = np.zeros(10)
+    ro.setflags(write=False)
+    for bad in (ro, b"0123456789", memoryview(bytearray(10)).toreadonly()):
+        with pytest.raises(BufferError, match="recv_into needs a writable"):
+            ringxfer.recv_into(bad, b)
+    strided = np.zeros((10, 10))[:, ::2]
+    with pytest.raises(BufferError, match="recv_into needs a writable, C- or F-contiguous"):
+        ringxfer.recv_into(strided, b)
+    with pytest.raises(BufferError, match="send_from needs a C- or F-contiguous"):
+        ringxfer.send_from(strided, a)
+    with pytest.raises(BufferError):
+        ringxfer.send_from(12345, a)
+    with pytest.raises(TypeError, match="expected a socket"):
+        ringxfer.send_from(np.zeros(3), "not a socket")
+
+
+def test_fileno_object(backend, pair):
+    """Anything with ``fileno()`` is a socket."""
+    a, b = pair
+
+    class Fd:
+        def __init__(self, s):
+            self.s = s
+
+        def fileno(self):
+            return self.s.fileno()
+
+    src = sample("<i8", (5000,))
+    out = poison(src)
+    peer = Peer(recipe.recv_into, out, b)
+    ringxfer.send_from(src, Fd(a))
+    peer.result()
+    assert_same_bytes(out, src)
+
+
+def test_udp_socket_is_type_error(backend):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    u.connect(u.getsockname())
+    with u:
+        with pytest.raises(TypeError) as ex:
+            ringxfer.send_from(np.zeros(4), u)
+        assert isinstance(ex.value, ringxfer.NotStreamError)
+        assert ex.value.kind == "not_stream"
+        with pytest.raises(ringxfer.NotStreamError, match="SOCK_DGRAM"):
+            ringxfer.recv_into(np.zeros(4), u)
+
+
+def test_peer_closes_early(backend, pair):
+    """The peer sends 1000 of 8000 bytes and closes: exact counts, the prefix is valid."""
+    a, b = pair
+    src = sample("|u1", (1000,))
+    a.sendall(src.tobytes())
+    a.close()
+    out = np.zeros(8000, dtype=np.uint8)
+    with pytest.raises(ConnectionError) as ex:
+        ringxfer.recv_into(out, b)
+    e = ex.value
+    assert type(e) is ringxfer.UnexpectedEOF
+    assert (e.transferred, e.expected, e.kind, e.stream) == (1000, 8000, "unexpected_eof", None)
+    assert out[:1000].tobytes() == src.tobytes()
+
+
+def test_peer_resets(backend, pair):
+    """The peer resets the connection: an OSError with the errno, also the built-in
+    subclass Python maps it to, with the byte counts."""
+    a, b = pair
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    b.close()
+    time.sleep(0.05)
+    with pytest.raises(OSError) as ex:
+        ringxfer.send_from(np.zeros(16 << 20, dtype=np.uint8), a)
+    e = ex.value
+    assert isinstance(e, ringxfer.TransferOSError)
+    assert e.errno in (errno.ECONNRESET, errno.EPIPE)
+    builtin = ConnectionResetError if e.errno == errno.ECONNRESET else BrokenPipeError
+    assert isinstance(e, builtin)
+    assert e.expected == 16 << 20 and 0 <= e.transferred < e.expected
+
+
+def test_stalled_peer_times_out(backend, pair):
+    """``settimeout(1)`` is the idle timeout: 1000 bytes arrive, then nothing; the receive
+    fails 1.0–1.5 s after the last byte with the exact counts, and the socket keeps its
+    timeout."""
+    a, b = pair
+    b.settimeout(1)
+    a.sendall(b"x" * 1000)
+    out = np.zeros(8000, dtype=np.uint8)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as ex:
+        ringxfer.recv_into(out, b)
+    dt = time.monotonic() - t0
+    e = ex.value
+    assert isinstance(e, ringxfer.TimedOut)
+    assert (e.transferred, e.expected, e.timeout, e.aborted) == (1000, 8000, 1.0, False)
+    assert 1.0 <= dt <= 1.5, dt
+    assert b.gettimeout() == 1.0
+    assert out[:1000].tobytes() == b"x" * 1000
+
+
+def test_stalled_reader_times_out_send(backend, pair):
+    """A sender with ``settimeout(1)`` to a peer that stops reading: ``TimedOut``; the peer
+    then reads exactly ``transferred`` bytes, the array's prefix."""
+    a, b = pair
+    a.settimeout(1)
+    src = sample("|u1", (64 << 20,))
+    t0 = time.monotonic()
+    with pytest.raises(ringxfer.TimedOut) as ex:
+        ringxfer.send_from(src, a)
+    dt = time.monotonic() - t0
+    e = ex.value
+    assert e.expected == 64 << 20 and 0 < e.transferred < e.expected
+    assert 1.0 <= dt <= 1.8, dt
+    a.close()
+    got = bytearray()
+    while True:
+        chunk = b.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    assert len(got) == e.transferred
+    assert bytes(got) == src[: len(got)].tobytes()
+
+
+def test_nonblocking_socket(backend, pair):
+    """A non-blocking socket works (the sender dribbles the data) and stays non-blocking."""
+    a, b = pair
+    b.setblocking(False)
+    src = sample("<f8", (200000,))
+    raw = src.tobytes()
+
+    def dribble():
+        for i in range(0, len(raw), 400000):
+            a.sendall(raw[i : i + 400000])
+            time.sleep(0.01)
+
+    peer = Peer(dribble)
+    out = poison(src)
+    ringxfer.recv_into(out, b)
+    peer.result()
+    assert_same_bytes(out, src)
+    assert b.getblocking() is False and b.gettimeout() == 0.0
+
+
+def raise_sigint_after(delay):
+    """Raises SIGINT in this process from a timer thread after ``delay`` s; returns a list
+    that receives the time it did."""
+    when = []
+
+    def fire():
+        when.append(time.monotonic())
+        signal.raise_signal(signal.SIGINT)
+
+    threading.Timer(delay, fire).start()
+    return when
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_keyboard_interrupt_recv(backend, pair):
+    """Ctrl-C while ``recv_into`` waits on a stalled peer: KeyboardInterrupt within ~100 ms
+    with the exact counts; the socket stays open and no SQE is left reading into the array
+    (bytes sent afterwards are read from the socket, and the array past the prefix keeps its
+    poison)."""
+    a, b = pair
+    a.sendall(b"y" * 1000)
+    out = np.full(1 << 20, 0xA5, dtype=np.uint8)
+    when = raise_sigint_after(0.3)
+    try:
+        ringxfer.recv_into(out, b)
+    except KeyboardInterrupt as e:
+        dt = time.monotonic() - when[0]
+        assert (e.transferred, e.expected) == (1000, 1 << 20)
+    else:
+        pytest.fail("recv_into returned instead of raising KeyboardInterrupt")
+    assert dt <= 0.35, "KeyboardInterrupt %.3f s after SIGINT" % dt
+    assert out[:1000].tobytes() == b"y" * 1000
+    a.sendall(b"z" * 4096)
+    b.settimeout(5)
+    got = b""
+    while len(got) < 4096:
+        got += b.recv(4096 - len(got))
+    assert got == b"z" * 4096
+    assert (out[1000:] == 0xA5).all()
+
+
+def test_keyboard_interrupt_send(backend, pair):
+    """Ctrl-C while ``send_from`` waits on a peer that does not read: KeyboardInterrupt
+    with counts; the peer then reads exactly ``transferred`` bytes."""
+    a, b = pair
+    src = sample("|u1", (64 << 20,))
+    when = raise_sigint_after(0.3)
+    try:
+        ringxfer.send_from(src, a)
+    except KeyboardInterrupt as e:
+        dt = time.monotonic() - when[0]
+        transferred, expected = e.transferred, e.expected
+    else:
+        pytest.fail("send_from returned instead of raising KeyboardInterrupt")
+    assert dt <= 0.35, "KeyboardInterrupt %.3f s after SIGINT" % dt
+    assert expected == 64 << 20 and 0 < transferred < expected
+    a.close()
+    got = bytearray()
+    while True:
+        chunk = b.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    assert bytes(got) == src[:transferred].tobytes()
+
+
+def test_other_signal_handler_keeps_going(backend, pair):
+    """A signal whose Python handler does not raise does not stop the transfer."""
+    a, b = pair
+    seen = []
+    old = signal.signal(signal.SIGUSR1, lambda *_: seen.append(1))
+    try:
+        src = sample("<f8", (1 << 20,))
+        out = poison(src)
+
+        def late_send():
+            time.sleep(0.4)
+            recipe.send_from(src, a)
+
+        peer = Peer(late_send)
+        threading.Timer(0.1, signal.raise_signal, (signal.SIGUSR1,)).start()
+        ringxfer.recv_into(out, b)
+        peer.result()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert seen == [1]
+    assert_same_bytes(out, src)
+
+
+HUGE = 3 * (1 << 30) + 5  # bytes: more than 2**31, odd
+
+
+def huge_pattern_block():
+    """Byte ``i`` of the huge stream is ``i % 251``: a block of a multiple of 251 bytes
+    (about 8 MiB) repeats it exactly."""
+    return (np.arange(251 * 33421, dtype=np.int64) % 251).astype(np.uint8)
+
+
+@pytest.mark.huge
+def test_huge_binding_sends(backend, pair):
+    """3 GiB + 5 bytes from the binding to the recipe, checked block by block."""
+    a, b = pair
+    block = huge_pattern_block()
+    src = np.resize(block, HUGE)
+    bad = []
+
+    def check():
+        buf = np.empty(len(block), dtype=np.uint8)
+        off = 0
+        while off < HUGE:
+            n = min(len(block), HUGE - off)
+            recipe.recv_into(buf[:n], b)
+            if not np.array_equal(buf[:n], block[:n]):
+                bad.append(off)
+            off += n
+
+    peer = Peer(check)
+    t0 = time.monotonic()
+    ringxfer.send_from(src, a)
+    peer.result(timeout=600)
+    print("3 GiB send_from (%s): %.1f s" % (backend, time.monotonic() - t0))
+    assert bad == []
+
+
+@pytest.mark.huge
+def test_huge_binding_receives(backend, pair):
+    """3 GiB + 5 bytes from the recipe (block by block) into one binding ``recv_into``."""
+    a, b = pair
+    block = huge_pattern_block()
+
+    def send():
+        off = 0
+        while off < HUGE:
+            n = min(len(block), HUGE - off)
+            recipe.send_from(block[:n], a)
+            off += n
+
+    out = np.empty(HUGE, dtype=np.uint8)
+    peer = Peer(send)
+    t0 = time.monotonic()
+    ringxfer.recv_into(out, b)
+    peer.result(timeout=600)
+    print("3 GiB recv_into (%s): %.1f s" % (backend, time.monotonic() - t0))
+    for off in range(0, HUGE, len(block)):
+        n = min(len(block), HUGE - off)
+        assert np.array_equal(out[off : off + n], block[:n]), off
