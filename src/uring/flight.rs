@@ -60,6 +60,9 @@ pub(super) struct Job {
     pub(super) chain_open: bool,
     /// The open chain was canceled (a probe, or the set stopping).
     pub(super) canceled: bool,
+    /// When the open chain was last canceled: a chain still open [`RECANCEL`] later is
+    /// canceled again (see there).
+    pub(super) canceled_at: Instant,
     /// CQEs still due: one per pushed SQE (ops, poll, cancels).
     pub(super) outstanding: usize,
     /// `user_data` of `SEND_ZC` requests whose result CQE carried `IORING_CQE_F_MORE`: their
@@ -125,6 +128,7 @@ impl Job {
             plan: Planner::with_pieces(dir, ends, segment_bytes),
             chain_open: false,
             canceled: false,
+            canceled_at: now,
             outstanding: 0,
             notifs: Vec::new(),
             zc_dest: None,
@@ -328,7 +332,21 @@ impl Flight<'_> {
             .collect();
         // SAFETY: a cancel request points to no memory.
         unsafe { self.push(job, &entries) };
-        self.jobs[job].canceled = true;
+        let j = &mut self.jobs[job];
+        j.canceled = true;
+        j.canceled_at = Instant::now();
+    }
+
+    /// Cancels job `job`'s open chain again when the last cancel is [`RECANCEL`] old and the
+    /// chain is still open (see there); true when it did.
+    pub(super) fn recancel_if_due(&mut self, job: usize, now: Instant) -> bool {
+        let j = &mut self.jobs[job];
+        if !(j.chain_open && j.canceled && now >= j.canceled_at + RECANCEL) {
+            return false;
+        }
+        j.canceled = false;
+        self.cancel(job);
+        true
     }
 
     /// The caller's interrupt check fired: every job without a result stops (it settles as
@@ -349,8 +367,16 @@ impl Flight<'_> {
     /// memory it may still read or write.
     pub(super) fn drain(&mut self) {
         while self.jobs.iter().any(Job::busy) {
-            if self.wait_until(None).is_err() {
-                std::process::abort();
+            match self.wait_until(Some(Instant::now() + RECANCEL)) {
+                Ok(true) => {}
+                // Nothing came within RECANCEL: a cancel may have missed (see there).
+                Ok(false) => {
+                    let now = Instant::now();
+                    for i in 0..self.jobs.len() {
+                        self.recancel_if_due(i, now);
+                    }
+                }
+                Err(_) => std::process::abort(),
             }
             self.reap();
         }
@@ -372,6 +398,9 @@ impl Flight<'_> {
                     (j.quiet_since + crate::blocking::probe_interval(t)).min(j.last_progress + t),
                 );
             }
+            if j.chain_open && j.canceled {
+                earliest(j.canceled_at + RECANCEL);
+            }
             if let (Some(p), false) = (j.pages_deadline, j.aborted) {
                 earliest(p);
             }
@@ -379,6 +408,16 @@ impl Flight<'_> {
         d
     }
 }
+
+/// How long a canceled chain may stay open before its cancel is sent again. An
+/// `IORING_OP_ASYNC_CANCEL` can miss: it completes with `-EALREADY` when the request is
+/// already executing (io_uring_prep_cancel(3): it "should normally" complete shortly — a
+/// `MSG_WAITALL` receive caught in its retry after a partial read instead re-arms its poll and
+/// waits for bytes that may never come) or `-ENOENT` in the window where it is between
+/// states. Without this, a set whose probe cancel missed waited for a CQE with no deadline:
+/// `tests/timeouts.rs` `item3_recv_stall_fires_on_time::uring` hung, rarely, on a loaded
+/// machine. Canceling again is harmless (a request that is gone is simply not found).
+pub(super) const RECANCEL: Duration = Duration::from_millis(100);
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {

@@ -579,7 +579,14 @@ impl Ring {
                 let j = &flight.jobs[i];
                 if j.chain_open && j.plan.pending() == 0 {
                     settle(&mut flight, i, tuning, idle, &mut self.zc_refused);
-                } else if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
+                    continue;
+                }
+                if flight.recancel_if_due(i, now) {
+                    // The chain's cancel missed (see `flight::RECANCEL`): sent again.
+                    continue;
+                }
+                let j = &flight.jobs[i];
+                if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
                     // A probe: no CQE for a probe interval (or the idle timeout is up) —
                     // cancel the chain so that bytes inside its MSG_WAITALL requests show.
                     let p = crate::blocking::probe_interval(t);
