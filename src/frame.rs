@@ -496,6 +496,18 @@ mod tests {
     }
 
     #[test]
+    fn float16_header_round_trip() {
+        for (text, shape) in [("<f2", &[3, 4][..]), (">f2", &[5][..])] {
+            let dt: DType = text.parse().unwrap();
+            let h = Header::new(dt, shape, Order::C).unwrap();
+            let b = h.encode();
+            assert_eq!(&b[8..16], format!("{text}\0\0\0\0\0").as_bytes());
+            assert_eq!(h.payload_len, shape.iter().product::<u64>() * 2);
+            assert_eq!(Header::decode(&b, u64::MAX).unwrap(), h);
+        }
+    }
+
+    #[test]
     fn zero_d_and_empty() {
         for shape in [&[][..], &[0][..], &[3, 0, 2][..]] {
             let h = Header::new(f8(), shape, Order::C).unwrap();

@@ -43,7 +43,7 @@ macro_rules! element {
     };
 }
 element!(f64 => F64, f32 => F32, i64 => I64, i32 => I32, i16 => I16, i8 => I8,
-         u64 => U64, u32 => U32, u16 => U16, u8 => U8);
+         u64 => U64, u32 => U32, u16 => U16, u8 => U8, half::f16 => F16);
 
 /// A received array of any dtype: the header's description plus page-aligned payload bytes.
 #[derive(Debug)]

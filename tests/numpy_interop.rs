@@ -513,6 +513,9 @@ interop! {
     f8: [c("<f8", &[1000], C)];
     /// float32.
     f4: [c("<f4", &[250, 4], C)];
+    /// float16: past 2048 (where steps become 2) and 65504 (the largest finite value, then
+    /// inf), so numpy's rounding of `astype(float16)` shows; big-endian in Fortran order.
+    f2: [c("<f2", &[70_000], C), c(">f2", &[300, 7], F)];
     /// int64.
     i8: [c("<i8", &[1000], C)];
     /// uint8, past 255 so the wrap of `astype` shows.
