@@ -158,6 +158,10 @@ pub enum FrameError {
         /// CRC of the received payload.
         actual: u32,
     },
+    /// A `.npy` stream's header was rejected ([`crate::npy`]; numpy's format carries no
+    /// checksum and no trailer).
+    #[error("{0}")]
+    Npy(#[from] crate::npy::NpyError),
     /// A typed receive found another dtype on the wire.
     #[error("dtype mismatch: the message carries {wire}, the caller asked for {wanted}")]
     DtypeMismatch {
@@ -207,11 +211,18 @@ fn unsupported_text(flags: u16, reserved: u32, pad: u32) -> String {
 /// received matches, so a receiver can reject a stranger (an HTTP request, random bytes) at
 /// its first wrong byte instead of waiting for 32.
 pub fn check_magic(start: &[u8]) -> Result<(), FrameError> {
-    let n = start.len().min(MAGIC.len());
-    match start[..n].iter().zip(MAGIC).position(|(a, b)| *a != b) {
+    match magic_mismatch(start, &MAGIC) {
         None => Ok(()),
-        Some(i) => Err(FrameError::BadMagic(start[..=i].to_vec())),
+        Some(bad) => Err(FrameError::BadMagic(bad.to_vec())),
     }
+}
+
+/// The bytes of `start` up to and including the first one that differs from `magic` (only
+/// the first `magic.len()` bytes are looked at), or `None` while all of them match.
+pub(crate) fn magic_mismatch<'a>(start: &'a [u8], magic: &[u8]) -> Option<&'a [u8]> {
+    let n = start.len().min(magic.len());
+    let i = start[..n].iter().zip(magic).position(|(a, b)| a != b)?;
+    Some(&start[..=i])
 }
 
 impl FrameError {
@@ -233,6 +244,7 @@ impl FrameError {
             FrameError::TooLarge { .. } => "too_large",
             FrameError::BadTrailer(_) => "bad_trailer",
             FrameError::PayloadChecksum { .. } => "payload_checksum",
+            FrameError::Npy(e) => e.kind(),
             FrameError::DtypeMismatch { .. } => "dtype_mismatch",
             FrameError::ShapeMismatch { .. } => "shape_mismatch",
         }

@@ -261,14 +261,63 @@ impl Engine {
         shape: &[u64],
         order: Order,
     ) -> Result<()> {
-        let header = Header::new(dtype, shape, order)?;
-        if header.payload_len != bytes.len() as u64 {
-            return Err(shape_mismatch(dtype, shape, &header, bytes.len()));
+        let view = ArrayView {
+            dtype,
+            bytes,
+            shape,
+            order,
+        };
+        self.send_view(sock, view, WireFormat::Rgxf)
+    }
+
+    /// Sends one array in `format`: an RGXF message (header, payload, trailer with the
+    /// payload's CRC-32; [`Engine::send_array_bytes`]) or a `.npy` stream (numpy's header from
+    /// [`crate::npy::encode_header`], then the payload; **no checksum travels**). Either way
+    /// one gathered send, the payload straight from `view.bytes` (no copy).
+    ///
+    /// A `.npy` stream ends with its data: a peer reading it with
+    /// `numpy.load(sock.makefile('rb'))` knows where the array ends from the header, so several
+    /// may follow each other on one connection.
+    ///
+    /// # Errors
+    /// As [`Engine::send_array`]: [`FrameError::ShapeMismatch`] when `view.bytes.len()` is not
+    /// `product(shape) * itemsize`, [`FrameError::TooManyDims`] above 32 dimensions,
+    /// [`FrameError::ShapeOverflow`]; then as [`Engine::send_from`].
+    pub fn send_view<S: AsFd>(
+        &mut self,
+        sock: &S,
+        view: ArrayView<'_>,
+        format: WireFormat,
+    ) -> Result<()> {
+        let header = Header::new(view.dtype, view.shape, view.order)?;
+        if header.payload_len != view.bytes.len() as u64 {
+            return Err(shape_mismatch(
+                view.dtype,
+                view.shape,
+                &header,
+                view.bytes.len(),
+            ));
         }
-        let head = header.encode();
-        let trailer = frame::encode_trailer(crc32fast::hash(bytes));
-        self.prepare_framed_send(sock, head.len() + bytes.len() + TRAILER_LEN)?;
-        self.send_parts(sock, &[&head, bytes, &trailer])
+        let (head, trailer) = match format {
+            WireFormat::Rgxf => (
+                header.encode(),
+                Some(frame::encode_trailer(crc32fast::hash(view.bytes))),
+            ),
+            WireFormat::Npy => (
+                crate::npy::encode_header(view.dtype, view.shape, view.order),
+                None,
+            ),
+        };
+        let parts: Vec<&[u8]> = [
+            &head[..],
+            view.bytes,
+            trailer.as_ref().map_or(&[], |t| &t[..]),
+        ]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+        self.prepare_framed_send(sock, parts.iter().map(|p| p.len()).sum())?;
+        self.send_parts(sock, &parts)
     }
 
     /// Receives one framed array of `T` in native byte order.
@@ -385,7 +434,43 @@ pub const COALESCE_MAX: usize = 64 << 10;
 /// consecutive small messages.
 pub const READ_AHEAD: usize = 256 << 10;
 
-/// An array to send with [`Engine::send_arrays`]: element bytes of `dtype`, `shape`, `order`.
+/// The stream format of [`Engine::send_view`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WireFormat {
+    /// ringxfer's framed message (`docs/PROTOCOL.md`): header, payload, and a trailer with the
+    /// payload's CRC-32, which the receiver checks.
+    #[default]
+    Rgxf,
+    /// numpy's `.npy` format ([`crate::npy`]): what `numpy.save(sock.makefile('wb'), a)`
+    /// writes, so `numpy.load(sock.makefile('rb'))` reads it with no ringxfer code. **No
+    /// checksum travels**: corrupted payload bytes go undetected.
+    Npy,
+}
+
+impl std::str::FromStr for WireFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<WireFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rgxf" => Ok(WireFormat::Rgxf),
+            "npy" => Ok(WireFormat::Npy),
+            other => Err(Error::InvalidInput(format!(
+                "unknown wire format {other:?} (expected rgxf or npy)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for WireFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WireFormat::Rgxf => "rgxf",
+            WireFormat::Npy => "npy",
+        })
+    }
+}
+
+/// An array to send with [`Engine::send_arrays`] or [`Engine::send_view`]: element bytes of
+/// `dtype`, `shape`, `order`.
 #[derive(Debug, Clone, Copy)]
 pub struct ArrayView<'a> {
     /// Element type and byte order of `bytes`.

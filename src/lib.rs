@@ -60,6 +60,7 @@ pub mod dtype;
 mod error;
 pub mod frame;
 mod framed;
+pub mod npy;
 pub mod planner;
 pub mod scope;
 mod sock;
@@ -79,7 +80,9 @@ pub use auth::{AuthError, AuthKey};
 pub use buffer::Prefault;
 pub use error::{Error, Result};
 pub use frame::{FrameError, Order};
-pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
+pub use framed::{
+    AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver, WireFormat,
+};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;
