@@ -25,6 +25,9 @@
 //! [`frame::MAX_NDIM`] dimensions) and error texts of at most a few dozen bytes, nothing in
 //! proportion to a hostile header.
 //!
+//! **Files**: [`read_file_header`] reads a file's header the same bounded way and checks the
+//! file's length against it (the only function here that does I/O).
+//!
 //! **Writing**: [`encode_header`] produces the bytes `numpy.save` writes for the same array
 //! (checked byte for byte against numpy in `tests/npy.rs`).
 //!
@@ -229,6 +232,20 @@ pub enum NpyError {
         /// Bytes per element.
         itemsize: usize,
     },
+    /// A `.npy` file's length is not its header plus its data ([`read_file_header`]): cut
+    /// short, or with bytes after the array.
+    #[error(
+        ".npy file of {file_len} bytes does not hold its {header_len}-byte header plus \
+         {payload_len} bytes of data"
+    )]
+    FileLength {
+        /// Bytes in the file.
+        file_len: u64,
+        /// Bytes of the header.
+        header_len: usize,
+        /// Bytes of data the header describes.
+        payload_len: u64,
+    },
     /// The data (`product(shape) * itemsize` bytes) exceeds the caller's limit; nothing was
     /// allocated.
     #[error(".npy data of {payload_len} bytes exceeds the limit of {limit} bytes")]
@@ -259,6 +276,7 @@ impl NpyError {
             NpyError::BadDim { .. } => "npy_bad_dim",
             NpyError::TooManyDims => "npy_too_many_dims",
             NpyError::ShapeOverflow { .. } => "npy_shape_overflow",
+            NpyError::FileLength { .. } => "npy_file_length",
             NpyError::TooLarge { .. } => "npy_too_large",
         }
     }
@@ -332,9 +350,12 @@ pub fn header_len_from_prefix(prefix: &[u8]) -> Result<usize, NpyError> {
 /// `max_payload_bytes` bounds `product(shape) * itemsize`.
 ///
 /// # Errors
-/// Every [`NpyError`] but [`NpyError::BadMagic`]'s prefix forms named above can come from
-/// here: the prefix checks, then [`NpyError::NotTerminated`], the dict's grammar and keys,
-/// the dtype, the shape and the size.
+/// The errors of [`header_len_from_prefix`]; [`NpyError::Truncated`] when `bytes` is not
+/// exactly the announced header; [`NpyError::NotTerminated`]; then, in this order, the dict's
+/// grammar ([`NpyError::Syntax`]), keys (unknown, duplicate: as met; missing: at the end),
+/// values ([`NpyError::WrongType`], [`NpyError::UnsupportedDtype`], [`NpyError::BadDim`],
+/// [`NpyError::TooManyDims`]) and size ([`NpyError::ShapeOverflow`],
+/// [`NpyError::TooLarge`]).
 pub fn parse_header(bytes: &[u8], max_payload_bytes: u64) -> Result<NpyHeader, NpyError> {
     let header_len = header_len_from_prefix(bytes)?;
     if bytes.len() != header_len {
@@ -371,6 +392,54 @@ pub fn parse_header(bytes: &[u8], max_payload_bytes: u64) -> Result<NpyHeader, N
         version,
         payload_len,
     })
+}
+
+/// Reads and checks the header of a `.npy` file, and that the file holds exactly the header
+/// plus `payload_len` bytes of data: what a sender checks before mapping the file and sending
+/// `header_len..` of it. Reads at most 12 bytes, then the header (at most
+/// [`MAX_HEADER_LEN`]), by position (`pread`: the file's offset is left alone). The one
+/// function of this module that does I/O.
+///
+/// # Errors
+/// The OS error of reading the file; or an [`NpyError`] as [`parse_header`] returns it, or
+/// [`NpyError::FileLength`], inside an [`std::io::Error`] of kind `InvalidData` (get it back
+/// with `err.get_ref().and_then(|e| e.downcast_ref::<NpyError>())`).
+pub fn read_file_header(
+    file: &std::fs::File,
+    max_payload_bytes: u64,
+) -> std::io::Result<NpyHeader> {
+    use std::os::unix::fs::FileExt;
+    let file_len = file.metadata()?.len();
+    let mut start = [0u8; 12];
+    let n = file_len.min(start.len() as u64) as usize;
+    file.read_exact_at(&mut start[..n], 0)?;
+    let header_len = header_len_from_prefix(&start[..n])?;
+    if header_len as u64 > file_len {
+        return Err(NpyError::Truncated {
+            needed: header_len as u64,
+            got: file_len,
+        }
+        .into());
+    }
+    let mut head = vec![0u8; header_len];
+    file.read_exact_at(&mut head, 0)?;
+    let h = parse_header(&head, max_payload_bytes)?;
+    if (h.header_len as u64).checked_add(h.payload_len) != Some(file_len) {
+        return Err(NpyError::FileLength {
+            file_len,
+            header_len: h.header_len,
+            payload_len: h.payload_len,
+        }
+        .into());
+    }
+    Ok(h)
+}
+
+impl From<NpyError> for std::io::Error {
+    /// An `InvalidData` error carrying the [`NpyError`].
+    fn from(e: NpyError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
 }
 
 /// The header `numpy.save` writes for an array of `dtype`, `shape` (elements) and `order`

@@ -242,6 +242,9 @@ fn numpy_files_parse_to_the_right_header() {
         let mut want = vec![0u8; h.payload_len as usize];
         fill_arange(h.dtype, &mut want);
         assert!(file[h.header_len..] == want[..], "{what}: data");
+        // The file helper reads the same header and finds the length right.
+        let f = std::fs::File::open(dir.join(name)).unwrap();
+        assert_eq!(npy::read_file_header(&f, u64::MAX).unwrap(), h, "{what}");
         // The frame header of the same array carries no checksum flag.
         let fh = h.frame_header();
         assert_eq!(
@@ -249,6 +252,77 @@ fn numpy_files_parse_to_the_right_header() {
             (h.dtype, 0, h.payload_len)
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `read_file_header` of a file cut short, with a byte too many, shorter than its header,
+/// empty, not `.npy`, or over the limit: the exact `NpyError` inside an `InvalidData` error.
+#[test]
+fn file_header_checks_the_file_length() {
+    let dir = temp_dir("file-length");
+    let head = npy::encode_header(dt("<f4"), &[3, 5], Order::C);
+    let mut whole = head.clone();
+    whole.extend(std::iter::repeat_n(7u8, 60));
+    let read = |bytes: &[u8], limit: u64| {
+        let path = dir.join("a.npy");
+        std::fs::write(&path, bytes).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        npy::read_file_header(&f, limit).map_err(|e| {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+            e.get_ref()
+                .and_then(|e| e.downcast_ref::<NpyError>())
+                .cloned()
+                .expect("an NpyError inside")
+        })
+    };
+    let h = read(&whole, u64::MAX).unwrap();
+    assert_eq!(
+        (h.header_len, h.payload_len, &h.shape[..]),
+        (128, 60, &[3, 5][..])
+    );
+    let length = |file_len| NpyError::FileLength {
+        file_len,
+        header_len: 128,
+        payload_len: 60,
+    };
+    assert_eq!(read(&whole[..187], u64::MAX), Err(length(187)));
+    let mut longer = whole.clone();
+    longer.push(0);
+    assert_eq!(read(&longer, u64::MAX), Err(length(189)));
+    assert_eq!(read(&head, u64::MAX), Err(length(128)));
+    assert_eq!(
+        read(&head[..100], u64::MAX),
+        Err(NpyError::Truncated {
+            needed: 128,
+            got: 100
+        })
+    );
+    assert_eq!(
+        read(&head[..11], u64::MAX),
+        Err(NpyError::Truncated {
+            needed: 128,
+            got: 11
+        })
+    );
+    assert_eq!(
+        read(&head[..9], u64::MAX),
+        Err(NpyError::Truncated { needed: 10, got: 9 })
+    );
+    assert_eq!(
+        read(&[], u64::MAX),
+        Err(NpyError::Truncated { needed: 8, got: 0 })
+    );
+    assert_eq!(
+        read(b"RGXF....", u64::MAX),
+        Err(NpyError::BadMagic(b"R".to_vec()))
+    );
+    assert_eq!(
+        read(&whole, 59),
+        Err(NpyError::TooLarge {
+            payload_len: 60,
+            limit: 59
+        })
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -919,6 +993,78 @@ both_backends! {
         let mut want = npy::encode_header(dtype, &[2, 3], Order::F);
         want.extend_from_slice(&bytes);
         assert_eq!(got, want);
+    }
+}
+
+/// Writes arrays with `numpy.save` to a socket (through an object whose `write` is
+/// `sendall`; see docs/PROTOCOL.md on why not `makefile('wb')`), then closes.
+const SAVE_TO_SOCKET: &str = r#"
+import json, socket, sys
+import numpy as np
+port, cases = int(sys.argv[1]), json.loads(sys.argv[2])
+sock = socket.create_connection(("127.0.0.1", port))
+sock.settimeout(60)
+class Writer:
+    def write(self, b):
+        sock.sendall(b)
+for dtype, shape, order in cases:
+    n = 1
+    for d in shape:
+        n *= d
+    np.save(Writer(), np.arange(n).astype(np.dtype(dtype)).reshape(tuple(shape), order=order))
+sock.close()
+"#;
+
+both_backends! {
+    /// The incremental reading steps on a real `numpy.save` stream, received with the engine:
+    /// 8 bytes (`version_from_start`), the rest of the prefix (`header_len_from_prefix`), the
+    /// rest of the header (`parse_header`), then exactly `payload_len` bytes, array after
+    /// array; the data is the arange pattern and the stream ends after the last one.
+    fn numpy_save_stream_reads_in_steps(backend) {
+        if !numpy_available() {
+            return;
+        }
+        let cases: Vec<(&str, Vec<u64>, Order, Order)> = vec![
+            ("<f8", vec![1000], Order::C, Order::C),
+            (">f8", vec![20, 10, 5], Order::F, Order::F),
+            ("<f2", vec![3, 4], Order::C, Order::C),
+            (">c8", vec![7], Order::F, Order::C),
+            ("|b1", vec![], Order::C, Order::C),
+            ("<u2", vec![2, 0], Order::F, Order::C),
+        ];
+        let json = serde_json::to_string(
+            &cases.iter().map(|(d, s, o, _)| (d, s, order_name(*o))).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let py = Python::start(SAVE_TO_SOCKET, &[&port, &json]);
+        let (sock, _): (TcpStream, _) = listener.accept().unwrap();
+        let mut e = util::engine(&util::opts(backend));
+        for (d, shape, _, written) in &cases {
+            let mut head = vec![0u8; npy::START_LEN];
+            e.recv_into(&sock, &mut head[..]).unwrap();
+            let version = npy::version_from_start(&head).unwrap();
+            head.resize(version.prefix_len(), 0);
+            e.recv_into(&sock, &mut head[npy::START_LEN..]).unwrap();
+            let header_len = npy::header_len_from_prefix(&head).unwrap();
+            let prefix_len = head.len();
+            head.resize(header_len, 0);
+            e.recv_into(&sock, &mut head[prefix_len..]).unwrap();
+            let h = npy::parse_header(&head, 1 << 20).unwrap();
+            assert_eq!(
+                (h.dtype, &h.shape, h.order, h.version),
+                (dt(d), shape, *written, Version::V1_0),
+                "{d} {shape:?}"
+            );
+            let mut data = vec![0u8; h.payload_len as usize];
+            e.recv_into(&sock, &mut data[..]).unwrap();
+            let mut want = vec![0u8; data.len()];
+            fill_arange(h.dtype, &mut want);
+            assert!(data == want, "{d} {shape:?}: data");
+        }
+        py.success(CHILD_LIMIT);
+        ringxfer::close::expect_eof(&sock, Some(Duration::from_secs(10))).unwrap();
     }
 }
 
