@@ -319,6 +319,11 @@ pub fn version_from_start(start: &[u8]) -> Result<Version, NpyError> {
 /// [`NpyError::BadMagic`], [`NpyError::UnsupportedVersion`], [`NpyError::Truncated`] (fewer
 /// bytes than the prefix), [`NpyError::HeaderTooLong`], [`NpyError::Misaligned`].
 pub fn header_len_from_prefix(prefix: &[u8]) -> Result<usize, NpyError> {
+    versioned_header_len(prefix).map(|(_, len)| len)
+}
+
+/// [`header_len_from_prefix`] with the version.
+fn versioned_header_len(prefix: &[u8]) -> Result<(Version, usize), NpyError> {
     let version = version_from_start(prefix)?;
     let p = version.prefix_len();
     let Some(field) = prefix.get(START_LEN..p) else {
@@ -327,11 +332,10 @@ pub fn header_len_from_prefix(prefix: &[u8]) -> Result<usize, NpyError> {
             got: prefix.len() as u64,
         });
     };
-    let declared = match *field {
-        [a, b] => u64::from(u16::from_le_bytes([a, b])),
-        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
-        _ => unreachable!("prefix_len is 10 or 12"),
-    };
+    // 2 or 4 bytes, little-endian: zero-extended to a u32 either way.
+    let mut le = [0u8; 4];
+    le[..field.len()].copy_from_slice(field);
+    let declared = u64::from(u32::from_le_bytes(le));
     let header_len = p as u64 + declared;
     if header_len > MAX_HEADER_LEN as u64 {
         return Err(NpyError::HeaderTooLong {
@@ -342,7 +346,7 @@ pub fn header_len_from_prefix(prefix: &[u8]) -> Result<usize, NpyError> {
     if header_len % MIN_ALIGN as u64 != 0 {
         return Err(NpyError::Misaligned { header_len });
     }
-    Ok(header_len as usize)
+    Ok((version, header_len as usize))
 }
 
 /// Parses and checks a whole header: `bytes` must be exactly the header
@@ -357,14 +361,13 @@ pub fn header_len_from_prefix(prefix: &[u8]) -> Result<usize, NpyError> {
 /// [`NpyError::TooManyDims`]) and size ([`NpyError::ShapeOverflow`],
 /// [`NpyError::TooLarge`]).
 pub fn parse_header(bytes: &[u8], max_payload_bytes: u64) -> Result<NpyHeader, NpyError> {
-    let header_len = header_len_from_prefix(bytes)?;
+    let (version, header_len) = versioned_header_len(bytes)?;
     if bytes.len() != header_len {
         return Err(NpyError::Truncated {
             needed: header_len as u64,
             got: bytes.len() as u64,
         });
     }
-    let version = version_from_start(bytes)?;
     let text = &bytes[version.prefix_len()..];
     match text.last() {
         Some(b'\n') => {}
