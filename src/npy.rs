@@ -59,8 +59,8 @@ pub const MAGIC: [u8; 6] = *b"\x93NUMPY";
 /// `HEADER_LEN` of up to 4 GiB can never make a receiver read or allocate more than this.
 pub const MAX_HEADER_LEN: usize = 64 << 10;
 
-/// The alignment numpy ≥ 1.14 pads the header to, in bytes: the data starts at a multiple of
-/// it. [`encode_header`] writes this.
+/// The alignment current numpy (2.4 checked) pads the header to, in bytes: the data starts
+/// at a multiple of it. [`encode_header`] writes this.
 pub const ARRAY_ALIGN: usize = 64;
 
 /// The alignment a read header must have, in bytes: older numpy padded to 16, so both 16 and
@@ -809,5 +809,34 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_switches_to_version_2_when_the_dict_outgrows_16_bits() {
+        // 3000 dimensions of 20 digits: a dict of about 66 000 bytes (numpy itself stops at
+        // 64 dimensions; ringxfer's senders at 32).
+        let shape = vec![u64::MAX; 3000];
+        let b = encode_header(DType::native(Scalar::U8), &shape, Order::C);
+        assert_eq!(&b[..8], b"\x93NUMPY\x02\x00");
+        let declared = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+        assert_eq!(12 + declared, b.len());
+        assert_eq!(b.len() % ARRAY_ALIGN, 0);
+        assert_eq!(b.last(), Some(&b'\n'));
+        // Beyond what a reader accepts, which it says before reading the rest.
+        assert_eq!(
+            header_len_from_prefix(&b[..12]),
+            Err(NpyError::HeaderTooLong {
+                header_len: b.len() as u64,
+                limit: MAX_HEADER_LEN
+            })
+        );
+        // 32 dimensions stay version 1.0.
+        let b = encode_header(DType::native(Scalar::U8), &[u64::MAX; 32], Order::F);
+        assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
     }
 }
