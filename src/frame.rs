@@ -65,6 +65,55 @@ impl std::str::FromStr for Order {
     }
 }
 
+/// The stream format of an array on the wire ([`crate::Engine::send_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WireFormat {
+    /// ringxfer's framed message (`docs/PROTOCOL.md`): header, payload, and a trailer with the
+    /// payload's CRC-32, which the receiver checks.
+    #[default]
+    Rgxf,
+    /// numpy's `.npy` format ([`crate::npy`]): what `numpy.save(sock.makefile('wb'), a)`
+    /// writes, so `numpy.load(sock.makefile('rb'))` reads it with no ringxfer code. **No
+    /// checksum travels**: corrupted payload bytes go undetected.
+    Npy,
+}
+
+impl WireFormat {
+    /// The format a stream starting with byte `first` is in: `R` (of `RGXF`) or `\x93` (of
+    /// `\x93NUMPY`); `None` for any other byte. Lets a receiver tell the two apart from the
+    /// first byte, then check the rest of the magic with [`check_magic`] or
+    /// [`crate::npy::check_magic`].
+    pub fn of_first_byte(first: u8) -> Option<WireFormat> {
+        match first {
+            b if b == MAGIC[0] => Some(WireFormat::Rgxf),
+            b if b == crate::npy::MAGIC[0] => Some(WireFormat::Npy),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for WireFormat {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<WireFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rgxf" => Ok(WireFormat::Rgxf),
+            "npy" => Ok(WireFormat::Npy),
+            other => Err(crate::Error::InvalidInput(format!(
+                "unknown wire format {other:?} (expected rgxf or npy)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for WireFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WireFormat::Rgxf => "rgxf",
+            WireFormat::Npy => "npy",
+        })
+    }
+}
+
 /// Why a framed message was rejected. See `docs/PROTOCOL.md`, "What a receiver must reject".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

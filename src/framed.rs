@@ -28,7 +28,7 @@ use socket2::SockRef;
 use crate::buffer::AlignedBuf;
 use crate::driver::Transfer;
 use crate::dtype::{DType, Scalar};
-use crate::frame::{self, FrameError, Header, Order, PREFIX_LEN, TRAILER_LEN};
+use crate::frame::{self, FrameError, Header, Order, PREFIX_LEN, TRAILER_LEN, WireFormat};
 use crate::{Engine, Error, Result};
 
 /// Rust element types with a numpy dtype (native byte order).
@@ -433,41 +433,6 @@ pub const COALESCE_MAX: usize = 64 << 10;
 /// Read-ahead size of a [`Receiver`]: one completion (or `read`) may bring this many bytes of
 /// consecutive small messages.
 pub const READ_AHEAD: usize = 256 << 10;
-
-/// The stream format of [`Engine::send_view`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum WireFormat {
-    /// ringxfer's framed message (`docs/PROTOCOL.md`): header, payload, and a trailer with the
-    /// payload's CRC-32, which the receiver checks.
-    #[default]
-    Rgxf,
-    /// numpy's `.npy` format ([`crate::npy`]): what `numpy.save(sock.makefile('wb'), a)`
-    /// writes, so `numpy.load(sock.makefile('rb'))` reads it with no ringxfer code. **No
-    /// checksum travels**: corrupted payload bytes go undetected.
-    Npy,
-}
-
-impl std::str::FromStr for WireFormat {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<WireFormat> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "rgxf" => Ok(WireFormat::Rgxf),
-            "npy" => Ok(WireFormat::Npy),
-            other => Err(Error::InvalidInput(format!(
-                "unknown wire format {other:?} (expected rgxf or npy)"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for WireFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WireFormat::Rgxf => "rgxf",
-            WireFormat::Npy => "npy",
-        })
-    }
-}
 
 /// An array to send with [`Engine::send_arrays`] or [`Engine::send_view`]: element bytes of
 /// `dtype`, `shape`, `order`.

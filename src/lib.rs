@@ -79,10 +79,8 @@ use driver::Transfer;
 pub use auth::{AuthError, AuthKey};
 pub use buffer::Prefault;
 pub use error::{Error, Result};
-pub use frame::{FrameError, Order};
-pub use framed::{
-    AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver, WireFormat,
-};
+pub use frame::{FrameError, Order, WireFormat};
+pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
 pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;

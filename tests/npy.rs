@@ -1073,7 +1073,7 @@ both_backends! {
     }
 }
 
-/// `WireFormat` parses and prints its two names.
+/// `WireFormat` parses and prints its two names, and knows a stream by its first byte.
 #[test]
 fn wire_format_names() {
     assert_eq!("npy".parse::<WireFormat>().unwrap(), WireFormat::Npy);
@@ -1084,4 +1084,14 @@ fn wire_format_names() {
         "npz".parse::<WireFormat>(),
         Err(Error::InvalidInput(_))
     ));
+    // The first byte of a stream tells the formats apart.
+    let rgxf = frame::Header::new(dt("<f8"), &[1], Order::C)
+        .unwrap()
+        .encode();
+    let npy = npy::encode_header(dt("<f8"), &[1], Order::C);
+    assert_eq!(WireFormat::of_first_byte(rgxf[0]), Some(WireFormat::Rgxf));
+    assert_eq!(WireFormat::of_first_byte(npy[0]), Some(WireFormat::Npy));
+    for other in [b'G', 0, b'{', 0x92, b'r'] {
+        assert_eq!(WireFormat::of_first_byte(other), None, "{other:#04x}");
+    }
 }
