@@ -724,8 +724,56 @@ fn accepted_dict_variants() {
     assert_eq!((h.header_len, h.payload_len), (80, 24));
 }
 
+/// A version-2.0 header of exactly [`npy::MAX_HEADER_LEN`] bytes around `dict`.
+fn largest(dict: &str) -> Vec<u8> {
+    let mut text = dict.as_bytes().to_vec();
+    text.resize(npy::MAX_HEADER_LEN - 12 - 1, b' ');
+    text.push(b'\n');
+    let mut out = prefix((2, 0), text.len() as u32);
+    out.extend_from_slice(&text);
+    out
+}
+
+/// Headers of the largest accepted size: mostly padding is fine; a 64 KiB shape stops at the
+/// 33rd dimension; a 64 KiB dtype string is shown cut to 32 bytes.
 #[test]
-fn payload_limit_is_checked_before_anything_else_is_done() {
+fn largest_headers() {
+    let h = npy::parse_header(
+        &largest("{'descr': '<f2', 'fortran_order': True, 'shape': (2, 3)}"),
+        u64::MAX,
+    )
+    .unwrap();
+    assert_eq!(
+        (h.header_len, h.payload_len, h.order),
+        (65536, 12, Order::F)
+    );
+    let dims = "1, ".repeat(20_000);
+    assert_eq!(
+        npy::parse_header(
+            &largest(&format!(
+                "{{'descr': '<f8', 'fortran_order': False, 'shape': ({dims})}}"
+            )),
+            u64::MAX
+        ),
+        Err(NpyError::TooManyDims)
+    );
+    let descr = "x".repeat(60_000);
+    let e = npy::parse_header(
+        &largest(&format!(
+            "{{'descr': '{descr}', 'fortran_order': False, 'shape': ()}}"
+        )),
+        u64::MAX,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        NpyError::UnsupportedDtype(format!("'{}…'", "x".repeat(32)))
+    );
+    check_rejected(&e);
+}
+
+#[test]
+fn payload_limit_and_shape_overflow() {
     let b = wrap("{'descr': '<f8', 'fortran_order': False, 'shape': (13,), }");
     assert_eq!(
         npy::parse_header(&b, 100),
