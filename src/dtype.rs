@@ -15,8 +15,8 @@
 //! The **arange pattern** is what `np.arange(n).astype(dtype)` holds: element `i` equals `i`
 //! converted to the dtype (integers wrap modulo 2^bits like numpy's C casts, so a `u1` array
 //! counts 0‥255 and starts again; floats round to nearest-even, so they are exact up to 2^53
-//! for `f8` and 2^24 for `f4`; complex element `i` is `i + 0j`, the real part rounded as for
-//! the float of its component size; `bool` element `i` is `i != 0`), stored in the dtype's byte
+//! for `f8`, 2^24 for `f4` and 2048 for `f2`, and `f2` is infinite from 65520 on; complex
+//! element `i` is `i + 0j`, the real part rounded as for the float of its component size; `bool` element `i` is `i != 0`), stored in the dtype's byte
 //! order. [`fill_arange`] writes it and [`verify_arange`] checks it, both at memory speed:
 //! elements are built in a small typed stack buffer and copied or compared as bytes, with no
 //! allocation.
@@ -39,6 +39,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use bytemuck::Pod;
+use half::f16;
 
 use crate::error::{Error, Result};
 
@@ -49,6 +50,9 @@ pub enum Scalar {
     F64,
     /// IEEE 754 binary32 (`f4`, numpy `float32`).
     F32,
+    /// IEEE 754 binary16 (`f2`, numpy `float16`, also called `half`); in Rust
+    /// [`half::f16`](https://docs.rs/half/2/half/struct.f16.html).
+    F16,
     /// Signed 64-bit integer (`i8`, numpy `int64`).
     I64,
     /// Signed 32-bit integer (`i4`, numpy `int32`).
@@ -81,7 +85,7 @@ impl Scalar {
             Scalar::C128 => 16,
             Scalar::F64 | Scalar::I64 | Scalar::U64 | Scalar::C64 => 8,
             Scalar::F32 | Scalar::I32 | Scalar::U32 => 4,
-            Scalar::I16 | Scalar::U16 => 2,
+            Scalar::F16 | Scalar::I16 | Scalar::U16 => 2,
             Scalar::I8 | Scalar::U8 | Scalar::Bool => 1,
         }
     }
@@ -100,7 +104,7 @@ impl Scalar {
     /// numpy's kind character: `'f'`, `'i'`, `'u'`, `'c'` or `'b'`.
     pub fn kind(self) -> char {
         match self {
-            Scalar::F64 | Scalar::F32 => 'f',
+            Scalar::F64 | Scalar::F32 | Scalar::F16 => 'f',
             Scalar::I64 | Scalar::I32 | Scalar::I16 | Scalar::I8 => 'i',
             Scalar::U64 | Scalar::U32 | Scalar::U16 | Scalar::U8 => 'u',
             Scalar::C64 | Scalar::C128 => 'c',
@@ -113,6 +117,7 @@ impl Scalar {
         match self {
             Scalar::F64 => "float64",
             Scalar::F32 => "float32",
+            Scalar::F16 => "float16",
             Scalar::I64 => "int64",
             Scalar::I32 => "int32",
             Scalar::I16 => "int16",
@@ -128,10 +133,11 @@ impl Scalar {
     }
 
     /// The scalar of a kind character and size (`('f', 8)` is [`Scalar::F64`]).
-    fn from_kind(kind: char, size: usize) -> Option<Scalar> {
+    pub(crate) fn from_kind(kind: char, size: usize) -> Option<Scalar> {
         Some(match (kind, size) {
             ('f', 8) => Scalar::F64,
             ('f', 4) => Scalar::F32,
+            ('f', 2) => Scalar::F16,
             ('i', 8) => Scalar::I64,
             ('i', 4) => Scalar::I32,
             ('i', 2) => Scalar::I16,
@@ -153,6 +159,7 @@ impl Scalar {
         Some(match name {
             "float64" | "double" | "float" | "d" => Scalar::F64,
             "float32" | "single" | "f" => Scalar::F32,
+            "float16" | "half" | "e" => Scalar::F16,
             "int64" | "int" | "long" | "longlong" | "q" | "l" => Scalar::I64,
             "int32" | "intc" | "i" => Scalar::I32,
             "int16" | "short" | "h" => Scalar::I16,
@@ -264,15 +271,16 @@ impl FromStr for DType {
 
     /// Parses `<f8`, `>i2`, `|u1`, `=f4`, `!u4`, `f8`, `float64`, `uint8`, `d`, ….
     ///
-    /// Also `<c16`, `>c8`, `complex128`, `D`, `|b1`, `bool`, `?`.
+    /// Also `<c16`, `>c8`, `complex128`, `D`, `|b1`, `bool`, `?`, and float16 as `<f2`,
+    /// `>f2`, `f2`, `float16`, `half`, `e`.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for anything else (including types ringxfer does not handle,
-    /// such as `f2`, `c32`, `U8` or `O`).
+    /// such as `f16` (numpy `float128`), `c32`, `U8` or `O`).
     fn from_str(s: &str) -> Result<DType> {
         let bad = || {
             Error::InvalidInput(format!(
-                "unknown dtype {s:?} (expected a numpy type such as <f8, >i4, |u1, <c16, |b1, f4, float64, uint8)"
+                "unknown dtype {s:?} (expected a numpy type such as <f8, >i4, |u1, <c16, |b1, <f2, f4, float64, uint8)"
             ))
         };
         let t = s.trim();
@@ -306,6 +314,7 @@ pub fn fill_arange(dtype: DType, out: &mut [u8]) {
     match dtype.scalar {
         Scalar::F64 => fill::<f64>(swap, out),
         Scalar::F32 => fill::<f32>(swap, out),
+        Scalar::F16 => fill::<f16>(swap, out),
         Scalar::I64 => fill::<i64>(swap, out),
         Scalar::I32 => fill::<i32>(swap, out),
         Scalar::I16 => fill::<i16>(swap, out),
@@ -330,6 +339,7 @@ pub fn verify_arange(dtype: DType, data: &[u8]) -> std::result::Result<(), u64> 
     match dtype.scalar {
         Scalar::F64 => verify::<f64>(swap, data),
         Scalar::F32 => verify::<f32>(swap, data),
+        Scalar::F16 => verify::<f16>(swap, data),
         Scalar::I64 => verify::<i64>(swap, data),
         Scalar::I32 => verify::<i32>(swap, data),
         Scalar::I16 => verify::<i16>(swap, data),
@@ -430,6 +440,20 @@ macro_rules! float_elem {
     )*};
 }
 float_elem!(f64, f32);
+
+impl Elem for f16 {
+    #[inline(always)]
+    fn from_index(i: u64) -> Self {
+        // `i as f64` is exact below 2^53, and every index from 65520 up rounds to infinity
+        // either way, so this is one round-to-nearest-even step from `i` to binary16: numpy's
+        // `astype(float16)` (65504 is the largest finite value; 2049 rounds to 2048).
+        f16::from_f64(i as f64)
+    }
+    #[inline(always)]
+    fn swapped(self) -> Self {
+        f16::from_bits(self.to_bits().swap_bytes())
+    }
+}
 
 /// A complex element `[re, im]`: numpy's cast puts `i` in the real part (rounded as for the
 /// component float) and zero in the imaginary part; byte order applies to each part.
@@ -586,6 +610,13 @@ mod tests {
             ("bool", "|b1".to_owned()),
             ("?", "|b1".to_owned()),
             ("b", "|i1".to_owned()),
+            ("<f2", "<f2".to_owned()),
+            (">f2", ">f2".to_owned()),
+            ("f2", format!("{native}f2")),
+            ("=f2", format!("{native}f2")),
+            ("float16", format!("{native}f2")),
+            ("half", format!("{native}f2")),
+            ("e", format!("{native}f2")),
         ] {
             assert_eq!(dt(input).to_string(), want, "input {input:?}");
             // Display output parses back to the same dtype.
@@ -602,6 +633,11 @@ mod tests {
         assert_eq!(dt("c8").scalar().name(), "complex64");
         assert_eq!(dt("D").scalar().name(), "complex128");
         assert_eq!(dt("?").scalar().name(), "bool");
+        assert_eq!(dt(">f2").itemsize(), 2);
+        assert_eq!(dt(">f2").component_size(), 2);
+        assert_eq!(dt("e").scalar(), Scalar::F16);
+        assert_eq!(dt("<f2").scalar().name(), "float16");
+        assert_eq!(dt("<f2").scalar().kind(), 'f');
     }
 
     #[test]
@@ -627,8 +663,8 @@ mod tests {
     #[test]
     fn rejects_unknown_dtypes() {
         for bad in [
-            "", "<", "f2", "f16", "c4", "c32", "<c", "b2", "bool8", "O", "U8", "<x8", "float65",
-            "u", "<>f8",
+            "", "<", "f1", "f3", "f16", "c4", "c32", "<c", "b2", "bool8", "O", "U8", "<x8",
+            "float65", "u", "<>f8",
         ] {
             assert!(bad.parse::<DType>().is_err(), "{bad:?} parsed");
         }
@@ -641,6 +677,8 @@ mod tests {
             let mut b: Vec<u8> = match dtype.scalar() {
                 Scalar::F64 => (i as f64).to_le_bytes().to_vec(),
                 Scalar::F32 => (i as f32).to_le_bytes().to_vec(),
+                // Written out from IEEE 754 binary16 below, independent of the `half` crate.
+                Scalar::F16 => f16_bits_of_index(i).to_le_bytes().to_vec(),
                 Scalar::I64 => (i as i64).to_le_bytes().to_vec(),
                 Scalar::I32 => (i as i32).to_le_bytes().to_vec(),
                 Scalar::I16 => (i as i16).to_le_bytes().to_vec(),
@@ -664,9 +702,71 @@ mod tests {
         out
     }
 
-    const ALL: [&str; 23] = [
-        "<f8", ">f8", "<f4", ">f4", "<i8", ">i8", "<i4", ">i4", "<i2", ">i2", "|i1", "<u8", ">u8",
-        "<u4", ">u4", "<u2", ">u2", "|u1", "<c8", ">c8", "<c16", ">c16", "|b1",
+    /// binary16 bits of `i` rounded to nearest-even, by the definition: `i` below 2048 is
+    /// exact; from 2048 on the spacing is `2^(e-10)` for `i` in `[2^e, 2^(e+1))`; 65520 and up
+    /// is +inf (`0x7c00`).
+    fn f16_bits_of_index(i: u64) -> u16 {
+        if i == 0 {
+            return 0;
+        }
+        if i >= 65520 {
+            return 0x7c00;
+        }
+        let e = 63 - i.leading_zeros(); // 2^e <= i < 2^(e+1), e <= 15
+        let ulp_shift = e.saturating_sub(10);
+        let (q, r) = (i >> ulp_shift, i & ((1u64 << ulp_shift) - 1));
+        let half = if ulp_shift == 0 {
+            1
+        } else {
+            1u64 << (ulp_shift - 1)
+        };
+        let q = if ulp_shift > 0 && (r > half || (r == half && q & 1 == 1)) {
+            q + 1
+        } else {
+            q
+        };
+        // q is the significand with its implicit bit (1024..=2048); 2048 means the next binade.
+        let (q, e) = if q == 2048 { (1024, e + 1) } else { (q, e) };
+        let e = if ulp_shift == 0 { e } else { e.max(10) };
+        // q * 2^ulp_shift with q in [1024, 2048) when e >= 10; for e < 10, q = i exactly.
+        let (mant, exp) = if e >= 10 {
+            (q - 1024, e)
+        } else {
+            ((i << (10 - e)) - 1024, e)
+        };
+        (((exp + 15) as u16) << 10) | mant as u16
+    }
+
+    #[test]
+    fn f16_reference_agrees_with_known_values() {
+        // Values from numpy: np.array([1, 2, 2049, 2051, 4097, 65504, 65519, 65520], 'f2')
+        // .view('u2') = [0x3c00, 0x4000, 0x6800, 0x6802, 0x6c00, 0x7bff, 0x7bff, 0x7c00].
+        for (i, bits) in [
+            (1, 0x3c00),
+            (2, 0x4000),
+            (2049, 0x6800),
+            (2051, 0x6802),
+            (4097, 0x6c00),
+            (65504, 0x7bff),
+            (65519, 0x7bff),
+            (65520, 0x7c00),
+        ] {
+            assert_eq!(f16_bits_of_index(i), bits, "reference {i}");
+            assert_eq!(<f16 as Elem>::from_index(i).to_bits(), bits, "half {i}");
+        }
+        for i in 0..70_000 {
+            assert_eq!(
+                <f16 as Elem>::from_index(i).to_bits(),
+                f16_bits_of_index(i),
+                "element {i}"
+            );
+        }
+        assert_eq!(<f16 as Elem>::from_index(u64::MAX).to_bits(), 0x7c00);
+    }
+
+    const ALL: [&str; 25] = [
+        "<f8", ">f8", "<f4", ">f4", "<f2", ">f2", "<i8", ">i8", "<i4", ">i4", "<i2", ">i2", "|i1",
+        "<u8", ">u8", "<u4", ">u4", "<u2", ">u2", "|u1", "<c8", ">c8", "<c16", ">c16", "|b1",
     ];
 
     #[test]
@@ -796,6 +896,7 @@ mod tests {
             (">i4", "<i4"),
             (">u2", "<u2"),
             (">i8", "<i8"),
+            (">f2", "<f2"),
         ] {
             let n = 1000;
             let size = dt(big).itemsize();

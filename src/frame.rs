@@ -65,6 +65,55 @@ impl std::str::FromStr for Order {
     }
 }
 
+/// The stream format of an array on the wire ([`crate::Engine::send_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WireFormat {
+    /// ringxfer's framed message (`docs/PROTOCOL.md`): header, payload, and a trailer with the
+    /// payload's CRC-32, which the receiver checks.
+    #[default]
+    Rgxf,
+    /// numpy's `.npy` format ([`crate::npy`]): what `numpy.save(sock.makefile('wb'), a)`
+    /// writes, so `numpy.load(sock.makefile('rb'))` reads it with no ringxfer code. **No
+    /// checksum travels**: corrupted payload bytes go undetected.
+    Npy,
+}
+
+impl WireFormat {
+    /// The format a stream starting with byte `first` is in: `R` (of `RGXF`) or `\x93` (of
+    /// `\x93NUMPY`); `None` for any other byte. Lets a receiver tell the two apart from the
+    /// first byte, then check the rest of the magic with [`check_magic`] or
+    /// [`crate::npy::check_magic`].
+    pub fn of_first_byte(first: u8) -> Option<WireFormat> {
+        match first {
+            b if b == MAGIC[0] => Some(WireFormat::Rgxf),
+            b if b == crate::npy::MAGIC[0] => Some(WireFormat::Npy),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for WireFormat {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<WireFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rgxf" => Ok(WireFormat::Rgxf),
+            "npy" => Ok(WireFormat::Npy),
+            other => Err(crate::Error::InvalidInput(format!(
+                "unknown wire format {other:?} (expected rgxf or npy)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for WireFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WireFormat::Rgxf => "rgxf",
+            WireFormat::Npy => "npy",
+        })
+    }
+}
+
 /// Why a framed message was rejected. See `docs/PROTOCOL.md`, "What a receiver must reject".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -158,6 +207,10 @@ pub enum FrameError {
         /// CRC of the received payload.
         actual: u32,
     },
+    /// A `.npy` stream's header was rejected ([`crate::npy`]; numpy's format carries no
+    /// checksum and no trailer).
+    #[error("{0}")]
+    Npy(#[from] crate::npy::NpyError),
     /// A typed receive found another dtype on the wire.
     #[error("dtype mismatch: the message carries {wire}, the caller asked for {wanted}")]
     DtypeMismatch {
@@ -207,11 +260,18 @@ fn unsupported_text(flags: u16, reserved: u32, pad: u32) -> String {
 /// received matches, so a receiver can reject a stranger (an HTTP request, random bytes) at
 /// its first wrong byte instead of waiting for 32.
 pub fn check_magic(start: &[u8]) -> Result<(), FrameError> {
-    let n = start.len().min(MAGIC.len());
-    match start[..n].iter().zip(MAGIC).position(|(a, b)| *a != b) {
+    match magic_mismatch(start, &MAGIC) {
         None => Ok(()),
-        Some(i) => Err(FrameError::BadMagic(start[..=i].to_vec())),
+        Some(bad) => Err(FrameError::BadMagic(bad.to_vec())),
     }
+}
+
+/// The bytes of `start` up to and including the first one that differs from `magic` (only
+/// the first `magic.len()` bytes are looked at), or `None` while all of them match.
+pub(crate) fn magic_mismatch<'a>(start: &'a [u8], magic: &[u8]) -> Option<&'a [u8]> {
+    let n = start.len().min(magic.len());
+    let i = start[..n].iter().zip(magic).position(|(a, b)| a != b)?;
+    Some(&start[..=i])
 }
 
 impl FrameError {
@@ -233,6 +293,7 @@ impl FrameError {
             FrameError::TooLarge { .. } => "too_large",
             FrameError::BadTrailer(_) => "bad_trailer",
             FrameError::PayloadChecksum { .. } => "payload_checksum",
+            FrameError::Npy(e) => e.kind(),
             FrameError::DtypeMismatch { .. } => "dtype_mismatch",
             FrameError::ShapeMismatch { .. } => "shape_mismatch",
         }
@@ -493,6 +554,18 @@ mod tests {
         assert_eq!(b[16], b'F');
         assert_eq!(u64_at(&b, 24), 20 * 10 * 5 * 8);
         assert_eq!(Header::decode(&b, u64::MAX).unwrap(), h);
+    }
+
+    #[test]
+    fn float16_header_round_trip() {
+        for (text, shape) in [("<f2", &[3, 4][..]), (">f2", &[5][..])] {
+            let dt: DType = text.parse().unwrap();
+            let h = Header::new(dt, shape, Order::C).unwrap();
+            let b = h.encode();
+            assert_eq!(&b[8..16], format!("{text}\0\0\0\0\0").as_bytes());
+            assert_eq!(h.payload_len, shape.iter().product::<u64>() * 2);
+            assert_eq!(Header::decode(&b, u64::MAX).unwrap(), h);
+        }
     }
 
     #[test]

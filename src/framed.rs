@@ -28,7 +28,7 @@ use socket2::SockRef;
 use crate::buffer::AlignedBuf;
 use crate::driver::Transfer;
 use crate::dtype::{DType, Scalar};
-use crate::frame::{self, FrameError, Header, Order, PREFIX_LEN, TRAILER_LEN};
+use crate::frame::{self, FrameError, Header, Order, PREFIX_LEN, TRAILER_LEN, WireFormat};
 use crate::{Engine, Error, Result};
 
 /// Rust element types with a numpy dtype (native byte order).
@@ -43,7 +43,7 @@ macro_rules! element {
     };
 }
 element!(f64 => F64, f32 => F32, i64 => I64, i32 => I32, i16 => I16, i8 => I8,
-         u64 => U64, u32 => U32, u16 => U16, u8 => U8);
+         u64 => U64, u32 => U32, u16 => U16, u8 => U8, half::f16 => F16);
 
 /// A received array of any dtype: the header's description plus page-aligned payload bytes.
 #[derive(Debug)]
@@ -263,14 +263,63 @@ impl Engine {
         shape: &[u64],
         order: Order,
     ) -> Result<()> {
-        let header = Header::new(dtype, shape, order)?;
-        if header.payload_len != bytes.len() as u64 {
-            return Err(shape_mismatch(dtype, shape, &header, bytes.len()));
+        let view = ArrayView {
+            dtype,
+            bytes,
+            shape,
+            order,
+        };
+        self.send_view(sock, view, WireFormat::Rgxf)
+    }
+
+    /// Sends one array in `format`: an RGXF message (header, payload, trailer with the
+    /// payload's CRC-32; [`Engine::send_array_bytes`]) or a `.npy` stream (numpy's header from
+    /// [`crate::npy::encode_header`], then the payload; **no checksum travels**). Either way
+    /// one gathered send, the payload straight from `view.bytes` (no copy).
+    ///
+    /// A `.npy` stream ends with its data: a peer reading it with
+    /// `numpy.load(sock.makefile('rb'))` knows where the array ends from the header, so several
+    /// may follow each other on one connection.
+    ///
+    /// # Errors
+    /// As [`Engine::send_array`]: [`FrameError::ShapeMismatch`] when `view.bytes.len()` is not
+    /// `product(shape) * itemsize`, [`FrameError::TooManyDims`] above 32 dimensions,
+    /// [`FrameError::ShapeOverflow`]; then as [`Engine::send_from`].
+    pub fn send_view<S: AsFd>(
+        &mut self,
+        sock: &S,
+        view: ArrayView<'_>,
+        format: WireFormat,
+    ) -> Result<()> {
+        let header = Header::new(view.dtype, view.shape, view.order)?;
+        if header.payload_len != view.bytes.len() as u64 {
+            return Err(shape_mismatch(
+                view.dtype,
+                view.shape,
+                &header,
+                view.bytes.len(),
+            ));
         }
-        let head = header.encode();
-        let trailer = frame::encode_trailer(crc32fast::hash(bytes));
-        self.prepare_framed_send(sock, head.len() + bytes.len() + TRAILER_LEN)?;
-        self.send_parts(sock, &[&head, bytes, &trailer])
+        let (head, trailer) = match format {
+            WireFormat::Rgxf => (
+                header.encode(),
+                Some(frame::encode_trailer(crc32fast::hash(view.bytes))),
+            ),
+            WireFormat::Npy => (
+                crate::npy::encode_header(view.dtype, view.shape, view.order),
+                None,
+            ),
+        };
+        let parts: Vec<&[u8]> = [
+            &head[..],
+            view.bytes,
+            trailer.as_ref().map_or(&[], |t| &t[..]),
+        ]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+        self.prepare_framed_send(sock, parts.iter().map(|p| p.len()).sum())?;
+        self.send_parts(sock, &parts)
     }
 
     /// Receives one framed array of `T` in native byte order.
@@ -387,7 +436,8 @@ pub const COALESCE_MAX: usize = 64 << 10;
 /// consecutive small messages.
 pub const READ_AHEAD: usize = 256 << 10;
 
-/// An array to send with [`Engine::send_arrays`]: element bytes of `dtype`, `shape`, `order`.
+/// An array to send with [`Engine::send_arrays`] or [`Engine::send_view`]: element bytes of
+/// `dtype`, `shape`, `order`.
 #[derive(Debug, Clone, Copy)]
 pub struct ArrayView<'a> {
     /// Element type and byte order of `bytes`.

@@ -273,7 +273,7 @@ fn dtype_field() -> impl Strategy<Value = [u8; 8]> {
             &[
                 "<f8", ">f8", "<f4", "<i8", ">i4", "<i2", "|i1", "<u8", "<u4", ">u2", "|u1",
                 "<c16", "<c8", "f8", "=f4", "|f8", "float64", "double", "d", "", "<x9", "<f16",
-                "<U8",
+                "<U8", "<f2", ">f2", "f2", "float16", "<f1",
             ][..]
         )
         .prop_map(wire::dtype_field),

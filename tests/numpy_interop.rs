@@ -17,7 +17,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,50 +26,19 @@ use ringxfer::frame::{self, Header};
 use ringxfer::{Backend, Engine, Error, FrameError, Options, Order};
 use serde_json::Value;
 
+mod util;
+use util::py::numpy_available;
+
 /// A child process still running after this long is killed and the test fails.
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
 /// Idle timeout of the Rust engines: a peer that stalls fails the test instead of hanging it.
 const IDLE: Duration = Duration::from_secs(30);
 
-const REQUIRE_NUMPY_ENV: &str = "RINGXFER_TEST_REQUIRE_NUMPY";
 const REQUIRE_URING_ENV: &str = "RINGXFER_TEST_REQUIRE_URING";
 
 // ---------------------------------------------------------------------------------------------
 // Skips
 // ---------------------------------------------------------------------------------------------
-
-/// True when `python3` can import numpy; otherwise prints why (once per test) and returns
-/// false, or panics under `RINGXFER_TEST_REQUIRE_NUMPY=1`.
-fn numpy_available() -> bool {
-    static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
-    let probe = PROBE.get_or_init(|| {
-        match Command::new("python3")
-            .args([
-                "-c",
-                "import numpy, sys; print(numpy.__version__, sys.version.split()[0])",
-            ])
-            .output()
-        {
-            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().into()),
-            Ok(o) => Err(format!(
-                "python3 -c 'import numpy' failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Err(format!("cannot run python3: {e}")),
-        }
-    });
-    match probe {
-        Ok(_) => true,
-        Err(why) if std::env::var(REQUIRE_NUMPY_ENV).is_ok_and(|v| v == "1") => {
-            panic!("numpy unavailable but {REQUIRE_NUMPY_ENV}=1: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: numpy unavailable: {why}");
-            false
-        }
-    }
-}
 
 /// True when io_uring works here; otherwise prints why and returns false (or panics under
 /// `RINGXFER_TEST_REQUIRE_URING=1`).
@@ -513,6 +481,9 @@ interop! {
     f8: [c("<f8", &[1000], C)];
     /// float32.
     f4: [c("<f4", &[250, 4], C)];
+    /// float16: past 2048 (where steps become 2) and 65504 (the largest finite value, then
+    /// inf), so numpy's rounding of `astype(float16)` shows; big-endian in Fortran order.
+    f2: [c("<f2", &[70_000], C), c(">f2", &[300, 7], F)];
     /// int64.
     i8: [c("<i8", &[1000], C)];
     /// uint8, past 255 so the wrap of `astype` shows.

@@ -183,7 +183,7 @@ macro_rules! with_element {
                 type $t = u8;
                 Some($body)
             }
-            Scalar::C64 | Scalar::C128 | Scalar::Bool => None,
+            Scalar::F16 | Scalar::C64 | Scalar::C128 | Scalar::Bool => None,
         }
     };
 }

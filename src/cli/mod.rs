@@ -168,7 +168,7 @@ impl From<ringxfer::Error> for Failure {
 /// The array to move: dtype and either an element count or a byte size.
 #[derive(Debug, Args)]
 pub struct ArrayArgs {
-    /// numpy dtype of the elements: <f8, >f8, f4, <i8, i4, i2, |i1, u8, u4, u2, |u1,
+    /// numpy dtype of the elements: <f8, >f8, f4, <f2, <i8, i4, i2, |i1, u8, u4, u2, |u1,
     /// float64, int32, uint8, … (no byte-order prefix = native order) [default: f8].
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<DType>,

@@ -489,3 +489,6 @@ pub fn check_registered(registered: bool, reason: Option<&str>, bytes: u64, what
 
 /// Child processes: the `ringxfer` binary, this test binary re-run as a child, `/proc` reads.
 pub mod proc;
+
+/// `python3` with numpy as a child process: the skip rule and a bounded run.
+pub mod py;
