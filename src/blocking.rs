@@ -300,7 +300,8 @@ fn run_transfer(
 /// Runs a set of transfers (see [`crate::driver`]): a set of one on the calling thread, a
 /// larger set on scoped threads, one per transfer. The first transfer to fail raises the
 /// set's cancel flag; the others see it within 100 ms (their socket timeout is at most that
-/// while in a set) and return [`Error::Canceled`].
+/// while in a set) and return [`Error::Canceled`]. A thread that cannot be started is
+/// [`Error::Spawn`] for its transfer and cancels the set the same way.
 pub(crate) fn run_set(
     transfers: &mut [Transfer<'_>],
     timeout: Option<Duration>,
@@ -310,23 +311,37 @@ pub(crate) fn run_set(
     }
     let cancel = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let handles: Vec<_> = transfers
-            .iter_mut()
-            .map(|t| {
-                let cancel = &cancel;
-                s.spawn(move || {
-                    let r = run_transfer(t, timeout, Some(cancel));
-                    if r.is_err() {
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        let mut handles = Vec::with_capacity(transfers.len());
+        let mut unstarted = Vec::new();
+        for t in transfers.iter_mut() {
+            if cancel.load(Ordering::Relaxed) {
+                unstarted.push(Err(Error::Canceled {
+                    transferred: 0,
+                    expected: t.bufs.len(),
+                }));
+                continue;
+            }
+            let cancel = &cancel;
+            let spawned = std::thread::Builder::new().spawn_scoped(s, move || {
+                let r = run_transfer(t, timeout, Some(cancel));
+                if r.is_err() {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                r
+            });
+            match spawned {
+                Ok(h) => handles.push(Ok(h)),
+                Err(e) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    handles.push(Err(Error::Spawn(e)));
+                }
+            }
+        }
+        let joined = handles.into_iter().map(|h| {
+            h.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .unwrap_or_else(Err)
+        });
+        joined.chain(unstarted).collect()
     })
 }
 

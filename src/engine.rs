@@ -1,71 +1,9 @@
-//! # ringxfer
-//!
-//! Moves a large contiguous array (`&[T]` with `T: bytemuck::Pod`: `f64`, `f32`, `i64`, `u8`,
-//! …) through a connected stream socket (TCP or Unix) without a user-space copy — the classic
-//! memoryview recipe (`send` a byte view in a loop, `recv_into` a preallocated array) as a Linux
-//! io_uring engine, with a blocking `std` loop as the fallback and the baseline.
-//!
-//! * [`send_from`] returns when every byte of the slice has been handed to the kernel.
-//! * [`recv_into`] returns when every byte of the slice has been filled.
-//! * An [`Engine`] keeps one io_uring instance for many transfers; [`Engine::register_send`] /
-//!   [`Engine::register_recv`] register an array as **fixed buffers** once (an RAII guard that
-//!   borrows it) and reuse the registration for many transfers.
-//! * [`close::finish`] ([`Engine::finish`]) ends a sender's connection gracefully: shut down
-//!   the write side, drain what the peer sends until it closes, so a close never turns into a
-//!   reset that loses the tail of the array (case C16). Call it before dropping the socket.
-//! * [`recv_into`] reads exactly the slice's bytes and leaves whatever follows in the socket;
-//!   [`close::expect_eof`] ([`Engine::expect_eof`]) checks that nothing follows (the peer
-//!   closes) and reports [`Error::ExtraBytes`] with the count otherwise.
-//!
-//! Sizes are in **bytes** unless a name says elements. The wire carries exactly the array's
-//! bytes in memory order (native endianness): what a numpy peer doing
-//! `sock.send(memoryview(a).cast('B'))` sends.
-//!
-//! # Example
-//!
-//! ```
-//! use std::net::{TcpListener, TcpStream};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let listener = TcpListener::bind("127.0.0.1:0")?;
-//! let addr = listener.local_addr()?;
-//! let sender = std::thread::spawn(move || -> ringxfer::Result<()> {
-//!     let sock = TcpStream::connect(addr).expect("connect");
-//!     let a: Vec<f64> = (0..1_000_000).map(|i| i as f64).collect(); // 8 MB
-//!     ringxfer::send_from(&sock, &a)
-//! });
-//! let (sock, _) = listener.accept()?;
-//! let mut b = vec![0f64; 1_000_000];
-//! ringxfer::recv_into(&sock, &mut b)?;
-//! sender.join().unwrap()?;
-//! assert!(b.iter().enumerate().all(|(i, &x)| x == i as f64));
-//! # Ok(()) }
-//! ```
-//!
-//! # Backends
-//!
-//! [`Backend::Auto`] (the default) probes io_uring once per process ([`probe`]) and falls back to
-//! [`Backend::Blocking`] when a ring cannot be set up (EPERM under a seccomp profile or with
-//! `kernel.io_uring_disabled`, ENOSYS, a kernel older than 5.6); [`Engine::fallback_reason`]
-//! says why. The environment variable `RINGXFER_BACKEND=blocking|uring|auto` overrides `Auto`.
-
-#![deny(missing_docs)]
-
-pub mod auth;
-pub mod blocking;
-pub mod buffer;
-pub mod close;
-mod driver;
-pub mod dtype;
-mod error;
-pub mod frame;
-mod framed;
-pub mod planner;
-pub mod scope;
-mod sock;
-mod stats;
-pub mod stripe;
-pub mod uring;
+//! [`Engine`] and its [`Options`]: every public method of the engine is here — one-shot
+//! transfers, registration guards, framed sends and receives — except those whose whole
+//! logic lives with their subject: [`Engine::scope`] (`scope.rs`), the striped calls
+//! (`stripe.rs`), [`Engine::finish`]/[`Engine::expect_eof`] (`close.rs`), the handshake
+//! (`auth.rs`) and [`Engine::stats`] (`stats.rs`). [`Engine::run_set`] is the one place that
+//! picks the backend.
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -73,18 +11,14 @@ use std::time::Duration;
 use bytemuck::Pod;
 use socket2::SockRef;
 
-use driver::Transfer;
-
-pub use auth::{AuthError, AuthKey};
-pub use buffer::Prefault;
-pub use error::{Error, Result};
-pub use frame::{FrameError, Order};
-pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
-pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
-pub use scope::{Scope, ScopeOutcome};
-pub use stats::EngineStats;
-pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
-pub use uring::{RING_FLAGS_ENV, RingFlags, RingSetup};
+use crate::buffer::{self, AlignedBuf, Prefault};
+use crate::driver::Transfer;
+use crate::dtype::DType;
+use crate::frame::{self, Header, Order};
+use crate::framed::{self, AnyArray, Array, ArrayView, Element, READ_AHEAD, Receiver, Wire};
+use crate::planner::Direction;
+use crate::uring::{self, RecvOp, RingFlags, SendOp, UringTuning, probe};
+use crate::{Error, Result, blocking, sock};
 
 /// Which engine moves the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -152,7 +86,7 @@ pub struct Options {
     /// One-shot registration policy.
     pub register: RegisterPolicy,
     /// Framed receives: largest payload accepted, in bytes, checked against the header
-    /// *before* anything is allocated. Default [`frame::DEFAULT_MAX_PAYLOAD_BYTES`] (8 GiB).
+    /// *before* anything is allocated. Default [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES) (8 GiB).
     pub max_payload_bytes: u64,
     /// Framed receives: how a fresh receive array is prepared ([`Prefault`]).
     pub prefault: Prefault,
@@ -163,7 +97,7 @@ pub struct Options {
     /// this project's machine. Default 512 KiB; 0 sends everything through the ring.
     pub direct_below_bytes: usize,
     /// Framed receives: bytes of dropped arrays' memory kept for reuse, in a pool shared by
-    /// all engines of the process ([`buffer::Pool::shared`]); default 2 GiB, 0 disables
+    /// all engines of the process ([`Engine::recycled_bytes`]); default 2 GiB, 0 disables
     /// recycling for this engine.
     pub recycle_bytes: usize,
     /// Framed sends set `TCP_NODELAY` on a TCP socket before sending (default `true`), so a
@@ -194,7 +128,7 @@ impl Default for Options {
 /// The backend an [`Engine`] actually uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActiveBackend {
-    /// [`blocking`] loop.
+    /// The blocking `std::io` loop.
     Blocking,
     /// io_uring.
     Uring,
@@ -215,9 +149,9 @@ impl ActiveBackend {
 /// Not shareable across threads at once (`&mut self` methods); create one per thread.
 #[derive(Debug)]
 pub struct Engine {
-    ring: Option<uring::Ring>,
-    pool: std::sync::Arc<buffer::Pool>,
-    opts: Options,
+    pub(crate) ring: Option<uring::Ring>,
+    pub(crate) pool: std::sync::Arc<buffer::Pool>,
+    pub(crate) opts: Options,
     fallback_reason: Option<String>,
 }
 
@@ -286,7 +220,7 @@ impl Engine {
     }
 
     /// How this engine's io_uring instance is set up (`None` on the blocking backend): the
-    /// probe's choice for the process ([`Probe::ring_flags`]).
+    /// probe's choice for the process ([`Probe::ring_flags`](crate::Probe::ring_flags)).
     ///
     /// With `SINGLE_ISSUER` the ring belongs to one thread; the engine is still `Send`: when a
     /// call comes from another thread than the last one, the ring is rebuilt for it (one
@@ -310,6 +244,14 @@ impl Engine {
     /// The options this engine was built with.
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// Bytes of dropped framed arrays' memory held for reuse by this engine's pool: the pool
+    /// shared by all engines of the process (see [`Options::recycle_bytes`]), or this
+    /// engine's own empty one when `recycle_bytes` is 0. A fresh receive of at most this many
+    /// bytes takes recycled memory instead of new pages.
+    pub fn recycled_bytes(&self) -> usize {
+        self.pool.held_bytes()
     }
 
     /// Sends every byte of `data` (`size_of_val(data)` bytes) on the connected stream socket
@@ -375,6 +317,139 @@ impl Engine {
             tuning,
             timeout,
         }
+    }
+}
+
+/// Framed arrays (`docs/PROTOCOL.md`): dtype, shape and order travel with the payload.
+/// Every receive call runs the one receive state machine ([`Receiver`]; the plain calls are a
+/// receiver without read-ahead) and follows one rule for a rejected message (see the
+/// [crate docs](crate#rejected-messages)).
+impl Engine {
+    /// Sends `data` as one framed array of `shape` (elements) in `order`.
+    ///
+    /// `data` holds the elements in memory order: for `Order::F` the first index varies
+    /// fastest (numpy `a.tobytes(order='F')`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArray`] (the caller's mistake; nothing is sent) when
+    /// `product(shape) != data.len()` or above 32 dimensions; then as [`Engine::send_from`].
+    pub fn send_array<T: Element>(
+        &mut self,
+        sock: &impl AsFd,
+        data: &[T],
+        shape: &[u64],
+        order: Order,
+    ) -> Result<()> {
+        framed::send_array_bytes(self, sock, ArrayView::new(data, shape, order))
+    }
+
+    /// Sends raw element bytes of any `dtype` (e.g. big-endian `>i4`) as one framed array.
+    /// Errors as [`Engine::send_array`] (`bytes.len()` must be `product(shape) * itemsize`).
+    pub fn send_array_bytes<S: AsFd>(
+        &mut self,
+        sock: &S,
+        dtype: DType,
+        bytes: &[u8],
+        shape: &[u64],
+        order: Order,
+    ) -> Result<()> {
+        let view = ArrayView {
+            dtype,
+            bytes,
+            shape,
+            order,
+        };
+        framed::send_array_bytes(self, sock, view)
+    }
+
+    /// Sends many framed arrays back to back, in order, with as few SQEs (uring) or `send`
+    /// calls (blocking) as possible: headers, trailers and payloads of up to
+    /// [`COALESCE_MAX`](crate::COALESCE_MAX) bytes are packed into one staging buffer; larger
+    /// payloads go out from the caller's memory between them. Errors as
+    /// [`Engine::send_array`] (every array is checked before anything is sent); on a transfer
+    /// error, an unknown number of whole or partial messages has been sent.
+    pub fn send_arrays<S: AsFd>(&mut self, sock: &S, arrays: &[ArrayView<'_>]) -> Result<()> {
+        framed::send_arrays(self, sock, arrays)
+    }
+
+    /// Receives one framed array of `T` in native byte order.
+    ///
+    /// # Errors
+    /// [`FrameError::DtypeMismatch`](crate::FrameError::DtypeMismatch) when the message
+    /// carries another dtype or byte order (the message is consumed; the connection stays
+    /// usable); other [`FrameError`](crate::FrameError)s for a bad header, checksum or limit
+    /// ([`Options::max_payload_bytes`]); [`Error::UnexpectedEof`] when the stream ends inside
+    /// a message (`transferred: 0` with `expected: 32` means the peer closed cleanly between
+    /// messages); [`Error::Alloc`] when the receive memory cannot be had.
+    pub fn recv_array<T: Element>(&mut self, sock: &impl AsFd) -> Result<Array<T>> {
+        Receiver::new(self, sock, 0).recv_array()
+    }
+
+    /// Receives one framed array of `T` into the caller's preallocated `out` (no allocation:
+    /// the memoryview recipe's `recv_into`, with the header checked first). Returns the
+    /// header (shape and order).
+    ///
+    /// # Errors
+    /// [`FrameError::DtypeMismatch`](crate::FrameError::DtypeMismatch) or
+    /// [`FrameError::ShapeMismatch`](crate::FrameError::ShapeMismatch) when the message does
+    /// not fit `out` — the message is consumed (read and discarded) and the connection stays
+    /// usable; otherwise as [`Engine::recv_array`].
+    pub fn recv_array_into<T: Element>(
+        &mut self,
+        sock: &impl AsFd,
+        out: &mut [T],
+    ) -> Result<Header> {
+        Receiver::new(self, sock, 0).recv_array_into(out)
+    }
+
+    /// Receives one framed array of whatever dtype it carries. Errors as
+    /// [`Engine::recv_array`], without the dtype check.
+    pub fn recv_any<S: AsFd>(&mut self, sock: &S) -> Result<AnyArray> {
+        Receiver::new(self, sock, 0).recv_any()
+    }
+
+    /// Receives the payload and trailer of a message whose header the caller has already
+    /// read from `sock` and decoded ([`decode_prefix`](crate::decode_prefix),
+    /// [`Header::decode`]) — e.g. a server that reads headers under a deadline of its own.
+    /// The header's `payload_len` is checked against [`Options::max_payload_bytes`] again
+    /// before anything is allocated. Errors as [`Engine::recv_any`]; their byte counts include
+    /// the header.
+    pub fn recv_any_after_header<S: AsFd>(&mut self, sock: &S, header: Header) -> Result<AnyArray> {
+        Receiver::new(self, sock, 0).recv_after_header(header)
+    }
+
+    /// A read-ahead receiver of framed arrays on `sock` (see [`Receiver`]).
+    pub fn receiver<S: AsFd>(&mut self, sock: S) -> Receiver<'_, S> {
+        Receiver::new(self, sock, READ_AHEAD)
+    }
+
+    /// Reads and checks one framed header from `sock` (no read-ahead: nothing after it is
+    /// read), for the striped receive.
+    pub(crate) fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
+        Receiver::new(self, sock, 0).recv_header()
+    }
+}
+
+impl Wire for Engine {
+    fn run(&mut self, t: Transfer<'_>) -> Result<u64> {
+        Engine::run(self, t, false)
+    }
+
+    fn max_payload_bytes(&self) -> u64 {
+        self.opts.max_payload_bytes
+    }
+
+    fn nodelay(&self) -> bool {
+        self.opts.nodelay
+    }
+
+    fn alloc(&self, len: usize) -> Result<AlignedBuf> {
+        AlignedBuf::for_receive(len, self.opts.prefault, &self.pool).map_err(|source| {
+            Error::Alloc {
+                bytes: len as u64,
+                source,
+            }
+        })
     }
 }
 

@@ -146,14 +146,24 @@ pub enum Error {
         short_at: u64,
     },
 
-    /// A framed message was rejected (bad header, checksum, limit, …); see
-    /// `docs/PROTOCOL.md`. The connection is out of sync afterwards unless the variant says
-    /// otherwise (a `PayloadChecksum` or `DtypeMismatch` leaves it usable: the whole message
-    /// was consumed).
+    /// A framed message from the peer was rejected (bad header, checksum, limit, or not the
+    /// dtype/length the caller expected); see `docs/PROTOCOL.md`. What it leaves of the
+    /// stream is the crate's one rule ([crate docs](crate#rejected-messages)): a message
+    /// rejected for the caller's expectation (`DtypeMismatch`, `ShapeMismatch`) or its
+    /// checksum (`PayloadChecksum`) was consumed and the connection stays usable; after any
+    /// other variant close the connection.
     #[error("framed message rejected: {0}")]
     Frame(#[from] crate::frame::FrameError),
 
-    /// An invalid argument: an unknown backend name, an impossible option value, ….
+    /// The caller's own array cannot be sent as a framed message: its length is not
+    /// `product(shape) * itemsize` (`ShapeMismatch`), more than 32 dimensions
+    /// (`TooManyDims`), or a shape whose byte count overflows (`ShapeOverflow`). Nothing was
+    /// sent; the connection is untouched. (A peer's bad frame is [`Error::Frame`].)
+    #[error("invalid array for a framed send: {0}")]
+    InvalidArray(#[source] crate::frame::FrameError),
+
+    /// An invalid argument: an unknown backend, dtype or order name, an impossible option
+    /// value, an empty list of streams, ….
     #[error("invalid argument: {0}")]
     InvalidInput(String),
 
@@ -161,6 +171,24 @@ pub enum Error {
     /// ([`crate::auth`]; the connection must be closed).
     #[error("authentication failed: {0}")]
     Auth(#[from] crate::auth::AuthError),
+
+    /// Page-aligned memory for a received array could not be had (`mmap` refused it:
+    /// `ENOMEM`, an address-space or overcommit limit).
+    #[error("cannot allocate {bytes} bytes for the receive array: {source}")]
+    Alloc {
+        /// Bytes asked for.
+        bytes: u64,
+        /// The OS error of `mmap`.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A thread of a concurrent set (the blocking backend runs each transfer of
+    /// [`crate::Engine::scope`] or of a striped array on its own thread) could not be started
+    /// (`EAGAIN`: a thread or memory limit). This transfer never started; the set's other
+    /// transfers were canceled ([`Error::Canceled`]).
+    #[error("cannot start a transfer thread: {0}")]
+    Spawn(#[source] io::Error),
 
     /// Setting up the ring or registering buffers failed with an OS error.
     #[error("{what}: {source}")]
@@ -250,6 +278,9 @@ impl Error {
             }
             Error::Io { .. } => "io",
             Error::Setup { .. } => "setup",
+            Error::Alloc { .. } => "alloc",
+            Error::Spawn(_) => "spawn",
+            Error::InvalidArray(_) => "invalid_array",
             Error::UringUnavailable(_) => "uring_unavailable",
             Error::InvalidInput(_) => "invalid_input",
             Error::ChainOrder { .. } => "chain_order",
@@ -313,9 +344,51 @@ impl Error {
     /// The errno, where the error came from the OS.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } | Error::Setup { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. }
+            | Error::Setup { source, .. }
+            | Error::Alloc { source, .. }
+            | Error::Spawn(source) => source.raw_os_error(),
+            Error::Stream { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error converts to (see `From<Error> for io::Error`).
+    pub fn io_kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::UnexpectedEof { .. } | Error::ReadShutdown { .. } => K::UnexpectedEof,
+            Error::TimedOut { .. } | Error::TimedOutAborted { .. } => K::TimedOut,
+            Error::PeerNotClosed { .. } => K::TimedOut,
+            Error::PeerReset { .. } => K::ConnectionReset,
+            Error::Io { source, .. }
+            | Error::Setup { source, .. }
+            | Error::Alloc { source, .. }
+            | Error::Spawn(source) => source.kind(),
+            Error::Stream { source, .. } => source.io_kind(),
+            Error::Frame(_) | Error::ExtraBytes { .. } | Error::ChainOrder { .. } => K::InvalidData,
+            Error::InvalidArray(_) | Error::InvalidInput(_) | Error::NotStream { .. } => {
+                K::InvalidInput
+            }
+            Error::UringUnavailable(_) => K::Unsupported,
+            Error::Auth(_) => K::PermissionDenied,
+            // Not `Interrupted`: std's loops retry that kind, and this transfer must not be.
+            Error::Canceled { .. } => K::Other,
+        }
+    }
+}
+
+/// For `?` in a function returning `std::io::Result`: the [`io::ErrorKind`] of
+/// [`Error::io_kind`] — `UnexpectedEof`, `TimedOut`, `ConnectionReset` (a peer reset, or an
+/// OS `ECONNRESET`), `InvalidData` for a peer's bad frame, `InvalidInput` for the caller's
+/// own mistakes, the OS error's own kind for an OS error — with the ringxfer error (byte
+/// counts and all) as the payload: `io_err.get_ref()` downcasts to [`Error`], whose
+/// [`Error::raw_os_error`] (and `source()`) still give the OS errno.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.io_kind(), e)
     }
 }
 

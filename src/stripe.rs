@@ -262,7 +262,7 @@ impl StripePrefix {
 }
 
 use crate::dtype::DType;
-use crate::frame::{self, FrameError, Header, Order, TRAILER_LEN};
+use crate::frame::{self, FrameError, Order, TRAILER_LEN};
 use crate::framed::AnyArray;
 
 impl Engine {
@@ -286,15 +286,7 @@ impl Engine {
                 "send_array_striped: no streams".to_owned(),
             ));
         }
-        let header = Header::new(dtype, shape, order)?;
-        if header.payload_len != bytes.len() as u64 {
-            return Err(crate::framed::shape_mismatch(
-                dtype,
-                shape,
-                &header,
-                bytes.len(),
-            ));
-        }
+        let header = crate::framed::send_header(dtype, shape, order, bytes.len())?;
         let head = header.encode();
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| Error::Setup {
@@ -328,7 +320,7 @@ impl Engine {
         let peers: Vec<String> = socks.iter().map(peer_name).collect();
         for (i, (s, r)) in socks.iter().zip(&geometry).enumerate() {
             // The stream-socket check and TCP_NODELAY, as for any framed send.
-            self.prepare_framed_send(s, (r.end - r.start) as usize)
+            crate::framed::prepare_send(self, s, (r.end - r.start) as usize)
                 .map_err(|e| stream_error(&peers, i, e))?;
         }
         let results = self
@@ -414,7 +406,9 @@ impl Engine {
                 .into(),
             ));
         }
-        let mut array = AnyArray::for_header(self, header)?;
+        // (`recv_header` refused a payload over `max_payload_bytes` before anything was allocated.)
+        let data = crate::framed::Wire::alloc(self, header.payload_len as usize)?;
+        let mut array = AnyArray::new(header, data);
         // 3. Every stripe in place, and its trailer.
         let geometry = stripes(first.payload_len, n);
         let mut trailers = vec![[0u8; TRAILER_LEN]; n];

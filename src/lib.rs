@@ -1,0 +1,171 @@
+//! # ringxfer
+//!
+//! Moves a large contiguous array (`&[T]` with `T: bytemuck::Pod`: `f64`, `f32`, `i64`, `u8`,
+//! …) through a connected stream socket (TCP or Unix) without a user-space copy — the classic
+//! memoryview recipe (`send` a byte view in a loop, `recv_into` a preallocated array) as a Linux
+//! io_uring engine, with a blocking `std` loop as the fallback and the baseline.
+//!
+//! * [`send_from`] returns when every byte of the slice has been handed to the kernel.
+//! * [`recv_into`] returns when every byte of the slice has been filled.
+//! * An [`Engine`] keeps one io_uring instance for many transfers; [`Engine::register_send`] /
+//!   [`Engine::register_recv`] register an array as **fixed buffers** once (an RAII guard that
+//!   borrows it) and reuse the registration for many transfers.
+//! * [`close::finish`] ([`Engine::finish`]) ends a sender's connection gracefully: shut down
+//!   the write side, drain what the peer sends until it closes, so a close never turns into a
+//!   reset that loses the tail of the array (case C16). Call it before dropping the socket.
+//! * [`recv_into`] reads exactly the slice's bytes and leaves whatever follows in the socket;
+//!   [`close::expect_eof`] ([`Engine::expect_eof`]) checks that nothing follows (the peer
+//!   closes) and reports [`Error::ExtraBytes`] with the count otherwise.
+//!
+//! Sizes are in **bytes** unless a name says elements. The wire carries exactly the array's
+//! bytes in memory order (native endianness): what a numpy peer doing
+//! `sock.send(memoryview(a).cast('B'))` sends.
+//!
+//! # Example
+//!
+//! ```
+//! use std::net::{TcpListener, TcpStream};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! let sender = std::thread::spawn(move || -> ringxfer::Result<()> {
+//!     let sock = TcpStream::connect(addr).expect("connect");
+//!     let a: Vec<f64> = (0..1_000_000).map(|i| i as f64).collect(); // 8 MB
+//!     ringxfer::send_from(&sock, &a)
+//! });
+//! let (sock, _) = listener.accept()?;
+//! let mut b = vec![0f64; 1_000_000];
+//! ringxfer::recv_into(&sock, &mut b)?;
+//! sender.join().unwrap()?;
+//! assert!(b.iter().enumerate().all(|(i, &x)| x == i as f64));
+//! # Ok(()) }
+//! ```
+//!
+//! # Backends
+//!
+//! [`Backend::Auto`] (the default) probes io_uring once per process ([`probe`]) and falls back to
+//! [`Backend::Blocking`] when a ring cannot be set up (EPERM under a seccomp profile or with
+//! `kernel.io_uring_disabled`, ENOSYS, a kernel older than 5.6); [`Engine::fallback_reason`]
+//! says why. The environment variable `RINGXFER_BACKEND=blocking|uring|auto` overrides `Auto`.
+//!
+//! # The public surface, in one map
+//!
+//! | To …                                            | use                                                                  |
+//! |-------------------------------------------------|----------------------------------------------------------------------|
+//! | move one raw array, once                        | [`send_from`], [`recv_into`]                                         |
+//! | move many, reusing one ring                     | [`Engine`] ([`Engine::new`], [`Engine::with_options`], [`Options`]), [`Engine::send_from`], [`Engine::recv_into`] |
+//! | register an array as fixed buffers, reuse it    | [`Engine::register_send`] / [`Engine::register_recv`] → [`RegisteredSend`] / [`RegisteredRecv`] |
+//! | run many transfers at once, borrowed            | [`Engine::scope`] → [`Scope`], [`ScopeOutcome`]                      |
+//! | stripe one array over several streams           | [`Engine::send_striped`] / [`Engine::recv_striped`] (raw), [`Engine::send_array_striped`] / [`Engine::recv_any_striped`] (framed), geometry [`stripes`] |
+//! | send framed arrays (dtype/shape/order travel)   | [`Engine::send_array`], [`Engine::send_array_bytes`], [`Engine::send_arrays`] ([`ArrayView`]) |
+//! | receive framed arrays                           | [`Engine::recv_array`], [`Engine::recv_array_into`], [`Engine::recv_any`] ([`Array`], [`AnyArray`], [`Header`]); many small ones: [`Engine::receiver`] → [`Receiver`] |
+//! | read headers yourself (a server with deadlines) | [`decode_prefix`], [`Header::decode`], [`Engine::recv_any_after_header`] |
+//! | dtypes                                          | [`dtype`] ([`dtype::DType`], the arange check pattern), [`Element`], [`Order`] |
+//! | close without losing the tail, check for extra  | [`close`] ([`close::finish`], [`close::expect_eof`]), or [`Engine::finish`] / [`Engine::expect_eof`] with the engine's timeout |
+//! | authenticate a connection                       | [`auth`] ([`auth::AuthKey`]), [`Engine::authenticate_client`] / [`Engine::authenticate_server`] |
+//! | tune and observe the uring backend              | [`UringTuning`] ([`SendOp`], [`RecvOp`]), [`probe`] ([`Probe`]), [`RingFlags`], [`EngineStats`] |
+//! | handle errors                                   | [`Error`] (each variant means one thing), [`FrameError`], [`Result`]; `?` into `std::io::Result` works ([`Error`] converts) |
+//!
+//! Everything else is private. The `testing` cargo feature exposes internals (`planner`,
+//! `frame`, `buffer`, `stripe`, `uring`) as `#[doc(hidden)]` modules for this crate's own tests
+//! and benchmarks; they are not part of the API and change without notice.
+//!
+//! # Rejected messages
+//!
+//! One rule for every framed receive call ([`Engine::recv_any`], [`Engine::recv_array`],
+//! [`Engine::recv_array_into`], [`Engine::recv_any_after_header`], and the same calls on a
+//! [`Receiver`]):
+//!
+//! * A well-formed message rejected for **the caller's expectation** — another dtype or byte
+//!   order than `T` ([`FrameError::DtypeMismatch`]), another length than the caller's `out`
+//!   ([`FrameError::ShapeMismatch`]) — is **consumed**: its payload and trailer are read and
+//!   discarded (no allocation; bounded by the header's declared length), so the next receive
+//!   starts at the next header and the connection stays usable. A payload whose checksum
+//!   fails ([`FrameError::PayloadChecksum`]) was consumed whole too.
+//! * A message whose payload is **over [`Options::max_payload_bytes`]**
+//!   ([`FrameError::TooLarge`]) is refused as soon as its 32-byte prefix is read, with nothing
+//!   further read or allocated: the limit exists so that a peer cannot make the receiver spend
+//!   memory *or time* on an announced 300 GB, so its payload is not read either. The stream is
+//!   then inside that message: close the connection.
+//! * A **malformed** message (bad magic, version, header length or checksum, unknown dtype,
+//!   flags, trailer) leaves the stream at an unknown place: close the connection.
+//! * A transfer error inside a message ([`Error::UnexpectedEof`], [`Error::Io`],
+//!   [`Error::TimedOut`]) counts the bytes of the whole message; the stream is unusable.
+//!
+//! # Async callers
+//!
+//! Every call blocks the calling thread until its bytes have moved. Called directly inside an
+//! async task it blocks the runtime's worker: on a tokio `current_thread` runtime with the
+//! peer as another task of the same runtime, `recv_into` waits for bytes that the starved
+//! sender task never sends — it hangs, silently, forever. Run ringxfer on a blocking thread:
+//! turn the tokio socket into a std one with `into_std()` and move it into
+//! `tokio::task::spawn_blocking`. A tokio socket is in non-blocking mode; ringxfer works with
+//! it either way (both backends wait for readiness with `poll` themselves on `EAGAIN`), so
+//! `set_nonblocking(false)` is optional. `examples/async_tokio.rs` is a complete program (run
+//! by `tests/async_tokio.rs`):
+//!
+//! ```text
+//! let (sock, _) = listener.accept().await?;                 // tokio::net::TcpListener
+//! let sock = sock.into_std()?;                              // std::net::TcpStream
+//! let data = tokio::task::spawn_blocking(move || {
+//!     let mut data = vec![0f64; N];
+//!     ringxfer::recv_into(&sock, &mut data).map(|()| data)
+//! })
+//! .await??;
+//! ```
+
+#![deny(missing_docs)]
+
+/// Declares internal modules: private, or `#[doc(hidden)] pub` with the `testing` feature (for
+/// this crate's tests and benchmarks only; not part of the API).
+macro_rules! internal {
+    ($($(#[$m:meta])* mod $name:ident;)*) => {$(
+        $(#[$m])*
+        #[cfg(feature = "testing")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$m])*
+        #[cfg(not(feature = "testing"))]
+        #[allow(dead_code)]
+        mod $name;
+    )*};
+}
+
+pub mod auth;
+mod blocking;
+pub mod close;
+mod driver;
+pub mod dtype;
+mod engine;
+mod error;
+mod framed;
+mod scope;
+mod sock;
+mod stats;
+internal! {
+    mod buffer;
+    mod frame;
+    mod planner;
+    mod stripe;
+    mod uring;
+}
+
+pub use buffer::Prefault;
+pub use engine::{
+    ActiveBackend, Backend, Engine, Options, RegisterPolicy, RegisteredRecv, RegisteredSend,
+    recv_into, send_from,
+};
+pub use error::{Error, Result};
+pub use frame::{
+    DEFAULT_MAX_PAYLOAD_BYTES, FrameError, Header, MAX_NDIM, Order, PREFIX_LEN, Prefix,
+    TRAILER_LEN, decode_prefix,
+};
+pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
+pub use planner::MAX_IO_BYTES;
+pub use scope::{Scope, ScopeOutcome};
+pub use stats::EngineStats;
+pub use stripe::stripes;
+pub use uring::{
+    MAX_CHAIN_SQES, Probe, RING_FLAGS_ENV, RecvOp, RingFlags, RingSetup, SendOp, UringTuning, probe,
+};
