@@ -100,10 +100,12 @@
 //! peer as another task of the same runtime, `recv_into` waits for bytes that the starved
 //! sender task never sends — it hangs, silently, forever. Run ringxfer on a blocking thread:
 //! turn the tokio socket into a std one with `into_std()` and move it into
-//! `tokio::task::spawn_blocking`. A tokio socket is in non-blocking mode; ringxfer works with
-//! it either way (both backends wait for readiness with `poll` themselves on `EAGAIN`), so
-//! `set_nonblocking(false)` is optional. `examples/async_tokio.rs` is a complete program (run
-//! by `tests/async_tokio.rs`):
+//! `tokio::task::spawn_blocking`. `into_std()` leaves the socket in non-blocking mode, and
+//! ringxfer works with it as it is — at the first `EAGAIN` the blocking backend switches the
+//! socket to blocking mode for the rest of the call (and restores it), the uring backend arms
+//! a `POLL_ADD` — so `set_nonblocking(false)` is optional. `examples/async_tokio.rs` is a
+//! complete program (run by `tests/async_tokio.rs` on both backends, which also shows the
+//! direct call starving its sender):
 //!
 //! ```text
 //! let (sock, _) = listener.accept().await?;                 // tokio::net::TcpListener
