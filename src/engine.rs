@@ -11,14 +11,17 @@ use std::time::Duration;
 use bytemuck::Pod;
 use socket2::SockRef;
 
+use crate::auth::AuthKey;
 use crate::buffer::{self, AlignedBuf, Prefault};
-use crate::driver::Transfer;
+use crate::driver::{Bufs, Transfer};
 use crate::dtype::DType;
 use crate::frame::{self, Header, Order};
 use crate::framed::{self, AnyArray, Array, ArrayView, Element, READ_AHEAD, Receiver, Wire};
 use crate::planner::Direction;
+use crate::scope::{Scope, ScopeOutcome};
+use crate::stats::EngineStats;
 use crate::uring::{self, RecvOp, RingFlags, SendOp, UringTuning, probe};
-use crate::{Error, Result, blocking, sock};
+use crate::{Error, Result, auth, blocking, close, sock};
 
 /// Which engine moves the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -427,6 +430,150 @@ impl Engine {
     /// read), for the striped receive.
     pub(crate) fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
         Receiver::new(self, sock, 0).recv_header()
+    }
+}
+
+/// Concurrency, closing, authentication, counters.
+impl Engine {
+    /// Runs many transfers at once — several sockets, both directions — with borrowed arrays,
+    /// the way [`std::thread::scope`] works: the closure records transfers on the [`Scope`];
+    /// they all run when it returns, and `scope` returns only when every one of them has
+    /// completed (see the [`Scope`] docs for why no SQE can outlive a borrow).
+    ///
+    /// The uring backend keeps every transfer in flight on the engine's one ring (one link
+    /// chain per transfer, all transfers together); the blocking backend runs them on scoped
+    /// threads. When a transfer fails, the others still running are canceled and settled as
+    /// [`Error::Canceled`] with their own byte counts; each transfer's result is reported.
+    ///
+    /// At most one transfer per socket and direction (two sends on one socket would
+    /// interleave their bytes): a second one is an [`Error::InvalidInput`] result for it, and
+    /// nothing runs. Every socket must be a stream socket ([`Error::NotStream`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::os::unix::net::UnixStream;
+    /// let (a1, a2) = UnixStream::pair()?;
+    /// let (b1, b2) = UnixStream::pair()?;
+    /// let x = vec![1.5f64; 100_000];
+    /// let mut y = vec![0f64; 100_000];
+    /// let z = vec![7u32; 50_000];
+    /// let mut w = vec![0u32; 50_000];
+    /// let mut engine = ringxfer::Engine::new(ringxfer::Backend::Auto)?;
+    /// engine
+    ///     .scope(|s| {
+    ///         s.send(&a1, &x);
+    ///         s.recv(&a2, &mut y);
+    ///         s.send(&b2, &z);
+    ///         s.recv(&b1, &mut w);
+    ///     })
+    ///     .into_result()?;
+    /// assert_eq!((x, z), (y, w));
+    /// # Ok(()) }
+    /// ```
+    pub fn scope<'env, F>(&mut self, f: F) -> ScopeOutcome
+    where
+        F: FnOnce(&mut Scope<'env>),
+    {
+        let mut scope = Scope::default();
+        f(&mut scope);
+        self.run_scope(scope)
+    }
+
+    /// Checks and runs the transfers a [`Scope`] recorded.
+    pub(crate) fn run_scope(&mut self, scope: Scope<'_>) -> ScopeOutcome {
+        let mut transfers = scope.into_transfers();
+        let checks: Vec<Result<()>> = transfers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                sock::check_stream(&t.fd, t.bufs.len())?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&t.fd);
+                let twice = transfers[..i].iter().any(|u| {
+                    std::os::fd::AsRawFd::as_raw_fd(&u.fd) == fd && u.bufs.dir() == t.bufs.dir()
+                });
+                if twice {
+                    return Err(Error::InvalidInput(format!(
+                        "transfer {i}: a second {} on the same socket in one scope",
+                        match t.bufs {
+                            Bufs::Send(_) => "send",
+                            Bufs::Recv(_) => "receive",
+                        }
+                    )));
+                }
+                Ok(())
+            })
+            .collect();
+        if checks.iter().any(Result::is_err) {
+            let results = checks
+                .into_iter()
+                .zip(&transfers)
+                .map(|(c, t)| {
+                    c.and(Err(Error::Canceled {
+                        transferred: 0,
+                        expected: t.bufs.len(),
+                    }))
+                })
+                .collect();
+            return ScopeOutcome::new(results);
+        }
+        if transfers.is_empty() {
+            return ScopeOutcome::new(Vec::new());
+        }
+        ScopeOutcome::new(self.run_set(&mut transfers, false))
+    }
+}
+
+impl Engine {
+    /// [`close::finish`] with this engine's [`crate::Options::idle_timeout`] as the bound
+    /// ([`close::DEFAULT_CLOSE_TIMEOUT`] without one).
+    pub fn finish<S: AsFd>(&self, sock: &S) -> Result<close::Finished> {
+        close::finish(sock, self.opts.idle_timeout)
+    }
+
+    /// [`close::expect_eof`] with this engine's [`crate::Options::idle_timeout`] as the bound
+    /// ([`close::DEFAULT_CLOSE_TIMEOUT`] without one).
+    pub fn expect_eof<S: AsFd>(&self, sock: &S) -> Result<()> {
+        close::expect_eof(sock, self.opts.idle_timeout)
+    }
+}
+
+impl Engine {
+    /// [`auth::authenticate_client`](crate::auth::authenticate_client) on `sock` with this engine's deadline: its
+    /// [`Options::idle_timeout`](crate::Options::idle_timeout), or [`auth::DEFAULT_TIMEOUT`](crate::auth::DEFAULT_TIMEOUT)
+    /// (10 s) without one. Call it once, right after `connect`, before sending or receiving
+    /// arrays.
+    ///
+    /// # Errors
+    /// As [`auth::authenticate_client`](crate::auth::authenticate_client).
+    pub fn authenticate_client<S: AsFd>(&self, sock: &S, key: &AuthKey) -> Result<()> {
+        auth::authenticate_client(sock, key, self.handshake_timeout())
+    }
+
+    /// [`auth::authenticate_server`](crate::auth::authenticate_server) on `sock` with this engine's deadline (see
+    /// [`Engine::authenticate_client`](crate::Engine::authenticate_client)). Call it once,
+    /// right after `accept`; on an error, close the connection.
+    ///
+    /// # Errors
+    /// As [`auth::authenticate_server`](crate::auth::authenticate_server).
+    pub fn authenticate_server<S: AsFd>(&self, sock: &S, key: &AuthKey) -> Result<()> {
+        auth::authenticate_server(sock, key, self.handshake_timeout())
+    }
+
+    fn handshake_timeout(&self) -> Duration {
+        self.opts.idle_timeout.unwrap_or(auth::DEFAULT_TIMEOUT)
+    }
+}
+
+impl Engine {
+    /// How many SQEs this engine has submitted and how many CQEs it has reaped since it was
+    /// created ([`EngineStats`]); all zero on the blocking backend and for transfers below
+    /// [`Options::direct_below_bytes`](crate::Options::direct_below_bytes), which do not use
+    /// the ring. Take a snapshot before and after a transfer and subtract
+    /// ([`EngineStats::since`]) to get one transfer's figures.
+    pub fn stats(&self) -> EngineStats {
+        self.ring
+            .as_ref()
+            .map_or_else(EngineStats::default, |r| r.stats())
     }
 }
 

@@ -53,12 +53,12 @@ impl std::fmt::Display for Order {
 }
 
 impl std::str::FromStr for Order {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Order> {
+    type Err = crate::dtype::UnknownName;
+    fn from_str(s: &str) -> Result<Order, Self::Err> {
         match s {
             "C" | "c" => Ok(Order::C),
             "F" | "f" => Ok(Order::F),
-            _ => Err(crate::Error::InvalidInput(format!(
+            _ => Err(crate::dtype::UnknownName(format!(
                 "order {s:?}: expected C or F"
             ))),
         }

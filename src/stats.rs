@@ -1,4 +1,4 @@
-//! What an [`Engine`] has asked of the kernel: SQEs submitted and CQEs reaped on its ring.
+//! What an [`Engine`](crate::Engine) has asked of the kernel: SQEs submitted and CQEs reaped on its ring.
 //!
 //! The counters are cumulative over the engine's life and are bumped where the uring backend
 //! pushes and reaps (`src/uring/flight.rs`), so they count exactly what went through the ring
@@ -7,9 +7,7 @@
 //! [`Options::direct_below_bytes`](crate::Options::direct_below_bytes) (512 KiB by default),
 //! which take a direct `send`/`recv` syscall loop instead.
 
-use crate::Engine;
-
-/// SQEs and CQEs an [`Engine`] has used so far ([`Engine::stats`]); all zero on the blocking
+/// SQEs and CQEs an [`Engine`](crate::Engine) has used so far ([`Engine::stats`](crate::Engine::stats)); all zero on the blocking
 /// backend.
 ///
 /// For a transfer that has returned, each SQE has produced exactly one result CQE, so the
@@ -55,18 +53,5 @@ impl EngineStats {
             zc_kept: self.zc_kept.saturating_sub(earlier.zc_kept),
             zc_switched: self.zc_switched.saturating_sub(earlier.zc_switched),
         }
-    }
-}
-
-impl Engine {
-    /// How many SQEs this engine has submitted and how many CQEs it has reaped since it was
-    /// created ([`EngineStats`]); all zero on the blocking backend and for transfers below
-    /// [`Options::direct_below_bytes`](crate::Options::direct_below_bytes), which do not use
-    /// the ring. Take a snapshot before and after a transfer and subtract
-    /// ([`EngineStats::since`]) to get one transfer's figures.
-    pub fn stats(&self) -> EngineStats {
-        self.ring
-            .as_ref()
-            .map_or_else(EngineStats::default, |r| r.stats())
     }
 }

@@ -238,10 +238,8 @@ impl ArrayArgs {
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
-    s.parse().map_err(|e: ringxfer::Error| match e {
-        ringxfer::Error::InvalidInput(m) => m,
-        other => other.to_string(),
-    })
+    s.parse()
+        .map_err(|e: ringxfer::dtype::UnknownName| e.to_string())
 }
 
 /// Parses a positive number of seconds (`30`, `0.5`).
