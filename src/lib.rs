@@ -119,21 +119,6 @@
 
 #![deny(missing_docs)]
 
-/// Declares internal modules: private, or `#[doc(hidden)] pub` with the `testing` feature (for
-/// this crate's tests and benchmarks only; not part of the API).
-macro_rules! internal {
-    ($($(#[$m:meta])* mod $name:ident;)*) => {$(
-        $(#[$m])*
-        #[cfg(feature = "testing")]
-        #[doc(hidden)]
-        pub mod $name;
-        $(#[$m])*
-        #[cfg(not(feature = "testing"))]
-        #[allow(dead_code)]
-        mod $name;
-    )*};
-}
-
 pub mod auth;
 mod blocking;
 pub mod close;
@@ -145,13 +130,39 @@ mod framed;
 mod scope;
 mod sock;
 mod stats;
-internal! {
-    mod buffer;
-    mod frame;
-    mod planner;
-    mod stripe;
-    mod uring;
-}
+// Internal modules: private, or `#[doc(hidden)] pub` with the `testing` feature (for this
+// crate's tests and benchmarks only; not part of the API). Written out, not by a macro, so
+// that rustfmt finds the files.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod buffer;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod buffer;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod frame;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod frame;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod planner;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod planner;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod stripe;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod stripe;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod uring;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod uring;
 
 pub use buffer::Prefault;
 pub use engine::{

@@ -360,41 +360,10 @@ impl Engine {
         }
         let peers: Vec<String> = socks.iter().map(peer_name).collect();
         let on = |i: usize, e: Error| stream_error(&peers, i, e);
-        // 1. Every stream's prefix, all at once.
-        let mut raw = vec![[0u8; STRIPE_PREFIX_LEN]; n];
-        let results = self
-            .scope(|s| {
-                for (sock, b) in socks.iter().zip(raw.iter_mut()) {
-                    s.recv_parts(sock.as_fd(), vec![&mut b[..]]);
-                }
-            })
-            .into_results();
-        first_failure(peers.clone(), results)?;
-        let mut by_index: Vec<Option<usize>> = vec![None; n];
-        let mut first: Option<StripePrefix> = None;
-        for (i, b) in raw.iter().enumerate() {
-            let p = StripePrefix::decode(b).map_err(|e| on(i, e.into()))?;
-            let f = *first.get_or_insert(p);
-            let mismatch = |what: String| on(i, FrameError::BadStripe(what).into());
-            if p.array_id != f.array_id || p.payload_len != f.payload_len {
-                return Err(mismatch(format!(
-                    "array id {:#x} / {} bytes, stream {} of the first socket says {:#x} / {}",
-                    p.array_id, p.payload_len, f.stream, f.array_id, f.payload_len
-                )));
-            }
-            if p.streams as usize != n {
-                return Err(mismatch(format!(
-                    "the array is striped over {} streams, {n} sockets were given",
-                    p.streams
-                )));
-            }
-            if by_index[p.stream as usize].replace(i).is_some() {
-                return Err(mismatch(format!("stream index {} twice", p.stream)));
-            }
-        }
-        let first = first.expect("n > 0");
+        // 1. Every stream's prefix, all at once: which socket carries which stripe.
+        let (by_index, first) = self.recv_stripe_prefixes(socks, &peers)?;
         // 2. The array header, on stream 0.
-        let s0 = by_index[0].expect("every index once");
+        let s0 = by_index[0];
         let header = self.recv_header(&socks[s0]).map_err(|e| on(s0, e))?;
         if header.payload_len != first.payload_len {
             return Err(on(
@@ -429,7 +398,7 @@ impl Engine {
             let results = self
                 .scope(|s| {
                     for k in 0..n {
-                        let i = by_index[k].expect("every index once");
+                        let i = by_index[k];
                         let (stripe, trailer) = slots[k].take().expect("once");
                         s.recv_parts(socks[i].as_fd(), vec![stripe, &mut trailer[..]]);
                     }
@@ -438,12 +407,12 @@ impl Engine {
             // Results are in stripe order; report the socket's index.
             let mut by_socket: Vec<Result<u64>> = (0..n).map(|_| Ok(0)).collect();
             for (k, r) in results.into_iter().enumerate() {
-                by_socket[by_index[k].expect("every index once")] = r;
+                by_socket[by_index[k]] = r;
             }
             first_failure(peers.clone(), by_socket)?;
         }
         for (k, r) in geometry.iter().enumerate() {
-            let i = by_index[k].expect("every index once");
+            let i = by_index[k];
             let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(i, e.into()))?;
             let actual = crc32fast::hash(&array.bytes()[r.start as usize..r.end as usize]);
             if actual != expected {
@@ -454,5 +423,50 @@ impl Engine {
             }
         }
         Ok(array)
+    }
+
+    /// Step 1 of [`Engine::recv_any_striped`]: reads every stream's stripe prefix at once and
+    /// checks them against each other; returns, for each stripe index, the index in `socks`
+    /// of the socket that carries it, and the first prefix.
+    fn recv_stripe_prefixes<S: AsFd>(
+        &mut self,
+        socks: &[S],
+        peers: &[String],
+    ) -> Result<(Vec<usize>, StripePrefix)> {
+        let n = socks.len();
+        let on = |i: usize, e: Error| stream_error(peers, i, e);
+        let mut raw = vec![[0u8; STRIPE_PREFIX_LEN]; n];
+        let results = self
+            .scope(|s| {
+                for (sock, b) in socks.iter().zip(raw.iter_mut()) {
+                    s.recv_parts(sock.as_fd(), vec![&mut b[..]]);
+                }
+            })
+            .into_results();
+        first_failure(peers.to_vec(), results)?;
+        let mut by_index: Vec<Option<usize>> = vec![None; n];
+        let mut first: Option<StripePrefix> = None;
+        for (i, b) in raw.iter().enumerate() {
+            let p = StripePrefix::decode(b).map_err(|e| on(i, e.into()))?;
+            let f = *first.get_or_insert(p);
+            let mismatch = |what: String| on(i, FrameError::BadStripe(what).into());
+            if p.array_id != f.array_id || p.payload_len != f.payload_len {
+                return Err(mismatch(format!(
+                    "array id {:#x} / {} bytes, stream {} of the first socket says {:#x} / {}",
+                    p.array_id, p.payload_len, f.stream, f.array_id, f.payload_len
+                )));
+            }
+            if p.streams as usize != n {
+                return Err(mismatch(format!(
+                    "the array is striped over {} streams, {n} sockets were given",
+                    p.streams
+                )));
+            }
+            if by_index[p.stream as usize].replace(i).is_some() {
+                return Err(mismatch(format!("stream index {} twice", p.stream)));
+            }
+        }
+        let by_index = by_index.into_iter().map(|i| i.expect("every index once"));
+        Ok((by_index.collect(), first.expect("n > 0")))
     }
 }
