@@ -300,11 +300,11 @@ impl Engine {
             Some(ring) => Guard::Uring(ring.register_send(bytes)),
             None => Guard::Blocking(bytes),
         };
-        RegisteredSend {
+        RegisteredSend(Registered {
             inner,
             tuning,
             timeout,
-        }
+        })
     }
 
     /// Registers `data` as fixed buffers for receiving; see [`Engine::register_send`].
@@ -315,11 +315,11 @@ impl Engine {
             Some(ring) => Guard::Uring(ring.register_recv(bytes)),
             None => Guard::Blocking(bytes),
         };
-        RegisteredRecv {
+        RegisteredRecv(Registered {
             inner,
             tuning,
             timeout,
-        }
+        })
     }
 }
 
@@ -704,78 +704,49 @@ impl<B> Guard<'_, B> {
 /// is_sync::<ringxfer::RegisteredRecv<'static>>();
 /// ```
 #[derive(Debug)]
-pub struct RegisteredSend<'a> {
-    inner: Guard<'a, &'a [u8]>,
-    tuning: UringTuning,
-    timeout: Option<Duration>,
-}
+pub struct RegisteredSend<'a>(Registered<'a, &'a [u8]>);
 
 impl RegisteredSend<'_> {
-    fn as_bytes_len(&self) -> u64 {
-        self.inner.len()
-    }
-
     /// Sends the whole registered array on `sock`; errors as [`Engine::send_from`].
     pub fn send<S: AsFd>(&mut self, sock: &S) -> Result<()> {
-        sock::check_stream(sock, self.as_bytes_len())?;
-        match &mut self.inner {
-            Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.timeout)
-            }
-            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, self.timeout),
-        }
+        self.0.send(sock)
     }
 
     /// True when the array is registered with the kernel.
     pub fn is_registered(&self) -> bool {
-        self.inner.is_registered()
+        self.0.inner.is_registered()
     }
 
     /// Why the array is not registered (`None` when it is).
     pub fn fallback_reason(&self) -> Option<&str> {
-        self.inner.fallback_reason()
+        self.0.inner.fallback_reason()
     }
 }
 
 /// An array registered as fixed buffers for receiving (from [`Engine::register_recv`]).
 /// Borrows the array and the engine; unregisters when dropped.
 #[derive(Debug)]
-pub struct RegisteredRecv<'a> {
-    inner: Guard<'a, &'a mut [u8]>,
-    tuning: UringTuning,
-    timeout: Option<Duration>,
-}
+pub struct RegisteredRecv<'a>(Registered<'a, &'a mut [u8]>);
 
 impl RegisteredRecv<'_> {
-    fn as_bytes_len(&self) -> u64 {
-        self.inner.len()
-    }
-
     /// Fills the whole registered array from `sock`; errors as [`Engine::recv_into`].
     pub fn recv<S: AsFd>(&mut self, sock: &S) -> Result<()> {
-        sock::check_stream(sock, self.as_bytes_len())?;
-        match &mut self.inner {
-            Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Recv, &self.tuning, self.timeout)
-            }
-            Guard::Blocking(b) => blocking::recv_all(&SockRef::from(sock), b, self.timeout),
+        let r = &mut self.0;
+        sock::check_stream(sock, r.inner.len())?;
+        match &mut r.inner {
+            Guard::Uring(g) => g.transfer(sock.as_fd(), Direction::Recv, &r.tuning, r.timeout),
+            Guard::Blocking(b) => blocking::recv_all(&SockRef::from(sock), b, r.timeout),
         }
     }
 
     /// Sends the whole registered array on `sock` (e.g. to echo it back).
     pub fn send<S: AsFd>(&mut self, sock: &S) -> Result<()> {
-        sock::check_stream(sock, self.as_bytes_len())?;
-        match &mut self.inner {
-            Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.timeout)
-            }
-            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, self.timeout),
-        }
+        self.0.send(sock)
     }
 
     /// The array's bytes (as last received).
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.inner {
+        match &self.0.inner {
             Guard::Uring(r) => r.as_bytes(),
             Guard::Blocking(b) => b,
         }
@@ -783,12 +754,36 @@ impl RegisteredRecv<'_> {
 
     /// True when the array is registered with the kernel.
     pub fn is_registered(&self) -> bool {
-        self.inner.is_registered()
+        self.0.inner.is_registered()
     }
 
     /// Why the array is not registered (`None` when it is).
     pub fn fallback_reason(&self) -> Option<&str> {
-        self.inner.fallback_reason()
+        self.0.inner.fallback_reason()
+    }
+}
+
+/// What both registration guards hold: the registration (or, on the blocking backend, the
+/// borrowed array) and the engine's tuning and idle timeout at registration time.
+#[derive(Debug)]
+struct Registered<'a, B> {
+    inner: Guard<'a, B>,
+    tuning: UringTuning,
+    timeout: Option<Duration>,
+}
+
+impl<B: AsRef<[u8]>> Registered<'_, B> {
+    /// Sends the whole array on `sock`.
+    fn send<S: AsFd>(&mut self, sock: &S) -> Result<()> {
+        sock::check_stream(sock, self.inner.len())?;
+        match &mut self.inner {
+            Guard::Uring(r) => {
+                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.timeout)
+            }
+            Guard::Blocking(b) => {
+                blocking::send_all(&SockRef::from(sock), b.as_ref(), self.timeout)
+            }
+        }
     }
 }
 
