@@ -1,16 +1,6 @@
 //! One array over several streams: each stream carries one contiguous **stripe**, which the
 //! receiver writes in place into its part of the array (no reassembly copy).
 //!
-//! # Geometry (raw mode: both sides compute it; framed striping will carry it)
-//!
-//! For an array of `len` bytes over `n` streams, every stripe but the last holds
-//! `q = ceil(ceil(len / n) / 4096) * 4096` bytes (a multiple of 4 KiB, so stripes start on
-//! page boundaries of a page-aligned array); stripe `i` is bytes
-//! `[min(i·q, len), min((i+1)·q, len))`. Stripes at the end may be empty when `len` is small
-//! (an empty stripe moves nothing on its stream). Both ends must use the same `n` and the same
-//! order of streams: stream `i` of the sender must be connected to stream `i` of the
-//! receiver.
-//!
 //! The streams may go over different paths ("rails": several addresses, as with several
 //! NICs); ringxfer only sees sockets. All stripes move at once through [`Engine::scope`]: on
 //! the uring backend on one ring, on the blocking backend on one thread per stream.
@@ -26,7 +16,19 @@ use crate::{Engine, Error, Result};
 /// Stripe boundaries are multiples of this many bytes.
 pub const STRIPE_ALIGN: u64 = 4096;
 
-/// The byte range of each of `n` stripes of an array of `len` bytes (see the module docs).
+/// The byte range of each of `n` stripes of an array of `len` bytes: how
+/// [`Engine::send_striped`] cuts an array.
+///
+/// # Geometry (raw mode: both sides compute it; framed striping carries it)
+///
+/// For an array of `len` bytes over `n` streams, every stripe but the last holds
+/// `q = ceil(ceil(len / n) / 4096) * 4096` bytes (a multiple of 4 KiB, so stripes start on
+/// page boundaries of a page-aligned array); stripe `i` is bytes
+/// `[min(i·q, len), min((i+1)·q, len))`. Stripes at the end may be empty when `len` is small
+/// (an empty stripe moves nothing on its stream). Both ends must use the same `n` and the same
+/// order of streams: stream `i` of the sender must be connected to stream `i` of the
+/// receiver.
+///
 ///
 /// # Panics
 /// When `n` is 0.
@@ -74,8 +76,8 @@ fn stream_error(peers: &[String], i: usize, e: Error) -> Error {
 }
 
 impl Engine {
-    /// Sends `data` striped over `socks` (stream `i` carries stripe `i`, see the
-    /// [module docs](crate::stripe)), all streams at once. Returns when every stripe is
+    /// Sends `data` striped over `socks` (stream `i` carries stripe `i`, see
+    /// [`stripes`](crate::stripes)), all streams at once. Returns when every stripe is
     /// sent.
     ///
     /// # Errors

@@ -170,14 +170,14 @@ fn send_flags(more_follows: bool) -> i32 {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SendOp {
-    /// The default: adaptive zero-copy ([`zc_policy`]). Sends on TCP sockets (IPv4/IPv6)
+    /// The default: adaptive zero-copy (`src/uring/zc_policy.rs`). Sends on TCP sockets (IPv4/IPv6)
     /// try `IORING_OP_SEND_ZC` with `IORING_SEND_ZC_REPORT_USAGE` — from the registered
     /// buffer when the array is registered ([`crate::Engine::register_send`]); a one-shot
     /// call does not register for it — on a few small trial requests while the other
     /// segments go out as plain `SEND`; the notifications then decide per destination (peer
     /// IP), for the engine's life: where the kernel copied anyway (loopback, veth, a NIC
     /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
-    /// user pages every segment of at least [`zc_policy::ZC_MIN_BYTES`] goes as `SEND_ZC`.
+    /// user pages every segment of at least `zc_policy::ZC_MIN_BYTES` goes as `SEND_ZC`.
     /// Only transfers of at least one segment ([`UringTuning::segment_bytes`]) run trial
     /// requests, so small transfers never pay for trying. With an idle timeout
     /// ([`crate::Options::idle_timeout`]) sends are plain `SEND`: a `SEND_ZC`'s pages queued
@@ -269,7 +269,7 @@ const MAX_ZC_DESTS: usize = 1024;
 
 /// The destination key of [`SendOp::Auto`]: the peer's IP address when `fd` is a connected
 /// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4) whose send buffer holds at least
-/// [`zc_policy::ZC_MIN_SNDBUF`] bytes; `None`: plain `SEND` throughout.
+/// `zc_policy::ZC_MIN_SNDBUF` bytes; `None`: plain `SEND` throughout.
 fn zc_destination(fd: RawFd) -> Option<IpAddr> {
     let fd = borrowed(fd);
     let sock = socket2::SockRef::from(&fd);
