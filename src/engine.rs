@@ -1,9 +1,8 @@
 //! [`Engine`] and its [`Options`]: every public method of the engine is here — one-shot
-//! transfers, registration guards, framed sends and receives — except those whose whole
-//! logic lives with their subject: [`Engine::scope`] (`scope.rs`), the striped calls
-//! (`stripe.rs`), [`Engine::finish`]/[`Engine::expect_eof`] (`close.rs`), the handshake
-//! (`auth.rs`) and [`Engine::stats`] (`stats.rs`). [`Engine::run_set`] is the one place that
-//! picks the backend.
+//! transfers, registration guards, scoped sets, framed sends and receives, closing, the
+//! handshake, counters — except the four striped calls, whose logic lives in `stripe.rs`
+//! (`impl Engine` there: the stripe code drives the engine, so the engine does not depend on
+//! it). [`Engine::run_set`] is the one place that picks the backend.
 
 use std::os::fd::AsFd;
 use std::time::Duration;

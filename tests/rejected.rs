@@ -243,3 +243,12 @@ both_backends! {
         }
     }
 }
+
+/// A `Receiver` can move to another thread with its engine borrow (as before the receive
+/// paths became one): the compile-time check of `Send`.
+#[test]
+fn receiver_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<ringxfer::Receiver<'static, UnixStream>>();
+    is_send::<ringxfer::Receiver<'static, &'static UnixStream>>();
+}
