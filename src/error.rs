@@ -191,10 +191,13 @@ pub enum Error {
     #[error("cannot start a transfer thread: {0}")]
     Spawn(#[source] io::Error),
 
-    /// Setting up the ring or registering buffers failed with an OS error.
+    /// Setting up the ring, registering buffers, or drawing the random id of a striped array
+    /// failed with an OS error. (Receive memory is [`Error::Alloc`], a thread
+    /// [`Error::Spawn`].)
     #[error("{what}: {source}")]
     Setup {
-        /// What was being set up (`"io_uring_setup"`, `"io_uring_register(BUFFERS)"`).
+        /// What was being set up (`"io_uring_setup"`, `"io_uring_register(BUFFERS)"`,
+        /// `"getrandom (stripe array id)"`).
         what: &'static str,
         /// The OS error.
         #[source]
