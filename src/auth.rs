@@ -59,7 +59,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -71,7 +71,7 @@ use crate::error::{Error, Result};
 /// First 4 bytes of every handshake message: ASCII `RGXA`.
 pub const MAGIC: [u8; 4] = *b"RGXA";
 /// The handshake version this library speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = crate::error::AUTH_VERSION;
 /// Bytes of every handshake message: magic (4), version (2), flags or status (2), body (32).
 pub const MESSAGE_LEN: usize = 40;
 /// Bytes of each nonce.
@@ -254,149 +254,7 @@ impl AuthKey {
     }
 }
 
-/// Why a handshake (or loading a key) failed. In [`Error::Auth`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// The key file could not be read (missing, a directory, no permission, an I/O error).
-    #[error("cannot read the key file {}: {source}", path.display())]
-    KeyUnreadable {
-        /// The key file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The key (file) holds no bytes, or only whitespace.
-    #[error("{} is empty", key_name(path))]
-    KeyEmpty {
-        /// The key file, when the key came from one.
-        path: Option<PathBuf>,
-    },
-    /// The key is shorter than [`MIN_KEY_BYTES`].
-    #[error(
-        "{} holds {len} bytes, fewer than {min} (make one with `head -c 32 /dev/urandom > FILE`)",
-        key_name(path)
-    )]
-    KeyTooShort {
-        /// The key file, when the key came from one.
-        path: Option<PathBuf>,
-        /// Key bytes found (after trimming trailing whitespace).
-        len: usize,
-        /// [`MIN_KEY_BYTES`].
-        min: usize,
-    },
-    /// The key is longer than [`MAX_KEY_BYTES`] (not a key file?).
-    #[error("{} is over {max} bytes: not a key", key_name(path))]
-    KeyTooLong {
-        /// The key file, when the key came from one.
-        path: Option<PathBuf>,
-        /// [`MAX_KEY_BYTES`].
-        max: usize,
-    },
-    /// Server side: the peer sent a framed array (`RGXF`) without the handshake, e.g. a
-    /// client run without `--auth-key`.
-    #[error(
-        "the client sent a framed array without authenticating (is it run without --auth-key?)"
-    )]
-    Unauthenticated,
-    /// The peer's first bytes are not a handshake message (another protocol, garbage, or a
-    /// server that does not authenticate).
-    #[error("the peer does not speak the authentication handshake: first bytes {got:02x?}")]
-    NotRingxfer {
-        /// The 4 bytes received where `RGXA` was expected.
-        got: [u8; 4],
-    },
-    /// Client side: the server turned the connection away before the handshake, with this
-    /// reason (e.g. every connection slot taken).
-    #[error("the server refused the connection: {reason}")]
-    Refused {
-        /// The server's one-line reason.
-        reason: String,
-    },
-    /// The peer speaks another handshake version.
-    #[error(
-        "the peer speaks authentication handshake version {peer_version}, this build speaks {VERSION}"
-    )]
-    UnsupportedVersion {
-        /// The version the peer announced.
-        peer_version: u16,
-    },
-    /// A handshake message broke a rule of `docs/PROTOCOL.md` (a non-zero flags field, an
-    /// unknown status, a changed version).
-    #[error("malformed handshake message: {what}")]
-    Malformed {
-        /// Which rule.
-        what: &'static str,
-    },
-    /// The peer's proof does not match our key: it holds another key, or replayed, reflected
-    /// or forged a proof. On the client this also means the server is not the one meant.
-    #[error(
-        "the peer's proof does not match our key (a different key, or a replayed or forged response)"
-    )]
-    WrongKey,
-    /// Client side: the server says our proof does not match its key.
-    #[error("the server rejected our key (its key is different)")]
-    KeyRejected,
-    /// The peer closed the connection in the middle of the handshake.
-    #[error(
-        "the peer closed the connection during the handshake ({during}: {received} of {expected} bytes)"
-    )]
-    PeerClosed {
-        /// The message being read.
-        during: &'static str,
-        /// Bytes of it received.
-        received: usize,
-        /// Bytes expected.
-        expected: usize,
-    },
-    /// The handshake did not complete within its deadline.
-    #[error("the handshake did not complete within {timeout_ms} ms (waiting for {during})")]
-    TimedOut {
-        /// The message being waited for.
-        during: &'static str,
-        /// The deadline, in milliseconds from the start of the handshake.
-        timeout_ms: u64,
-    },
-    /// An OS error during the handshake (a reset, no random numbers, …).
-    #[error("{during}: {source}")]
-    Io {
-        /// What was being done.
-        during: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn key_name(path: &Option<PathBuf>) -> String {
-    match path {
-        Some(p) => format!("the key file {}", p.display()),
-        None => "the key".to_owned(),
-    }
-}
-
-impl AuthError {
-    /// A stable snake-case name: `auth_wrong_key`, `auth_key_rejected`, `auth_timed_out`, ….
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AuthError::KeyUnreadable { .. } => "auth_key_unreadable",
-            AuthError::KeyEmpty { .. } => "auth_key_empty",
-            AuthError::KeyTooShort { .. } => "auth_key_too_short",
-            AuthError::KeyTooLong { .. } => "auth_key_too_long",
-            AuthError::Unauthenticated => "auth_unauthenticated",
-            AuthError::NotRingxfer { .. } => "auth_not_ringxfer",
-            AuthError::Refused { .. } => "auth_refused",
-            AuthError::UnsupportedVersion { .. } => "auth_unsupported_version",
-            AuthError::Malformed { .. } => "auth_malformed",
-            AuthError::WrongKey => "auth_wrong_key",
-            AuthError::KeyRejected => "auth_key_rejected",
-            AuthError::PeerClosed { .. } => "auth_peer_closed",
-            AuthError::TimedOut { .. } => "auth_timed_out",
-            AuthError::Io { .. } => "auth_io",
-        }
-    }
-}
+pub use crate::error::AuthError;
 
 /// One 40-byte handshake message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -746,33 +604,6 @@ fn server<S: AsFd>(sock: &S, key: &AuthKey, timeout: Duration) -> Result<(), Aut
     };
     w.write_all(&yes.encode(), "sending the server proof")?;
     Ok(())
-}
-
-impl crate::Engine {
-    /// [`authenticate_client`] on `sock` with this engine's deadline: its
-    /// [`Options::idle_timeout`](crate::Options::idle_timeout), or [`DEFAULT_TIMEOUT`]
-    /// (10 s) without one. Call it once, right after `connect`, before sending or receiving
-    /// arrays.
-    ///
-    /// # Errors
-    /// As [`authenticate_client`].
-    pub fn authenticate_client<S: AsFd>(&self, sock: &S, key: &AuthKey) -> Result<()> {
-        authenticate_client(sock, key, self.handshake_timeout())
-    }
-
-    /// [`authenticate_server`] on `sock` with this engine's deadline (see
-    /// [`Engine::authenticate_client`](crate::Engine::authenticate_client)). Call it once,
-    /// right after `accept`; on an error, close the connection.
-    ///
-    /// # Errors
-    /// As [`authenticate_server`].
-    pub fn authenticate_server<S: AsFd>(&self, sock: &S, key: &AuthKey) -> Result<()> {
-        authenticate_server(sock, key, self.handshake_timeout())
-    }
-
-    fn handshake_timeout(&self) -> Duration {
-        self.opts.idle_timeout.unwrap_or(DEFAULT_TIMEOUT)
-    }
 }
 
 #[cfg(test)]

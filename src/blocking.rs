@@ -326,30 +326,47 @@ fn run_transfer(t: &mut Transfer<'_>, waits: &Waits, cancel: Option<&AtomicBool>
 /// larger set on scoped threads, one per transfer. The first transfer to fail raises the
 /// set's cancel flag; the others see it within 100 ms (their socket timeout is at most that
 /// while in a set) and return [`Error::Canceled`] — or [`Error::Interrupted`] when the set
-/// stopped because the caller's interrupt check fired.
+/// stopped because the caller's interrupt check fired. A thread that cannot be started is
+/// [`Error::Spawn`] for its transfer and cancels the set the same way.
 pub(crate) fn run_set(transfers: &mut [Transfer<'_>], waits: &Waits) -> Vec<Result<u64>> {
     if let [one] = transfers {
         return vec![run_transfer(one, waits, None)];
     }
     let cancel = AtomicBool::new(false);
     let mut results: Vec<Result<u64>> = std::thread::scope(|s| {
-        let handles: Vec<_> = transfers
-            .iter_mut()
-            .map(|t| {
-                let cancel = &cancel;
-                s.spawn(move || {
-                    let r = run_transfer(t, waits, Some(cancel));
-                    if r.is_err() {
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        let mut handles = Vec::with_capacity(transfers.len());
+        let mut unstarted = Vec::new();
+        for t in transfers.iter_mut() {
+            if cancel.load(Ordering::Relaxed) {
+                unstarted.push(Err(Error::Canceled {
+                    transferred: 0,
+                    expected: t.bufs.len(),
+                }));
+                continue;
+            }
+            let cancel = &cancel;
+            let spawned = std::thread::Builder::new().spawn_scoped(s, move || {
+                let r = run_transfer(t, waits, Some(cancel));
+                if r.is_err() {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                r
+            });
+            match spawned {
+                Ok(h) => handles.push(Ok(h)),
+                Err(e) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    handles.push(Err(Error::Spawn(e)));
+                }
+            }
+        }
+        // Once the cancel flag is up no transfer starts, so the unstarted ones come last:
+        // the results stay in the transfers' order.
+        let joined = handles.into_iter().map(|h| {
+            h.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .unwrap_or_else(Err)
+        });
+        joined.chain(unstarted).collect()
     });
     // The transfers stopped because of the interrupt are interrupted, not canceled.
     if results

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, Socket};
 
-use crate::{Engine, Error, Result};
+use crate::{Error, Result};
 
 /// How long [`finish`] and [`expect_eof`] wait for the peer's close when no bound is given:
 /// 30 s. Long enough for a slow reader to drain a few MB of socket buffers after the last
@@ -187,20 +187,6 @@ pub fn expect_eof<S: AsFd>(sock: &S, timeout: Option<Duration>) -> Result<()> {
             extra: read,
             peer_closed,
         }),
-    }
-}
-
-impl Engine {
-    /// [`finish`] with this engine's [`crate::Options::idle_timeout`] as the bound
-    /// ([`DEFAULT_CLOSE_TIMEOUT`] without one).
-    pub fn finish<S: AsFd>(&self, sock: &S) -> Result<Finished> {
-        finish(sock, self.opts.idle_timeout)
-    }
-
-    /// [`expect_eof`] with this engine's [`crate::Options::idle_timeout`] as the bound
-    /// ([`DEFAULT_CLOSE_TIMEOUT`] without one).
-    pub fn expect_eof<S: AsFd>(&self, sock: &S) -> Result<()> {
-        expect_eof(sock, self.opts.idle_timeout)
     }
 }
 

@@ -41,8 +41,6 @@ use std::str::FromStr;
 use bytemuck::Pod;
 use half::f16;
 
-use crate::error::{Error, Result};
-
 /// The element type of an array, without byte order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scalar {
@@ -266,8 +264,16 @@ impl fmt::Display for DType {
     }
 }
 
+/// A name `str::parse` does not know: not a dtype ringxfer handles ([`DType`]'s `FromStr`),
+/// or not `C`/`F` ([`Order`](crate::Order)'s). The message says what was expected. Converts
+/// into [`Error::InvalidInput`](crate::Error::InvalidInput), so `?` works in functions
+/// returning [`crate::Result`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownName(pub(crate) String);
+
 impl FromStr for DType {
-    type Err = Error;
+    type Err = UnknownName;
 
     /// Parses `<f8`, `>i2`, `|u1`, `=f4`, `!u4`, `f8`, `float64`, `uint8`, `d`, ….
     ///
@@ -275,11 +281,11 @@ impl FromStr for DType {
     /// `>f2`, `f2`, `float16`, `half`, `e`.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for anything else (including types ringxfer does not handle,
+    /// [`UnknownName`] for anything else (including types ringxfer does not handle,
     /// such as `f16` (numpy `float128`), `c32`, `U8` or `O`).
-    fn from_str(s: &str) -> Result<DType> {
+    fn from_str(s: &str) -> Result<DType, UnknownName> {
         let bad = || {
-            Error::InvalidInput(format!(
+            UnknownName(format!(
                 "unknown dtype {s:?} (expected a numpy type such as <f8, >i4, |u1, <c16, |b1, <f2, f4, float64, uint8)"
             ))
         };

@@ -5,6 +5,7 @@
 //! report exactly how far the stream got.
 
 use std::io;
+use std::path::PathBuf;
 
 /// Result alias used throughout ringxfer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -158,26 +159,57 @@ pub enum Error {
         short_at: u64,
     },
 
-    /// A framed message was rejected (bad header, checksum, limit, …); see
-    /// `docs/PROTOCOL.md`. The connection is out of sync afterwards unless the variant says
-    /// otherwise (a `PayloadChecksum` or `DtypeMismatch` leaves it usable: the whole message
-    /// was consumed).
+    /// A framed message from the peer was rejected (bad header, checksum, limit, or not the
+    /// dtype/length the caller expected); see `docs/PROTOCOL.md`. What it leaves of the
+    /// stream is the crate's one rule ([crate docs](crate#rejected-messages)): a message
+    /// rejected for the caller's expectation (`DtypeMismatch`, `ShapeMismatch`) or its
+    /// checksum (`PayloadChecksum`) was consumed and the connection stays usable; after any
+    /// other variant close the connection.
     #[error("framed message rejected: {0}")]
     Frame(#[from] crate::frame::FrameError),
 
-    /// An invalid argument: an unknown backend name, an impossible option value, ….
+    /// The caller's own array cannot be sent as a framed message: its length is not
+    /// `product(shape) * itemsize` (`ShapeMismatch`), more than 32 dimensions
+    /// (`TooManyDims`), or a shape whose byte count overflows (`ShapeOverflow`). Nothing was
+    /// sent; the connection is untouched. (A peer's bad frame is [`Error::Frame`].)
+    #[error("invalid array for a framed send: {0}")]
+    InvalidArray(#[source] crate::frame::FrameError),
+
+    /// An invalid argument: an unknown backend, dtype or order name, an impossible option
+    /// value, an empty list of streams, ….
     #[error("invalid argument: {0}")]
     InvalidInput(String),
 
     /// The shared-key authentication handshake failed, or a key could not be loaded
     /// ([`crate::auth`]; the connection must be closed).
     #[error("authentication failed: {0}")]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(#[from] AuthError),
 
-    /// Setting up the ring or registering buffers failed with an OS error.
+    /// Page-aligned memory for a received array could not be had (`mmap` refused it:
+    /// `ENOMEM`, an address-space or overcommit limit).
+    #[error("cannot allocate {bytes} bytes for the receive array: {source}")]
+    Alloc {
+        /// Bytes asked for.
+        bytes: u64,
+        /// The OS error of `mmap`.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A thread of a concurrent set (the blocking backend runs each transfer of
+    /// [`crate::Engine::scope`] or of a striped array on its own thread) could not be started
+    /// (`EAGAIN`: a thread or memory limit). This transfer never started; the set's other
+    /// transfers were canceled ([`Error::Canceled`]).
+    #[error("cannot start a transfer thread: {0}")]
+    Spawn(#[source] io::Error),
+
+    /// Setting up the ring, registering buffers, or drawing the random id of a striped array
+    /// failed with an OS error. (Receive memory is [`Error::Alloc`], a thread
+    /// [`Error::Spawn`].)
     #[error("{what}: {source}")]
     Setup {
-        /// What was being set up (`"io_uring_setup"`, `"io_uring_register(BUFFERS)"`).
+        /// What was being set up (`"io_uring_setup"`, `"io_uring_register(BUFFERS)"`,
+        /// `"getrandom (stripe array id)"`).
         what: &'static str,
         /// The OS error.
         #[source]
@@ -264,6 +296,9 @@ impl Error {
             }
             Error::Io { .. } => "io",
             Error::Setup { .. } => "setup",
+            Error::Alloc { .. } => "alloc",
+            Error::Spawn(_) => "spawn",
+            Error::InvalidArray(_) => "invalid_array",
             Error::UringUnavailable(_) => "uring_unavailable",
             Error::InvalidInput(_) => "invalid_input",
             Error::ChainOrder { .. } => "chain_order",
@@ -332,11 +367,209 @@ impl Error {
     /// The errno, where the error came from the OS.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } | Error::Setup { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. }
+            | Error::Setup { source, .. }
+            | Error::Alloc { source, .. }
+            | Error::Spawn(source) => source.raw_os_error(),
+            Error::Stream { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
 }
+
+/// An unknown dtype or order name is the caller's invalid argument.
+impl From<crate::dtype::UnknownName> for Error {
+    fn from(e: crate::dtype::UnknownName) -> Error {
+        Error::InvalidInput(e.0)
+    }
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error converts to (see `From<Error> for io::Error`).
+    pub fn io_kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::UnexpectedEof { .. } | Error::ReadShutdown { .. } => K::UnexpectedEof,
+            Error::TimedOut { .. } | Error::TimedOutAborted { .. } => K::TimedOut,
+            Error::PeerNotClosed { .. } => K::TimedOut,
+            Error::PeerReset { .. } => K::ConnectionReset,
+            Error::Io { source, .. }
+            | Error::Setup { source, .. }
+            | Error::Alloc { source, .. }
+            | Error::Spawn(source) => source.kind(),
+            Error::Stream { source, .. } => source.io_kind(),
+            Error::Frame(_) | Error::ExtraBytes { .. } | Error::ChainOrder { .. } => K::InvalidData,
+            Error::InvalidArray(_) | Error::InvalidInput(_) | Error::NotStream { .. } => {
+                K::InvalidInput
+            }
+            Error::UringUnavailable(_) => K::Unsupported,
+            Error::Auth(_) => K::PermissionDenied,
+            // Not `Interrupted`: std's loops retry that kind, and these transfers must not be.
+            Error::Canceled { .. } | Error::Interrupted { .. } => K::Other,
+        }
+    }
+}
+
+/// For `?` in a function returning `std::io::Result`: the [`io::ErrorKind`] of
+/// [`Error::io_kind`] — `UnexpectedEof`, `TimedOut`, `ConnectionReset` (a peer reset, or an
+/// OS `ECONNRESET`), `InvalidData` for a peer's bad frame, `InvalidInput` for the caller's
+/// own mistakes, the OS error's own kind for an OS error — with the ringxfer error (byte
+/// counts and all) as the payload: `io_err.get_ref()` downcasts to [`Error`], whose
+/// [`Error::raw_os_error`] (and `source()`) still give the OS errno.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.io_kind(), e)
+    }
+}
+
+/// Why a handshake (or loading a key) failed. In [`Error::Auth`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The key file could not be read (missing, a directory, no permission, an I/O error).
+    #[error("cannot read the key file {}: {source}", path.display())]
+    KeyUnreadable {
+        /// The key file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The key (file) holds no bytes, or only whitespace.
+    #[error("{} is empty", key_name(path))]
+    KeyEmpty {
+        /// The key file, when the key came from one.
+        path: Option<PathBuf>,
+    },
+    /// The key is shorter than [`MIN_KEY_BYTES`](crate::auth::MIN_KEY_BYTES).
+    #[error(
+        "{} holds {len} bytes, fewer than {min} (make one with `head -c 32 /dev/urandom > FILE`)",
+        key_name(path)
+    )]
+    KeyTooShort {
+        /// The key file, when the key came from one.
+        path: Option<PathBuf>,
+        /// Key bytes found (after trimming trailing whitespace).
+        len: usize,
+        /// [`MIN_KEY_BYTES`](crate::auth::MIN_KEY_BYTES).
+        min: usize,
+    },
+    /// The key is longer than [`MAX_KEY_BYTES`](crate::auth::MAX_KEY_BYTES) (not a key file?).
+    #[error("{} is over {max} bytes: not a key", key_name(path))]
+    KeyTooLong {
+        /// The key file, when the key came from one.
+        path: Option<PathBuf>,
+        /// [`MAX_KEY_BYTES`](crate::auth::MAX_KEY_BYTES).
+        max: usize,
+    },
+    /// Server side: the peer sent a framed array (`RGXF`) without the handshake, e.g. a
+    /// client run without `--auth-key`.
+    #[error(
+        "the client sent a framed array without authenticating (is it run without --auth-key?)"
+    )]
+    Unauthenticated,
+    /// The peer's first bytes are not a handshake message (another protocol, garbage, or a
+    /// server that does not authenticate).
+    #[error("the peer does not speak the authentication handshake: first bytes {got:02x?}")]
+    NotRingxfer {
+        /// The 4 bytes received where `RGXA` was expected.
+        got: [u8; 4],
+    },
+    /// Client side: the server turned the connection away before the handshake, with this
+    /// reason (e.g. every connection slot taken).
+    #[error("the server refused the connection: {reason}")]
+    Refused {
+        /// The server's one-line reason.
+        reason: String,
+    },
+    /// The peer speaks another handshake version.
+    #[error(
+        "the peer speaks authentication handshake version {peer_version}, this build speaks {}",
+        AUTH_VERSION
+    )]
+    UnsupportedVersion {
+        /// The version the peer announced.
+        peer_version: u16,
+    },
+    /// A handshake message broke a rule of `docs/PROTOCOL.md` (a non-zero flags field, an
+    /// unknown status, a changed version).
+    #[error("malformed handshake message: {what}")]
+    Malformed {
+        /// Which rule.
+        what: &'static str,
+    },
+    /// The peer's proof does not match our key: it holds another key, or replayed, reflected
+    /// or forged a proof. On the client this also means the server is not the one meant.
+    #[error(
+        "the peer's proof does not match our key (a different key, or a replayed or forged response)"
+    )]
+    WrongKey,
+    /// Client side: the server says our proof does not match its key.
+    #[error("the server rejected our key (its key is different)")]
+    KeyRejected,
+    /// The peer closed the connection in the middle of the handshake.
+    #[error(
+        "the peer closed the connection during the handshake ({during}: {received} of {expected} bytes)"
+    )]
+    PeerClosed {
+        /// The message being read.
+        during: &'static str,
+        /// Bytes of it received.
+        received: usize,
+        /// Bytes expected.
+        expected: usize,
+    },
+    /// The handshake did not complete within its deadline.
+    #[error("the handshake did not complete within {timeout_ms} ms (waiting for {during})")]
+    TimedOut {
+        /// The message being waited for.
+        during: &'static str,
+        /// The deadline, in milliseconds from the start of the handshake.
+        timeout_ms: u64,
+    },
+    /// An OS error during the handshake (a reset, no random numbers, …).
+    #[error("{during}: {source}")]
+    Io {
+        /// What was being done.
+        during: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn key_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!("the key file {}", p.display()),
+        None => "the key".to_owned(),
+    }
+}
+
+impl AuthError {
+    /// A stable snake-case name: `auth_wrong_key`, `auth_key_rejected`, `auth_timed_out`, ….
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::KeyUnreadable { .. } => "auth_key_unreadable",
+            AuthError::KeyEmpty { .. } => "auth_key_empty",
+            AuthError::KeyTooShort { .. } => "auth_key_too_short",
+            AuthError::KeyTooLong { .. } => "auth_key_too_long",
+            AuthError::Unauthenticated => "auth_unauthenticated",
+            AuthError::NotRingxfer { .. } => "auth_not_ringxfer",
+            AuthError::Refused { .. } => "auth_refused",
+            AuthError::UnsupportedVersion { .. } => "auth_unsupported_version",
+            AuthError::Malformed { .. } => "auth_malformed",
+            AuthError::WrongKey => "auth_wrong_key",
+            AuthError::KeyRejected => "auth_key_rejected",
+            AuthError::PeerClosed { .. } => "auth_peer_closed",
+            AuthError::TimedOut { .. } => "auth_timed_out",
+            AuthError::Io { .. } => "auth_io",
+        }
+    }
+}
+
+/// The authentication handshake version this build speaks ([`crate::auth::VERSION`]; here so
+/// that [`AuthError`]'s message can name it without this module depending on `auth`).
+pub(crate) const AUTH_VERSION: u16 = 1;
 
 /// `SOCK_DGRAM` etc. for an `SO_TYPE` value.
 fn so_type_name(t: Option<i32>) -> String {

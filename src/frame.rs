@@ -53,12 +53,12 @@ impl std::fmt::Display for Order {
 }
 
 impl std::str::FromStr for Order {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Order> {
+    type Err = crate::dtype::UnknownName;
+    fn from_str(s: &str) -> Result<Order, Self::Err> {
         match s {
             "C" | "c" => Ok(Order::C),
             "F" | "f" => Ok(Order::F),
-            _ => Err(crate::Error::InvalidInput(format!(
+            _ => Err(crate::dtype::UnknownName(format!(
                 "order {s:?}: expected C or F"
             ))),
         }
@@ -120,7 +120,7 @@ impl std::fmt::Display for WireFormat {
 pub enum FrameError {
     /// The message does not start with `RGXF`. Carries the bytes received up to the first
     /// one that differs (1 to 4 bytes): a receiver rejects a peer as soon as a byte is wrong,
-    /// without waiting for the rest of the 32-byte prefix ([`check_magic`]).
+    /// without waiting for the rest of the 32-byte prefix (`check_magic`).
     #[error("bad magic b\"{}\" (expected b\"RGXF\")", .0.escape_ascii())]
     BadMagic(Vec<u8>),
     /// A striped message's stripe prefix (`RGXS`, docs/PROTOCOL.md "Striped arrays") is
@@ -311,7 +311,7 @@ pub struct Header {
     pub shape: Vec<u64>,
     /// Payload bytes.
     pub payload_len: u64,
-    /// Flag bits ([`FLAG_PAYLOAD_CRC32`]).
+    /// Flag bits (bit 0 `PAYLOAD_CRC32`: the trailer carries the payload's CRC-32).
     pub flags: u16,
 }
 

@@ -48,581 +48,138 @@
 //! [`Backend::Blocking`] when a ring cannot be set up (EPERM under a seccomp profile or with
 //! `kernel.io_uring_disabled`, ENOSYS, a kernel older than 5.6); [`Engine::fallback_reason`]
 //! says why. The environment variable `RINGXFER_BACKEND=blocking|uring|auto` overrides `Auto`.
+//!
+//! # The public surface, in one map
+//!
+//! | To …                                            | use                                                                  |
+//! |-------------------------------------------------|----------------------------------------------------------------------|
+//! | move one raw array, once                        | [`send_from`], [`recv_into`]                                         |
+//! | move many, reusing one ring                     | [`Engine`] ([`Engine::new`], [`Engine::with_options`], [`Options`]), [`Engine::send_from`], [`Engine::recv_into`] |
+//! | register an array as fixed buffers, reuse it    | [`Engine::register_send`] / [`Engine::register_recv`] → [`RegisteredSend`] / [`RegisteredRecv`] |
+//! | run many transfers at once, borrowed            | [`Engine::scope`] → [`Scope`], [`ScopeOutcome`]                      |
+//! | stripe one array over several streams           | [`Engine::send_striped`] / [`Engine::recv_striped`] (raw), [`Engine::send_array_striped`] / [`Engine::recv_any_striped`] (framed), geometry [`stripes`] |
+//! | send framed arrays (dtype/shape/order travel)   | [`Engine::send_array`], [`Engine::send_array_bytes`], [`Engine::send_arrays`] ([`ArrayView`]) |
+//! | receive framed arrays                           | [`Engine::recv_array`], [`Engine::recv_array_into`], [`Engine::recv_any`] ([`Array`], [`AnyArray`], [`Header`]); many small ones: [`Engine::receiver`] → [`Receiver`] |
+//! | read headers yourself (a server with deadlines) | [`decode_prefix`], [`Header::decode`], [`Engine::recv_any_after_header`] |
+//! | dtypes                                          | [`dtype`] ([`dtype::DType`], the arange check pattern), [`Element`], [`Order`] |
+//! | close without losing the tail, check for extra  | [`close`] ([`close::finish`], [`close::expect_eof`]), or [`Engine::finish`] / [`Engine::expect_eof`] with the engine's timeout |
+//! | authenticate a connection                       | [`auth`] ([`auth::AuthKey`]), [`Engine::authenticate_client`] / [`Engine::authenticate_server`] |
+//! | tune and observe the uring backend              | [`UringTuning`] ([`SendOp`], [`RecvOp`]), [`probe`] ([`Probe`]), [`RingFlags`], [`EngineStats`] |
+//! | handle errors                                   | [`Error`] (each variant means one thing), [`FrameError`], [`Result`]; `?` into `std::io::Result` works ([`Error`] converts) |
+//!
+//! Everything else is private. The `testing` cargo feature exposes internals (`planner`,
+//! `frame`, `buffer`, `stripe`, `uring`) as `#[doc(hidden)]` modules for this crate's own tests
+//! and benchmarks; they are not part of the API and change without notice.
+//!
+//! # Rejected messages
+//!
+//! One rule for every framed receive call ([`Engine::recv_any`], [`Engine::recv_array`],
+//! [`Engine::recv_array_into`], [`Engine::recv_any_after_header`], and the same calls on a
+//! [`Receiver`]):
+//!
+//! * A well-formed message rejected for **the caller's expectation** — another dtype or byte
+//!   order than `T` ([`FrameError::DtypeMismatch`]), another length than the caller's `out`
+//!   ([`FrameError::ShapeMismatch`]) — is **consumed**: its payload and trailer are read and
+//!   discarded (no allocation; bounded by the header's declared length), so the next receive
+//!   starts at the next header and the connection stays usable. A payload whose checksum
+//!   fails ([`FrameError::PayloadChecksum`]) was consumed whole too.
+//! * A message whose payload is **over [`Options::max_payload_bytes`]**
+//!   ([`FrameError::TooLarge`]) is refused as soon as its 32-byte prefix is read, with nothing
+//!   further read or allocated: the limit exists so that a peer cannot make the receiver spend
+//!   memory *or time* on an announced 300 GB, so its payload is not read either. The stream is
+//!   then inside that message: close the connection.
+//! * A **malformed** message (bad magic, version, header length or checksum, unknown dtype,
+//!   flags, trailer) leaves the stream at an unknown place: close the connection.
+//! * A transfer error inside a message ([`Error::UnexpectedEof`], [`Error::Io`],
+//!   [`Error::TimedOut`]) counts the bytes of the whole message; the stream is unusable.
+//!
+//! # Async callers
+//!
+//! Every call blocks the calling thread until its bytes have moved. Called directly inside an
+//! async task it blocks the runtime's worker: on a tokio `current_thread` runtime with the
+//! peer as another task of the same runtime, `recv_into` waits for bytes that the starved
+//! sender task never sends — it hangs, silently, forever. Run ringxfer on a blocking thread:
+//! turn the tokio socket into a std one with `into_std()` and move it into
+//! `tokio::task::spawn_blocking`. `into_std()` leaves the socket in non-blocking mode, and
+//! ringxfer works with it as it is — at the first `EAGAIN` the blocking backend switches the
+//! socket to blocking mode for the rest of the call (and restores it), the uring backend arms
+//! a `POLL_ADD` — so `set_nonblocking(false)` is optional. `examples/async_tokio.rs` is a
+//! complete program (run by `tests/async_tokio.rs` on both backends, which also shows the
+//! direct call starving its sender):
+//!
+//! ```text
+//! let (sock, _) = listener.accept().await?;                 // tokio::net::TcpListener
+//! let sock = sock.into_std()?;                              // std::net::TcpStream
+//! let data = tokio::task::spawn_blocking(move || {
+//!     let mut data = vec![0f64; N];
+//!     ringxfer::recv_into(&sock, &mut data).map(|()| data)
+//! })
+//! .await??;
+//! ```
 
 #![deny(missing_docs)]
 
 pub mod auth;
-pub mod blocking;
-pub mod buffer;
+mod blocking;
 pub mod close;
 mod driver;
 pub mod dtype;
+mod engine;
 mod error;
-pub mod frame;
 mod framed;
 pub mod npy;
-pub mod planner;
-pub mod scope;
+mod scope;
 mod sock;
 mod stats;
+// Internal modules: private, or `#[doc(hidden)] pub` with the `testing` feature (for this
+// crate's tests and benchmarks only; not part of the API). Written out, not by a macro, so
+// that rustfmt finds the files.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod buffer;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod buffer;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod frame;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod frame;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod planner;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod planner;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod stripe;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod stripe;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod uring;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code)]
+mod uring;
 
-use std::os::fd::AsFd;
-use std::time::Duration;
-
-use bytemuck::Pod;
-use socket2::SockRef;
-
-use driver::Transfer;
-
-pub use auth::{AuthError, AuthKey};
 pub use buffer::Prefault;
+pub use engine::{
+    ActiveBackend, Backend, Engine, INTERRUPT_POLL, Interrupt, Options, RegisterPolicy,
+    RegisteredRecv, RegisteredSend, recv_into, send_from,
+};
 pub use error::{Error, Result};
-pub use frame::{FrameError, Order, WireFormat};
+pub use frame::{
+    DEFAULT_MAX_PAYLOAD_BYTES, FrameError, Header, MAX_NDIM, Order, PREFIX_LEN, Prefix,
+    TRAILER_LEN, WireFormat, decode_prefix,
+};
 pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};
-pub use planner::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
+pub use planner::MAX_IO_BYTES;
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;
-pub use uring::{Probe, RecvOp, SendOp, UringTuning, probe};
-pub use uring::{RING_FLAGS_ENV, RingFlags, RingSetup};
-
-/// Which engine moves the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Backend {
-    /// io_uring when the probe says it works, else blocking; `RINGXFER_BACKEND` overrides.
-    #[default]
-    Auto,
-    /// A `std::io` `write`/`read` loop on the socket (the baseline).
-    Blocking,
-    /// io_uring link chains; [`Engine::new`] fails with [`Error::UringUnavailable`] if the
-    /// kernel refuses.
-    Uring,
-}
-
-impl std::str::FromStr for Backend {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Ok(Backend::Auto),
-            "blocking" | "std" => Ok(Backend::Blocking),
-            "uring" | "io_uring" | "io-uring" => Ok(Backend::Uring),
-            other => Err(Error::InvalidInput(format!(
-                "unknown backend {other:?} (expected auto, blocking or uring)"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Auto => "auto",
-            Backend::Blocking => "blocking",
-            Backend::Uring => "uring",
-        })
-    }
-}
-
-/// Whether a one-shot [`Engine::send_from`]/[`Engine::recv_into`] registers the array as fixed
-/// buffers for that one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RegisterPolicy {
-    /// Register only when the measured gain of fixed buffers outweighs the registration cost
-    /// for the chosen ops. With the default ops (`SEND`/`RECV`, which copy either way) it does
-    /// not pay: registering 400 MB of touched memory costs 12.7 ms here, about a tenth of the
-    /// transfer, for no throughput gain (see README, "How the uring path works").
-    #[default]
-    Auto,
-    /// Always register (the fixed-buffer opcodes need it).
-    Always,
-    /// Never register for one-shot calls.
-    Never,
-}
-
-/// Options of an [`Engine`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// The backend to use.
-    pub backend: Backend,
-    /// Fail with [`Error::TimedOut`] when no byte moves for this long; the timer restarts on
-    /// every bit of progress. `None` (the default) waits forever, like a blocking socket.
-    pub idle_timeout: Option<Duration>,
-    /// uring backend knobs (ops, segment size, chain length).
-    pub uring: UringTuning,
-    /// One-shot registration policy.
-    pub register: RegisterPolicy,
-    /// Framed receives: largest payload accepted, in bytes, checked against the header
-    /// *before* anything is allocated. Default [`frame::DEFAULT_MAX_PAYLOAD_BYTES`] (8 GiB).
-    pub max_payload_bytes: u64,
-    /// Framed receives: how a fresh receive array is prepared ([`Prefault`]).
-    pub prefault: Prefault,
-    /// Framed receives: bytes of dropped arrays' memory kept for reuse, in a pool shared by
-    /// all engines of the process ([`buffer::Pool::shared`]); default 2 GiB, 0 disables
-    /// recycling for this engine.
-    pub recycle_bytes: usize,
-    /// Framed sends set `TCP_NODELAY` on a TCP socket before sending (default `true`), so a
-    /// small message is not held back by Nagle's algorithm waiting for the peer's delayed ACK
-    /// (40–200 ms per request/response round trip without it, case C17). The message itself
-    /// leaves in as few sends as its size allows either way (one gathered `sendmsg` on the
-    /// direct path; `MSG_MORE` between linked SQEs on the ring). `false` leaves the socket's
-    /// option as the caller set it. Raw [`Engine::send_from`] never changes it.
-    pub nodelay: bool,
-    /// The caller's interrupt check (default `None`): polled by both backends at every wake-up
-    /// of a transfer's wait loop and at least every [`INTERRUPT_POLL`] (100 ms) while one
-    /// runs. Once it returns `true`, every unfinished transfer of the call is canceled, its
-    /// SQEs drained (no SQE points into the caller's memory when the call returns), and the
-    /// call fails with [`Error::Interrupted`] with the bytes moved so far. The stream is out
-    /// of step afterwards (part of the array moved): close the connection.
-    pub interrupt: Option<Interrupt>,
-}
-
-/// The longest a running transfer goes without polling [`Options::interrupt`]: 100 ms.
-pub const INTERRUPT_POLL: Duration = Duration::from_millis(100);
-
-/// A caller's interrupt check ([`Options::interrupt`]), e.g. "did the user press Ctrl-C?".
-///
-/// The function is called from the thread running the transfer (and, for a set on the
-/// blocking backend, from each of its threads) at every wake-up of the wait loop — after
-/// every completion batch or `send`/`recv` return, and at least every [`INTERRUPT_POLL`] —
-/// so it must be cheap (an atomic load). Once it has returned `true` it should keep doing
-/// so until the call returns. Two `Interrupt`s are equal when they share the same function.
-#[derive(Clone)]
-pub struct Interrupt(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl Interrupt {
-    /// An interrupt check calling `f`.
-    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> Interrupt {
-        Interrupt(std::sync::Arc::new(f))
-    }
-
-    /// True when the caller asks the transfer to stop.
-    pub(crate) fn fired(&self) -> bool {
-        (self.0)()
-    }
-}
-
-impl std::fmt::Debug for Interrupt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Interrupt(..)")
-    }
-}
-
-impl PartialEq for Interrupt {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Interrupt {}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            backend: Backend::Auto,
-            idle_timeout: None,
-            uring: UringTuning::default(),
-            register: RegisterPolicy::Auto,
-            max_payload_bytes: frame::DEFAULT_MAX_PAYLOAD_BYTES,
-            prefault: Prefault::default(),
-            recycle_bytes: 2 << 30,
-            nodelay: true,
-            interrupt: None,
-        }
-    }
-}
-
-/// The backend an [`Engine`] actually uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ActiveBackend {
-    /// [`blocking`] loop.
-    Blocking,
-    /// io_uring.
-    Uring,
-}
-
-impl ActiveBackend {
-    /// `"blocking"` or `"uring"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ActiveBackend::Blocking => "blocking",
-            ActiveBackend::Uring => "uring",
-        }
-    }
-}
-
-/// A transfer engine: one io_uring instance (uring backend) reused across calls.
-///
-/// Not shareable across threads at once (`&mut self` methods); create one per thread.
-#[derive(Debug)]
-pub struct Engine {
-    ring: Option<uring::Ring>,
-    pool: std::sync::Arc<buffer::Pool>,
-    opts: Options,
-    fallback_reason: Option<String>,
-}
-
-impl Engine {
-    /// An engine with default options and the given backend.
-    ///
-    /// # Errors
-    /// [`Error::UringUnavailable`] when `backend` is `Uring` (or `Auto` forced to uring by
-    /// `RINGXFER_BACKEND=uring`) and the probe failed; [`Error::Setup`] when the ring cannot
-    /// be created; [`Error::InvalidInput`] for a bad `RINGXFER_BACKEND`.
-    pub fn new(backend: Backend) -> Result<Engine> {
-        Engine::with_options(Options {
-            backend,
-            ..Options::default()
-        })
-    }
-
-    /// An engine with the given options. See [`Engine::new`] for errors.
-    pub fn with_options(opts: Options) -> Result<Engine> {
-        let mut backend = opts.backend;
-        let mut forced = false;
-        if backend == Backend::Auto
-            && let Ok(v) = std::env::var("RINGXFER_BACKEND")
-        {
-            backend = v.parse()?;
-            forced = backend != Backend::Auto;
-        }
-        let p = probe();
-        let (ring, fallback_reason) = match backend {
-            Backend::Blocking => (None, forced.then(|| "RINGXFER_BACKEND=blocking".to_owned())),
-            Backend::Uring if !p.available => {
-                return Err(Error::UringUnavailable(
-                    p.reason.clone().unwrap_or_default(),
-                ));
-            }
-            Backend::Uring => (Some(uring::Ring::new()?), None),
-            Backend::Auto if !p.available => (None, p.reason.clone()),
-            Backend::Auto => match uring::Ring::new() {
-                Ok(r) => (Some(r), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-        };
-        let ring = ring.map(|r| r.with_interrupt(opts.interrupt.clone()));
-        Ok(Engine {
-            ring,
-            pool: match opts.recycle_bytes {
-                0 => buffer::Pool::new(0),
-                cap => buffer::Pool::shared(cap),
-            },
-            opts,
-            fallback_reason,
-        })
-    }
-
-    /// The backend in use.
-    pub fn backend(&self) -> ActiveBackend {
-        if self.ring.is_some() {
-            ActiveBackend::Uring
-        } else {
-            ActiveBackend::Blocking
-        }
-    }
-
-    /// Why `Auto` ended up on the blocking backend (`None` when it did not).
-    pub fn fallback_reason(&self) -> Option<&str> {
-        self.fallback_reason.as_deref()
-    }
-
-    /// How this engine's io_uring instance is set up (`None` on the blocking backend): the
-    /// probe's choice for the process ([`Probe::ring_flags`]).
-    ///
-    /// With `SINGLE_ISSUER` the ring belongs to one thread; the engine is still `Send`: when a
-    /// call comes from another thread than the last one, the ring is rebuilt for it (one
-    /// `io_uring_setup`, nothing in flight is lost — there is none between calls).
-    pub fn ring_flags(&self) -> Option<RingFlags> {
-        self.ring.as_ref().map(|r| r.flags())
-    }
-
-    /// Notices about paths the engine took instead of the one asked for, each said once per
-    /// engine: a refused registration (e.g. `ENOMEM` under `RLIMIT_MEMLOCK` without
-    /// `CAP_IPC_LOCK`: transfers then run unregistered) or a refused `SEND_ZC` (sends fall back
-    /// to copying `SEND`), plus the `Auto` fallback reason. Empty on the happy path.
-    pub fn notices(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.fallback_reason.iter().cloned().collect();
-        if let Some(r) = &self.ring {
-            v.extend(r.notices().map(str::to_owned));
-        }
-        v
-    }
-
-    /// The options this engine was built with.
-    pub fn options(&self) -> &Options {
-        &self.opts
-    }
-
-    /// Sends every byte of `data` (`size_of_val(data)` bytes) on the connected stream socket
-    /// `sock`. Returns once the kernel has accepted them all (for `SEND_ZC`, once it has also
-    /// released the pages).
-    ///
-    /// # Errors
-    /// [`Error::Io`] with the errno and bytes sent so far (`EPIPE`/`ECONNRESET` when the peer
-    /// went away), [`Error::TimedOut`] with an idle timeout.
-    pub fn send_from<T: Pod, S: AsFd>(&mut self, sock: &S, data: &[T]) -> Result<()> {
-        let bytes: &[u8] = bytemuck::cast_slice(data);
-        sock::check_stream(sock, bytes.len() as u64)?;
-        let register = register_pays(&self.opts, Direction::Send);
-        self.run(Transfer::send(sock.as_fd(), vec![bytes]), register)
-            .map(drop)
-    }
-
-    /// Fills every byte of `data` from the connected stream socket `sock`.
-    ///
-    /// # Errors
-    /// [`Error::UnexpectedEof`] when the peer closes early (with bytes received and
-    /// expected); [`Error::Io`] with the errno and bytes so far; [`Error::TimedOut`].
-    /// On error the first `transferred` bytes of `data` are valid.
-    pub fn recv_into<T: Pod, S: AsFd>(&mut self, sock: &S, data: &mut [T]) -> Result<()> {
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(data);
-        sock::check_stream(sock, bytes.len() as u64)?;
-        let register = register_pays(&self.opts, Direction::Recv);
-        self.run(Transfer::recv(sock.as_fd(), vec![bytes]), register)
-            .map(drop)
-    }
-
-    /// Registers `data` as fixed buffers for sending, for as long as the guard lives.
-    ///
-    /// Registration pins the pages (and faults in untouched ones: ~500 ms for 400 MB of fresh
-    /// memory here, 12.7 ms when already touched). It counts against `RLIMIT_MEMLOCK` unless
-    /// the process has `CAP_IPC_LOCK`; when the kernel refuses (ENOMEM, EFAULT for read-only
-    /// memory) the guard still works, unregistered, and [`RegisteredSend::fallback_reason`]
-    /// says why. On the blocking backend it is a plain borrow.
-    pub fn register_send<'a, T: Pod>(&'a mut self, data: &'a [T]) -> RegisteredSend<'a> {
-        let bytes: &[u8] = bytemuck::cast_slice(data);
-        let (tuning, waits) = (self.opts.uring.clone(), self.waits());
-        let inner = match self.ring.as_mut() {
-            Some(ring) => Guard::Uring(ring.register_send(bytes)),
-            None => Guard::Blocking(bytes),
-        };
-        RegisteredSend {
-            inner,
-            tuning,
-            waits,
-        }
-    }
-
-    /// Registers `data` as fixed buffers for receiving; see [`Engine::register_send`].
-    pub fn register_recv<'a, T: Pod>(&'a mut self, data: &'a mut [T]) -> RegisteredRecv<'a> {
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(data);
-        let (tuning, waits) = (self.opts.uring.clone(), self.waits());
-        let inner = match self.ring.as_mut() {
-            Some(ring) => Guard::Uring(ring.register_recv(bytes)),
-            None => Guard::Blocking(bytes),
-        };
-        RegisteredRecv {
-            inner,
-            tuning,
-            waits,
-        }
-    }
-}
-
-impl Engine {
-    /// Runs a set of transfers to completion (the contract: [`driver`]) — the one place that
-    /// picks the backend. The uring backend runs the whole set, whatever its size, on the
-    /// engine's ring; the blocking backend on the calling thread (a set of one) or scoped
-    /// threads. `register`: a set of one single-buffer transfer is
-    /// registered as fixed buffers for the call (see [`RegisterPolicy`]).
-    pub(crate) fn run_set(
-        &mut self,
-        transfers: &mut [Transfer<'_>],
-        register: bool,
-    ) -> Vec<Result<u64>> {
-        match self.ring.as_mut() {
-            None => blocking::run_set(transfers, &self.waits()),
-            Some(r) => r.run_transfers(
-                transfers,
-                &self.opts.uring,
-                self.opts.idle_timeout,
-                register,
-            ),
-        }
-    }
-
-    /// What bounds the blocking backend's waits: the idle timeout and the interrupt check.
-    fn waits(&self) -> blocking::Waits {
-        blocking::Waits {
-            idle: self.opts.idle_timeout,
-            interrupt: self.opts.interrupt.clone(),
-        }
-    }
-
-    /// [`Engine::run_set`] of one transfer.
-    pub(crate) fn run(&mut self, t: Transfer<'_>, register: bool) -> Result<u64> {
-        let mut set = [t];
-        let mut r = self.run_set(&mut set, register);
-        r.pop().expect("one result per transfer")
-    }
-}
-
-/// Whether a one-shot call registers the array (see [`RegisterPolicy::Auto`]).
-fn register_pays(opts: &Options, dir: Direction) -> bool {
-    match opts.register {
-        RegisterPolicy::Always => true,
-        RegisterPolicy::Never => false,
-        // Only the ops that cannot run unregistered make registration worth its cost.
-        RegisterPolicy::Auto => match dir {
-            Direction::Send => matches!(opts.uring.send_op, SendOp::WriteFixed | SendOp::SendZc),
-            Direction::Recv => matches!(opts.uring.recv_op, RecvOp::ReadFixed),
-        },
-    }
-}
-
-enum Guard<'a, B> {
-    Uring(uring::Registration<'a>),
-    Blocking(B),
-}
-
-impl<B> std::fmt::Debug for Guard<'_, B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Guard::Uring(r) => f
-                .debug_struct("Uring")
-                .field("registered", &r.is_registered())
-                .finish(),
-            Guard::Blocking(_) => f.write_str("Blocking"),
-        }
-    }
-}
-
-impl<B: AsRef<[u8]>> Guard<'_, B> {
-    fn len(&self) -> u64 {
-        match self {
-            Guard::Uring(r) => r.as_bytes().len() as u64,
-            Guard::Blocking(b) => b.as_ref().len() as u64,
-        }
-    }
-}
-
-impl<B> Guard<'_, B> {
-    fn is_registered(&self) -> bool {
-        matches!(self, Guard::Uring(r) if r.is_registered())
-    }
-
-    fn fallback_reason(&self) -> Option<&str> {
-        match self {
-            Guard::Uring(r) => r.fallback_reason(),
-            Guard::Blocking(_) => Some("blocking backend"),
-        }
-    }
-}
-
-/// An array registered as fixed buffers for sending (from [`Engine::register_send`]).
-/// Borrows the array and the engine; unregisters when dropped.
-///
-/// Neither `Send` nor `Sync`: every transfer of a registration comes from the thread that
-/// made it, which is what lets a `SINGLE_ISSUER` ring keep its registered buffers (the
-/// engine can only change threads once the guard is gone):
-///
-/// ```compile_fail
-/// fn is_send<T: Send>() {}
-/// is_send::<ringxfer::RegisteredSend<'static>>();
-/// ```
-///
-/// ```compile_fail
-/// fn is_sync<T: Sync>() {}
-/// is_sync::<ringxfer::RegisteredRecv<'static>>();
-/// ```
-#[derive(Debug)]
-pub struct RegisteredSend<'a> {
-    inner: Guard<'a, &'a [u8]>,
-    tuning: UringTuning,
-    waits: blocking::Waits,
-}
-
-impl RegisteredSend<'_> {
-    fn as_bytes_len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    /// Sends the whole registered array on `sock`; errors as [`Engine::send_from`].
-    pub fn send<S: AsFd>(&mut self, sock: &S) -> Result<()> {
-        sock::check_stream(sock, self.as_bytes_len())?;
-        match &mut self.inner {
-            Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.waits.idle)
-            }
-            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, &self.waits),
-        }
-    }
-
-    /// True when the array is registered with the kernel.
-    pub fn is_registered(&self) -> bool {
-        self.inner.is_registered()
-    }
-
-    /// Why the array is not registered (`None` when it is).
-    pub fn fallback_reason(&self) -> Option<&str> {
-        self.inner.fallback_reason()
-    }
-}
-
-/// An array registered as fixed buffers for receiving (from [`Engine::register_recv`]).
-/// Borrows the array and the engine; unregisters when dropped.
-#[derive(Debug)]
-pub struct RegisteredRecv<'a> {
-    inner: Guard<'a, &'a mut [u8]>,
-    tuning: UringTuning,
-    waits: blocking::Waits,
-}
-
-impl RegisteredRecv<'_> {
-    fn as_bytes_len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    /// Fills the whole registered array from `sock`; errors as [`Engine::recv_into`].
-    pub fn recv<S: AsFd>(&mut self, sock: &S) -> Result<()> {
-        sock::check_stream(sock, self.as_bytes_len())?;
-        match &mut self.inner {
-            Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Recv, &self.tuning, self.waits.idle)
-            }
-            Guard::Blocking(b) => blocking::recv_all(&SockRef::from(sock), b, &self.waits),
-        }
-    }
-
-    /// Sends the whole registered array on `sock` (e.g. to echo it back).
-    pub fn send<S: AsFd>(&mut self, sock: &S) -> Result<()> {
-        sock::check_stream(sock, self.as_bytes_len())?;
-        match &mut self.inner {
-            Guard::Uring(r) => {
-                r.transfer(sock.as_fd(), Direction::Send, &self.tuning, self.waits.idle)
-            }
-            Guard::Blocking(b) => blocking::send_all(&SockRef::from(sock), b, &self.waits),
-        }
-    }
-
-    /// The array's bytes (as last received).
-    pub fn as_bytes(&self) -> &[u8] {
-        match &self.inner {
-            Guard::Uring(r) => r.as_bytes(),
-            Guard::Blocking(b) => b,
-        }
-    }
-
-    /// True when the array is registered with the kernel.
-    pub fn is_registered(&self) -> bool {
-        self.inner.is_registered()
-    }
-
-    /// Why the array is not registered (`None` when it is).
-    pub fn fallback_reason(&self) -> Option<&str> {
-        self.inner.fallback_reason()
-    }
-}
-
-/// Sends every byte of `data` on `sock` with a fresh [`Engine`] (`Backend::Auto`).
-/// For many transfers keep an [`Engine`]; errors as [`Engine::send_from`].
-pub fn send_from<T: Pod, S: AsFd>(sock: &S, data: &[T]) -> Result<()> {
-    Engine::new(Backend::Auto)?.send_from(sock, data)
-}
-
-/// Fills every byte of `data` from `sock` with a fresh [`Engine`] (`Backend::Auto`).
-/// Errors as [`Engine::recv_into`].
-pub fn recv_into<T: Pod, S: AsFd>(sock: &S, data: &mut [T]) -> Result<()> {
-    Engine::new(Backend::Auto)?.recv_into(sock, data)
-}
+pub use stripe::stripes;
+pub use uring::{
+    MAX_CHAIN_SQES, Probe, RING_FLAGS_ENV, RecvOp, RingFlags, RingSetup, SendOp, UringTuning, probe,
+};

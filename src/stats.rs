@@ -1,13 +1,11 @@
-//! What an [`Engine`] has asked of the kernel: SQEs submitted and CQEs reaped on its ring.
+//! What an [`Engine`](crate::Engine) has asked of the kernel: SQEs submitted and CQEs reaped on its ring.
 //!
 //! The counters are cumulative over the engine's life and are bumped where the uring backend
 //! pushes and reaps (`src/uring/flight.rs`), so they count exactly what went through the ring
 //! — nothing is estimated. The blocking backend has no ring and counts nothing; on the uring
 //! backend every transfer, whatever its size, goes through the ring.
 
-use crate::Engine;
-
-/// SQEs and CQEs an [`Engine`] has used so far ([`Engine::stats`]); all zero on the blocking
+/// SQEs and CQEs an [`Engine`](crate::Engine) has used so far ([`Engine::stats`](crate::Engine::stats)); all zero on the blocking
 /// backend.
 ///
 /// For a transfer that has returned, each SQE has produced exactly one result CQE, so the
@@ -36,7 +34,7 @@ pub struct EngineStats {
     /// a real zero-copy: the bytes left from the caller's pages.
     pub zc_kept: u64,
     /// Destinations (peer IPs) that [`SendOp::Auto`](crate::SendOp::Auto) switched to plain
-    /// `SEND` after its trial found the kernel copying (see [`crate::uring::zc_policy`]).
+    /// `SEND` after its trial found the kernel copying (see `src/uring/zc_policy.rs`).
     pub zc_switched: u64,
 }
 
@@ -53,16 +51,5 @@ impl EngineStats {
             zc_kept: self.zc_kept.saturating_sub(earlier.zc_kept),
             zc_switched: self.zc_switched.saturating_sub(earlier.zc_switched),
         }
-    }
-}
-
-impl Engine {
-    /// How many SQEs this engine has submitted and how many CQEs it has reaped since it was
-    /// created ([`EngineStats`]); all zero on the blocking backend. Take a snapshot before and after a transfer and subtract
-    /// ([`EngineStats::since`]) to get one transfer's figures.
-    pub fn stats(&self) -> EngineStats {
-        self.ring
-            .as_ref()
-            .map_or_else(EngineStats::default, |r| r.stats())
     }
 }

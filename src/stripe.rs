@@ -1,16 +1,6 @@
 //! One array over several streams: each stream carries one contiguous **stripe**, which the
 //! receiver writes in place into its part of the array (no reassembly copy).
 //!
-//! # Geometry (raw mode: both sides compute it; framed striping will carry it)
-//!
-//! For an array of `len` bytes over `n` streams, every stripe but the last holds
-//! `q = ceil(ceil(len / n) / 4096) * 4096` bytes (a multiple of 4 KiB, so stripes start on
-//! page boundaries of a page-aligned array); stripe `i` is bytes
-//! `[min(i·q, len), min((i+1)·q, len))`. Stripes at the end may be empty when `len` is small
-//! (an empty stripe moves nothing on its stream). Both ends must use the same `n` and the same
-//! order of streams: stream `i` of the sender must be connected to stream `i` of the
-//! receiver.
-//!
 //! The streams may go over different paths ("rails": several addresses, as with several
 //! NICs); ringxfer only sees sockets. All stripes move at once through [`Engine::scope`]: on
 //! the uring backend on one ring, on the blocking backend on one thread per stream.
@@ -26,7 +16,19 @@ use crate::{Engine, Error, Result};
 /// Stripe boundaries are multiples of this many bytes.
 pub const STRIPE_ALIGN: u64 = 4096;
 
-/// The byte range of each of `n` stripes of an array of `len` bytes (see the module docs).
+/// The byte range of each of `n` stripes of an array of `len` bytes: how
+/// [`Engine::send_striped`] cuts an array.
+///
+/// # Geometry (raw mode: both sides compute it; framed striping carries it)
+///
+/// For an array of `len` bytes over `n` streams, every stripe but the last holds
+/// `q = ceil(ceil(len / n) / 4096) * 4096` bytes (a multiple of 4 KiB, so stripes start on
+/// page boundaries of a page-aligned array); stripe `i` is bytes
+/// `[min(i·q, len), min((i+1)·q, len))`. Stripes at the end may be empty when `len` is small
+/// (an empty stripe moves nothing on its stream). Both ends must use the same `n` and the same
+/// order of streams: stream `i` of the sender must be connected to stream `i` of the
+/// receiver.
+///
 ///
 /// # Panics
 /// When `n` is 0.
@@ -74,8 +76,8 @@ fn stream_error(peers: &[String], i: usize, e: Error) -> Error {
 }
 
 impl Engine {
-    /// Sends `data` striped over `socks` (stream `i` carries stripe `i`, see the
-    /// [module docs](crate::stripe)), all streams at once. Returns when every stripe is
+    /// Sends `data` striped over `socks` (stream `i` carries stripe `i`, see
+    /// [`stripes`](crate::stripes)), all streams at once. Returns when every stripe is
     /// sent.
     ///
     /// # Errors
@@ -262,7 +264,7 @@ impl StripePrefix {
 }
 
 use crate::dtype::DType;
-use crate::frame::{self, FrameError, Header, Order, TRAILER_LEN};
+use crate::frame::{self, FrameError, Order, TRAILER_LEN};
 use crate::framed::AnyArray;
 
 impl Engine {
@@ -286,15 +288,7 @@ impl Engine {
                 "send_array_striped: no streams".to_owned(),
             ));
         }
-        let header = Header::new(dtype, shape, order)?;
-        if header.payload_len != bytes.len() as u64 {
-            return Err(crate::framed::shape_mismatch(
-                dtype,
-                shape,
-                &header,
-                bytes.len(),
-            ));
-        }
+        let header = crate::framed::send_header(dtype, shape, order, bytes.len())?;
         let head = header.encode();
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| Error::Setup {
@@ -328,7 +322,7 @@ impl Engine {
         let peers: Vec<String> = socks.iter().map(peer_name).collect();
         for (i, (s, r)) in socks.iter().zip(&geometry).enumerate() {
             // The stream-socket check and TCP_NODELAY, as for any framed send.
-            self.prepare_framed_send(s, (r.end - r.start) as usize)
+            crate::framed::prepare_send(self, s, (r.end - r.start) as usize)
                 .map_err(|e| stream_error(&peers, i, e))?;
         }
         let results = self
@@ -368,7 +362,81 @@ impl Engine {
         }
         let peers: Vec<String> = socks.iter().map(peer_name).collect();
         let on = |i: usize, e: Error| stream_error(&peers, i, e);
-        // 1. Every stream's prefix, all at once.
+        // 1. Every stream's prefix, all at once: which socket carries which stripe.
+        let (by_index, first) = self.recv_stripe_prefixes(socks, &peers)?;
+        // 2. The array header, on stream 0.
+        let s0 = by_index[0];
+        let header = self.recv_header(&socks[s0]).map_err(|e| on(s0, e))?;
+        if header.payload_len != first.payload_len {
+            return Err(on(
+                s0,
+                FrameError::BadStripe(format!(
+                    "the header says {} payload bytes, the stripe prefixes {}",
+                    header.payload_len, first.payload_len
+                ))
+                .into(),
+            ));
+        }
+        // (`recv_header` refused a payload over `max_payload_bytes` before anything was allocated.)
+        let data = crate::framed::Wire::alloc(self, header.payload_len as usize)?;
+        let mut array = AnyArray::new(header, data);
+        // 3. Every stripe in place, and its trailer.
+        let geometry = stripes(first.payload_len, n);
+        let mut trailers = vec![[0u8; TRAILER_LEN]; n];
+        {
+            let mut parts: Vec<&mut [u8]> = Vec::with_capacity(n);
+            let mut rest = array.bytes_mut();
+            for r in &geometry {
+                let (head, tail) =
+                    std::mem::take(&mut rest).split_at_mut((r.end - r.start) as usize);
+                parts.push(head);
+                rest = tail;
+            }
+            let mut slots: Vec<Option<(&mut [u8], &mut [u8; TRAILER_LEN])>> = parts
+                .into_iter()
+                .zip(trailers.iter_mut())
+                .map(Some)
+                .collect();
+            let results = self
+                .scope(|s| {
+                    for k in 0..n {
+                        let i = by_index[k];
+                        let (stripe, trailer) = slots[k].take().expect("once");
+                        s.recv_parts(socks[i].as_fd(), vec![stripe, &mut trailer[..]]);
+                    }
+                })
+                .into_results();
+            // Results are in stripe order; report the socket's index.
+            let mut by_socket: Vec<Result<u64>> = (0..n).map(|_| Ok(0)).collect();
+            for (k, r) in results.into_iter().enumerate() {
+                by_socket[by_index[k]] = r;
+            }
+            first_failure(peers.clone(), by_socket)?;
+        }
+        for (k, r) in geometry.iter().enumerate() {
+            let i = by_index[k];
+            let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(i, e.into()))?;
+            let actual = crc32fast::hash(&array.bytes()[r.start as usize..r.end as usize]);
+            if actual != expected {
+                return Err(on(
+                    i,
+                    FrameError::PayloadChecksum { expected, actual }.into(),
+                ));
+            }
+        }
+        Ok(array)
+    }
+
+    /// Step 1 of [`Engine::recv_any_striped`]: reads every stream's stripe prefix at once and
+    /// checks them against each other; returns, for each stripe index, the index in `socks`
+    /// of the socket that carries it, and the first prefix.
+    fn recv_stripe_prefixes<S: AsFd>(
+        &mut self,
+        socks: &[S],
+        peers: &[String],
+    ) -> Result<(Vec<usize>, StripePrefix)> {
+        let n = socks.len();
+        let on = |i: usize, e: Error| stream_error(peers, i, e);
         let mut raw = vec![[0u8; STRIPE_PREFIX_LEN]; n];
         let results = self
             .scope(|s| {
@@ -377,7 +445,7 @@ impl Engine {
                 }
             })
             .into_results();
-        first_failure(peers.clone(), results)?;
+        first_failure(peers.to_vec(), results)?;
         let mut by_index: Vec<Option<usize>> = vec![None; n];
         let mut first: Option<StripePrefix> = None;
         for (i, b) in raw.iter().enumerate() {
@@ -400,65 +468,7 @@ impl Engine {
                 return Err(mismatch(format!("stream index {} twice", p.stream)));
             }
         }
-        let first = first.expect("n > 0");
-        // 2. The array header, on stream 0.
-        let s0 = by_index[0].expect("every index once");
-        let header = self.recv_header(&socks[s0]).map_err(|e| on(s0, e))?;
-        if header.payload_len != first.payload_len {
-            return Err(on(
-                s0,
-                FrameError::BadStripe(format!(
-                    "the header says {} payload bytes, the stripe prefixes {}",
-                    header.payload_len, first.payload_len
-                ))
-                .into(),
-            ));
-        }
-        let mut array = AnyArray::for_header(self, header)?;
-        // 3. Every stripe in place, and its trailer.
-        let geometry = stripes(first.payload_len, n);
-        let mut trailers = vec![[0u8; TRAILER_LEN]; n];
-        {
-            let mut parts: Vec<&mut [u8]> = Vec::with_capacity(n);
-            let mut rest = array.bytes_mut();
-            for r in &geometry {
-                let (head, tail) =
-                    std::mem::take(&mut rest).split_at_mut((r.end - r.start) as usize);
-                parts.push(head);
-                rest = tail;
-            }
-            let mut slots: Vec<Option<(&mut [u8], &mut [u8; TRAILER_LEN])>> = parts
-                .into_iter()
-                .zip(trailers.iter_mut())
-                .map(Some)
-                .collect();
-            let results = self
-                .scope(|s| {
-                    for k in 0..n {
-                        let i = by_index[k].expect("every index once");
-                        let (stripe, trailer) = slots[k].take().expect("once");
-                        s.recv_parts(socks[i].as_fd(), vec![stripe, &mut trailer[..]]);
-                    }
-                })
-                .into_results();
-            // Results are in stripe order; report the socket's index.
-            let mut by_socket: Vec<Result<u64>> = (0..n).map(|_| Ok(0)).collect();
-            for (k, r) in results.into_iter().enumerate() {
-                by_socket[by_index[k].expect("every index once")] = r;
-            }
-            first_failure(peers.clone(), by_socket)?;
-        }
-        for (k, r) in geometry.iter().enumerate() {
-            let i = by_index[k].expect("every index once");
-            let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(i, e.into()))?;
-            let actual = crc32fast::hash(&array.bytes()[r.start as usize..r.end as usize]);
-            if actual != expected {
-                return Err(on(
-                    i,
-                    FrameError::PayloadChecksum { expected, actual }.into(),
-                ));
-            }
-        }
-        Ok(array)
+        let by_index = by_index.into_iter().map(|i| i.expect("every index once"));
+        Ok((by_index.collect(), first.expect("n > 0")))
     }
 }

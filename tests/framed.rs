@@ -135,7 +135,7 @@ both_backends! {
         let (a, _b) = unix_pair();
         let mut e = engine(&opts(backend));
         match e.send_array(&a, &[1f32; 10], &[3, 3], Order::C) {
-            Err(Error::Frame(FrameError::ShapeMismatch { needed: 9, len: 10, .. })) => {}
+            Err(Error::InvalidArray(FrameError::ShapeMismatch { needed: 9, len: 10, .. })) => {}
             other => panic!("expected ShapeMismatch, got {other:?}"),
         }
     }

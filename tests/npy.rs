@@ -1035,7 +1035,7 @@ both_backends! {
         fill_arange(dtype, &mut bytes);
         let view = ArrayView { dtype, bytes: &bytes[..40], shape: &[2, 3], order: Order::F };
         match e.send_view(&a, view, WireFormat::Npy) {
-            Err(Error::Frame(FrameError::ShapeMismatch { needed: 6, len: 5, .. })) => {}
+            Err(Error::InvalidArray(FrameError::ShapeMismatch { needed: 6, len: 5, .. })) => {}
             other => panic!("{other:?}"),
         }
         let view = ArrayView { bytes: &bytes, ..view };

@@ -20,8 +20,9 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
+use ringxfer::MAX_IO_BYTES;
 use ringxfer::planner::{Chain, PlanError, Planner, SqeDesc};
-use ringxfer::{Direction, MAX_IO_BYTES, MAX_SLOT_BYTES};
+use ringxfer::planner::{Direction, MAX_SLOT_BYTES};
 
 /// Largest transfer with real bytes.
 const MAX_TOTAL: usize = 2 << 20;

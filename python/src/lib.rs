@@ -389,7 +389,7 @@ impl PyEngine {
 fn frame_args(dtype: &str, order: &str) -> PyResult<(DType, Order)> {
     let dt: DType = dtype
         .parse()
-        .map_err(|e: Error| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e: ringxfer::dtype::UnknownName| PyValueError::new_err(e.to_string()))?;
     let order = match order {
         "C" => Order::C,
         "F" => Order::F,
@@ -433,7 +433,7 @@ impl PyEngine {
         let opts = ringxfer::Options {
             backend,
             idle_timeout: idle,
-            max_payload_bytes: max_payload.unwrap_or(ringxfer::frame::DEFAULT_MAX_PAYLOAD_BYTES),
+            max_payload_bytes: max_payload.unwrap_or(ringxfer::DEFAULT_MAX_PAYLOAD_BYTES),
             interrupt: Some(Interrupt::new(move || s.poll())),
             ..ringxfer::Options::default()
         };
@@ -691,9 +691,6 @@ fn _ringxfer(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "INTERRUPT_POLL_SECONDS",
         ringxfer::INTERRUPT_POLL.as_secs_f64(),
     )?;
-    m.add(
-        "DEFAULT_MAX_PAYLOAD",
-        ringxfer::frame::DEFAULT_MAX_PAYLOAD_BYTES,
-    )?;
+    m.add("DEFAULT_MAX_PAYLOAD", ringxfer::DEFAULT_MAX_PAYLOAD_BYTES)?;
     Ok(())
 }

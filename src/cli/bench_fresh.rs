@@ -30,8 +30,8 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Instant;
 
+use ringxfer::Header;
 use ringxfer::dtype::{DType, Scalar, fill_arange};
-use ringxfer::frame::Header;
 use ringxfer::{AnyArray, Backend, Engine, Options, Order};
 use serde::Serialize;
 
@@ -291,8 +291,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             if kind == Receive::Pretouched {
                 pre.bytes_mut().fill(0xAA);
             }
-            let recycled = (kind == Receive::Fresh)
-                .then(|| ringxfer::buffer::Pool::shared(0).held_bytes() >= spec.bytes);
+            let recycled = (kind == Receive::Fresh).then(|| rx.recycled_bytes() >= spec.bytes);
             let m = run_once(
                 tx,
                 rx,

@@ -36,8 +36,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use ringxfer::MAX_NDIM;
 use ringxfer::dtype::{DType, fill_arange, verify_arange};
-use ringxfer::frame::{self, MAX_NDIM};
 use ringxfer::{Engine, Error, Options, Order};
 use serde::Serialize;
 
@@ -345,7 +345,7 @@ fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error
     let io_err = |source: io::Error| Error::Io {
         op: "recv(MSG_PEEK)",
         transferred: 0,
-        expected: frame::PREFIX_LEN as u64,
+        expected: ringxfer::PREFIX_LEN as u64,
         source,
     };
     let deadline = idle.map(|t| Instant::now() + t);
@@ -378,7 +378,7 @@ fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error
         {
             Err(Error::TimedOut {
                 transferred: 0,
-                expected: frame::PREFIX_LEN as u64,
+                expected: ringxfer::PREFIX_LEN as u64,
                 timeout_ms: idle.unwrap_or_default().as_millis() as u64,
             })
         }
@@ -400,7 +400,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         max_payload_bytes: a
             .framed
             .max_payload
-            .unwrap_or(frame::DEFAULT_MAX_PAYLOAD_BYTES),
+            .unwrap_or(ringxfer::DEFAULT_MAX_PAYLOAD_BYTES),
         ..Options::default()
     };
     match role {
@@ -469,7 +469,9 @@ fn send_spec(a: &XferArgs) -> Result<(DType, Vec<u64>, usize), Failure> {
         Some(Shape(s)) => s.clone(),
         None => vec![a.array.resolve()?.count],
     };
-    let bytes = frame::payload_bytes(&shape, dtype.itemsize())
+    let bytes = ringxfer::Header::new(dtype, &shape, Order::C)
+        .ok()
+        .map(|h| h.payload_len)
         .and_then(|b| usize::try_from(b).ok())
         .filter(|&b| b <= isize::MAX as usize)
         .ok_or_else(|| {

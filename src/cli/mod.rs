@@ -237,10 +237,8 @@ impl ArrayArgs {
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
-    s.parse().map_err(|e: ringxfer::Error| match e {
-        ringxfer::Error::InvalidInput(m) => m,
-        other => other.to_string(),
-    })
+    s.parse()
+        .map_err(|e: ringxfer::dtype::UnknownName| e.to_string())
 }
 
 /// Parses a positive number of seconds (`30`, `0.5`).
@@ -311,7 +309,7 @@ pub struct TuningArgs {
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     segment: Option<u64>,
     /// uring SQEs per link chain, 1..=32 [default: the library's].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=ringxfer::uring::MAX_CHAIN_SQES as i64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=ringxfer::MAX_CHAIN_SQES as i64))]
     chain: Option<u32>,
 }
 

@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ringxfer::auth::{self, AuthKey};
-use ringxfer::frame::{self, Header};
+use ringxfer::{self as frame, Header};
 use ringxfer::{Engine, Options};
 use rustix::net::RecvFlags;
 use socket2::SockRef;
@@ -422,10 +422,7 @@ fn spawn_connection(
     });
     if let Err(e) = spawned {
         // The closure (socket and slot included) was dropped: the connection is closed.
-        let e = ringxfer::Error::Setup {
-            what: "spawning the connection's thread",
-            source: e,
-        };
+        let e = ringxfer::Error::Spawn(e);
         emit(&ErrorLine::new(&peer, 1, &e).render(json));
     }
 }

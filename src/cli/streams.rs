@@ -241,7 +241,7 @@ pub(super) fn run(
 
 /// The stream whose stripe holds byte `offset` of a `len`-byte array over `n` streams.
 fn stream_of(len: usize, n: usize, offset: u64) -> usize {
-    ringxfer::stripe::stripes(len as u64, n)
+    ringxfer::stripes(len as u64, n)
         .iter()
         .position(|r| r.contains(&offset))
         .unwrap_or(0)

@@ -170,14 +170,14 @@ fn send_flags(more_follows: bool) -> i32 {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SendOp {
-    /// The default: adaptive zero-copy ([`zc_policy`]). Sends on TCP sockets (IPv4/IPv6)
+    /// The default: adaptive zero-copy (`src/uring/zc_policy.rs`). Sends on TCP sockets (IPv4/IPv6)
     /// try `IORING_OP_SEND_ZC` with `IORING_SEND_ZC_REPORT_USAGE` — from the registered
     /// buffer when the array is registered ([`crate::Engine::register_send`]); a one-shot
     /// call does not register for it — on a few small trial requests while the other
     /// segments go out as plain `SEND`; the notifications then decide per destination (peer
     /// IP), for the engine's life: where the kernel copied anyway (loopback, veth, a NIC
     /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
-    /// user pages every segment of at least [`zc_policy::ZC_MIN_BYTES`] goes as `SEND_ZC`.
+    /// user pages every segment of at least `zc_policy::ZC_MIN_BYTES` goes as `SEND_ZC`.
     /// Only transfers of at least one segment ([`UringTuning::segment_bytes`]) run trial
     /// requests, so small transfers never pay for trying. With an idle timeout
     /// ([`crate::Options::idle_timeout`]) sends are plain `SEND`: a `SEND_ZC`'s pages queued
@@ -271,7 +271,7 @@ const MAX_ZC_DESTS: usize = 1024;
 
 /// The destination key of [`SendOp::Auto`]: the peer's IP address when `fd` is a connected
 /// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4) whose send buffer holds at least
-/// [`zc_policy::ZC_MIN_SNDBUF`] bytes; `None`: plain `SEND` throughout.
+/// `zc_policy::ZC_MIN_SNDBUF` bytes; `None`: plain `SEND` throughout.
 fn zc_destination(fd: RawFd) -> Option<IpAddr> {
     let fd = borrowed(fd);
     let sock = socket2::SockRef::from(&fd);
@@ -435,15 +435,7 @@ impl Ring {
         if let Err(e) = self.claim() {
             // Nothing was submitted: every job fails with the setup error.
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
-            return jobs
-                .iter()
-                .map(|_| {
-                    Err(Error::Setup {
-                        what: "io_uring_setup",
-                        source: std::io::Error::from_raw_os_error(errno),
-                    })
-                })
-                .collect();
+            return jobs.iter().map(|_| Err(setup_error(errno))).collect();
         }
         self.epoch = (self.epoch + 1) & 0xfff;
         let n = jobs.len();
@@ -451,18 +443,7 @@ impl Ring {
         // reading are only released by aborting the connection (`TimedOutAborted`), where a
         // copying send returns `TimedOut` and leaves the socket usable (case C12).
         if tuning.send_op == SendOp::Auto && idle.is_none() {
-            for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
-                j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
-                    .then(|| zc_destination(j.fd))
-                    .flatten();
-                if let Some(ip) = j.zc_dest
-                    && !self.zc_dests.contains_key(&ip)
-                    && self.zc_dests.len() >= MAX_ZC_DESTS
-                {
-                    let forget = self.zc_dests.keys().next().copied();
-                    forget.map(|k| self.zc_dests.remove(&k));
-                }
-            }
+            self.pick_zc_destinations(&mut jobs);
         }
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
         // closed peer would raise SIGPIPE in this thread and kill a host process that has
@@ -483,67 +464,9 @@ impl Ring {
         };
         loop {
             // Plan and push the next chain of every job that has none in flight.
-            for i in 0..n {
-                let j = &mut flight.jobs[i];
-                if j.result.is_some() || j.chain_open {
-                    continue;
-                }
-                if j.stop {
-                    j.result = Some(Err(j.canceled_error()));
-                    continue;
-                }
-                let max = if j.at_least.is_some() { 1 } else { chain_max };
-                // Adaptive zero-copy: this destination's policy, unless SEND_ZC was refused.
-                let policy = match j.zc_dest {
-                    Some(ip) if self.zc_refused.is_none() => {
-                        Some(flight.zc_dests.entry(ip).or_default())
-                    }
-                    _ => None,
-                };
-                // Only a transfer of at least one segment runs trial requests: a smaller one
-                // (one SQE) would be all trial, and pays the cost of trying for nothing.
-                let trial_ok = j.len >= u64::from(tuning.segment_bytes);
-                let trials = match &policy {
-                    Some(p) if trial_ok => p.trial_slots(),
-                    _ => 0,
-                };
-                let caps = vec![ZC_TRIAL_BYTES; trials as usize];
-                let Some(chain) = j.plan.next_chain_capped(max, &caps) else {
-                    j.result = Some(Ok(j.plan.confirmed()));
-                    flight.start_pages_wait(i, idle);
-                    continue;
-                };
-                // How each SQE of the chain goes out (adaptive sends only).
-                let choices: Option<Vec<ZcChoice>> = policy.map(|p| {
-                    let choices = chain.sqes.iter().map(|s| match p.choose(s.len) {
-                        ZcChoice::Trial if !trial_ok => ZcChoice::Copy,
-                        ZcChoice::Trial => {
-                            p.begin_trial();
-                            ZcChoice::Trial
-                        }
-                        c => c,
-                    });
-                    choices.collect()
-                });
-                let entries = chain_entries(
-                    &mut flight,
-                    i,
-                    &chain,
-                    tuning,
-                    self.zc_refused.is_some(),
-                    choices.as_deref(),
-                );
-                let j = &mut flight.jobs[i];
-                j.chain_open = true;
-                j.quiet_since = Instant::now();
-                // SAFETY: each entry points inside one span of job `i` (the planner never
-                // crosses a piece boundary nor plans past the end), which the caller keeps
-                // valid and unaliased for this whole call; a fixed entry uses the
-                // `buf_index` of the registered slot that contains its span (this function's
-                // contract). Every path out of this function reaps every CQE first (the
-                // loop ends only when every job is settled; `Flight`'s Drop on unwind).
-                unsafe { flight.push(i, &entries) };
-            }
+            let refused = self.zc_refused.is_some();
+            // SAFETY: this function's contract, passed on unchanged (same spans, same ring).
+            unsafe { push_chains(&mut flight, tuning, chain_max, idle, refused) };
             if flight.jobs.iter().all(Job::settled) {
                 break;
             }
@@ -552,20 +475,7 @@ impl Ring {
             let deadline = flight.deadline(idle, poll_interrupt);
             if let Err(source) = flight.wait_until(deadline) {
                 // The ring itself failed: every job still running fails with it.
-                for i in 0..n {
-                    let j = &mut flight.jobs[i];
-                    if j.result.is_none() {
-                        j.result = Some(Err(Error::Io {
-                            op: "io_uring_enter",
-                            transferred: j.plan.confirmed(),
-                            expected: j.len,
-                            source: std::io::Error::from(source.kind()),
-                        }));
-                        j.stop = true;
-                    }
-                    flight.cancel(i);
-                }
-                flight.drain();
+                fail_all(&mut flight, &source);
                 break;
             }
             flight.reap();
@@ -574,27 +484,7 @@ impl Ring {
                 interrupted = true;
                 flight.interrupt();
             }
-            let now = Instant::now();
-            for i in 0..n {
-                let j = &flight.jobs[i];
-                if j.chain_open && j.plan.pending() == 0 {
-                    settle(&mut flight, i, tuning, idle, &mut self.zc_refused);
-                    continue;
-                }
-                if flight.recancel_if_due(i, now) {
-                    // The chain's cancel missed (see `flight::RECANCEL`): sent again.
-                    continue;
-                }
-                let j = &flight.jobs[i];
-                if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
-                    // A probe: no CQE for a probe interval (or the idle timeout is up) —
-                    // cancel the chain so that bytes inside its MSG_WAITALL requests show.
-                    let p = crate::blocking::probe_interval(t);
-                    if now >= j.quiet_since + p || now >= j.last_progress + t {
-                        flight.cancel(i);
-                    }
-                }
-            }
+            check_chains(&mut flight, tuning, idle, &mut self.zc_refused);
             flight.check_pages(idle);
         }
         flight
@@ -602,6 +492,151 @@ impl Ring {
             .iter_mut()
             .map(|j| j.result.take().expect("settled"))
             .collect()
+    }
+
+    /// Adaptive zero-copy ([`SendOp::Auto`]): the destination of every send job large enough
+    /// to try `SEND_ZC`, keeping at most [`MAX_ZC_DESTS`] destinations' policies.
+    fn pick_zc_destinations(&mut self, jobs: &mut [Job]) {
+        for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
+            j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
+                .then(|| zc_destination(j.fd))
+                .flatten();
+            if let Some(ip) = j.zc_dest
+                && !self.zc_dests.contains_key(&ip)
+                && self.zc_dests.len() >= MAX_ZC_DESTS
+            {
+                let forget = self.zc_dests.keys().next().copied();
+                forget.map(|k| self.zc_dests.remove(&k));
+            }
+        }
+    }
+}
+
+/// One round of [`Ring::run_set`]: plans and pushes the next chain of every job that has none
+/// in flight (or settles it: done, or stopped after another job failed). `zc_refused`: the
+/// ring switched to copying sends.
+///
+/// # Safety
+///
+/// The contract of [`Ring::run_set`], for `flight`'s jobs.
+unsafe fn push_chains(
+    flight: &mut Flight<'_>,
+    tuning: &UringTuning,
+    chain_max: usize,
+    idle: Option<Duration>,
+    zc_refused: bool,
+) {
+    for i in 0..flight.jobs.len() {
+        let j = &mut flight.jobs[i];
+        if j.result.is_some() || j.chain_open {
+            continue;
+        }
+        if j.stop {
+            j.result = Some(Err(j.canceled_error()));
+            continue;
+        }
+        let max = if j.at_least.is_some() { 1 } else { chain_max };
+        // Adaptive zero-copy: this destination's policy, unless SEND_ZC was refused.
+        let policy = match j.zc_dest {
+            Some(ip) if !zc_refused => Some(flight.zc_dests.entry(ip).or_default()),
+            _ => None,
+        };
+        // Only a transfer of at least one segment runs trial requests: a smaller one
+        // (one SQE) would be all trial, and pays the cost of trying for nothing.
+        let trial_ok = j.len >= u64::from(tuning.segment_bytes);
+        let trials = match &policy {
+            Some(p) if trial_ok => p.trial_slots(),
+            _ => 0,
+        };
+        let caps = vec![ZC_TRIAL_BYTES; trials as usize];
+        let Some(chain) = j.plan.next_chain_capped(max, &caps) else {
+            j.result = Some(Ok(j.plan.confirmed()));
+            flight.start_pages_wait(i, idle);
+            continue;
+        };
+        // How each SQE of the chain goes out (adaptive sends only).
+        let choices: Option<Vec<ZcChoice>> = policy.map(|p| {
+            let choices = chain.sqes.iter().map(|s| match p.choose(s.len) {
+                ZcChoice::Trial if !trial_ok => ZcChoice::Copy,
+                ZcChoice::Trial => {
+                    p.begin_trial();
+                    ZcChoice::Trial
+                }
+                c => c,
+            });
+            choices.collect()
+        });
+        let entries = chain_entries(flight, i, &chain, tuning, zc_refused, choices.as_deref());
+        let j = &mut flight.jobs[i];
+        j.chain_open = true;
+        j.quiet_since = Instant::now();
+        // SAFETY: each entry points inside one span of job `i` (the planner never
+        // crosses a piece boundary nor plans past the end), which the caller keeps
+        // valid and unaliased for this whole call; a fixed entry uses the
+        // `buf_index` of the registered slot that contains its span (this function's
+        // contract). Every path out of `Ring::run_set` reaps every CQE first (its
+        // loop ends only when every job is settled; `Flight`'s Drop on unwind).
+        unsafe { flight.push(i, &entries) };
+    }
+}
+
+/// The ring itself failed (`io_uring_enter`): every job still running fails with it, and
+/// everything in flight is canceled and drained.
+fn fail_all(flight: &mut Flight<'_>, source: &std::io::Error) {
+    for i in 0..flight.jobs.len() {
+        let j = &mut flight.jobs[i];
+        if j.result.is_none() {
+            j.result = Some(Err(Error::Io {
+                op: "io_uring_enter",
+                transferred: j.plan.confirmed(),
+                expected: j.len,
+                source: std::io::Error::from(source.kind()),
+            }));
+            j.stop = true;
+        }
+        flight.cancel(i);
+    }
+    flight.drain();
+}
+
+/// After a reap: settles every chain whose CQEs are all in, and cancels a chain that has been
+/// quiet for a probe interval (or the idle timeout) so the bytes inside its `MSG_WAITALL`
+/// requests show.
+fn check_chains(
+    flight: &mut Flight<'_>,
+    tuning: &UringTuning,
+    idle: Option<Duration>,
+    zc_refused: &mut Option<String>,
+) {
+    let now = Instant::now();
+    for i in 0..flight.jobs.len() {
+        let j = &flight.jobs[i];
+        if j.chain_open && j.plan.pending() == 0 {
+            settle(flight, i, tuning, idle, zc_refused);
+            continue;
+        }
+        if flight.recancel_if_due(i, now) {
+            // The chain's cancel missed (see `flight::RECANCEL`): sent again.
+            continue;
+        }
+        let j = &flight.jobs[i];
+        if let (Some(t), true, false) = (idle, j.chain_open, j.canceled) {
+            // A probe: no CQE for a probe interval (or the idle timeout is up) —
+            // cancel the chain so that bytes inside its MSG_WAITALL requests show.
+            let p = crate::blocking::probe_interval(t);
+            if now >= j.quiet_since + p || now >= j.last_progress + t {
+                flight.cancel(i);
+            }
+        }
+    }
+}
+
+/// The error of every job of a set that could not start: the ring could not be claimed for
+/// this thread (`errno` of the rebuild).
+fn setup_error(errno: i32) -> Error {
+    Error::Setup {
+        what: "io_uring_setup",
+        source: std::io::Error::from_raw_os_error(errno),
     }
 }
 
