@@ -9,7 +9,7 @@
 //!   `recv_into`); `tokio` is what a Rust user would write without ringxfer: a
 //!   current-thread tokio runtime on each end, `TcpStream::write_all` / `read_exact`
 //!   (edge-triggered epoll and non-blocking `read`/`write` underneath).
-//! * `SIZE`: 4KiB, 64KiB, 1MiB, 64MiB (2^20 units) and 400MB (10^6: the recipe's 50,000,000
+//! * `SIZE`: 4KiB, 64KiB, 1MiB, 16MiB, 64MiB (2^20 units) and 400MB (10^6: the recipe's 50,000,000
 //!   `f64`). Throughput is set with [`Throughput::Bytes`], so criterion prints bytes per
 //!   second in *binary* units (MiB/s, GiB/s = 2^30 bytes/s); multiply GiB/s by 1.0737 to
 //!   compare with `ringxfer bench`, which prints GB/s (10^9 bytes/s).
@@ -60,6 +60,7 @@ const SIZES: &[(&str, usize)] = &[
     ("4KiB", 4 << 10),
     ("64KiB", 64 << 10),
     ("1MiB", 1 << 20),
+    ("16MiB", 16 << 20),
     ("64MiB", 64 << 20),
     ("400MB", 400_000_000),
 ];
