@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The test command (README "Tests"): installs what the tests need, then runs
-#   1. cargo fmt --check and cargo clippy --all-targets -D warnings
-#   2. cargo test --release            (unit, integration, planner property, doc tests)
-#   3. cargo test --release -- --ignored   (arrays > 1 GiB: two registered slots, C01 2.56 GB,
-#      5 GiB raw and framed)
+# The test command (README "Tests"): installs what the tests need, then runs, over the whole
+# workspace (the library at the root and the CLI in cli/):
+#   1. cargo fmt --check and cargo clippy --workspace --all-targets -D warnings
+#   2. cargo test --release --workspace  (unit, integration, planner property, doc tests; the
+#      CLI's tests, which run the built binary, are in cli/tests/)
+#   3. cargo test --release --workspace -- --ignored   (arrays > 1 GiB: two registered slots,
+#      C01 2.56 GB, 5 GiB raw and framed)
 #   3b. scripts/netns-bench.sh --quick (two network namespaces over veth) and a short bench
 #   4. the acceptance checks of the CLI in ../shared/checks (when that folder exists)
 # and prints one closing line "N passed, N failed" over everything it ran.
@@ -22,14 +24,14 @@ log=$(mktemp); trap 'rm -f "$log"' EXIT
 status=0
 step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || { echo "!! failed ($rc): $*"; status=1; }; }
 
-step cargo fmt --check
-step cargo clippy --all-targets --quiet -- -D warnings
-step cargo test --release --no-fail-fast
-step cargo test --release --no-fail-fast -- --ignored
+step cargo fmt --all --check
+step cargo clippy --workspace --all-targets --quiet -- -D warnings
+step cargo test --release --workspace --no-fail-fast
+step cargo test --release --workspace --no-fail-fast -- --ignored
 # Issue 4: a short line-rate run across two network namespaces (skips itself, saying so, where
 # `ip netns` is unavailable), and a short bench whose JSON must parse with every run verified.
 # Issue 9: a criterion filter must not trip the benches' byte checks (`-- --list` runs none).
-step cargo bench --bench throughput -- --list
+step cargo bench -p ringxfer --bench throughput -- --list
 step bash scripts/netns-bench.sh --quick
 step bash -c 'target/release/ringxfer bench --count 5000000 --repeat 2 --json | python3 -c "
 import json, sys
