@@ -38,9 +38,14 @@ use ringxfer::{Engine, Options};
 use serde::Serialize;
 use socket2::SockRef;
 
-use super::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
-use super::xfer::{CONNECT_RETRY, Role, XferArgs, close_outcome, connect_retry, handshake};
-use super::{ArraySpec, Buffer, Failure, crc32_hex, gbytes_per_s};
+use super::args::{Role, XferArgs};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
+use crate::net::{CONNECT_RETRY, close_outcome, connect_retry, handshake};
+use crate::report::crc32_hex;
+use crate::report::gbytes_per_s;
 
 /// How long the receiver waits for each further connection after the first, without
 /// `--timeout`: 10 s (the sender connects its streams back to back).
@@ -97,7 +102,7 @@ struct Report {
 }
 
 /// Runs a raw `send` / `recv` with several streams, rails or `--bidir`.
-pub(super) fn run(
+pub(crate) fn run(
     role: Role,
     a: &XferArgs,
     rails: &[String],
@@ -115,13 +120,7 @@ pub(super) fn run(
         ));
     }
     let new_engine = || -> Result<Engine, Failure> {
-        let e = Engine::with_options(opts.clone())?;
-        if let Some(reason) = e.fallback_reason() {
-            eprintln!(
-                "ringxfer {}: using the blocking backend: {reason}",
-                role.name()
-            );
-        }
+        let e = crate::report::engine(role.name(), opts.clone())?;
         Ok(e)
     };
     let mut tx_engine = new_engine()?;
@@ -260,10 +259,7 @@ fn timed(op: impl FnOnce() -> ringxfer::Result<()>) -> ringxfer::Result<(f64, Op
 /// Prints the report as text or JSON.
 fn print(r: &Report, json: bool) -> Result<(), Failure> {
     if json {
-        let json = serde_json::to_string(r)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{json}");
-        return Ok(());
+        return crate::report::print_json(r);
     }
     let verified = match r.verified {
         Some(true) => ", arange pattern verified",

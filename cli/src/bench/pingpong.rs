@@ -38,13 +38,17 @@ use ringxfer::dtype::fill_arange;
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Options, Order};
 use serde::Serialize;
 
-use super::bench::{BenchArgs, BenchSockBufs, Host, loopback_pair, median, name, select_backends};
-use super::bench_common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined_as, print_json, ratio, ratio_cell,
+use super::args::BenchArgs;
+use super::common::{BenchSockBufs, Host, loopback_pair, select_backends};
+use super::common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined_as, ratio, ratio_cell,
     requested_bufs, verified_cell,
 };
-use super::measure::{CpuPair, SockBufArgs, SockBufs};
-use super::{ArraySpec, Buffer, Failure};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{CpuPair, SockBufArgs, SockBufs};
+use crate::report::{median, print_json};
 
 /// Round trips per run without an explicit N.
 pub const DEFAULT_ROUND_TRIPS: u64 = 200;
@@ -117,7 +121,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// One measured run, as in the JSON `runs` array.
 #[derive(Debug, Serialize)]
 struct RunRecord {
-    backend: &'static str,
+    backend: String,
     path: &'static str,
     /// Message size: payload bytes (the framed paths add a header and trailer).
     bytes: usize,
@@ -140,7 +144,7 @@ struct RunRecord {
 /// `summary` array.
 #[derive(Debug, Serialize)]
 struct Summary {
-    backend: &'static str,
+    backend: String,
     path: &'static str,
     bytes: usize,
     runs: usize,
@@ -313,9 +317,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 if runs.is_empty() {
                     (bufs.sender, bufs.receiver) = r.bufs;
                 }
-                let backend = name(backend);
+                let backend = backend.to_string();
                 let rec = RunRecord {
-                    backend,
+                    backend: backend.clone(),
                     path: path.name(),
                     bytes,
                     repeat,
@@ -381,7 +385,7 @@ fn summarize(runs: &[RunRecord], mut samples: Samples) -> Vec<Summary> {
     let mut summary: Vec<Summary> = samples
         .iter_mut()
         .map(|(backend, bytes, path, us)| Summary {
-            backend,
+            backend: backend.clone(),
             path: path.name(),
             bytes: *bytes,
             runs: runs
@@ -400,7 +404,7 @@ fn summarize(runs: &[RunRecord], mut samples: Samples) -> Vec<Summary> {
     };
     for i in 0..summary.len() {
         if summary[i].path != Path::Raw.name() {
-            let raw = raw_median(&summary, summary[i].backend, summary[i].bytes);
+            let raw = raw_median(&summary, &summary[i].backend, summary[i].bytes);
             summary[i].median_over_raw = ratio(Some(summary[i].latency.median_us), raw);
         }
     }
@@ -500,7 +504,7 @@ fn ping(
 type Pinged = (Vec<f64>, Result<(), String>);
 
 /// Every timed round trip (µs) of each (backend, size, path) cell, in the order measured.
-type Samples = Vec<(&'static str, usize, Path, Vec<f64>)>;
+type Samples = Vec<(String, usize, Path, Vec<f64>)>;
 
 /// `bytes` as the one array of a `send_arrays` call.
 fn view<'a>(m: &'a Messages, bytes: &'a [u8]) -> ArrayView<'a> {

@@ -35,15 +35,18 @@ use ringxfer::frame::Header;
 use ringxfer::{AnyArray, Backend, Engine, Options, Order};
 use serde::Serialize;
 
-use super::bench::{
-    BenchArgs, BenchSockBufs, Host, cpu_cell, loopback_pair, name, select_backends, stats,
+use super::args::BenchArgs;
+use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends, stats};
+use super::common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, ratio, ratio_cell,
+    requested_bufs, verified_cell,
 };
-use super::bench_common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, print_json, ratio,
-    ratio_cell, requested_bufs, verified_cell,
-};
-use super::measure::{Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs};
-use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs};
+use crate::report::gbytes_per_s;
+use crate::report::print_json;
 
 /// How the receiver gets its memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +77,7 @@ impl Receive {
 /// One measured run, as in the JSON `runs` array.
 #[derive(Debug, Serialize)]
 struct RunRecord {
-    backend: &'static str,
+    backend: String,
     receive: &'static str,
     /// 1-based repeat number.
     repeat: u32,
@@ -98,7 +101,7 @@ struct RunRecord {
 /// Statistics per (backend, receive kind), as in the JSON `summary` array.
 #[derive(Debug, Serialize)]
 struct Summary {
-    backend: &'static str,
+    backend: String,
     receive: &'static str,
     runs: usize,
     median_gbytes_per_s: f64,
@@ -237,7 +240,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let opts = Options {
         idle_timeout: a.timeout,
         uring: tuning.clone(),
-        prefault: a.prefault.map_or(defaults.prefault, |p| p.prefault()),
+        prefault: a.prefault.unwrap_or(defaults.prefault),
         recycle_bytes: match a.recycle {
             Some(b) => usize::try_from(b)
                 .map_err(|_| Failure::usage(format!("--recycle {b} is too large")))?,
@@ -313,7 +316,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 (bufs.sender, bufs.receiver) = sock_bufs;
             }
             let rec = RunRecord {
-                backend: name(backend),
+                backend: backend.to_string(),
                 receive: kind.name(),
                 repeat,
                 bytes: spec.bytes,
@@ -354,11 +357,11 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         for &k in Receive::on(b) {
             let (median, min, max) = stats(
                 runs.iter()
-                    .filter(|x| x.backend == name(b) && x.receive == k.name())
+                    .filter(|x| x.backend == b.to_string() && x.receive == k.name())
                     .map(|x| x.gbytes_per_s),
             );
             summary.push(Summary {
-                backend: name(b),
+                backend: b.to_string(),
                 receive: k.name(),
                 runs: a.repeat as usize,
                 median_gbytes_per_s: median,
@@ -366,7 +369,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 max_gbytes_per_s: max,
                 cpu_s_per_gb: CpuPerGb::median_of(
                     runs.iter()
-                        .filter(|x| x.backend == name(b) && x.receive == k.name())
+                        .filter(|x| x.backend == b.to_string() && x.receive == k.name())
                         .map(|x| (x.bytes as f64, x.cpu)),
                 ),
             });

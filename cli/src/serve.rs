@@ -67,13 +67,15 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ringxfer::auth::{self, AuthKey};
 use ringxfer::frame::{self, Header};
-use ringxfer::{Engine, Options};
+use ringxfer::{Backend, Engine, Options};
 use rustix::net::RecvFlags;
 use socket2::SockRef;
 
-use super::framed::{ErrorLine, Outcome, emit, report_one};
-use super::measure::{SockBufArgs, say_notices};
-use super::{BackendArg, Failure, TuningArgs, size};
+use crate::args::{BACKENDS, LibraryEnum, TuningArgs, display_name};
+use crate::failure::Failure;
+use crate::measure::{SockBufArgs, say_notices};
+use crate::size;
+use crate::xfer::framed::{ErrorLine, Outcome, emit, report_one};
 
 /// Report bytes kept per connection for `--get-server-output` (the most recent lines).
 pub const SERVER_OUTPUT_BYTES: usize = 64 << 10;
@@ -89,8 +91,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     listen: String,
     /// Engine backend of every connection.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    backend: BackendArg,
+    #[arg(long, value_parser = LibraryEnum::new(BACKENDS, display_name), default_value_t = Backend::Auto)]
+    backend: Backend,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -148,17 +150,6 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
         .and_then(|v| Duration::try_from_secs_f64(v).ok())
         .ok_or_else(|| format!("bad duration {s:?}: expected seconds (0: none)"))?;
     Ok(Limit((!v.is_zero()).then_some(v)))
-}
-
-/// Loads `--auth-key FILE` (shared by serve, send and recv): a clear usage error (exit status
-/// 2) when the file is unreadable, empty or not a key.
-pub fn load_key(path: Option<&PathBuf>) -> Result<Option<Arc<AuthKey>>, Failure> {
-    path.map(|p| {
-        AuthKey::from_file(p)
-            .map(Arc::new)
-            .map_err(|e| Failure::usage(format!("--auth-key: {e}")))
-    })
-    .transpose()
 }
 
 /// What the connection threads share with the accept loop.
@@ -254,9 +245,9 @@ impl Drop for SlotHandle {
 
 /// Runs `ringxfer serve` (until killed; returns only when it cannot listen).
 pub fn run(a: &ServeArgs) -> Result<(), Failure> {
-    let key = load_key(a.auth_key.as_ref())?;
+    let key = crate::net::load_key(a.auth_key.as_ref())?;
     let opts = Options {
-        backend: a.backend.backend(),
+        backend: a.backend,
         idle_timeout: a.timeout.0,
         uring: a.tuning.tuning()?,
         max_payload_bytes: a.max_payload.unwrap_or(frame::DEFAULT_MAX_PAYLOAD_BYTES),
@@ -271,10 +262,7 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         None => opts,
     };
     // Fail now, not once per client, when the backend cannot work at all.
-    let probe_engine = Engine::with_options(opts.clone())?;
-    if let Some(reason) = probe_engine.fallback_reason() {
-        eprintln!("ringxfer serve: using the blocking backend: {reason}");
-    }
+    let probe_engine = crate::report::engine("serve", opts.clone())?;
     drop(probe_engine);
 
     let listener: TcpListener = a

@@ -36,7 +36,7 @@ use clap::Args;
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::size;
+use crate::size;
 
 /// Bytes per `send_from` / `recv_into` call when progress is on.
 pub const CHUNK: usize = 64 << 20;
@@ -92,7 +92,7 @@ impl CpuPerGb {
                 .filter_map(|(bytes, c)| pick(&c).map(|c| c.total() / (bytes / 1e9)))
                 .collect();
             v.sort_by(f64::total_cmp);
-            (!v.is_empty()).then(|| super::bench::median(&v))
+            (!v.is_empty()).then(|| crate::report::median(&v))
         };
         CpuPerGb {
             sender: per(|c| c.sender),

@@ -32,15 +32,18 @@ use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Error, Options, Order};
 use serde::Serialize;
 
-use super::bench::{
-    BenchArgs, BenchSockBufs, Host, PathArg, cpu_cell, loopback_pair, name, select_backends, stats,
+use super::args::{BenchArgs, PathArg};
+use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends, stats};
+use super::common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, ratio, ratio_cell,
+    requested_bufs, verified_cell,
 };
-use super::bench_common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, print_json, ratio,
-    ratio_cell, requested_bufs, verified_cell,
-};
-use super::measure::{CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count};
-use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count};
+use crate::report::gbytes_per_s;
+use crate::report::print_json;
 
 /// Array size without --size/--count.
 const DEFAULT_ARRAY_BYTES: u64 = 4096;
@@ -74,7 +77,7 @@ impl Path {
 /// One measured run, as in the JSON `runs` array.
 #[derive(Debug, Serialize)]
 struct RunRecord {
-    backend: &'static str,
+    backend: String,
     path: &'static str,
     /// 1-based repeat number.
     repeat: u32,
@@ -97,7 +100,7 @@ struct RunRecord {
 /// Statistics per (backend, path), as in the JSON `summary` array.
 #[derive(Debug, Serialize)]
 struct Summary {
-    backend: &'static str,
+    backend: String,
     path: &'static str,
     runs: usize,
     median_arrays_per_s: f64,
@@ -261,7 +264,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             }
             let (seconds, check) = (m.seconds, m.check);
             let rec = RunRecord {
-                backend: name(backend),
+                backend: backend.to_string(),
                 path: path.name(),
                 repeat,
                 arrays,
@@ -303,12 +306,12 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         for &p in paths {
             let mine = || {
                 runs.iter()
-                    .filter(move |x| x.backend == name(b) && x.path == p.name())
+                    .filter(move |x| x.backend == b.to_string() && x.path == p.name())
             };
             let (med_a, min_a, max_a) = stats(mine().map(|x| x.arrays_per_s));
             let (med_g, min_g, max_g) = stats(mine().map(|x| x.gbytes_per_s));
             summary.push(Summary {
-                backend: name(b),
+                backend: b.to_string(),
                 path: p.name(),
                 runs: mine().count(),
                 median_arrays_per_s: med_a,

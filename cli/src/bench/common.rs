@@ -1,19 +1,22 @@
-//! What `bench --fresh`, `bench --count-arrays` and `bench --pingpong` share: the engines, the loop over repeats,
-//! backends and kinds, the clock of one run, and the cells of the text tables.
+//! What the bench modes share: the backends `--backend` selects, the engines, the loop over
+//! repeats, backends and kinds (the order alternates), the clock of one run, the loopback
+//! connections, the host block, the statistics and the cells of the text tables.
 
+use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ringxfer::{Backend, Engine, Options};
 use serde::Serialize;
 
-use super::Failure;
-use super::bench::{BenchArgs, BenchSockBufs};
-use super::measure::{Cpu, CpuPair, say_notices, with_cpu};
+use super::args::{BenchArgs, BenchBackend};
+use crate::failure::Failure;
+use crate::measure::{Cpu, CpuPair, SockBufArgs, SockBufs, say_notices, with_cpu};
+use crate::report::median;
 
 /// One sending and one receiving engine per backend, alive across all repeats.
-pub(super) fn engine_pairs(
+pub(crate) fn engine_pairs(
     backends: &[Backend],
     opts: &Options,
 ) -> Result<Vec<(Backend, Engine, Engine)>, Failure> {
@@ -31,7 +34,7 @@ pub(super) fn engine_pairs(
 }
 
 /// The socket buffers of the report, before the first run fills in the effective sizes.
-pub(super) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
+pub(crate) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
     BenchSockBufs {
         sndbuf_requested: a.sockbufs.sndbuf,
         rcvbuf_requested: a.sockbufs.rcvbuf,
@@ -44,7 +47,7 @@ pub(super) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
 /// transfer (its failure ends the bench, named by backend, kind and repeat); then both
 /// engines' notices are said and `record` gets the backend, the kind, the 1-based repeat and
 /// what `measure` returned.
-pub(super) fn for_each_run<'k, K: Copy + 'k, M>(
+pub(crate) fn for_each_run<'k, K: Copy + 'k, M>(
     engines: &mut [(Backend, Engine, Engine)],
     repeat: u32,
     kinds: impl Fn(Backend) -> &'k [K],
@@ -77,11 +80,11 @@ pub(super) fn for_each_run<'k, K: Copy + 'k, M>(
 }
 
 /// One side of a run under the clock: start, end, what it returned, its CPU.
-pub(super) type Clocked<T> = (Instant, Instant, T, Option<Cpu>);
+pub(crate) type Clocked<T> = (Instant, Instant, T, Option<Cpu>);
 
 /// Waits at the barrier, then runs `op` under the clock: its start instant, the end instant
 /// and value `op` returned, and the CPU the calling thread spent.
-pub(super) fn clocked<T>(
+pub(crate) fn clocked<T>(
     barrier: &Barrier,
     op: impl FnOnce() -> ringxfer::Result<(Instant, T)>,
 ) -> ringxfer::Result<Clocked<T>> {
@@ -95,7 +98,7 @@ pub(super) fn clocked<T>(
 
 /// Joins the two sides of a run: its seconds (from the earlier start to the later end), what
 /// the receiver returned, and both threads' CPU; or why a side failed (both when both did).
-pub(super) fn joined<T>(
+pub(crate) fn joined<T>(
     sent: thread::Result<ringxfer::Result<Clocked<()>>>,
     got: ringxfer::Result<Clocked<T>>,
 ) -> Result<(f64, T, CpuPair), Failure> {
@@ -104,7 +107,7 @@ pub(super) fn joined<T>(
 
 /// [`joined`] for sides named otherwise than send and recv: `names` are the spawned side's
 /// (`sent`, reported as the sender's CPU) and the calling thread's (`got`, the receiver's).
-pub(super) fn joined_as<T>(
+pub(crate) fn joined_as<T>(
     names: [&str; 2],
     sent: thread::Result<ringxfer::Result<Clocked<()>>>,
     got: ringxfer::Result<Clocked<T>>,
@@ -127,7 +130,7 @@ pub(super) fn joined_as<T>(
 }
 
 /// The `verified` cell of a run's row: `yes`, or `NO (why)`.
-pub(super) fn verified_cell(error: Option<&String>) -> String {
+pub(crate) fn verified_cell(error: Option<&String>) -> String {
     match error {
         None => "yes".to_owned(),
         Some(e) => format!("NO ({e})"),
@@ -135,12 +138,12 @@ pub(super) fn verified_cell(error: Option<&String>) -> String {
 }
 
 /// A CPU seconds per GB cell of the summary table.
-pub(super) fn per_gb_cell(v: Option<f64>) -> String {
+pub(crate) fn per_gb_cell(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"))
 }
 
 /// `x / y` when both are known and `y` is positive.
-pub(super) fn ratio(x: Option<f64>, y: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(x: Option<f64>, y: Option<f64>) -> Option<f64> {
     match (x, y) {
         (Some(x), Some(y)) if y > 0.0 => Some(x / y),
         _ => None,
@@ -148,20 +151,12 @@ pub(super) fn ratio(x: Option<f64>, y: Option<f64>) -> Option<f64> {
 }
 
 /// A ratio as printed after the summary table.
-pub(super) fn ratio_cell(r: Option<f64>) -> String {
+pub(crate) fn ratio_cell(r: Option<f64>) -> String {
     r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"))
 }
 
-/// Prints the `--json` report on one line.
-pub(super) fn print_json(report: &impl Serialize) -> Result<(), Failure> {
-    let json = serde_json::to_string(report)
-        .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-    println!("{json}");
-    Ok(())
-}
-
 /// The bench's result: a failure when any of `verified` is false.
-pub(super) fn all_verified(verified: impl Iterator<Item = bool>) -> Result<(), Failure> {
+pub(crate) fn all_verified(verified: impl Iterator<Item = bool>) -> Result<(), Failure> {
     let (mut bad, mut total) = (0, 0);
     for v in verified {
         total += 1;
@@ -173,4 +168,101 @@ pub(super) fn all_verified(verified: impl Iterator<Item = bool>) -> Result<(), F
         )));
     }
     Ok(())
+}
+
+/// Effective socket buffer sizes of both ends of a bench connection (the kernel's figures,
+/// read once connected, before the first transfer).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct BenchSockBufs {
+    /// `--sndbuf` as asked, when given.
+    pub(crate) sndbuf_requested: Option<u64>,
+    /// `--rcvbuf` as asked, when given.
+    pub(crate) rcvbuf_requested: Option<u64>,
+    /// The sending socket's.
+    pub(crate) sender: SockBufs,
+    /// The receiving socket's.
+    pub(crate) receiver: SockBufs,
+}
+
+/// The machine the bench ran on.
+#[derive(Debug, Serialize)]
+pub(crate) struct Host {
+    kernel_release: &'static str,
+    cpus: usize,
+    probe: &'static ringxfer::Probe,
+}
+
+impl Host {
+    /// This machine.
+    pub(crate) fn here() -> Host {
+        let probe = ringxfer::probe();
+        Host {
+            kernel_release: &probe.kernel_release,
+            cpus: thread::available_parallelism().map_or(0, |n| n.get()),
+            probe,
+        }
+    }
+}
+
+/// The backends `--backend` selects, uring first, and why uring was dropped from `both`.
+///
+/// # Errors
+/// With `--backend uring` when io_uring is unavailable.
+pub(crate) fn select_backends(
+    which: BenchBackend,
+) -> Result<(Vec<Backend>, Option<String>), Failure> {
+    // Creating a uring engine is the real test: the probe's small ring can pass where the
+    // full-size one fails (e.g. ENOMEM under a small RLIMIT_MEMLOCK).
+    let uring_error = || {
+        Engine::new(Backend::Uring).err().map(|e| match e {
+            ringxfer::Error::UringUnavailable(_) => e.to_string(),
+            _ => format!("io_uring backend unavailable: {e}"),
+        })
+    };
+    Ok(match which {
+        BenchBackend::Uring => match uring_error() {
+            Some(e) => return Err(Failure::runtime(e)),
+            None => (vec![Backend::Uring], None),
+        },
+        BenchBackend::Blocking => (vec![Backend::Blocking], None),
+        BenchBackend::Both => match uring_error() {
+            Some(e) => {
+                eprintln!("ringxfer bench: {e}; measuring the blocking backend only");
+                (vec![Backend::Blocking], Some(e))
+            }
+            None => (vec![Backend::Uring, Backend::Blocking], None),
+        },
+    })
+}
+
+/// A CPU figure for the run table: user + system seconds.
+pub(crate) fn cpu_cell(c: Option<Cpu>) -> String {
+    c.map_or_else(|| "n/a".to_owned(), |c| format!("{:.3}", c.total()))
+}
+
+/// Median, min and max of `values` (zeros when empty).
+pub(crate) fn stats(values: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    (
+        median(&v),
+        v.first().copied().unwrap_or(0.0),
+        v.last().copied().unwrap_or(0.0),
+    )
+}
+
+/// A connected loopback TCP pair `(client, server)`, set up by one thread (loopback connect
+/// completes from the backlog), with `--sndbuf` / `--rcvbuf` set on both sockets before the
+/// connection is made (on the listener for the accepted one).
+pub(crate) fn loopback_pair(bufs: &SockBufArgs) -> Result<(TcpStream, TcpStream), Failure> {
+    let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
+    let listener: TcpListener = bufs
+        .listen("127.0.0.1:0")
+        .map_err(|e| io("bind 127.0.0.1:0", e))?;
+    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
+    let client = bufs
+        .connect(&addr, Duration::from_secs(10))
+        .map_err(|e| io("connect", e))?;
+    let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
+    Ok((client, server))
 }

@@ -35,90 +35,18 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use ringxfer::dtype::{DType, fill_arange, verify_arange};
-use ringxfer::frame::{self, MAX_NDIM};
+use ringxfer::frame::{self};
 use ringxfer::{Engine, Error, Options, Order};
 use serde::Serialize;
 
-use super::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
-use super::xfer::{Role, XferArgs, close_outcome, connect};
-use super::{Buffer, Failure, crc32_hex, gbytes_per_s, size};
-
-/// The flags that only framed mode has.
-#[derive(Debug, Args)]
-pub struct FramedArgs {
-    /// Dimensions of each array in elements, comma-separated: 20,10,5; 0 for an empty
-    /// dimension; '' (an empty string) for a 0-d scalar. send: instead of --count (which
-    /// sends a 1-D array); recv: each received array must have this shape.
-    #[arg(long, value_parser = parse_shape, conflicts_with_all = ["count", "size"])]
-    pub shape: Option<Shape>,
-    /// Memory order of the payload: C (row-major) or F (column-major) [default: C]. recv:
-    /// each received array must be in this order.
-    #[arg(long, value_parser = parse_order)]
-    pub order: Option<Order>,
-    /// Arrays to send back to back on the one connection, or to receive [default: 1].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub arrays: Option<u64>,
-    /// recv: largest payload accepted per array, checked against each header before
-    /// anything is allocated, e.g. 400MB, 1GiB [default: 8GiB].
-    #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
-    pub max_payload: Option<u64>,
-}
-
-impl FramedArgs {
-    /// The first framed-only flag given, if any (raw mode rejects them).
-    pub fn given(&self) -> Option<&'static str> {
-        [
-            (self.shape.is_some(), "--shape"),
-            (self.order.is_some(), "--order"),
-            (self.arrays.is_some(), "--arrays"),
-            (self.max_payload.is_some(), "--max-payload"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
-}
-
-/// A parsed `--shape`: dimensions in elements (empty for a 0-d array).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shape(pub Vec<u64>);
-
-/// Parses `20,10,5`, `(20, 10, 5)`, `5,` (numpy's 1-tuple), `0`, `` and `()` (0-d). Each
-/// dimension accepts the forms of `--count` (`1_000`, `1e3`).
-fn parse_shape(s: &str) -> Result<Shape, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix('(')
-        .and_then(|u| u.strip_suffix(')'))
-        .unwrap_or(t)
-        .trim();
-    if t.is_empty() {
-        return Ok(Shape(Vec::new()));
-    }
-    // One trailing comma is allowed, as in numpy's `(5,)`.
-    let t = t.strip_suffix(',').unwrap_or(t);
-    let dims = t
-        .split(',')
-        .map(|d| {
-            size::parse_count(d.trim())
-                .map_err(|_| format!("bad shape {s:?}: {d:?} is not a dimension (e.g. 20,10,5)"))
-        })
-        .collect::<Result<Vec<u64>, String>>()?;
-    if dims.len() > MAX_NDIM {
-        return Err(format!(
-            "bad shape {s:?}: {} dimensions, at most {MAX_NDIM}",
-            dims.len()
-        ));
-    }
-    Ok(Shape(dims))
-}
-
-fn parse_order(s: &str) -> Result<Order, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("bad order {s:?}: expected C or F"))
-}
+use super::args::{Role, Shape, XferArgs};
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
+use crate::net::{close_outcome, connect};
+use crate::report::crc32_hex;
+use crate::report::gbytes_per_s;
 
 /// numpy's way of writing a shape: `()`, `(5,)`, `(20, 10, 5)`.
 pub fn shape_str(shape: &[u64]) -> String {
@@ -394,7 +322,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         ));
     }
     let opts = Options {
-        backend: a.backend.backend(),
+        backend: a.backend,
         idle_timeout: a.timeout,
         uring: a.tuning.tuning()?,
         max_payload_bytes: a
@@ -419,13 +347,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
 
 /// The engine, saying on stderr when `auto` fell back to blocking.
 fn engine(role: Role, opts: Options) -> Result<Engine, Failure> {
-    let engine = Engine::with_options(opts)?;
-    if let Some(reason) = engine.fallback_reason() {
-        eprintln!(
-            "ringxfer {}: using the blocking backend: {reason}",
-            role.name()
-        );
-    }
+    let engine = crate::report::engine(role.name(), opts)?;
     Ok(engine)
 }
 
@@ -499,7 +421,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             engine
                 .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
                 .map_err(|e| {
-                    let f = super::xfer::with_server_word(&sock, Failure::from(e));
+                    let f = crate::net::with_server_word(&sock, Failure::from(e));
                     Failure {
                         message: format!("array {} of {arrays}: {}", i + 1, f.message),
                         ..f
@@ -542,9 +464,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         peer_bytes_discarded,
     };
     if a.json {
-        let json = serde_json::to_string(&r)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        emit(&json);
+        emit(&crate::report::json(&r)?);
     } else {
         emit(&format!(
             "send: {} array(s) of {} {} order {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
@@ -583,7 +503,7 @@ fn close_gracefully(
         if keep {
             kept.extend_from_slice(b);
         } else {
-            super::xfer::keep_head(&mut kept, b);
+            crate::net::keep_head(&mut kept, b);
         }
     });
     match done {
@@ -604,7 +524,7 @@ fn close_gracefully(
                 timeout_ms as f64 / 1000.0
             )))
         }
-        Err(e) => match super::xfer::server_line(&kept) {
+        Err(e) => match crate::net::server_line(&kept) {
             Some(line) => Err(Failure::runtime(format!(
                 "{line} (delivery not confirmed: {e})"
             ))),
@@ -773,7 +693,7 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let p = |s: &str| parse_shape(s).map(|Shape(v)| v);
+        let p = |s: &str| super::super::args::parse_shape(s).map(|Shape(v)| v);
         assert_eq!(p("20,10,5"), Ok(vec![20, 10, 5]));
         assert_eq!(p(" 20, 10 ,5 "), Ok(vec![20, 10, 5]));
         assert_eq!(p("(20, 10, 5)"), Ok(vec![20, 10, 5]));
