@@ -25,6 +25,14 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// The same failure with `suffix` appended to its message.
+    pub fn with_suffix(self, suffix: &str) -> Failure {
+        Failure {
+            message: format!("{}{suffix}", self.message),
+            ..self
+        }
+    }
 }
 
 impl From<ringxfer::Error> for Failure {

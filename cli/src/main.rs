@@ -48,7 +48,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Zero-copy bulk transfer of large arrays over stream sockets (io_uring or blocking).
+/// Bulk transfer of large arrays over stream sockets (TCP or Unix) without a user-space copy:
+/// io_uring link chains, or a blocking loop.
 #[derive(Debug, Parser)]
 #[command(name = "ringxfer", version, about, propagate_version = true)]
 pub struct Cli {

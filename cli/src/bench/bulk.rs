@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::args::BenchArgs;
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
-use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends};
+use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends, verdict};
 use crate::buffer::Buffer;
 use crate::failure::Failure;
 use crate::measure::{
@@ -289,6 +289,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         let mut order = backends.clone();
         order.rotate_left(r as usize % backends.len());
         for backend in order {
+            if let Some(p) = &progress {
+                p.set_label(&backend.to_string());
+            }
             let batch = &mut batches[backends.iter().position(|&b| b == backend).unwrap_or(0)];
             let m = loop {
                 recv.bytes_mut().fill(0xAA);
@@ -549,6 +552,9 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
     match ratio {
         Some(r) => println!("ratio uring/blocking (median/median): {r:.3}"),
         None => println!("ratio uring/blocking: n/a (needs both backends, with bytes moved)"),
+    }
+    if let Some(v) = verdict(ratio, summary.iter().map(|s| s.runs).min().unwrap_or(0)) {
+        println!("{v}");
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::args::{BenchArgs, BenchBackend};
 use crate::failure::Failure;
-use crate::measure::{Cpu, CpuPair, SockBufArgs, SockBufs, say_notices, with_cpu};
+use crate::measure::{Cpu, CpuPair, Progress, SockBufArgs, SockBufs, say_notices, with_cpu};
 use crate::report::median;
 
 /// One sending and one receiving engine per backend, alive across all repeats.
@@ -54,6 +54,7 @@ pub(crate) fn for_each_run<'k, K: Copy + 'k, M>(
     kind_name: impl Fn(K) -> &'static str,
     mut measure: impl FnMut(&mut Engine, &mut Engine, K) -> Result<M, Failure>,
     mut record: impl FnMut(Backend, K, u32, M),
+    progress: Option<&Progress>,
 ) -> Result<(), Failure> {
     for r in 0..repeat {
         let n = engines.len();
@@ -62,6 +63,9 @@ pub(crate) fn for_each_run<'k, K: Copy + 'k, M>(
             let ks = kinds(*backend);
             for j in 0..ks.len() {
                 let kind = ks[(j + r as usize) % ks.len()];
+                if let Some(p) = progress {
+                    p.set_label(&backend.to_string());
+                }
                 let m = measure(tx, rx, kind).map_err(|f| {
                     Failure::runtime(format!(
                         "{backend} {} run {}: {}",
@@ -135,6 +139,16 @@ pub(crate) fn verified_cell(error: Option<&String>) -> String {
         None => "yes".to_owned(),
         Some(e) => format!("NO ({e})"),
     }
+}
+
+/// The plain verdict under the main job's table: `uring 1.38× blocking, median of 5 runs each`
+/// (the ratio of the medians, two decimals); `None` without a ratio (one backend measured).
+pub(crate) fn verdict(uring_over_blocking: Option<f64>, runs_each: usize) -> Option<String> {
+    let r = uring_over_blocking?;
+    let runs = if runs_each == 1 { "run" } else { "runs" };
+    Some(format!(
+        "uring {r:.2}× blocking, median of {runs_each} {runs} each"
+    ))
 }
 
 /// A CPU seconds per GB cell of the summary table.
@@ -265,4 +279,22 @@ pub(crate) fn loopback_pair(bufs: &SockBufArgs) -> Result<(TcpStream, TcpStream)
         .map_err(|e| io("connect", e))?;
     let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
     Ok((client, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_line() {
+        assert_eq!(
+            verdict(Some(1.3849), 5).as_deref(),
+            Some("uring 1.38× blocking, median of 5 runs each")
+        );
+        assert_eq!(
+            verdict(Some(0.5), 1).as_deref(),
+            Some("uring 0.50× blocking, median of 1 run each")
+        );
+        assert_eq!(verdict(None, 5), None);
+    }
 }

@@ -347,6 +347,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             }
             runs.push(rec);
         },
+        progress.as_ref(),
     )?;
     if let Some(p) = progress {
         p.finish();

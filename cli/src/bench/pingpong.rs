@@ -353,6 +353,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     None => samples.push((backend, bytes, path, r.rtts_us)),
                 }
             },
+            None,
         )?;
     }
 

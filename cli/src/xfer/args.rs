@@ -40,14 +40,15 @@ impl Role {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct Endpoint {
-    /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000) and accept one connection. Raw mode:
+    /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000, or unix:PATH for a Unix domain socket,
+    /// whose file is removed once the connection is accepted) and accept one connection. Raw mode:
     /// several comma-separated addresses are rails (A,B), each accepting --streams
     /// connections (see --streams for the order).
     #[arg(long, value_name = "ADDR[,ADDR...]")]
     pub(crate) listen: Option<String>,
-    /// Connect to ADDR (host:port), retrying for up to 10 s while the peer is not listening.
-    /// Raw mode: several comma-separated addresses are rails, each getting --streams
-    /// connections.
+    /// Connect to ADDR (host:port, or unix:PATH for a Unix domain socket), retrying while the
+    /// peer is not listening yet (see --connect-timeout). Raw mode: several comma-separated
+    /// TCP addresses are rails, each getting --streams connections.
     #[arg(long, value_name = "ADDR[,ADDR...]")]
     pub(crate) connect: Option<String>,
 }
@@ -68,6 +69,11 @@ impl Endpoint {
                 "empty address in {list:?}: rails are comma-separated host:port addresses"
             )));
         }
+        if rails.len() > 1 && rails.iter().any(|r| crate::net::unix_path(r).is_some()) {
+            return Err(Failure::usage(format!(
+                "rails are TCP addresses; a unix:PATH socket is one connection: {list:?}"
+            )));
+        }
         Ok(rails)
     }
 }
@@ -77,6 +83,10 @@ impl Endpoint {
 pub struct XferArgs {
     #[command(flatten)]
     pub(crate) endpoint: Endpoint,
+    /// How long --connect keeps retrying a refused or missing peer, in seconds; the first
+    /// retry is said once on stderr.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::args::parse_secs)]
+    pub(crate) connect_timeout: Duration,
     /// Raw mode: the wire carries only the array bytes, no header (the receiver must be told
     /// --dtype and --count). Without it, arrays are framed (docs/PROTOCOL.md).
     #[arg(long)]

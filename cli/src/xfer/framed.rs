@@ -30,9 +30,9 @@
 //! lines it printed for this connection, then closes. `send` prints them after its own report
 //! (inside its JSON object as `"server": [...]`).
 
+use crate::net::Conn;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ringxfer::dtype::{DType, fill_arange, verify_arange};
@@ -162,6 +162,13 @@ pub struct ErrorLine {
     pub expected: Option<u64>,
 }
 
+/// Said after a framed receiver's "bad magic": a raw sender's bytes begin with array data.
+pub const NO_HEADER_HINT: &str = "the peer sent no RGXF header: did it use --raw?";
+
+/// Said after a raw receiver's pattern mismatch when the bytes begin with a frame header.
+pub const FRAMED_DATA_HINT: &str = "the data starts with an RGXF header: the peer sent framed arrays (drop --raw here, or add \
+     it there)";
+
 impl ErrorLine {
     /// The line for `e` on array `array` of `peer`.
     pub fn new(peer: &str, array: u64, e: &Error) -> ErrorLine {
@@ -174,7 +181,10 @@ impl ErrorLine {
         ErrorLine {
             peer: peer.to_owned(),
             array,
-            error: e.to_string(),
+            error: match e {
+                Error::Frame(ringxfer::FrameError::BadMagic(_)) => format!("{e}: {NO_HEADER_HINT}"),
+                _ => e.to_string(),
+            },
             kind: e.kind(),
             transferred: e.transferred(),
             expected,
@@ -208,7 +218,7 @@ pub enum Outcome {
 /// Waits until the first byte of the next message is readable (or the peer closes, or
 /// nothing comes for `idle`), then receives one framed array with [`Engine::recv_any`],
 /// reports it and drops it.
-pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -> Outcome {
+pub fn recv_one(engine: &mut Engine, sock: &Conn, peer: &str, array: u64) -> Outcome {
     let idle = engine.options().idle_timeout;
     match wait_readable(sock, idle) {
         Ok(true) => {}
@@ -222,7 +232,7 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
 /// `started` (the first header byte), or now.
 pub fn report_one(
     engine: &mut Engine,
-    sock: &TcpStream,
+    sock: &Conn,
     peer: &str,
     array: u64,
     started: Option<Instant>,
@@ -269,7 +279,7 @@ pub fn report_one(
 /// time left before each peek, so an interrupted peek (`EINTR`: a signal handler without
 /// `SA_RESTART`, or SIGSTOP/SIGCONT with a receive timeout set) resumes with what is left
 /// instead of starting the wait over.
-fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error> {
+fn wait_readable(sock: &Conn, idle: Option<Duration>) -> Result<bool, Error> {
     let io_err = |source: io::Error| Error::Io {
         op: "recv(MSG_PEEK)",
         transferred: 0,
@@ -412,7 +422,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     fill_arange(dtype, buf.bytes_mut());
     let crc32 = crc32_hex(buf.bytes());
 
-    let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs)?;
+    let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let socket_buffers = SockBufs::of(&sock);
     let progress = Progress::start(a.interval, bytes as u64 * arrays);
     let ((sent, seconds), cpu) = with_cpu(|| {
@@ -494,7 +504,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
 /// bytes the peer sends before closing are the server's lines (returned parsed); without it
 /// they are discarded (their count returned).
 fn close_gracefully(
-    sock: &TcpStream,
+    sock: &Conn,
     a: &XferArgs,
 ) -> Result<(Option<Vec<serde_json::Value>>, Option<u64>), Failure> {
     let mut kept = Vec::new();
@@ -598,7 +608,7 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         a.array.resolve()?;
     }
     let mut engine = engine(Role::Recv, opts)?;
-    let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs)?;
+    let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let peer = peer.to_string();
     let progress = Progress::start(a.interval, 0);
     let r = recv_arrays(a, &mut engine, &sock, &peer, progress.as_ref());
@@ -624,7 +634,7 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
 fn recv_arrays(
     a: &XferArgs,
     engine: &mut Engine,
-    sock: &TcpStream,
+    sock: &Conn,
     peer: &str,
     progress: Option<&Progress>,
 ) -> Result<(), Failure> {

@@ -16,6 +16,11 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     crate::net::set_auth_key(crate::net::load_key(a.auth_key.as_ref())?);
     let rails = a.endpoint.rails()?;
     let multi = a.streams > 1 || rails.len() > 1 || a.bidir;
+    if multi && rails.iter().any(|r| crate::net::unix_path(r).is_some()) {
+        return Err(Failure::usage(
+            "--streams > 1 and --bidir are for TCP; a unix:PATH socket is one connection",
+        ));
+    }
     if !a.raw {
         if multi {
             return Err(Failure::usage(

@@ -23,7 +23,6 @@
 //! line per interval), and the raw array moves in 64 MiB `send_from` / `recv_into` calls so
 //! the bytes can be counted; without `-i` it is one call.
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use ringxfer::dtype::{fill_arange, verify_arange};
@@ -36,7 +35,7 @@ use crate::failure::Failure;
 use crate::measure::{
     Cpu, Progress, SockBufs, cpu_text, recv_chunked, say_notices, send_chunked, with_cpu,
 };
-use crate::net::{close_outcome, connect, keep_head, server_line, with_server_word};
+use crate::net::{Conn, close_outcome, connect, keep_head, server_line, with_server_word};
 use crate::report::crc32_hex;
 use crate::report::gbytes_per_s;
 
@@ -162,9 +161,14 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
     }
     if let Some(Err(i)) = check {
         let item = spec.dtype.itemsize() as u64;
+        let hint = if buf.bytes().starts_with(&ringxfer::frame::MAGIC) {
+            format!("; {}", super::framed::FRAMED_DATA_HINT)
+        } else {
+            String::new()
+        };
         return Err(Failure::runtime(format!(
             "received data is not the {} arange pattern: first mismatch at element {i} \
-             (byte offset {})",
+             (byte offset {}){hint}",
             spec.dtype,
             i * item
         )));
@@ -184,7 +188,7 @@ struct Moved {
     seconds: f64,
     /// Whether the array was registered (`None` without `--registered`).
     registered: Option<bool>,
-    peer: SocketAddr,
+    peer: String,
     cpu: Option<Cpu>,
     bufs: SockBufs,
     /// How the connection ended: send: the peer's bytes discarded by the graceful close;
@@ -235,9 +239,9 @@ fn transfer(
 fn connected(
     role: Role,
     a: &XferArgs,
-    op: impl FnOnce(&TcpStream) -> ringxfer::Result<()>,
+    op: impl FnOnce(&Conn) -> ringxfer::Result<()>,
 ) -> Result<Moved, Failure> {
-    let (sock, peer) = connect(role, &a.endpoint, &a.sockbufs)?;
+    let (sock, peer) = connect(role, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let bufs = SockBufs::of(&sock);
     let ((r, seconds), cpu) = with_cpu(|| {
         let t = Instant::now();

@@ -43,7 +43,7 @@ use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
 use crate::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
-use crate::net::{CONNECT_RETRY, close_outcome, connect_retry, handshake};
+use crate::net::{Conn, close_outcome, connect_retry, handshake};
 use crate::report::crc32_hex;
 use crate::report::gbytes_per_s;
 
@@ -327,7 +327,15 @@ fn open_streams(
     if a.endpoint.connect.is_some() {
         for addr in rails {
             for _ in 0..per_rail {
-                let s = connect_retry(addr, &a.sockbufs, CONNECT_RETRY)?;
+                let Conn::Tcp(s) = connect_retry(
+                    &format!("ringxfer {}", role.name()),
+                    addr,
+                    &a.sockbufs,
+                    a.connect_timeout,
+                )?
+                else {
+                    unreachable!("rails are TCP: checked by Endpoint::rails");
+                };
                 let peer = s.peer_addr().map_err(|e| fail("peer_addr".into(), e))?;
                 handshake(&s, false)?;
                 out.push((s, peer));
