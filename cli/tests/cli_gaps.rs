@@ -425,3 +425,42 @@ fn bench_interval_lines_name_the_backend() {
         );
     }
 }
+
+/// `scripts/plot.py` writes under `target/` unless `--out` names a file (the committed
+/// `docs/throughput.png` only when asked); the old second positional PNG is refused (exit 2).
+#[test]
+fn plot_py_writes_outside_docs_unless_asked() {
+    let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts");
+    let out_of = |argv: &str| {
+        let o = Command::new("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import sys; sys.path.insert(0, {scripts:?}); import plot; \
+                     print(plot.parse_args({argv}).out)"
+                ),
+            ])
+            .output()
+            .expect("python3");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(out_of("[]"), "target/plot/throughput.png");
+    assert_eq!(
+        out_of("['docs/throughput.csv']"),
+        "target/plot/throughput.png"
+    );
+    assert_eq!(
+        out_of("['x.csv', '--out', 'docs/throughput.png']"),
+        "docs/throughput.png"
+    );
+    let old = Command::new("python3")
+        .args([
+            &format!("{scripts}/plot.py"),
+            "docs/throughput.csv",
+            "docs/throughput.png",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(old.status.code(), Some(2), "{}", text(&old.stderr));
+}
