@@ -30,6 +30,7 @@ use serde::Serialize;
 use super::args::BenchArgs;
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
 use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends, verdict};
+use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
 use crate::measure::{
@@ -230,46 +231,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         "one-shot"
     };
     if !a.json {
-        println!(
-            "ringxfer bench: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} repeat(s), \
-             {mode}, receive buffer pre-touched, crc32 {send_crc:08x}",
-            spec.count,
-            spec.dtype,
-            spec.bytes,
-            spec.bytes as f64 / 1e6,
-            a.repeat,
-        );
-        if a.streams > 1 {
-            println!(
-                "striped over {} loopback TCP connections per run (one contiguous stripe each)",
-                a.streams
-            );
-        }
-        if a.bidir {
-            println!(
-                "bidir: both directions at once on the same connection(s); GB/s is the \
-                 client-to-server direction, rev GB/s the other"
-            );
-        }
-        if Batch::for_size(spec.bytes).batched() {
-            println!(
-                "small array: each run sends it K times back to back on one connection (K grown \
-                 until a run lasts >= {MIN_RUN_SECS} s), throughput = K x bytes / run seconds"
-            );
-        }
-        println!(
-            "{:>3}  {:<8}  {:>7}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  {:>15}  {:>15}  verified",
-            "run",
-            "backend",
-            "K",
-            "seconds",
-            "GB/s",
-            "Gbit/s",
-            "tx cpu",
-            "rx cpu",
-            "SQEs tx/rx",
-            "CQEs tx/rx"
-        );
+        print_header(a, &spec, mode, send_crc);
     }
 
     let mut runs = Vec::new();
@@ -329,99 +291,18 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     ..m.bufs
                 };
             }
-            let crc_ok = crc32fast::hash(recv.bytes()) == send_crc;
-            let failed = m.failed_check.clone().or_else(|| {
-                (!crc_ok).then(|| {
-                    let last = m.transfers;
-                    format!("crc mismatch in transfer {last} of {last}")
-                })
-            });
-            let verified = failed.is_none();
-            let (tx, rx) = m.stats;
-            let moved = spec.bytes.saturating_mul(m.transfers as usize);
-            let reverse = m.back.as_ref().map(|b| {
-                let error = b.failed_check.clone().or_else(|| {
-                    (crc32fast::hash(back.bytes()) != send_crc).then(|| {
-                        let last = m.transfers;
-                        format!("crc mismatch in transfer {last} of {last}")
-                    })
-                });
-                Reverse {
-                    seconds: b.seconds,
-                    gbytes_per_s: gbytes_per_s(moved, b.seconds),
-                    verified: error.is_none(),
-                    error,
-                    cpu: b.cpu,
-                }
-            });
-            let rec = RunRecord {
-                backend: backend.to_string(),
-                repeat: r + 1,
-                bytes: spec.bytes,
-                transfers_per_run: m.transfers,
-                total_bytes: moved,
-                seconds: m.seconds,
-                gbytes_per_s: gbytes_per_s(moved, m.seconds),
-                verified,
-                sqes: PerEnd {
-                    sender: tx.sqes,
-                    receiver: rx.sqes,
-                },
-                cqes: PerEnd {
-                    sender: tx.cqes,
-                    receiver: rx.cqes,
-                },
-                notifs: PerEnd {
-                    sender: tx.notifs,
-                    receiver: rx.notifs,
-                },
-                send_zc: SendZcRecord::from(&tx),
-                error: failed.clone(),
-                registered: a.registered.then_some(m.registered),
-                cpu: m.cpu,
-                reverse,
-            };
+            let rec = record(
+                backend,
+                r + 1,
+                &spec,
+                a.registered,
+                &m,
+                send_crc,
+                recv.bytes(),
+                back.bytes(),
+            );
             if !a.json {
-                if progress.is_some() {
-                    // Let the interval lines on stderr go out before this row.
-                    let _ = std::io::Write::flush(&mut std::io::stderr());
-                }
-                println!(
-                    "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}{}",
-                    runs.len() + 1,
-                    rec.backend,
-                    rec.transfers_per_run,
-                    rec.seconds,
-                    rec.gbytes_per_s,
-                    rec.gbytes_per_s * 8.0,
-                    cpu_cell(rec.cpu.sender),
-                    cpu_cell(rec.cpu.receiver),
-                    format!("{}/{}", rec.sqes.sender, rec.sqes.receiver),
-                    format!("{}/{}", rec.cqes.sender, rec.cqes.receiver),
-                    match &failed {
-                        None => "yes".to_owned(),
-                        Some(why) => format!("NO ({why})"),
-                    },
-                    match rec.registered {
-                        Some(true) => ", registered",
-                        Some(false) => ", not registered",
-                        None => "",
-                    },
-                    match &rec.reverse {
-                        None => String::new(),
-                        Some(b) => format!(
-                            "; rev {:.4} s {:.3} GB/s, cpu {}/{}, verified {}",
-                            b.seconds,
-                            b.gbytes_per_s,
-                            cpu_cell(b.cpu.sender),
-                            cpu_cell(b.cpu.receiver),
-                            match &b.error {
-                                None => "yes".to_owned(),
-                                Some(why) => format!("NO ({why})"),
-                            }
-                        ),
-                    }
-                );
+                print_row(runs.len() + 1, &rec, progress.is_some());
             }
             runs.push(rec);
         }
@@ -430,7 +311,40 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         p.finish();
     }
 
-    let summary: Vec<Summary> = backends
+    let setup = Setup {
+        spec,
+        mode,
+        send_crc,
+        tuning,
+        opts,
+        backends,
+        uring_unavailable,
+    };
+    report(a, &setup, runs, bufs, &batches)
+}
+
+/// What a bench run keeps fixed across its runs, for the report.
+struct Setup {
+    spec: ArraySpec,
+    mode: &'static str,
+    send_crc: u32,
+    tuning: UringTuning,
+    opts: Options,
+    backends: Vec<Backend>,
+    uring_unavailable: Option<String>,
+}
+
+/// The summary per backend, the ratio and the verdict, as JSON or text; a failure when any
+/// run did not verify.
+fn report(
+    a: &BenchArgs,
+    setup: &Setup,
+    runs: Vec<RunRecord>,
+    bufs: BenchSockBufs,
+    batches: &[Batch],
+) -> Result<(), Failure> {
+    let summary: Vec<Summary> = setup
+        .backends
         .iter()
         .map(|&b| summarize(b.to_string(), &runs))
         .collect();
@@ -454,19 +368,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let batched = batches.iter().any(Batch::batched);
     if a.json {
         let report = Report {
-            dtype: spec.dtype.to_string(),
-            count: spec.count,
-            bytes: spec.bytes,
+            dtype: setup.spec.dtype.to_string(),
+            count: setup.spec.count,
+            bytes: setup.spec.bytes,
             repeat: a.repeat,
             streams: a.streams,
             bidir: a.bidir,
-            mode,
-            crc32: format!("{send_crc:08x}"),
-            uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
-            direct_below_bytes: opts.direct_below_bytes,
+            mode: setup.mode,
+            crc32: format!("{:08x}", setup.send_crc),
+            uring_tuning: setup
+                .backends
+                .contains(&Backend::Uring)
+                .then(|| setup.tuning.clone()),
+            direct_below_bytes: setup.opts.direct_below_bytes,
             min_run_seconds: batched.then_some(MIN_RUN_SECS),
             short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
-            uring_unavailable,
+            uring_unavailable: setup.uring_unavailable.clone(),
             host: Host::here(),
             socket_buffers: bufs,
             runs,
@@ -490,22 +407,180 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         if let Some(note) = send_zc_note(&runs) {
             println!("{note}");
         }
-        if spec.bytes < opts.direct_below_bytes && backends.contains(&Backend::Uring) {
+        if setup.spec.bytes < setup.opts.direct_below_bytes
+            && setup.backends.contains(&Backend::Uring)
+        {
             println!(
                 "note: uring shows 0 SQEs because transfers below direct_below_bytes ({} bytes) \
                  take a direct send/recv syscall, not the ring",
-                opts.direct_below_bytes
+                setup.opts.direct_below_bytes
             );
         }
     }
 
     if bad > 0 {
         return Err(Failure::runtime(format!(
-            "{bad} of {total} runs did not verify (the array's crc32 is {send_crc:08x}; each \
-             run's line says what failed)"
+            "{bad} of {total} runs did not verify (the array's crc32 is {:08x}; each \
+             run's line says what failed)",
+            setup.send_crc
         )));
     }
     Ok(())
+}
+
+/// The text report's lines before the first run: what is measured, and the run table's head.
+fn print_header(a: &BenchArgs, spec: &ArraySpec, mode: &str, send_crc: u32) {
+    println!(
+        "ringxfer bench: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} repeat(s), \
+         {mode}, receive buffer pre-touched, crc32 {send_crc:08x}",
+        spec.count,
+        spec.dtype,
+        spec.bytes,
+        spec.bytes as f64 / 1e6,
+        a.repeat,
+    );
+    if a.streams > 1 {
+        println!(
+            "striped over {} loopback TCP connections per run (one contiguous stripe each)",
+            a.streams
+        );
+    }
+    if a.bidir {
+        println!(
+            "bidir: both directions at once on the same connection(s); GB/s is the \
+             client-to-server direction, rev GB/s the other"
+        );
+    }
+    if Batch::for_size(spec.bytes).batched() {
+        println!(
+            "small array: each run sends it K times back to back on one connection (K grown \
+             until a run lasts >= {MIN_RUN_SECS} s), throughput = K x bytes / run seconds"
+        );
+    }
+    println!(
+        "{:>3}  {:<8}  {:>7}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  {:>15}  {:>15}  verified",
+        "run",
+        "backend",
+        "K",
+        "seconds",
+        "GB/s",
+        "Gbit/s",
+        "tx cpu",
+        "rx cpu",
+        "SQEs tx/rx",
+        "CQEs tx/rx"
+    );
+}
+
+/// The record of run `repeat` (1-based) of `backend`: `m` checked against the array's CRC-32
+/// (the received copy and, with `--bidir`, the reverse direction's).
+#[allow(clippy::too_many_arguments)] // the run's facts, each used once; a struct would only rename them
+fn record(
+    backend: Backend,
+    repeat: u32,
+    spec: &ArraySpec,
+    registered: bool,
+    m: &Measured,
+    send_crc: u32,
+    received: &[u8],
+    back: &[u8],
+) -> RunRecord {
+    let crc_ok = crc32fast::hash(received) == send_crc;
+    let failed = m.failed_check.clone().or_else(|| {
+        (!crc_ok).then(|| {
+            let last = m.transfers;
+            format!("crc mismatch in transfer {last} of {last}")
+        })
+    });
+    let verified = failed.is_none();
+    let (tx, rx) = m.stats;
+    let moved = spec.bytes.saturating_mul(m.transfers as usize);
+    let reverse = m.back.as_ref().map(|b| {
+        let error = b.failed_check.clone().or_else(|| {
+            (crc32fast::hash(back) != send_crc).then(|| {
+                let last = m.transfers;
+                format!("crc mismatch in transfer {last} of {last}")
+            })
+        });
+        Reverse {
+            seconds: b.seconds,
+            gbytes_per_s: gbytes_per_s(moved, b.seconds),
+            verified: error.is_none(),
+            error,
+            cpu: b.cpu,
+        }
+    });
+    RunRecord {
+        backend: backend.to_string(),
+        repeat,
+        bytes: spec.bytes,
+        transfers_per_run: m.transfers,
+        total_bytes: moved,
+        seconds: m.seconds,
+        gbytes_per_s: gbytes_per_s(moved, m.seconds),
+        verified,
+        sqes: PerEnd {
+            sender: tx.sqes,
+            receiver: rx.sqes,
+        },
+        cqes: PerEnd {
+            sender: tx.cqes,
+            receiver: rx.cqes,
+        },
+        notifs: PerEnd {
+            sender: tx.notifs,
+            receiver: rx.notifs,
+        },
+        send_zc: SendZcRecord::from(&tx),
+        error: failed,
+        registered: registered.then_some(m.registered),
+        cpu: m.cpu,
+        reverse,
+    }
+}
+
+/// Row `n` of the run table; `flush_stderr` first lets the interval lines (`-i`) go out.
+fn print_row(n: usize, rec: &RunRecord, flush_stderr: bool) {
+    if flush_stderr {
+        // Let the interval lines on stderr go out before this row.
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
+    println!(
+        "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}{}",
+        n,
+        rec.backend,
+        rec.transfers_per_run,
+        rec.seconds,
+        rec.gbytes_per_s,
+        rec.gbytes_per_s * 8.0,
+        cpu_cell(rec.cpu.sender),
+        cpu_cell(rec.cpu.receiver),
+        format!("{}/{}", rec.sqes.sender, rec.sqes.receiver),
+        format!("{}/{}", rec.cqes.sender, rec.cqes.receiver),
+        match &rec.error {
+            None => "yes".to_owned(),
+            Some(why) => format!("NO ({why})"),
+        },
+        match rec.registered {
+            Some(true) => ", registered",
+            Some(false) => ", not registered",
+            None => "",
+        },
+        match &rec.reverse {
+            None => String::new(),
+            Some(b) => format!(
+                "; rev {:.4} s {:.3} GB/s, cpu {}/{}, verified {}",
+                b.seconds,
+                b.gbytes_per_s,
+                cpu_cell(b.cpu.sender),
+                cpu_cell(b.cpu.receiver),
+                match &b.error {
+                    None => "yes".to_owned(),
+                    Some(why) => format!("NO ({why})"),
+                }
+            ),
+        }
+    );
 }
 
 /// The human summary table and the ratio line.
