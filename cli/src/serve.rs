@@ -580,6 +580,9 @@ enum Next {
 /// handshake's end). From the first byte on, the header must be whole within `header` (for the
 /// first message: `header` from `since`). Nothing is allocated beyond the header itself
 /// (≤ 296 bytes); its `payload_len` is checked against `max_payload`.
+// About 110 lines: one state machine (first byte, the rest of the header, each with its own
+// deadline and its own error line), kept in one place so every path to an error line is seen
+// together.
 fn read_header(
     sock: &Conn,
     peer: &str,

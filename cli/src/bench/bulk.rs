@@ -204,6 +204,9 @@ struct Report {
 }
 
 /// Runs `ringxfer bench`.
+// About 110 lines: the main job's sequence (array and CRC once, then per repeat and backend
+// the K calibration loop around `run_once`, the record and its row); header, record, row and
+// report are their own functions, and what is left is the loop that owns the buffers.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let spec = a.array.resolve()?;
     let tuning = a.tuning.tuning()?;

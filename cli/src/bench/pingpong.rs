@@ -262,6 +262,10 @@ fn specs(a: &BenchArgs) -> Result<Vec<ArraySpec>, Failure> {
 }
 
 /// Runs `ringxfer bench --pingpong`.
+// Longer than ~100 lines on purpose: this is the mode's one sequence (plan, the shared
+// runner `common::for_each_run` with this mode's measure and record closures, summary
+// and report); the closures borrow this function's buffers and tables, so moving them out would
+// only thread those borrows through more signatures. `summarize` and `print_summary` are split off.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let specs = specs(a)?;
     let round_trips = a.pingpong.flatten().unwrap_or(DEFAULT_ROUND_TRIPS);
