@@ -110,8 +110,9 @@ impl<T: Copy + Send + Sync + 'static> TypedValueParser for LibraryEnum<T> {
 /// The array to move: dtype and either an element count or a byte size.
 #[derive(Debug, Args)]
 pub struct ArrayArgs {
-    /// numpy dtype of the elements: <f8, >f8, f4, <i8, i4, i2, |i1, u8, u4, u2, |u1,
-    /// float64, int32, uint8, … (no byte-order prefix = native order) [default: f8].
+    /// numpy dtype of the elements, any the library parses (`ringxfer::dtype::DType`'s
+    /// `FromStr`), e.g. <f8, >i4, u1, float64 (no byte-order prefix = native order)
+    /// [default: f8].
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<DType>,
     /// Number of elements [default: 50000000]; accepts 50_000_000 and 5e7.

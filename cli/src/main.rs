@@ -168,4 +168,55 @@ mod tests {
         assert_eq!(parse(&["--size", "1001"]).unwrap_err().code, 2);
         assert!(Cli::try_parse_from(["ringxfer", "bench", "--count", "5", "--size", "8"]).is_err());
     }
+
+    /// The library enums as flags: each value spelled as the library spells it, parsed into
+    /// the library's own value; a bad value is clap's usage error listing them.
+    #[test]
+    fn library_enums_as_flags() {
+        use ringxfer::{Backend, Prefault, RecvOp, SendOp};
+        let bench = |args: &[&str]| {
+            let mut v = vec!["ringxfer", "bench"];
+            v.extend_from_slice(args);
+            match Cli::try_parse_from(v).map(|c| c.command) {
+                Ok(Command::Bench(b)) => b,
+                other => panic!("{other:?}"),
+            }
+        };
+        let t = bench(&["--send-op", "send-zc", "--recv-op", "read-fixed"])
+            .tuning
+            .tuning()
+            .unwrap();
+        assert_eq!((t.send_op, t.recv_op), (SendOp::SendZc, RecvOp::ReadFixed));
+        let t = bench(&["--send-op", "write-fixed"])
+            .tuning
+            .tuning()
+            .unwrap();
+        assert_eq!(t.send_op, SendOp::WriteFixed);
+        assert_eq!(
+            bench(&["--fresh", "--prefault", "huge-populate"]).prefault,
+            Some(Prefault::HugePopulate)
+        );
+        match Cli::try_parse_from(["ringxfer", "recv", "--listen", "x:1", "--backend", "uring"])
+            .map(|c| c.command)
+        {
+            Ok(Command::Recv(a)) => assert_eq!(a.backend, Backend::Uring),
+            other => panic!("{other:?}"),
+        }
+        let e = Cli::try_parse_from(["ringxfer", "bench", "--send-op", "zc"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("invalid value 'zc' for '--send-op <SEND_OP>'")
+                && msg.contains("[possible values: auto, send, send-zc, write-fixed]"),
+            "{msg}"
+        );
+        let e = Cli::try_parse_from(["ringxfer", "serve", "--listen", "x:1", "--backend", "x"])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[possible values: auto, uring, blocking]"),
+            "{e}"
+        );
+    }
 }
