@@ -29,7 +29,9 @@ use serde::Serialize;
 
 use super::args::BenchArgs;
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
-use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends, verdict};
+use super::common::{
+    BenchSockBufs, Host, Report, cpu_cell, loopback_pair, select_backends, verdict,
+};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
@@ -167,13 +169,12 @@ struct Summary {
     reverse_median_gbytes_per_s: Option<f64>,
 }
 
-/// The `--json` report.
+/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
 #[derive(Debug, Serialize)]
-struct Report {
+struct Mode {
     dtype: String,
     count: u64,
     bytes: usize,
-    repeat: u32,
     /// Loopback TCP connections per run, the array striped over them.
     streams: u32,
     /// Both directions at once (`--bidir`).
@@ -181,8 +182,6 @@ struct Report {
     /// `"one-shot"` or `"pre-registered"`.
     mode: &'static str,
     crc32: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<UringTuning>,
     /// `Options::direct_below_bytes`: on the uring backend, transfers shorter than this
     /// take a direct syscall, not the ring (their runs report 0 SQEs).
     direct_below_bytes: usize,
@@ -193,13 +192,6 @@ struct Report {
     /// were done again with more transfers; not in `runs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     short_runs_redone: Option<u32>,
-    /// Why uring was skipped with `--backend both`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_unavailable: Option<String>,
-    host: Host,
-    socket_buffers: BenchSockBufs,
-    runs: Vec<RunRecord>,
-    summary: Vec<Summary>,
     ratio_uring_over_blocking: Option<f64>,
 }
 
@@ -371,27 +363,29 @@ fn report(
     let batched = batches.iter().any(Batch::batched);
     if a.json {
         let report = Report {
-            dtype: setup.spec.dtype.to_string(),
-            count: setup.spec.count,
-            bytes: setup.spec.bytes,
+            mode: Mode {
+                dtype: setup.spec.dtype.to_string(),
+                count: setup.spec.count,
+                bytes: setup.spec.bytes,
+                streams: a.streams,
+                bidir: a.bidir,
+                mode: setup.mode,
+                crc32: format!("{:08x}", setup.send_crc),
+                direct_below_bytes: setup.opts.direct_below_bytes,
+                min_run_seconds: batched.then_some(MIN_RUN_SECS),
+                short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
+                ratio_uring_over_blocking: ratio,
+            },
             repeat: a.repeat,
-            streams: a.streams,
-            bidir: a.bidir,
-            mode: setup.mode,
-            crc32: format!("{:08x}", setup.send_crc),
             uring_tuning: setup
                 .backends
                 .contains(&Backend::Uring)
                 .then(|| setup.tuning.clone()),
-            direct_below_bytes: setup.opts.direct_below_bytes,
-            min_run_seconds: batched.then_some(MIN_RUN_SECS),
-            short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
             uring_unavailable: setup.uring_unavailable.clone(),
             host: Host::here(),
             socket_buffers: bufs,
             runs,
             summary,
-            ratio_uring_over_blocking: ratio,
         };
         crate::report::print_json(&report)?;
     } else {

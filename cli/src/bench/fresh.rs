@@ -36,7 +36,7 @@ use ringxfer::{AnyArray, Backend, Engine, Options, Order};
 use serde::Serialize;
 
 use super::args::BenchArgs;
-use super::common::{BenchSockBufs, Host, cpu_cell, loopback_pair, select_backends, stats};
+use super::common::{Host, Report, cpu_cell, loopback_pair, select_backends, stats};
 use super::common::{
     all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, ratio, ratio_cell,
     requested_bufs, verified_cell,
@@ -118,25 +118,16 @@ struct PerBackend {
     blocking: Option<f64>,
 }
 
-/// The `--json` report.
+/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
 #[derive(Debug, Serialize)]
-struct Report {
+struct Mode {
     mode: &'static str,
     dtype: String,
     count: u64,
     bytes: usize,
-    repeat: u32,
     crc32: String,
     prefault: ringxfer::Prefault,
     recycle_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<ringxfer::UringTuning>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_unavailable: Option<String>,
-    host: Host,
-    socket_buffers: BenchSockBufs,
-    runs: Vec<RunRecord>,
-    summary: Vec<Summary>,
     ratio_fresh_over_pretouched: PerBackend,
     ratio_fresh_uring_over_naive_blocking: Option<f64>,
 }
@@ -350,22 +341,24 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let verdict = all_verified(runs.iter().map(|r| r.verified));
     if a.json {
         let report = Report {
-            mode: "fresh",
-            dtype: spec.dtype.to_string(),
-            count: spec.count,
-            bytes: spec.bytes,
+            mode: Mode {
+                mode: "fresh",
+                dtype: spec.dtype.to_string(),
+                count: spec.count,
+                bytes: spec.bytes,
+                crc32: format!("{send_crc:08x}"),
+                prefault: opts.prefault,
+                recycle_bytes: opts.recycle_bytes,
+                ratio_fresh_over_pretouched: per_backend,
+                ratio_fresh_uring_over_naive_blocking: over_naive,
+            },
             repeat: a.repeat,
-            crc32: format!("{send_crc:08x}"),
-            prefault: opts.prefault,
-            recycle_bytes: opts.recycle_bytes,
             uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
             uring_unavailable,
             host: Host::here(),
             socket_buffers: bufs,
             runs,
             summary,
-            ratio_fresh_over_pretouched: per_backend,
-            ratio_fresh_uring_over_naive_blocking: over_naive,
         };
         print_json(&report)?;
     } else {

@@ -39,7 +39,7 @@ use ringxfer::{AnyArray, ArrayView, Backend, Engine, Options, Order};
 use serde::Serialize;
 
 use super::args::BenchArgs;
-use super::common::{BenchSockBufs, Host, loopback_pair, select_backends};
+use super::common::{Host, Report, loopback_pair, select_backends};
 use super::common::{
     all_verified, clocked, engine_pairs, for_each_run, joined_as, ratio, ratio_cell,
     requested_bufs, verified_cell,
@@ -155,9 +155,9 @@ struct Summary {
     median_over_raw: Option<f64>,
 }
 
-/// The `--json` report.
+/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
 #[derive(Debug, Serialize)]
-struct Report {
+struct Mode {
     mode: &'static str,
     dtype: String,
     /// Message sizes in bytes, in the order measured.
@@ -166,15 +166,6 @@ struct Report {
     round_trips: u64,
     /// Untimed round trips before them.
     warmup_round_trips: u64,
-    repeat: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<ringxfer::UringTuning>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_unavailable: Option<String>,
-    host: Host,
-    socket_buffers: BenchSockBufs,
-    runs: Vec<RunRecord>,
-    summary: Vec<Summary>,
 }
 
 /// The messages of one size: what is sent, and what each echo must hold.
@@ -365,11 +356,13 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let verdict = all_verified(runs.iter().map(|r| r.verified));
     if a.json {
         print_json(&Report {
-            mode: "pingpong",
-            dtype: specs[0].dtype.to_string(),
-            sizes: specs.iter().map(|s| s.bytes).collect(),
-            round_trips,
-            warmup_round_trips: WARMUP_ROUND_TRIPS,
+            mode: Mode {
+                mode: "pingpong",
+                dtype: specs[0].dtype.to_string(),
+                sizes: specs.iter().map(|s| s.bytes).collect(),
+                round_trips,
+                warmup_round_trips: WARMUP_ROUND_TRIPS,
+            },
             repeat: a.repeat,
             uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
             uring_unavailable,
