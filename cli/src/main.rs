@@ -16,7 +16,7 @@
 //! Modules, arrows pointing down only (no module uses one above it):
 //!
 //! * this file — the command line (clap derive) and the dispatcher;
-//! * [`bench`] — the main job and its modes (`--fresh`, `--count-arrays`, `--pingpong`,
+//! * [`bench`](mod@bench) — the main job and its modes (`--fresh`, `--count-arrays`, `--pingpong`,
 //!   `--streams` / `--bidir`), one runner for all of them;
 //! * [`xfer`] — `send` / `recv`: framed (the default), raw, raw over several streams;
 //! * [`serve`] — framed arrays from any number of clients, one line per array;

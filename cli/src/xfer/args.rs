@@ -69,11 +69,6 @@ impl Endpoint {
                 "empty address in {list:?}: rails are comma-separated host:port addresses"
             )));
         }
-        if rails.len() > 1 && rails.iter().any(|r| crate::net::unix_path(r).is_some()) {
-            return Err(Failure::usage(format!(
-                "rails are TCP addresses; a unix:PATH socket is one connection: {list:?}"
-            )));
-        }
         Ok(rails)
     }
 }

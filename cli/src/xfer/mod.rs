@@ -15,8 +15,15 @@ use crate::failure::Failure;
 pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     crate::net::set_auth_key(crate::net::load_key(a.auth_key.as_ref())?);
     let rails = a.endpoint.rails()?;
+    let unix = rails.iter().any(|r| crate::net::unix_path(r).is_some());
+    if unix && rails.len() > 1 {
+        return Err(Failure::usage(format!(
+            "rails are TCP addresses; a unix:PATH socket is one connection: {:?}",
+            rails.join(",")
+        )));
+    }
     let multi = a.streams > 1 || rails.len() > 1 || a.bidir;
-    if multi && rails.iter().any(|r| crate::net::unix_path(r).is_some()) {
+    if multi && unix {
         return Err(Failure::usage(
             "--streams > 1 and --bidir are for TCP; a unix:PATH socket is one connection",
         ));

@@ -3,7 +3,7 @@
 //! Framed mode (the default) is in [`super::framed`]. Raw mode (`--raw`) puts exactly the array's bytes on the wire, nothing else: what a numpy peer doing
 //! `sock.send(memoryview(a).cast('B'))` sends, or `sock.recv_into(memoryview(a).cast('B'))`
 //! expects. Either side may listen (it accepts one connection); `--connect` retries for
-//! [`CONNECT_RETRY`] so the peer may start second.
+//! `--connect-timeout` seconds (10 by default) so the peer may start second.
 //!
 //! The sender builds the arange pattern and its CRC-32 before connecting; the receiver
 //! allocates (and touches) its buffer before connecting. The clock runs from the established
