@@ -8,9 +8,12 @@ Needs matplotlib:
 Usage:
 
     scripts/sweep.sh                                   # writes docs/throughput.csv
-    python3 scripts/plot.py [CSV] [PNG] [--title TEXT]
+    python3 scripts/plot.py [CSV] [--out PNG] [--title TEXT]
                                                        # defaults: docs/throughput.csv,
-                                                       # docs/throughput.png
+                                                       # target/plot/throughput.png
+
+The committed figure (docs/throughput.png) is only overwritten when asked:
+`--out docs/throughput.png`.
 
 The CSV has one row per (size, backend): size_bytes, backend, median_gbytes_per_s,
 min_gbytes_per_s, max_gbytes_per_s[, runs]. The top panel draws the median GB/s
@@ -82,12 +85,24 @@ def default_title(csv_path, series):
     return f"ringxfer bench, loopback TCP, {system}, {cpus} CPUs{of}"
 
 
-def main():
+DEFAULT_OUT = "target/plot/throughput.png"
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("csv", nargs="?", default="docs/throughput.csv")
-    ap.add_argument("png", nargs="?", default="docs/throughput.png")
+    ap.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"the PNG to write (default: {DEFAULT_OUT}; the committed docs/throughput.png "
+        "only when given here)",
+    )
     ap.add_argument("--title", default=None, help="plot title (default: says the machine)")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main():
+    args = parse_args()
 
     try:
         import matplotlib
@@ -168,11 +183,11 @@ def main():
     bottom.minorticks_off()
     bottom.set_xlabel("array size (log scale)")
     fig.tight_layout()
-    d = os.path.dirname(args.png)
+    d = os.path.dirname(args.out)
     if d:
         os.makedirs(d, exist_ok=True)
-    fig.savefig(args.png, dpi=110)
-    print(f"wrote {args.png}")
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

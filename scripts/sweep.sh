@@ -17,7 +17,7 @@
 # to FILE.csv (kernel, CPUs and io_uring probe in its `host` block, and every run), so a point
 # of the plot can be traced back to its runs.
 #
-# Then: python3 scripts/plot.py docs/throughput.csv docs/throughput.png
+# Then: python3 scripts/plot.py docs/throughput.csv --out docs/throughput.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

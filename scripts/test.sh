@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The test command (README "Tests"): installs what the tests need, then runs
-#   1. cargo fmt --check and cargo clippy --all-targets -D warnings
-#   2. cargo test --release            (unit, integration, planner property, doc tests)
-#   3. cargo test --release -- --ignored   (arrays > 1 GiB: two registered slots, C01 2.56 GB,
-#      5 GiB raw and framed)
+# The test command (README "Tests"): installs what the tests need, then runs, over the
+# workspace (the library at the root, the CLI in cli/, the Python binding in python/):
+#   1. cargo fmt --check and cargo clippy --workspace --all-targets -D warnings
+#   2. cargo test --release  (the default members, library and CLI: unit, integration, planner
+#      property, doc tests; the CLI's tests, which run the built binary, are in cli/tests/;
+#      the Python binding is tested through pytest in 3c, as Python loads it)
+#   3. cargo test --release -- --ignored   (arrays > 1 GiB: two registered slots,
+#      C01 2.56 GB, 5 GiB raw and framed)
 #   3b. scripts/netns-bench.sh --quick (two network namespaces over veth) and a short bench
 #   3c. the Python package: `pip install ./python` (maturin builds it into this workspace's
 #      target/, so only the binding recompiles after a library change), then its pytest suite
@@ -25,14 +28,14 @@ log=$(mktemp); trap 'rm -f "$log"' EXIT
 status=0
 step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || { echo "!! failed ($rc): $*"; status=1; }; }
 
-step cargo fmt --check
-step cargo clippy --all-targets --quiet -- -D warnings
+step cargo fmt --all --check
+step cargo clippy --workspace --all-targets --quiet -- -D warnings
 step cargo test --release --no-fail-fast
 step cargo test --release --no-fail-fast -- --ignored
 # Issue 4: a short line-rate run across two network namespaces (skips itself, saying so, where
 # `ip netns` is unavailable), and a short bench whose JSON must parse with every run verified.
 # Issue 9: a criterion filter must not trip the benches' byte checks (`-- --list` runs none).
-step cargo bench --bench throughput -- --list
+step cargo bench -p ringxfer --bench throughput -- --list
 step bash scripts/netns-bench.sh --quick
 step bash -c 'target/release/ringxfer bench --count 5000000 --repeat 2 --json | python3 -c "
 import json, sys

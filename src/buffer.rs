@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use memmap2::{Advice, MmapMut, MmapOptions};
 
 /// How fresh memory is prepared before a receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Prefault {
     /// Plain anonymous mapping: pages fault in during the receive (like `vec![0; n]`). The
     /// default: on this project's machine the up-front variants were not faster (see the

@@ -25,7 +25,8 @@ pub const FLAG_PAYLOAD_CRC32: u16 = 1;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 8 << 30;
 
 /// Memory order of the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Order {
     /// Row-major (numpy `order='C'`), the last index varies fastest.
     #[default]

@@ -172,7 +172,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use frame::{
-    DEFAULT_MAX_PAYLOAD_BYTES, FrameError, Header, MAX_NDIM, Order, PREFIX_LEN, Prefix,
+    DEFAULT_MAX_PAYLOAD_BYTES, FrameError, Header, MAGIC, MAX_NDIM, Order, PREFIX_LEN, Prefix,
     TRAILER_LEN, WireFormat, decode_prefix,
 };
 pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, Receiver};

@@ -1,6 +1,6 @@
 //! Shared-key authentication (issue 8 item 7): the library handshake
 //! (`ringxfer::auth`, `Engine::authenticate_client` / `authenticate_server`) on both backends'
-//! engines, and `--auth-key` on `serve`, `send` and `recv`:
+//! engines (`--auth-key` on `serve`, `send` and `recv`: cli/tests/cli_auth.rs):
 //!
 //! * right key → arrays served and verified;
 //! * wrong key, both ways: a client with another key (the server says `auth_wrong_key`, the
@@ -11,14 +11,14 @@
 //! * a recorded valid client exchange replayed on a new connection, and a server proof
 //!   reflected as a client proof, are rejected;
 //! * a silent peer is cut off at the handshake deadline;
-//! * an empty, too short or unreadable key file is a clear error at start-up (exit status 2).
+//! * key files: empty, too short or unreadable ones are refused.
 
 mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,6 @@ use ringxfer::auth::{
 use ringxfer::dtype::DType;
 use ringxfer::frame::Header;
 use ringxfer::{Backend, Error, Order};
-use serde_json::Value;
-use util::proc::{BIN, Killed, Lines, spawn_serve};
 use util::*;
 
 const KEY_A: &[u8; 32] = b"an example key of 32 bytes: AAAA";
@@ -38,20 +36,6 @@ const T: Duration = Duration::from_secs(5);
 
 fn key(b: &[u8]) -> AuthKey {
     AuthKey::from_bytes(b).unwrap()
-}
-
-/// A fresh directory for this test's key files.
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ringxfer-auth-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write_key(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.to_str().unwrap().to_owned()
 }
 
 fn auth_kind(r: &ringxfer::Result<()>) -> &'static str {
@@ -330,11 +314,11 @@ fn auth_silent_peer_times_out() {
 /// Key files: empty, whitespace only, too short, a directory, missing.
 #[test]
 fn auth_key_files() {
-    let dir = tmpdir("files");
-    let empty = write_key(&dir, "empty", b"");
-    let blank = write_key(&dir, "blank", b" \n\n");
-    let short = write_key(&dir, "short", b"0123456789\n");
-    let good = write_key(&dir, "good", b"0123456789abcdef0123\n");
+    let dir = tmpdir("auth", "files");
+    let empty = write_file(&dir, "empty", b"");
+    let blank = write_file(&dir, "blank", b" \n\n");
+    let short = write_file(&dir, "short", b"0123456789\n");
+    let good = write_file(&dir, "good", b"0123456789abcdef0123\n");
     assert!(
         matches!(AuthKey::from_file(&empty), Err(AuthError::KeyEmpty { path: Some(p) }) if p == Path::new(&empty))
     );
@@ -366,244 +350,6 @@ fn auth_key_files() {
     assert_eq!(k.len(), 20);
     assert_eq!(format!("{k:?}"), "AuthKey { len: 20, .. }");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-// ---------------------------------------------------------------------------------------------
-// CLI
-// ---------------------------------------------------------------------------------------------
-
-fn json(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object: {line:?}: {e}"))
-}
-
-fn send(addr: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(["send", "--connect", addr, "--count", "1000"])
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `serve --auth-key`: the right key is served (and gets its lines back), a wrong key and no
-/// key are each rejected with one server line, before any array byte is read.
-#[test]
-fn cli_serve_auth_key() {
-    let dir = tmpdir("serve");
-    let a = write_key(&dir, "a", KEY_A);
-    let b = write_key(&dir, "b", KEY_B);
-    let (_server, lines, addr) = spawn_serve(&["--json", "--auth-key", &a]);
-    let addr = addr.to_string();
-
-    let ok = send(
-        &addr,
-        &[
-            "--auth-key",
-            &a,
-            "--arrays",
-            "2",
-            "--get-server-output",
-            "--json",
-        ],
-    );
-    assert!(ok.status.success(), "{}", stderr(&ok));
-    let r = json(String::from_utf8_lossy(&ok.stdout).trim());
-    assert_eq!(r["server"].as_array().map(Vec::len), Some(2), "{r}");
-    for l in lines.take(2, T) {
-        let v = json(&l);
-        assert_eq!(
-            (&v["verified"], &v["arange"]),
-            (&true.into(), &true.into()),
-            "{v}"
-        );
-    }
-
-    let wrong = send(&addr, &["--auth-key", &b]);
-    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
-    assert!(
-        stderr(&wrong).contains("authentication failed: the server rejected our key"),
-        "{}",
-        stderr(&wrong)
-    );
-    let v = json(&lines.take(1, T)[0]);
-    assert_eq!(
-        (&v["kind"], &v["array"]),
-        (&"auth_wrong_key".into(), &1.into()),
-        "{v}"
-    );
-
-    // No key: the client's framed array is rejected at its magic, and the client is told
-    // why (serve writes one refusal line; the client's graceful close reads it): exit 1
-    // naming the missing key, for a small array and for one larger than the socket buffers.
-    for count in ["8000", "8000000"] {
-        let none = Command::new(BIN)
-            .args(["send", "--connect", &addr, "--size", count])
-            .env_remove("RINGXFER_BACKEND")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
-        assert!(
-            stderr(&none).contains("refused: this server requires authentication (--auth-key)"),
-            "{count}: {}",
-            stderr(&none)
-        );
-        let v = json(&lines.take(1, T)[0]);
-        assert_eq!(v["kind"], "auth_unauthenticated", "{v}");
-    }
-
-    let extra = lines.drain_for(Duration::from_millis(300));
-    assert!(extra.is_empty(), "one line per client: {extra:#?}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A client with `--auth-key` that reaches a server without one finds out (exit status 1).
-#[test]
-fn cli_client_with_key_to_server_without() {
-    let dir = tmpdir("nokey-server");
-    let a = write_key(&dir, "a", KEY_A);
-    let (_server, lines, addr) = spawn_serve(&["--json"]);
-    let o = send(&addr.to_string(), &["--auth-key", &a]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("authentication failed"),
-        "{}",
-        stderr(&o)
-    );
-    let v = json(&lines.take(1, T)[0]);
-    assert_eq!(v["kind"], "bad_magic", "{v}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Runs `recv --listen 127.0.0.1:0 RECV` and `send SEND` against it; both outputs.
-fn recv_send(
-    recv: &[&str],
-    send_args: &[&str],
-) -> (std::process::ExitStatus, String, std::process::Output) {
-    let mut r = Command::new(BIN)
-        .args(["recv", "--listen", "127.0.0.1:0"])
-        .args(recv)
-        .env_remove("RINGXFER_BACKEND")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = Lines::new(r.stderr.take().unwrap());
-    let mut r = Killed(r);
-    let first = err.next(T).expect("recv says where it listens");
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
-    let s = send(&addr, send_args);
-    let st = r.0.wait().unwrap();
-    let rest = err.drain_for(Duration::from_millis(200)).join("\n");
-    (st, rest, s)
-}
-
-/// `recv --listen --auth-key` with `send --connect --auth-key`, framed and raw; and with
-/// different keys both fail.
-#[test]
-fn cli_recv_listen_send_connect_auth() {
-    let dir = tmpdir("recv");
-    let a = write_key(&dir, "a", KEY_A);
-    let b = write_key(&dir, "b", KEY_B);
-    for raw in [false, true] {
-        let mode: &[&str] = if raw { &["--raw"] } else { &[] };
-        let recv_args: Vec<&str> = [mode, &["--count", "1000", "--auth-key", &a]].concat();
-        let send_args: Vec<&str> = [mode, &["--auth-key", &a]].concat();
-        let (st, err, s) = recv_send(&recv_args, &send_args);
-        assert!(
-            st.success() && s.status.success(),
-            "raw {raw}: {err} / {}",
-            stderr(&s)
-        );
-
-        let send_args: Vec<&str> = [mode, &["--auth-key", &b]].concat();
-        let (st, err, s) = recv_send(&recv_args, &send_args);
-        assert_eq!(
-            (st.code(), s.status.code()),
-            (Some(1), Some(1)),
-            "raw {raw}"
-        );
-        assert!(
-            err.contains("the peer's proof does not match our key"),
-            "{err}"
-        );
-        assert!(
-            stderr(&s).contains("the server rejected our key"),
-            "{}",
-            stderr(&s)
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// An empty, too short, missing or unreadable (a directory) key file: exit status 2 with
-/// the reason, before listening or connecting.
-#[test]
-fn cli_bad_key_files() {
-    let dir = tmpdir("bad");
-    let empty = write_key(&dir, "empty", b"");
-    let short = write_key(&dir, "short", b"abc\n");
-    let missing = dir.join("missing").to_str().unwrap().to_owned();
-    let dir_s = dir.to_str().unwrap().to_owned();
-    let cases = [
-        (empty.as_str(), "is empty"),
-        (short.as_str(), "holds 3 bytes, fewer than 16"),
-        (missing.as_str(), "No such file or directory"),
-        (dir_s.as_str(), "cannot read the key file"),
-    ];
-    for (file, want) in cases {
-        for cmd in [
-            &["serve", "--listen", "127.0.0.1:0"][..],
-            &["send", "--connect", "127.0.0.1:9"],
-            &["recv", "--listen", "127.0.0.1:0"],
-        ] {
-            let mut c = Command::new(BIN);
-            c.args(cmd).args(["--auth-key", file]).stdin(Stdio::null());
-            let mut child = c
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let out = util::proc::Output::collect(&mut child);
-            let st = util::proc::wait_deadline(&mut child, Duration::from_secs(10))
-                .unwrap_or_else(|| panic!("{cmd:?} --auth-key {file}: still running"));
-            let (stdout, err) = out.finish();
-            assert_eq!(st.code(), Some(2), "{cmd:?} {file}: {err}");
-            assert!(
-                err.contains("--auth-key: ") && err.contains(want),
-                "{cmd:?}: {err}"
-            );
-            assert_eq!(err.lines().count(), 1, "one line: {err}");
-            assert!(stdout.is_empty(), "nothing started: {stdout}");
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Without --auth-key on a non-loopback address, serve warns on stderr (and still serves).
-#[test]
-fn cli_serve_warns_without_key_off_loopback() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = Lines::new(child.stderr.take().unwrap());
-    let out = Lines::new(child.stdout.take().unwrap());
-    let _child = Killed(child);
-    assert!(out.next(T).unwrap().starts_with("listening 0.0.0.0:"));
-    let w = err.next(T).expect("a warning");
-    assert!(
-        w.starts_with("ringxfer serve: warning: listening on 0.0.0.0:")
-            && w.contains("without --auth-key"),
-        "{w}"
-    );
 }
 
 /// A server that turns the client away before the handshake (serve with every slot busy):

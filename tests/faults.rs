@@ -10,9 +10,8 @@
 //!   both backends.
 //! * **io_uring denied.** A child installs a seccomp filter that makes `io_uring_setup`
 //!   fail with `EPERM` (what container default profiles do): the probe says so, `Auto`
-//!   falls back to blocking and says why, transfers still work, `Uring` is a clear error;
-//!   and the `ringxfer` binary started from that child (it inherits the filter) does the
-//!   same on its command line.
+//!   falls back to blocking and says why, transfers still work, `Uring` is a clear error
+//!   (the `ringxfer` binary under the same filter: cli/tests/cli_faults.rs).
 
 mod util;
 
@@ -26,7 +25,8 @@ use ringxfer::frame::{Header, TRAILER_LEN};
 use ringxfer::{
     Backend, Engine, Error, Options, Order, RecvOp, RegisterPolicy, SendOp, UringTuning,
 };
-use util::proc::{BIN, Killed, Lines, Output, child_test_command, wait_deadline};
+use util::proc::{Killed, Lines, child_test_command};
+use util::seccomp::{assert_names_eperm, deny_io_uring_setup};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -393,87 +393,6 @@ fn killed_mid_transfer_fixed_and_zero_copy_ops_uring() {
 // io_uring denied by seccomp
 // ---------------------------------------------------------------------------------------------
 
-/// `AUDIT_ARCH_*` of this target (linux/audit.h), checked first by the filter.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xc000_003e;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xc000_00b7;
-
-/// Installs, for every thread of this process and everything it starts, a seccomp filter
-/// under which `io_uring_setup` fails with `EPERM` and every other syscall is allowed: what
-/// Docker's and containerd's default profiles do.
-fn deny_io_uring_setup() {
-    let st = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    };
-    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
-    let ret = libc::BPF_RET | libc::BPF_K;
-    let mut filter = [
-        st(load, 0, 0, 4), // seccomp_data.arch
-        st(jeq, 1, 0, AUDIT_ARCH),
-        st(ret, 0, 0, libc::SECCOMP_RET_ALLOW), // another ABI: not ours to judge
-        st(load, 0, 0, 0),                      // seccomp_data.nr
-        st(jeq, 0, 1, libc::SYS_io_uring_setup as u32),
-        st(ret, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        st(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    assert_eq!(rc, 0, "prctl(PR_SET_NO_NEW_PRIVS)");
-    // SAFETY: `prog` points to `filter`, which outlives the call (the kernel copies it).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_TSYNC,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "seccomp(SET_MODE_FILTER, TSYNC): {}",
-        std::io::Error::last_os_error()
-    );
-    // The filter works: a raw io_uring_setup is refused with EPERM.
-    let mut params = [0u8; 120]; // struct io_uring_params
-    // SAFETY: io_uring_setup(1, params) with a writable, large-enough params struct; it is
-    // refused before the kernel looks at it.
-    let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
-    let err = std::io::Error::last_os_error();
-    assert!(
-        rc == -1 && err.raw_os_error() == Some(libc::EPERM),
-        "io_uring_setup under the filter: rc {rc}, {err}"
-    );
-}
-
-/// A reason names EPERM (by name or by its text) and the likely cause.
-#[track_caller]
-fn assert_names_eperm(reason: &str, what: &str) {
-    assert!(
-        reason.contains("EPERM")
-            || reason.contains("Operation not permitted")
-            || reason.contains("os error 1)"),
-        "{what}: the reason does not name EPERM: {reason:?}"
-    );
-    assert!(
-        reason.contains("io_uring_setup"),
-        "{what}: the reason does not name io_uring_setup: {reason:?}"
-    );
-    assert!(
-        reason.contains("seccomp"),
-        "{what}: the reason does not hint at seccomp: {reason:?}"
-    );
-}
-
 /// Case 7: a process where `io_uring_setup` is refused with EPERM (see
 /// [`child_uring_denied`]).
 #[test]
@@ -486,7 +405,7 @@ fn uring_denied_by_seccomp() {
 }
 
 /// The child of [`uring_denied_by_seccomp`]: installs the filter, then checks the library
-/// and the CLI under it.
+/// under it.
 #[test]
 #[ignore = "run by uring_denied_by_seccomp in a child process"]
 fn child_uring_denied() {
@@ -554,140 +473,4 @@ fn child_uring_denied() {
     assert_eq!(arr.shape(), &[1024, 1024]);
     assert_eq!(arr.order(), Order::F);
     assert_same(arr.as_slice(), &f, "Auto framed transfer under the filter");
-
-    cli_under_filter(&reason);
-}
-
-/// Runs the `ringxfer` binary with `args` (it inherits the filter) and returns its exit
-/// status, stdout and stderr; killed after 60 s.
-fn cli(args: &[&str]) -> (std::process::ExitStatus, String, String) {
-    let mut c = std::process::Command::new(BIN)
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Output::collect(&mut c);
-    let st = wait_deadline(&mut c, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("ringxfer {args:?} hung"));
-    let (o, e) = out.finish();
-    (st, o, e)
-}
-
-/// The CLI under the filter: `--backend auto` transfers and says why it is blocking, once;
-/// `--backend uring` fails with one line and a non-zero exit status.
-fn cli_under_filter(reason: &str) {
-    let count = "3000000"; // f8: 24 MB
-    let mut recv = std::process::Command::new(BIN)
-        .args([
-            "recv",
-            "--raw",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "auto",
-        ])
-        .args(["--dtype", "f8", "--count", count, "--json"])
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let recv_out = recv.stdout.take().unwrap();
-    let recv_err = Lines::new(recv.stderr.take().unwrap());
-    let recv = Killed(recv);
-    // stderr: the fallback line, then `listening on ADDR`.
-    let mut recv_stderr = Vec::new();
-    let addr = loop {
-        let l = recv_err
-            .next(Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("recv said no address: {recv_stderr:?}"));
-        recv_stderr.push(l.clone());
-        if let Some(a) = l.strip_prefix("ringxfer recv: listening on ") {
-            break a.to_owned();
-        }
-    };
-    let (st, send_out, send_err) = cli(&[
-        "send",
-        "--raw",
-        "--connect",
-        &addr,
-        "--backend",
-        "auto",
-        "--dtype",
-        "f8",
-        "--count",
-        count,
-        "--json",
-    ]);
-    assert!(st.success(), "send --backend auto: {st}: {send_err}");
-    let mut recv = recv;
-    let rst = wait_deadline(&mut recv.0, Duration::from_secs(60)).expect("recv hung");
-    let mut recv_stdout = String::new();
-    { recv_out }.read_to_string(&mut recv_stdout).unwrap();
-    recv_stderr.extend(recv_err.drain_for(Duration::from_millis(200)));
-    assert!(rst.success(), "recv --backend auto: {rst}: {recv_stderr:?}");
-    eprintln!("CLI send --backend auto, stderr: {send_err:?}");
-    eprintln!("CLI recv --backend auto, stderr: {recv_stderr:?}");
-    for (side, stdout, stderr) in [
-        ("send", send_out.clone(), send_err.clone()),
-        ("recv", recv_stdout.clone(), recv_stderr.join("\n")),
-    ] {
-        let said = format!("ringxfer {side}: using the blocking backend: {reason}");
-        assert_eq!(
-            stderr.lines().filter(|l| *l == said).count(),
-            1,
-            "{side} --backend auto: the fallback reason once on stderr: {stderr:?}"
-        );
-        assert_eq!(
-            stderr.matches("io_uring_setup").count(),
-            1,
-            "{side}: said once: {stderr:?}"
-        );
-        let v: serde_json::Value = serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("{side}: not one JSON object: {stdout:?}: {e}"));
-        assert_eq!(v["backend"], "blocking", "{side}: {v}");
-        assert_eq!(v["bytes"], 24_000_000, "{side}: {v}");
-        if side == "recv" {
-            assert_eq!(v["verified"], true, "{v}");
-        }
-    }
-    let crc =
-        |s: &str| serde_json::from_str::<serde_json::Value>(s.trim()).unwrap()["crc32"].clone();
-    assert_eq!(crc(&send_out), crc(&recv_stdout), "CRC-32 of both sides");
-
-    // `--backend uring`: one clear line, exit status 1, before any connection is made.
-    for args in [
-        &["send", "--raw", "--connect", "127.0.0.1:1", "--count", "10"][..],
-        &["recv", "--raw", "--listen", "127.0.0.1:0", "--count", "10"],
-        &["send", "--connect", "127.0.0.1:1", "--count", "10"],
-        &["serve", "--listen", "127.0.0.1:0"],
-    ] {
-        let mut a = args.to_vec();
-        a.extend(["--backend", "uring"]);
-        let (st, out, err) = cli(&a);
-        assert_eq!(st.code(), Some(1), "{a:?}: {st}, stderr {err:?}");
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{a:?}: one line on stderr: {err:?}");
-        let line = lines[0];
-        assert!(
-            line.starts_with(&format!("ringxfer {}: ", args[0]))
-                && line.contains("io_uring backend unavailable"),
-            "{a:?}: {line:?}"
-        );
-        assert_names_eperm(line, &format!("{a:?}"));
-        eprintln!("{a:?} -> exit 1: {line}");
-        assert!(!out.contains("listening"), "{a:?}: started anyway: {out:?}");
-    }
-
-    // `ringxfer probe` reports it and exits 0.
-    let (st, out, err) = cli(&["probe", "--json"]);
-    assert!(st.success(), "probe: {st}: {err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["available"], false, "{v}");
-    assert_eq!(v["auto_backend"], "blocking", "{v}");
-    assert_eq!(v["reason"], reason, "{v}");
 }

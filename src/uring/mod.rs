@@ -166,8 +166,9 @@ fn send_flags(more_follows: bool) -> i32 {
 }
 
 /// The opcode used for sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum SendOp {
     /// The default: adaptive zero-copy (`src/uring/zc_policy.rs`). Sends on TCP sockets (IPv4/IPv6)
@@ -208,8 +209,9 @@ pub enum SendOp {
 }
 
 /// The opcode used for receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum RecvOp {
     /// `IORING_OP_RECV` with `MSG_WAITALL` (Linux 5.6): each SQE completes only when full
@@ -221,7 +223,8 @@ pub enum RecvOp {
 }
 
 /// Knobs of the uring backend. The defaults are the measured best on loopback TCP.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct UringTuning {
     /// Send opcode.
     pub send_op: SendOp,

@@ -3,12 +3,12 @@
 use std::sync::OnceLock;
 
 use io_uring::{IoUring, opcode};
-use serde::Serialize;
 
 use super::setup::{self, RingFlags, RingSetup};
 
 /// What the io_uring probe found. Obtained with [`probe`]; computed once per process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Probe {
     /// True when a ring could be set up and every opcode ringxfer needs is supported.
     pub available: bool,

@@ -42,7 +42,6 @@ use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use io_uring::IoUring;
-use serde::Serialize;
 
 /// SQ size: one chain of at most [`MAX_CHAIN_SQES`] plus its `POLL_ADD`, or the cancels of one
 /// chain. Small on purpose: before Linux 5.12 ring memory counts against `RLIMIT_MEMLOCK`
@@ -72,8 +71,9 @@ const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
 const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
 
 /// Which setup flags a ring is built with (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum RingSetup {
     /// No setup flags (Linux 5.6).
@@ -128,7 +128,8 @@ impl RingSetup {
 }
 
 /// How every ring of this process is set up: decided once by the [probe](super::probe).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RingFlags {
     /// The setup flags.
     pub setup: RingSetup,

@@ -488,7 +488,23 @@ pub fn check_registered(registered: bool, reason: Option<&str>, bytes: u64, what
 // ---------------------------------------------------------------------------------------------
 
 /// Child processes: the `ringxfer` binary, this test binary re-run as a child, `/proc` reads.
+/// A fresh, empty directory for one test's files: `$TMPDIR/ringxfer-<test>-<pid>-<name>`.
+pub fn tmpdir(test: &str, name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ringxfer-{test}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `bytes` to `dir/name` and returns the path as a string (for a command line).
+pub fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
 pub mod proc;
 
 /// `python3` with numpy as a child process: the skip rule and a bounded run.
 pub mod py;
+pub mod seccomp;

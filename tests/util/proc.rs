@@ -1,17 +1,13 @@
-//! Child processes for the tests: the built `ringxfer` binary (`serve`, `send`, `recv`) and
-//! this test binary re-run as a child that runs one ignored test (for what must not touch the
-//! other tests: a seccomp filter, a process to SIGKILL, resource limits).
+//! Child processes for the tests: killed-on-drop children, their output lines with deadlines,
+//! and this test binary re-run as a child that runs one ignored test (for what must not touch
+//! the other tests: a seccomp filter, a process to SIGKILL, resource limits). The `ringxfer`
+//! binary itself is run by the CLI's tests (cli/tests/util/bin.rs).
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// The `ringxfer` binary built for the integration tests.
-pub const BIN: &str = env!("CARGO_BIN_EXE_ringxfer");
 
 /// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none
 /// behind.
@@ -81,31 +77,6 @@ impl Lines {
             }
         }
     }
-}
-
-/// Starts `ringxfer serve --listen 127.0.0.1:0 ARGS...` (stderr inherited) and returns it,
-/// its stdout lines and the address from its first line (`listening ADDR`).
-pub fn spawn_serve(args: &[&str]) -> (Killed, Lines, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn ringxfer serve");
-    let out = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let lines = Lines::new(out);
-    let first = lines
-        .next(Duration::from_secs(20))
-        .expect("serve printed no first line");
-    let addr = first
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("first line {first:?} is not `listening ADDR`"));
-    let addr = SocketAddr::from_str(addr).expect("an address");
-    assert_ne!(addr.port(), 0, "the bound port, not 0");
-    (child, lines, addr)
 }
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`, …), `None` when the process or

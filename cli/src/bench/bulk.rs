@@ -14,158 +14,34 @@
 //! 0.25 s, each transfer checked ([`super::batch`]); each run also reports the SQEs and CQEs
 //! both ends' engines used ([`ringxfer::Engine::stats`]).
 //!
-//! Two more modes live in their own modules and share the backend selection, the host block
-//! and the statistics here: `--fresh` ([`super::bench_fresh`]: receiving into a new array per
-//! message vs into pre-touched memory vs the naive `vec![0; n]`) and `--count-arrays`
-//! ([`super::bench_many`]: many small framed arrays, batched vs one at a time); a third,
-//! `--pingpong` ([`super::bench_pingpong`]), measures echo round-trip latency instead.
+//! The other modes live beside this one (`super::fresh`, `super::many`, `super::pingpong`)
+//! and share the backend selection, the loop over repeats, the host block and the statistics
+//! of `super::common`.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
 use ringxfer::dtype::fill_arange;
 use ringxfer::{ActiveBackend, Backend, Engine, EngineStats, Options, UringTuning};
 use serde::Serialize;
 
+use super::args::BenchArgs;
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
-use super::measure::{
+use super::common::{
+    BenchSockBufs, Host, Report, cpu_cell, loopback_pair, select_backends, verdict,
+};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{
     Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count, recv_chunked,
     say_notices,
 };
-use super::{ArrayArgs, Buffer, Failure, TuningArgs, gbytes_per_s, refusal, size};
-use super::{bench_fresh, bench_many, bench_pingpong};
-
-/// `--backend` values of the bench.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchBackend {
-    /// io_uring only.
-    Uring,
-    /// The blocking std loop only.
-    Blocking,
-    /// Both, alternating within each repeat.
-    Both,
-}
-
-/// Arguments of `ringxfer bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Which backend(s) to measure.
-    #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
-    pub(super) backend: BenchBackend,
-    #[command(flatten)]
-    pub(super) array: ArrayArgs,
-    /// Runs per backend (per backend and mode with --fresh / --count-arrays; per backend,
-    /// size and path with --pingpong).
-    #[arg(long, default_value_t = 5, value_name = "R",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub(super) repeat: u32,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    pub(super) json: bool,
-    /// Register the arrays (send and receive) as fixed buffers before the clock starts,
-    /// instead of one-shot calls.
-    #[arg(long, conflicts_with_all = ["fresh", "count_arrays", "pingpong"])]
-    registered: bool,
-    /// Fail a run when no byte moves for this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = super::parse_secs)]
-    pub(super) timeout: Option<Duration>,
-    #[command(flatten)]
-    pub(super) tuning: TuningArgs,
-    /// Fresh-receive mode (framed): per backend, receive the array into a buffer touched
-    /// once before the runs (`recv_array_into`) and as a new array per message (`recv_any`,
-    /// dropped after each run so the engine can recycle its memory), and on the blocking
-    /// backend the naive baseline: raw bytes into `vec![0u8; n]` allocated inside the clock.
-    /// Native dtypes with a Rust element type only (f8, f4, i8, i4, i2, i1, u8, u4, u2, u1).
-    #[arg(long, conflicts_with_all = ["count_arrays", "pingpong"])]
-    pub(super) fresh: bool,
-    /// --fresh: how fresh receive memory is prepared [default: the library's, none].
-    #[arg(long, value_enum, requires = "fresh")]
-    pub(super) prefault: Option<PrefaultArg>,
-    /// --fresh: bytes of dropped arrays' memory kept for reuse (0: no recycling), e.g.
-    /// 1GiB [default: the library's, 2GiB].
-    #[arg(long, value_parser = size::parse_size, value_name = "BYTES", requires = "fresh")]
-    pub(super) recycle: Option<u64>,
-    /// Many-small-arrays mode: N framed 1-D arrays of --dtype (default f8) with --size bytes
-    /// each (default 4KiB; or --count elements) on one connection per run, batched (`send_arrays` + `Receiver`)
-    /// and one at a time (`send_array_bytes` + `recv_any`), on each backend.
-    /// Without N: 100000 arrays of up to 4 KiB, fewer for larger arrays (about 1 GB a run).
-    #[arg(long, value_name = "N", num_args = 0..=1, conflicts_with = "pingpong",
-          value_parser = size::parse_count)]
-    pub(super) count_arrays: Option<Option<u64>>,
-    /// --count-arrays: arrays per `send_arrays` call in the batched path [default: 64].
-    #[arg(long, value_name = "K", requires = "count_arrays",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub(super) batch: Option<u32>,
-    /// --count-arrays: which path(s) to measure.
-    #[arg(long, value_enum, requires = "count_arrays", default_value_t = PathArg::Both)]
-    pub(super) path: PathArg,
-    /// Report progress every SECS on stderr while the runs go: a progress bar on a terminal,
-    /// else one line per interval (`[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`). The main job
-    /// then receives in 64 MiB `recv_into` calls so bytes can be counted during a run (the
-    /// stream is the same; without -i each run is one call); --fresh counts each run as it
-    /// ends, --count-arrays each array.
-    #[arg(short = 'i', long, value_name = "SECS", value_parser = super::parse_secs,
-          conflicts_with_all = ["registered", "pingpong"])]
-    pub(super) interval: Option<Duration>,
-    /// Latency mode: N echo round trips per run (default 200) of one message, thread A
-    /// sending and waiting for the whole echo, thread B echoing, over loopback TCP; raw
-    /// (`send_from`/`recv_into`), framed (`send_array_bytes`/`recv_any`) and framed with
-    /// `send_arrays`, on each backend. Message size: --size/--count, or without them a sweep
-    /// of 16 B, 100 KB and 1 MB. Prints median, p90 and p99 round-trip µs and the framed/raw
-    /// median ratio per backend and size.
-    #[arg(long, value_name = "N", num_args = 0..=1,
-          value_parser = size::parse_count)]
-    pub(super) pingpong: Option<Option<u64>>,
-    #[command(flatten)]
-    pub(super) sockbufs: SockBufArgs,
-    /// Main job: stripe the array over N loopback TCP connections per run
-    /// (`Engine::send_striped` / `recv_striped`: one contiguous 4 KiB-aligned stripe per
-    /// connection, received in place); 1 = one connection with `send_from` / `recv_into`.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub(super) streams: u32,
-    /// Main job: both directions at once on the same connection(s), as iperf3 --bidir: each
-    /// end sends the array and receives it, on two threads with an engine each; both
-    /// directions verified, each with its own clock and GB/s.
-    #[arg(long, conflicts_with = "registered")]
-    pub(super) bidir: bool,
-}
-
-/// `--prefault` values (the library's [`ringxfer::Prefault`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PrefaultArg {
-    /// Plain anonymous mapping; pages fault in during the receive.
-    None,
-    /// MADV_POPULATE_WRITE the whole array before the receive.
-    Populate,
-    /// MADV_HUGEPAGE, then MADV_POPULATE_WRITE.
-    HugePopulate,
-}
-
-impl PrefaultArg {
-    /// The library's value.
-    pub fn prefault(self) -> ringxfer::Prefault {
-        match self {
-            PrefaultArg::None => ringxfer::Prefault::None,
-            PrefaultArg::Populate => ringxfer::Prefault::Populate,
-            PrefaultArg::HugePopulate => ringxfer::Prefault::HugePopulate,
-        }
-    }
-}
-
-/// `--path` values of `--count-arrays`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PathArg {
-    /// `send_arrays` in batches, `Receiver::recv_any` (read-ahead).
-    Batched,
-    /// `send_array_bytes` and `Engine::recv_any` per array (the recipe's way).
-    PerArray,
-    /// Both.
-    Both,
-}
+use crate::report::gbytes_per_s;
+use crate::report::median;
+use crate::report::refusal;
 
 /// The reverse direction of a `--bidir` run (server to client, at the same time as the
 /// forward one).
@@ -185,7 +61,7 @@ struct Reverse {
 #[derive(Debug, Serialize)]
 struct RunRecord {
     /// `"uring"` or `"blocking"`.
-    backend: &'static str,
+    backend: String,
     /// 1-based repeat number.
     repeat: u32,
     /// The array's bytes (one transfer).
@@ -281,7 +157,7 @@ fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
 /// Per-backend statistics, as in the JSON `summary` array.
 #[derive(Debug, Serialize)]
 struct Summary {
-    backend: &'static str,
+    backend: String,
     runs: usize,
     median_gbytes_per_s: f64,
     min_gbytes_per_s: f64,
@@ -293,47 +169,12 @@ struct Summary {
     reverse_median_gbytes_per_s: Option<f64>,
 }
 
-/// Effective socket buffer sizes of both ends of a bench connection (the kernel's figures,
-/// read once connected, before the first transfer).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub(super) struct BenchSockBufs {
-    /// `--sndbuf` as asked, when given.
-    pub(super) sndbuf_requested: Option<u64>,
-    /// `--rcvbuf` as asked, when given.
-    pub(super) rcvbuf_requested: Option<u64>,
-    /// The sending socket's.
-    pub(super) sender: SockBufs,
-    /// The receiving socket's.
-    pub(super) receiver: SockBufs,
-}
-
-/// The machine the bench ran on.
+/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
 #[derive(Debug, Serialize)]
-pub(super) struct Host {
-    kernel_release: &'static str,
-    cpus: usize,
-    probe: &'static ringxfer::Probe,
-}
-
-impl Host {
-    /// This machine.
-    pub(super) fn here() -> Host {
-        let probe = ringxfer::probe();
-        Host {
-            kernel_release: &probe.kernel_release,
-            cpus: thread::available_parallelism().map_or(0, |n| n.get()),
-            probe,
-        }
-    }
-}
-
-/// The `--json` report.
-#[derive(Debug, Serialize)]
-struct Report {
+struct Mode {
     dtype: String,
     count: u64,
     bytes: usize,
-    repeat: u32,
     /// Loopback TCP connections per run, the array striped over them.
     streams: u32,
     /// Both directions at once (`--bidir`).
@@ -341,8 +182,6 @@ struct Report {
     /// `"one-shot"` or `"pre-registered"`.
     mode: &'static str,
     crc32: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<UringTuning>,
     /// Batched runs (arrays below 256 MiB): each lasts at least this many seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     min_run_seconds: Option<f64>,
@@ -350,37 +189,14 @@ struct Report {
     /// were done again with more transfers; not in `runs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     short_runs_redone: Option<u32>,
-    /// Why uring was skipped with `--backend both`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_unavailable: Option<String>,
-    host: Host,
-    socket_buffers: BenchSockBufs,
-    runs: Vec<RunRecord>,
-    summary: Vec<Summary>,
     ratio_uring_over_blocking: Option<f64>,
 }
 
 /// Runs `ringxfer bench`.
+// About 110 lines: the main job's sequence (array and CRC once, then per repeat and backend
+// the K calibration loop around `run_once`, the record and its row); header, record, row and
+// report are their own functions, and what is left is the loop that owns the buffers.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
-    if (a.streams > 1 || a.bidir) && (a.fresh || a.count_arrays.is_some() || a.pingpong.is_some()) {
-        return Err(Failure::usage(
-            "--streams and --bidir are for the main job, not --fresh, --count-arrays or --pingpong",
-        ));
-    }
-    if a.streams > 1 && a.registered {
-        return Err(Failure::usage(
-            "--registered is for one stream (the striped calls are one-shot)",
-        ));
-    }
-    if a.fresh {
-        return bench_fresh::run(a);
-    }
-    if a.count_arrays.is_some() {
-        return bench_many::run(a);
-    }
-    if a.pingpong.is_some() {
-        return bench_pingpong::run(a);
-    }
     let spec = a.array.resolve()?;
     let tuning = a.tuning.tuning()?;
     let (backends, uring_unavailable) = select_backends(a.backend)?;
@@ -404,46 +220,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         "one-shot"
     };
     if !a.json {
-        println!(
-            "ringxfer bench: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} repeat(s), \
-             {mode}, receive buffer pre-touched, crc32 {send_crc:08x}",
-            spec.count,
-            spec.dtype,
-            spec.bytes,
-            spec.bytes as f64 / 1e6,
-            a.repeat,
-        );
-        if a.streams > 1 {
-            println!(
-                "striped over {} loopback TCP connections per run (one contiguous stripe each)",
-                a.streams
-            );
-        }
-        if a.bidir {
-            println!(
-                "bidir: both directions at once on the same connection(s); GB/s is the \
-                 client-to-server direction, rev GB/s the other"
-            );
-        }
-        if Batch::for_size(spec.bytes).batched() {
-            println!(
-                "small array: each run sends it K times back to back on one connection (K grown \
-                 until a run lasts >= {MIN_RUN_SECS} s), throughput = K x bytes / run seconds"
-            );
-        }
-        println!(
-            "{:>3}  {:<8}  {:>7}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  {:>15}  {:>15}  verified",
-            "run",
-            "backend",
-            "K",
-            "seconds",
-            "GB/s",
-            "Gbit/s",
-            "tx cpu",
-            "rx cpu",
-            "SQEs tx/rx",
-            "CQEs tx/rx"
-        );
+        print_header(a, &spec, mode, send_crc);
     }
 
     let mut runs = Vec::new();
@@ -463,6 +240,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         let mut order = backends.clone();
         order.rotate_left(r as usize % backends.len());
         for backend in order {
+            if let Some(p) = &progress {
+                p.set_label(&backend.to_string());
+            }
             let batch = &mut batches[backends.iter().position(|&b| b == backend).unwrap_or(0)];
             let m = loop {
                 recv.bytes_mut().fill(0xAA);
@@ -500,99 +280,18 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     ..m.bufs
                 };
             }
-            let crc_ok = crc32fast::hash(recv.bytes()) == send_crc;
-            let failed = m.failed_check.clone().or_else(|| {
-                (!crc_ok).then(|| {
-                    let last = m.transfers;
-                    format!("crc mismatch in transfer {last} of {last}")
-                })
-            });
-            let verified = failed.is_none();
-            let (tx, rx) = m.stats;
-            let moved = spec.bytes.saturating_mul(m.transfers as usize);
-            let reverse = m.back.as_ref().map(|b| {
-                let error = b.failed_check.clone().or_else(|| {
-                    (crc32fast::hash(back.bytes()) != send_crc).then(|| {
-                        let last = m.transfers;
-                        format!("crc mismatch in transfer {last} of {last}")
-                    })
-                });
-                Reverse {
-                    seconds: b.seconds,
-                    gbytes_per_s: gbytes_per_s(moved, b.seconds),
-                    verified: error.is_none(),
-                    error,
-                    cpu: b.cpu,
-                }
-            });
-            let rec = RunRecord {
-                backend: name(backend),
-                repeat: r + 1,
-                bytes: spec.bytes,
-                transfers_per_run: m.transfers,
-                total_bytes: moved,
-                seconds: m.seconds,
-                gbytes_per_s: gbytes_per_s(moved, m.seconds),
-                verified,
-                sqes: PerEnd {
-                    sender: tx.sqes,
-                    receiver: rx.sqes,
-                },
-                cqes: PerEnd {
-                    sender: tx.cqes,
-                    receiver: rx.cqes,
-                },
-                notifs: PerEnd {
-                    sender: tx.notifs,
-                    receiver: rx.notifs,
-                },
-                send_zc: SendZcRecord::from(&tx),
-                error: failed.clone(),
-                registered: a.registered.then_some(m.registered),
-                cpu: m.cpu,
-                reverse,
-            };
+            let rec = record(
+                backend,
+                r + 1,
+                &spec,
+                a.registered,
+                &m,
+                send_crc,
+                recv.bytes(),
+                back.bytes(),
+            );
             if !a.json {
-                if progress.is_some() {
-                    // Let the interval lines on stderr go out before this row.
-                    let _ = std::io::Write::flush(&mut std::io::stderr());
-                }
-                println!(
-                    "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}{}",
-                    runs.len() + 1,
-                    rec.backend,
-                    rec.transfers_per_run,
-                    rec.seconds,
-                    rec.gbytes_per_s,
-                    rec.gbytes_per_s * 8.0,
-                    cpu_cell(rec.cpu.sender),
-                    cpu_cell(rec.cpu.receiver),
-                    format!("{}/{}", rec.sqes.sender, rec.sqes.receiver),
-                    format!("{}/{}", rec.cqes.sender, rec.cqes.receiver),
-                    match &failed {
-                        None => "yes".to_owned(),
-                        Some(why) => format!("NO ({why})"),
-                    },
-                    match rec.registered {
-                        Some(true) => ", registered",
-                        Some(false) => ", not registered",
-                        None => "",
-                    },
-                    match &rec.reverse {
-                        None => String::new(),
-                        Some(b) => format!(
-                            "; rev {:.4} s {:.3} GB/s, cpu {}/{}, verified {}",
-                            b.seconds,
-                            b.gbytes_per_s,
-                            cpu_cell(b.cpu.sender),
-                            cpu_cell(b.cpu.receiver),
-                            match &b.error {
-                                None => "yes".to_owned(),
-                                Some(why) => format!("NO ({why})"),
-                            }
-                        ),
-                    }
-                );
+                print_row(runs.len() + 1, &rec, progress.is_some());
             }
             runs.push(rec);
         }
@@ -601,9 +300,40 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         p.finish();
     }
 
-    let summary: Vec<Summary> = backends
+    let setup = Setup {
+        spec,
+        mode,
+        send_crc,
+        tuning,
+        backends,
+        uring_unavailable,
+    };
+    report(a, &setup, runs, bufs, &batches)
+}
+
+/// What a bench run keeps fixed across its runs, for the report.
+struct Setup {
+    spec: ArraySpec,
+    mode: &'static str,
+    send_crc: u32,
+    tuning: UringTuning,
+    backends: Vec<Backend>,
+    uring_unavailable: Option<String>,
+}
+
+/// The summary per backend, the ratio and the verdict, as JSON or text; a failure when any
+/// run did not verify.
+fn report(
+    a: &BenchArgs,
+    setup: &Setup,
+    runs: Vec<RunRecord>,
+    bufs: BenchSockBufs,
+    batches: &[Batch],
+) -> Result<(), Failure> {
+    let summary: Vec<Summary> = setup
+        .backends
         .iter()
-        .map(|&b| summarize(name(b), &runs))
+        .map(|&b| summarize(b.to_string(), &runs))
         .collect();
     let median_of = |b: &str| {
         summary
@@ -625,27 +355,30 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let batched = batches.iter().any(Batch::batched);
     if a.json {
         let report = Report {
-            dtype: spec.dtype.to_string(),
-            count: spec.count,
-            bytes: spec.bytes,
+            mode: Mode {
+                dtype: setup.spec.dtype.to_string(),
+                count: setup.spec.count,
+                bytes: setup.spec.bytes,
+                streams: a.streams,
+                bidir: a.bidir,
+                mode: setup.mode,
+                crc32: format!("{:08x}", setup.send_crc),
+                min_run_seconds: batched.then_some(MIN_RUN_SECS),
+                short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
+                ratio_uring_over_blocking: ratio,
+            },
             repeat: a.repeat,
-            streams: a.streams,
-            bidir: a.bidir,
-            mode,
-            crc32: format!("{send_crc:08x}"),
-            uring_tuning: backends.contains(&Backend::Uring).then(|| tuning.clone()),
-            min_run_seconds: batched.then_some(MIN_RUN_SECS),
-            short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
-            uring_unavailable,
+            uring_tuning: setup
+                .backends
+                .contains(&Backend::Uring)
+                .then(|| setup.tuning.clone()),
+            uring_unavailable: setup.uring_unavailable.clone(),
             host: Host::here(),
             socket_buffers: bufs,
             runs,
             summary,
-            ratio_uring_over_blocking: ratio,
         };
-        let json = serde_json::to_string(&report)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{json}");
+        crate::report::print_json(&report)?;
     } else {
         print_summary(&summary, ratio);
         if batched {
@@ -666,11 +399,167 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
 
     if bad > 0 {
         return Err(Failure::runtime(format!(
-            "{bad} of {total} runs did not verify (the array's crc32 is {send_crc:08x}; each \
-             run's line says what failed)"
+            "{bad} of {total} runs did not verify (the array's crc32 is {:08x}; each \
+             run's line says what failed)",
+            setup.send_crc
         )));
     }
     Ok(())
+}
+
+/// The text report's lines before the first run: what is measured, and the run table's head.
+fn print_header(a: &BenchArgs, spec: &ArraySpec, mode: &str, send_crc: u32) {
+    println!(
+        "ringxfer bench: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} repeat(s), \
+         {mode}, receive buffer pre-touched, crc32 {send_crc:08x}",
+        spec.count,
+        spec.dtype,
+        spec.bytes,
+        spec.bytes as f64 / 1e6,
+        a.repeat,
+    );
+    if a.streams > 1 {
+        println!(
+            "striped over {} loopback TCP connections per run (one contiguous stripe each)",
+            a.streams
+        );
+    }
+    if a.bidir {
+        println!(
+            "bidir: both directions at once on the same connection(s); GB/s is the \
+             client-to-server direction, rev GB/s the other"
+        );
+    }
+    if Batch::for_size(spec.bytes).batched() {
+        println!(
+            "small array: each run sends it K times back to back on one connection (K grown \
+             until a run lasts >= {MIN_RUN_SECS} s), throughput = K x bytes / run seconds"
+        );
+    }
+    println!(
+        "{:>3}  {:<8}  {:>7}  {:>9}  {:>7}  {:>8}  {:>6}  {:>6}  {:>15}  {:>15}  verified",
+        "run",
+        "backend",
+        "K",
+        "seconds",
+        "GB/s",
+        "Gbit/s",
+        "tx cpu",
+        "rx cpu",
+        "SQEs tx/rx",
+        "CQEs tx/rx"
+    );
+}
+
+/// The record of run `repeat` (1-based) of `backend`: `m` checked against the array's CRC-32
+/// (the received copy and, with `--bidir`, the reverse direction's).
+#[allow(clippy::too_many_arguments)] // the run's facts, each used once; a struct would only rename them
+fn record(
+    backend: Backend,
+    repeat: u32,
+    spec: &ArraySpec,
+    registered: bool,
+    m: &Measured,
+    send_crc: u32,
+    received: &[u8],
+    back: &[u8],
+) -> RunRecord {
+    let crc_ok = crc32fast::hash(received) == send_crc;
+    let failed = m.failed_check.clone().or_else(|| {
+        (!crc_ok).then(|| {
+            let last = m.transfers;
+            format!("crc mismatch in transfer {last} of {last}")
+        })
+    });
+    let verified = failed.is_none();
+    let (tx, rx) = m.stats;
+    let moved = spec.bytes.saturating_mul(m.transfers as usize);
+    let reverse = m.back.as_ref().map(|b| {
+        let error = b.failed_check.clone().or_else(|| {
+            (crc32fast::hash(back) != send_crc).then(|| {
+                let last = m.transfers;
+                format!("crc mismatch in transfer {last} of {last}")
+            })
+        });
+        Reverse {
+            seconds: b.seconds,
+            gbytes_per_s: gbytes_per_s(moved, b.seconds),
+            verified: error.is_none(),
+            error,
+            cpu: b.cpu,
+        }
+    });
+    RunRecord {
+        backend: backend.to_string(),
+        repeat,
+        bytes: spec.bytes,
+        transfers_per_run: m.transfers,
+        total_bytes: moved,
+        seconds: m.seconds,
+        gbytes_per_s: gbytes_per_s(moved, m.seconds),
+        verified,
+        sqes: PerEnd {
+            sender: tx.sqes,
+            receiver: rx.sqes,
+        },
+        cqes: PerEnd {
+            sender: tx.cqes,
+            receiver: rx.cqes,
+        },
+        notifs: PerEnd {
+            sender: tx.notifs,
+            receiver: rx.notifs,
+        },
+        send_zc: SendZcRecord::from(&tx),
+        error: failed,
+        registered: registered.then_some(m.registered),
+        cpu: m.cpu,
+        reverse,
+    }
+}
+
+/// Row `n` of the run table; `flush_stderr` first lets the interval lines (`-i`) go out.
+fn print_row(n: usize, rec: &RunRecord, flush_stderr: bool) {
+    if flush_stderr {
+        // Let the interval lines on stderr go out before this row.
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
+    println!(
+        "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}{}",
+        n,
+        rec.backend,
+        rec.transfers_per_run,
+        rec.seconds,
+        rec.gbytes_per_s,
+        rec.gbytes_per_s * 8.0,
+        cpu_cell(rec.cpu.sender),
+        cpu_cell(rec.cpu.receiver),
+        format!("{}/{}", rec.sqes.sender, rec.sqes.receiver),
+        format!("{}/{}", rec.cqes.sender, rec.cqes.receiver),
+        match &rec.error {
+            None => "yes".to_owned(),
+            Some(why) => format!("NO ({why})"),
+        },
+        match rec.registered {
+            Some(true) => ", registered",
+            Some(false) => ", not registered",
+            None => "",
+        },
+        match &rec.reverse {
+            None => String::new(),
+            Some(b) => format!(
+                "; rev {:.4} s {:.3} GB/s, cpu {}/{}, verified {}",
+                b.seconds,
+                b.gbytes_per_s,
+                cpu_cell(b.cpu.sender),
+                cpu_cell(b.cpu.receiver),
+                match &b.error {
+                    None => "yes".to_owned(),
+                    Some(why) => format!("NO ({why})"),
+                }
+            ),
+        }
+    );
 }
 
 /// The human summary table and the ratio line.
@@ -718,54 +607,13 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
         Some(r) => println!("ratio uring/blocking (median/median): {r:.3}"),
         None => println!("ratio uring/blocking: n/a (needs both backends, with bytes moved)"),
     }
-}
-
-/// The backends `--backend` selects, uring first, and why uring was dropped from `both`.
-///
-/// # Errors
-/// With `--backend uring` when io_uring is unavailable.
-pub(super) fn select_backends(
-    which: BenchBackend,
-) -> Result<(Vec<Backend>, Option<String>), Failure> {
-    // Creating a uring engine is the real test: the probe's small ring can pass where the
-    // full-size one fails (e.g. ENOMEM under a small RLIMIT_MEMLOCK).
-    let uring_error = || {
-        Engine::new(Backend::Uring).err().map(|e| match e {
-            ringxfer::Error::UringUnavailable(_) => e.to_string(),
-            _ => format!("io_uring backend unavailable: {e}"),
-        })
-    };
-    Ok(match which {
-        BenchBackend::Uring => match uring_error() {
-            Some(e) => return Err(Failure::runtime(e)),
-            None => (vec![Backend::Uring], None),
-        },
-        BenchBackend::Blocking => (vec![Backend::Blocking], None),
-        BenchBackend::Both => match uring_error() {
-            Some(e) => {
-                eprintln!("ringxfer bench: {e}; measuring the blocking backend only");
-                (vec![Backend::Blocking], Some(e))
-            }
-            None => (vec![Backend::Uring, Backend::Blocking], None),
-        },
-    })
-}
-
-/// `"uring"` or `"blocking"`.
-pub(super) fn name(b: Backend) -> &'static str {
-    match b {
-        Backend::Uring => "uring",
-        _ => "blocking",
+    if let Some(v) = verdict(ratio, summary.iter().map(|s| s.runs).min().unwrap_or(0)) {
+        println!("{v}");
     }
 }
 
-/// A CPU figure for the run table: user + system seconds.
-pub(super) fn cpu_cell(c: Option<Cpu>) -> String {
-    c.map_or_else(|| "n/a".to_owned(), |c| format!("{:.3}", c.total()))
-}
-
 /// Median, min and max throughput of `backend`'s runs.
-fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
+fn summarize(backend: String, runs: &[RunRecord]) -> Summary {
     let mut v: Vec<f64> = runs
         .iter()
         .filter(|r| r.backend == backend)
@@ -773,7 +621,7 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
         .collect();
     v.sort_by(f64::total_cmp);
     Summary {
-        backend,
+        backend: backend.clone(),
         runs: v.len(),
         median_gbytes_per_s: median(&v),
         min_gbytes_per_s: v.first().copied().unwrap_or(0.0),
@@ -792,15 +640,6 @@ fn summarize(backend: &'static str, runs: &[RunRecord]) -> Summary {
             r.sort_by(f64::total_cmp);
             (!r.is_empty()).then(|| median(&r))
         },
-    }
-}
-
-/// Median of sorted values (mean of the middle two for an even count; 0 when empty).
-pub(super) fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
@@ -855,33 +694,6 @@ struct Side {
     stats: EngineStats,
     /// Receiving side: the first check that failed.
     failed_check: Option<String>,
-}
-
-/// Median, min and max of `values` (zeros when empty).
-pub(super) fn stats(values: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
-    let mut v: Vec<f64> = values.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    (
-        median(&v),
-        v.first().copied().unwrap_or(0.0),
-        v.last().copied().unwrap_or(0.0),
-    )
-}
-
-/// A connected loopback TCP pair `(client, server)`, set up by one thread (loopback connect
-/// completes from the backlog), with `--sndbuf` / `--rcvbuf` set on both sockets before the
-/// connection is made (on the listener for the accepted one).
-pub(super) fn loopback_pair(bufs: &SockBufArgs) -> Result<(TcpStream, TcpStream), Failure> {
-    let io = |what: &str, e: std::io::Error| Failure::runtime(format!("{what}: {e}"));
-    let listener: TcpListener = bufs
-        .listen("127.0.0.1:0")
-        .map_err(|e| io("bind 127.0.0.1:0", e))?;
-    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
-    let client = bufs
-        .connect(&addr, Duration::from_secs(10))
-        .map_err(|e| io("connect", e))?;
-    let (server, _) = listener.accept().map_err(|e| io("accept", e))?;
-    Ok((client, server))
 }
 
 /// `n` connected loopback TCP pairs `(clients, servers)`, stream `i` of one end connected to
@@ -1178,14 +990,6 @@ fn timed(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[]), 0.0);
-        assert_eq!(median(&[2.0]), 2.0);
-        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
-        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
-    }
 
     #[test]
     fn small_run_is_verified_on_every_backend() {

@@ -13,7 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use util::proc::{BIN, Output, wait_deadline};
+use util::bin::BIN;
+use util::proc::{Output, wait_deadline};
 
 /// The array: 20,000,000 `u1` bytes.
 const N: usize = 20_000_000;

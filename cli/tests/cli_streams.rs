@@ -9,7 +9,8 @@ mod util;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use util::proc::{BIN, Killed, Lines, Output, wait_deadline};
+use util::bin::BIN;
+use util::proc::{Killed, Lines, Output, wait_deadline};
 
 /// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
 fn run(args: &[&str]) -> (i32, String, String) {

@@ -56,8 +56,8 @@
 //! set on the listening socket before listen(), so accepted connections inherit them.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::Shutdown;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,13 +67,16 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ringxfer::auth::{self, AuthKey};
 use ringxfer::{self as frame, Header};
-use ringxfer::{Engine, Options};
+use ringxfer::{Backend, Engine, Options};
 use rustix::net::RecvFlags;
 use socket2::SockRef;
 
-use super::framed::{ErrorLine, Outcome, emit, report_one};
-use super::measure::{SockBufArgs, say_notices};
-use super::{BackendArg, Failure, TuningArgs, size};
+use crate::args::{BACKENDS, LibraryEnum, TuningArgs, display_name};
+use crate::failure::Failure;
+use crate::measure::{SockBufArgs, say_notices};
+use crate::net::{Conn, Listener};
+use crate::size;
+use crate::xfer::framed::{ErrorLine, Outcome, emit, report_one};
 
 /// Report bytes kept per connection for `--get-server-output` (the most recent lines).
 pub const SERVER_OUTPUT_BYTES: usize = 64 << 10;
@@ -84,13 +87,14 @@ pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// Arguments of `ringxfer serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on: 127.0.0.1:5000, [::]:5000; port 0 picks a free port (printed on
-    /// the first line).
+    /// Address to listen on: 127.0.0.1:5000, [::]:5000 (port 0 picks a free port, printed on
+    /// the first line), or unix:PATH for a Unix domain socket (an existing file at PATH is an
+    /// error; a client on it is named unix:PATH#N, the N-th accepted).
     #[arg(long, value_name = "ADDR")]
     listen: String,
     /// Engine backend of every connection.
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    backend: BackendArg,
+    #[arg(long, value_parser = LibraryEnum::new(BACKENDS, display_name), default_value_t = Backend::Auto)]
+    backend: Backend,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -150,17 +154,6 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
     Ok(Limit((!v.is_zero()).then_some(v)))
 }
 
-/// Loads `--auth-key FILE` (shared by serve, send and recv): a clear usage error (exit status
-/// 2) when the file is unreadable, empty or not a key.
-pub fn load_key(path: Option<&PathBuf>) -> Result<Option<Arc<AuthKey>>, Failure> {
-    path.map(|p| {
-        AuthKey::from_file(p)
-            .map(Arc::new)
-            .map_err(|e| Failure::usage(format!("--auth-key: {e}")))
-    })
-    .transpose()
-}
-
 /// What the connection threads share with the accept loop.
 struct Limits {
     json: bool,
@@ -171,7 +164,7 @@ struct Limits {
 /// One open connection, as the slot table sees it.
 struct Slot {
     /// A handle on the socket, to shut it down on eviction.
-    sock: TcpStream,
+    sock: Conn,
     /// Since when it has been waiting for a header or in the handshake (`None`: moving an
     /// array).
     idle_since: Option<Instant>,
@@ -196,7 +189,7 @@ impl Slots {
     /// Takes a slot for `sock`: a free one, or the one of the connection idle longest when it
     /// has been idle `--evict-idle` (that connection is shut down and told so). `None` when
     /// every slot is busy.
-    fn admit(this: &Arc<Slots>, id: u64, sock: &TcpStream) -> Option<SlotHandle> {
+    fn admit(this: &Arc<Slots>, id: u64, sock: &Conn) -> Option<SlotHandle> {
         let mut open = this.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= this.max {
             let limit = this.evict_idle?;
@@ -254,9 +247,9 @@ impl Drop for SlotHandle {
 
 /// Runs `ringxfer serve` (until killed; returns only when it cannot listen).
 pub fn run(a: &ServeArgs) -> Result<(), Failure> {
-    let key = load_key(a.auth_key.as_ref())?;
+    let key = crate::net::load_key(a.auth_key.as_ref())?;
     let opts = Options {
-        backend: a.backend.backend(),
+        backend: a.backend,
         idle_timeout: a.timeout.0,
         uring: a.tuning.tuning()?,
         max_payload_bytes: a.max_payload.unwrap_or(frame::DEFAULT_MAX_PAYLOAD_BYTES),
@@ -271,20 +264,12 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         None => opts,
     };
     // Fail now, not once per client, when the backend cannot work at all.
-    let probe_engine = Engine::with_options(opts.clone())?;
-    if let Some(reason) = probe_engine.fallback_reason() {
-        eprintln!("ringxfer serve: using the blocking backend: {reason}");
-    }
+    let probe_engine = crate::report::engine("serve", opts.clone())?;
     drop(probe_engine);
 
-    let listener: TcpListener = a
-        .sockbufs
-        .listen(a.listen.as_str())
-        .map_err(|e| Failure::runtime(format!("listen on {}: {e}", a.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Failure::runtime(format!("local_addr: {e}")))?;
-    if key.is_none() && !local.ip().is_loopback() {
+    let listener = Listener::bind(&a.listen, &a.sockbufs)?;
+    let local = listener.local()?;
+    if key.is_none() && !listener.is_local() {
         eprintln!(
             "ringxfer serve: warning: listening on {local} without --auth-key: anyone who can \
              reach this port can send arrays"
@@ -303,8 +288,9 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         key,
     });
     let listen_ref = SockRef::from(&listener);
-    let mut queue: VecDeque<(TcpStream, SocketAddr, Instant)> = VecDeque::new();
+    let mut queue: VecDeque<(Conn, String, Instant)> = VecDeque::new();
     let mut next_id = 0u64;
+    let mut accepted = 0u64;
     loop {
         // Block in accept while nobody waits for a slot; otherwise come back every 20 ms to
         // place the waiting (Linux's accept() honours SO_RCVTIMEO).
@@ -312,7 +298,7 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         if let Err(e) = listen_ref.set_read_timeout(tick) {
             eprintln!("ringxfer serve: SO_RCVTIMEO on the listener: {e}");
         }
-        match listener.accept() {
+        match listener.accept(accepted + 1).inspect(|_| accepted += 1) {
             Ok((sock, peer)) if queue.len() >= a.max_clients as usize => {
                 // A full queue: make room by dropping the longest-waiting queued client that
                 // has sent nothing yet (silent clients must not lock out working ones), else
@@ -352,10 +338,9 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
             queue.push_front(ready);
         }
         while let Some((sock, peer, since)) = queue.pop_front() {
-            let peer_s = peer.to_string();
             next_id += 1;
             match Slots::admit(&slots, next_id, &sock) {
-                Some(slot) => spawn_connection(sock, peer_s, slot, &opts, &limits),
+                Some(slot) => spawn_connection(sock, peer, slot, &opts, &limits),
                 None if since.elapsed() >= QUEUE_WAIT => refuse(
                     sock,
                     peer,
@@ -372,7 +357,7 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
 }
 
 /// True when the client on `sock` has sent at least one byte (a non-blocking peek).
-fn has_sent(sock: &TcpStream) -> bool {
+fn has_sent(sock: &Conn) -> bool {
     let mut b = [0u8; 1];
     matches!(
         rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT),
@@ -381,7 +366,7 @@ fn has_sent(sock: &TcpStream) -> bool {
 }
 
 /// Turns `sock` away: one line to the client, one `refused` line on stdout, closed.
-fn refuse(sock: TcpStream, peer: SocketAddr, why: &str, a: &ServeArgs) {
+fn refuse(sock: Conn, peer: String, why: &str, a: &ServeArgs) {
     let reason = format!("{why} ({} connections); try again later", a.max_clients);
     // Whatever the client sent already is read and dropped (so the close does not reset the
     // connection and discard our line); nothing blocks the accept loop.
@@ -389,7 +374,7 @@ fn refuse(sock: TcpStream, peer: SocketAddr, why: &str, a: &ServeArgs) {
     let mut s = &sock;
     let mut sink = [0u8; 4096];
     for _ in 0..16 {
-        match s.read(&mut sink) {
+        match sock.read_once(&mut sink) {
             Ok(n) if n > 0 => {}
             _ => break,
         }
@@ -397,7 +382,7 @@ fn refuse(sock: TcpStream, peer: SocketAddr, why: &str, a: &ServeArgs) {
     let _ = s.write_all(format!("ringxfer serve: refused: {reason}\n").as_bytes());
     let _ = sock.shutdown(Shutdown::Write);
     let line = ErrorLine {
-        peer: peer.to_string(),
+        peer,
         array: 1,
         error: format!("refused: {reason}"),
         kind: "refused",
@@ -408,7 +393,7 @@ fn refuse(sock: TcpStream, peer: SocketAddr, why: &str, a: &ServeArgs) {
 }
 
 fn spawn_connection(
-    sock: TcpStream,
+    sock: Conn,
     peer: String,
     slot: SlotHandle,
     opts: &Options,
@@ -445,13 +430,7 @@ fn evicted_line(peer: &str, array: u64, idle: Duration) -> ErrorLine {
 
 /// Receives arrays on one connection until the client closes or breaks; on a clean close,
 /// writes the connection's lines (JSON) back to the client.
-fn serve_connection(
-    sock: TcpStream,
-    peer: &str,
-    opts: Options,
-    limits: &Limits,
-    slot: &SlotHandle,
-) {
+fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot: &SlotHandle) {
     let json = limits.json;
     let started = Instant::now();
     let mut engine = match Engine::with_options(opts) {
@@ -570,7 +549,7 @@ impl SentBack {
 /// Writes `lines` to a client that closed its write side, ignoring every error: a client
 /// that did not ask for them has closed its socket (EPIPE / ECONNRESET). Waits at most the
 /// idle timeout (10 s without one) for a client that half-closed but does not read.
-fn write_back(sock: &TcpStream, lines: &str, idle: Option<Duration>) {
+fn write_back(sock: &Conn, lines: &str, idle: Option<Duration>) {
     if lines.is_empty() {
         return;
     }
@@ -598,8 +577,11 @@ enum Next {
 /// handshake's end). From the first byte on, the header must be whole within `header` (for the
 /// first message: `header` from `since`). Nothing is allocated beyond the header itself
 /// (≤ 296 bytes); its `payload_len` is checked against `max_payload`.
+// About 110 lines: one state machine (first byte, the rest of the header, each with its own
+// deadline and its own error line), kept in one place so every path to an error line is seen
+// together.
 fn read_header(
-    sock: &TcpStream,
+    sock: &Conn,
     peer: &str,
     array: u64,
     since: Instant,
@@ -747,7 +729,7 @@ fn left(deadline: Option<Instant>) -> Result<Option<Duration>, ()> {
 /// Waits in `poll(POLLIN | POLLRDHUP)` for at most the time left; `Ok(false)` when it passed.
 /// An interrupted poll (`EINTR`: a signal, or SIGSTOP/SIGCONT) resumes with the time left,
 /// so a signal storm cannot stretch a deadline.
-fn poll_readable(sock: &TcpStream, deadline: Option<Instant>) -> io::Result<bool> {
+fn poll_readable(sock: &Conn, deadline: Option<Instant>) -> io::Result<bool> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     loop {
         let Ok(left) = left(deadline) else {
@@ -768,7 +750,7 @@ fn poll_readable(sock: &TcpStream, deadline: Option<Instant>) -> io::Result<bool
 }
 
 /// Waits until `sock` has a byte to read (peeked, not consumed) or the peer closed.
-fn first_byte(sock: &TcpStream, deadline: Option<Instant>) -> Wait {
+fn first_byte(sock: &Conn, deadline: Option<Instant>) -> Wait {
     let mut b = [0u8; 1];
     loop {
         match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
@@ -788,7 +770,7 @@ fn first_byte(sock: &TcpStream, deadline: Option<Instant>) -> Wait {
 
 /// Reads exactly `buf.len()` bytes from `sock` by `deadline` (non-blocking reads,
 /// `MSG_DONTWAIT`, between waits in [`poll_readable`]; the socket's own mode is untouched).
-fn read_exact_by(sock: &TcpStream, buf: &mut [u8], deadline: Option<Instant>) -> Got {
+fn read_exact_by(sock: &Conn, buf: &mut [u8], deadline: Option<Instant>) -> Got {
     let mut got = 0;
     while got < buf.len() {
         match rustix::net::recv(sock, &mut buf[got..], RecvFlags::DONTWAIT) {

@@ -38,9 +38,14 @@ use ringxfer::{Engine, Options};
 use serde::Serialize;
 use socket2::SockRef;
 
-use super::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
-use super::xfer::{CONNECT_RETRY, Role, XferArgs, close_outcome, connect_retry, handshake};
-use super::{ArraySpec, Buffer, Failure, crc32_hex, gbytes_per_s};
+use super::args::{Role, XferArgs};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
+use crate::net::{Conn, close_outcome, connect_retry, handshake};
+use crate::report::crc32_hex;
+use crate::report::gbytes_per_s;
 
 /// How long the receiver waits for each further connection after the first, without
 /// `--timeout`: 10 s (the sender connects its streams back to back).
@@ -97,7 +102,10 @@ struct Report {
 }
 
 /// Runs a raw `send` / `recv` with several streams, rails or `--bidir`.
-pub(super) fn run(
+// Over 100 lines: the striped transfer's sequence (engines, connections per rail, the two
+// directions' threads, the checks of every stream, the close of each) shares the streams and
+// buffers it opened; `open_streams`, `close_streams` and `print` are split off already.
+pub(crate) fn run(
     role: Role,
     a: &XferArgs,
     rails: &[String],
@@ -115,13 +123,7 @@ pub(super) fn run(
         ));
     }
     let new_engine = || -> Result<Engine, Failure> {
-        let e = Engine::with_options(opts.clone())?;
-        if let Some(reason) = e.fallback_reason() {
-            eprintln!(
-                "ringxfer {}: using the blocking backend: {reason}",
-                role.name()
-            );
-        }
+        let e = crate::report::engine(role.name(), opts.clone())?;
         Ok(e)
     };
     let mut tx_engine = new_engine()?;
@@ -260,10 +262,7 @@ fn timed(op: impl FnOnce() -> ringxfer::Result<()>) -> ringxfer::Result<(f64, Op
 /// Prints the report as text or JSON.
 fn print(r: &Report, json: bool) -> Result<(), Failure> {
     if json {
-        let json = serde_json::to_string(r)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{json}");
-        return Ok(());
+        return crate::report::print_json(r);
     }
     let verified = match r.verified {
         Some(true) => ", arange pattern verified",
@@ -331,7 +330,15 @@ fn open_streams(
     if a.endpoint.connect.is_some() {
         for addr in rails {
             for _ in 0..per_rail {
-                let s = connect_retry(addr, &a.sockbufs, CONNECT_RETRY)?;
+                let Conn::Tcp(s) = connect_retry(
+                    &format!("ringxfer {}", role.name()),
+                    addr,
+                    &a.sockbufs,
+                    a.connect_timeout,
+                )?
+                else {
+                    unreachable!("rails are TCP: checked by Endpoint::rails");
+                };
                 let peer = s.peer_addr().map_err(|e| fail("peer_addr".into(), e))?;
                 handshake(&s, false)?;
                 out.push((s, peer));

@@ -38,13 +38,17 @@ use ringxfer::dtype::fill_arange;
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Options, Order};
 use serde::Serialize;
 
-use super::bench::{BenchArgs, BenchSockBufs, Host, loopback_pair, median, name, select_backends};
-use super::bench_common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined_as, print_json, ratio, ratio_cell,
+use super::args::BenchArgs;
+use super::common::{Host, Report, loopback_pair, select_backends};
+use super::common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined_as, ratio, ratio_cell,
     requested_bufs, verified_cell,
 };
-use super::measure::{CpuPair, SockBufArgs, SockBufs};
-use super::{ArraySpec, Buffer, Failure};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{CpuPair, SockBufArgs, SockBufs};
+use crate::report::{median, print_json};
 
 /// Round trips per run without an explicit N.
 pub const DEFAULT_ROUND_TRIPS: u64 = 200;
@@ -117,7 +121,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// One measured run, as in the JSON `runs` array.
 #[derive(Debug, Serialize)]
 struct RunRecord {
-    backend: &'static str,
+    backend: String,
     path: &'static str,
     /// Message size: payload bytes (the framed paths add a header and trailer).
     bytes: usize,
@@ -140,7 +144,7 @@ struct RunRecord {
 /// `summary` array.
 #[derive(Debug, Serialize)]
 struct Summary {
-    backend: &'static str,
+    backend: String,
     path: &'static str,
     bytes: usize,
     runs: usize,
@@ -151,9 +155,9 @@ struct Summary {
     median_over_raw: Option<f64>,
 }
 
-/// The `--json` report.
+/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
 #[derive(Debug, Serialize)]
-struct Report {
+struct Mode {
     mode: &'static str,
     dtype: String,
     /// Message sizes in bytes, in the order measured.
@@ -162,15 +166,6 @@ struct Report {
     round_trips: u64,
     /// Untimed round trips before them.
     warmup_round_trips: u64,
-    repeat: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<ringxfer::UringTuning>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_unavailable: Option<String>,
-    host: Host,
-    socket_buffers: BenchSockBufs,
-    runs: Vec<RunRecord>,
-    summary: Vec<Summary>,
 }
 
 /// The messages of one size: what is sent, and what each echo must hold.
@@ -258,6 +253,10 @@ fn specs(a: &BenchArgs) -> Result<Vec<ArraySpec>, Failure> {
 }
 
 /// Runs `ringxfer bench --pingpong`.
+// Longer than ~100 lines on purpose: this is the mode's one sequence (plan, the shared
+// runner `common::for_each_run` with this mode's measure and record closures, summary
+// and report); the closures borrow this function's buffers and tables, so moving them out would
+// only thread those borrows through more signatures. `summarize` and `print_summary` are split off.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let specs = specs(a)?;
     let round_trips = a.pingpong.flatten().unwrap_or(DEFAULT_ROUND_TRIPS);
@@ -313,9 +312,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 if runs.is_empty() {
                     (bufs.sender, bufs.receiver) = r.bufs;
                 }
-                let backend = name(backend);
+                let backend = backend.to_string();
                 let rec = RunRecord {
-                    backend,
+                    backend: backend.clone(),
                     path: path.name(),
                     bytes,
                     repeat,
@@ -349,6 +348,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                     None => samples.push((backend, bytes, path, r.rtts_us)),
                 }
             },
+            None,
         )?;
     }
 
@@ -356,11 +356,13 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let verdict = all_verified(runs.iter().map(|r| r.verified));
     if a.json {
         print_json(&Report {
-            mode: "pingpong",
-            dtype: specs[0].dtype.to_string(),
-            sizes: specs.iter().map(|s| s.bytes).collect(),
-            round_trips,
-            warmup_round_trips: WARMUP_ROUND_TRIPS,
+            mode: Mode {
+                mode: "pingpong",
+                dtype: specs[0].dtype.to_string(),
+                sizes: specs.iter().map(|s| s.bytes).collect(),
+                round_trips,
+                warmup_round_trips: WARMUP_ROUND_TRIPS,
+            },
             repeat: a.repeat,
             uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
             uring_unavailable,
@@ -381,7 +383,7 @@ fn summarize(runs: &[RunRecord], mut samples: Samples) -> Vec<Summary> {
     let mut summary: Vec<Summary> = samples
         .iter_mut()
         .map(|(backend, bytes, path, us)| Summary {
-            backend,
+            backend: backend.clone(),
             path: path.name(),
             bytes: *bytes,
             runs: runs
@@ -400,7 +402,7 @@ fn summarize(runs: &[RunRecord], mut samples: Samples) -> Vec<Summary> {
     };
     for i in 0..summary.len() {
         if summary[i].path != Path::Raw.name() {
-            let raw = raw_median(&summary, summary[i].backend, summary[i].bytes);
+            let raw = raw_median(&summary, &summary[i].backend, summary[i].bytes);
             summary[i].median_over_raw = ratio(Some(summary[i].latency.median_us), raw);
         }
     }
@@ -500,7 +502,7 @@ fn ping(
 type Pinged = (Vec<f64>, Result<(), String>);
 
 /// Every timed round trip (µs) of each (backend, size, path) cell, in the order measured.
-type Samples = Vec<(&'static str, usize, Path, Vec<f64>)>;
+type Samples = Vec<(String, usize, Path, Vec<f64>)>;
 
 /// `bytes` as the one array of a `send_arrays` call.
 fn view<'a>(m: &'a Messages, bytes: &'a [u8]) -> ArrayView<'a> {

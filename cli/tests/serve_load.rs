@@ -31,7 +31,8 @@ use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::frame::{Header, header_len};
 use ringxfer::{Backend, Engine, Order};
 use serde_json::Value;
-use util::proc::{Killed, Lines, proc_status_kib, spawn_serve};
+use util::bin::spawn_serve;
+use util::proc::{Killed, Lines, proc_status_kib};
 use util::*;
 
 const MIB: u64 = 1 << 20;

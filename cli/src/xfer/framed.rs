@@ -30,95 +30,22 @@
 //! lines it printed for this connection, then closes. `send` prints them after its own report
 //! (inside its JSON object as `"server": [...]`).
 
+use crate::net::Conn;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use clap::Args;
-use ringxfer::MAX_NDIM;
 use ringxfer::dtype::{DType, fill_arange, verify_arange};
 use ringxfer::{Engine, Error, Options, Order};
 use serde::Serialize;
 
-use super::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
-use super::xfer::{Role, XferArgs, close_outcome, connect};
-use super::{Buffer, Failure, crc32_hex, gbytes_per_s, size};
-
-/// The flags that only framed mode has.
-#[derive(Debug, Args)]
-pub struct FramedArgs {
-    /// Dimensions of each array in elements, comma-separated: 20,10,5; 0 for an empty
-    /// dimension; '' (an empty string) for a 0-d scalar. send: instead of --count (which
-    /// sends a 1-D array); recv: each received array must have this shape.
-    #[arg(long, value_parser = parse_shape, conflicts_with_all = ["count", "size"])]
-    pub shape: Option<Shape>,
-    /// Memory order of the payload: C (row-major) or F (column-major) [default: C]. recv:
-    /// each received array must be in this order.
-    #[arg(long, value_parser = parse_order)]
-    pub order: Option<Order>,
-    /// Arrays to send back to back on the one connection, or to receive [default: 1].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub arrays: Option<u64>,
-    /// recv: largest payload accepted per array, checked against each header before
-    /// anything is allocated, e.g. 400MB, 1GiB [default: 8GiB].
-    #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
-    pub max_payload: Option<u64>,
-}
-
-impl FramedArgs {
-    /// The first framed-only flag given, if any (raw mode rejects them).
-    pub fn given(&self) -> Option<&'static str> {
-        [
-            (self.shape.is_some(), "--shape"),
-            (self.order.is_some(), "--order"),
-            (self.arrays.is_some(), "--arrays"),
-            (self.max_payload.is_some(), "--max-payload"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
-}
-
-/// A parsed `--shape`: dimensions in elements (empty for a 0-d array).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shape(pub Vec<u64>);
-
-/// Parses `20,10,5`, `(20, 10, 5)`, `5,` (numpy's 1-tuple), `0`, `` and `()` (0-d). Each
-/// dimension accepts the forms of `--count` (`1_000`, `1e3`).
-fn parse_shape(s: &str) -> Result<Shape, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix('(')
-        .and_then(|u| u.strip_suffix(')'))
-        .unwrap_or(t)
-        .trim();
-    if t.is_empty() {
-        return Ok(Shape(Vec::new()));
-    }
-    // One trailing comma is allowed, as in numpy's `(5,)`.
-    let t = t.strip_suffix(',').unwrap_or(t);
-    let dims = t
-        .split(',')
-        .map(|d| {
-            size::parse_count(d.trim())
-                .map_err(|_| format!("bad shape {s:?}: {d:?} is not a dimension (e.g. 20,10,5)"))
-        })
-        .collect::<Result<Vec<u64>, String>>()?;
-    if dims.len() > MAX_NDIM {
-        return Err(format!(
-            "bad shape {s:?}: {} dimensions, at most {MAX_NDIM}",
-            dims.len()
-        ));
-    }
-    Ok(Shape(dims))
-}
-
-fn parse_order(s: &str) -> Result<Order, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("bad order {s:?}: expected C or F"))
-}
+use super::args::{Role, Shape, XferArgs};
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
+use crate::net::{close_outcome, connect};
+use crate::report::crc32_hex;
+use crate::report::gbytes_per_s;
 
 /// numpy's way of writing a shape: `()`, `(5,)`, `(20, 10, 5)`.
 pub fn shape_str(shape: &[u64]) -> String {
@@ -234,6 +161,13 @@ pub struct ErrorLine {
     pub expected: Option<u64>,
 }
 
+/// Said after a framed receiver's "bad magic": a raw sender's bytes begin with array data.
+pub const NO_HEADER_HINT: &str = "the peer sent no RGXF header: did it use --raw?";
+
+/// Said after a raw receiver's pattern mismatch when the bytes begin with a frame header.
+pub const FRAMED_DATA_HINT: &str = "the data starts with an RGXF header: the peer sent framed arrays (drop --raw here, or add \
+     it there)";
+
 impl ErrorLine {
     /// The line for `e` on array `array` of `peer`.
     pub fn new(peer: &str, array: u64, e: &Error) -> ErrorLine {
@@ -246,7 +180,10 @@ impl ErrorLine {
         ErrorLine {
             peer: peer.to_owned(),
             array,
-            error: e.to_string(),
+            error: match e {
+                Error::Frame(ringxfer::FrameError::BadMagic(_)) => format!("{e}: {NO_HEADER_HINT}"),
+                _ => e.to_string(),
+            },
             kind: e.kind(),
             transferred: e.transferred(),
             expected,
@@ -280,7 +217,7 @@ pub enum Outcome {
 /// Waits until the first byte of the next message is readable (or the peer closes, or
 /// nothing comes for `idle`), then receives one framed array with [`Engine::recv_any`],
 /// reports it and drops it.
-pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -> Outcome {
+pub fn recv_one(engine: &mut Engine, sock: &Conn, peer: &str, array: u64) -> Outcome {
     let idle = engine.options().idle_timeout;
     match wait_readable(sock, idle) {
         Ok(true) => {}
@@ -294,7 +231,7 @@ pub fn recv_one(engine: &mut Engine, sock: &TcpStream, peer: &str, array: u64) -
 /// `started` (the first header byte), or now.
 pub fn report_one(
     engine: &mut Engine,
-    sock: &TcpStream,
+    sock: &Conn,
     peer: &str,
     array: u64,
     started: Option<Instant>,
@@ -341,7 +278,7 @@ pub fn report_one(
 /// time left before each peek, so an interrupted peek (`EINTR`: a signal handler without
 /// `SA_RESTART`, or SIGSTOP/SIGCONT with a receive timeout set) resumes with what is left
 /// instead of starting the wait over.
-fn wait_readable(sock: &TcpStream, idle: Option<Duration>) -> Result<bool, Error> {
+fn wait_readable(sock: &Conn, idle: Option<Duration>) -> Result<bool, Error> {
     let io_err = |source: io::Error| Error::Io {
         op: "recv(MSG_PEEK)",
         transferred: 0,
@@ -394,7 +331,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         ));
     }
     let opts = Options {
-        backend: a.backend.backend(),
+        backend: a.backend,
         idle_timeout: a.timeout,
         uring: a.tuning.tuning()?,
         max_payload_bytes: a
@@ -419,13 +356,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
 
 /// The engine, saying on stderr when `auto` fell back to blocking.
 fn engine(role: Role, opts: Options) -> Result<Engine, Failure> {
-    let engine = Engine::with_options(opts)?;
-    if let Some(reason) = engine.fallback_reason() {
-        eprintln!(
-            "ringxfer {}: using the blocking backend: {reason}",
-            role.name()
-        );
-    }
+    let engine = crate::report::engine(role.name(), opts)?;
     Ok(engine)
 }
 
@@ -492,7 +423,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     fill_arange(dtype, buf.bytes_mut());
     let crc32 = crc32_hex(buf.bytes());
 
-    let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs)?;
+    let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let socket_buffers = SockBufs::of(&sock);
     let progress = Progress::start(a.interval, bytes as u64 * arrays);
     let ((sent, seconds), cpu) = with_cpu(|| {
@@ -501,7 +432,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             engine
                 .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
                 .map_err(|e| {
-                    let f = super::xfer::with_server_word(&sock, Failure::from(e));
+                    let f = crate::net::with_server_word(&sock, Failure::from(e));
                     Failure {
                         message: format!("array {} of {arrays}: {}", i + 1, f.message),
                         ..f
@@ -544,9 +475,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         peer_bytes_discarded,
     };
     if a.json {
-        let json = serde_json::to_string(&r)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        emit(&json);
+        emit(&crate::report::json(&r)?);
     } else {
         emit(&format!(
             "send: {} array(s) of {} {} order {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
@@ -576,7 +505,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
 /// bytes the peer sends before closing are the server's lines (returned parsed); without it
 /// they are discarded (their count returned).
 fn close_gracefully(
-    sock: &TcpStream,
+    sock: &Conn,
     a: &XferArgs,
 ) -> Result<(Option<Vec<serde_json::Value>>, Option<u64>), Failure> {
     let mut kept = Vec::new();
@@ -585,7 +514,7 @@ fn close_gracefully(
         if keep {
             kept.extend_from_slice(b);
         } else {
-            super::xfer::keep_head(&mut kept, b);
+            crate::net::keep_head(&mut kept, b);
         }
     });
     match done {
@@ -606,7 +535,7 @@ fn close_gracefully(
                 timeout_ms as f64 / 1000.0
             )))
         }
-        Err(e) => match super::xfer::server_line(&kept) {
+        Err(e) => match crate::net::server_line(&kept) {
             Some(line) => Err(Failure::runtime(format!(
                 "{line} (delivery not confirmed: {e})"
             ))),
@@ -680,7 +609,7 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         a.array.resolve()?;
     }
     let mut engine = engine(Role::Recv, opts)?;
-    let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs)?;
+    let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let peer = peer.to_string();
     let progress = Progress::start(a.interval, 0);
     let r = recv_arrays(a, &mut engine, &sock, &peer, progress.as_ref());
@@ -706,7 +635,7 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
 fn recv_arrays(
     a: &XferArgs,
     engine: &mut Engine,
-    sock: &TcpStream,
+    sock: &Conn,
     peer: &str,
     progress: Option<&Progress>,
 ) -> Result<(), Failure> {
@@ -775,7 +704,7 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let p = |s: &str| parse_shape(s).map(|Shape(v)| v);
+        let p = |s: &str| super::super::args::parse_shape(s).map(|Shape(v)| v);
         assert_eq!(p("20,10,5"), Ok(vec![20, 10, 5]));
         assert_eq!(p(" 20, 10 ,5 "), Ok(vec![20, 10, 5]));
         assert_eq!(p("(20, 10, 5)"), Ok(vec![20, 10, 5]));

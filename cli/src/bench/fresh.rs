@@ -35,15 +35,18 @@ use ringxfer::dtype::{DType, Scalar, fill_arange};
 use ringxfer::{AnyArray, Backend, Engine, Options, Order};
 use serde::Serialize;
 
-use super::bench::{
-    BenchArgs, BenchSockBufs, Host, cpu_cell, loopback_pair, name, select_backends, stats,
+use super::args::BenchArgs;
+use super::common::{Host, Report, cpu_cell, loopback_pair, select_backends, stats};
+use super::common::{
+    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, ratio, ratio_cell,
+    requested_bufs, verified_cell,
 };
-use super::bench_common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, print_json, ratio,
-    ratio_cell, requested_bufs, verified_cell,
-};
-use super::measure::{Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs};
-use super::{ArraySpec, Buffer, Failure, gbytes_per_s};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
+use crate::failure::Failure;
+use crate::measure::{Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs};
+use crate::report::gbytes_per_s;
+use crate::report::print_json;
 
 /// How the receiver gets its memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +77,7 @@ impl Receive {
 /// One measured run, as in the JSON `runs` array.
 #[derive(Debug, Serialize)]
 struct RunRecord {
-    backend: &'static str,
+    backend: String,
     receive: &'static str,
     /// 1-based repeat number.
     repeat: u32,
@@ -98,7 +101,7 @@ struct RunRecord {
 /// Statistics per (backend, receive kind), as in the JSON `summary` array.
 #[derive(Debug, Serialize)]
 struct Summary {
-    backend: &'static str,
+    backend: String,
     receive: &'static str,
     runs: usize,
     median_gbytes_per_s: f64,
@@ -115,25 +118,16 @@ struct PerBackend {
     blocking: Option<f64>,
 }
 
-/// The `--json` report.
+/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
 #[derive(Debug, Serialize)]
-struct Report {
+struct Mode {
     mode: &'static str,
     dtype: String,
     count: u64,
     bytes: usize,
-    repeat: u32,
     crc32: String,
     prefault: ringxfer::Prefault,
     recycle_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_tuning: Option<ringxfer::UringTuning>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uring_unavailable: Option<String>,
-    host: Host,
-    socket_buffers: BenchSockBufs,
-    runs: Vec<RunRecord>,
-    summary: Vec<Summary>,
     ratio_fresh_over_pretouched: PerBackend,
     ratio_fresh_uring_over_naive_blocking: Option<f64>,
 }
@@ -221,6 +215,10 @@ enum Got {
 }
 
 /// Runs `ringxfer bench --fresh`.
+// Longer than ~100 lines on purpose: this is the mode's one sequence (plan, the shared
+// runner `common::for_each_run` with this mode's measure and record closures, summary,
+// report); the closures borrow this function's buffers and tables, so moving them out would
+// only thread those borrows through more signatures. Printing and summarizing are split off.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let spec = a.array.resolve()?;
     if !spec.dtype.is_native() || with_element!(spec.dtype.scalar(), T => size_of::<T>()).is_none()
@@ -237,7 +235,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let opts = Options {
         idle_timeout: a.timeout,
         uring: tuning.clone(),
-        prefault: a.prefault.map_or(defaults.prefault, |p| p.prefault()),
+        prefault: a.prefault.unwrap_or(defaults.prefault),
         recycle_bytes: match a.recycle {
             Some(b) => usize::try_from(b)
                 .map_err(|_| Failure::usage(format!("--recycle {b} is too large")))?,
@@ -255,24 +253,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let mut engines = engine_pairs(&backends, &opts)?;
 
     if !a.json {
-        println!(
-            "ringxfer bench --fresh: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} \
-             repeat(s), prefault {}, recycle {} bytes, crc32 {send_crc:08x}",
-            spec.count,
-            spec.dtype,
-            spec.bytes,
-            spec.bytes as f64 / 1e6,
-            a.repeat,
-            serde_json::to_value(opts.prefault)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            opts.recycle_bytes,
-        );
-        println!(
-            "{:>3}  {:<8}  {:<10}  {:>9}  {:>7}  {:>6}  {:>6}  verified",
-            "run", "backend", "receive", "seconds", "GB/s", "tx cpu", "rx cpu"
-        );
+        print_header(a, &spec, &opts, send_crc);
     }
 
     let mut runs: Vec<RunRecord> = Vec::new();
@@ -312,7 +293,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 (bufs.sender, bufs.receiver) = sock_bufs;
             }
             let rec = RunRecord {
-                backend: name(backend),
+                backend: backend.to_string(),
                 receive: kind.name(),
                 repeat,
                 bytes: spec.bytes,
@@ -324,53 +305,17 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
                 cpu,
             };
             if !a.json {
-                println!(
-                    "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {:>6}  {:>6}  {}{}",
-                    runs.len() + 1,
-                    rec.backend,
-                    rec.receive,
-                    rec.seconds,
-                    rec.gbytes_per_s,
-                    cpu_cell(rec.cpu.sender),
-                    cpu_cell(rec.cpu.receiver),
-                    verified_cell(rec.error.as_ref()),
-                    match rec.recycled {
-                        Some(true) => ", recycled memory",
-                        Some(false) => ", new memory",
-                        None => "",
-                    }
-                );
+                print_row(runs.len() + 1, &rec);
             }
             runs.push(rec);
         },
+        progress.as_ref(),
     )?;
     if let Some(p) = progress {
         p.finish();
     }
 
-    let mut summary = Vec::new();
-    for &b in &backends {
-        for &k in Receive::on(b) {
-            let (median, min, max) = stats(
-                runs.iter()
-                    .filter(|x| x.backend == name(b) && x.receive == k.name())
-                    .map(|x| x.gbytes_per_s),
-            );
-            summary.push(Summary {
-                backend: name(b),
-                receive: k.name(),
-                runs: a.repeat as usize,
-                median_gbytes_per_s: median,
-                min_gbytes_per_s: min,
-                max_gbytes_per_s: max,
-                cpu_s_per_gb: CpuPerGb::median_of(
-                    runs.iter()
-                        .filter(|x| x.backend == name(b) && x.receive == k.name())
-                        .map(|x| (x.bytes as f64, x.cpu)),
-                ),
-            });
-        }
-    }
+    let summary = summarize(&backends, a.repeat, &runs);
     let med = |b: &str, k: Receive| {
         summary
             .iter()
@@ -395,62 +340,139 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let verdict = all_verified(runs.iter().map(|r| r.verified));
     if a.json {
         let report = Report {
-            mode: "fresh",
-            dtype: spec.dtype.to_string(),
-            count: spec.count,
-            bytes: spec.bytes,
+            mode: Mode {
+                mode: "fresh",
+                dtype: spec.dtype.to_string(),
+                count: spec.count,
+                bytes: spec.bytes,
+                crc32: format!("{send_crc:08x}"),
+                prefault: opts.prefault,
+                recycle_bytes: opts.recycle_bytes,
+                ratio_fresh_over_pretouched: per_backend,
+                ratio_fresh_uring_over_naive_blocking: over_naive,
+            },
             repeat: a.repeat,
-            crc32: format!("{send_crc:08x}"),
-            prefault: opts.prefault,
-            recycle_bytes: opts.recycle_bytes,
             uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
             uring_unavailable,
             host: Host::here(),
             socket_buffers: bufs,
             runs,
             summary,
-            ratio_fresh_over_pretouched: per_backend,
-            ratio_fresh_uring_over_naive_blocking: over_naive,
         };
         print_json(&report)?;
     } else {
-        println!();
-        println!(
-            "{:<8}  {:<10}  {:>4}  {:>11}  {:>8}  {:>8}  {:>11}  {:>11}",
-            "backend",
-            "receive",
-            "runs",
-            "median GB/s",
-            "min GB/s",
-            "max GB/s",
-            "tx cpu s/GB",
-            "rx cpu s/GB"
-        );
-        for s in &summary {
-            println!(
-                "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>11}  {:>11}",
-                s.backend,
-                s.receive,
-                s.runs,
-                s.median_gbytes_per_s,
-                s.min_gbytes_per_s,
-                s.max_gbytes_per_s,
-                per_gb_cell(s.cpu_s_per_gb.sender),
-                per_gb_cell(s.cpu_s_per_gb.receiver),
-            );
-        }
-        println!(
-            "ratio fresh/pretouched (median/median): uring {}, blocking {}",
-            ratio_cell(per_backend.uring),
-            ratio_cell(per_backend.blocking)
-        );
-        println!(
-            "ratio fresh uring / naive blocking (median/median): {}",
-            ratio_cell(over_naive)
-        );
+        print_summary(&summary, &per_backend, over_naive);
     }
 
     verdict
+}
+
+/// The text report's lines before the first run.
+fn print_header(a: &BenchArgs, spec: &ArraySpec, opts: &Options, send_crc: u32) {
+    println!(
+        "ringxfer bench --fresh: {} x {} arange = {} bytes ({:.1} MB), loopback TCP, {} \
+         repeat(s), prefault {}, recycle {} bytes, crc32 {send_crc:08x}",
+        spec.count,
+        spec.dtype,
+        spec.bytes,
+        spec.bytes as f64 / 1e6,
+        a.repeat,
+        serde_json::to_value(opts.prefault)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        opts.recycle_bytes,
+    );
+    println!(
+        "{:>3}  {:<8}  {:<10}  {:>9}  {:>7}  {:>6}  {:>6}  verified",
+        "run", "backend", "receive", "seconds", "GB/s", "tx cpu", "rx cpu"
+    );
+}
+
+/// Row `n` of the run table.
+fn print_row(n: usize, rec: &RunRecord) {
+    println!(
+        "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {:>6}  {:>6}  {}{}",
+        n,
+        rec.backend,
+        rec.receive,
+        rec.seconds,
+        rec.gbytes_per_s,
+        cpu_cell(rec.cpu.sender),
+        cpu_cell(rec.cpu.receiver),
+        verified_cell(rec.error.as_ref()),
+        match rec.recycled {
+            Some(true) => ", recycled memory",
+            Some(false) => ", new memory",
+            None => "",
+        }
+    );
+}
+
+/// Median, min and max GB/s and the CPU per GB of each backend and receive kind.
+fn summarize(backends: &[Backend], repeat: u32, runs: &[RunRecord]) -> Vec<Summary> {
+    let mut summary = Vec::new();
+    for &b in backends {
+        for &k in Receive::on(b) {
+            let (median, min, max) = stats(
+                runs.iter()
+                    .filter(|x| x.backend == b.to_string() && x.receive == k.name())
+                    .map(|x| x.gbytes_per_s),
+            );
+            summary.push(Summary {
+                backend: b.to_string(),
+                receive: k.name(),
+                runs: repeat as usize,
+                median_gbytes_per_s: median,
+                min_gbytes_per_s: min,
+                max_gbytes_per_s: max,
+                cpu_s_per_gb: CpuPerGb::median_of(
+                    runs.iter()
+                        .filter(|x| x.backend == b.to_string() && x.receive == k.name())
+                        .map(|x| (x.bytes as f64, x.cpu)),
+                ),
+            });
+        }
+    }
+    summary
+}
+
+/// The text summary table and the ratios.
+fn print_summary(summary: &[Summary], per_backend: &PerBackend, over_naive: Option<f64>) {
+    println!();
+    println!(
+        "{:<8}  {:<10}  {:>4}  {:>11}  {:>8}  {:>8}  {:>11}  {:>11}",
+        "backend",
+        "receive",
+        "runs",
+        "median GB/s",
+        "min GB/s",
+        "max GB/s",
+        "tx cpu s/GB",
+        "rx cpu s/GB"
+    );
+    for s in summary {
+        println!(
+            "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>11}  {:>11}",
+            s.backend,
+            s.receive,
+            s.runs,
+            s.median_gbytes_per_s,
+            s.min_gbytes_per_s,
+            s.max_gbytes_per_s,
+            per_gb_cell(s.cpu_s_per_gb.sender),
+            per_gb_cell(s.cpu_s_per_gb.receiver),
+        );
+    }
+    println!(
+        "ratio fresh/pretouched (median/median): uring {}, blocking {}",
+        ratio_cell(per_backend.uring),
+        ratio_cell(per_backend.blocking)
+    );
+    println!(
+        "ratio fresh uring / naive blocking (median/median): {}",
+        ratio_cell(over_naive)
+    );
 }
 
 /// Checks what one run received; poisons and drops a fresh array.

@@ -4,7 +4,7 @@ use clap::Args;
 use ringxfer::{Backend, Engine, Probe};
 use serde::Serialize;
 
-use super::Failure;
+use crate::failure::Failure;
 
 /// Arguments of `ringxfer probe`.
 #[derive(Debug, Args)]
@@ -43,10 +43,7 @@ pub fn run(a: &ProbeArgs) -> Result<(), Failure> {
             auto_backend,
             auto_reason,
         };
-        let json = serde_json::to_string(&report)
-            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{json}");
-        return Ok(());
+        return crate::report::print_json(&report);
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!("kernel:        {}", p.kernel_release);

@@ -36,7 +36,7 @@ use clap::Args;
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::size;
+use crate::size;
 
 /// Bytes per `send_from` / `recv_into` call when progress is on.
 pub const CHUNK: usize = 64 << 20;
@@ -92,7 +92,7 @@ impl CpuPerGb {
                 .filter_map(|(bytes, c)| pick(&c).map(|c| c.total() / (bytes / 1e9)))
                 .collect();
             v.sort_by(f64::total_cmp);
-            (!v.is_empty()).then(|| super::bench::median(&v))
+            (!v.is_empty()).then(|| crate::report::median(&v))
         };
         CpuPerGb {
             sender: per(|c| c.sender),
@@ -203,6 +203,8 @@ struct Stop {
     /// When the transfer began (the connection is up): interval 0 starts here, like iperf3,
     /// not when the command started listening.
     begun: Option<Instant>,
+    /// What is moving the bytes now, printed in each line (the bench: the backend).
+    label: String,
 }
 
 /// Counts bytes moved and reports them on stderr from its own thread; see the module docs.
@@ -250,6 +252,14 @@ impl Progress {
             g.begun = Some(Instant::now());
             cv.notify_all();
         }
+    }
+
+    /// Names what moves the bytes from now on (the bench: the backend of the run), printed in
+    /// every interval line that ends after this call.
+    pub fn set_label(&self, label: &str) {
+        let (m, _) = &*self.stop;
+        let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+        label.clone_into(&mut g.label);
     }
 
     /// Counts `n` more bytes moved.
@@ -336,10 +346,16 @@ fn lines(bytes: &AtomicU64, stop: &(Mutex<Stop>, Condvar), interval: Duration) {
         let b = bytes.load(Ordering::Relaxed);
         // The partial last interval only when something moved in it.
         if !stopped || b > last {
+            let label = stop
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .label
+                .clone();
             let _ = writeln!(
                 io::stderr().lock(),
                 "{}",
-                interval_line(from, now, b - last)
+                interval_line(from, now, b - last, &label)
             );
         }
         if stopped {
@@ -358,16 +374,22 @@ fn next_tick(now: f64, interval: f64) -> u32 {
     ((now / interval) + 0.5).ceil() as u32
 }
 
-/// `[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`.
-pub fn interval_line(from: f64, to: f64, bytes: u64) -> String {
+/// `[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s`, with a label after the span when there is one:
+/// `[  1.00-  2.00 s]  uring  3.9 GB  31.20 Gbit/s`.
+pub fn interval_line(from: f64, to: f64, bytes: u64, label: &str) -> String {
     let dt = to - from;
     let gbit = if dt > 0.0 {
         bytes as f64 * 8.0 / dt / 1e9
     } else {
         0.0
     };
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!("  {label}")
+    };
     format!(
-        "[{from:6.2}-{to:6.2} s]  {}  {gbit:.2} Gbit/s",
+        "[{from:6.2}-{to:6.2} s]{label}  {}  {gbit:.2} Gbit/s",
         human_bytes(bytes)
     )
 }
@@ -412,7 +434,7 @@ fn bar(bytes: &AtomicU64, stop: &(Mutex<Stop>, Condvar), total: u64) {
 /// `engine.send_from(sock, data)`, in [`CHUNK`]-byte calls counted on `p` when there is one.
 pub fn send_chunked(
     engine: &mut ringxfer::Engine,
-    sock: &TcpStream,
+    sock: &impl AsFd,
     data: &[u8],
     p: Option<&Progress>,
 ) -> ringxfer::Result<()> {
@@ -439,7 +461,7 @@ pub fn send_chunked(
 /// `engine.recv_into(sock, buf)`, in [`CHUNK`]-byte calls counted on `p` when there is one.
 pub fn recv_chunked(
     engine: &mut ringxfer::Engine,
-    sock: &TcpStream,
+    sock: &impl AsFd,
     buf: &mut [u8],
     p: Option<&Progress>,
 ) -> ringxfer::Result<()> {
@@ -501,6 +523,12 @@ impl SockBufs {
 }
 
 impl SockBufArgs {
+    /// Sets the requested sizes on a connected `sock` (a Unix socket: there is no listen()
+    /// or connect() of ours to set them before).
+    pub fn apply_to(&self, sock: &impl AsFd) -> io::Result<()> {
+        self.apply(sock)
+    }
+
     /// Sets the requested sizes on `sock`.
     pub fn apply(&self, sock: &impl AsFd) -> io::Result<()> {
         let s = SockRef::from(sock);
@@ -652,8 +680,12 @@ mod tests {
     #[test]
     fn lines_format() {
         assert_eq!(
-            interval_line(1.0, 2.0, 3_900_000_000),
+            interval_line(1.0, 2.0, 3_900_000_000, ""),
             "[  1.00-  2.00 s]  3.9 GB  31.20 Gbit/s"
+        );
+        assert_eq!(
+            interval_line(0.0, 0.5, 1_000_000_000, "uring"),
+            "[  0.00-  0.50 s]  uring  1.0 GB  16.00 Gbit/s"
         );
         assert_eq!(human_bytes(17), "17 B");
         assert_eq!(human_bytes(512_000_000), "512.0 MB");

@@ -25,7 +25,8 @@ use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::frame::{Header, header_len};
 use ringxfer::{ArrayView, Backend, Engine, Order};
 use serde_json::Value;
-use util::proc::{BIN, proc_status_kib, spawn_serve};
+use util::bin::{BIN, spawn_serve};
+use util::proc::proc_status_kib;
 use util::*;
 
 fn json(line: &str) -> Value {
