@@ -74,7 +74,7 @@ pub struct CpuPair {
 }
 
 /// Median CPU seconds per 10^9 bytes of each end, as in a summary's `cpu_s_per_gb`.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CpuPerGb {
     /// Sender's user + system seconds per 10^9 bytes (median over runs).
     pub sender: Option<f64>,

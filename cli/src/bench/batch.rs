@@ -45,7 +45,6 @@ const SPOTS: usize = 16;
 pub struct Batch {
     k: u64,
     batched: bool,
-    redone: u32,
 }
 
 impl Batch {
@@ -54,7 +53,6 @@ impl Batch {
         Batch {
             k: 1,
             batched: bytes > 0 && bytes < BATCH_BELOW_BYTES,
-            redone: 0,
         }
     }
 
@@ -68,11 +66,6 @@ impl Batch {
         self.k
     }
 
-    /// Runs that were too short and done again with a larger K.
-    pub fn redone(&self) -> u32 {
-        self.redone
-    }
-
     /// After a run of `self.transfers()` transfers that lasted `seconds`: true when it counts;
     /// false when it was too short, in which case K has grown and the run must be done again.
     pub fn accept(&mut self, seconds: f64) -> bool {
@@ -80,7 +73,6 @@ impl Batch {
             return true;
         }
         self.k = grown(self.k, seconds);
-        self.redone += 1;
         false
     }
 }
@@ -164,7 +156,7 @@ mod tests {
         assert_eq!(b.transfers(), 18000);
         assert!(b.accept(0.25));
         assert!(b.accept(3.0));
-        assert_eq!((b.transfers(), b.redone()), (18000, 3));
+        assert_eq!(b.transfers(), 18000);
     }
 
     #[test]
@@ -173,7 +165,7 @@ mod tests {
             let mut b = Batch::for_size(bytes);
             assert!(!b.batched());
             assert!(b.accept(0.001));
-            assert_eq!((b.transfers(), b.redone()), (1, 0));
+            assert_eq!(b.transfers(), 1);
         }
         assert!(Batch::for_size(BATCH_BELOW_BYTES - 1).batched());
     }

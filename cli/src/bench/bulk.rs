@@ -14,9 +14,10 @@
 //! 0.25 s, each transfer checked ([`super::batch`]); each run also reports the SQEs and CQEs
 //! both ends' engines used ([`ringxfer::Engine::stats`]).
 //!
-//! The other modes live beside this one (`super::fresh`, `super::many`, `super::pingpong`)
-//! and share the backend selection, the loop over repeats, the host block and the statistics
-//! of `super::common`.
+//! The other modes live beside this one (`super::fresh`, `super::many`, `super::pingpong`);
+//! all run through `super::runner` (this mode's calibration is its `accept` hook, and its
+//! engines are made inside each run, so its per-backend state is their options and K), with
+//! the run record and summary of `super::record`.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
@@ -24,106 +25,25 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringxfer::dtype::fill_arange;
-use ringxfer::{ActiveBackend, Backend, Engine, EngineStats, Options, UringTuning};
+use ringxfer::{ActiveBackend, Backend, Engine, EngineStats, Options};
 use serde::Serialize;
 
 use super::args::BenchArgs;
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
 use super::common::{
-    BenchSockBufs, Host, Report, cpu_cell, loopback_pair, select_backends, verdict,
+    BenchSockBufs, cpu_cell, loopback_pair, per_gb_cell, ratio, spread_or_zero, verdict,
+    verified_cell,
 };
+use super::record::{BulkRun, Detail, Reverse, RunRecord, SendZcRecord, Summary, median_in};
+use super::runner::{self, Mode};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
 use crate::measure::{
-    Cpu, CpuClock, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count, recv_chunked,
-    say_notices,
+    Cpu, CpuClock, CpuPair, Progress, SockBufArgs, SockBufs, count, recv_chunked, say_notices,
 };
 use crate::report::gbytes_per_s;
-use crate::report::median;
 use crate::report::refusal;
-
-/// The reverse direction of a `--bidir` run (server to client, at the same time as the
-/// forward one).
-#[derive(Debug, Serialize)]
-struct Reverse {
-    seconds: f64,
-    gbytes_per_s: f64,
-    /// Same checks as the forward direction's, on the client's receive buffer.
-    verified: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// CPU seconds of the reverse sending and receiving threads.
-    cpu: CpuPair,
-}
-
-/// One measured run, as in the JSON `runs` array.
-#[derive(Debug, Serialize)]
-struct RunRecord {
-    /// `"uring"` or `"blocking"`.
-    backend: String,
-    /// 1-based repeat number.
-    repeat: u32,
-    /// The array's bytes (one transfer).
-    bytes: usize,
-    /// Times the array was sent, back to back on the run's connection (1 for arrays of
-    /// 256 MiB and more; see `super::batch`).
-    transfers_per_run: u64,
-    /// Bytes moved in the run: `bytes` times `transfers_per_run` (what `gbytes_per_s` and
-    /// the CPU per GB are computed from).
-    total_bytes: usize,
-    seconds: f64,
-    gbytes_per_s: f64,
-    /// CRC-32 of the last received array equals the array's, every earlier transfer passed
-    /// its spot check, and the stream ended right after the last array.
-    verified: bool,
-    /// SQEs each end's engine submitted during the run (0 on the blocking backend; a uring
-    /// run with 0 is a bug: every uring transfer goes through the ring).
-    sqes: PerEnd,
-    /// CQEs each end's engine reaped during the run (`SEND_ZC` notifications included).
-    cqes: PerEnd,
-    /// `SEND_ZC` notification CQEs among `cqes`.
-    notifs: PerEnd,
-    /// What the sending engine's zero-copy sends did (adaptive `--send-op auto`, the
-    /// default: see `ringxfer::uring::zc_policy`).
-    send_zc: SendZcRecord,
-    /// What failed when `verified` is false.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// With `--registered`: both arrays were registered with the kernel for this run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    registered: Option<bool>,
-    /// CPU seconds of the sending and the receiving thread during the run.
-    cpu: CpuPair,
-    /// `--bidir`: the other direction (the fields above are the client-to-server one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reverse: Option<Reverse>,
-}
-
-/// The sending engine's `SEND_ZC` figures of one run, as in the JSON `send_zc` of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-struct SendZcRecord {
-    /// `SEND_ZC` requests submitted (trial and kept ones; every send with `--send-op
-    /// send-zc`).
-    attempted: u64,
-    /// Of their usage reports (adaptive only): the kernel copied the bytes anyway.
-    copied: u64,
-    /// Of their usage reports (adaptive only): the bytes left from the array's own pages.
-    kept: u64,
-    /// Destinations switched to plain `SEND` because the kernel copied (0 or 1 here).
-    switched: u64,
-}
-
-impl From<&EngineStats> for SendZcRecord {
-    fn from(st: &EngineStats) -> Self {
-        SendZcRecord {
-            attempted: st.zc_attempted,
-            copied: st.zc_copied,
-            kept: st.zc_kept,
-            switched: st.zc_switched,
-        }
-    }
-}
 
 /// The `note:` line about adaptive zero-copy: what the uring runs' sending engines tried and
 /// what the kernel's usage reports made them do. `None` when no run tried `SEND_ZC` with
@@ -131,7 +51,10 @@ impl From<&EngineStats> for SendZcRecord {
 fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
     let tried: Vec<&SendZcRecord> = runs
         .iter()
-        .map(|r| &r.send_zc)
+        .filter_map(|r| match &r.detail {
+            Detail::Bulk(b) => Some(&b.send_zc),
+            _ => None,
+        })
         .filter(|z| z.copied + z.kept > 0)
         .collect();
     if tried.is_empty() {
@@ -154,24 +77,10 @@ fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
     ))
 }
 
-/// Per-backend statistics, as in the JSON `summary` array.
+/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// common ones).
 #[derive(Debug, Serialize)]
-struct Summary {
-    backend: String,
-    runs: usize,
-    median_gbytes_per_s: f64,
-    min_gbytes_per_s: f64,
-    max_gbytes_per_s: f64,
-    /// Median user + system CPU seconds per 10^9 bytes, each end.
-    cpu_s_per_gb: CpuPerGb,
-    /// `--bidir`: median GB/s of the reverse direction.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reverse_median_gbytes_per_s: Option<f64>,
-}
-
-/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
-#[derive(Debug, Serialize)]
-struct Mode {
+struct Fields {
     dtype: String,
     count: u64,
     bytes: usize,
@@ -193,218 +102,186 @@ struct Mode {
 }
 
 /// Runs `ringxfer bench`.
-// About 110 lines: the main job's sequence (array and CRC once, then per repeat and backend
-// the K calibration loop around `run_once`, the record and its row); header, record, row and
-// report are their own functions, and what is left is the loop that owns the buffers.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let spec = a.array.resolve()?;
-    let tuning = a.tuning.tuning()?;
-    let (backends, uring_unavailable) = select_backends(a.backend)?;
-
     // The array and its checksum, once, outside every measurement.
     let mut send = Buffer::zeroed(spec.bytes)?;
     fill_arange(spec.dtype, send.bytes_mut());
     let send_crc = crc32fast::hash(send.bytes());
-    let mut recv = Buffer::zeroed(spec.bytes)?;
-    let mut back = Buffer::zeroed(if a.bidir { spec.bytes } else { 0 })?;
-
-    let defaults = Options::default();
-    let opts = Options {
-        idle_timeout: a.timeout,
-        uring: tuning.clone(),
-        ..defaults
-    };
-    let mode = if a.registered {
-        "pre-registered"
-    } else {
-        "one-shot"
-    };
-    if !a.json {
-        print_header(a, &spec, mode, send_crc);
-    }
-
-    let mut runs = Vec::new();
-    // Transfers per run, per backend (see `super::batch`).
-    let mut batches: Vec<Batch> = backends
-        .iter()
-        .map(|_| Batch::for_size(spec.bytes))
-        .collect();
-    let mut warned_refusal = false;
-    let mut bufs = BenchSockBufs::default();
-    let progress = Progress::start(
-        a.interval,
-        (spec.bytes as u64).saturating_mul(u64::from(a.repeat) * backends.len() as u64),
-    );
-    for r in 0..a.repeat {
-        // Alternate which backend goes first, so neither always runs on a warmer machine.
-        let mut order = backends.clone();
-        order.rotate_left(r as usize % backends.len());
-        for backend in order {
-            if let Some(p) = &progress {
-                p.set_label(&backend.to_string());
-            }
-            let batch = &mut batches[backends.iter().position(|&b| b == backend).unwrap_or(0)];
-            let m = loop {
-                recv.bytes_mut().fill(0xAA);
-                back.bytes_mut().fill(0xAA);
-                let m = run_once(
-                    &Options {
-                        backend,
-                        ..opts.clone()
-                    },
-                    a.registered,
-                    &a.sockbufs,
-                    progress.as_ref(),
-                    (send.bytes(), recv.bytes_mut()),
-                    Shape {
-                        transfers: batch.transfers(),
-                        streams: a.streams as usize,
-                        back: a.bidir.then(|| back.bytes_mut()),
-                    },
-                )
-                .map_err(|e| Failure::runtime(format!("{backend} run {}: {}", r + 1, e.message)))?;
-                if batch.accept(m.seconds) {
-                    break m;
-                }
-            };
-            if let Some(reason) = m.refused.as_deref()
-                && !warned_refusal
-            {
-                eprintln!("ringxfer bench: the kernel refused to register the array: {reason}");
-                warned_refusal = true;
-            }
-            if runs.is_empty() {
-                bufs = BenchSockBufs {
-                    sndbuf_requested: a.sockbufs.sndbuf,
-                    rcvbuf_requested: a.sockbufs.rcvbuf,
-                    ..m.bufs
-                };
-            }
-            let rec = record(
-                backend,
-                r + 1,
-                &spec,
-                a.registered,
-                &m,
-                send_crc,
-                recv.bytes(),
-                back.bytes(),
-            );
-            if !a.json {
-                print_row(runs.len() + 1, &rec, progress.is_some());
-            }
-            runs.push(rec);
-        }
-    }
-    if let Some(p) = progress {
-        p.finish();
-    }
-
-    let setup = Setup {
+    let bulk = Bulk {
+        a,
         spec,
-        mode,
+        send,
         send_crc,
-        tuning,
-        backends,
-        uring_unavailable,
+        recv: Buffer::zeroed(spec.bytes)?,
+        back: Buffer::zeroed(if a.bidir { spec.bytes } else { 0 })?,
+        mode: if a.registered {
+            "pre-registered"
+        } else {
+            "one-shot"
+        },
+        batched: Batch::for_size(spec.bytes).batched(),
+        redone: 0,
+        warned_refusal: false,
     };
-    report(a, &setup, runs, bufs, &batches)
+    runner::run(a, bulk)
 }
 
-/// What a bench run keeps fixed across its runs, for the report.
-struct Setup {
+/// The mode: the array and its CRC-32 (made once), the receive buffers (allocated once, filled
+/// with `0xAA` before every run), and the calibration's count.
+struct Bulk<'a> {
+    a: &'a BenchArgs,
     spec: ArraySpec,
-    mode: &'static str,
+    send: Buffer,
     send_crc: u32,
-    tuning: UringTuning,
-    backends: Vec<Backend>,
-    uring_unavailable: Option<String>,
+    recv: Buffer,
+    /// `--bidir`: the client's receive buffer (empty otherwise).
+    back: Buffer,
+    /// `"one-shot"` or `"pre-registered"`.
+    mode: &'static str,
+    /// Runs send the array K times ([`super::batch`]).
+    batched: bool,
+    /// Runs too short to count, done again with a larger K.
+    redone: u32,
+    warned_refusal: bool,
 }
 
-/// The summary per backend, the ratio and the verdict, as JSON or text; a failure when any
-/// run did not verify.
-fn report(
-    a: &BenchArgs,
-    setup: &Setup,
-    runs: Vec<RunRecord>,
-    bufs: BenchSockBufs,
-    batches: &[Batch],
-) -> Result<(), Failure> {
-    let summary: Vec<Summary> = setup
-        .backends
-        .iter()
-        .map(|&b| summarize(b.to_string(), &runs))
-        .collect();
-    let median_of = |b: &str| {
-        summary
-            .iter()
-            .find(|s| s.backend == b)
-            .map(|s| s.median_gbytes_per_s)
-    };
-    let ratio = match (median_of("uring"), median_of("blocking")) {
-        (Some(u), Some(b)) if b > 0.0 => Some(u / b),
-        _ => None,
-    };
+/// A backend's state: the options its runs make their engines with (each run makes its own,
+/// on the threads that use them, before the barrier), and its transfers per run.
+struct Ends {
+    opts: Options,
+    batch: Batch,
+}
 
-    let (bad, total) = (
-        runs.iter()
-            .filter(|r| !r.verified || r.reverse.as_ref().is_some_and(|b| !b.verified))
-            .count(),
-        runs.len(),
-    );
-    let batched = batches.iter().any(Batch::batched);
-    if a.json {
-        let report = Report {
-            mode: Mode {
-                dtype: setup.spec.dtype.to_string(),
-                count: setup.spec.count,
-                bytes: setup.spec.bytes,
-                streams: a.streams,
-                bidir: a.bidir,
-                mode: setup.mode,
-                crc32: format!("{:08x}", setup.send_crc),
-                min_run_seconds: batched.then_some(MIN_RUN_SECS),
-                short_runs_redone: batched.then(|| batches.iter().map(Batch::redone).sum()),
-                ratio_uring_over_blocking: ratio,
+impl Mode for Bulk<'_> {
+    type Ends = Ends;
+    type Kind = ();
+    type Measured = Measured;
+    type Fields = Fields;
+
+    fn ends(&self, opts: &Options) -> Result<Ends, Failure> {
+        Ok(Ends {
+            opts: opts.clone(),
+            batch: Batch::for_size(self.spec.bytes),
+        })
+    }
+
+    fn kinds(&self, _phase: usize, _backend: Backend) -> Vec<()> {
+        vec![()]
+    }
+
+    fn kind_name((): ()) -> Option<&'static str> {
+        None
+    }
+
+    fn print_header(&self, a: &BenchArgs, _opts: &Options) {
+        print_header(a, &self.spec, self.mode, self.send_crc);
+    }
+
+    fn progress_total(&self, backends: &[Backend], repeat: u32) -> u64 {
+        (self.spec.bytes as u64).saturating_mul(u64::from(repeat) * backends.len() as u64)
+    }
+
+    fn measure(
+        &mut self,
+        ends: &mut Ends,
+        (): (),
+        progress: Option<&Progress>,
+    ) -> Result<Measured, Failure> {
+        self.recv.bytes_mut().fill(0xAA);
+        self.back.bytes_mut().fill(0xAA);
+        let a = self.a;
+        run_once(
+            &ends.opts,
+            a.registered,
+            &a.sockbufs,
+            progress,
+            (self.send.bytes(), self.recv.bytes_mut()),
+            Shape {
+                transfers: ends.batch.transfers(),
+                streams: a.streams as usize,
+                back: a.bidir.then(|| self.back.bytes_mut()),
             },
-            repeat: a.repeat,
-            uring_tuning: setup
-                .backends
-                .contains(&Backend::Uring)
-                .then(|| setup.tuning.clone()),
-            uring_unavailable: setup.uring_unavailable.clone(),
-            host: Host::here(),
-            socket_buffers: bufs,
-            runs,
-            summary,
-        };
-        crate::report::print_json(&report)?;
-    } else {
-        print_summary(&summary, ratio);
-        if batched {
-            let redone: u32 = batches.iter().map(Batch::redone).sum();
-            println!(
-                "K: transfers per run; {redone} run(s) shorter than {MIN_RUN_SECS} s (calibration \
-                 included) were done again with a larger K and are not shown"
-            );
-        }
-        println!(
-            "SQEs/CQEs: submitted/reaped by the sending/receiving engine in the run (CQEs include \
-             SEND_ZC notifications)"
-        );
-        if let Some(note) = send_zc_note(&runs) {
-            println!("{note}");
-        }
+        )
     }
 
-    if bad > 0 {
-        return Err(Failure::runtime(format!(
-            "{bad} of {total} runs did not verify (the array's crc32 is {:08x}; each \
-             run's line says what failed)",
-            setup.send_crc
-        )));
+    fn accept(&mut self, ends: &mut Ends, m: &Measured) -> bool {
+        let ok = ends.batch.accept(m.seconds);
+        self.redone += u32::from(!ok);
+        ok
     }
-    Ok(())
+
+    fn record(
+        &mut self,
+        backend: Backend,
+        (): (),
+        repeat: u32,
+        m: Measured,
+    ) -> (RunRecord, (SockBufs, SockBufs)) {
+        if let Some(reason) = m.refused.as_deref()
+            && !self.warned_refusal
+        {
+            eprintln!("ringxfer bench: the kernel refused to register the array: {reason}");
+            self.warned_refusal = true;
+        }
+        let rec = record(backend, repeat, self, &m);
+        (rec, (m.bufs.sender, m.bufs.receiver))
+    }
+
+    fn print_row(&self, n: usize, rec: &RunRecord) {
+        print_row(n, rec);
+    }
+
+    fn conclude(&self, summary: &mut [Summary], runs: &[RunRecord]) -> (Fields, Vec<String>) {
+        let med = |b: &str| median_in(summary, b, None, Summary::median_gbytes_per_s);
+        let ratio = ratio(med("uring"), med("blocking"));
+        let mut lines = vec![match ratio {
+            Some(r) => format!("ratio uring/blocking (median/median): {r:.3}"),
+            None => "ratio uring/blocking: n/a (needs both backends, with bytes moved)".to_owned(),
+        }];
+        lines.extend(verdict(
+            ratio,
+            summary.iter().map(|s| s.runs).min().unwrap_or(0),
+        ));
+        if self.batched {
+            lines.push(format!(
+                "K: transfers per run; {} run(s) shorter than {MIN_RUN_SECS} s (calibration \
+                 included) were done again with a larger K and are not shown",
+                self.redone
+            ));
+        }
+        lines.push(
+            "SQEs/CQEs: submitted/reaped by the sending/receiving engine in the run (CQEs \
+             include SEND_ZC notifications)"
+                .to_owned(),
+        );
+        lines.extend(send_zc_note(runs));
+        let (a, spec) = (self.a, &self.spec);
+        let fields = Fields {
+            dtype: spec.dtype.to_string(),
+            count: spec.count,
+            bytes: spec.bytes,
+            streams: a.streams,
+            bidir: a.bidir,
+            mode: self.mode,
+            crc32: format!("{:08x}", self.send_crc),
+            min_run_seconds: self.batched.then_some(MIN_RUN_SECS),
+            short_runs_redone: self.batched.then_some(self.redone),
+            ratio_uring_over_blocking: ratio,
+        };
+        (fields, lines)
+    }
+
+    fn print_summary(&self, summary: &[Summary]) {
+        print_summary(summary);
+    }
+
+    fn unverified_note(&self) -> String {
+        format!(
+            " (the array's crc32 is {:08x}; each run's line says what failed)",
+            self.send_crc
+        )
+    }
 }
 
 /// The text report's lines before the first run: what is measured, and the run table's head.
@@ -453,34 +330,24 @@ fn print_header(a: &BenchArgs, spec: &ArraySpec, mode: &str, send_crc: u32) {
 
 /// The record of run `repeat` (1-based) of `backend`: `m` checked against the array's CRC-32
 /// (the received copy and, with `--bidir`, the reverse direction's).
-#[allow(clippy::too_many_arguments)] // the run's facts, each used once; a struct would only rename them
-fn record(
-    backend: Backend,
-    repeat: u32,
-    spec: &ArraySpec,
-    registered: bool,
-    m: &Measured,
-    send_crc: u32,
-    received: &[u8],
-    back: &[u8],
-) -> RunRecord {
-    let crc_ok = crc32fast::hash(received) == send_crc;
-    let failed = m.failed_check.clone().or_else(|| {
-        (!crc_ok).then(|| {
+fn record(backend: Backend, repeat: u32, bulk: &Bulk<'_>, m: &Measured) -> RunRecord {
+    let crc_failed = |got: &[u8]| {
+        (crc32fast::hash(got) != bulk.send_crc).then(|| {
             let last = m.transfers;
             format!("crc mismatch in transfer {last} of {last}")
         })
-    });
-    let verified = failed.is_none();
+    };
+    let failed = m
+        .failed_check
+        .clone()
+        .or_else(|| crc_failed(bulk.recv.bytes()));
     let (tx, rx) = m.stats;
-    let moved = spec.bytes.saturating_mul(m.transfers as usize);
+    let moved = bulk.spec.bytes.saturating_mul(m.transfers as usize);
     let reverse = m.back.as_ref().map(|b| {
-        let error = b.failed_check.clone().or_else(|| {
-            (crc32fast::hash(back) != send_crc).then(|| {
-                let last = m.transfers;
-                format!("crc mismatch in transfer {last} of {last}")
-            })
-        });
+        let error = b
+            .failed_check
+            .clone()
+            .or_else(|| crc_failed(bulk.back.bytes()));
         Reverse {
             seconds: b.seconds,
             gbytes_per_s: gbytes_per_s(moved, b.seconds),
@@ -489,81 +356,74 @@ fn record(
             cpu: b.cpu,
         }
     });
+    let per_end = |f: fn(&EngineStats) -> u64| PerEnd {
+        sender: f(&tx),
+        receiver: f(&rx),
+    };
     RunRecord {
         backend: backend.to_string(),
+        kind: None,
         repeat,
-        bytes: spec.bytes,
-        transfers_per_run: m.transfers,
-        total_bytes: moved,
+        bytes: bulk.spec.bytes as u64,
         seconds: m.seconds,
-        gbytes_per_s: gbytes_per_s(moved, m.seconds),
-        verified,
-        sqes: PerEnd {
-            sender: tx.sqes,
-            receiver: rx.sqes,
-        },
-        cqes: PerEnd {
-            sender: tx.cqes,
-            receiver: rx.cqes,
-        },
-        notifs: PerEnd {
-            sender: tx.notifs,
-            receiver: rx.notifs,
-        },
-        send_zc: SendZcRecord::from(&tx),
+        gbytes_per_s: Some(gbytes_per_s(moved, m.seconds)),
+        verified: failed.is_none(),
         error: failed,
-        registered: registered.then_some(m.registered),
         cpu: m.cpu,
-        reverse,
+        detail: Detail::Bulk(BulkRun {
+            transfers_per_run: m.transfers,
+            total_bytes: moved as u64,
+            sqes: per_end(|s| s.sqes),
+            cqes: per_end(|s| s.cqes),
+            notifs: per_end(|s| s.notifs),
+            send_zc: SendZcRecord::from(&tx),
+            registered: bulk.a.registered.then_some(m.registered),
+            reverse,
+        }),
     }
 }
 
-/// Row `n` of the run table; `flush_stderr` first lets the interval lines (`-i`) go out.
-fn print_row(n: usize, rec: &RunRecord, flush_stderr: bool) {
-    if flush_stderr {
-        // Let the interval lines on stderr go out before this row.
-        let _ = std::io::Write::flush(&mut std::io::stderr());
-    }
+/// Row `n` of the run table.
+fn print_row(n: usize, rec: &RunRecord) {
+    let Detail::Bulk(b) = &rec.detail else {
+        return;
+    };
+    let gbytes_per_s = rec.gbytes_per_s.unwrap_or(0.0);
     println!(
         "{:>3}  {:<8}  {:>7}  {:>9.4}  {:>7.3}  {:>8.2}  {:>6}  {:>6}  {:>15}  {:>15}  {}{}{}",
         n,
         rec.backend,
-        rec.transfers_per_run,
+        b.transfers_per_run,
         rec.seconds,
-        rec.gbytes_per_s,
-        rec.gbytes_per_s * 8.0,
+        gbytes_per_s,
+        gbytes_per_s * 8.0,
         cpu_cell(rec.cpu.sender),
         cpu_cell(rec.cpu.receiver),
-        format!("{}/{}", rec.sqes.sender, rec.sqes.receiver),
-        format!("{}/{}", rec.cqes.sender, rec.cqes.receiver),
-        match &rec.error {
-            None => "yes".to_owned(),
-            Some(why) => format!("NO ({why})"),
-        },
-        match rec.registered {
+        format!("{}/{}", b.sqes.sender, b.sqes.receiver),
+        format!("{}/{}", b.cqes.sender, b.cqes.receiver),
+        verified_cell(rec.error.as_ref()),
+        match b.registered {
             Some(true) => ", registered",
             Some(false) => ", not registered",
             None => "",
         },
-        match &rec.reverse {
+        match &b.reverse {
             None => String::new(),
-            Some(b) => format!(
+            Some(r) => format!(
                 "; rev {:.4} s {:.3} GB/s, cpu {}/{}, verified {}",
-                b.seconds,
-                b.gbytes_per_s,
-                cpu_cell(b.cpu.sender),
-                cpu_cell(b.cpu.receiver),
-                match &b.error {
-                    None => "yes".to_owned(),
-                    Some(why) => format!("NO ({why})"),
-                }
+                r.seconds,
+                r.gbytes_per_s,
+                cpu_cell(r.cpu.sender),
+                cpu_cell(r.cpu.receiver),
+                verified_cell(r.error.as_ref()),
             ),
         }
     );
 }
 
-/// The human summary table and the ratio line.
-fn print_summary(summary: &[Summary], ratio: Option<f64>) {
+/// The human summary table and its CPU line (the ratio and verdict lines come from
+/// [`Mode::conclude`]).
+fn print_summary(summary: &[Summary]) {
     println!();
     println!(
         "{:<8}  {:>4}  {:>11}  {:>8}  {:>8}  {:>13}  {:>10}  {:>10}  {:>13}  {:>13}",
@@ -578,7 +438,6 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
         "tx cpu s/GB",
         "rx cpu s/GB"
     );
-    let per_gb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
     for s in summary {
         if let Some(r) = s.reverse_median_gbytes_per_s {
             println!(
@@ -586,61 +445,27 @@ fn print_summary(summary: &[Summary], ratio: Option<f64>) {
                 s.backend
             );
         }
+        let (g, cpu) = (
+            spread_or_zero(s.gbytes_per_s),
+            s.cpu_s_per_gb.unwrap_or_default(),
+        );
         println!(
             "{:<8}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>13.2}  {:>10.2}  {:>10.2}  {:>13}  {:>13}",
             s.backend,
             s.runs,
-            s.median_gbytes_per_s,
-            s.min_gbytes_per_s,
-            s.max_gbytes_per_s,
-            s.median_gbytes_per_s * 8.0,
-            s.min_gbytes_per_s * 8.0,
-            s.max_gbytes_per_s * 8.0,
-            per_gb(s.cpu_s_per_gb.sender),
-            per_gb(s.cpu_s_per_gb.receiver),
+            g.median,
+            g.min,
+            g.max,
+            g.median * 8.0,
+            g.min * 8.0,
+            g.max * 8.0,
+            per_gb_cell(cpu.sender),
+            per_gb_cell(cpu.receiver),
         );
     }
     println!(
         "cpu: user + system seconds of the sending / receiving thread per 10^9 bytes (median)"
     );
-    match ratio {
-        Some(r) => println!("ratio uring/blocking (median/median): {r:.3}"),
-        None => println!("ratio uring/blocking: n/a (needs both backends, with bytes moved)"),
-    }
-    if let Some(v) = verdict(ratio, summary.iter().map(|s| s.runs).min().unwrap_or(0)) {
-        println!("{v}");
-    }
-}
-
-/// Median, min and max throughput of `backend`'s runs.
-fn summarize(backend: String, runs: &[RunRecord]) -> Summary {
-    let mut v: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.backend == backend)
-        .map(|r| r.gbytes_per_s)
-        .collect();
-    v.sort_by(f64::total_cmp);
-    Summary {
-        backend: backend.clone(),
-        runs: v.len(),
-        median_gbytes_per_s: median(&v),
-        min_gbytes_per_s: v.first().copied().unwrap_or(0.0),
-        max_gbytes_per_s: v.last().copied().unwrap_or(0.0),
-        cpu_s_per_gb: CpuPerGb::median_of(
-            runs.iter()
-                .filter(|r| r.backend == backend)
-                .map(|r| (r.total_bytes as f64, r.cpu)),
-        ),
-        reverse_median_gbytes_per_s: {
-            let mut r: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.backend == backend)
-                .filter_map(|r| r.reverse.as_ref().map(|b| b.gbytes_per_s))
-                .collect();
-            r.sort_by(f64::total_cmp);
-            (!r.is_empty()).then(|| median(&r))
-        },
-    }
 }
 
 /// What one run measured.

@@ -1,37 +1,22 @@
-//! What the bench modes share: the backends `--backend` selects, the engines, the loop over
-//! repeats, backends and kinds (the order alternates), the clock of one run, the loopback
-//! connections, the host block, the statistics and the cells of the text tables.
+//! What the bench modes and their runner share: the backends `--backend` selects, the clock
+//! of one run, the loopback connections, the host block, the `--json` report, the ratios and
+//! the cells of the text tables.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Engine, Options};
+use ringxfer::dtype::fill_arange;
+use ringxfer::{Backend, Engine};
 use serde::Serialize;
 
 use super::args::{BenchArgs, BenchBackend};
+use super::record::{Label, Spread};
+use crate::args::ArraySpec;
+use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{Cpu, CpuPair, Progress, SockBufArgs, SockBufs, say_notices, with_cpu};
-use crate::report::median;
-
-/// One sending and one receiving engine per backend, alive across all repeats.
-pub(crate) fn engine_pairs(
-    backends: &[Backend],
-    opts: &Options,
-) -> Result<Vec<(Backend, Engine, Engine)>, Failure> {
-    let mut engines = Vec::new();
-    for &b in backends {
-        let o = Options {
-            backend: b,
-            ..opts.clone()
-        };
-        let tx = Engine::with_options(o.clone())?;
-        let rx = Engine::with_options(o)?;
-        engines.push((b, tx, rx));
-    }
-    Ok(engines)
-}
+use crate::measure::{Cpu, CpuPair, SockBufArgs, SockBufs, with_cpu};
 
 /// The socket buffers of the report, before the first run fills in the effective sizes.
 pub(crate) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
@@ -40,47 +25,6 @@ pub(crate) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
         rcvbuf_requested: a.sockbufs.rcvbuf,
         ..BenchSockBufs::default()
     }
-}
-
-/// Runs every repeat: per repeat each backend (the order alternates between repeats), and
-/// within a backend each of `kinds(backend)` (the order alternates too). `measure` runs one
-/// transfer (its failure ends the bench, named by backend, kind and repeat); then both
-/// engines' notices are said and `record` gets the backend, the kind, the 1-based repeat and
-/// what `measure` returned.
-pub(crate) fn for_each_run<'k, K: Copy + 'k, M>(
-    engines: &mut [(Backend, Engine, Engine)],
-    repeat: u32,
-    kinds: impl Fn(Backend) -> &'k [K],
-    kind_name: impl Fn(K) -> &'static str,
-    mut measure: impl FnMut(&mut Engine, &mut Engine, K) -> Result<M, Failure>,
-    mut record: impl FnMut(Backend, K, u32, M),
-    progress: Option<&Progress>,
-) -> Result<(), Failure> {
-    for r in 0..repeat {
-        let n = engines.len();
-        for i in 0..n {
-            let (backend, tx, rx) = &mut engines[(i + r as usize) % n];
-            let ks = kinds(*backend);
-            for j in 0..ks.len() {
-                let kind = ks[(j + r as usize) % ks.len()];
-                if let Some(p) = progress {
-                    p.set_label(&backend.to_string());
-                }
-                let m = measure(tx, rx, kind).map_err(|f| {
-                    Failure::runtime(format!(
-                        "{backend} {} run {}: {}",
-                        kind_name(kind),
-                        r + 1,
-                        f.message
-                    ))
-                })?;
-                say_notices("bench", tx);
-                say_notices("bench", rx);
-                record(*backend, kind, r + 1, m);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One side of a run under the clock: start, end, what it returned, its CPU.
@@ -133,6 +77,16 @@ pub(crate) fn joined_as<T>(
     }
 }
 
+/// The kind cell of a row: the kind's name, or nothing.
+pub(crate) fn kind_cell(kind: Option<Label>) -> &'static str {
+    kind.map_or("", |k| k.name)
+}
+
+/// A summary's spread, zeros where the mode has none.
+pub(crate) fn spread_or_zero(s: Option<Spread>) -> Spread {
+    s.unwrap_or_else(|| Spread::of("", []))
+}
+
 /// The `verified` cell of a run's row: `yes`, or `NO (why)`.
 pub(crate) fn verified_cell(error: Option<&String>) -> String {
     match error {
@@ -167,21 +121,6 @@ pub(crate) fn ratio(x: Option<f64>, y: Option<f64>) -> Option<f64> {
 /// A ratio as printed after the summary table.
 pub(crate) fn ratio_cell(r: Option<f64>) -> String {
     r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"))
-}
-
-/// The bench's result: a failure when any of `verified` is false.
-pub(crate) fn all_verified(verified: impl Iterator<Item = bool>) -> Result<(), Failure> {
-    let (mut bad, mut total) = (0, 0);
-    for v in verified {
-        total += 1;
-        bad += usize::from(!v);
-    }
-    if bad > 0 {
-        return Err(Failure::runtime(format!(
-            "{bad} of {total} runs did not verify"
-        )));
-    }
-    Ok(())
 }
 
 /// The `--json` report of every bench mode: the mode's own fields (`M`, flattened into the
@@ -279,15 +218,19 @@ pub(crate) fn cpu_cell(c: Option<Cpu>) -> String {
     c.map_or_else(|| "n/a".to_owned(), |c| format!("{:.3}", c.total()))
 }
 
-/// Median, min and max of `values` (zeros when empty).
-pub(crate) fn stats(values: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
-    let mut v: Vec<f64> = values.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    (
-        median(&v),
-        v.first().copied().unwrap_or(0.0),
-        v.last().copied().unwrap_or(0.0),
-    )
+/// `n` consecutive slices of `spec.bytes` bytes of one arange pattern of `spec.dtype` (the
+/// distinct payloads of `--count-arrays` and `--pingpong`).
+///
+/// # Errors
+/// A usage error when `n` slices do not fit in memory's address range.
+pub(crate) fn arange_slices(spec: &ArraySpec, n: usize) -> Result<Buffer, Failure> {
+    let total = spec
+        .bytes
+        .checked_mul(n)
+        .ok_or_else(|| Failure::usage(format!("--size {} is too large", spec.bytes)))?;
+    let mut payloads = Buffer::zeroed(total)?;
+    fill_arange(spec.dtype, payloads.bytes_mut());
+    Ok(payloads)
 }
 
 /// A connected loopback TCP pair `(client, server)`, set up by one thread (loopback connect

@@ -36,17 +36,17 @@ use ringxfer::{AnyArray, Backend, Engine, Options, Order};
 use serde::Serialize;
 
 use super::args::BenchArgs;
-use super::common::{Host, Report, cpu_cell, loopback_pair, select_backends, stats};
 use super::common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, ratio, ratio_cell,
-    requested_bufs, verified_cell,
+    clocked, cpu_cell, joined, kind_cell, loopback_pair, per_gb_cell, ratio, ratio_cell,
+    spread_or_zero, verified_cell,
 };
+use super::record::{Detail, Label, RunRecord, Summary, median_in};
+use super::runner::{self, Mode, Pair};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{Cpu, CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs};
+use crate::measure::{Cpu, CpuPair, Progress, SockBufArgs, SockBufs, count};
 use crate::report::gbytes_per_s;
-use crate::report::print_json;
 
 /// How the receiver gets its memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,13 @@ impl Receive {
         }
     }
 
+    fn label(self) -> Label {
+        Label {
+            key: "receive",
+            name: self.name(),
+        }
+    }
+
     /// The kinds measured on `backend`: naive is the blocking baseline only.
     fn on(backend: Backend) -> &'static [Receive] {
         match backend {
@@ -74,43 +81,6 @@ impl Receive {
     }
 }
 
-/// One measured run, as in the JSON `runs` array.
-#[derive(Debug, Serialize)]
-struct RunRecord {
-    backend: String,
-    receive: &'static str,
-    /// 1-based repeat number.
-    repeat: u32,
-    bytes: usize,
-    seconds: f64,
-    gbytes_per_s: f64,
-    /// Header (framed), library checksum (framed) and CRC-32 of the bytes all matched.
-    verified: bool,
-    /// `fresh` only: the pool held recycled memory of this size when the run started
-    /// (false for the first fresh run of the process, and for arrays below 1 MiB, which
-    /// live on the heap).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recycled: Option<bool>,
-    /// Why the run did not verify.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// CPU seconds of the sending and the receiving thread during the run.
-    cpu: CpuPair,
-}
-
-/// Statistics per (backend, receive kind), as in the JSON `summary` array.
-#[derive(Debug, Serialize)]
-struct Summary {
-    backend: String,
-    receive: &'static str,
-    runs: usize,
-    median_gbytes_per_s: f64,
-    min_gbytes_per_s: f64,
-    max_gbytes_per_s: f64,
-    /// Median user + system CPU seconds per 10^9 bytes, each end.
-    cpu_s_per_gb: CpuPerGb,
-}
-
 /// Per-backend `fresh / pretouched` median ratios.
 #[derive(Debug, Serialize)]
 struct PerBackend {
@@ -118,9 +88,10 @@ struct PerBackend {
     blocking: Option<f64>,
 }
 
-/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
+/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// common ones).
 #[derive(Debug, Serialize)]
-struct Mode {
+struct Fields {
     mode: &'static str,
     dtype: String,
     count: u64,
@@ -215,156 +186,200 @@ enum Got {
 }
 
 /// Runs `ringxfer bench --fresh`.
-// Longer than ~100 lines on purpose: this is the mode's one sequence (plan, the shared
-// runner `common::for_each_run` with this mode's measure and record closures, summary,
-// report); the closures borrow this function's buffers and tables, so moving them out would
-// only thread those borrows through more signatures. Printing and summarizing are split off.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
-    let spec = a.array.resolve()?;
-    if !spec.dtype.is_native() || with_element!(spec.dtype.scalar(), T => size_of::<T>()).is_none()
-    {
-        return Err(Failure::usage(format!(
-            "--fresh needs a native dtype with a Rust element type (f8, f4, i8, i4, i2, i1, u8, \
-             u4, u2, u1), not {}",
-            spec.dtype
-        )));
-    }
-    let tuning = a.tuning.tuning()?;
-    let (backends, uring_unavailable) = select_backends(a.backend)?;
-    let defaults = Options::default();
-    let opts = Options {
-        idle_timeout: a.timeout,
-        uring: tuning.clone(),
-        prefault: a.prefault.unwrap_or(defaults.prefault),
-        recycle_bytes: match a.recycle {
+    runner::run(a, Fresh::new(a)?)
+}
+
+/// The mode: the array (made once, with its CRC-32), the pre-touched receive buffer, and the
+/// receive memory settings.
+struct Fresh<'a> {
+    a: &'a BenchArgs,
+    spec: ArraySpec,
+    send: Buffer,
+    send_crc: u32,
+    /// Allocated and touched once (`Buffer::zeroed` writes every page), before any run.
+    pre: Buffer,
+    prefault: ringxfer::Prefault,
+    recycle_bytes: usize,
+}
+
+impl<'a> Fresh<'a> {
+    fn new(a: &'a BenchArgs) -> Result<Fresh<'a>, Failure> {
+        let spec = a.array.resolve()?;
+        if !spec.dtype.is_native()
+            || with_element!(spec.dtype.scalar(), T => size_of::<T>()).is_none()
+        {
+            return Err(Failure::usage(format!(
+                "--fresh needs a native dtype with a Rust element type (f8, f4, i8, i4, i2, i1, \
+                 u8, u4, u2, u1), not {}",
+                spec.dtype
+            )));
+        }
+        let defaults = Options::default();
+        let recycle_bytes = match a.recycle {
             Some(b) => usize::try_from(b)
                 .map_err(|_| Failure::usage(format!("--recycle {b} is too large")))?,
             None => defaults.recycle_bytes,
-        },
-        ..defaults
-    };
-
-    let mut send = Buffer::zeroed(spec.bytes)?;
-    fill_arange(spec.dtype, send.bytes_mut());
-    let send_crc = crc32fast::hash(send.bytes());
-    // Allocated and touched once (Buffer::zeroed writes every page), before any run.
-    let mut pre = Buffer::zeroed(spec.bytes)?;
-
-    let mut engines = engine_pairs(&backends, &opts)?;
-
-    if !a.json {
-        print_header(a, &spec, &opts, send_crc);
-    }
-
-    let mut runs: Vec<RunRecord> = Vec::new();
-    let mut bufs = requested_bufs(a);
-    let kinds_total: usize = backends.iter().map(|&b| Receive::on(b).len()).sum();
-    let progress = Progress::start(
-        a.interval,
-        (spec.bytes as u64).saturating_mul(u64::from(a.repeat) * kinds_total as u64),
-    );
-    for_each_run(
-        &mut engines,
-        a.repeat,
-        Receive::on,
-        Receive::name,
-        |tx, rx, kind| {
-            if kind == Receive::Pretouched {
-                pre.bytes_mut().fill(0xAA);
-            }
-            let recycled = (kind == Receive::Fresh).then(|| rx.recycled_bytes() >= spec.bytes);
-            let m = run_once(
-                tx,
-                rx,
-                kind,
-                &spec,
-                &a.sockbufs,
-                send.bytes(),
-                pre.bytes_mut(),
-            )?;
-            if let Some(p) = &progress {
-                p.add(spec.bytes as u64);
-            }
-            let check = verify(m.got, &spec, send_crc, pre.bytes());
-            Ok((m.seconds, m.cpu, m.bufs, recycled, check))
-        },
-        |backend, kind, repeat, (seconds, cpu, sock_bufs, recycled, check)| {
-            if runs.is_empty() {
-                (bufs.sender, bufs.receiver) = sock_bufs;
-            }
-            let rec = RunRecord {
-                backend: backend.to_string(),
-                receive: kind.name(),
-                repeat,
-                bytes: spec.bytes,
-                seconds,
-                gbytes_per_s: gbytes_per_s(spec.bytes, seconds),
-                verified: check.is_ok(),
-                recycled,
-                error: check.err(),
-                cpu,
-            };
-            if !a.json {
-                print_row(runs.len() + 1, &rec);
-            }
-            runs.push(rec);
-        },
-        progress.as_ref(),
-    )?;
-    if let Some(p) = progress {
-        p.finish();
-    }
-
-    let summary = summarize(&backends, a.repeat, &runs);
-    let med = |b: &str, k: Receive| {
-        summary
-            .iter()
-            .find(|s| s.backend == b && s.receive == k.name())
-            .map(|s| s.median_gbytes_per_s)
-    };
-    let per_backend = PerBackend {
-        uring: ratio(
-            med("uring", Receive::Fresh),
-            med("uring", Receive::Pretouched),
-        ),
-        blocking: ratio(
-            med("blocking", Receive::Fresh),
-            med("blocking", Receive::Pretouched),
-        ),
-    };
-    let over_naive = ratio(
-        med("uring", Receive::Fresh),
-        med("blocking", Receive::Naive),
-    );
-
-    let verdict = all_verified(runs.iter().map(|r| r.verified));
-    if a.json {
-        let report = Report {
-            mode: Mode {
-                mode: "fresh",
-                dtype: spec.dtype.to_string(),
-                count: spec.count,
-                bytes: spec.bytes,
-                crc32: format!("{send_crc:08x}"),
-                prefault: opts.prefault,
-                recycle_bytes: opts.recycle_bytes,
-                ratio_fresh_over_pretouched: per_backend,
-                ratio_fresh_uring_over_naive_blocking: over_naive,
-            },
-            repeat: a.repeat,
-            uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
-            uring_unavailable,
-            host: Host::here(),
-            socket_buffers: bufs,
-            runs,
-            summary,
         };
-        print_json(&report)?;
-    } else {
-        print_summary(&summary, &per_backend, over_naive);
+        let mut send = Buffer::zeroed(spec.bytes)?;
+        fill_arange(spec.dtype, send.bytes_mut());
+        let send_crc = crc32fast::hash(send.bytes());
+        Ok(Fresh {
+            a,
+            spec,
+            send,
+            send_crc,
+            pre: Buffer::zeroed(spec.bytes)?,
+            prefault: a.prefault.unwrap_or(defaults.prefault),
+            recycle_bytes,
+        })
+    }
+}
+
+/// What one run measured, checked.
+struct Checked {
+    seconds: f64,
+    cpu: CpuPair,
+    bufs: (SockBufs, SockBufs),
+    /// `fresh`: the pool held recycled memory of the array's size when the run started.
+    recycled: Option<bool>,
+    check: Result<(), String>,
+}
+
+impl Mode for Fresh<'_> {
+    type Ends = Pair;
+    type Kind = Receive;
+    type Measured = Checked;
+    type Fields = Fields;
+
+    fn options(&self, base: Options) -> Options {
+        Options {
+            prefault: self.prefault,
+            recycle_bytes: self.recycle_bytes,
+            ..base
+        }
     }
 
-    verdict
+    fn ends(&self, opts: &Options) -> Result<Pair, Failure> {
+        Pair::new(opts)
+    }
+
+    fn kinds(&self, _phase: usize, backend: Backend) -> Vec<Receive> {
+        Receive::on(backend).to_vec()
+    }
+
+    fn kind_name(kind: Receive) -> Option<&'static str> {
+        Some(kind.name())
+    }
+
+    fn print_header(&self, a: &BenchArgs, opts: &Options) {
+        print_header(a, &self.spec, opts, self.send_crc);
+    }
+
+    fn progress_total(&self, backends: &[Backend], repeat: u32) -> u64 {
+        let kinds: usize = backends.iter().map(|&b| Receive::on(b).len()).sum();
+        (self.spec.bytes as u64).saturating_mul(u64::from(repeat) * kinds as u64)
+    }
+
+    fn measure(
+        &mut self,
+        pair: &mut Pair,
+        kind: Receive,
+        progress: Option<&Progress>,
+    ) -> Result<Checked, Failure> {
+        let spec = self.spec;
+        if kind == Receive::Pretouched {
+            self.pre.bytes_mut().fill(0xAA);
+        }
+        let recycled = (kind == Receive::Fresh).then(|| pair.rx.recycled_bytes() >= spec.bytes);
+        let (send, pre) = (self.send.bytes(), self.pre.bytes_mut());
+        let sockbufs = &self.a.sockbufs;
+        let m = pair.measure(|tx, rx| run_once(tx, rx, kind, &spec, sockbufs, send, pre))?;
+        count(progress, spec.bytes);
+        Ok(Checked {
+            seconds: m.seconds,
+            cpu: m.cpu,
+            bufs: m.bufs,
+            recycled,
+            check: verify(m.got, &spec, self.send_crc, self.pre.bytes()),
+        })
+    }
+
+    fn record(
+        &mut self,
+        backend: Backend,
+        kind: Receive,
+        repeat: u32,
+        m: Checked,
+    ) -> (RunRecord, (SockBufs, SockBufs)) {
+        let rec = RunRecord {
+            backend: backend.to_string(),
+            kind: Some(kind.label()),
+            repeat,
+            bytes: self.spec.bytes as u64,
+            seconds: m.seconds,
+            gbytes_per_s: Some(gbytes_per_s(self.spec.bytes, m.seconds)),
+            verified: m.check.is_ok(),
+            error: m.check.err(),
+            cpu: m.cpu,
+            detail: Detail::Fresh {
+                recycled: m.recycled,
+            },
+        };
+        (rec, m.bufs)
+    }
+
+    fn print_row(&self, n: usize, rec: &RunRecord) {
+        print_row(n, rec);
+    }
+
+    fn conclude(&self, summary: &mut [Summary], _runs: &[RunRecord]) -> (Fields, Vec<String>) {
+        let med = |b: &str, k: Receive| {
+            median_in(summary, b, Some(k.name()), Summary::median_gbytes_per_s)
+        };
+        let per_backend = PerBackend {
+            uring: ratio(
+                med("uring", Receive::Fresh),
+                med("uring", Receive::Pretouched),
+            ),
+            blocking: ratio(
+                med("blocking", Receive::Fresh),
+                med("blocking", Receive::Pretouched),
+            ),
+        };
+        let over_naive = ratio(
+            med("uring", Receive::Fresh),
+            med("blocking", Receive::Naive),
+        );
+        let lines = vec![
+            format!(
+                "ratio fresh/pretouched (median/median): uring {}, blocking {}",
+                ratio_cell(per_backend.uring),
+                ratio_cell(per_backend.blocking)
+            ),
+            format!(
+                "ratio fresh uring / naive blocking (median/median): {}",
+                ratio_cell(over_naive)
+            ),
+        ];
+        let spec = &self.spec;
+        let fields = Fields {
+            mode: "fresh",
+            dtype: spec.dtype.to_string(),
+            count: spec.count,
+            bytes: spec.bytes,
+            crc32: format!("{:08x}", self.send_crc),
+            prefault: self.prefault,
+            recycle_bytes: self.recycle_bytes,
+            ratio_fresh_over_pretouched: per_backend,
+            ratio_fresh_uring_over_naive_blocking: over_naive,
+        };
+        (fields, lines)
+    }
+
+    fn print_summary(&self, summary: &[Summary]) {
+        print_summary(summary);
+    }
 }
 
 /// The text report's lines before the first run.
@@ -395,50 +410,26 @@ fn print_row(n: usize, rec: &RunRecord) {
         "{:>3}  {:<8}  {:<10}  {:>9.4}  {:>7.3}  {:>6}  {:>6}  {}{}",
         n,
         rec.backend,
-        rec.receive,
+        kind_cell(rec.kind),
         rec.seconds,
-        rec.gbytes_per_s,
+        rec.gbytes_per_s.unwrap_or(0.0),
         cpu_cell(rec.cpu.sender),
         cpu_cell(rec.cpu.receiver),
         verified_cell(rec.error.as_ref()),
-        match rec.recycled {
-            Some(true) => ", recycled memory",
-            Some(false) => ", new memory",
-            None => "",
+        match rec.detail {
+            Detail::Fresh {
+                recycled: Some(true),
+            } => ", recycled memory",
+            Detail::Fresh {
+                recycled: Some(false),
+            } => ", new memory",
+            _ => "",
         }
     );
 }
 
-/// Median, min and max GB/s and the CPU per GB of each backend and receive kind.
-fn summarize(backends: &[Backend], repeat: u32, runs: &[RunRecord]) -> Vec<Summary> {
-    let mut summary = Vec::new();
-    for &b in backends {
-        for &k in Receive::on(b) {
-            let (median, min, max) = stats(
-                runs.iter()
-                    .filter(|x| x.backend == b.to_string() && x.receive == k.name())
-                    .map(|x| x.gbytes_per_s),
-            );
-            summary.push(Summary {
-                backend: b.to_string(),
-                receive: k.name(),
-                runs: repeat as usize,
-                median_gbytes_per_s: median,
-                min_gbytes_per_s: min,
-                max_gbytes_per_s: max,
-                cpu_s_per_gb: CpuPerGb::median_of(
-                    runs.iter()
-                        .filter(|x| x.backend == b.to_string() && x.receive == k.name())
-                        .map(|x| (x.bytes as f64, x.cpu)),
-                ),
-            });
-        }
-    }
-    summary
-}
-
-/// The text summary table and the ratios.
-fn print_summary(summary: &[Summary], per_backend: &PerBackend, over_naive: Option<f64>) {
+/// The text summary table.
+fn print_summary(summary: &[Summary]) {
     println!();
     println!(
         "{:<8}  {:<10}  {:>4}  {:>11}  {:>8}  {:>8}  {:>11}  {:>11}",
@@ -452,27 +443,22 @@ fn print_summary(summary: &[Summary], per_backend: &PerBackend, over_naive: Opti
         "rx cpu s/GB"
     );
     for s in summary {
+        let (g, cpu) = (
+            spread_or_zero(s.gbytes_per_s),
+            s.cpu_s_per_gb.unwrap_or_default(),
+        );
         println!(
             "{:<8}  {:<10}  {:>4}  {:>11.3}  {:>8.3}  {:>8.3}  {:>11}  {:>11}",
             s.backend,
-            s.receive,
+            kind_cell(s.kind),
             s.runs,
-            s.median_gbytes_per_s,
-            s.min_gbytes_per_s,
-            s.max_gbytes_per_s,
-            per_gb_cell(s.cpu_s_per_gb.sender),
-            per_gb_cell(s.cpu_s_per_gb.receiver),
+            g.median,
+            g.min,
+            g.max,
+            per_gb_cell(cpu.sender),
+            per_gb_cell(cpu.receiver),
         );
     }
-    println!(
-        "ratio fresh/pretouched (median/median): uring {}, blocking {}",
-        ratio_cell(per_backend.uring),
-        ratio_cell(per_backend.blocking)
-    );
-    println!(
-        "ratio fresh uring / naive blocking (median/median): {}",
-        ratio_cell(over_naive)
-    );
 }
 
 /// Checks what one run received; poisons and drops a fresh array.

@@ -28,22 +28,22 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Instant;
 
-use ringxfer::dtype::{DType, fill_arange};
+use ringxfer::dtype::DType;
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Error, Options, Order};
 use serde::Serialize;
 
 use super::args::{BenchArgs, PathArg};
-use super::common::{Host, Report, cpu_cell, loopback_pair, select_backends, stats};
 use super::common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined, per_gb_cell, ratio, ratio_cell,
-    requested_bufs, verified_cell,
+    arange_slices, clocked, cpu_cell, joined, kind_cell, loopback_pair, per_gb_cell, ratio,
+    ratio_cell, spread_or_zero, verified_cell,
 };
+use super::record::{Detail, Label, RunRecord, Summary, median_in};
+use super::runner::{self, Mode, Pair};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{CpuPair, CpuPerGb, Progress, SockBufArgs, SockBufs, count};
+use crate::measure::{CpuPair, Progress, SockBufArgs, SockBufs, count};
 use crate::report::gbytes_per_s;
-use crate::report::print_json;
 
 /// Array size without --size/--count.
 const DEFAULT_ARRAY_BYTES: u64 = 4096;
@@ -72,50 +72,19 @@ impl Path {
             Path::PerArray => "per-array",
         }
     }
+
+    fn label(self) -> Label {
+        Label {
+            key: "path",
+            name: self.name(),
+        }
+    }
 }
 
-/// One measured run, as in the JSON `runs` array.
+/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// common ones).
 #[derive(Debug, Serialize)]
-struct RunRecord {
-    backend: String,
-    path: &'static str,
-    /// 1-based repeat number.
-    repeat: u32,
-    arrays: u64,
-    /// Payload bytes of all arrays.
-    bytes: u64,
-    seconds: f64,
-    arrays_per_s: f64,
-    gbytes_per_s: f64,
-    /// Every array had the sent dtype, shape, order, checksum flag and bytes, in order, and
-    /// the stream ended cleanly after the last one.
-    verified: bool,
-    /// The first thing that did not verify.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// CPU seconds of the sending and the receiving thread during the run.
-    cpu: CpuPair,
-}
-
-/// Statistics per (backend, path), as in the JSON `summary` array.
-#[derive(Debug, Serialize)]
-struct Summary {
-    backend: String,
-    path: &'static str,
-    runs: usize,
-    median_arrays_per_s: f64,
-    min_arrays_per_s: f64,
-    max_arrays_per_s: f64,
-    median_gbytes_per_s: f64,
-    min_gbytes_per_s: f64,
-    max_gbytes_per_s: f64,
-    /// Median user + system CPU seconds per 10^9 payload bytes, each end.
-    cpu_s_per_gb: CpuPerGb,
-}
-
-/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
-#[derive(Debug, Serialize)]
-struct Mode {
+struct Fields {
     mode: &'static str,
     dtype: String,
     shape: [u64; 1],
@@ -171,152 +140,179 @@ impl Stream<'_> {
 }
 
 /// Runs `ringxfer bench --count-arrays`.
-// Longer than ~100 lines on purpose: this is the mode's one sequence (plan, the shared
-// runner `common::for_each_run` with this mode's measure and record closures, summary,
-// report); the closures borrow this function's buffers and tables, so moving them out would
-// only thread those borrows through more signatures. Printing and summarizing are split off.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
-    let spec = if a.array.count_given() {
-        a.array.resolve()?
-    } else {
-        let dtype = a.array.dtype();
-        let item = dtype.itemsize() as u64;
-        ArraySpec {
-            dtype,
-            count: DEFAULT_ARRAY_BYTES / item,
-            bytes: (DEFAULT_ARRAY_BYTES / item * item) as usize,
-        }
-    };
-    let arrays = a
-        .count_arrays
-        .flatten()
-        .unwrap_or_else(|| default_arrays(spec.bytes));
-    if arrays == 0 {
-        return Err(Failure::usage("--count-arrays must be at least 1"));
-    }
-    let batch = a.batch.unwrap_or(DEFAULT_BATCH);
-    let paths: &'static [Path] = match a.path {
-        PathArg::Batched => &[Path::Batched],
-        PathArg::PerArray => &[Path::PerArray],
-        PathArg::Both => &[Path::Batched, Path::PerArray],
-    };
-    let tuning = a.tuning.tuning()?;
-    let (backends, uring_unavailable) = select_backends(a.backend)?;
-    let opts = Options {
-        idle_timeout: a.timeout,
-        uring: tuning.clone(),
-        ..Options::default()
-    };
+    runner::run(a, Many::new(a)?)
+}
 
-    let total = spec
-        .bytes
-        .checked_mul(DISTINCT)
-        .ok_or_else(|| Failure::usage(format!("--size {} is too large", spec.bytes)))?;
-    let mut payloads = Buffer::zeroed(total)?;
-    fill_arange(spec.dtype, payloads.bytes_mut());
-    let stream = Stream {
-        dtype: spec.dtype,
-        shape: [spec.count],
-        payloads: payloads.bytes(),
-        array_bytes: spec.bytes,
-        arrays,
-    };
-    let run_bytes = arrays.saturating_mul(spec.bytes as u64);
+/// The mode: the arrays of a run (their payloads made once) and the paths measured.
+struct Many<'a> {
+    a: &'a BenchArgs,
+    spec: ArraySpec,
+    arrays: u64,
+    batch: u32,
+    paths: &'static [Path],
+    /// `DISTINCT` consecutive slices of one arange pattern.
+    payloads: Buffer,
+    /// Payload bytes of a run.
+    run_bytes: u64,
+}
 
-    let mut engines = engine_pairs(&backends, &opts)?;
-
-    if !a.json {
-        print_header(a, &spec, arrays, batch, run_bytes);
-    }
-
-    let mut runs: Vec<RunRecord> = Vec::new();
-    let mut bufs = requested_bufs(a);
-    let progress = Progress::start(
-        a.interval,
-        run_bytes.saturating_mul(u64::from(a.repeat) * (backends.len() * paths.len()) as u64),
-    );
-    for_each_run(
-        &mut engines,
-        a.repeat,
-        |_| paths,
-        Path::name,
-        |tx, rx, path| run_once(tx, rx, path, batch, &stream, &a.sockbufs, progress.as_ref()),
-        |backend, path, repeat, m| {
-            if runs.is_empty() {
-                (bufs.sender, bufs.receiver) = m.bufs;
+impl<'a> Many<'a> {
+    fn new(a: &'a BenchArgs) -> Result<Many<'a>, Failure> {
+        let spec = if a.array.count_given() {
+            a.array.resolve()?
+        } else {
+            let dtype = a.array.dtype();
+            let item = dtype.itemsize() as u64;
+            ArraySpec {
+                dtype,
+                count: DEFAULT_ARRAY_BYTES / item,
+                bytes: (DEFAULT_ARRAY_BYTES / item * item) as usize,
             }
-            let (seconds, check) = (m.seconds, m.check);
-            let rec = RunRecord {
-                backend: backend.to_string(),
-                path: path.name(),
-                repeat,
+        };
+        let arrays = a
+            .count_arrays
+            .flatten()
+            .unwrap_or_else(|| default_arrays(spec.bytes));
+        if arrays == 0 {
+            return Err(Failure::usage("--count-arrays must be at least 1"));
+        }
+        let payloads = arange_slices(&spec, DISTINCT)?;
+        Ok(Many {
+            a,
+            spec,
+            arrays,
+            batch: a.batch.unwrap_or(DEFAULT_BATCH),
+            paths: match a.path {
+                PathArg::Batched => &[Path::Batched],
+                PathArg::PerArray => &[Path::PerArray],
+                PathArg::Both => &[Path::Batched, Path::PerArray],
+            },
+            payloads,
+            run_bytes: arrays.saturating_mul(spec.bytes as u64),
+        })
+    }
+
+    fn stream(&self) -> Stream<'_> {
+        Stream {
+            dtype: self.spec.dtype,
+            shape: [self.spec.count],
+            payloads: self.payloads.bytes(),
+            array_bytes: self.spec.bytes,
+            arrays: self.arrays,
+        }
+    }
+}
+
+impl Mode for Many<'_> {
+    type Ends = Pair;
+    type Kind = Path;
+    type Measured = Measured;
+    type Fields = Fields;
+
+    fn ends(&self, opts: &Options) -> Result<Pair, Failure> {
+        Pair::new(opts)
+    }
+
+    fn kinds(&self, _phase: usize, _backend: Backend) -> Vec<Path> {
+        self.paths.to_vec()
+    }
+
+    fn kind_name(path: Path) -> Option<&'static str> {
+        Some(path.name())
+    }
+
+    fn print_header(&self, a: &BenchArgs, _opts: &Options) {
+        print_header(a, &self.spec, self.arrays, self.batch, self.run_bytes);
+    }
+
+    fn progress_total(&self, backends: &[Backend], repeat: u32) -> u64 {
+        let runs = u64::from(repeat) * (backends.len() * self.paths.len()) as u64;
+        self.run_bytes.saturating_mul(runs)
+    }
+
+    fn measure(
+        &mut self,
+        pair: &mut Pair,
+        path: Path,
+        progress: Option<&Progress>,
+    ) -> Result<Measured, Failure> {
+        let (stream, batch, sockbufs) = (self.stream(), self.batch, &self.a.sockbufs);
+        pair.measure(|tx, rx| run_once(tx, rx, path, batch, &stream, sockbufs, progress))
+    }
+
+    fn record(
+        &mut self,
+        backend: Backend,
+        path: Path,
+        repeat: u32,
+        m: Measured,
+    ) -> (RunRecord, (SockBufs, SockBufs)) {
+        let (arrays, seconds) = (self.arrays, m.seconds);
+        let rec = RunRecord {
+            backend: backend.to_string(),
+            kind: Some(path.label()),
+            repeat,
+            bytes: self.run_bytes,
+            seconds,
+            gbytes_per_s: Some(gbytes_per_s(self.run_bytes as usize, seconds)),
+            verified: m.check.is_ok(),
+            error: m.check.err(),
+            cpu: m.cpu,
+            detail: Detail::Many {
                 arrays,
-                bytes: run_bytes,
-                seconds,
                 arrays_per_s: if seconds > 0.0 {
                     arrays as f64 / seconds
                 } else {
                     0.0
                 },
-                gbytes_per_s: gbytes_per_s(run_bytes as usize, seconds),
-                verified: check.is_ok(),
-                error: check.err(),
-                cpu: m.cpu,
-            };
-            if !a.json {
-                print_row(runs.len() + 1, &rec);
-            }
-            runs.push(rec);
-        },
-        progress.as_ref(),
-    )?;
-    if let Some(p) = progress {
-        p.finish();
-    }
-
-    let summary = summarize(&backends, paths, &runs);
-    let med = |b: &str, p: Path| {
-        summary
-            .iter()
-            .find(|s| s.backend == b && s.path == p.name())
-            .map(|s| s.median_arrays_per_s)
-    };
-    let vs_per_array = ratio(med("uring", Path::Batched), med("blocking", Path::PerArray));
-    let vs_batched = ratio(med("uring", Path::Batched), med("blocking", Path::Batched));
-    let per_array = ratio(
-        med("uring", Path::PerArray),
-        med("blocking", Path::PerArray),
-    );
-
-    let verdict = all_verified(runs.iter().map(|r| r.verified));
-    if a.json {
-        let report = Report {
-            mode: Mode {
-                mode: "count-arrays",
-                dtype: spec.dtype.to_string(),
-                shape: [spec.count],
-                array_bytes: spec.bytes,
-                arrays,
-                batch,
-                distinct_arrays: DISTINCT,
-                ratio_uring_batched_over_blocking_per_array: vs_per_array,
-                ratio_uring_batched_over_blocking_batched: vs_batched,
-                ratio_uring_per_array_over_blocking_per_array: per_array,
             },
-            repeat: a.repeat,
-            uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
-            uring_unavailable,
-            host: Host::here(),
-            socket_buffers: bufs,
-            runs,
-            summary,
         };
-        print_json(&report)?;
-    } else {
-        print_summary(&summary, [vs_per_array, vs_batched, per_array]);
+        (rec, m.bufs)
     }
 
-    verdict
+    fn print_row(&self, n: usize, rec: &RunRecord) {
+        print_row(n, rec);
+    }
+
+    fn conclude(&self, summary: &mut [Summary], _runs: &[RunRecord]) -> (Fields, Vec<String>) {
+        let med = |b: &str, p: Path| {
+            median_in(summary, b, Some(p.name()), |s| {
+                s.arrays_per_s.map(|a| a.median)
+            })
+        };
+        let vs_per_array = ratio(med("uring", Path::Batched), med("blocking", Path::PerArray));
+        let vs_batched = ratio(med("uring", Path::Batched), med("blocking", Path::Batched));
+        let per_array = ratio(
+            med("uring", Path::PerArray),
+            med("blocking", Path::PerArray),
+        );
+        let line = |what: &str, r: Option<f64>| {
+            format!("ratio uring {what} (median arrays/s): {}", ratio_cell(r))
+        };
+        let lines = vec![
+            line("batched / blocking per-array", vs_per_array),
+            line("batched / blocking batched", vs_batched),
+            line("per-array / blocking per-array", per_array),
+        ];
+        let fields = Fields {
+            mode: "count-arrays",
+            dtype: self.spec.dtype.to_string(),
+            shape: [self.spec.count],
+            array_bytes: self.spec.bytes,
+            arrays: self.arrays,
+            batch: self.batch,
+            distinct_arrays: DISTINCT,
+            ratio_uring_batched_over_blocking_per_array: vs_per_array,
+            ratio_uring_batched_over_blocking_batched: vs_batched,
+            ratio_uring_per_array_over_blocking_per_array: per_array,
+        };
+        (fields, lines)
+    }
+
+    fn print_summary(&self, summary: &[Summary]) {
+        print_summary(summary);
+    }
 }
 
 /// The text report's lines before the first run.
@@ -338,52 +334,26 @@ fn print_header(a: &BenchArgs, spec: &ArraySpec, arrays: u64, batch: u32, run_by
 
 /// Row `n` of the run table.
 fn print_row(n: usize, rec: &RunRecord) {
+    let arrays_per_s = match rec.detail {
+        Detail::Many { arrays_per_s, .. } => arrays_per_s,
+        _ => 0.0,
+    };
     println!(
         "{:>3}  {:<8}  {:<9}  {:>9.4}  {:>10.0}  {:>7.3}  {:>6}  {:>6}  {}",
         n,
         rec.backend,
-        rec.path,
+        kind_cell(rec.kind),
         rec.seconds,
-        rec.arrays_per_s,
-        rec.gbytes_per_s,
+        arrays_per_s,
+        rec.gbytes_per_s.unwrap_or(0.0),
         cpu_cell(rec.cpu.sender),
         cpu_cell(rec.cpu.receiver),
         verified_cell(rec.error.as_ref())
     );
 }
 
-/// Median, min and max arrays/s and GB/s and the CPU per GB of each backend and path.
-fn summarize(backends: &[Backend], paths: &[Path], runs: &[RunRecord]) -> Vec<Summary> {
-    let mut summary = Vec::new();
-    for &b in backends {
-        for &p in paths {
-            let mine = || {
-                runs.iter()
-                    .filter(move |x| x.backend == b.to_string() && x.path == p.name())
-            };
-            let (med_a, min_a, max_a) = stats(mine().map(|x| x.arrays_per_s));
-            let (med_g, min_g, max_g) = stats(mine().map(|x| x.gbytes_per_s));
-            summary.push(Summary {
-                backend: b.to_string(),
-                path: p.name(),
-                runs: mine().count(),
-                median_arrays_per_s: med_a,
-                min_arrays_per_s: min_a,
-                max_arrays_per_s: max_a,
-                median_gbytes_per_s: med_g,
-                min_gbytes_per_s: min_g,
-                max_gbytes_per_s: max_g,
-                cpu_s_per_gb: CpuPerGb::median_of(mine().map(|x| (x.bytes as f64, x.cpu))),
-            });
-        }
-    }
-    summary
-}
-
-/// The text summary table and the three ratios (uring batched / blocking per-array, uring
-/// batched / blocking batched, uring per-array / blocking per-array).
-fn print_summary(summary: &[Summary], ratios: [Option<f64>; 3]) {
-    let [vs_per_array, vs_batched, per_array] = ratios;
+/// The text summary table.
+fn print_summary(summary: &[Summary]) {
     println!();
     println!(
         "{:<8}  {:<9}  {:>4}  {:>15}  {:>12}  {:>12}  {:>11}  {:>11}  {:>11}",
@@ -398,31 +368,23 @@ fn print_summary(summary: &[Summary], ratios: [Option<f64>; 3]) {
         "rx cpu s/GB"
     );
     for s in summary {
+        let (a, cpu) = (
+            spread_or_zero(s.arrays_per_s),
+            s.cpu_s_per_gb.unwrap_or_default(),
+        );
         println!(
             "{:<8}  {:<9}  {:>4}  {:>15.0}  {:>12.0}  {:>12.0}  {:>11.3}  {:>11}  {:>11}",
             s.backend,
-            s.path,
+            kind_cell(s.kind),
             s.runs,
-            s.median_arrays_per_s,
-            s.min_arrays_per_s,
-            s.max_arrays_per_s,
-            s.median_gbytes_per_s,
-            per_gb_cell(s.cpu_s_per_gb.sender),
-            per_gb_cell(s.cpu_s_per_gb.receiver),
+            a.median,
+            a.min,
+            a.max,
+            spread_or_zero(s.gbytes_per_s).median,
+            per_gb_cell(cpu.sender),
+            per_gb_cell(cpu.receiver),
         );
     }
-    println!(
-        "ratio uring batched / blocking per-array (median arrays/s): {}",
-        ratio_cell(vs_per_array)
-    );
-    println!(
-        "ratio uring batched / blocking batched (median arrays/s): {}",
-        ratio_cell(vs_batched)
-    );
-    println!(
-        "ratio uring per-array / blocking per-array (median arrays/s): {}",
-        ratio_cell(per_array)
-    );
 }
 
 /// Sends the stream on `sock` along `path`.
@@ -549,6 +511,7 @@ fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringxfer::dtype::fill_arange;
 
     #[test]
     fn defaults() {

@@ -1,9 +1,11 @@
 //! `ringxfer bench`: the main job ([`bulk`]: the arange array over loopback TCP between two
 //! threads, both backends alternating, every run verified) and its variants: `--fresh`
 //! ([`fresh`]), `--count-arrays` ([`many`]) and `--pingpong` ([`pingpong`]). The flags are in
-//! [`args`]; what the modes share (backend selection, the loop over repeats, the clock of one
-//! run, statistics, the verdict) in [`common`]. Arrows point one way: this module → the modes →
-//! `common` → `args`, `crate::measure`, `crate::report`.
+//! [`args`]. Every mode runs through the one [`runner`] (repeats, backend alternation,
+//! calibration, records, summary, ratios, report), with the one run record and summary of
+//! [`record`]; what else the modes share (backend selection, the clock of one run, loopback
+//! connections, table cells) is in [`common`]. Arrows point one way: this module → the modes
+//! → `runner` → `common` → `record` → `batch`, `crate::measure`, `crate::report`.
 
 pub mod args;
 mod batch;
@@ -12,6 +14,8 @@ mod common;
 mod fresh;
 mod many;
 mod pingpong;
+mod record;
+mod runner;
 
 pub use args::BenchArgs;
 

@@ -34,21 +34,19 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Instant;
 
-use ringxfer::dtype::fill_arange;
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Options, Order};
 use serde::Serialize;
 
 use super::args::BenchArgs;
-use super::common::{Host, Report, loopback_pair, select_backends};
 use super::common::{
-    all_verified, clocked, engine_pairs, for_each_run, joined_as, ratio, ratio_cell,
-    requested_bufs, verified_cell,
+    arange_slices, clocked, joined_as, kind_cell, loopback_pair, ratio, ratio_cell, verified_cell,
 };
+use super::record::{Detail, Label, Latency, PingRun, RunRecord, Summary};
+use super::runner::{self, Mode, Pair};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{CpuPair, SockBufArgs, SockBufs};
-use crate::report::{median, print_json};
+use crate::measure::{CpuPair, Progress, SockBufArgs, SockBufs};
 
 /// Round trips per run without an explicit N.
 pub const DEFAULT_ROUND_TRIPS: u64 = 200;
@@ -77,87 +75,19 @@ impl Path {
             Path::SendArrays => "send_arrays",
         }
     }
-}
 
-/// Round-trip times in µs: the figures of one run and of one (backend, size, path) cell.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-struct Latency {
-    /// Timed round trips (warm-up excluded).
-    round_trips: usize,
-    median_us: f64,
-    /// 90th percentile, nearest rank.
-    p90_us: f64,
-    /// 99th percentile, nearest rank.
-    p99_us: f64,
-    min_us: f64,
-    max_us: f64,
-}
-
-impl Latency {
-    /// The figures of `us`, sorted in place (zeros when empty).
-    fn of(us: &mut [f64]) -> Latency {
-        us.sort_by(f64::total_cmp);
-        Latency {
-            round_trips: us.len(),
-            median_us: median(us),
-            p90_us: percentile(us, 90.0),
-            p99_us: percentile(us, 99.0),
-            min_us: us.first().copied().unwrap_or(0.0),
-            max_us: us.last().copied().unwrap_or(0.0),
+    fn label(self) -> Label {
+        Label {
+            key: "path",
+            name: self.name(),
         }
     }
 }
 
-/// The nearest-rank `p`-th percentile of sorted values: the smallest value with at least `p`
-/// percent of the values at or below it (0 when empty).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// One measured run, as in the JSON `runs` array.
+/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// common ones).
 #[derive(Debug, Serialize)]
-struct RunRecord {
-    backend: String,
-    path: &'static str,
-    /// Message size: payload bytes (the framed paths add a header and trailer).
-    bytes: usize,
-    /// 1-based repeat number.
-    repeat: u32,
-    #[serde(flatten)]
-    latency: Latency,
-    /// The whole run, warm-up included.
-    seconds: f64,
-    /// Every echo held the bytes (and, framed, the header and checksum) that were sent.
-    verified: bool,
-    /// The first echo that did not verify.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// CPU seconds of the echoing (`sender`) and the timing (`receiver`) thread in the run.
-    cpu: CpuPair,
-}
-
-/// Statistics per (backend, size, path) over the round trips of all its runs, as in the JSON
-/// `summary` array.
-#[derive(Debug, Serialize)]
-struct Summary {
-    backend: String,
-    path: &'static str,
-    bytes: usize,
-    runs: usize,
-    #[serde(flatten)]
-    latency: Latency,
-    /// This path's median over the raw median of the same backend and size (framed paths).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    median_over_raw: Option<f64>,
-}
-
-/// This mode's own fields of the `--json` report ([`Report`] adds the common ones).
-#[derive(Debug, Serialize)]
-struct Mode {
+struct Fields {
     mode: &'static str,
     dtype: String,
     /// Message sizes in bytes, in the order measured.
@@ -178,12 +108,7 @@ struct Messages {
 
 impl Messages {
     fn new(spec: ArraySpec) -> Result<Messages, Failure> {
-        let total = spec
-            .bytes
-            .checked_mul(DISTINCT)
-            .ok_or_else(|| Failure::usage(format!("--size {} is too large", spec.bytes)))?;
-        let mut payloads = Buffer::zeroed(total)?;
-        fill_arange(spec.dtype, payloads.bytes_mut());
+        let payloads = arange_slices(&spec, DISTINCT)?;
         Ok(Messages {
             spec,
             shape: [spec.count],
@@ -253,38 +178,67 @@ fn specs(a: &BenchArgs) -> Result<Vec<ArraySpec>, Failure> {
 }
 
 /// Runs `ringxfer bench --pingpong`.
-// Longer than ~100 lines on purpose: this is the mode's one sequence (plan, the shared
-// runner `common::for_each_run` with this mode's measure and record closures, summary
-// and report); the closures borrow this function's buffers and tables, so moving them out would
-// only thread those borrows through more signatures. `summarize` and `print_summary` are split off.
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let specs = specs(a)?;
     let round_trips = a.pingpong.flatten().unwrap_or(DEFAULT_ROUND_TRIPS);
     if round_trips == 0 {
         return Err(Failure::usage("--pingpong must be at least 1"));
     }
-    let tuning = a.tuning.tuning()?;
-    let (backends, uring_unavailable) = select_backends(a.backend)?;
-    let opts = Options {
-        idle_timeout: a.timeout,
-        uring: tuning.clone(),
-        ..Options::default()
-    };
-    let mut engines = engine_pairs(&backends, &opts)?;
     let messages = specs
         .iter()
         .map(|&s| Messages::new(s))
         .collect::<Result<Vec<_>, _>>()?;
+    runner::run(
+        a,
+        Pingpong {
+            a,
+            messages,
+            round_trips,
+        },
+    )
+}
 
-    if !a.json {
-        let sizes: Vec<String> = specs.iter().map(|s| s.bytes.to_string()).collect();
+/// The mode: the messages of each size (one phase of runs per size) and the round trips per
+/// run.
+struct Pingpong<'a> {
+    a: &'a BenchArgs,
+    messages: Vec<Messages>,
+    round_trips: u64,
+}
+
+impl Mode for Pingpong<'_> {
+    type Ends = Pair;
+    /// The size (index into `messages`) and the path.
+    type Kind = (usize, Path);
+    type Measured = Measured;
+    type Fields = Fields;
+
+    fn ends(&self, opts: &Options) -> Result<Pair, Failure> {
+        Pair::new(opts)
+    }
+
+    fn phases(&self) -> usize {
+        self.messages.len()
+    }
+
+    fn kinds(&self, phase: usize, _backend: Backend) -> Vec<(usize, Path)> {
+        Path::ALL.map(|p| (phase, p)).to_vec()
+    }
+
+    fn kind_name((_, path): (usize, Path)) -> Option<&'static str> {
+        Some(path.name())
+    }
+
+    fn print_header(&self, a: &BenchArgs, _opts: &Options) {
+        let sizes: Vec<String> = self.sizes().iter().map(usize::to_string).collect();
         println!(
             "ringxfer bench --pingpong: echo round trips of one {} array per message, \
-             bytes {}, paths {}, loopback TCP, {round_trips} timed (+{WARMUP_ROUND_TRIPS} \
+             bytes {}, paths {}, loopback TCP, {} timed (+{WARMUP_ROUND_TRIPS} \
              warm-up) per run, {} repeat(s); times in µs",
-            specs[0].dtype,
+            self.messages[0].spec.dtype,
             sizes.join(", "),
             Path::ALL.map(Path::name).join(", "),
+            self.round_trips,
             a.repeat,
         );
         println!(
@@ -293,123 +247,110 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         );
     }
 
-    let mut runs: Vec<RunRecord> = Vec::new();
-    // Every timed round trip of a (backend, size, path) cell, for its summary.
-    let mut samples: Samples = Vec::new();
-    let mut bufs = requested_bufs(a);
-    for m in &messages {
-        let bytes = m.spec.bytes;
-        for_each_run(
-            &mut engines,
-            a.repeat,
-            |_| &Path::ALL[..],
-            Path::name,
-            |tx, rx, path| {
-                run_once(tx, rx, path, m, round_trips, &a.sockbufs)
-                    .map_err(|f| Failure::runtime(format!("{bytes} bytes: {}", f.message)))
-            },
-            |backend, path, repeat, mut r| {
-                if runs.is_empty() {
-                    (bufs.sender, bufs.receiver) = r.bufs;
-                }
-                let backend = backend.to_string();
-                let rec = RunRecord {
-                    backend: backend.clone(),
-                    path: path.name(),
-                    bytes,
-                    repeat,
-                    latency: Latency::of(&mut r.rtts_us),
-                    seconds: r.seconds,
-                    verified: r.check.is_ok(),
-                    error: r.check.err(),
-                    cpu: r.cpu,
-                };
-                if !a.json {
-                    let l = &rec.latency;
-                    println!(
-                        "{:>3}  {:<8}  {:>9}  {:<11}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {}",
-                        runs.len() + 1,
-                        rec.backend,
-                        rec.bytes,
-                        rec.path,
-                        l.median_us,
-                        l.p90_us,
-                        l.p99_us,
-                        l.max_us,
-                        verified_cell(rec.error.as_ref())
-                    );
-                }
-                runs.push(rec);
-                match samples
-                    .iter_mut()
-                    .find(|(b, n, p, _)| *b == backend && *n == bytes && *p == path)
-                {
-                    Some((.., all)) => all.extend(r.rtts_us),
-                    None => samples.push((backend, bytes, path, r.rtts_us)),
-                }
-            },
-            None,
-        )?;
+    fn progress_total(&self, _backends: &[Backend], _repeat: u32) -> u64 {
+        0 // -i is refused with --pingpong
     }
 
-    let summary = summarize(&runs, samples);
-    let verdict = all_verified(runs.iter().map(|r| r.verified));
-    if a.json {
-        print_json(&Report {
-            mode: Mode {
-                mode: "pingpong",
-                dtype: specs[0].dtype.to_string(),
-                sizes: specs.iter().map(|s| s.bytes).collect(),
-                round_trips,
-                warmup_round_trips: WARMUP_ROUND_TRIPS,
-            },
-            repeat: a.repeat,
-            uring_tuning: backends.contains(&Backend::Uring).then_some(tuning),
-            uring_unavailable,
-            host: Host::here(),
-            socket_buffers: bufs,
-            runs,
-            summary,
-        })?;
-    } else {
-        print_summary(&summary);
-    }
-    verdict
-}
-
-/// One summary per (backend, size, path) in the order of `samples`, with the framed paths'
-/// ratios to raw.
-fn summarize(runs: &[RunRecord], mut samples: Samples) -> Vec<Summary> {
-    let mut summary: Vec<Summary> = samples
-        .iter_mut()
-        .map(|(backend, bytes, path, us)| Summary {
-            backend: backend.clone(),
-            path: path.name(),
-            bytes: *bytes,
-            runs: runs
-                .iter()
-                .filter(|r| r.backend == *backend && r.bytes == *bytes && r.path == path.name())
-                .count(),
-            latency: Latency::of(us),
-            median_over_raw: None,
+    fn measure(
+        &mut self,
+        pair: &mut Pair,
+        (i, path): (usize, Path),
+        _progress: Option<&Progress>,
+    ) -> Result<Measured, Failure> {
+        let (m, n, sockbufs) = (&self.messages[i], self.round_trips, &self.a.sockbufs);
+        pair.measure(|tx, rx| {
+            run_once(tx, rx, path, m, n, sockbufs)
+                .map_err(|f| Failure::runtime(format!("{} bytes: {}", m.spec.bytes, f.message)))
         })
-        .collect();
-    let raw_median = |summary: &[Summary], backend: &str, bytes: usize| {
-        summary
-            .iter()
-            .find(|s| s.backend == backend && s.bytes == bytes && s.path == Path::Raw.name())
-            .map(|s| s.latency.median_us)
-    };
-    for i in 0..summary.len() {
-        if summary[i].path != Path::Raw.name() {
-            let raw = raw_median(&summary, &summary[i].backend, summary[i].bytes);
-            summary[i].median_over_raw = ratio(Some(summary[i].latency.median_us), raw);
-        }
     }
-    summary
+
+    fn record(
+        &mut self,
+        backend: Backend,
+        (i, path): (usize, Path),
+        repeat: u32,
+        m: Measured,
+    ) -> (RunRecord, (SockBufs, SockBufs)) {
+        let rec = RunRecord {
+            backend: backend.to_string(),
+            kind: Some(path.label()),
+            repeat,
+            bytes: self.messages[i].spec.bytes as u64,
+            seconds: m.seconds,
+            gbytes_per_s: None,
+            verified: m.check.is_ok(),
+            error: m.check.err(),
+            cpu: m.cpu,
+            detail: Detail::Pingpong(PingRun {
+                latency: Latency::of(&mut m.rtts_us.clone()),
+                rtts_us: m.rtts_us,
+            }),
+        };
+        (rec, m.bufs)
+    }
+
+    fn print_row(&self, n: usize, rec: &RunRecord) {
+        let Detail::Pingpong(PingRun { latency: l, .. }) = &rec.detail else {
+            return;
+        };
+        println!(
+            "{:>3}  {:<8}  {:>9}  {:<11}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {}",
+            n,
+            rec.backend,
+            rec.bytes,
+            kind_cell(rec.kind),
+            l.median_us,
+            l.p90_us,
+            l.p99_us,
+            l.max_us,
+            verified_cell(rec.error.as_ref())
+        );
+    }
+
+    fn conclude(&self, summary: &mut [Summary], _runs: &[RunRecord]) -> (Fields, Vec<String>) {
+        let median_us = |s: &Summary| s.latency.map(|l| l.median_us);
+        for i in 0..summary.len() {
+            let s = &summary[i];
+            if s.kind.map(|k| k.name) != Some(Path::Raw.name()) {
+                let raw = summary
+                    .iter()
+                    .find(|r| {
+                        r.backend == s.backend
+                            && r.bytes == s.bytes
+                            && r.kind.map(|k| k.name) == Some(Path::Raw.name())
+                    })
+                    .and_then(median_us);
+                summary[i].median_over_raw = ratio(median_us(&summary[i]), raw);
+            }
+        }
+        let fields = Fields {
+            mode: "pingpong",
+            dtype: self.messages[0].spec.dtype.to_string(),
+            sizes: self.sizes(),
+            round_trips: self.round_trips,
+            warmup_round_trips: WARMUP_ROUND_TRIPS,
+        };
+        let lines = vec![
+            "round trip: thread A sends, thread B receives and echoes, until A has the whole \
+             echo; x raw = median / raw median (same backend and size)"
+                .to_owned(),
+        ];
+        (fields, lines)
+    }
+
+    fn print_summary(&self, summary: &[Summary]) {
+        print_summary(summary);
+    }
 }
 
-/// The human summary table.
+impl Pingpong<'_> {
+    /// The message sizes in bytes, in the order measured.
+    fn sizes(&self) -> Vec<usize> {
+        self.messages.iter().map(|m| m.spec.bytes).collect()
+    }
+}
+
+/// The human summary table (its explanation line comes from [`Mode::conclude`]).
 fn print_summary(summary: &[Summary]) {
     println!();
     println!(
@@ -426,28 +367,25 @@ fn print_summary(summary: &[Summary]) {
         "x raw"
     );
     for s in summary {
-        let l = &s.latency;
+        let Some(l) = &s.latency else { continue };
+        let path = kind_cell(s.kind);
         println!(
             "{:<8}  {:>9}  {:<11}  {:>11}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {:>9}",
             s.backend,
-            s.bytes,
-            s.path,
+            s.bytes.unwrap_or(0),
+            path,
             l.round_trips,
             l.median_us,
             l.p90_us,
             l.p99_us,
             l.min_us,
             l.max_us,
-            match s.path {
+            match path {
                 "raw" => String::new(),
                 _ => ratio_cell(s.median_over_raw),
             }
         );
     }
-    println!(
-        "round trip: thread A sends, thread B receives and echoes, until A has the whole echo; \
-         x raw = median / raw median (same backend and size)"
-    );
 }
 
 /// Thread A: `WARMUP_ROUND_TRIPS + n` round trips; when the last echo arrived, every timed
@@ -500,9 +438,6 @@ fn ping(
 /// What thread A brings back from a run: its timed round trips in µs, in the order they ran,
 /// and the checks of the echoes (the first that failed).
 type Pinged = (Vec<f64>, Result<(), String>);
-
-/// Every timed round trip (µs) of each (backend, size, path) cell, in the order measured.
-type Samples = Vec<(String, usize, Path, Vec<f64>)>;
 
 /// `bytes` as the one array of a `send_arrays` call.
 fn view<'a>(m: &'a Messages, bytes: &'a [u8]) -> ArrayView<'a> {
@@ -607,30 +542,6 @@ fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 90.0), 90.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-        // 10 values: p90 is the 9th, p99 the 10th.
-        let mut w: Vec<f64> = (1..=10).rev().map(f64::from).collect();
-        let l = Latency::of(&mut w);
-        assert_eq!(
-            l,
-            Latency {
-                round_trips: 10,
-                median_us: 5.5,
-                p90_us: 9.0,
-                p99_us: 10.0,
-                min_us: 1.0,
-                max_us: 10.0,
-            }
-        );
-    }
 
     #[test]
     fn every_path_echoes_and_verifies() {
