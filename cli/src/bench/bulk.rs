@@ -31,8 +31,7 @@ use serde::Serialize;
 use super::args::BenchArgs;
 use super::batch::{Batch, MIN_RUN_SECS, PerEnd, Spots};
 use super::common::{
-    BenchSockBufs, cpu_cell, loopback_pair, per_gb_cell, ratio, spread_or_zero, verdict,
-    verified_cell,
+    Measured, cpu_cell, loopback_pair, per_gb_cell, ratio, spread_or_zero, verdict, verified_cell,
 };
 use super::record::{BulkRun, Detail, Reverse, RunRecord, SendZcRecord, Summary, median_in};
 use super::runner::{self, Mode};
@@ -156,7 +155,7 @@ struct Ends {
 impl Mode for Bulk<'_> {
     type Ends = Ends;
     type Kind = ();
-    type Measured = Measured;
+    type Got = Bulked;
     type Fields = Fields;
 
     fn ends(&self, opts: &Options) -> Result<Ends, Failure> {
@@ -187,7 +186,7 @@ impl Mode for Bulk<'_> {
         ends: &mut Ends,
         (): (),
         progress: Option<&Progress>,
-    ) -> Result<Measured, Failure> {
+    ) -> Result<Measured<Bulked>, Failure> {
         self.recv.bytes_mut().fill(0xAA);
         self.back.bytes_mut().fill(0xAA);
         let a = self.a;
@@ -205,27 +204,20 @@ impl Mode for Bulk<'_> {
         )
     }
 
-    fn accept(&mut self, ends: &mut Ends, m: &Measured) -> bool {
+    fn accept(&mut self, ends: &mut Ends, m: &Measured<Bulked>) -> bool {
         let ok = ends.batch.accept(m.seconds);
         self.redone += u32::from(!ok);
         ok
     }
 
-    fn record(
-        &mut self,
-        backend: Backend,
-        (): (),
-        repeat: u32,
-        m: Measured,
-    ) -> (RunRecord, (SockBufs, SockBufs)) {
-        if let Some(reason) = m.refused.as_deref()
+    fn record(&mut self, backend: Backend, (): (), repeat: u32, m: Measured<Bulked>) -> RunRecord {
+        if let Some(reason) = m.got.refused.as_deref()
             && !self.warned_refusal
         {
             eprintln!("ringxfer bench: the kernel refused to register the array: {reason}");
             self.warned_refusal = true;
         }
-        let rec = record(backend, repeat, self, &m);
-        (rec, (m.bufs.sender, m.bufs.receiver))
+        record(backend, repeat, self, &m)
     }
 
     fn print_row(&self, n: usize, rec: &RunRecord) {
@@ -330,20 +322,21 @@ fn print_header(a: &BenchArgs, spec: &ArraySpec, mode: &str, send_crc: u32) {
 
 /// The record of run `repeat` (1-based) of `backend`: `m` checked against the array's CRC-32
 /// (the received copy and, with `--bidir`, the reverse direction's).
-fn record(backend: Backend, repeat: u32, bulk: &Bulk<'_>, m: &Measured) -> RunRecord {
-    let crc_failed = |got: &[u8]| {
-        (crc32fast::hash(got) != bulk.send_crc).then(|| {
-            let last = m.transfers;
+fn record(backend: Backend, repeat: u32, bulk: &Bulk<'_>, m: &Measured<Bulked>) -> RunRecord {
+    let got = &m.got;
+    let crc_failed = |received: &[u8]| {
+        (crc32fast::hash(received) != bulk.send_crc).then(|| {
+            let last = got.transfers;
             format!("crc mismatch in transfer {last} of {last}")
         })
     };
-    let failed = m
+    let failed = got
         .failed_check
         .clone()
         .or_else(|| crc_failed(bulk.recv.bytes()));
-    let (tx, rx) = m.stats;
-    let moved = bulk.spec.bytes.saturating_mul(m.transfers as usize);
-    let reverse = m.back.as_ref().map(|b| {
+    let (tx, rx) = got.stats;
+    let moved = bulk.spec.bytes.saturating_mul(got.transfers as usize);
+    let reverse = got.back.as_ref().map(|b| {
         let error = b
             .failed_check
             .clone()
@@ -371,13 +364,13 @@ fn record(backend: Backend, repeat: u32, bulk: &Bulk<'_>, m: &Measured) -> RunRe
         error: failed,
         cpu: m.cpu,
         detail: Detail::Bulk(BulkRun {
-            transfers_per_run: m.transfers,
+            transfers_per_run: got.transfers,
             total_bytes: moved as u64,
             sqes: per_end(|s| s.sqes),
             cqes: per_end(|s| s.cqes),
             notifs: per_end(|s| s.notifs),
             send_zc: SendZcRecord::from(&tx),
-            registered: bulk.a.registered.then_some(m.registered),
+            registered: bulk.a.registered.then_some(got.registered),
             reverse,
         }),
     }
@@ -468,19 +461,15 @@ fn print_summary(summary: &[Summary]) {
     );
 }
 
-/// What one run measured.
-struct Measured {
-    seconds: f64,
+/// What one run found besides its clock, CPU and sockets ([`Measured`]).
+#[derive(Debug)]
+struct Bulked {
     /// Transfers of the array in the run.
     transfers: u64,
     /// Both the send and the receive array were registered with the kernel.
     registered: bool,
     /// Why the uring backend's kernel refused a registration (`--registered` only).
     refused: Option<String>,
-    /// Both threads' CPU.
-    cpu: CpuPair,
-    /// Effective socket buffer sizes.
-    bufs: BenchSockBufs,
     /// SQEs and CQEs of the sending and the receiving engine during the run.
     stats: (EngineStats, EngineStats),
     /// The first check that failed besides the last transfer's CRC (done by the caller): a
@@ -491,6 +480,7 @@ struct Measured {
 }
 
 /// The reverse direction of a `--bidir` run.
+#[derive(Debug)]
 struct Back {
     seconds: f64,
     cpu: CpuPair,
@@ -569,13 +559,9 @@ fn run_once(
     progress: Option<&Progress>,
     (data, recv): (&[u8], &mut [u8]),
     shape: Shape<'_>,
-) -> Result<Measured, Failure> {
+) -> Result<Measured<Bulked>, Failure> {
     let (clients, servers) = loopback_streams(sockbufs, shape.streams)?;
-    let bufs = BenchSockBufs {
-        sender: SockBufs::of(&clients[0]),
-        receiver: SockBufs::of(&servers[0]),
-        ..BenchSockBufs::default()
-    };
+    let bufs = (SockBufs::of(&clients[0]), SockBufs::of(&servers[0]));
     let bidir = shape.back.is_some();
     let barrier = Barrier::new(if bidir { 4 } else { 2 });
     let run = Run {
@@ -627,17 +613,19 @@ fn run_once(
     };
     Ok(Measured {
         seconds: (sent.end.max(got.end) - sent.start.min(got.start)).as_secs_f64(),
-        transfers: shape.transfers,
-        registered: sent.registered && got.registered,
-        refused: sent.refused.or(got.refused),
         cpu: CpuPair {
             sender: sent.cpu,
             receiver: got.cpu,
         },
         bufs,
-        stats: (sent.stats, got.stats),
-        failed_check: got.failed_check,
-        back,
+        got: Bulked {
+            transfers: shape.transfers,
+            registered: sent.registered && got.registered,
+            refused: sent.refused.or(got.refused),
+            stats: (sent.stats, got.stats),
+            failed_check: got.failed_check,
+            back,
+        },
     })
 }
 
@@ -849,8 +837,8 @@ mod tests {
                 .unwrap_or_else(|f| panic!("{backend}: {}", f.message));
                 let what = format!("{backend} registered={registered} transfers={transfers}");
                 assert!(m.seconds > 0.0);
-                assert_eq!(m.transfers, transfers);
-                assert_eq!(m.failed_check, None, "{what}");
+                assert_eq!(m.got.transfers, transfers);
+                assert_eq!(m.got.failed_check, None, "{what}");
                 assert_eq!(recv, data.bytes(), "{what}");
                 // 1 MiB: one 4 MiB-segment SQE per transfer and end.
                 let per_end = match backend {
@@ -861,7 +849,7 @@ mod tests {
                     },
                     _ => EngineStats::default(),
                 };
-                assert_eq!(m.stats, (per_end, per_end), "{what}");
+                assert_eq!(m.got.stats, (per_end, per_end), "{what}");
             }
         }
     }

@@ -27,12 +27,73 @@ pub(crate) fn requested_bufs(a: &BenchArgs) -> BenchSockBufs {
     }
 }
 
+/// What one run measured: its seconds (from the earlier start to the later end of its two
+/// sides), both threads' CPU, the effective buffer sizes of its two ends' sockets (the
+/// sending / spawned side's first), and what the mode's receiving side got or found (`T`).
+#[derive(Debug)]
+pub(crate) struct Measured<T> {
+    pub(crate) seconds: f64,
+    pub(crate) cpu: CpuPair,
+    pub(crate) bufs: (SockBufs, SockBufs),
+    pub(crate) got: T,
+}
+
+impl<T> Measured<T> {
+    /// The same run with `f` applied to what was got.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Measured<U> {
+        Measured {
+            seconds: self.seconds,
+            cpu: self.cpu,
+            bufs: self.bufs,
+            got: f(self.got),
+        }
+    }
+}
+
+/// One run over a fresh loopback TCP connection ([`loopback_pair`]): `spawned` runs on a new
+/// thread with the client socket, `here` on the calling thread with the server socket, both
+/// under the clock after a barrier; `spawned`'s end is when it returns, `here` returns its own
+/// end instant with what it got. `names` name the two sides in a failure (`spawned`'s first;
+/// its CPU is reported as the sender's).
+///
+/// Each side owns its socket and closes it when it returns, so a side that fails ends the
+/// other's wait (EOF or a reset) instead of leaving it blocked.
+pub(crate) fn over_loopback<T>(
+    sockbufs: &SockBufArgs,
+    names: [&str; 2],
+    spawned: impl FnOnce(&TcpStream) -> ringxfer::Result<()> + Send,
+    here: impl FnOnce(&TcpStream) -> ringxfer::Result<(Instant, T)>,
+) -> Result<Measured<T>, Failure> {
+    let (client, server) = loopback_pair(sockbufs)?;
+    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
+    let barrier = Barrier::new(2);
+    let (sent, got) = thread::scope(|s| {
+        let barrier = &barrier;
+        let side = s.spawn(move || {
+            let sock = client;
+            clocked(barrier, || spawned(&sock).map(|()| (Instant::now(), ())))
+        });
+        let got = {
+            let sock = server;
+            clocked(barrier, || here(&sock))
+        };
+        (side.join(), got)
+    });
+    let (seconds, got, cpu) = joined(names, sent, got)?;
+    Ok(Measured {
+        seconds,
+        cpu,
+        bufs,
+        got,
+    })
+}
+
 /// One side of a run under the clock: start, end, what it returned, its CPU.
-pub(crate) type Clocked<T> = (Instant, Instant, T, Option<Cpu>);
+type Clocked<T> = (Instant, Instant, T, Option<Cpu>);
 
 /// Waits at the barrier, then runs `op` under the clock: its start instant, the end instant
 /// and value `op` returned, and the CPU the calling thread spent.
-pub(crate) fn clocked<T>(
+fn clocked<T>(
     barrier: &Barrier,
     op: impl FnOnce() -> ringxfer::Result<(Instant, T)>,
 ) -> ringxfer::Result<Clocked<T>> {
@@ -45,17 +106,10 @@ pub(crate) fn clocked<T>(
 }
 
 /// Joins the two sides of a run: its seconds (from the earlier start to the later end), what
-/// the receiver returned, and both threads' CPU; or why a side failed (both when both did).
-pub(crate) fn joined<T>(
-    sent: thread::Result<ringxfer::Result<Clocked<()>>>,
-    got: ringxfer::Result<Clocked<T>>,
-) -> Result<(f64, T, CpuPair), Failure> {
-    joined_as(["send", "recv"], sent, got)
-}
-
-/// [`joined`] for sides named otherwise than send and recv: `names` are the spawned side's
-/// (`sent`, reported as the sender's CPU) and the calling thread's (`got`, the receiver's).
-pub(crate) fn joined_as<T>(
+/// the calling thread's side returned, and both threads' CPU (the spawned side's as the
+/// sender's); or why a side failed (both when both did), each named by `names` (spawned,
+/// calling).
+fn joined<T>(
     names: [&str; 2],
     sent: thread::Result<ringxfer::Result<Clocked<()>>>,
     got: ringxfer::Result<Clocked<T>>,

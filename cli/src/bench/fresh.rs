@@ -26,8 +26,6 @@
 //! checksum (framed), and the CRC-32 of the received bytes against the array's.
 
 use std::net::TcpStream;
-use std::sync::Barrier;
-use std::thread;
 use std::time::Instant;
 
 use ringxfer::Header;
@@ -37,15 +35,15 @@ use serde::Serialize;
 
 use super::args::BenchArgs;
 use super::common::{
-    clocked, cpu_cell, joined, kind_cell, loopback_pair, per_gb_cell, ratio, ratio_cell,
-    spread_or_zero, verified_cell,
+    Measured, cpu_cell, kind_cell, over_loopback, per_gb_cell, ratio, ratio_cell, spread_or_zero,
+    verified_cell,
 };
 use super::record::{Detail, Label, RunRecord, Summary, median_in};
 use super::runner::{self, Mode, Pair};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{Cpu, CpuPair, Progress, SockBufArgs, SockBufs, count};
+use crate::measure::{Progress, SockBufArgs, count};
 use crate::report::gbytes_per_s;
 
 /// How the receiver gets its memory.
@@ -236,11 +234,8 @@ impl<'a> Fresh<'a> {
     }
 }
 
-/// What one run measured, checked.
+/// What a run's receiver got, checked.
 struct Checked {
-    seconds: f64,
-    cpu: CpuPair,
-    bufs: (SockBufs, SockBufs),
     /// `fresh`: the pool held recycled memory of the array's size when the run started.
     recycled: Option<bool>,
     check: Result<(), String>,
@@ -249,7 +244,7 @@ struct Checked {
 impl Mode for Fresh<'_> {
     type Ends = Pair;
     type Kind = Receive;
-    type Measured = Checked;
+    type Got = Checked;
     type Fields = Fields;
 
     fn options(&self, base: Options) -> Options {
@@ -286,7 +281,7 @@ impl Mode for Fresh<'_> {
         pair: &mut Pair,
         kind: Receive,
         progress: Option<&Progress>,
-    ) -> Result<Checked, Failure> {
+    ) -> Result<Measured<Checked>, Failure> {
         let spec = self.spec;
         if kind == Receive::Pretouched {
             self.pre.bytes_mut().fill(0xAA);
@@ -296,13 +291,10 @@ impl Mode for Fresh<'_> {
         let sockbufs = &self.a.sockbufs;
         let m = pair.measure(|tx, rx| run_once(tx, rx, kind, &spec, sockbufs, send, pre))?;
         count(progress, spec.bytes);
-        Ok(Checked {
-            seconds: m.seconds,
-            cpu: m.cpu,
-            bufs: m.bufs,
+        Ok(m.map(|got| Checked {
             recycled,
-            check: verify(m.got, &spec, self.send_crc, self.pre.bytes()),
-        })
+            check: verify(got, &spec, self.send_crc, self.pre.bytes()),
+        }))
     }
 
     fn record(
@@ -310,23 +302,22 @@ impl Mode for Fresh<'_> {
         backend: Backend,
         kind: Receive,
         repeat: u32,
-        m: Checked,
-    ) -> (RunRecord, (SockBufs, SockBufs)) {
-        let rec = RunRecord {
+        m: Measured<Checked>,
+    ) -> RunRecord {
+        RunRecord {
             backend: backend.to_string(),
             kind: Some(kind.label()),
             repeat,
             bytes: self.spec.bytes as u64,
             seconds: m.seconds,
             gbytes_per_s: Some(gbytes_per_s(self.spec.bytes, m.seconds)),
-            verified: m.check.is_ok(),
-            error: m.check.err(),
+            verified: m.got.check.is_ok(),
+            error: m.got.check.err(),
             cpu: m.cpu,
             detail: Detail::Fresh {
-                recycled: m.recycled,
+                recycled: m.got.recycled,
             },
-        };
-        (rec, m.bufs)
+        }
     }
 
     fn print_row(&self, n: usize, rec: &RunRecord) {
@@ -495,16 +486,8 @@ fn verify(got: Got, spec: &ArraySpec, crc: u32, pre: &[u8]) -> Result<(), String
     }
 }
 
-/// What one run measured, and what the receiver got.
-struct Measured {
-    seconds: f64,
-    got: Got,
-    cpu: CpuPair,
-    /// Effective buffer sizes of the sending and the receiving socket.
-    bufs: (SockBufs, SockBufs),
-}
-
-/// One transfer over a fresh loopback connection; its seconds and what the receiver got.
+/// One transfer over a fresh loopback connection: the sender on a spawned thread, the
+/// receiver on this one; what the receiver got.
 fn run_once(
     tx: &mut Engine,
     rx: &mut Engine,
@@ -513,61 +496,25 @@ fn run_once(
     sockbufs: &SockBufArgs,
     data: &[u8],
     pre: &mut [u8],
-) -> Result<Measured, Failure> {
-    let (client, server) = loopback_pair(sockbufs)?;
-    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
-    let barrier = Barrier::new(2);
-    let shape = [spec.count];
-    let dtype = spec.dtype;
-    let (sent, got) = thread::scope(|s| {
-        let barrier = &barrier;
-        let sender = s.spawn(move || {
-            let sock = client; // closed when the sender returns, so a stuck receiver sees EOF
-            clocked(barrier, || {
-                match kind {
-                    Receive::Naive => tx.send_from(&sock, data),
-                    _ => tx.send_array_bytes(&sock, dtype, data, &shape, Order::C),
-                }
-                .map(|()| (Instant::now(), ()))
-            })
-        });
-        // `server` moves in and closes on return, so a failed receive unblocks the sender.
-        let got = recv_side(rx, server, barrier, kind, dtype, pre, data.len());
-        (sender.join(), got)
-    });
-    let (seconds, got, cpu) = joined(sent, got)?;
-    Ok(Measured {
-        seconds,
-        got,
-        cpu,
-        bufs,
-    })
-}
-
-/// The receiving (main) thread of a run: its start and end instants, what it got and its
-/// CPU.
-/// `sock` closes when this returns, so a failed receive unblocks the sender.
-fn recv_side(
-    rx: &mut Engine,
-    sock: TcpStream,
-    barrier: &Barrier,
-    kind: Receive,
-    dtype: DType,
-    pre: &mut [u8],
-    len: usize,
-) -> ringxfer::Result<(Instant, Instant, Got, Option<Cpu>)> {
-    clocked(barrier, || {
+) -> Result<Measured<Got>, Failure> {
+    let (dtype, shape) = (spec.dtype, [spec.count]);
+    let send = |sock: &TcpStream| match kind {
+        Receive::Naive => tx.send_from(sock, data),
+        _ => tx.send_array_bytes(sock, dtype, data, &shape, Order::C),
+    };
+    let recv = |sock: &TcpStream| {
         let got = match kind {
-            Receive::Pretouched => Got::Into(recv_into_typed(rx, &sock, dtype, pre)?),
-            Receive::Fresh => Got::Fresh(rx.recv_any(&sock)?),
+            Receive::Pretouched => Got::Into(recv_into_typed(rx, sock, dtype, pre)?),
+            Receive::Fresh => Got::Fresh(rx.recv_any(sock)?),
             Receive::Naive => {
-                let mut v = vec![0u8; len];
-                rx.recv_into(&sock, &mut v)?;
+                let mut v = vec![0u8; data.len()];
+                rx.recv_into(sock, &mut v)?;
                 Got::Naive(v)
             }
         };
         Ok((Instant::now(), got))
-    })
+    };
+    over_loopback(sockbufs, ["send", "recv"], send, recv)
 }
 
 #[cfg(test)]

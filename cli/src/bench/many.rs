@@ -24,8 +24,6 @@
 //! 48-byte header and 8-byte trailer of each array).
 
 use std::net::TcpStream;
-use std::sync::Barrier;
-use std::thread;
 use std::time::Instant;
 
 use ringxfer::dtype::DType;
@@ -34,15 +32,15 @@ use serde::Serialize;
 
 use super::args::{BenchArgs, PathArg};
 use super::common::{
-    arange_slices, clocked, cpu_cell, joined, kind_cell, loopback_pair, per_gb_cell, ratio,
-    ratio_cell, spread_or_zero, verified_cell,
+    Measured, arange_slices, cpu_cell, kind_cell, over_loopback, per_gb_cell, ratio, ratio_cell,
+    spread_or_zero, verified_cell,
 };
 use super::record::{Detail, Label, RunRecord, Summary, median_in};
 use super::runner::{self, Mode, Pair};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{CpuPair, Progress, SockBufArgs, SockBufs, count};
+use crate::measure::{Progress, SockBufArgs, count};
 use crate::report::gbytes_per_s;
 
 /// Array size without --size/--count.
@@ -207,7 +205,7 @@ impl<'a> Many<'a> {
 impl Mode for Many<'_> {
     type Ends = Pair;
     type Kind = Path;
-    type Measured = Measured;
+    type Got = Result<(), String>;
     type Fields = Fields;
 
     fn ends(&self, opts: &Options) -> Result<Pair, Failure> {
@@ -236,7 +234,7 @@ impl Mode for Many<'_> {
         pair: &mut Pair,
         path: Path,
         progress: Option<&Progress>,
-    ) -> Result<Measured, Failure> {
+    ) -> Result<Measured<Result<(), String>>, Failure> {
         let (stream, batch, sockbufs) = (self.stream(), self.batch, &self.a.sockbufs);
         pair.measure(|tx, rx| run_once(tx, rx, path, batch, &stream, sockbufs, progress))
     }
@@ -246,18 +244,18 @@ impl Mode for Many<'_> {
         backend: Backend,
         path: Path,
         repeat: u32,
-        m: Measured,
-    ) -> (RunRecord, (SockBufs, SockBufs)) {
+        m: Measured<Result<(), String>>,
+    ) -> RunRecord {
         let (arrays, seconds) = (self.arrays, m.seconds);
-        let rec = RunRecord {
+        RunRecord {
             backend: backend.to_string(),
             kind: Some(path.label()),
             repeat,
             bytes: self.run_bytes,
             seconds,
             gbytes_per_s: Some(gbytes_per_s(self.run_bytes as usize, seconds)),
-            verified: m.check.is_ok(),
-            error: m.check.err(),
+            verified: m.got.is_ok(),
+            error: m.got.err(),
             cpu: m.cpu,
             detail: Detail::Many {
                 arrays,
@@ -267,8 +265,7 @@ impl Mode for Many<'_> {
                     0.0
                 },
             },
-        };
-        (rec, m.bufs)
+        }
     }
 
     fn print_row(&self, n: usize, rec: &RunRecord) {
@@ -460,18 +457,8 @@ fn recv(
     Ok((end, check))
 }
 
-/// What one run measured.
-struct Measured {
-    seconds: f64,
-    /// The receiver's checks.
-    check: Result<(), String>,
-    cpu: CpuPair,
-    /// Effective buffer sizes of the sending and the receiving socket.
-    bufs: (SockBufs, SockBufs),
-}
-
-/// One run over a fresh loopback connection: its seconds, the receiver's checks and both
-/// threads' CPU.
+/// One run over a fresh loopback connection: the sender on a spawned thread, the receiver
+/// on this one; the receiver's checks.
 fn run_once(
     tx: &mut Engine,
     rx: &mut Engine,
@@ -480,37 +467,21 @@ fn run_once(
     stream: &Stream<'_>,
     sockbufs: &SockBufArgs,
     progress: Option<&Progress>,
-) -> Result<Measured, Failure> {
-    let (client, server) = loopback_pair(sockbufs)?;
-    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
-    let barrier = Barrier::new(2);
-    let (sent, got) = thread::scope(|sc| {
-        let barrier = &barrier;
-        let sender = sc.spawn(move || {
-            let sock = client; // closed on return: the receiver's end-of-stream check needs it
-            clocked(barrier, || {
-                send(tx, &sock, path, batch, stream).map(|()| (Instant::now(), ()))
-            })
-        });
-        // `server` moves in and closes on return, so a failed receive unblocks the sender.
-        let got = {
-            let sock = server;
-            clocked(barrier, || recv(rx, &sock, path, stream, progress))
-        };
-        (sender.join(), got)
-    });
-    let (seconds, check, cpu) = joined(sent, got)?;
-    Ok(Measured {
-        seconds,
-        check,
-        cpu,
-        bufs,
-    })
+) -> Result<Measured<Result<(), String>>, Failure> {
+    over_loopback(
+        sockbufs,
+        ["send", "recv"],
+        |sock| send(tx, sock, path, batch, stream),
+        |sock| recv(rx, sock, path, stream, progress),
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::thread;
+
     use super::*;
+    use crate::bench::common::loopback_pair;
     use ringxfer::dtype::fill_arange;
 
     #[test]
@@ -556,8 +527,7 @@ mod tests {
                 )
                 .unwrap_or_else(|f| panic!("{b} {}: {}", path.name(), f.message));
                 assert!(m.seconds > 0.0);
-                m.check
-                    .unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
+                m.got.unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
             }
         }
     }

@@ -30,8 +30,6 @@
 //! the same backend and size (a Nagle / delayed-ACK stall shows as a ratio in the thousands).
 
 use std::net::TcpStream;
-use std::sync::Barrier;
-use std::thread;
 use std::time::Instant;
 
 use ringxfer::{AnyArray, ArrayView, Backend, Engine, Options, Order};
@@ -39,14 +37,14 @@ use serde::Serialize;
 
 use super::args::BenchArgs;
 use super::common::{
-    arange_slices, clocked, joined_as, kind_cell, loopback_pair, ratio, ratio_cell, verified_cell,
+    Measured, arange_slices, kind_cell, over_loopback, ratio, ratio_cell, verified_cell,
 };
 use super::record::{Detail, Label, Latency, PingRun, RunRecord, Summary};
 use super::runner::{self, Mode, Pair};
 use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
-use crate::measure::{CpuPair, Progress, SockBufArgs, SockBufs};
+use crate::measure::{Progress, SockBufArgs};
 
 /// Round trips per run without an explicit N.
 pub const DEFAULT_ROUND_TRIPS: u64 = 200;
@@ -210,7 +208,7 @@ impl Mode for Pingpong<'_> {
     type Ends = Pair;
     /// The size (index into `messages`) and the path.
     type Kind = (usize, Path);
-    type Measured = Measured;
+    type Got = Pinged;
     type Fields = Fields;
 
     fn ends(&self, opts: &Options) -> Result<Pair, Failure> {
@@ -256,7 +254,7 @@ impl Mode for Pingpong<'_> {
         pair: &mut Pair,
         (i, path): (usize, Path),
         _progress: Option<&Progress>,
-    ) -> Result<Measured, Failure> {
+    ) -> Result<Measured<Pinged>, Failure> {
         let (m, n, sockbufs) = (&self.messages[i], self.round_trips, &self.a.sockbufs);
         pair.measure(|tx, rx| {
             run_once(tx, rx, path, m, n, sockbufs)
@@ -269,24 +267,24 @@ impl Mode for Pingpong<'_> {
         backend: Backend,
         (i, path): (usize, Path),
         repeat: u32,
-        m: Measured,
-    ) -> (RunRecord, (SockBufs, SockBufs)) {
-        let rec = RunRecord {
+        m: Measured<Pinged>,
+    ) -> RunRecord {
+        let (rtts_us, check) = m.got;
+        RunRecord {
             backend: backend.to_string(),
             kind: Some(path.label()),
             repeat,
             bytes: self.messages[i].spec.bytes as u64,
             seconds: m.seconds,
             gbytes_per_s: None,
-            verified: m.check.is_ok(),
-            error: m.check.err(),
+            verified: check.is_ok(),
+            error: check.err(),
             cpu: m.cpu,
             detail: Detail::Pingpong(PingRun {
-                latency: Latency::of(&mut m.rtts_us.clone()),
-                rtts_us: m.rtts_us,
+                latency: Latency::of(&mut rtts_us.clone()),
+                rtts_us,
             }),
-        };
-        (rec, m.bufs)
+        }
     }
 
     fn print_row(&self, n: usize, rec: &RunRecord) {
@@ -483,17 +481,6 @@ fn echo(
     Ok(())
 }
 
-/// What one run measured.
-struct Measured {
-    /// Timed round trips, µs, in the order they ran.
-    rtts_us: Vec<f64>,
-    seconds: f64,
-    check: Result<(), String>,
-    cpu: CpuPair,
-    /// Effective buffer sizes of thread A's and thread B's socket.
-    bufs: (SockBufs, SockBufs),
-}
-
 /// One run of `n` timed round trips over a fresh loopback connection: `tx` pings from the
 /// calling thread, `rx` echoes from a spawned one.
 fn run_once(
@@ -503,45 +490,23 @@ fn run_once(
     m: &Messages,
     n: u64,
     sockbufs: &SockBufArgs,
-) -> Result<Measured, Failure> {
-    let (client, server) = loopback_pair(sockbufs)?;
-    let bufs = (SockBufs::of(&client), SockBufs::of(&server));
-    let barrier = Barrier::new(2);
-    let total = WARMUP_ROUND_TRIPS + n;
+) -> Result<Measured<Pinged>, Failure> {
     // The raw paths' receive buffers, allocated and touched outside every clock.
     let raw_len = if path == Path::Raw { m.spec.bytes } else { 0 };
     let (mut ping_buf, mut echo_buf) = (Buffer::zeroed(raw_len)?, Buffer::zeroed(raw_len)?);
-    let (echoed, pinged) = thread::scope(|sc| {
-        let barrier = &barrier;
-        let echo_buf = echo_buf.bytes_mut();
-        let echoer = sc.spawn(move || {
-            // Closed on return, so a failed echo ends thread A's wait (EOF or reset).
-            let sock = server;
-            clocked(barrier, || {
-                echo(rx, &sock, path, total, echo_buf).map(|()| (Instant::now(), ()))
-            })
-        });
-        let pinged = {
-            let sock = client; // closed on return: a failed ping ends thread B's wait
-            clocked(barrier, || {
-                ping(tx, &sock, path, m, n, ping_buf.bytes_mut())
-            })
-        };
-        (echoer.join(), pinged)
-    });
-    let (seconds, (rtts_us, check), cpu) = joined_as(["echo", "ping"], echoed, pinged)?;
-    Ok(Measured {
-        rtts_us,
-        seconds,
-        check,
-        cpu,
-        bufs,
-    })
+    let echo_buf = echo_buf.bytes_mut();
+    over_loopback(
+        sockbufs,
+        ["echo", "ping"],
+        |sock| echo(rx, sock, path, WARMUP_ROUND_TRIPS + n, echo_buf),
+        |sock| ping(tx, sock, path, m, n, ping_buf.bytes_mut()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::common::loopback_pair;
 
     #[test]
     fn every_path_echoes_and_verifies() {
@@ -564,10 +529,10 @@ mod tests {
             for path in Path::ALL {
                 let r = run_once(&mut tx, &mut rx, path, &m, 7, &SockBufArgs::default())
                     .unwrap_or_else(|f| panic!("{b} {}: {}", path.name(), f.message));
-                assert_eq!(r.rtts_us.len(), 7);
-                assert!(r.rtts_us.iter().all(|&us| us > 0.0));
-                r.check
-                    .unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
+                let (rtts_us, check) = r.got;
+                assert_eq!(rtts_us.len(), 7);
+                assert!(rtts_us.iter().all(|&us| us > 0.0));
+                check.unwrap_or_else(|e| panic!("{b} {}: {e}", path.name()));
             }
         }
     }

@@ -11,10 +11,10 @@ use ringxfer::{Backend, Engine, Options};
 use serde::Serialize;
 
 use super::args::BenchArgs;
-use super::common::{Host, Report, requested_bufs, select_backends};
+use super::common::{Host, Measured, Report, requested_bufs, select_backends};
 use super::record::{RunRecord, Summary, summarize};
 use crate::failure::Failure;
-use crate::measure::{Progress, SockBufs, say_notices};
+use crate::measure::{Progress, say_notices};
 
 /// What a bench mode brings to the [runner](run).
 pub(crate) trait Mode {
@@ -23,8 +23,8 @@ pub(crate) trait Mode {
     type Ends;
     /// A kind of run within a backend (`()` for a mode with one kind).
     type Kind: Copy;
-    /// What one run measured.
-    type Measured;
+    /// What one run's receiving side got or found (see [`Measured`]).
+    type Got;
     /// The mode's own top-level fields of the `--json` report.
     type Fields: Serialize;
 
@@ -54,21 +54,20 @@ pub(crate) trait Mode {
         ends: &mut Self::Ends,
         kind: Self::Kind,
         progress: Option<&Progress>,
-    ) -> Result<Self::Measured, Failure>;
+    ) -> Result<Measured<Self::Got>, Failure>;
     /// Calibration: false when the run does not count and must be done again (the mode has
     /// adjusted `ends`); true by default.
-    fn accept(&mut self, _ends: &mut Self::Ends, _m: &Self::Measured) -> bool {
+    fn accept(&mut self, _ends: &mut Self::Ends, _m: &Measured<Self::Got>) -> bool {
         true
     }
-    /// The record of a run (after its checks) and the effective socket buffer sizes of its
-    /// two ends.
+    /// The record of a run (after its checks).
     fn record(
         &mut self,
         backend: Backend,
         kind: Self::Kind,
         repeat: u32,
-        m: Self::Measured,
-    ) -> (RunRecord, (SockBufs, SockBufs));
+        m: Measured<Self::Got>,
+    ) -> RunRecord;
     /// Row `n` (1-based) of the run table.
     fn print_row(&self, n: usize, rec: &RunRecord);
     /// The mode's ratios, from the summary (which it may complete): its JSON fields and the
@@ -113,10 +112,10 @@ pub(crate) fn run<M: Mode>(a: &BenchArgs, mut mode: M) -> Result<(), Failure> {
                 phase,
                 r,
                 |mode, backend, kind, m| {
-                    let (rec, sock_bufs) = mode.record(backend, kind, r + 1, m);
                     if runs.is_empty() {
-                        (bufs.sender, bufs.receiver) = sock_bufs;
+                        (bufs.sender, bufs.receiver) = m.bufs;
                     }
+                    let rec = mode.record(backend, kind, r + 1, m);
                     if !a.json {
                         if progress.is_some() {
                             // Let the interval lines on stderr go out before this row.
@@ -175,7 +174,7 @@ fn for_each_kind<M: Mode>(
     ends: &mut [(Backend, M::Ends)],
     phase: usize,
     r: u32,
-    mut done: impl FnMut(&mut M, Backend, M::Kind, M::Measured),
+    mut done: impl FnMut(&mut M, Backend, M::Kind, Measured<M::Got>),
     progress: Option<&Progress>,
 ) -> Result<(), Failure> {
     let n = ends.len();
