@@ -229,3 +229,150 @@ impl Pair {
         Ok(m)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::{CpuPair, SockBufs};
+
+    /// A mode that measures nothing: it logs each measure call, rejects the first run of each
+    /// backend once (calibration), and fails where told.
+    #[derive(Default)]
+    struct Fake {
+        /// Per measure call: the backend's calibration state before it.
+        calls: Vec<bool>,
+        fail_at: Option<usize>,
+    }
+
+    impl Mode for Fake {
+        /// Calibrated yet.
+        type Ends = bool;
+        type Kind = char;
+        type Got = usize;
+        type Fields = ();
+
+        fn ends(&self, _opts: &Options) -> Result<bool, Failure> {
+            Ok(false)
+        }
+        fn kinds(&self, phase: usize, backend: Backend) -> Vec<char> {
+            match (phase, backend) {
+                (0, Backend::Uring) => vec!['a', 'b'],
+                (0, _) => vec!['a', 'b', 'c'],
+                _ => vec!['z'],
+            }
+        }
+        fn kind_name(kind: char) -> Option<&'static str> {
+            Some(if kind == 'b' { "bee" } else { "other" })
+        }
+        fn print_header(&self, _a: &BenchArgs, _opts: &Options) {}
+        fn progress_total(&self, _backends: &[Backend], _repeat: u32) -> u64 {
+            0
+        }
+        fn measure(
+            &mut self,
+            calibrated: &mut bool,
+            _kind: char,
+            _progress: Option<&Progress>,
+        ) -> Result<Measured<usize>, Failure> {
+            let n = self.calls.len();
+            if self.fail_at == Some(n) {
+                return Err(Failure::runtime("boom"));
+            }
+            self.calls.push(*calibrated);
+            Ok(Measured {
+                seconds: 1.0,
+                cpu: CpuPair::default(),
+                bufs: (SockBufs::default(), SockBufs::default()),
+                got: n,
+            })
+        }
+        fn accept(&mut self, calibrated: &mut bool, _m: &Measured<usize>) -> bool {
+            std::mem::replace(calibrated, true)
+        }
+        fn record(&mut self, _b: Backend, _k: char, _r: u32, _m: Measured<usize>) -> RunRecord {
+            unreachable!("for_each_kind hands runs to its caller")
+        }
+        fn print_row(&self, _n: usize, _rec: &RunRecord) {}
+        fn conclude(&self, _s: &mut [Summary], _r: &[RunRecord]) -> ((), Vec<String>) {
+            ((), Vec::new())
+        }
+        fn print_summary(&self, _summary: &[Summary]) {}
+    }
+
+    /// Every run `for_each_kind` hands on over `repeats`: (backend, kind, repeat, which
+    /// measure call it was).
+    fn runs(
+        mode: &mut Fake,
+        phase: usize,
+        repeats: u32,
+    ) -> Result<Vec<(Backend, char, u32, usize)>, Failure> {
+        let mut ends = vec![(Backend::Uring, false), (Backend::Blocking, false)];
+        let mut done = Vec::new();
+        for r in 0..repeats {
+            for_each_kind(
+                mode,
+                &mut ends,
+                phase,
+                r,
+                |_, b, k, m| done.push((b, k, r + 1, m.got)),
+                None,
+            )?;
+        }
+        Ok(done)
+    }
+
+    #[test]
+    fn backends_and_kinds_alternate_and_short_runs_are_redone() {
+        let mut mode = Fake::default();
+        let done = runs(&mut mode, 0, 2).unwrap();
+        use Backend::{Blocking as B, Uring as U};
+        assert_eq!(
+            done,
+            vec![
+                // Repeat 1: uring first; its first run (call 0) was not accepted.
+                (U, 'a', 1, 1),
+                (U, 'b', 1, 2),
+                // Blocking's first run (call 3) was not accepted either.
+                (B, 'a', 1, 4),
+                (B, 'b', 1, 5),
+                (B, 'c', 1, 6),
+                // Repeat 2: blocking first, each backend's kinds rotated by one.
+                (B, 'b', 2, 7),
+                (B, 'c', 2, 8),
+                (B, 'a', 2, 9),
+                (U, 'b', 2, 10),
+                (U, 'a', 2, 11),
+            ]
+        );
+        // The two redone runs were each backend's first, measured before calibration.
+        let uncalibrated: Vec<usize> = (0..mode.calls.len()).filter(|&i| !mode.calls[i]).collect();
+        assert_eq!(uncalibrated, vec![0, 3]);
+        assert_eq!(mode.calls.len(), 12);
+    }
+
+    #[test]
+    fn a_failed_run_ends_the_bench_named_by_backend_kind_and_repeat() {
+        // Call 8 is repeat 2's blocking 'c' (calls 0 and 3 were redone).
+        let mut mode = Fake {
+            fail_at: Some(8),
+            ..Fake::default()
+        };
+        let e = runs(&mut mode, 0, 2).unwrap_err();
+        assert_eq!(e.message, "blocking other run 2: boom");
+        let mut mode = Fake {
+            fail_at: Some(2),
+            ..Fake::default()
+        };
+        assert_eq!(
+            runs(&mut mode, 0, 1).unwrap_err().message,
+            "uring bee run 1: boom"
+        );
+    }
+
+    #[test]
+    fn phases_have_their_own_kinds() {
+        let mut mode = Fake::default();
+        let kinds: Vec<char> = runs(&mut mode, 1, 1).unwrap().iter().map(|r| r.1).collect();
+        assert_eq!(kinds, vec!['z', 'z']);
+    }
+}
