@@ -76,7 +76,7 @@ fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
     ))
 }
 
-/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// This mode's own fields of the `--json` report ([`Report`](super::runner::Report) adds the
 /// common ones).
 #[derive(Debug, Serialize)]
 struct Fields {

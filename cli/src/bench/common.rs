@@ -177,31 +177,6 @@ pub(crate) fn ratio_cell(r: Option<f64>) -> String {
     r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.3}"))
 }
 
-/// The `--json` report of every bench mode: the mode's own fields (`M`, flattened into the
-/// top level), then what all modes report.
-#[derive(Debug, Serialize)]
-pub(crate) struct Report<M, R, S> {
-    /// The mode's own fields.
-    #[serde(flatten)]
-    pub(crate) mode: M,
-    /// Runs per backend (and kind).
-    pub(crate) repeat: u32,
-    /// The uring knobs, when uring was measured.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) uring_tuning: Option<ringxfer::UringTuning>,
-    /// Why uring was skipped with `--backend both`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) uring_unavailable: Option<String>,
-    /// The machine.
-    pub(crate) host: Host,
-    /// Socket buffer sizes, asked and effective.
-    pub(crate) socket_buffers: BenchSockBufs,
-    /// Every run, in the order run.
-    pub(crate) runs: Vec<R>,
-    /// Per backend (and kind): median, min, max.
-    pub(crate) summary: Vec<S>,
-}
-
 /// Effective socket buffer sizes of both ends of a bench connection (the kernel's figures,
 /// read once connected, before the first transfer).
 #[derive(Debug, Clone, Copy, Default, Serialize)]

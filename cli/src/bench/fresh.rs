@@ -86,7 +86,7 @@ struct PerBackend {
     blocking: Option<f64>,
 }
 
-/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// This mode's own fields of the `--json` report ([`Report`](super::runner::Report) adds the
 /// common ones).
 #[derive(Debug, Serialize)]
 struct Fields {

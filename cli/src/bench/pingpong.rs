@@ -82,7 +82,7 @@ impl Path {
     }
 }
 
-/// This mode's own fields of the `--json` report ([`Report`](super::common::Report) adds the
+/// This mode's own fields of the `--json` report ([`Report`](super::runner::Report) adds the
 /// common ones).
 #[derive(Debug, Serialize)]
 struct Fields {

@@ -11,10 +11,35 @@ use ringxfer::{Backend, Engine, Options};
 use serde::Serialize;
 
 use super::args::BenchArgs;
-use super::common::{Host, Measured, Report, requested_bufs, select_backends};
+use super::common::{BenchSockBufs, Host, Measured, requested_bufs, select_backends};
 use super::record::{RunRecord, Summary, summarize};
 use crate::failure::Failure;
 use crate::measure::{Progress, say_notices};
+
+/// The `--json` report of every bench mode: the mode's own fields (`F`, flattened into the
+/// top level), then what all modes report: the runs and the summary.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report<F> {
+    /// The mode's own fields.
+    #[serde(flatten)]
+    pub(crate) mode: F,
+    /// Runs per backend (and kind).
+    pub(crate) repeat: u32,
+    /// The uring knobs, when uring was measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) uring_tuning: Option<ringxfer::UringTuning>,
+    /// Why uring was skipped with `--backend both`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) uring_unavailable: Option<String>,
+    /// The machine.
+    pub(crate) host: Host,
+    /// Socket buffer sizes, asked and effective.
+    pub(crate) socket_buffers: BenchSockBufs,
+    /// Every run, in the order run.
+    pub(crate) runs: Vec<RunRecord>,
+    /// Per backend (and kind): median, min, max.
+    pub(crate) summary: Vec<Summary>,
+}
 
 /// What a bench mode brings to the [runner](run).
 pub(crate) trait Mode {
