@@ -155,7 +155,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
         let start_len = npy::START_LEN;
         loop {
             let n = self.buffered().min(npy::MAGIC.len());
-            npy::check_magic(&self.buf[self.start..self.start + n]).map_err(npy_error)?;
+            npy::check_magic(&self.buf[self.start..self.start + n]).map_err(FrameError::of_npy)?;
             if n == npy::MAGIC.len() {
                 break;
             }
@@ -178,7 +178,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
     /// A rejected `.npy` header step: its `read` bytes are consumed.
     fn reject(&mut self, read: usize, e: npy::NpyError) -> crate::Error {
         self.start += read;
-        npy_error(e)
+        FrameError::of_npy(e).into()
     }
 
     /// Reads and checks the next message's RGXF header (the striped receive's array header).
@@ -389,16 +389,5 @@ impl Message {
     /// Bytes of the whole message: header, payload, trailer.
     fn whole(&self) -> u64 {
         (self.header_len + self.trailer_len()) as u64 + self.header.payload_len
-    }
-}
-
-/// A rejected `.npy` header as a receive error: [`FrameError::Npy`], except a payload over the
-/// limit, which is [`FrameError::TooLarge`] in either format (one variant for one rule).
-fn npy_error(e: npy::NpyError) -> crate::Error {
-    match e {
-        npy::NpyError::TooLarge { payload_len, limit } => {
-            FrameError::TooLarge { payload_len, limit }.into()
-        }
-        e => FrameError::Npy(e).into(),
     }
 }
