@@ -195,7 +195,13 @@ fn check_npy(a: &AnyArray, (d, shape, order): &(String, Vec<u64>, Order), what: 
         Order::C
     };
     assert_eq!(
-        (a.dtype(), a.shape(), a.order(), a.format(), a.checksum_verified()),
+        (
+            a.dtype(),
+            a.shape(),
+            a.order(),
+            a.format(),
+            a.checksum_verified()
+        ),
         (dtype, &shape[..], want_order, WireFormat::Npy, false),
         "{what}"
     );
@@ -225,7 +231,9 @@ fn receive_numpy_stream(backend: Backend, call: Call, versions: &str) {
     match call {
         Call::EngineAny => {
             for (i, c) in cases.iter().enumerate() {
-                let a = e.recv_any(&sock).unwrap_or_else(|err| panic!("case {i} {c:?}: {err}"));
+                let a = e
+                    .recv_any(&sock)
+                    .unwrap_or_else(|err| panic!("case {i} {c:?}: {err}"));
                 check_npy(&a, c, &format!("{call:?} case {i} {c:?}"));
             }
             // The clean end of the stream between messages.
@@ -240,7 +248,9 @@ fn receive_numpy_stream(backend: Backend, call: Call, versions: &str) {
         Call::ReceiverAny => {
             let mut r = e.receiver(&sock);
             for (i, c) in cases.iter().enumerate() {
-                let a = r.recv_any().unwrap_or_else(|err| panic!("case {i} {c:?}: {err}"));
+                let a = r
+                    .recv_any()
+                    .unwrap_or_else(|err| panic!("case {i} {c:?}: {err}"));
                 check_npy(&a, c, &format!("{call:?} case {i} {c:?}"));
             }
             match r.recv_any() {
@@ -272,7 +282,11 @@ fn recv_typed<T: ringxfer::Element>(
 
 /// `recv_array::<T>` for the element type of `dtype` (u8 for complex and bool, which have
 /// no Rust element type: always a mismatch).
-fn recv_typed_for(e: &mut ringxfer::Engine, sock: &TcpStream, dtype: DType) -> Result<Vec<u8>, Error> {
+fn recv_typed_for(
+    e: &mut ringxfer::Engine,
+    sock: &TcpStream,
+    dtype: DType,
+) -> Result<Vec<u8>, Error> {
     let native = DType::native(dtype.scalar());
     match dtype.scalar() {
         Scalar::F64 => recv_typed::<f64>(e, sock, native),
@@ -423,14 +437,24 @@ fn send_mixed(backend: Backend, sock: TcpStream) -> std::thread::JoinHandle<()> 
 }
 
 #[track_caller]
-fn check_mixed(a: &AnyArray, (f, d, shape, order): &(WireFormat, &str, Vec<u64>, Order), what: &str) {
+fn check_mixed(
+    a: &AnyArray,
+    (f, d, shape, order): &(WireFormat, &str, Vec<u64>, Order),
+    what: &str,
+) {
     let dtype = dt(d);
     let order = match f {
         WireFormat::Npy if !npy::writes_fortran_order(shape, *order) => Order::C,
         _ => *order,
     };
     assert_eq!(
-        (a.format(), a.dtype(), a.shape(), a.order(), a.checksum_verified()),
+        (
+            a.format(),
+            a.dtype(),
+            a.shape(),
+            a.order(),
+            a.checksum_verified()
+        ),
         (*f, dtype, &shape[..], order, *f == WireFormat::Rgxf),
         "{what}"
     );

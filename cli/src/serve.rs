@@ -477,12 +477,17 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
         let next = read_header(&sock, peer, array, waiting_since, limits3);
         slot.set_idle(false);
         let outcome = match next {
-            Next::Header(h, started) => {
-                report_one(&mut engine, &sock, peer, array, Some(started), |e| match h {
+            Next::Header(h, started) => report_one(
+                &mut engine,
+                &sock,
+                peer,
+                array,
+                Some(started),
+                |e| match h {
                     Head::Rgxf(h) => e.recv_any_after_header(&sock, h),
                     Head::Npy(h) => e.recv_any_after_npy_header(&sock, &h),
-                })
-            }
+                },
+            ),
             Next::Closed => Outcome::Closed,
             Next::Failed(line) => Outcome::Failed(line),
         };
@@ -734,11 +739,11 @@ fn read_npy_header(
     deadline: Option<Instant>,
     max_payload: u64,
 ) -> Result<npy::NpyHeader, NpyFail> {
-    let read = |buf: &mut [u8], before: usize, whole: usize| match read_exact_by(sock, buf, deadline)
-    {
-        Got::Whole => Ok(()),
-        r => Err(NpyFail::Read(r, before as u64, whole as u64)),
-    };
+    let read =
+        |buf: &mut [u8], before: usize, whole: usize| match read_exact_by(sock, buf, deadline) {
+            Got::Whole => Ok(()),
+            r => Err(NpyFail::Read(r, before as u64, whole as u64)),
+        };
     let mut start = [0u8; 12];
     let s = npy::START_LEN;
     read(&mut start[..s], 0, s)?;

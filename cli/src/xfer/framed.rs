@@ -458,15 +458,13 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
                 shape: &shape,
                 order,
             };
-            engine
-                .send_view(&sock, view, format)
-                .map_err(|e| {
-                    let f = crate::net::with_server_word(&sock, Failure::from(e));
-                    Failure {
-                        message: format!("array {} of {arrays}: {}", i + 1, f.message),
-                        ..f
-                    }
-                })?;
+            engine.send_view(&sock, view, format).map_err(|e| {
+                let f = crate::net::with_server_word(&sock, Failure::from(e));
+                Failure {
+                    message: format!("array {} of {arrays}: {}", i + 1, f.message),
+                    ..f
+                }
+            })?;
             count(progress.as_ref(), bytes);
             Ok(())
         });

@@ -1,0 +1,421 @@
+//! numpy's `.npy` stream through the CLI, against python3's numpy with no ringxfer code on the
+//! Python side:
+//!
+//! * `numpy.save` streams → `ringxfer recv` and → `ringxfer serve`: one JSON line per array,
+//!   every field checked (`"format":"npy"`, `"verified":false`, numpy's dtype, shape, order,
+//!   bytes, the CRC-32 python computed, the arange pattern);
+//! * hostile `.npy` headers and a stalled `.npy` header → `serve`'s error lines (exact kind
+//!   and counts; the header deadline bounds a `.npy` header too);
+//! * `ringxfer send --format npy` → `numpy.lib.format.read_array` on the socket, equal to
+//!   numpy's own arange, for `>f8`, `<f2`, `c16`, `|b1`, F order, 0-d and empty;
+//! * `--format` is a send flag: a usage error for recv and in raw mode.
+//!
+//! Each runs on both backends (`--backend blocking`, and `uring` where io_uring is
+//! available). Skips (printed) without python3/numpy unless `RINGXFER_TEST_REQUIRE_NUMPY=1`.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+mod util;
+use util::bin::{BIN, spawn_serve};
+use util::proc::Lines;
+use util::py::{Python, numpy_available};
+
+/// A python3 child or a CLI child is given this long.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The backends to run: blocking, and uring where it is available.
+fn backends() -> Vec<&'static str> {
+    let mut v = vec!["blocking"];
+    if util::uring_available() {
+        v.push("uring");
+    }
+    v
+}
+
+/// The arrays python3 writes: (dtype, shape, order asked of numpy).
+fn cases() -> Value {
+    json!([
+        [">f8", [4, 5], "F"],
+        ["<f2", [7], "C"],
+        ["<c16", [3, 2], "C"],
+        ["|b1", [2, 3], "F"],
+        ["<f8", [], "C"],
+        ["<i4", [0, 3], "C"],
+        ["<u2", [3, 4], "F"],
+        [">i8", [300, 200], "C"],
+    ])
+}
+
+/// Connects to argv[1] (`host:port`) and writes each case of argv[2] with `numpy.save` (the
+/// file is an object whose `write` is `sock.sendall`: `numpy.save` on `sock.makefile('wb')`
+/// fails, numpy 2.4, not seekable); prints one JSON line per array with what the receiver
+/// must report (numpy's `dtype.str`, shape, the `fortran_order` numpy wrote, bytes and the
+/// zlib CRC-32 of the data); then half-closes and prints what the peer wrote back until it
+/// closed (serve's lines for `--get-server-output`; nothing from recv).
+const SAVE: &str = r#"
+import json, socket, sys, zlib
+import numpy as np
+import numpy.lib.format as fmt
+host, port = sys.argv[1].rsplit(":", 1)
+sock = socket.create_connection((host, int(port)))
+class W:
+    def write(self, b):
+        sock.sendall(b)
+for dtype, shape, order in json.loads(sys.argv[2]):
+    n = 1
+    for d in shape:
+        n *= d
+    a = np.arange(n).astype(np.dtype(dtype)).reshape(tuple(shape), order=order)
+    np.save(W(), a)
+    h = fmt.header_data_from_array_1_0(a)
+    print(json.dumps({"dtype": a.dtype.str, "shape": list(a.shape),
+                      "order": "F" if h["fortran_order"] else "C", "bytes": a.nbytes,
+                      "crc32": "%08x" % zlib.crc32(a.tobytes(order="F" if h["fortran_order"] else "C")),
+                      "peer": "%s:%d" % sock.getsockname()}), flush=True)
+sock.shutdown(socket.SHUT_WR)
+back = b""
+while True:
+    b = sock.recv(65536)
+    if not b:
+        break
+    back += b
+print(json.dumps({"back": back.decode()}))
+"#;
+
+/// The line python3 says the receiver must print for array `k` (1-based) of `backend`, with
+/// the fields only the receiver knows (time, CPU, buffers) taken from `got`.
+fn want_line(py: &Value, k: usize, backend: &str, got: &Value) -> Value {
+    json!({
+        "peer": py["peer"],
+        "array": k,
+        "backend": backend,
+        "format": "npy",
+        "dtype": py["dtype"],
+        "shape": py["shape"],
+        "order": py["order"],
+        "bytes": py["bytes"],
+        "seconds": got["seconds"],
+        "gbytes_per_s": got["gbytes_per_s"],
+        "verified": false,
+        "arange": true,
+        "crc32": py["crc32"],
+        "cpu": got["cpu"],
+        "socket_buffers": got["socket_buffers"],
+    })
+}
+
+/// Python's per-array lines and its last line (what came back), from its stdout.
+fn python_lines(out: &str) -> (Vec<Value>, Value) {
+    let mut v: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let last = v.pop().expect("python printed nothing");
+    (v, last)
+}
+
+fn parse(l: &str) -> Value {
+    serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))
+}
+
+/// `numpy.save` streams → `ringxfer recv --json --arrays 8`: exit 0, one exact line per
+/// array.
+#[test]
+fn numpy_save_into_recv() {
+    if !numpy_available() {
+        return;
+    }
+    let n = cases().as_array().unwrap().len().to_string();
+    for backend in backends() {
+        let mut recv = Command::new(BIN)
+            .args(["recv", "--listen", "127.0.0.1:0", "--json", "--arrays", &n])
+            .args(["--backend", backend, "--timeout", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = Lines::new(recv.stderr.take().unwrap());
+        let out = Lines::new(recv.stdout.take().unwrap());
+        let mut recv = util::proc::Killed(recv);
+        let first = err.next(LIMIT).expect("recv says where it listens");
+        let addr = first.rsplit(' ').next().unwrap().to_owned();
+        let py = Python::start(SAVE, &[&addr, &cases().to_string()]);
+        let (py_arrays, back) = python_lines(&py.success(LIMIT));
+        let status = util::proc::wait_deadline(&mut recv.0, LIMIT).expect("recv exits");
+        let got: Vec<Value> = out
+            .drain_for(Duration::from_millis(300))
+            .iter()
+            .map(|l| parse(l))
+            .collect();
+        let stderr = err.drain_for(Duration::from_millis(100)).join("\n");
+        assert!(status.success(), "{backend}: {status:?} {stderr}");
+        assert_eq!(got.len(), py_arrays.len(), "{backend}: {got:#?}");
+        for (k, (g, p)) in got.iter().zip(&py_arrays).enumerate() {
+            assert_eq!(
+                *g,
+                want_line(p, k + 1, backend, g),
+                "{backend} array {}",
+                k + 1
+            );
+        }
+        assert_eq!(back, json!({"back": ""}));
+    }
+}
+
+/// `numpy.save` streams → `ringxfer serve --json`: one exact line per array, and the same
+/// lines written back to the client that half-closed.
+#[test]
+fn numpy_save_into_serve() {
+    if !numpy_available() {
+        return;
+    }
+    for backend in backends() {
+        let (_serve, lines, addr) = spawn_serve(&["--json", "--backend", backend]);
+        let py = Python::start(SAVE, &[&addr.to_string(), &cases().to_string()]);
+        let (py_arrays, back) = python_lines(&py.success(LIMIT));
+        let got: Vec<Value> = lines
+            .take(py_arrays.len(), LIMIT)
+            .iter()
+            .map(|l| parse(l))
+            .collect();
+        for (k, (g, p)) in got.iter().zip(&py_arrays).enumerate() {
+            assert_eq!(
+                *g,
+                want_line(p, k + 1, backend, g),
+                "{backend} array {}",
+                k + 1
+            );
+        }
+        let written_back: Vec<Value> = back["back"].as_str().unwrap().lines().map(parse).collect();
+        assert_eq!(written_back, got, "{backend}: the lines sent back");
+    }
+}
+
+/// Bytes a hostile client writes, then half-closes (or stays silent with `stall`), and the
+/// error line `serve` must print for it.
+fn hostile_line(addr: std::net::SocketAddr, bytes: &[u8], stall: bool, lines: &Lines) -> Value {
+    let mut sock = TcpStream::connect(addr).unwrap();
+    let peer = sock.local_addr().unwrap().to_string();
+    sock.write_all(bytes).unwrap();
+    if !stall {
+        let _ = sock.shutdown(Shutdown::Write);
+    }
+    let v = parse(&lines.take(1, LIMIT)[0]);
+    assert_eq!(v["peer"], peer.as_str());
+    // serve closed the connection after the error line.
+    let mut rest = Vec::new();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let _ = sock.read_to_end(&mut rest);
+    v
+}
+
+/// A version-1.0 `.npy` header around `dict`, padded to 64 bytes.
+fn npy_header(dict: &str) -> Vec<u8> {
+    let mut text = dict.as_bytes().to_vec();
+    while (10 + text.len() + 1) % 64 != 0 {
+        text.push(b' ');
+    }
+    text.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(&text);
+    out
+}
+
+/// Hostile `.npy` headers into `serve`: each gets one error line with the exact kind and
+/// counts, and the server carries on. A `.npy` header that stalls after its first 8 bytes is
+/// cut by `--header-timeout` (`header_timeout`, 8 of the 10-byte prefix).
+#[test]
+fn hostile_npy_into_serve() {
+    for backend in backends() {
+        let (_serve, lines, addr) = spawn_serve(&[
+            "--json",
+            "--backend",
+            backend,
+            "--max-payload",
+            "1KiB",
+            "--header-timeout",
+            "1",
+        ]);
+        let without = |mut v: Value| {
+            v.as_object_mut().unwrap().remove("peer");
+            v
+        };
+        let v = hostile_line(
+            addr,
+            &npy_header("{'descr':'<f8','fortran_order':False,'shape':(3,),'x':1}"),
+            false,
+            &lines,
+        );
+        assert_eq!(
+            without(v),
+            json!({"array": 1, "error": "framed message rejected: .npy header has unknown key 'x'",
+                   "kind": "npy_unknown_key", "transferred": null, "expected": null})
+        );
+        let v = hostile_line(
+            addr,
+            &npy_header("{'descr':'<f8','fortran_order':False,'shape':(129,)}"),
+            false,
+            &lines,
+        );
+        assert_eq!(
+            without(v),
+            json!({"array": 1, "error": "framed message rejected: payload of 1032 bytes exceeds the limit of 1024 bytes",
+                   "kind": "too_large", "transferred": null, "expected": null})
+        );
+        let mut huge = b"\x93NUMPY\x03\x00".to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        let v = hostile_line(addr, &huge, false, &lines);
+        assert_eq!(
+            without(v),
+            json!({"array": 1,
+                   "error": "framed message rejected: .npy header of 4294967307 bytes exceeds the limit of 65536 bytes",
+                   "kind": "npy_header_too_long", "transferred": null, "expected": null})
+        );
+        let v = hostile_line(addr, b"\x93NUMPY\x01\x00", true, &lines);
+        assert_eq!(
+            without(v),
+            json!({"array": 1,
+                   "error": "the header was not whole within 1000 ms of the connection's start \
+                             (after 8 of 10 bytes)",
+                   "kind": "header_timeout", "transferred": 8, "expected": 10})
+        );
+        // A cut payload after a good header: the library's counts, header included.
+        let mut cut = npy_header("{'descr':'<f8','fortran_order':False,'shape':(100,)}");
+        cut.extend_from_slice(&[0u8; 300]);
+        let v = hostile_line(addr, &cut, false, &lines);
+        assert_eq!(v["kind"], "unexpected_eof", "{v}");
+        assert_eq!(
+            (&v["transferred"], &v["expected"]),
+            (&json!(364), &json!(864))
+        );
+    }
+}
+
+/// Reads argv[2] arrays from a listening socket with `numpy.lib.format.read_array` on
+/// `makefile('rb', buffering=0)`; prints the port first, then per array whether it equals
+/// numpy's own arange of the case (dtype, shape, order and bytes), then the bytes after the
+/// last array (0: the sender closed).
+const READ: &str = r#"
+import json, socket, sys
+import numpy as np
+import numpy.lib.format as fmt
+cases = json.loads(sys.argv[1])
+arrays = int(sys.argv[2])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+print(srv.getsockname()[1], flush=True)
+sock, _ = srv.accept()
+sock.settimeout(60)
+f = sock.makefile("rb", buffering=0)
+dtype, shape, order = cases
+n = 1
+for d in shape:
+    n *= d
+want = np.arange(n).astype(np.dtype(dtype)).reshape(tuple(shape), order=order)
+for i in range(arrays):
+    a = fmt.read_array(f)
+    print(json.dumps({"dtype": a.dtype.str, "shape": list(a.shape),
+                      "f": bool(a.flags.f_contiguous and not a.flags.c_contiguous),
+                      "equal": bool(a.dtype == want.dtype and a.shape == want.shape
+                                    and a.tobytes(order="A") == want.tobytes(order="A")
+                                    and np.array_equal(a, want))}), flush=True)
+print(json.dumps({"rest": len(f.read())}))
+sock.close()
+"#;
+
+/// `ringxfer send --format npy` → python3's `numpy.lib.format.read_array`: every array equal
+/// to numpy's own, in numpy's layout; send's JSON report says `"format":"npy"`.
+#[test]
+fn send_format_npy_into_numpy() {
+    if !numpy_available() {
+        return;
+    }
+    let cases: [(&str, &str, &str, Value, bool); 6] = [
+        (">f8", "4,5", "F", json!([4, 5]), true),
+        ("<f2", "70000", "C", json!([70000]), false),
+        ("c16", "3,2", "C", json!([3, 2]), false),
+        ("|b1", "2,3,4", "F", json!([2, 3, 4]), true),
+        ("<i2", "", "C", json!([]), false),
+        ("<f4", "3,0", "F", json!([3, 0]), false),
+    ];
+    for backend in backends() {
+        for (dtype, shape, order, shape_json, fortran) in &cases {
+            let case = json!([dtype, shape_json, order]).to_string();
+            let mut py = Command::new("python3")
+                .args(["-c", READ, &case, "2"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let pyout = Lines::new(py.stdout.take().unwrap());
+            let pyerr = Lines::new(py.stderr.take().unwrap());
+            let mut py = util::proc::Killed(py);
+            let port = pyout.next(LIMIT).expect("python prints its port");
+            let out = Command::new(BIN)
+                .args(["send", "--connect", &format!("127.0.0.1:{port}"), "--json"])
+                .args(["--format", "npy", "--dtype", dtype, "--shape", shape])
+                .args(["--order", order, "--arrays", "2", "--backend", backend])
+                .output()
+                .unwrap();
+            let what = format!("{backend} {dtype} ({shape}) {order}");
+            assert!(out.status.success(), "{what}: {out:?}");
+            let report = parse(String::from_utf8_lossy(&out.stdout).trim());
+            assert_eq!(
+                (&report["format"], &report["arrays"], &report["order"]),
+                (&json!("npy"), &json!(2), &json!(order)),
+                "{what}"
+            );
+            let status = util::proc::wait_deadline(&mut py.0, LIMIT);
+            let got: Vec<Value> = pyout
+                .drain_for(Duration::from_millis(200))
+                .iter()
+                .map(|l| parse(l))
+                .collect();
+            let err = pyerr.drain_for(Duration::from_millis(100)).join("\n");
+            assert!(status.is_some_and(|s| s.success()), "{what}: {err}");
+            let want_dtype = dtype.parse::<ringxfer::dtype::DType>().unwrap().to_string();
+            let one =
+                json!({"dtype": want_dtype, "shape": shape_json, "f": fortran, "equal": true});
+            assert_eq!(got, [one.clone(), one, json!({"rest": 0})], "{what}");
+        }
+    }
+}
+
+/// `--format` is a send flag in framed mode: `recv --format` and `send --raw --format` are
+/// usage errors (exit status 2), as is an unknown format.
+#[test]
+fn format_flag_is_for_framed_send() {
+    for args in [
+        &["recv", "--connect", "127.0.0.1:1", "--format", "npy"][..],
+        &[
+            "send",
+            "--connect",
+            "127.0.0.1:1",
+            "--raw",
+            "--format",
+            "npy",
+        ],
+        &["send", "--connect", "127.0.0.1:1", "--format", "npz"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+    let out = Command::new(BIN)
+        .args(["recv", "--connect", "127.0.0.1:1", "--format", "npy"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some(
+            "ringxfer recv: --format is for send (recv takes RGXF and .npy, told apart by the \
+             first byte)"
+        )
+    );
+}
