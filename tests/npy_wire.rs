@@ -18,7 +18,6 @@
 use std::cell::Cell;
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::time::Duration;
 
 use ringxfer::dtype::{DType, Scalar, fill_arange};
 use ringxfer::npy::{self, NpyError};
@@ -27,6 +26,7 @@ use ringxfer::{
 };
 
 mod util;
+use util::npy::{ALL_DTYPES, CHILD_LIMIT, cases_json, dt, wrap};
 use util::py::{Python, numpy_available};
 
 // ---------------------------------------------------------------------------------------------
@@ -88,26 +88,6 @@ fn largest_alloc_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Every dtype ringxfer carries, in both byte orders where it has one.
-const ALL_DTYPES: [&str; 25] = [
-    "<f8", ">f8", "<f4", ">f4", "<f2", ">f2", "<i8", ">i8", "<i4", ">i4", "<i2", ">i2", "|i1",
-    "<u8", ">u8", "<u4", ">u4", "<u2", ">u2", "|u1", "<c8", ">c8", "<c16", ">c16", "|b1",
-];
-
-/// A python3 child is killed after this long.
-const CHILD_LIMIT: Duration = Duration::from_secs(120);
-
-fn dt(s: &str) -> DType {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-fn order_name(o: Order) -> &'static str {
-    match o {
-        Order::C => "C",
-        Order::F => "F",
-    }
-}
 
 /// The arange pattern of `dtype` for `shape` (element `i` of memory order is `i`), as numpy's
 /// `arange(n).astype(dtype).reshape(shape, order=order)` lays it out.
@@ -171,13 +151,7 @@ sock.recv(1)
 fn numpy_sender(cases: &[(String, Vec<u64>, Order)], versions: &str) -> (TcpStream, Python) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let json = serde_json::to_string(
-        &cases
-            .iter()
-            .map(|(d, s, o)| (d, s, order_name(*o)))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let json = cases_json(cases);
     let py = Python::start(SAVE_TO_SOCKET, &[&port, &json, versions]);
     let (sock, _) = listener.accept().unwrap();
     sock.set_read_timeout(Some(CHILD_LIMIT)).unwrap();
@@ -528,19 +502,6 @@ both_backends! {
 // ---------------------------------------------------------------------------------------------
 // Hostile headers and cut streams
 // ---------------------------------------------------------------------------------------------
-
-/// A version-1.0 header around `dict`, padded with spaces and `\n` to a multiple of 64.
-fn wrap(dict: &str) -> Vec<u8> {
-    let mut text = dict.as_bytes().to_vec();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(b' ');
-    }
-    text.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(&text);
-    out
-}
 
 /// Bytes after the hostile part, to see how far the receiver read.
 const TAIL: usize = 1000;

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 mod util;
 use util::bin::{BIN, spawn_serve};
+use util::npy::wrap;
 use util::proc::Lines;
 use util::py::{Python, numpy_available};
 
@@ -36,6 +37,43 @@ fn backends() -> Vec<&'static str> {
     }
     v
 }
+
+/// Starts `cmd` with stdout and stderr piped: the child (killed when dropped) and its stdout
+/// and stderr lines.
+fn spawn(cmd: &mut Command) -> (util::proc::Killed, Lines, Lines) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::new(child.stdout.take().unwrap());
+    let err = Lines::new(child.stderr.take().unwrap());
+    (util::proc::Killed(child), out, err)
+}
+
+/// Waits for a [`spawn`]ed child (at most [`LIMIT`]); returns its status (`None`: killed),
+/// its stdout lines as JSON and its stderr.
+fn finish(
+    child: &mut util::proc::Killed,
+    out: &Lines,
+    err: &Lines,
+) -> (Option<std::process::ExitStatus>, Vec<Value>, String) {
+    let status = util::proc::wait_deadline(&mut child.0, LIMIT);
+    let got = out
+        .drain_for(Duration::from_millis(300))
+        .iter()
+        .map(|l| parse(l))
+        .collect();
+    (
+        status,
+        got,
+        err.drain_for(Duration::from_millis(100)).join("\n"),
+    )
+}
+
+/// One hostile client of [`hostile_npy_into_serve`]: its bytes, whether it stalls after them
+/// (else it half-closes), and serve's error line for it: error, kind, transferred, expected.
+type Hostile = (Vec<u8>, bool, String, &'static str, Value, Value);
 
 /// The arrays python3 writes: (dtype, shape, order asked of numpy).
 fn cases() -> Value {
@@ -132,28 +170,20 @@ fn numpy_save_into_recv() {
     }
     let n = cases().as_array().unwrap().len().to_string();
     for backend in backends() {
-        let mut recv = Command::new(BIN)
-            .args(["recv", "--listen", "127.0.0.1:0", "--json", "--arrays", &n])
-            .args(["--backend", backend, "--timeout", "60"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = Lines::new(recv.stderr.take().unwrap());
-        let out = Lines::new(recv.stdout.take().unwrap());
-        let mut recv = util::proc::Killed(recv);
+        let (mut recv, out, err) = spawn(
+            Command::new(BIN)
+                .args(["recv", "--listen", "127.0.0.1:0", "--json", "--arrays", &n])
+                .args(["--backend", backend, "--timeout", "60"]),
+        );
         let first = err.next(LIMIT).expect("recv says where it listens");
         let addr = first.rsplit(' ').next().unwrap().to_owned();
         let py = Python::start(SAVE, &[&addr, &cases().to_string()]);
         let (py_arrays, back) = python_lines(&py.success(LIMIT));
-        let status = util::proc::wait_deadline(&mut recv.0, LIMIT).expect("recv exits");
-        let got: Vec<Value> = out
-            .drain_for(Duration::from_millis(300))
-            .iter()
-            .map(|l| parse(l))
-            .collect();
-        let stderr = err.drain_for(Duration::from_millis(100)).join("\n");
-        assert!(status.success(), "{backend}: {status:?} {stderr}");
+        let (status, got, stderr) = finish(&mut recv, &out, &err);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{backend}: {status:?} {stderr}"
+        );
         assert_eq!(got.len(), py_arrays.len(), "{backend}: {got:#?}");
         for (k, (g, p)) in got.iter().zip(&py_arrays).enumerate() {
             assert_eq!(
@@ -214,19 +244,6 @@ fn hostile_line(addr: std::net::SocketAddr, bytes: &[u8], stall: bool, lines: &L
     v
 }
 
-/// A version-1.0 `.npy` header around `dict`, padded to 64 bytes.
-fn npy_header(dict: &str) -> Vec<u8> {
-    let mut text = dict.as_bytes().to_vec();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(b' ');
-    }
-    text.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(&text);
-    out
-}
-
 /// Hostile `.npy` headers into `serve`: each gets one error line with the exact kind and
 /// counts, and the server carries on. A `.npy` header that stalls after its first 8 bytes is
 /// cut by `--header-timeout` (`header_timeout`, 8 of the 10-byte prefix).
@@ -242,58 +259,69 @@ fn hostile_npy_into_serve() {
             "--header-timeout",
             "1",
         ]);
-        let without = |mut v: Value| {
-            v.as_object_mut().unwrap().remove("peer");
-            v
-        };
-        let v = hostile_line(
-            addr,
-            &npy_header("{'descr':'<f8','fortran_order':False,'shape':(3,),'x':1}"),
-            false,
-            &lines,
-        );
-        assert_eq!(
-            without(v),
-            json!({"array": 1, "error": "framed message rejected: .npy header has unknown key 'x'",
-                   "kind": "npy_unknown_key", "transferred": null, "expected": null})
-        );
-        let v = hostile_line(
-            addr,
-            &npy_header("{'descr':'<f8','fortran_order':False,'shape':(129,)}"),
-            false,
-            &lines,
-        );
-        assert_eq!(
-            without(v),
-            json!({"array": 1, "error": "framed message rejected: payload of 1032 bytes exceeds the limit of 1024 bytes",
-                   "kind": "too_large", "transferred": null, "expected": null})
-        );
         let mut huge = b"\x93NUMPY\x03\x00".to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        let v = hostile_line(addr, &huge, false, &lines);
-        assert_eq!(
-            without(v),
-            json!({"array": 1,
-                   "error": "framed message rejected: .npy header of 4294967307 bytes exceeds the limit of 65536 bytes",
-                   "kind": "npy_header_too_long", "transferred": null, "expected": null})
-        );
-        let v = hostile_line(addr, b"\x93NUMPY\x01\x00", true, &lines);
-        assert_eq!(
-            without(v),
-            json!({"array": 1,
-                   "error": "the header was not whole within 1000 ms of the connection's start \
-                             (after 8 of 10 bytes)",
-                   "kind": "header_timeout", "transferred": 8, "expected": 10})
-        );
-        // A cut payload after a good header: the library's counts, header included.
-        let mut cut = npy_header("{'descr':'<f8','fortran_order':False,'shape':(100,)}");
+        let mut cut = wrap("{'descr':'<f8','fortran_order':False,'shape':(100,)}");
         cut.extend_from_slice(&[0u8; 300]);
-        let v = hostile_line(addr, &cut, false, &lines);
-        assert_eq!(v["kind"], "unexpected_eof", "{v}");
-        assert_eq!(
-            (&v["transferred"], &v["expected"]),
-            (&json!(364), &json!(864))
-        );
+        let rejected = "framed message rejected: ";
+        // (bytes, stall after them, error, kind, transferred, expected)
+        let cases: [Hostile; 5] = [
+            (
+                wrap("{'descr':'<f8','fortran_order':False,'shape':(3,),'x':1}"),
+                false,
+                format!("{rejected}.npy header has unknown key 'x'"),
+                "npy_unknown_key",
+                Value::Null,
+                Value::Null,
+            ),
+            (
+                wrap("{'descr':'<f8','fortran_order':False,'shape':(129,)}"),
+                false,
+                format!("{rejected}payload of 1032 bytes exceeds the limit of 1024 bytes"),
+                "too_large",
+                Value::Null,
+                Value::Null,
+            ),
+            (
+                huge,
+                false,
+                format!(
+                    "{rejected}.npy header of 4294967307 bytes exceeds the limit of 65536 bytes"
+                ),
+                "npy_header_too_long",
+                Value::Null,
+                Value::Null,
+            ),
+            (
+                b"\x93NUMPY\x01\x00".to_vec(),
+                true,
+                "the header was not whole within 1000 ms of the connection's start (after 8 of \
+                 10 bytes)"
+                    .to_owned(),
+                "header_timeout",
+                json!(8),
+                json!(10),
+            ),
+            // A cut payload after a good header: the library's counts, header included.
+            (
+                cut,
+                false,
+                "peer closed the connection after 364 of 864 bytes".to_owned(),
+                "unexpected_eof",
+                json!(364),
+                json!(864),
+            ),
+        ];
+        for (bytes, stall, error, kind, transferred, expected) in cases {
+            let mut v = hostile_line(addr, &bytes, stall, &lines);
+            v.as_object_mut().unwrap().remove("peer");
+            assert_eq!(
+                v,
+                json!({"array": 1, "error": error, "kind": kind,
+                       "transferred": transferred, "expected": expected}),
+                "{backend}"
+            );
+        }
     }
 }
 
@@ -348,15 +376,8 @@ fn send_format_npy_into_numpy() {
     for backend in backends() {
         for (dtype, shape, order, shape_json, fortran) in &cases {
             let case = json!([dtype, shape_json, order]).to_string();
-            let mut py = Command::new("python3")
-                .args(["-c", READ, &case, "2"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let pyout = Lines::new(py.stdout.take().unwrap());
-            let pyerr = Lines::new(py.stderr.take().unwrap());
-            let mut py = util::proc::Killed(py);
+            let (mut py, pyout, pyerr) =
+                spawn(Command::new("python3").args(["-c", READ, &case, "2"]));
             let port = pyout.next(LIMIT).expect("python prints its port");
             let out = Command::new(BIN)
                 .args(["send", "--connect", &format!("127.0.0.1:{port}"), "--json"])
@@ -372,13 +393,7 @@ fn send_format_npy_into_numpy() {
                 (&json!("npy"), &json!(2), &json!(order)),
                 "{what}"
             );
-            let status = util::proc::wait_deadline(&mut py.0, LIMIT);
-            let got: Vec<Value> = pyout
-                .drain_for(Duration::from_millis(200))
-                .iter()
-                .map(|l| parse(l))
-                .collect();
-            let err = pyerr.drain_for(Duration::from_millis(100)).join("\n");
+            let (status, got, err) = finish(&mut py, &pyout, &pyerr);
             assert!(status.is_some_and(|s| s.success()), "{what}: {err}");
             let want_dtype = dtype.parse::<ringxfer::dtype::DType>().unwrap().to_string();
             let one =
@@ -392,30 +407,32 @@ fn send_format_npy_into_numpy() {
 /// usage errors (exit status 2), as is an unknown format.
 #[test]
 fn format_flag_is_for_framed_send() {
-    for args in [
-        &["recv", "--connect", "127.0.0.1:1", "--format", "npy"][..],
-        &[
-            "send",
-            "--connect",
-            "127.0.0.1:1",
-            "--raw",
-            "--format",
-            "npy",
-        ],
-        &["send", "--connect", "127.0.0.1:1", "--format", "npz"],
-    ] {
+    let first_stderr_line = |args: &[&str]| {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
-    }
-    let out = Command::new(BIN)
-        .args(["recv", "--connect", "127.0.0.1:1", "--format", "npy"])
-        .output()
-        .unwrap();
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).lines().next(),
-        Some(
-            "ringxfer recv: --format is for send (recv takes RGXF and .npy, told apart by the \
-             first byte)"
-        )
+        first_stderr_line(&["recv", "--connect", "127.0.0.1:1", "--format", "npy"]),
+        "ringxfer recv: --format is for send (recv takes RGXF and .npy, told apart by the first \
+         byte)"
+    );
+    let raw = first_stderr_line(&[
+        "send",
+        "--connect",
+        "127.0.0.1:1",
+        "--raw",
+        "--format",
+        "npy",
+    ]);
+    assert_eq!(raw, "ringxfer send: --format is for framed mode, not --raw");
+    assert_eq!(
+        first_stderr_line(&["send", "--connect", "127.0.0.1:1", "--format", "npz"]),
+        "error: invalid value 'npz' for '--format <FORMAT>': invalid argument: unknown wire \
+         format \"npz\" (expected rgxf or npy)"
     );
 }

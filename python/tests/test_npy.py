@@ -22,7 +22,7 @@ import pytest
 
 import ringxfer
 from conftest import Peer, tcp_pair
-from test_framed import FRAMED_DTYPES, assert_same
+from test_framed import FRAMED_DTYPES, assert_same, recv_raw
 from test_recipe import sample
 
 
@@ -57,25 +57,19 @@ def expected_order(a):
 
 @pytest.mark.parametrize("dtype", FRAMED_DTYPES)
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_send_npy_read_by_numpy(backend, dtype, order):
+def test_npy_both_ways(backend, dtype, order):
+    """``send_array(..., "npy")`` read by numpy's ``read_array``, and ``numpy.save`` received
+    by ``recv_array`` (into its own memory), every dtype, C and F."""
     a = np.asarray(sample(dtype, (37, 11)), order=order)
     s, r = tcp_pair()
     with s, r:
         peer = Peer(ringxfer.send_array, s, a, "npy")
-        (got,) = numpy_read(r, 1)
+        (read,) = numpy_read(r, 1)
         peer.result()
-    assert_same(got, a, order)
-
-
-@pytest.mark.parametrize("dtype", FRAMED_DTYPES)
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_numpy_save_received(backend, dtype, order):
-    a = np.asarray(sample(dtype, (23, 9)), order=order)
-    s, r = tcp_pair()
-    with s, r:
-        peer = Peer(numpy_save, s, [a])
-        got = ringxfer.recv_array(r)
+        peer = Peer(numpy_save, r, [a])
+        got = ringxfer.recv_array(s)
         peer.result()
+    assert_same(read, a, order)
     assert_same(got, a, order)
     assert type(got.base).__name__ == "_Payload"
 
@@ -166,15 +160,6 @@ def wrap(text):
     t = text.encode()
     t += b" " * (-(10 + len(t) + 1) % 64) + b"\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(t)) + t
-
-
-def recv_raw(raw, engine=None):
-    """``recv_array`` of the bytes ``raw`` (the peer then closes its side)."""
-    s, r = tcp_pair()
-    with s, r:
-        s.sendall(raw)
-        s.shutdown(socket.SHUT_WR)
-        return (engine or ringxfer).recv_array(r)
 
 
 @pytest.mark.parametrize(

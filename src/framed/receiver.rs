@@ -4,6 +4,10 @@
 //! `recv_any_after_header`, the header of a striped array) as a receiver with no read-ahead,
 //! which never reads past the message it is in. What a rejected message does to the stream
 //! is decided here, once (see the [crate docs](crate#rejected-messages)).
+//!
+//! Each message is RGXF or numpy's `.npy` stream, told apart by its first byte
+//! ([`WireFormat::of_first_byte`]); a [`Message`] remembers which, so the payload step knows
+//! whether a trailer follows (RGXF: 8 bytes, CRC-32 checked) or not (`.npy`: no checksum).
 
 use std::os::fd::AsFd;
 
@@ -24,7 +28,8 @@ pub const READ_AHEAD: usize = 256 << 10;
 /// Largest piece read at once while discarding a rejected message's payload.
 const DISCARD_CHUNK: usize = 1 << 20;
 
-/// Receives framed arrays from one connection, reading ahead: one completion (uring) or
+/// Receives framed arrays (RGXF or `.npy`, mixed freely) from one connection, reading ahead:
+/// one completion (uring) or
 /// `read` (blocking) of up to [`READ_AHEAD`] bytes may hold many small messages, which are
 /// then decoded from memory. A large payload is copied from the read-ahead only for the part
 /// already buffered; the rest is received straight into the new array.
