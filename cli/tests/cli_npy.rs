@@ -436,3 +436,77 @@ fn format_flag_is_for_framed_send() {
          format \"npz\" (expected rgxf or npy)"
     );
 }
+
+/// `ringxfer send --format npy` into `ringxfer recv` (text mode, both ends ringxfer): recv's
+/// line names the `.npy` format and says nothing was verified; send's says no checksum
+/// travels.
+#[test]
+fn send_npy_into_recv_text() {
+    for backend in backends() {
+        let (mut recv, out, err) = spawn(Command::new(BIN).args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--arrays",
+            "2",
+            "--backend",
+            backend,
+        ]));
+        let first = err.next(LIMIT).expect("recv says where it listens");
+        let addr = first.rsplit(' ').next().unwrap().to_owned();
+        let sent = Command::new(BIN)
+            .args([
+                "send",
+                "--connect",
+                &addr,
+                "--format",
+                "npy",
+                "--dtype",
+                "f2",
+            ])
+            .args([
+                "--shape",
+                "3,4",
+                "--order",
+                "F",
+                "--arrays",
+                "2",
+                "--backend",
+                backend,
+            ])
+            .output()
+            .unwrap();
+        assert!(sent.status.success(), "{sent:?}");
+        let send_line = String::from_utf8_lossy(&sent.stdout);
+        assert!(
+            send_line.starts_with(
+                "send: 2 array(s) of <f2 (3, 4) order F as .npy (no checksum travels) = 48 bytes"
+            ),
+            "{send_line}"
+        );
+        let status = util::proc::wait_deadline(&mut recv.0, LIMIT);
+        let lines = out.drain_for(Duration::from_millis(300));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for (k, l) in lines.iter().enumerate() {
+            let want = format!("array {}: .npy <f2 (3, 4) order F, 24 bytes in ", k + 1);
+            assert!(l.contains(&want), "{l}");
+            assert!(
+                l.contains(&format!(
+                    "backend {backend}, crc32 {} not verified (no checksum travels in .npy), \
+                     arange pattern ok, cpu ",
+                    crc_of_f2_arange_3x4()
+                )),
+                "{l}"
+            );
+        }
+    }
+}
+
+/// The CRC-32 (zlib) of `<f2` 0..12, as `ringxfer send` and `recv` print it.
+fn crc_of_f2_arange_3x4() -> String {
+    let dtype: ringxfer::dtype::DType = "<f2".parse().unwrap();
+    let mut b = vec![0u8; 24];
+    ringxfer::dtype::fill_arange(dtype, &mut b);
+    format!("{:08x}", util::crc32_chunked(&b))
+}
