@@ -659,3 +659,40 @@ both_backends! {
         assert_eq!(eof(e.receiver(&rx).recv_any()), (64 + 3000, 64 + 8000));
     }
 }
+
+both_backends! {
+    /// The striped receive stays RGXF only: a `.npy` header where a striped array's header
+    /// belongs (stream 0, after valid stripe prefixes) is `BadMagic` of its first byte on
+    /// stream 0, as before `.npy` receive existed.
+    fn striped_receive_refuses_npy(backend) {
+        use ringxfer::stripe::{StripePrefix, stripes};
+        let g = stripes(8192, 2);
+        let prefix = |stream: u32| {
+            let r = &g[stream as usize];
+            StripePrefix {
+                stream,
+                streams: 2,
+                array_id: 7,
+                offset: r.start,
+                len: r.end - r.start,
+                payload_len: 8192,
+            }
+            .encode()
+        };
+        let (tx0, rx0) = util::tcp_pair();
+        let (tx1, rx1) = util::tcp_pair();
+        let mut s0 = prefix(0).to_vec();
+        s0.extend(wrap("{'descr':'<f8','fortran_order':False,'shape':(1024,)}"));
+        util::raw_write_then_shutdown(&tx0, &s0);
+        util::raw_write_then_shutdown(&tx1, &prefix(1));
+        match util::engine(&util::opts(backend)).recv_any_striped(&[rx0, rx1]) {
+            Err(Error::Stream { stream: 0, source, .. }) => {
+                assert!(
+                    matches!(*source, Error::Frame(FrameError::BadMagic(ref b)) if b == b"\x93"),
+                    "{source:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
