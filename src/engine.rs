@@ -445,13 +445,26 @@ impl Engine {
 
     /// Receives one framed array of `T` in native byte order.
     ///
+    /// Every framed receive (this, [`Engine::recv_array_into`], [`Engine::recv_any`], a
+    /// [`Receiver`]) takes either stream format, told apart by the first byte: an RGXF
+    /// message (`docs/PROTOCOL.md`, payload CRC-32 checked) or numpy's `.npy` stream
+    /// ([`crate::npy`]: what `numpy.save` writes, header then payload, **no checksum**; its
+    /// header is read in bounded steps, at most [`npy::MAX_HEADER_LEN`](crate::npy::MAX_HEADER_LEN)
+    /// bytes, and checked against [`Options::max_payload_bytes`] before anything is
+    /// allocated). Consecutive messages on one connection may mix the two formats.
+    ///
     /// # Errors
     /// [`FrameError::DtypeMismatch`](crate::FrameError::DtypeMismatch) when the message
     /// carries another dtype or byte order (the message is consumed; the connection stays
     /// usable); other [`FrameError`](crate::FrameError)s for a bad header, checksum or limit
     /// ([`Options::max_payload_bytes`]); [`Error::UnexpectedEof`] when the stream ends inside
     /// a message (`transferred: 0` with `expected: 32` means the peer closed cleanly between
-    /// messages); [`Error::Alloc`] when the receive memory cannot be had.
+    /// messages); [`Error::Alloc`] when the receive memory cannot be had. A `.npy` stream's
+    /// header rejections are [`FrameError::Npy`](crate::FrameError::Npy) (its
+    /// [`NpyError`](crate::npy::NpyError) says which), except a payload over the limit, which
+    /// is `FrameError::TooLarge` in both formats; while a `.npy` header is read, a transfer
+    /// error's `expected` counts the header's bytes only (the payload's length is in the
+    /// dict).
     pub fn recv_array<T: Element>(&mut self, sock: &impl AsFd) -> Result<Array<T>> {
         Receiver::new(self, sock, 0).recv_array()
     }
@@ -487,6 +500,21 @@ impl Engine {
     /// the header.
     pub fn recv_any_after_header<S: AsFd>(&mut self, sock: &S, header: Header) -> Result<AnyArray> {
         Receiver::new(self, sock, 0).recv_after_header(header)
+    }
+
+    /// Receives the payload of a `.npy` stream whose header the caller has already read from
+    /// `sock` and parsed ([`npy::header_len_from_prefix`](crate::npy::header_len_from_prefix),
+    /// [`npy::parse_header`](crate::npy::parse_header)) — the `.npy` twin of
+    /// [`Engine::recv_any_after_header`]: `header.payload_len` is checked against
+    /// [`Options::max_payload_bytes`] again before anything is allocated, then exactly that
+    /// many bytes are received (a `.npy` stream has no trailer and no checksum). Errors as
+    /// [`Engine::recv_any`]; their byte counts include the header.
+    pub fn recv_any_after_npy_header<S: AsFd>(
+        &mut self,
+        sock: &S,
+        header: &crate::npy::NpyHeader,
+    ) -> Result<AnyArray> {
+        Receiver::new(self, sock, 0).recv_after_npy_header(header)
     }
 
     /// A read-ahead receiver of framed arrays on `sock` (see [`Receiver`]).

@@ -276,6 +276,18 @@ pub(crate) fn magic_mismatch<'a>(start: &'a [u8], magic: &[u8]) -> Option<&'a [u
 }
 
 impl FrameError {
+    /// The error a receive reports for a rejected `.npy` header: [`FrameError::Npy`], except a
+    /// payload over the receiver's limit, which is [`FrameError::TooLarge`] as for RGXF (one
+    /// variant, `kind` `"too_large"`, for one rule whatever the format).
+    pub fn of_npy(e: crate::npy::NpyError) -> FrameError {
+        match e {
+            crate::npy::NpyError::TooLarge { payload_len, limit } => {
+                FrameError::TooLarge { payload_len, limit }
+            }
+            e => FrameError::Npy(e),
+        }
+    }
+
     /// The variant's stable snake-case name (`"bad_magic"`, `"too_large"`, …), as
     /// `ringxfer serve --json` prints it in `kind`.
     pub fn kind(&self) -> &'static str {

@@ -74,8 +74,10 @@
 //! # Rejected messages
 //!
 //! One rule for every framed receive call ([`Engine::recv_any`], [`Engine::recv_array`],
-//! [`Engine::recv_array_into`], [`Engine::recv_any_after_header`], and the same calls on a
-//! [`Receiver`]):
+//! [`Engine::recv_array_into`], [`Engine::recv_any_after_header`],
+//! [`Engine::recv_any_after_npy_header`], and the same calls on a [`Receiver`]), whichever
+//! format the message came in — RGXF or numpy's `.npy` stream, which has no trailer, so
+//! "payload and trailer" below is just the payload for it:
 //!
 //! * A well-formed message rejected for **the caller's expectation** — another dtype or byte
 //!   order than `T` ([`FrameError::DtypeMismatch`]), another length than the caller's `out`
@@ -84,14 +86,18 @@
 //!   starts at the next header and the connection stays usable. A payload whose checksum
 //!   fails ([`FrameError::PayloadChecksum`]) was consumed whole too.
 //! * A message whose payload is **over [`Options::max_payload_bytes`]**
-//!   ([`FrameError::TooLarge`]) is refused as soon as its 32-byte prefix is read, with nothing
-//!   further read or allocated: the limit exists so that a peer cannot make the receiver spend
+//!   ([`FrameError::TooLarge`]) is refused as soon as its 32-byte prefix is read (a `.npy`
+//!   one as soon as its header, at most 64 KiB, is parsed), with nothing further read or
+//!   allocated: the limit exists so that a peer cannot make the receiver spend
 //!   memory *or time* on an announced 300 GB, so its payload is not read either. The stream is
 //!   then inside that message: close the connection.
 //! * A **malformed** message (bad magic, version, header length or checksum, unknown dtype,
-//!   flags, trailer) leaves the stream at an unknown place: close the connection.
+//!   flags, trailer; a `.npy` header rejected as [`FrameError::Npy`]) leaves the stream at an
+//!   unknown place: close the connection.
 //! * A transfer error inside a message ([`Error::UnexpectedEof`], [`Error::Io`],
-//!   [`Error::TimedOut`]) counts the bytes of the whole message; the stream is unusable.
+//!   [`Error::TimedOut`]) counts the bytes of the whole message (inside a `.npy` header: of
+//!   the header step being read, as the payload's length is not yet known); the stream is
+//!   unusable.
 //!
 //! # Async callers
 //!

@@ -379,7 +379,7 @@ impl Engine {
         }
         // (`recv_header` refused a payload over `max_payload_bytes` before anything was allocated.)
         let data = crate::framed::Wire::alloc(self, header.payload_len as usize)?;
-        let mut array = AnyArray::new(header, data);
+        let mut array = AnyArray::new(header, data, frame::WireFormat::Rgxf);
         // 3. Every stripe in place, and its trailer.
         let geometry = stripes(first.payload_len, n);
         let mut trailers = vec![[0u8; TRAILER_LEN]; n];

@@ -25,44 +25,8 @@ use ringxfer::npy::{self, NpyError, Version};
 use ringxfer::{ArrayView, Error, Order, WireFormat};
 
 mod util;
+use util::npy::{ALL_DTYPES, CHILD_LIMIT, cases_json, dt, order_name, wrap, wrap_aligned};
 use util::py::{Python, numpy_available};
-
-/// Every dtype ringxfer carries, in both byte orders where it has one.
-const ALL_DTYPES: [&str; 25] = [
-    "<f8", ">f8", "<f4", ">f4", "<f2", ">f2", "<i8", ">i8", "<i4", ">i4", "<i2", ">i2", "|i1",
-    "<u8", ">u8", "<u4", ">u4", "<u2", ">u2", "|u1", "<c8", ">c8", "<c16", ">c16", "|b1",
-];
-
-/// A python3 child is killed after this long.
-const CHILD_LIMIT: Duration = Duration::from_secs(120);
-
-fn dt(s: &str) -> DType {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-fn order_name(o: Order) -> &'static str {
-    match o {
-        Order::C => "C",
-        Order::F => "F",
-    }
-}
-
-/// A version-1.0 header around `dict`, padded with spaces and `\n` to a multiple of `align`.
-fn wrap_aligned(dict: &str, align: usize) -> Vec<u8> {
-    let mut text = dict.as_bytes().to_vec();
-    while (10 + text.len() + 1) % align != 0 {
-        text.push(b' ');
-    }
-    text.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(&text);
-    out
-}
-
-fn wrap(dict: &str) -> Vec<u8> {
-    wrap_aligned(dict, 64)
-}
 
 /// A prefix of `version` declaring `len` dict bytes.
 fn prefix(version: (u8, u8), len: u32) -> Vec<u8> {
@@ -128,13 +92,7 @@ fn encode_matches_numpy_save_byte_for_byte() {
             }
         }
     }
-    let json = serde_json::to_string(
-        &cases
-            .iter()
-            .map(|(d, s, o)| (d, s, order_name(*o)))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let json = cases_json(&cases);
     let out = Python::start(SAVE_HEADERS, &[&json]).success(CHILD_LIMIT);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), cases.len(), "one header per case");
@@ -986,10 +944,7 @@ both_backends! {
             ("<f8", vec![0], Order::C),
             ("<i8", vec![1 << 20], Order::C),
         ];
-        let json = serde_json::to_string(
-            &cases.iter().map(|(d, s, o)| (d, s, order_name(*o))).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let json = cases_json(&cases);
         for mode in ["load", "stream"] {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port().to_string();

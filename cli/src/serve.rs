@@ -1,5 +1,11 @@
 //! `ringxfer serve`: receives framed arrays from any number of clients.
 //!
+//! Each message is an RGXF framed array or numpy's `.npy` stream (what `numpy.save` writes),
+//! told apart by its first byte (`R` or `\x93`); a `.npy` header is read in the library's
+//! bounded steps (at most 64 KiB, under the same header deadline) and carries no checksum, so
+//! its line says `"format":"npy"` and `"verified":false`. Messages of both formats may follow
+//! each other on one connection.
+//!
 //! The first line on stdout is `listening ADDR` with the bound address (so `--listen
 //! 127.0.0.1:0` works: read the port from it). Each accepted connection gets its own thread
 //! and its own [`Engine`], and receives framed arrays back to back — each header read by the
@@ -66,6 +72,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ringxfer::auth::{self, AuthKey};
+use ringxfer::npy;
 use ringxfer::{self as frame, Header};
 use ringxfer::{Backend, Engine, Options};
 use rustix::net::RecvFlags;
@@ -470,11 +477,17 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
         let next = read_header(&sock, peer, array, waiting_since, limits3);
         slot.set_idle(false);
         let outcome = match next {
-            Next::Header(h, started) => {
-                report_one(&mut engine, &sock, peer, array, Some(started), |e| {
-                    e.recv_any_after_header(&sock, h)
-                })
-            }
+            Next::Header(h, started) => report_one(
+                &mut engine,
+                &sock,
+                peer,
+                array,
+                Some(started),
+                |e| match h {
+                    Head::Rgxf(h) => e.recv_any_after_header(&sock, h),
+                    Head::Npy(h) => e.recv_any_after_npy_header(&sock, &h),
+                },
+            ),
             Next::Closed => Outcome::Closed,
             Next::Failed(line) => Outcome::Failed(line),
         };
@@ -559,10 +572,18 @@ fn write_back(sock: &Conn, lines: &str, idle: Option<Duration>) {
     let _ = s.flush();
 }
 
+/// A whole, valid header of either stream format.
+enum Head {
+    /// An RGXF header (payload and trailer follow).
+    Rgxf(Header),
+    /// A `.npy` header (the payload follows; no trailer, no checksum).
+    Npy(npy::NpyHeader),
+}
+
 /// What reading the next header gave.
 enum Next {
     /// A whole, valid header, and when its first byte was readable.
-    Header(Header, Instant),
+    Header(Head, Instant),
     /// The client closed cleanly before the next message.
     Closed,
     /// A deadline passed, the stream ended or broke inside the header, or the header was
@@ -576,7 +597,8 @@ enum Next {
 /// message of a connection also at most `header` from `since` (the connection's start or the
 /// handshake's end). From the first byte on, the header must be whole within `header` (for the
 /// first message: `header` from `since`). Nothing is allocated beyond the header itself
-/// (≤ 296 bytes); its `payload_len` is checked against `max_payload`.
+/// (≤ 296 bytes for RGXF, ≤ 64 KiB for `.npy`); its payload length is checked against
+/// `max_payload`. The first byte says the format: `\x93` is read by [`read_npy_header`].
 // About 110 lines: one state machine (first byte, the rest of the header, each with its own
 // deadline and its own error line), kept in one place so every path to an error line is seen
 // together.
@@ -596,8 +618,8 @@ fn read_header(
         (Some(h), Some(i)) => Some(h.min(i)),
         (h, i) => h.or(i),
     };
-    match first_byte(sock, first_byte_deadline) {
-        Wait::Ready => {}
+    let byte = match first_byte(sock, first_byte_deadline) {
+        Wait::Ready(b) => b,
         Wait::Closed => return Next::Closed,
         Wait::Broken(source) => {
             return fail(ringxfer::Error::Io {
@@ -636,7 +658,7 @@ fn read_header(
             };
             return Next::Failed(line);
         }
-    }
+    };
     let started = Instant::now();
     let deadline = header.map(|h| if first { since + h } else { started + h });
     let missed = |got: u64, want: u64| {
@@ -672,6 +694,13 @@ fn read_header(
         Got::TimedOut(got) => missed(before + got as u64, whole),
         Got::Whole => unreachable!("only failures are passed"),
     };
+    if byte == npy::MAGIC[0] {
+        return match read_npy_header(sock, deadline, max_payload) {
+            Ok(h) => Next::Header(Head::Npy(h), started),
+            Err(NpyFail::Read(r, before, whole)) => broken(r, before, whole),
+            Err(NpyFail::Rejected(e)) => fail(frame::FrameError::of_npy(e).into()),
+        };
+    }
     let mut head = [0u8; HEADER_MAX];
     match read_exact_by(sock, &mut head[..prefix], deadline) {
         Got::Whole => {}
@@ -687,9 +716,45 @@ fn read_header(
         r => return broken(r, prefix as u64, whole),
     }
     match Header::decode(&head[..p.header_len], max_payload) {
-        Ok(h) => Next::Header(h, started),
+        Ok(h) => Next::Header(Head::Rgxf(h), started),
         Err(e) => fail(e.into()),
     }
+}
+
+/// Why [`read_npy_header`] stopped.
+enum NpyFail {
+    /// A read broke: what it gave, the header bytes before it, and the bytes of the step
+    /// (8, the prefix, then the whole header — as the library counts them).
+    Read(Got, u64, u64),
+    /// The header was rejected.
+    Rejected(npy::NpyError),
+}
+
+/// Reads a `.npy` header by `deadline` in the library's bounded steps: magic and version (8
+/// bytes), the prefix (10 or 12), then exactly the header it announces (at most
+/// [`npy::MAX_HEADER_LEN`], 64 KiB, the only allocation), parsed with `max_payload` before
+/// the payload is touched.
+fn read_npy_header(
+    sock: &Conn,
+    deadline: Option<Instant>,
+    max_payload: u64,
+) -> Result<npy::NpyHeader, NpyFail> {
+    let read =
+        |buf: &mut [u8], before: usize, whole: usize| match read_exact_by(sock, buf, deadline) {
+            Got::Whole => Ok(()),
+            r => Err(NpyFail::Read(r, before as u64, whole as u64)),
+        };
+    let mut start = [0u8; 12];
+    let s = npy::START_LEN;
+    read(&mut start[..s], 0, s)?;
+    let version = npy::version_from_start(&start[..s]).map_err(NpyFail::Rejected)?;
+    let p = version.prefix_len();
+    read(&mut start[s..p], s, p)?;
+    let header_len = npy::header_len_from_prefix(&start[..p]).map_err(NpyFail::Rejected)?;
+    let mut head = vec![0u8; header_len];
+    head[..p].copy_from_slice(&start[..p]);
+    read(&mut head[p..], p, header_len)?;
+    npy::parse_header(&head, max_payload).map_err(NpyFail::Rejected)
 }
 
 /// The longest header: `header_len(MAX_NDIM)`.
@@ -697,7 +762,8 @@ const HEADER_MAX: usize = frame::PREFIX_LEN + 8 * frame::MAX_NDIM + 8;
 
 /// What waiting for a message's first byte gave.
 enum Wait {
-    Ready,
+    /// The first byte (peeked, still unread).
+    Ready(u8),
     Closed,
     Broken(io::Error),
     TimedOut,
@@ -755,7 +821,7 @@ fn first_byte(sock: &Conn, deadline: Option<Instant>) -> Wait {
     loop {
         match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
             Ok((_, 0)) => return Wait::Closed,
-            Ok(_) => return Wait::Ready,
+            Ok(_) => return Wait::Ready(b[0]),
             Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
                 match poll_readable(sock, deadline) {
                     Ok(true) => {}

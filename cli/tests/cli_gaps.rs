@@ -295,7 +295,7 @@ fn mismatch_hints(backend: Backend) {
         (
             false,
             "ringxfer recv: array 1 of 1: framed message rejected: bad magic b\"\\x00\" \
-             (expected b\"RGXF\"): the peer sent no RGXF header: did it use --raw?\n",
+             (expected b\"RGXF\"): the peer sent no RGXF or .npy header: did it use --raw?\n",
         ),
         (
             true,

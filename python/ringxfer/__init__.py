@@ -16,7 +16,14 @@ overrides it). The GIL is released for the whole transfer; Ctrl-C interrupts it 
 100 ms.
 
 ``send_array(sock, a)`` / ``recv_array(sock)`` carry dtype, shape and C/F order with the data
-(ringxfer's RGXF frame, docs/PROTOCOL.md), so the receiver needs no prior knowledge.
+(ringxfer's RGXF frame, docs/PROTOCOL.md), so the receiver needs no prior knowledge. numpy's
+own ``.npy`` stream works on the wire too, so a peer needs no ringxfer code:
+``send_array(sock, a, format="npy")`` writes what ``numpy.save`` writes (read it with
+``numpy.lib.format.read_array(sock.makefile('rb', buffering=0))``), and ``recv_array`` takes
+either format, told apart by the first byte (``numpy.save(w, a)`` with a ``w`` whose
+``write(b)`` calls ``sock.sendall(b)``; ``numpy.save``/``numpy.load`` on a buffered
+``sock.makefile()`` fail: a socket is not seekable). **No checksum travels in ``.npy``**:
+corrupted bytes go undetected, where RGXF's CRC-32 would raise ``FrameError``.
 
 Sizes are bytes unless a name says elements; timeouts are seconds. Exceptions: see
 ``ringxfer._errors`` (``ringxfer.Error`` and its subclasses; ``KeyboardInterrupt`` with byte
@@ -67,17 +74,19 @@ __all__ = [
     "__version__",
 ]
 
-#: Wire formats ``send_array`` can emit. ``"rgxf"``: ringxfer's frame (header with dtype,
-#: shape and order, payload, CRC-32 trailer). numpy's own ``.npy`` stream (``format="npy"``)
-#: is planned and raises ``ValueError`` for now.
-FORMATS = ("rgxf",)
+#: Wire formats ``send_array`` can emit (``recv_array`` takes both). ``"rgxf"``: ringxfer's
+#: frame (header with dtype, shape and order, payload, CRC-32 trailer; the receiver checks the
+#: CRC). ``"npy"``: numpy's ``.npy`` stream (format version 1.0, or 2.0 for a header over
+#: 64 KiB; numpy's ``numpy.lib.format`` documentation, NEP 1): header then payload, **no
+#: checksum**.
+FORMATS = ("rgxf", "npy")
 
 
 def _framed(a, format):
     """``a`` as a C- or F-contiguous ndarray with its dtype string, shape and order."""
     if format not in FORMATS:
         raise ValueError(
-            "format must be one of %s, not %r (.npy on the wire is not supported yet)"
+            "format must be one of %s, not %r"
             % (", ".join(repr(f) for f in FORMATS), format)
         )
     a = numpy.asarray(a)
@@ -103,9 +112,10 @@ class Engine(_Engine):
       ``"blocking"``.
     * ``idle_timeout``: seconds without a byte moving before a call fails with ``TimedOut``;
       ``None`` (default) uses each socket's own ``gettimeout()`` (``None``: wait forever).
-    * ``max_payload``: largest framed array ``recv_array`` accepts, in bytes, checked against
-      the header before anything is allocated (default ``DEFAULT_MAX_PAYLOAD``, 8 GiB);
-      a larger one raises ``FrameError`` (kind ``"too_large"``).
+    * ``max_payload``: largest array ``recv_array`` accepts, in bytes (RGXF or ``.npy``),
+      checked against the header before anything is allocated (default
+      ``DEFAULT_MAX_PAYLOAD``, 8 GiB); a larger one raises ``FrameError`` (kind
+      ``"too_large"``).
     * ``streams``: the number of sockets striped calls must be given (``None``: any number);
       both ends must use the same count and order of streams.
 
@@ -137,23 +147,41 @@ class Engine(_Engine):
         return _Engine.recv_into(self, arr, sock)
 
     def send_array(self, sock, a, format="rgxf"):
-        """Sends numpy array ``a`` as one framed message: dtype (any numeric numpy dtype the
-        frame carries: ``f8 f4 i8 i4 i2 i1 u8 u4 u2 u1 c8 c16 b1``, either byte order),
+        """Sends numpy array ``a`` as one message: dtype (any numeric numpy dtype the
+        frame carries: ``f8 f4 f2 i8 i4 i2 i1 u8 u4 u2 u1 c8 c16 b1``, either byte order),
         shape and C/F order travel with the data. A C- or F-contiguous array is sent from its
         own memory; any other (a strided view) is sent as ``numpy.ascontiguousarray(a)``
-        makes it — one copy, C order. ``format``: ``"rgxf"`` only for now (``ValueError``
-        otherwise). Errors as ``send_from``; ``ValueError`` for a dtype the frame cannot carry.
+        makes it — one copy, C order.
+
+        ``format``: ``"rgxf"`` (default; ringxfer's frame, payload CRC-32 checked by the
+        receiver) or ``"npy"`` (numpy's ``.npy`` stream, byte for byte what ``numpy.save``
+        writes: any reader of the format takes it, e.g.
+        ``numpy.lib.format.read_array(sock.makefile('rb', buffering=0))``; **no checksum
+        travels**). ``ValueError`` for another format or a dtype the frame cannot carry;
+        errors as ``send_from``.
         """
         a, dtype, shape, order = _framed(a, format)
-        self._send_array(sock, a, dtype, shape, order)
+        self._send_array(sock, a, dtype, shape, order, format)
 
     def recv_array(self, sock):
-        """Receives one framed array and returns it as a new numpy array with the sender's
-        dtype (byte order included), shape and order, received straight into the array's own
-        memory (large arrays reuse the pages of dropped ones). Raises ``FrameError`` for a
-        bad or too large message (``max_payload``), ``UnexpectedEOF`` when the stream ends
-        inside one (``transferred == 0`` with ``expected == 32``: the peer closed cleanly
-        between messages), and as ``recv_into``.
+        """Receives one array and returns it as a new numpy array with the sender's dtype
+        (byte order included), shape and order, received straight into the array's own
+        memory (large arrays reuse the pages of dropped ones).
+
+        The message may be an RGXF frame (``send_array``) or numpy's ``.npy`` stream
+        (``send_array(..., format="npy")``, ``numpy.save``; format versions 1.0–3.0), told
+        apart by its first byte; messages of both formats may follow each other on one
+        connection. A ``.npy`` header is read in bounded steps (at most 64 KiB) and checked
+        against ``max_payload`` before anything is allocated; its payload carries no checksum,
+        so nothing verifies its bytes.
+
+        Raises ``FrameError`` for a bad or too large message (``max_payload``; ``.kind`` says
+        which: ``"bad_magic"``, ``"too_large"``, ``"npy_unknown_key"``,
+        ``"npy_header_too_long"``, ``"npy_unsupported_dtype"``, … — a ``.npy`` rejection's
+        kind starts with ``npy_``), ``UnexpectedEOF`` when the stream ends inside one
+        (``transferred == 0`` with ``expected == 32``: the peer closed cleanly between
+        messages; inside a ``.npy`` header ``expected`` counts the header's bytes), and as
+        ``recv_into``.
         """
         return _Engine.recv_array(self, sock)
 
@@ -207,10 +235,12 @@ def recv_into(arr, sock):
 
 
 def send_array(sock, a, format="rgxf"):
-    """Sends numpy array ``a`` as one framed message (see ``Engine.send_array``)."""
+    """Sends numpy array ``a`` as one message, ``format`` ``"rgxf"`` (default) or ``"npy"``
+    (see ``Engine.send_array``)."""
     _engine().send_array(sock, a, format)
 
 
 def recv_array(sock):
-    """Receives one framed array as a new numpy array (see ``Engine.recv_array``)."""
+    """Receives one array, RGXF or ``.npy``, as a new numpy array (see
+    ``Engine.recv_array``)."""
     return _engine().recv_array(sock)

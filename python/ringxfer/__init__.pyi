@@ -21,7 +21,7 @@ class _HasFileno(Protocol):
 _Buffer = Any
 _Sock = _HasFileno
 _Backend = Literal["auto", "uring", "blocking"]
-_Format = Literal["rgxf"]
+_Format = Literal["rgxf", "npy"]
 
 __version__: str
 #: Longest a running transfer goes without looking for Ctrl-C (0.1 s).

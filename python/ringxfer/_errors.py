@@ -86,8 +86,11 @@ class TimedOut(Error, TimeoutError):
 class FrameError(Error, ValueError):
     """A framed message was rejected: bad magic or header, unsupported dtype, payload over
     ``max_payload``, checksum mismatch, …  ``kind`` names which (``"bad_magic"``,
-    ``"too_large"``, ``"payload_checksum"``, …). Unless ``kind`` is ``"payload_checksum"``
-    or ``"dtype_mismatch"`` the connection is out of step afterwards: close it."""
+    ``"too_large"``, ``"payload_checksum"``, …; a rejected ``.npy`` header's kind starts with
+    ``npy_``: ``"npy_header_too_long"``, ``"npy_unknown_key"``, ``"npy_shape_overflow"``,
+    ``"npy_unsupported_dtype"``, …, except a payload over ``max_payload``, which is
+    ``"too_large"`` in both formats). Unless ``kind`` is ``"payload_checksum"`` or
+    ``"dtype_mismatch"`` the connection is out of step afterwards: close it."""
 
 
 class NotStreamError(Error, TypeError):

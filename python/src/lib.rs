@@ -28,7 +28,7 @@ use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::{ffi, intern};
 use ringxfer::dtype::DType;
-use ringxfer::{AnyArray, Backend, Error, Interrupt, Order};
+use ringxfer::{AnyArray, ArrayView, Backend, Error, Interrupt, Order, WireFormat};
 
 /// How often, at most, a running transfer re-takes the GIL to look for signals.
 const SIGNAL_CHECK_NS: u64 = 20_000_000;
@@ -513,7 +513,11 @@ impl PyEngine {
     }
 
     /// Framed send of a buffer's bytes with the dtype string, shape (elements) and order
-    /// ('C'/'F') the Python wrapper read from the numpy array.
+    /// ('C'/'F') the Python wrapper read from the numpy array, in stream format `format`
+    /// (`"rgxf"`: ringxfer's frame with its CRC-32; `"npy"`: numpy's `.npy` stream, no
+    /// checksum).
+    #[pyo3(signature = (sock, arr, dtype, shape, order, format = "rgxf"))]
+    #[allow(clippy::too_many_arguments)]
     fn _send_array(
         &self,
         py: Python<'_>,
@@ -522,18 +526,29 @@ impl PyEngine {
         dtype: &str,
         shape: Vec<u64>,
         order: &str,
+        format: &str,
     ) -> PyResult<()> {
         let (dt, order) = frame_args(dtype, order)?;
+        let format: WireFormat = format
+            .parse()
+            .map_err(|e: Error| PyValueError::new_err(e.to_string()))?;
         let buf = Buffer::get(arr, false, "send_array")?;
         let s = Sock::of(sock)?;
         let raw = buf.raw();
         self.run(py, s.timeout, move |e| {
-            // SAFETY: `buf` stays exported until this method returns.
-            e.send_array_bytes(&borrow_fd(s.fd), dt, unsafe { bytes(raw) }, &shape, order)
+            let view = ArrayView {
+                dtype: dt,
+                // SAFETY: `buf` stays exported until this method returns.
+                bytes: unsafe { bytes(raw) },
+                shape: &shape,
+                order,
+            };
+            e.send_view(&borrow_fd(s.fd), view, format)
         })
     }
 
-    /// Receives one framed array: a numpy array over the received memory (no copy).
+    /// Receives one array, RGXF or `.npy` (told apart by the first byte): a numpy array over
+    /// the received memory (no copy).
     fn recv_array<'py>(
         &self,
         py: Python<'py>,

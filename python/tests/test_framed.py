@@ -1,8 +1,6 @@
 """Issue 11 item 3: framed ``send_array``/``recv_array`` (dtype, shape and order travel with
 the data), the ``Engine`` class and its striped calls, and hostile frames, on both backends.
-
-TODO once branch npy lands: ``<f2``/``>f2`` in FRAMED_DTYPES, and ``format="npy"`` (today a
-``ValueError``, asserted below)."""
+``format="npy"`` (numpy's ``.npy`` stream) is tested in ``test_npy.py``."""
 
 import ctypes
 import socket
@@ -16,8 +14,8 @@ import ringxfer
 from conftest import Peer, tcp_pair
 from test_recipe import sample
 
-FRAMED_DTYPES = ["<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "<u8", "<u4", "<u2", "|u1",
-                 "<c8", "<c16", "|b1", ">f8", ">i4", ">c16", ">u2"]
+FRAMED_DTYPES = ["<f8", "<f4", "<f2", "<i8", "<i4", "<i2", "|i1", "<u8", "<u4", "<u2", "|u1",
+                 "<c8", "<c16", "|b1", ">f8", ">f2", ">i4", ">c16", ">u2"]
 
 
 def roundtrip(a, engine=None):
@@ -82,8 +80,9 @@ def test_python_objects_and_lists(backend):
 
 def test_unsupported_format_and_dtype(backend, pair):
     a, _ = pair
-    with pytest.raises(ValueError, match="format must be one of 'rgxf', not 'npy'"):
-        ringxfer.send_array(a, np.zeros(3), format="npy")
+    with pytest.raises(ValueError, match="format must be one of 'rgxf', 'npy', not 'NPY'"):
+        ringxfer.send_array(a, np.zeros(3), format="NPY")
+    assert ringxfer.FORMATS == ("rgxf", "npy")
     with pytest.raises(ValueError, match="not carried by the frame format"):
         ringxfer.send_array(a, np.zeros(3, dtype=[("x", "<f8")]))
     with pytest.raises(ValueError, match="unknown dtype"):

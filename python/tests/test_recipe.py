@@ -15,7 +15,7 @@ from ringxfer import recipe
 import ringxfer
 from conftest import Peer, tcp_pair
 
-DTYPES = ["<f8", "<f4", "<i8", "|u1", "<c16", "|b1", ">f8"]
+DTYPES = ["<f8", "<f4", "<f2", "<i8", "|u1", "<c16", "|b1", ">f8", ">f2"]
 
 
 def sample(dtype, shape, seed=1):

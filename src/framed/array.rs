@@ -10,7 +10,7 @@ use bytemuck::Pod;
 use crate::Result;
 use crate::buffer::AlignedBuf;
 use crate::dtype::{DType, Scalar};
-use crate::frame::{self, FrameError, Header, Order};
+use crate::frame::{self, FrameError, Header, Order, WireFormat};
 
 /// Rust element types with a numpy dtype (native byte order).
 pub trait Element: Pod {
@@ -31,12 +31,25 @@ element!(f64 => F64, f32 => F32, i64 => I64, i32 => I32, i16 => I16, i8 => I8,
 pub struct AnyArray {
     header: Header,
     data: AlignedBuf,
+    format: WireFormat,
 }
 
 impl AnyArray {
-    /// A received array: `header` and its payload memory (`header.payload_len` bytes).
-    pub(crate) fn new(header: Header, data: AlignedBuf) -> AnyArray {
-        AnyArray { header, data }
+    /// A received array: `header`, its payload memory (`header.payload_len` bytes) and the
+    /// format it came in.
+    pub(crate) fn new(header: Header, data: AlignedBuf, format: WireFormat) -> AnyArray {
+        AnyArray {
+            header,
+            data,
+            format,
+        }
+    }
+
+    /// The stream format the array came in: [`WireFormat::Rgxf`] (ringxfer's framed message)
+    /// or [`WireFormat::Npy`] (numpy's `.npy` stream, which carries no checksum, so
+    /// [`AnyArray::checksum_verified`] is false).
+    pub fn format(&self) -> WireFormat {
+        self.format
     }
 
     /// The payload bytes, writable: the memory a receive filled (e.g. to hand it, without
@@ -68,7 +81,8 @@ impl AnyArray {
 
     /// True when the sender set the payload-checksum flag, so the payload was verified
     /// against its CRC-32 (a mismatch is an error, never a returned array). False means the
-    /// sender did not checksum it: nothing was verified.
+    /// sender did not checksum it: nothing was verified — always the case for an array
+    /// received as `.npy` ([`AnyArray::format`]), whose format carries no checksum.
     pub fn checksum_verified(&self) -> bool {
         self.header.flags & frame::FLAG_PAYLOAD_CRC32 != 0
     }

@@ -1,5 +1,7 @@
 //! Framed arrays: dtype, order, shape, length and checksum travel with the payload
-//! (`docs/PROTOCOL.md`), so the receiver needs no prior knowledge.
+//! (`docs/PROTOCOL.md`), so the receiver needs no prior knowledge. The receive side also takes
+//! numpy's `.npy` stream (dtype, order and shape, no checksum; [`crate::npy`]), told apart by
+//! the first byte of each message.
 //!
 //! * [`array`]: the array types ([`Element`], [`AnyArray`], [`Array`], [`ArrayView`]).
 //! * [`receiver`]: the one receive state machine ([`Receiver`]); the engine's plain receive

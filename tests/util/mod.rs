@@ -503,6 +503,8 @@ pub fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
     p.to_str().unwrap().to_owned()
 }
 
+/// Shared pieces of the `.npy` tests.
+pub mod npy;
 pub mod proc;
 
 /// `python3` with numpy as a child process: the skip rule and a bounded run.

@@ -161,6 +161,12 @@ pub struct FramedArgs {
     /// anything is allocated, e.g. 400MB, 1GiB [default: 8GiB].
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     pub max_payload: Option<u64>,
+    /// send: the stream format of each array: rgxf (ringxfer's framed message, payload
+    /// CRC-32 checked by the receiver) or npy (numpy's .npy stream, what numpy.save writes,
+    /// read by numpy.lib.format.read_array on the socket; no checksum travels) [default:
+    /// rgxf]. recv and serve take either, told apart by the first byte.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    pub format: Option<ringxfer::WireFormat>,
 }
 
 impl FramedArgs {
@@ -171,10 +177,16 @@ impl FramedArgs {
             (self.order.is_some(), "--order"),
             (self.arrays.is_some(), "--arrays"),
             (self.max_payload.is_some(), "--max-payload"),
+            (self.format.is_some(), "--format"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
     }
+}
+
+/// Parses `--format`: `rgxf` or `npy`.
+fn parse_format(s: &str) -> Result<ringxfer::WireFormat, String> {
+    s.parse().map_err(|e: ringxfer::Error| e.to_string())
 }
 
 /// A parsed `--shape`: dimensions in elements (empty for a 0-d array).

@@ -3,12 +3,18 @@
 //!
 //! `send` builds the arange pattern of `--dtype` once (element `i` is `i` cast to the dtype,
 //! in the dtype's byte order, in memory order whatever `--order` says) and sends it `--arrays`
-//! times back to back on one connection with `Engine::send_array_bytes`: header, payload and
+//! times back to back on one connection with `Engine::send_view`: header, payload and
 //! trailer of `docs/PROTOCOL.md`. Its clock runs from the established connection to the return
 //! of the last send; GB/s counts payload bytes only (not the 48+ header and 8 trailer bytes
 //! per array).
 //!
-//! `recv` receives `--arrays` framed arrays with `Engine::recv_any` and prints one line per
+//! `send --format npy` sends each array as numpy's `.npy` stream instead (`Engine::send_view`
+//! with `WireFormat::Npy`: the header `numpy.save` writes, then the payload; no trailer, no
+//! checksum), which `numpy.lib.format.read_array` reads from the socket with no ringxfer code.
+//!
+//! `recv` receives `--arrays` arrays with `Engine::recv_any` — RGXF or `.npy`, told apart by
+//! each message's first byte; a `.npy` array's line says `"format":"npy"` and
+//! `"verified":false` (no checksum travels in `.npy`) — and prints one line per
 //! array, exactly like `serve`; it fails (exit status 1) on an error, on an array that is not
 //! the arange pattern, and on one that differs from what `--dtype`, `--shape` (or
 //! `--count`/`--size` as a 1-D shape) and `--order` say, where given. Each array's clock starts when its first header byte is
@@ -84,6 +90,8 @@ pub struct ArrayLine {
     pub array: u64,
     /// `"uring"` or `"blocking"`.
     pub backend: &'static str,
+    /// The stream format the array came in: `"rgxf"` or `"npy"` (numpy's `.npy`).
+    pub format: String,
     /// numpy `dtype.str` from the header.
     pub dtype: String,
     /// Dimensions in elements (`[]` for a 0-d array).
@@ -97,7 +105,8 @@ pub struct ArrayLine {
     /// Payload bytes per second / 10^9.
     pub gbytes_per_s: f64,
     /// The payload's CRC-32 matched the trailer (`recv_any` rejects a mismatch, so every
-    /// delivered array has it).
+    /// delivered RGXF array has it); false for a `.npy` array: no checksum travels in `.npy`,
+    /// so nothing was verified.
     pub verified: bool,
     /// The payload is the arange pattern of its dtype (what `ringxfer send` sends).
     pub arange: bool,
@@ -121,10 +130,11 @@ impl ArrayLine {
                 .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         }
         format!(
-            "{} array {}: {} {} order {}, {} bytes in {:.4} s: {:.3} GB/s, backend {}, \
-             crc32 {} verified, {}, {}",
+            "{} array {}: {}{} {} order {}, {} bytes in {:.4} s: {:.3} GB/s, backend {}, \
+             crc32 {} {}, {}, {}",
             self.peer,
             self.array,
+            if self.format == "npy" { ".npy " } else { "" },
             self.dtype,
             shape_str(&self.shape),
             self.order,
@@ -133,6 +143,11 @@ impl ArrayLine {
             self.gbytes_per_s,
             self.backend,
             self.crc32,
+            if self.verified {
+                "verified"
+            } else {
+                "not verified (no checksum travels in .npy)"
+            },
             match self.first_bad_element {
                 None => "arange pattern ok".to_owned(),
                 Some(i) => format!("NOT the arange pattern (element {i})"),
@@ -161,8 +176,9 @@ pub struct ErrorLine {
     pub expected: Option<u64>,
 }
 
-/// Said after a framed receiver's "bad magic": a raw sender's bytes begin with array data.
-pub const NO_HEADER_HINT: &str = "the peer sent no RGXF header: did it use --raw?";
+/// Said after a framed receiver's "bad magic" (a first byte that starts neither `RGXF` nor
+/// `\x93NUMPY`): a raw sender's bytes begin with array data.
+pub const NO_HEADER_HINT: &str = "the peer sent no RGXF or .npy header: did it use --raw?";
 
 /// Said after a raw receiver's pattern mismatch when the bytes begin with a frame header.
 pub const FRAMED_DATA_HINT: &str = "the data starts with an RGXF header: the peer sent framed arrays (drop --raw here, or add \
@@ -250,13 +266,14 @@ pub fn report_one(
                 peer: peer.to_owned(),
                 array,
                 backend: engine.backend().name(),
+                format: a.format().to_string(),
                 dtype: a.dtype().to_string(),
                 shape: a.shape().to_vec(),
                 order: a.order(),
                 bytes: a.bytes().len() as u64,
                 seconds,
                 gbytes_per_s: gbytes_per_s(a.bytes().len(), seconds),
-                verified: true,
+                verified: a.checksum_verified(),
                 arange: check.is_ok(),
                 first_bad_element: check.err(),
                 crc32: crc32_hex(a.bytes()),
@@ -347,6 +364,9 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
             }
             send(a, opts)
         }
+        Role::Recv if a.framed.format.is_some() => Err(Failure::usage(
+            "--format is for send (recv takes RGXF and .npy, told apart by the first byte)",
+        )),
         Role::Recv if a.get_server_output => Err(Failure::usage(
             "--get-server-output is for send (it asks a ringxfer serve peer for its lines)",
         )),
@@ -365,6 +385,8 @@ fn engine(role: Role, opts: Options) -> Result<Engine, Failure> {
 struct SendReport {
     role: &'static str,
     backend: &'static str,
+    /// `"rgxf"` or `"npy"` (`--format`).
+    format: String,
     dtype: String,
     shape: Vec<u64>,
     order: Order,
@@ -418,6 +440,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     let (dtype, shape, bytes) = send_spec(a)?;
     let order = a.framed.order.unwrap_or_default();
     let arrays = a.framed.arrays.unwrap_or(1);
+    let format = a.framed.format.unwrap_or_default();
     let mut engine = engine(Role::Send, opts)?;
     let mut buf = Buffer::zeroed(bytes)?;
     fill_arange(dtype, buf.bytes_mut());
@@ -429,15 +452,19 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     let ((sent, seconds), cpu) = with_cpu(|| {
         let t = Instant::now();
         let r: Result<(), Failure> = (0..arrays).try_for_each(|i| {
-            engine
-                .send_array_bytes(&sock, dtype, buf.bytes(), &shape, order)
-                .map_err(|e| {
-                    let f = crate::net::with_server_word(&sock, Failure::from(e));
-                    Failure {
-                        message: format!("array {} of {arrays}: {}", i + 1, f.message),
-                        ..f
-                    }
-                })?;
+            let view = ringxfer::ArrayView {
+                dtype,
+                bytes: buf.bytes(),
+                shape: &shape,
+                order,
+            };
+            engine.send_view(&sock, view, format).map_err(|e| {
+                let f = crate::net::with_server_word(&sock, Failure::from(e));
+                Failure {
+                    message: format!("array {} of {arrays}: {}", i + 1, f.message),
+                    ..f
+                }
+            })?;
             count(progress.as_ref(), bytes);
             Ok(())
         });
@@ -455,6 +482,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     let r = SendReport {
         role: "send",
         backend: engine.backend().name(),
+        format: format.to_string(),
         dtype: dtype.to_string(),
         shape,
         order,
@@ -478,12 +506,17 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         emit(&crate::report::json(&r)?);
     } else {
         emit(&format!(
-            "send: {} array(s) of {} {} order {} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
+            "send: {} array(s) of {} {} order {}{} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
              Gbit/s), backend {}, peer {}, crc32 {}, {}",
             r.arrays,
             r.dtype,
             shape_str(&r.shape),
             r.order,
+            if format == ringxfer::WireFormat::Npy {
+                " as .npy (no checksum travels)"
+            } else {
+                ""
+            },
             r.bytes,
             r.seconds,
             r.gbytes_per_s,
