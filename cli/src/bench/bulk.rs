@@ -110,7 +110,8 @@ struct SendZcRecord {
     copied: u64,
     /// Of their usage reports (adaptive only): the bytes left from the array's own pages.
     kept: u64,
-    /// Destinations switched to plain `SEND` because the kernel copied (0 or 1 here).
+    /// Destinations switched to plain `SEND` because the kernel copies (0 or 1 here): after
+    /// the trial, or at once, without one, for a local peer (loopback: no `SEND_ZC` at all).
     switched: u64,
 }
 
@@ -126,8 +127,8 @@ impl From<&EngineStats> for SendZcRecord {
 }
 
 /// The `note:` line about adaptive zero-copy: what the uring runs' sending engines tried and
-/// what the kernel's usage reports made them do. `None` when no run tried `SEND_ZC` with
-/// usage reports.
+/// what the kernel's usage reports made them do, or that they switched without a trial (a
+/// local peer). `None` when no run did either.
 fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
     let tried: Vec<&SendZcRecord> = runs
         .iter()
@@ -135,7 +136,16 @@ fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
         .filter(|z| z.copied + z.kept > 0)
         .collect();
     if tried.is_empty() {
-        return None;
+        let local = runs
+            .iter()
+            .filter(|r| r.send_zc.attempted == 0 && r.send_zc.switched > 0)
+            .count();
+        return (local > 0).then(|| {
+            format!(
+                "note: send_zc: plain SEND without a trial in {local} uring run(s): the peer is \
+                 local, where the kernel copies every zero-copy send (--zc-trial-local tries anyway)"
+            )
+        });
     }
     let sum = |f: fn(&SendZcRecord) -> u64| tried.iter().map(|z| f(z)).sum::<u64>();
     let (attempted, copied, kept) = (sum(|z| z.attempted), sum(|z| z.copied), sum(|z| z.kept));
