@@ -143,19 +143,43 @@
 //! * The same chain with the 4 trial slots sent as plain `SEND` (same 256 KiB cuts, same
 //!   SQEs): 4.2–33.5 MB after the first 64 MiB (10 runs, median 7.8 MB): the cuts are not
 //!   it, `SEND_ZC` is.
-//! * The `tcp:tcp_rcvbuf_grow` tracepoint shows why the window lags: while the trial's
-//!   segments arrive — copied on delivery (`skb_copy_ubufs`) — the receiver's
-//!   `scaling_ratio` (payload per truesize, × 256) falls to 209 from 252, just when its
-//!   buffer autotuning takes its first steps, and the buffer grows from a smaller base
-//!   (1.35 MB after the first step against 7.2 MB with `Send`, same bytes copied).
-//!   Autotuning never shrinks a buffer but grows it only as the measured rate grows, which a
-//!   window-limited sender keeps low: the effect lasts for hundreds of MB.
+//! * The `tcp:tcp_rcvbuf_grow` tracepoint (3 traced runs each) points at the start of the
+//!   connection: while the trial's segments arrive — copied on delivery, the deferred copy —
+//!   the receiver's `scaling_ratio` (payload per truesize, × 256) was 209 at its first
+//!   autotuning step in 2 runs of 3, against 252 with `Send`, and its buffer grew from a
+//!   smaller base. Autotuning never shrinks a buffer and grows it only as the measured rate
+//!   grows, which a window-limited sender keeps low, consistent with an effect that lasts for
+//!   hundreds of MB. The kernel path in between was not traced further.
 //!
 //! With the local rule, `Auto` on loopback is `Send` plus a `getsockopt`, a `getpeername`
-//! and a `getsockname` per transfer of at least one segment. Toward veth (another network namespace on this host) the kernel copies too, but
-//! the peer's address is not local, so the trial runs there and presumably costs the same:
-//! not measured here. [`UringTuning::zc_trial_local`] (CLI `--zc-trial-local`) runs the
-//! trial toward local peers anyway, to test it or to measure its cost.
+//! and a `getsockname` per transfer of at least one segment. Measured with one binary,
+//! `ringxfer bench --repeat 3 --json` with `--send-op send`, the default (`Auto`) or
+//! `--zc-trial-local` (the trial as before), invocations alternating (in both orders),
+//! 2026-12-01, 2-vCPU VM **loaded by two other builders (load average 2.5–12)**: per
+//! invocation the uring/blocking ratio of the medians of 3 runs; median [min–max] over the
+//! invocations; "vs `Send`" the per-cycle ratio of the two ratios; CPU s per 10⁹ bytes of
+//! the uring ends, send/recv:
+//!
+//! | size   | sends                  | n  | uring/blocking      | vs `Send`           | CPU s/GB      |
+//! |--------|------------------------|----|---------------------|---------------------|---------------|
+//! | 400 MB | `Send`                 | 25 | 0.829 [0.505–1.139] |                     | 0.158 / 0.205 |
+//! | 400 MB | `Auto` (default)       | 25 | 0.875 [0.533–1.198] | 1.028 [0.514–1.423] | 0.146 / 0.207 |
+//! | 400 MB | `Auto`, trial on lo    | 10 | 0.748 [0.561–0.886] | 0.849 [0.638–1.090] | 0.153 / 0.225 |
+//! | 64 MiB | `Send`                 | 50 | 0.905 [0.425–1.270] |                     | 0.180 / 0.231 |
+//! | 64 MiB | `Auto` (default)       | 50 | 0.889 [0.508–1.257] | 0.983 [0.602–1.718] | 0.185 / 0.221 |
+//! | 64 MiB | `Auto`, trial on lo    | 10 | 0.917 [0.798–1.233] | 0.990 [0.708–1.309] | 0.208 / 0.209 |
+//! | 64 MiB | `Send` vs `Send` (A/A) | 20 | 0.853 [0.584–1.195] | 1.037 [0.595–1.509] | 0.177 / 0.249 |
+//!
+//! So the default costs nothing measurable against `Send` (+2.8 % and −1.7 %, inside the
+//! ±4 % an A/A pair shows here), while the trial on loopback still cost 15 % of the main job
+//! in the same sitting (at 64 MiB it did not show under this load). Toward veth (another
+//! network namespace on this host) the kernel copies too, but the peer's address is not
+//! local, so the trial runs there (4 `SEND_ZC`s per connection, counted with `perf stat -e
+//! io_uring:io_uring_submit_req --filter 'opcode == 47'`); 24 alternating pairs of 400 MB
+//! `ringxfer send`/`recv --raw` over an unshaped veth gave `Auto`/`Send` 0.96 [0.44–1.81]
+//! per pair at load average 5–12: not resolvable here, and left as it is.
+//! [`UringTuning::zc_trial_local`] (CLI `--zc-trial-local`) runs the trial toward local
+//! peers anyway, to test it or to measure its cost.
 
 mod flight;
 mod probe;
