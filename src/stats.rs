@@ -35,7 +35,8 @@ pub struct EngineStats {
     /// a real zero-copy: the bytes left from the caller's pages.
     pub zc_kept: u64,
     /// Destinations (peer IPs) that [`SendOp::Auto`](crate::SendOp::Auto) switched to plain
-    /// `SEND` after its trial found the kernel copying (see `src/uring/zc_policy.rs`).
+    /// `SEND`: after its trial found the kernel copying, or at once, without a trial, for a
+    /// local peer (loopback or the socket's own address; see `src/uring/zc_policy.rs`).
     pub zc_switched: u64,
 }
 

@@ -1,13 +1,16 @@
-//! Adaptive zero-copy send (`SendOp::Auto`, opt-in): on loopback the kernel copies every
-//! `SEND_ZC`, so a large send tries zero-copy on exactly `ZC_TRIAL_SENDS` small requests, sees
-//! them all reported as copied and sends everything else as plain `SEND` — and the engine
-//! remembers the destination, so the next transfer to it does not try again.
+//! Adaptive zero-copy send (`SendOp::Auto`, the default). On loopback the kernel copies every
+//! `SEND_ZC`, so by default a local peer is decided at once, without a trial: the sender sends
+//! exactly what `SendOp::Send` sends and counts one switched destination. With
+//! `UringTuning::zc_trial_local` the trial runs anyway: a large send tries zero-copy on exactly
+//! `ZC_TRIAL_SENDS` small requests, sees them all reported as copied and sends everything else
+//! as plain `SEND` — and the engine remembers the destination, so the next transfer to it does
+//! not try again.
 //!
 //! The figures are exact: 32 MiB with the default 4 MiB segments and chains of 8 is, on the
 //! sending side, a first chain of 4 trial requests of 256 KiB and 4 segments of 4 MiB (17 MiB),
 //! then a chain of 4 segments for the remaining 15 MiB: 12 send SQEs, 4 of them `SEND_ZC`, 4
-//! notifications. The receiving side is 8 `RECV`s of 4 MiB. No idle timeout, blocking
-//! sockets: no probe, no `POLL_ADD`, no cancel.
+//! notifications. Without a trial it is 8 `SEND`s of 4 MiB. The receiving side is 8 `RECV`s of
+//! 4 MiB. No idle timeout, blocking sockets: no probe, no `POLL_ADD`, no cancel.
 
 mod util;
 
@@ -27,15 +30,30 @@ const PLAIN_SEND_SQES: u64 = 8;
 /// Receive SQEs of `LEN` bytes: 8 × 4 MiB.
 const RECV_SQES: u64 = 8;
 
-fn auto_opts(backend: Backend) -> Options {
-    let mut o = util::opts(backend);
-    assert_eq!(o.uring.send_op, SendOp::Send, "plain SEND is the default");
-    o.uring.send_op = SendOp::Auto;
+/// The default options: `SendOp::Auto`, no trial toward a local peer.
+fn default_opts(backend: Backend) -> Options {
+    let o = util::opts(backend);
+    assert_eq!(
+        o.uring.send_op,
+        SendOp::Auto,
+        "adaptive zero-copy is the default"
+    );
+    assert!(
+        !o.uring.zc_trial_local,
+        "no trial toward local peers by default"
+    );
     assert_eq!(
         (o.uring.segment_bytes, o.uring.chain_sqes),
         (4 << 20, 8),
         "the figures in this file assume the default tuning"
     );
+    o
+}
+
+/// `SendOp::Auto` running its trial toward loopback peers too.
+fn auto_opts(backend: Backend) -> Options {
+    let mut o = default_opts(backend);
+    o.uring.zc_trial_local = true;
     o
 }
 
@@ -77,36 +95,61 @@ fn zc(st: &EngineStats) -> (u64, u64, u64, u64) {
     (st.zc_attempted, st.zc_copied, st.zc_kept, st.zc_switched)
 }
 
+/// Two exchanges ([`exchange`]) on one pair of engines built from `o`, on one connection:
+/// each end's stats for the first and for the second. On the blocking backend it checks that
+/// nothing was counted and returns nothing to check further.
+fn exchange_twice(o: &Options, seed: u64) -> Vec<(&'static str, EngineStats, EngineStats)> {
+    let (mut ea, mut eb) = (engine(o), engine(o));
+    let (a, b) = tcp_pair();
+    let first = exchange((&mut ea, &mut eb), (&a, &b), seed);
+    let second = exchange((&mut ea, &mut eb), (&a, &b), seed + 2);
+    let ends = vec![("a", first.0, second.0), ("b", first.1, second.1)];
+    if o.backend == Backend::Uring {
+        return ends;
+    }
+    for (end, st1, st2) in ends {
+        let zero = EngineStats::default();
+        assert_eq!((st1, st2), (zero, zero), "{end}");
+    }
+    Vec::new()
+}
+
 both_backends! {
-    /// Both directions of a scope at once: each end tries 4 trial SEND_ZCs, gets 4 "copied"
+    /// The default toward a loopback peer: no trial. Both directions of a scope at once, twice
+    /// on the same engines: each end decides its (local) destination at once — one switched
+    /// destination, no SEND_ZC, no notification, the SQEs of plain SEND — and the second
+    /// exchange has nothing left to decide.
+    fn local_peer_is_decided_without_a_trial_both_directions(backend) {
+        for (end, st1, st2) in exchange_twice(&default_opts(backend), 5) {
+            assert_eq!(zc(&st1), (0, 0, 0, 1), "{end}, first: {st1:?}");
+            assert_eq!(zc(&st2), (0, 0, 0, 0), "{end}, second: {st2:?}");
+            for st in [st1, st2] {
+                assert_eq!(
+                    (st.sqes, st.cqes, st.notifs),
+                    (PLAIN_SEND_SQES + RECV_SQES, PLAIN_SEND_SQES + RECV_SQES, 0),
+                    "{end}: {st:?}"
+                );
+            }
+        }
+    }
+
+    /// Both directions of a scope at once, the trial asked for toward loopback
+    /// (`zc_trial_local`): each end tries 4 trial SEND_ZCs, gets 4 "copied"
     /// reports, switches, and sends the rest as plain SEND; the second exchange on the same
     /// engines tries nothing (the destination is remembered).
     fn adaptive_send_switches_on_loopback_both_directions(backend) {
-        let o = auto_opts(backend);
-        let (mut ea, mut eb) = (engine(&o), engine(&o));
-        let (a, b) = tcp_pair();
-        let first = exchange((&mut ea, &mut eb), (&a, &b), 1);
-        let second = exchange((&mut ea, &mut eb), (&a, &b), 3);
-        for (end, (st1, st2)) in [("a", (first.0, second.0)), ("b", (first.1, second.1))] {
-            match backend {
-                Backend::Uring => {
-                    let trial = u64::from(ZC_TRIAL_SENDS);
-                    assert_eq!(zc(&st1), (trial, trial, 0, 1), "{end}, first: {st1:?}");
-                    assert_eq!(st1.notifs, trial, "{end}, first: {st1:?}");
-                    assert_eq!(st1.sqes, TRIAL_SEND_SQES + RECV_SQES, "{end}, first: {st1:?}");
-                    assert_eq!(st1.cqes, st1.sqes + st1.notifs, "{end}, first: {st1:?}");
-                    assert_eq!(zc(&st2), (0, 0, 0, 0), "{end}, second: {st2:?}");
-                    assert_eq!(
-                        (st2.sqes, st2.notifs),
-                        (PLAIN_SEND_SQES + RECV_SQES, 0),
-                        "{end}, second: {st2:?}"
-                    );
-                }
-                _ => {
-                    assert_eq!(st1, EngineStats::default(), "{end}");
-                    assert_eq!(st2, EngineStats::default(), "{end}");
-                }
-            }
+        for (end, st1, st2) in exchange_twice(&auto_opts(backend), 1) {
+            let trial = u64::from(ZC_TRIAL_SENDS);
+            assert_eq!(zc(&st1), (trial, trial, 0, 1), "{end}, first: {st1:?}");
+            assert_eq!(st1.notifs, trial, "{end}, first: {st1:?}");
+            assert_eq!(st1.sqes, TRIAL_SEND_SQES + RECV_SQES, "{end}, first: {st1:?}");
+            assert_eq!(st1.cqes, st1.sqes + st1.notifs, "{end}, first: {st1:?}");
+            assert_eq!(zc(&st2), (0, 0, 0, 0), "{end}, second: {st2:?}");
+            assert_eq!(
+                (st2.sqes, st2.notifs),
+                (PLAIN_SEND_SQES + RECV_SQES, 0),
+                "{end}, second: {st2:?}"
+            );
         }
     }
 }
@@ -117,8 +160,16 @@ fn send_with<S>(o: &Options, tx: S, rx: S, registered: bool) -> EngineStats
 where
     S: std::os::fd::AsFd + Send + Sync,
 {
-    let data: Vec<u8> = pattern_vec(LEN, 7);
-    let mut got: Vec<u8> = poison_vec(LEN, 7);
+    send_len_with(o, (tx, rx), LEN, registered)
+}
+
+/// [`send_with`] of `len` bytes.
+fn send_len_with<S>(o: &Options, (tx, rx): (S, S), len: usize, registered: bool) -> EngineStats
+where
+    S: std::os::fd::AsFd + Send + Sync,
+{
+    let data: Vec<u8> = pattern_vec(len, 7);
+    let mut got: Vec<u8> = poison_vec(len, 7);
     let mut sender = engine(o);
     let mut receiver = engine(&util::opts(o.backend));
     std::thread::scope(|s| {
@@ -128,7 +179,7 @@ where
                 util::check_registered(
                     reg.is_registered(),
                     reg.fallback_reason(),
-                    LEN as u64,
+                    len as u64,
                     "register_send",
                 );
                 reg.send(&tx).expect("registered send");
@@ -141,6 +192,22 @@ where
     });
     util::assert_bytes_eq(&got, &data, "received");
     sender.stats()
+}
+
+#[test]
+fn a_send_below_one_segment_does_not_look_at_its_destination() {
+    // 1 MiB (< the 4 MiB segment) can neither run a trial nor go zero-copy (no destination
+    // kept it): one plain SEND, and the destination is not even looked up, so not decided
+    // either (zc_switched 0). 32 MiB from another engine decides it: zc_switched 1.
+    require_uring!();
+    let o = default_opts(Backend::Uring);
+    let (tx, rx) = tcp_pair();
+    let st = send_len_with(&o, (&tx, &rx), 1 << 20, false);
+    assert_eq!(zc(&st), (0, 0, 0, 0), "{st:?}");
+    assert_eq!((st.sqes, st.cqes, st.notifs), (1, 1, 0), "{st:?}");
+    let st = send_len_with(&o, (&tx, &rx), LEN, false);
+    assert_eq!(zc(&st), (0, 0, 0, 1), "{st:?}");
+    assert_eq!((st.sqes, st.notifs), (PLAIN_SEND_SQES, 0), "{st:?}");
 }
 
 #[test]

@@ -197,10 +197,11 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
 /// Knobs of the uring backend ([`UringTuning`]); unset ones keep the library's defaults.
 #[derive(Debug, Args)]
 pub struct TuningArgs {
-    /// uring send opcode [default: the library's, send]: send (IORING_OP_SEND with
-    /// MSG_WAITALL), send-zc (IORING_OP_SEND_ZC from the registered array), write-fixed
-    /// (IORING_OP_WRITE_FIXED on the socket), auto (adaptive: SEND_ZC with usage reports on a
-    /// few trial requests per destination, plain SEND from then on where the kernel copies).
+    /// uring send opcode [default: the library's, auto]: auto (adaptive: SEND_ZC with usage
+    /// reports on a few trial requests per destination, plain SEND from then on where the
+    /// kernel copies; no trial toward a local peer, which always copies), send
+    /// (IORING_OP_SEND with MSG_WAITALL), send-zc (IORING_OP_SEND_ZC from the registered
+    /// array), write-fixed (IORING_OP_WRITE_FIXED on the socket).
     #[arg(long, value_parser = LibraryEnum::new(SEND_OPS, serde_name))]
     send_op: Option<SendOp>,
     /// uring receive opcode [default: the library's, recv]: recv (IORING_OP_RECV with
@@ -213,6 +214,11 @@ pub struct TuningArgs {
     /// uring SQEs per link chain, 1..=32 [default: the library's].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=ringxfer::MAX_CHAIN_SQES as i64))]
     chain: Option<u32>,
+    /// With --send-op auto: run the zero-copy trial toward local peers too (loopback, the
+    /// socket's own address), which the library skips because the kernel copies there anyway
+    /// and the trial slows the connection down; shows the trial and its cost on loopback.
+    #[arg(long)]
+    zc_trial_local: bool,
 }
 
 impl TuningArgs {
@@ -237,6 +243,7 @@ impl TuningArgs {
         if let Some(n) = self.chain {
             t.chain_sqes = n;
         }
+        t.zc_trial_local |= self.zc_trial_local;
         Ok(t)
     }
 }

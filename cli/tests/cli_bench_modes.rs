@@ -342,9 +342,10 @@ fn large_arrays_stay_one_transfer_per_run() {
     let sqes = serde_json::json!({"sender": tx_sqes, "receiver": rx});
     let cqes = serde_json::json!({"sender": tx_cqes, "receiver": rx});
     assert_eq!((&r["sqes"], &r["cqes"]), (&sqes, &cqes), "{r}");
-    let zc = (0, 0, 0); // plain SEND is the default
-    let want_zc =
-        serde_json::json!({"attempted": zc.0, "copied": zc.1, "kept": 0, "switched": zc.2});
+    // Adaptive zero-copy is the default: toward the loopback peer it decides at once,
+    // without a trial (one switched destination, no SEND_ZC); blocking counts nothing.
+    let switched = u64::from(backend == "uring");
+    let want_zc = serde_json::json!({"attempted": 0, "copied": 0, "kept": 0, "switched": switched});
     assert_eq!(r["send_zc"], want_zc, "{r}");
     let gbs = (256u64 << 20) as f64 / num(r, "seconds") / 1e9;
     assert!((num(r, "gbytes_per_s") - gbs).abs() < 1e-9 * gbs, "{r}");
@@ -429,73 +430,66 @@ fn batched_registered_runs_are_verified() {
     }
 }
 
-/// Adaptive zero-copy as `bench` reports it (loopback copies every SEND_ZC): each uring run's
-/// sending engine tries 4 `SEND_ZC`s, all reported copied, and switches; the text report says
-/// so in a `note:` line. With `--send-op send` nothing is tried and there is no note.
+/// Adaptive zero-copy as `bench` reports it. By default (`--send-op auto`) toward the loopback
+/// peer each uring run's sending engine decides at once, without a trial — no `SEND_ZC`, one
+/// switched destination — and the text report says so in a `note:` line. With
+/// `--zc-trial-local` it tries 4 `SEND_ZC`s, all reported copied (loopback copies every
+/// one), and switches. With `--send-op send` nothing is decided and there is no note.
 #[test]
 fn send_zc_adaptation_is_reported() {
     if !uring() {
         return;
     }
-    let d = bench_json(&[
-        "--size",
-        "8MiB",
-        "--backend",
-        "uring",
-        "--repeat",
-        "2",
-        "--send-op",
-        "auto",
-    ]);
-    let runs = d["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
-    let switched = serde_json::json!({"attempted": 4, "copied": 4, "kept": 0, "switched": 1});
-    for r in runs {
-        assert_eq!(r["verified"], true, "{r}");
-        assert_eq!(r["send_zc"], switched, "{r}");
-        assert_eq!(r["notifs"]["sender"], 4, "{r}");
+    let base = ["--size", "8MiB", "--backend", "uring"];
+    let json = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        bench_json(&args)
+    };
+    let zc = |attempted: u64, copied: u64, switched: u64| serde_json::json!({"attempted": attempted, "copied": copied, "kept": 0, "switched": switched});
+    for (extra, want, notifs) in [
+        (&["--repeat", "2"][..], zc(0, 0, 1), 0),
+        (&["--repeat", "2", "--send-op", "auto"][..], zc(0, 0, 1), 0),
+        (&["--repeat", "2", "--zc-trial-local"][..], zc(4, 4, 1), 4),
+        (&["--repeat", "1", "--send-op", "send"][..], zc(0, 0, 0), 0),
+    ] {
+        let d = json(extra);
+        let runs = d["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), if extra[1] == "2" { 2 } else { 1 }, "{extra:?}");
+        for r in runs {
+            assert_eq!(r["verified"], true, "{extra:?}: {r}");
+            assert_eq!(r["send_zc"], want, "{extra:?}: {r}");
+            assert_eq!(r["notifs"]["sender"], notifs, "{extra:?}: {r}");
+        }
     }
-    let d = bench_json(&[
-        "--size",
-        "8MiB",
-        "--backend",
-        "uring",
-        "--repeat",
-        "1",
-        "--send-op",
-        "send",
-    ]);
-    let none = serde_json::json!({"attempted": 0, "copied": 0, "kept": 0, "switched": 0});
-    assert_eq!(d["runs"][0]["send_zc"], none, "{d}");
-    let text = |op: &str| {
+    let text = |extra: &[&str]| {
         let out = Command::new(BIN)
-            .args([
-                "bench",
-                "--size",
-                "8MiB",
-                "--backend",
-                "uring",
-                "--repeat",
-                "1",
-            ])
-            .args(["--send-op", op])
+            .arg("bench")
+            .args(base)
+            .args(["--repeat", "1"])
+            .args(extra)
             .output()
             .expect("run ringxfer");
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let auto = text("auto");
-    let note = auto
-        .lines()
-        .find(|l| l.starts_with("note: send_zc:"))
-        .unwrap_or_else(|| panic!("no send_zc note: {auto}"));
-    assert!(
-        note.contains(
-            "4 SEND_ZC request(s) in 1 uring run(s), usage reports 4 copied / 0 zero-copy"
-        ) && note.contains("switched to plain SEND for the rest in 1 of 1 run(s)"),
-        "{note}"
+    let note = |out: &str| {
+        let notes: Vec<&str> = out.lines().filter(|l| l.contains("send_zc")).collect();
+        assert_eq!(notes.len(), 1, "{out}");
+        notes[0].to_owned()
+    };
+    assert_eq!(
+        note(&text(&[])),
+        "note: send_zc: plain SEND without a trial in 1 uring run(s): the peer is local, where \
+         the kernel copies every zero-copy send (--zc-trial-local tries anyway)"
     );
-    let send = text("send");
+    let tried = note(&text(&["--zc-trial-local"]));
+    assert!(
+        tried.starts_with(
+            "note: send_zc: 4 SEND_ZC request(s) in 1 uring run(s), usage reports 4 copied / 0 zero-copy"
+        ) && tried.contains("switched to plain SEND for the rest in 1 of 1 run(s)"),
+        "{tried}"
+    );
+    let send = text(&["--send-op", "send"]);
     assert!(!send.contains("send_zc"), "{send}");
 }
 

@@ -115,14 +115,71 @@
 //!
 //! # Adaptive zero-copy
 //!
-//! [`SendOp::Auto`] (opt-in, see below for why it is not the default yet): on loopback (above) `SEND_ZC` costs half the
-//! throughput, on a real NIC it saves the copy, and only the kernel knows which path a socket
-//! is on. A send of at least one segment to a peer IP not judged yet puts
-//! [`zc_policy::ZC_TRIAL_SENDS`] trial `SEND_ZC`s of [`zc_policy::ZC_TRIAL_BYTES`] with
-//! `IORING_SEND_ZC_REPORT_USAGE` at the head of its chain (the rest plain `SEND`, linked
-//! behind them, so the stream never waits for a notification); the notifications' usage bits
-//! decide per destination ([`zc_policy`]), remembered in the ring. The trial is at most 1 MiB
-//! of `SEND_ZC` per destination and engine.
+//! [`SendOp::Auto`] (the default): on loopback (above) `SEND_ZC` costs half the throughput,
+//! on a real NIC it saves the copy, and only the kernel knows which path a socket is on. A
+//! send of at least one segment to a peer IP not judged yet puts [`zc_policy::ZC_TRIAL_SENDS`]
+//! trial `SEND_ZC`s of [`zc_policy::ZC_TRIAL_BYTES`] with `IORING_SEND_ZC_REPORT_USAGE` at the
+//! head of its chain (the rest plain `SEND`, linked behind them, so the stream never waits for
+//! a notification); the notifications' usage bits decide per destination ([`zc_policy`]),
+//! remembered in the ring. The trial is at most 1 MiB of `SEND_ZC` per destination and engine.
+//!
+//! **No trial toward a local peer.** A peer at a loopback address or at the socket's own
+//! address ([`zc_policy::is_local_peer`]) is decided `Switch` at once: "all packets generated
+//! with MSG_ZEROCOPY that are looped to a local socket will incur a deferred copy" (the
+//! kernel's `Documentation/networking/msg_zerocopy.rst`, *Loopback*), so the trial can only
+//! say so — and on this path it is not free. With the trial, the 400 MB main job ran at
+//! uring/blocking 0.80–0.84 against 0.97–1.04 with [`SendOp::Send`] (idle machine), and
+//! `--size 64MiB` (16 transfers per run on one connection, the trial in the first only) lost
+//! too, although after the switch every SQE is the same `IORING_OP_SEND` as with `Send` and
+//! the trial adds 4 SQEs to 96. The cost is in the connection, not in the engine:
+//!
+//! * 3 × 64 MiB on one loopback connection (a throwaway probe printing `TCP_INFO` after each
+//!   transfer; 10 alternating rounds, machine loaded): with the trial 2.25 GB/s median
+//!   [1.85–3.31] against 2.80 [1.88–4.41] with `Send`; the sender spent a median 18 % of its
+//!   busy time limited by the receiver's window (`tcpi_rwnd_limited / tcpi_busy_time`)
+//!   against 6 % with `Send`, and the receiver's autotuned `SO_RCVBUF` was 3.1 MB against
+//!   5.5 MB. After the first 64 MiB (18 runs each, three sittings) it was at most 3.6 MB in
+//!   17 runs of 18 with the trial (median 1.8 MB), in 5 of 18 with `Send` (median 7.2 MB).
+//! * The same chain with the 4 trial slots sent as plain `SEND` (same 256 KiB cuts, same
+//!   SQEs): 4.2–33.5 MB after the first 64 MiB (10 runs, median 7.8 MB): the cuts are not
+//!   it, `SEND_ZC` is.
+//! * The `tcp:tcp_rcvbuf_grow` tracepoint (3 traced runs each) points at the start of the
+//!   connection: while the trial's segments arrive — copied on delivery, the deferred copy —
+//!   the receiver's `scaling_ratio` (payload per truesize, × 256) was 209 at its first
+//!   autotuning step in 2 runs of 3, against 252 with `Send`, and its buffer grew from a
+//!   smaller base. Autotuning never shrinks a buffer and grows it only as the measured rate
+//!   grows, which a window-limited sender keeps low, consistent with an effect that lasts for
+//!   hundreds of MB. The kernel path in between was not traced further.
+//!
+//! With the local rule, `Auto` on loopback is `Send` plus a `getsockopt`, a `getpeername`
+//! and a `getsockname` per transfer of at least one segment. Measured with one binary,
+//! `ringxfer bench --repeat 3 --json` with `--send-op send`, the default (`Auto`) or
+//! `--zc-trial-local` (the trial as before), invocations alternating (in both orders),
+//! 2026-12-01, 2-vCPU VM **loaded by two other builders (load average 2.5–12)**: per
+//! invocation the uring/blocking ratio of the medians of 3 runs; median [min–max] over the
+//! invocations; "vs `Send`" the per-cycle ratio of the two ratios; CPU s per 10⁹ bytes of
+//! the uring ends, send/recv:
+//!
+//! | size   | sends                  | n  | uring/blocking      | vs `Send`           | CPU s/GB      |
+//! |--------|------------------------|----|---------------------|---------------------|---------------|
+//! | 400 MB | `Send`                 | 25 | 0.829 [0.505–1.139] |                     | 0.158 / 0.205 |
+//! | 400 MB | `Auto` (default)       | 25 | 0.875 [0.533–1.198] | 1.028 [0.514–1.423] | 0.146 / 0.207 |
+//! | 400 MB | `Auto`, trial on lo    | 10 | 0.748 [0.561–0.886] | 0.849 [0.638–1.090] | 0.153 / 0.225 |
+//! | 64 MiB | `Send`                 | 50 | 0.905 [0.425–1.270] |                     | 0.180 / 0.231 |
+//! | 64 MiB | `Auto` (default)       | 50 | 0.889 [0.508–1.257] | 0.983 [0.602–1.718] | 0.185 / 0.221 |
+//! | 64 MiB | `Auto`, trial on lo    | 10 | 0.917 [0.798–1.233] | 0.990 [0.708–1.309] | 0.208 / 0.209 |
+//! | 64 MiB | `Send` vs `Send` (A/A) | 20 | 0.853 [0.584–1.195] | 1.037 [0.595–1.509] | 0.177 / 0.249 |
+//!
+//! So the default costs nothing measurable against `Send` (+2.8 % and −1.7 %, inside the
+//! ±4 % an A/A pair shows here), while the trial on loopback still cost 15 % of the main job
+//! in the same sitting (at 64 MiB it did not show under this load). Toward veth (another
+//! network namespace on this host) the kernel copies too, but the peer's address is not
+//! local, so the trial runs there (4 `SEND_ZC`s per connection, counted with `perf stat -e
+//! io_uring:io_uring_submit_req --filter 'opcode == 47'`); 24 alternating pairs of 400 MB
+//! `ringxfer send`/`recv --raw` over an unshaped veth gave `Auto`/`Send` 0.96 [0.44–1.81]
+//! per pair at load average 5–12: not resolvable here, and left as it is.
+//! [`UringTuning::zc_trial_local`] (CLI `--zc-trial-local`) runs the trial toward local
+//! peers anyway, to test it or to measure its cost.
 
 mod flight;
 mod probe;
@@ -154,7 +211,7 @@ use crate::planner::{Direction, PlanError};
 use flight::{Flight, Job, MAX_JOBS, POLL_ID, borrowed};
 use registry::{Span, spans_of};
 use sigpipe::SigpipeBlocked;
-use zc_policy::{SEND_ZC_REPORT_USAGE, ZC_TRIAL_BYTES, ZcChoice, ZcPolicy};
+use zc_policy::{SEND_ZC_REPORT_USAGE, ZC_TRIAL_BYTES, ZcChoice, ZcDecision, ZcPolicy};
 
 /// `msg_flags` of a `SEND`/`SEND_ZC`: `MSG_WAITALL` (retry a partial send inside the
 /// request), `MSG_NOSIGNAL` (`EPIPE`, not `SIGPIPE`), and `MSG_MORE` on every SQE that does
@@ -176,9 +233,14 @@ pub enum SendOp {
     /// buffer when the array is registered ([`crate::Engine::register_send`]); a one-shot
     /// call does not register for it — on a few small trial requests while the other
     /// segments go out as plain `SEND`; the notifications then decide per destination (peer
-    /// IP), for the engine's life: where the kernel copied anyway (loopback, veth, a NIC
-    /// without scatter-gather) the rest goes as plain `SEND`, where it really sent from the
-    /// user pages every segment of at least `zc_policy::ZC_MIN_BYTES` goes as `SEND_ZC`.
+    /// IP), for the engine's life: where the kernel copied anyway (veth, a NIC without
+    /// scatter-gather) the rest goes as plain `SEND`, where it really sent from the user
+    /// pages every segment of at least `zc_policy::ZC_MIN_BYTES` goes as `SEND_ZC`.
+    /// A local peer (a loopback address, or the socket's own address) is decided at once,
+    /// without a trial: the kernel copies every zero-copy send delivered on this host, and a
+    /// trial there slowed the whole connection down (module docs, "Adaptive zero-copy";
+    /// [`UringTuning::zc_trial_local`] runs it anyway). So on loopback `Auto` sends exactly
+    /// what [`SendOp::Send`] sends.
     /// Only transfers of at least one segment ([`UringTuning::segment_bytes`]) run trial
     /// requests, so small transfers never pay for trying. With an idle timeout
     /// ([`crate::Options::idle_timeout`]) sends are plain `SEND`: a `SEND_ZC`'s pages queued
@@ -186,14 +248,8 @@ pub enum SendOp {
     /// ([`crate::Error::TimedOutAborted`]), while a copying send times out with
     /// [`crate::Error::TimedOut`] and leaves the socket usable.
     /// Other sockets (AF_UNIX) always use `SEND`. What happened is counted in
-    /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, `zc_switched`).
-    ///
-    /// Opt-in for now: on this project's machine the main job (400 MB, loopback) ran at
-    /// uring/blocking 0.68 / 0.83 / 0.77 with `Auto` against 1.04 / 1.13 / 1.01 with `Send`
-    /// (`ringxfer bench --send-op auto|send`, three alternating pairs, idle machine,
-    /// 2026-12-01) although the trial is only
-    /// 1 MiB of `SEND_ZC` and the SQE counts are the same (100 vs 96): the cost is not
-    /// understood yet, so [`SendOp::Send`] stays the default.
+    /// [`crate::EngineStats`] (`zc_attempted`, `zc_copied`, `zc_kept`, and `zc_switched`,
+    /// which counts local peers decided without a trial too).
     Auto,
     /// `IORING_OP_SEND` with `MSG_WAITALL` (Linux 5.6), from the array's address (a
     /// registration is not used: on Linux 6.18 `IORING_OP_SEND` rejects
@@ -234,15 +290,23 @@ pub struct UringTuning {
     pub segment_bytes: u32,
     /// SQEs per link chain (clamped to 1..=[`MAX_CHAIN_SQES`]).
     pub chain_sqes: u32,
+    /// [`SendOp::Auto`] only: run the zero-copy trial toward local peers too (loopback
+    /// addresses, the socket's own address). Default `false`: the kernel copies every
+    /// zero-copy send delivered on this host, and a trial there is not free — its `SEND_ZC`s
+    /// hold the receiving socket's buffer autotuning back for the rest of the connection
+    /// (see "Adaptive zero-copy" in `src/uring/mod.rs`). For diagnostics and tests of
+    /// the trial on a machine that only has loopback.
+    pub zc_trial_local: bool,
 }
 
 impl Default for UringTuning {
     fn default() -> Self {
         UringTuning {
-            send_op: SendOp::Send,
+            send_op: SendOp::Auto,
             recv_op: RecvOp::Recv,
             segment_bytes: 4 << 20,
             chain_sqes: 8,
+            zc_trial_local: false,
         }
     }
 }
@@ -274,15 +338,18 @@ const MAX_ZC_DESTS: usize = 1024;
 
 /// The destination key of [`SendOp::Auto`]: the peer's IP address when `fd` is a connected
 /// IPv4/IPv6 socket (IPv4-mapped IPv6 addresses as IPv4) whose send buffer holds at least
-/// `zc_policy::ZC_MIN_SNDBUF` bytes; `None`: plain `SEND` throughout.
-fn zc_destination(fd: RawFd) -> Option<IpAddr> {
+/// `zc_policy::ZC_MIN_SNDBUF` bytes, and whether that peer is on this host
+/// ([`zc_policy::is_local_peer`]); `None`: plain `SEND` throughout.
+fn zc_destination(fd: RawFd) -> Option<(IpAddr, bool)> {
     let fd = borrowed(fd);
     let sock = socket2::SockRef::from(&fd);
     if sock.send_buffer_size().ok()? < zc_policy::ZC_MIN_SNDBUF {
         return None;
     }
-    let peer = sock.peer_addr().ok()?;
-    Some(peer.as_socket()?.ip().to_canonical())
+    let ip = |a: socket2::SockAddr| Some(a.as_socket()?.ip().to_canonical());
+    let peer = ip(sock.peer_addr().ok()?)?;
+    let local = ip(sock.local_addr().ok()?)?;
+    Some((peer, zc_policy::is_local_peer(peer, local)))
 }
 
 impl std::fmt::Debug for Ring {
@@ -446,7 +513,7 @@ impl Ring {
         // reading are only released by aborting the connection (`TimedOutAborted`), where a
         // copying send returns `TimedOut` and leaves the socket usable (case C12).
         if tuning.send_op == SendOp::Auto && idle.is_none() {
-            self.pick_zc_destinations(&mut jobs);
+            self.pick_zc_destinations(&mut jobs, tuning);
         }
         // WRITE_FIXED on a socket goes through `sock_write_iter`, which has no MSG_NOSIGNAL: a
         // closed peer would raise SIGPIPE in this thread and kill a host process that has
@@ -497,20 +564,37 @@ impl Ring {
             .collect()
     }
 
-    /// Adaptive zero-copy ([`SendOp::Auto`]): the destination of every send job large enough
-    /// to try `SEND_ZC`, keeping at most [`MAX_ZC_DESTS`] destinations' policies.
-    fn pick_zc_destinations(&mut self, jobs: &mut [Job]) {
+    /// Adaptive zero-copy ([`SendOp::Auto`]): the destination of every send job that could
+    /// send `SEND_ZC` — one that runs a trial (at least one segment) or one of at least
+    /// `ZC_MIN_BYTES` while some destination kept zero-copy; the lookup costs three syscalls,
+    /// so smaller sends skip it — keeping at most [`MAX_ZC_DESTS`] destinations' policies. A
+    /// new local destination ([`zc_policy::is_local_peer`]) is decided `Switch` at once
+    /// (counted in `zc_switched`) unless [`UringTuning::zc_trial_local`] asks for a trial.
+    fn pick_zc_destinations(&mut self, jobs: &mut [Job], tuning: &UringTuning) {
+        let kept = self
+            .zc_dests
+            .values()
+            .any(|p| p.decision() == Some(ZcDecision::Keep));
         for j in jobs.iter_mut().filter(|j| j.dir == Direction::Send) {
-            j.zc_dest = (j.len >= u64::from(zc_policy::ZC_MIN_BYTES))
-                .then(|| zc_destination(j.fd))
-                .flatten();
-            if let Some(ip) = j.zc_dest
-                && !self.zc_dests.contains_key(&ip)
-                && self.zc_dests.len() >= MAX_ZC_DESTS
-            {
+            let could_zc = j.len >= u64::from(tuning.segment_bytes)
+                || (kept && j.len >= u64::from(zc_policy::ZC_MIN_BYTES));
+            let dest = could_zc.then(|| zc_destination(j.fd)).flatten();
+            j.zc_dest = dest.map(|(ip, _)| ip);
+            let Some((ip, local)) = dest else { continue };
+            if self.zc_dests.contains_key(&ip) {
+                continue;
+            }
+            if self.zc_dests.len() >= MAX_ZC_DESTS {
                 let forget = self.zc_dests.keys().next().copied();
                 forget.map(|k| self.zc_dests.remove(&k));
             }
+            let policy = if local && !tuning.zc_trial_local {
+                self.stats.zc_switched += 1;
+                ZcPolicy::decided(ZcDecision::Switch)
+            } else {
+                ZcPolicy::default()
+            };
+            self.zc_dests.insert(ip, policy);
         }
     }
 }

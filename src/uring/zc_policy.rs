@@ -12,7 +12,11 @@
 //! # The rule
 //!
 //! Only TCP sockets (IPv4/IPv6) with a send buffer of at least [`ZC_MIN_SNDBUF`] take part,
-//! and only when no idle timeout is set (see [`SendOp::Auto`](super::SendOp::Auto)).
+//! and only when no idle timeout is set (see [`SendOp::Auto`](super::SendOp::Auto)). A local
+//! peer ([`is_local_peer`]: loopback, or the socket's own address) is decided
+//! [`ZcDecision::Switch`] without a trial ([`ZcPolicy::decided`]): the kernel always copies
+//! there, and the trial's `SEND_ZC`s held the connection's receive window back for hundreds
+//! of MB (measured: `src/uring/mod.rs`, "Adaptive zero-copy").
 //! Per destination (the peer's IP address: whether the kernel copies depends on the route and
 //! its device, not on the port), a [`ZcPolicy`] starts in a **trial**: at most
 //! [`ZC_TRIAL_SENDS`] (K = 4) `SEND_ZC` requests of at most [`ZC_TRIAL_BYTES`] (256 KiB) each
@@ -31,6 +35,8 @@
 //! came back without a notification) gives its place back, so a canceled chain cannot leave
 //! the trial undecided for good. The decision is final for the engine's life (a new engine
 //! tries again).
+
+use std::net::IpAddr;
 
 /// Trial `SEND_ZC` requests per destination (K): the decision falls after K notifications.
 pub const ZC_TRIAL_SENDS: u32 = 4;
@@ -76,6 +82,17 @@ pub struct ZcPolicy {
     decision: Option<ZcDecision>,
 }
 
+/// True when a connection to `peer` from the local address `local` is delivered on this host
+/// (the peer is a loopback address, or the socket's own address): the kernel copies every
+/// zero-copy send such a connection makes ("all packets generated with MSG_ZEROCOPY that are
+/// looped to a local socket will incur a deferred copy", the kernel's
+/// `Documentation/networking/msg_zerocopy.rst`, section *Loopback*), so its destination is
+/// decided [`ZcDecision::Switch`] without a trial. Addresses are compared as given (the
+/// caller canonicalizes IPv4-mapped IPv6 addresses).
+pub fn is_local_peer(peer: IpAddr, local: IpAddr) -> bool {
+    peer.is_loopback() || peer == local
+}
+
 /// How the next send request of a destination goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZcChoice {
@@ -89,6 +106,15 @@ pub enum ZcChoice {
 }
 
 impl ZcPolicy {
+    /// A destination decided from the start, without a trial (a local peer:
+    /// [`is_local_peer`]); every later notification is ignored, as after a trial.
+    pub fn decided(decision: ZcDecision) -> ZcPolicy {
+        ZcPolicy {
+            decision: Some(decision),
+            ..ZcPolicy::default()
+        }
+    }
+
     /// The decision, once the trial is over.
     pub fn decision(&self) -> Option<ZcDecision> {
         self.decision
@@ -264,6 +290,68 @@ mod tests {
             assert_eq!(p.vote(ZEROCOPY), None);
         }
         assert_eq!(p.decision(), Some(ZcDecision::Switch));
+    }
+
+    #[test]
+    fn a_local_destination_is_decided_without_a_trial() {
+        let mut p = ZcPolicy::decided(ZcDecision::Switch);
+        assert_eq!(p.decision(), Some(ZcDecision::Switch));
+        assert_eq!(p.trial_slots(), 0);
+        for len in [
+            ZC_MIN_BYTES - 1,
+            ZC_MIN_BYTES,
+            ZC_TRIAL_BYTES,
+            4 << 20,
+            u32::MAX,
+        ] {
+            assert_eq!(p.choose(len), ZcChoice::Copy, "{len}");
+        }
+        // A notification (none is due, but a late one of an earlier set) changes nothing,
+        // whatever it reports.
+        for res in [ZEROCOPY, ZEROCOPY, ZEROCOPY, ZEROCOPY, COPIED] {
+            assert_eq!(p.vote(res), None);
+        }
+        p.void_trial();
+        assert_eq!(
+            (p.decision(), p.trial_slots(), p.choose(4 << 20)),
+            (Some(ZcDecision::Switch), 0, ZcChoice::Copy)
+        );
+        // Decided Keep (not used by the engine today) sends every large request zero-copy.
+        let k = ZcPolicy::decided(ZcDecision::Keep);
+        assert_eq!(
+            (
+                k.trial_slots(),
+                k.choose(ZC_MIN_BYTES),
+                k.choose(ZC_MIN_BYTES - 1)
+            ),
+            (0, ZcChoice::ZeroCopy, ZcChoice::Copy)
+        );
+    }
+
+    #[test]
+    fn local_peers_are_loopback_or_the_socket_own_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let eth = ip("192.0.2.7");
+        for (peer, local, want) in [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.1.2.3", "127.0.0.1", true),
+            ("::1", "::1", true),
+            ("192.0.2.7", "192.0.2.7", true),
+            ("2001:db8::5", "2001:db8::5", true),
+            ("192.0.2.8", "192.0.2.7", false),
+            ("10.0.0.2", "10.0.0.1", false),
+            ("2001:db8::6", "2001:db8::5", false),
+            // Not canonicalized: the engine canonicalizes before asking.
+            ("::ffff:192.0.2.8", "192.0.2.7", false),
+        ] {
+            assert_eq!(
+                is_local_peer(ip(peer), ip(local)),
+                want,
+                "{peer} from {local}"
+            );
+        }
+        let mapped = ip("::ffff:127.0.0.1").to_canonical();
+        assert!(is_local_peer(mapped, eth));
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u
             recv_op,
             segment_bytes,
             chain_sqes,
+            ..UringTuning::default()
         },
         register: RegisterPolicy::Always,
         ..Options::default()

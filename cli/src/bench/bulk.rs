@@ -45,19 +45,32 @@ use crate::report::gbytes_per_s;
 use crate::report::refusal;
 
 /// The `note:` line about adaptive zero-copy: what the uring runs' sending engines tried and
-/// what the kernel's usage reports made them do. `None` when no run tried `SEND_ZC` with
-/// usage reports.
+/// what the kernel's usage reports made them do, or that they switched without a trial (a
+/// local peer). `None` when no run did either.
 fn send_zc_note(runs: &[RunRecord]) -> Option<String> {
-    let tried: Vec<&SendZcRecord> = runs
+    let zc: Vec<&SendZcRecord> = runs
         .iter()
         .filter_map(|r| match &r.detail {
             Detail::Bulk(b) => Some(&b.send_zc),
             _ => None,
         })
+        .collect();
+    let tried: Vec<&SendZcRecord> = zc
+        .iter()
+        .copied()
         .filter(|z| z.copied + z.kept > 0)
         .collect();
     if tried.is_empty() {
-        return None;
+        let local = zc
+            .iter()
+            .filter(|z| z.attempted == 0 && z.switched > 0)
+            .count();
+        return (local > 0).then(|| {
+            format!(
+                "note: send_zc: plain SEND without a trial in {local} uring run(s): the peer is \
+                 local, where the kernel copies every zero-copy send (--zc-trial-local tries anyway)"
+            )
+        });
     }
     let sum = |f: fn(&SendZcRecord) -> u64| tried.iter().map(|z| f(z)).sum::<u64>();
     let (attempted, copied, kept) = (sum(|z| z.attempted), sum(|z| z.copied), sum(|z| z.kept));

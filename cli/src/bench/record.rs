@@ -167,7 +167,8 @@ pub(crate) struct SendZcRecord {
     pub(crate) copied: u64,
     /// Of their usage reports (adaptive only): the bytes left from the array's own pages.
     pub(crate) kept: u64,
-    /// Destinations switched to plain `SEND` because the kernel copied (0 or 1 here).
+    /// Destinations switched to plain `SEND` because the kernel copies (0 or 1 here): after
+    /// the trial, or at once, without one, for a local peer (loopback: no `SEND_ZC` at all).
     pub(crate) switched: u64,
 }
 
