@@ -61,6 +61,8 @@
 //! | send framed arrays (dtype/shape/order travel)   | [`Engine::send_array`], [`Engine::send_array_bytes`], [`Engine::send_arrays`] ([`ArrayView`]) |
 //! | receive framed arrays                           | [`Engine::recv_array`], [`Engine::recv_array_into`], [`Engine::recv_any`] ([`Array`], [`AnyArray`], [`Header`]); many small ones: [`Engine::receiver`] → [`Receiver`] |
 //! | read headers yourself (a server with deadlines) | [`decode_prefix`], [`Header::decode`], [`Engine::recv_any_after_header`] |
+//! | receive a framed array into your own memory     | [`Engine::recv_header`], then [`Engine::recv_payload_into`] (a mapped file: [`file::MappedFileMut`]) |
+//! | send from / receive into a file without a copy  | [`file`] ([`file::MappedFile`], [`file::MappedFileMut`]) |
 //! | dtypes                                          | [`dtype`] ([`dtype::DType`], the arange check pattern), [`Element`], [`Order`] |
 //! | close without losing the tail, check for extra  | [`close`] ([`close::finish`], [`close::expect_eof`]), or [`Engine::finish`] / [`Engine::expect_eof`] with the engine's timeout |
 //! | authenticate a connection                       | [`auth`] ([`auth::AuthKey`]), [`Engine::authenticate_client`] / [`Engine::authenticate_server`] |
@@ -125,6 +127,15 @@ pub mod close;
 mod driver;
 pub mod dtype;
 mod engine;
+/// Files mapped into memory, to send an array from a file and receive one into a file with
+/// no copy through a user-space buffer: [`MappedFile`](file::MappedFile) (read-only) and
+/// [`MappedFileMut`](file::MappedFileMut) (a new file, created, sized and mapped read-write).
+/// Read the module's invariant first: a mapped file must not be truncated or modified by
+/// anyone else while mapped (a truncation raises `SIGBUS`).
+pub mod file {
+    #[doc(inline)]
+    pub use crate::uring::mapping::{MappedFile, MappedFileMut};
+}
 mod error;
 mod framed;
 pub mod npy;

@@ -125,6 +125,7 @@
 //! of `SEND_ZC` per destination and engine.
 
 mod flight;
+pub mod mapping;
 mod probe;
 mod registry;
 mod setup;
