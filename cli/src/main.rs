@@ -36,6 +36,7 @@ mod args;
 mod bench;
 mod buffer;
 mod failure;
+mod files;
 mod measure;
 mod net;
 mod probe;
