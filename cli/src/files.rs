@@ -33,7 +33,7 @@ use ringxfer::{Engine, Header};
 use crate::failure::Failure;
 use crate::measure::{SockBufs, with_cpu};
 use crate::net::Conn;
-use crate::xfer::framed::{ArrayLine, ErrorLine, Received};
+use crate::xfer::framed::{ArrayLine, ErrorLine, Outcome, Received};
 
 /// A `.npy` file mapped for sending: its checked header and its bytes.
 #[derive(Debug)]
@@ -169,11 +169,6 @@ impl OutFile {
         self.map.as_ref().map_or(&[], |m| m.bytes())
     }
 
-    /// The name the file gets.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Writes the bytes to disk (`msync`, `fsync`), unmaps and renames the file to its name,
     /// failing rather than replacing a file that appeared there meanwhile.
     ///
@@ -257,6 +252,24 @@ pub fn recv_npy(
         (seconds, cpu, socket_buffers),
     );
     Ok((line, out))
+}
+
+/// `serve --out-dir`: [`recv_npy`] into `path`, committed at once.
+pub fn to_file(
+    engine: &mut Engine,
+    sock: &Conn,
+    (peer, array): (&str, u64),
+    started: Instant,
+    header: &Header,
+    path: &Path,
+) -> Outcome {
+    match recv_npy(engine, sock, (peer, array), started, header, path) {
+        Ok((line, file)) => match file.commit() {
+            Ok(_) => Outcome::Array(line),
+            Err(e) => Outcome::Failed(out_file_error(peer, array, e)),
+        },
+        Err(line) => Outcome::Failed(line),
+    }
 }
 
 /// The line of an output file that could not be created or committed: kind `out_file`.

@@ -132,6 +132,15 @@ pub struct ServeArgs {
     /// (docs/PROTOCOL.md). Make one with `head -c 32 /dev/urandom > FILE`.
     #[arg(long, value_name = "FILE")]
     auth_key: Option<PathBuf>,
+    /// Write every received array to a .npy file in DIR (an existing directory) instead of
+    /// checking and dropping it, named PEER-cCONN-aN.npy: the client's address with every
+    /// character but letters, digits, '.' and '-' made '_', the server's connection number,
+    /// the array's number on its connection (127.0.0.1_40312-c3-a1.npy). Received into a
+    /// mapping of .NAME.PID.part, renamed to NAME once whole and checked, never over an
+    /// existing file (that array's connection is closed with an out_file line instead); each
+    /// line names its file.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     #[command(flatten)]
     tuning: TuningArgs,
     #[command(flatten)]
@@ -157,6 +166,8 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
 /// What the connection threads share with the accept loop.
 struct Limits {
     json: bool,
+    /// `--out-dir`.
+    out_dir: Option<PathBuf>,
     header_timeout: Option<Duration>,
     key: Option<Arc<AuthKey>>,
 }
@@ -282,8 +293,12 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         max: a.max_clients as usize,
         evict_idle: a.evict_idle.0,
     });
+    if let Some(dir) = &a.out_dir {
+        crate::files::check_out_dir(dir)?;
+    }
     let limits = Arc::new(Limits {
         json: a.json,
+        out_dir: a.out_dir.clone(),
         header_timeout: a.header_timeout.0,
         key,
     });
@@ -470,11 +485,15 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
         let next = read_header(&sock, peer, array, waiting_since, limits3);
         slot.set_idle(false);
         let outcome = match next {
-            Next::Header(h, started) => {
-                report_one(&mut engine, &sock, peer, array, Some(started), |e| {
+            Next::Header(h, started) => match &limits.out_dir {
+                Some(dir) => {
+                    let path = dir.join(crate::files::serve_name(peer, slot.id, array));
+                    crate::files::to_file(&mut engine, &sock, (peer, array), started, &h, &path)
+                }
+                None => report_one(&mut engine, &sock, peer, array, Some(started), |e| {
                     e.recv_any_after_header(&sock, h)
-                })
-            }
+                }),
+            },
             Next::Closed => Outcome::Closed,
             Next::Failed(line) => Outcome::Failed(line),
         };
