@@ -12,6 +12,10 @@
 //! the other connections and the listener carry on. Lines are written whole under stdout's
 //! lock and flushed, so concurrent connections never interleave within a line.
 //!
+//! **Files** (`--out-dir DIR`): each array is received straight into a mapped `.npy` file in
+//! DIR instead of memory, named by [`crate::files::serve_name`] and renamed into place once
+//! whole and checked ([`crate::files::to_file`]); its line names the file.
+//!
 //! **Authentication** (`--auth-key FILE`): every connection first runs the handshake of
 //! [`ringxfer::auth`] (`docs/PROTOCOL.md`), bounded by `--header-timeout`; a client without
 //! the key is reported (`auth_wrong_key`, `auth_unauthenticated`, …) and closed before one

@@ -88,6 +88,11 @@ fn pair(dir: &Path, backend: Backend, recv: &[&str], send: &[&str]) -> (Value, V
     sa.extend(common);
     sa.extend(send);
     let s = run(&sa);
+    let mut r = r;
+    if s.status.code() != Some(0) {
+        // The receiver would wait for a sender forever.
+        let _ = r.kill();
+    }
     let r = r.wait_with_output().unwrap();
     assert_eq!(s.status.code(), Some(0), "send {sa:?}: {}", text(&s.stderr));
     assert_eq!(r.status.code(), Some(0), "recv {ra:?}: {}", text(&r.stderr));
@@ -627,12 +632,12 @@ fn first_difference(a: &Path, b: &Path) -> Option<u64> {
     }
 }
 
-/// A `.npy` file of more than 4 GiB of data (`<u2`, 2^31 + 4099 elements; sparse, with
-/// patterned stretches at the start, across the 4 GiB mark and at the end) sent with
+/// A `.npy` file of more than 4 GiB of data (`<u2`, 2^31 + 2^20 elements: 4 GiB + 2 MiB;
+/// sparse, with 1 MiB patterned stretches at the start, across the 4 GiB mark and at the end) sent with
 /// `send --file` and received with `recv --out`: the same bytes, compared piecewise.
 fn over_4_gib(backend: Backend) {
     let dir = tmpdir("cli-files", &format!("huge-{backend}"));
-    let n: u64 = (1 << 31) + 4099;
+    let n: u64 = (1 << 31) + (1 << 20);
     let head = ringxfer::npy::encode_header("<u2".parse().unwrap(), &[n], Order::C);
     let src = dir.join("big.npy");
     let total = head.len() as u64 + 2 * n;
@@ -643,13 +648,17 @@ fn over_4_gib(backend: Backend) {
         f.set_len(total).unwrap();
         use std::os::unix::fs::FileExt;
         let mut stretch = vec![0u8; 1 << 20];
-        for (i, at) in [head.len() as u64, (1 << 32) - 12345, total - (1 << 20)]
-            .into_iter()
-            .enumerate()
-        {
+        let data_at = head.len() as u64;
+        let stretches = [data_at, data_at + (1 << 32) - 12345, total - (1 << 20)];
+        for (i, at) in stretches.into_iter().enumerate() {
             util::fill_pattern(&mut stretch, i as u64 + 1);
             f.write_all_at(&stretch, at).unwrap();
         }
+        assert_eq!(
+            f.metadata().unwrap().len(),
+            total,
+            "the stretches lie inside the file"
+        );
     }
     let dst = dir.join("copy.npy");
     let (s, r) = pair(

@@ -20,9 +20,9 @@ use crate::size;
 /// Which side of the transfer this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Sends the arange pattern.
+    /// Sends the arange pattern, or a file (`--file`).
     Send,
-    /// Receives and checks it.
+    /// Receives and checks it, or writes a file (`--out`).
     Recv,
 }
 

@@ -1,6 +1,10 @@
 //! Framed mode of `ringxfer send` / `ringxfer recv` (the default), and the per-array report
 //! lines that `recv` and `serve` share.
 //!
+//! `send --file PATH` sends a `.npy` file's data from its mapping instead, with the file's
+//! dtype, shape and order; `recv --out PATH` writes the array to a `.npy` file instead of
+//! checking it (both in [`crate::files`]).
+//!
 //! `send` builds the arange pattern of `--dtype` once (element `i` is `i` cast to the dtype,
 //! in the dtype's byte order, in memory order whatever `--order` says) and sends it `--arrays`
 //! times back to back on one connection with `Engine::send_array_bytes`: header, payload and

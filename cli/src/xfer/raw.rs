@@ -6,7 +6,10 @@
 //! `--connect-timeout` seconds (10 by default) so the peer may start second.
 //!
 //! The sender builds the arange pattern and its CRC-32 before connecting; the receiver
-//! allocates (and touches) its buffer before connecting. The clock runs from the established
+//! allocates (and touches) its buffer before connecting. `--file PATH` sends every byte of
+//! a file from its mapping instead (as `u1` elements); `--out PATH` receives the
+//! `--count`/`--size` bytes into a mapped new file instead of checking them, renamed into
+//! place only when the command succeeds ([`crate::files`]). The clock runs from the established
 //! connection to the end of `send_from` (every byte handed to the kernel) or `recv_into`
 //! (every byte received). Both report the CPU (user and system seconds) of the thread that
 //! moved the bytes over the same stretch ([`crate::measure`]), and the socket's effective
