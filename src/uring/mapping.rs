@@ -7,21 +7,9 @@
 //! [`memmap2`](https://docs.rs/memmap2) and this directory is the crate's one place for
 //! `unsafe`; the io_uring backend does not use it.
 //!
-//! # The invariant a mapping needs
-//!
-//! A mapping shows the file's pages as they are *now*, not a snapshot: while a file is mapped,
-//! **no other process (and no other handle in this one) may truncate or modify it**.
-//! * Truncated below the mapped length, every access to a page past the new end raises
-//!   `SIGBUS`, which kills the process (a send or a CRC over the mapping dies in the middle;
-//!   a kernel `send` from such pages fails with `EFAULT` instead).
-//! * Modified, the bytes change under a `&[u8]` that Rust assumes immutable: a send carries a
-//!   mix of old and new bytes, and the CRC-32 of a framed send may not match them.
-//!
-//! Neither can be prevented from here (Linux has no mandatory lock an ordinary file honours).
-//! [`MappedFile::open`] therefore states it as the caller's promise: map only a file nobody
-//! changes while it is sent. [`MappedFileMut::create_new`] makes the file itself (`O_EXCL`, so
-//! never a file someone else already holds, mode 0600 before the umask, so only the owner can
-//! open it): the program that creates it owns it for as long as it is mapped.
+//! The invariant every mapping needs (nobody truncates or modifies a mapped file; a
+//! truncation raises `SIGBUS`) is stated once, in the docs of the public module
+//! [`crate::file`] (`src/lib.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -42,7 +30,7 @@ impl MappedFile {
     /// Opens `path` read-only and maps all of it.
     ///
     /// The caller promises that nothing truncates or modifies the file while the returned
-    /// value lives (see the [module docs](self): a truncation kills the process with
+    /// value lives (see [`crate::file`]: a truncation kills the process with
     /// `SIGBUS` on the next access to a lost page).
     ///
     /// # Errors
@@ -61,7 +49,7 @@ impl MappedFile {
         // SAFETY: `Mmap::map` is unsafe because the mapped bytes are shared with the file:
         // if another process modifies the file they change under the `&[u8]` this type hands
         // out, and if it truncates the file an access past the new end raises SIGBUS. Both
-        // are the caller's promise (stated on `open` and `of`, and in the module docs): this
+        // are the caller's promise (stated on `open` and `of`, and in the `crate::file` docs): this
         // type never writes to the file and keeps it open, unchanged, for the mapping's life.
         let map = unsafe { Mmap::map(&file)? };
         Ok(MappedFile { map, file })
@@ -123,7 +111,7 @@ impl MappedFileMut {
             // held open by the returned value for the mapping's life: the process that
             // created it owns it, and the CLI never hands its path to anyone while mapped.
             // Another process of the same user could still open it by name; that is the
-            // residual risk the module docs state.
+            // residual risk the `crate::file` docs state.
             unsafe { MmapMut::map_mut(&file) }
         });
         match mapped {
