@@ -51,8 +51,9 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     raw::run(role, a, &rails, multi)
 }
 
-/// `--file` is for `send`, `--out` for `recv`; neither is for several streams, rails or
-/// `--bidir` (one connection's data goes to or comes from one file: not striped yet).
+/// `--file` is for `send`, `--out` for `recv`; with `--raw` they stripe over `--streams` and
+/// rails like the arange pattern, but not with `--bidir` (one file, one direction), and framed
+/// mode has no striping.
 fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
     let given = match (role, &a.files.file, &a.files.out) {
         (Role::Recv, Some(_), _) => {
@@ -67,10 +68,9 @@ fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
         (_, _, Some(_)) => "--out",
         (_, None, None) => return Ok(()),
     };
-    if a.streams > 1 || a.bidir || a.endpoint.rails()?.len() > 1 {
+    if a.bidir {
         return Err(Failure::usage(format!(
-            "{given} moves one connection's data: not with --streams > 1, several addresses \
-             (rails) or --bidir"
+            "{given} moves data one way: not with --bidir"
         )));
     }
     if role == Role::Recv && a.raw && !a.array.count_given() {

@@ -108,7 +108,7 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
         ..Options::default()
     };
     if multi {
-        return super::streams::run(role, a, rails, spec, &opts);
+        return super::streams::run(role, a, rails, spec, &opts, file);
     }
     let mut engine = crate::report::engine(role.name(), opts)?;
     let backend = engine.backend().name();
@@ -216,23 +216,37 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
             &format!("the {} bytes expected (--count/--size)", spec.bytes),
         )
     })?;
-    // `--out`: the file gets its name only now, after the whole exchange succeeded.
-    if let Memory::Out(o) = mem {
-        o.commit().map_err(Failure::runtime)?;
-    }
-    Ok(())
+    mem.commit()
 }
 
 /// The memory raw mode moves: a buffer (the arange pattern to send, or to receive and
 /// check), a mapped file to send (`--file`), or a new mapped file to receive into (`--out`).
-enum Memory {
+pub(super) enum Memory {
     Buffer(Buffer),
     File(MappedFile),
     Out(OutFile),
 }
 
 impl Memory {
-    fn bytes(&self) -> &[u8] {
+    /// The memory to receive into: a buffer, or an `--out` file (`None`: a file to send).
+    pub(super) fn writable(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Memory::Buffer(b) => Some(b.bytes_mut()),
+            Memory::File(_) => None,
+            Memory::Out(o) => Some(o.bytes_mut()),
+        }
+    }
+
+    /// `--out`: renames the received file into place. Called only once the whole exchange
+    /// succeeded (the peer closed after the data); dropped instead, the file is deleted.
+    pub(super) fn commit(self) -> Result<(), Failure> {
+        match self {
+            Memory::Out(o) => o.commit().map(drop).map_err(Failure::runtime),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
         match self {
             Memory::Buffer(b) => b.bytes(),
             Memory::File(m) => m.bytes(),
@@ -243,7 +257,7 @@ impl Memory {
 
 /// The memory for `role`: `file` (already mapped) to send, a new `--out` file of
 /// `spec.bytes` to receive into, else a buffer (filled with the arange pattern to send).
-fn memory(
+pub(super) fn memory(
     role: Role,
     a: &XferArgs,
     spec: ArraySpec,
@@ -252,7 +266,7 @@ fn memory(
     if let Some(m) = file {
         return Ok(Memory::File(m));
     }
-    if let Some(out) = &a.files.out {
+    if let (Role::Recv, Some(out)) = (role, &a.files.out) {
         crate::files::check_out(out)?;
         return OutFile::create(out, spec.bytes as u64)
             .map(Memory::Out)
