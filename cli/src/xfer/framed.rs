@@ -678,10 +678,10 @@ fn server_text(v: &serde_json::Value) -> String {
         f("gbytes_per_s") * 8.0,
         st("backend"),
         st("crc32"),
-        if o.get("arange") == Some(&Value::Bool(true)) {
-            "arange pattern ok"
-        } else {
-            "NOT the arange pattern"
+        match (o.get("file"), o.get("arange")) {
+            (Some(_), _) => format!("written to {}", st("file")),
+            (None, Some(Value::Bool(true))) => "arange pattern ok".to_owned(),
+            (None, _) => "NOT the arange pattern".to_owned(),
         },
         cpu_text(cpu)
     )
@@ -892,6 +892,32 @@ mod tests {
         assert_eq!(shape_str(&[]), "()");
         assert_eq!(shape_str(&[5]), "(5,)");
         assert_eq!(shape_str(&[20, 10, 5]), "(20, 10, 5)");
+    }
+
+    #[test]
+    fn server_lines_name_their_file() {
+        let line = |extra: &str| {
+            let v: serde_json::Value = serde_json::from_str(&format!(
+                "{{\"array\": 2, \"bytes\": 80, \"seconds\": 0.5, \"gbytes_per_s\": 1.5, \
+                 \"backend\": \"uring\", \"crc32\": \"466200d9\", \"cpu\": null{extra}}}"
+            ))
+            .unwrap();
+            server_text(&v)
+        };
+        let head = "array 2: 80 bytes in 0.5000 s: 1.500 GB/s (12.00 Gbit/s), backend uring, \
+                    crc32 466200d9";
+        assert_eq!(
+            line(", \"file\": \"out/p-c1-a2.npy\""),
+            format!("{head}, written to out/p-c1-a2.npy, cpu n/a")
+        );
+        assert_eq!(
+            line(", \"arange\": true"),
+            format!("{head}, arange pattern ok, cpu n/a")
+        );
+        assert_eq!(
+            line(", \"arange\": false"),
+            format!("{head}, NOT the arange pattern, cpu n/a")
+        );
     }
 
     #[test]
