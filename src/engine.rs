@@ -522,10 +522,39 @@ impl Engine {
         Receiver::new(self, sock, READ_AHEAD)
     }
 
-    /// Reads and checks one framed header from `sock` (no read-ahead: nothing after it is
-    /// read), for the striped receive.
-    pub(crate) fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
+    /// Reads and checks one framed header from `sock` and nothing after it: the magic as its
+    /// bytes arrive, the 32-byte prefix (a payload over [`Options::max_payload_bytes`] is
+    /// refused here), then the rest. The payload and trailer stay in the socket for
+    /// [`Engine::recv_payload_into`] or [`Engine::recv_any_after_header`] — e.g. to create
+    /// and size an output file from the header before receiving into it.
+    ///
+    /// # Errors
+    /// As [`Engine::recv_any`] for the header's part (a rejected header leaves the stream
+    /// at an unknown place: close the connection).
+    pub fn recv_header<S: AsFd>(&mut self, sock: &S) -> Result<Header> {
         Receiver::new(self, sock, 0).recv_header()
+    }
+
+    /// Receives the payload and trailer of a message whose header was just read from `sock`
+    /// ([`Engine::recv_header`], or decoded by the caller) into the caller's `out`, which
+    /// must be exactly `header.payload_len` bytes — memory of any kind, e.g. a mapped output
+    /// file ([`crate::file::MappedFileMut`]): no allocation, no intermediate buffer. The
+    /// trailer's CRC-32 is checked against `out` when the header's flag says one was sent.
+    ///
+    /// # Errors
+    /// [`FrameError::ShapeMismatch`](crate::FrameError::ShapeMismatch) when `out` has another
+    /// length (the message is consumed, the connection stays usable, `out` is untouched);
+    /// [`FrameError::PayloadChecksum`](crate::FrameError::PayloadChecksum) (the payload was
+    /// received whole into `out` and is wrong); [`Error::UnexpectedEof`], [`Error::Io`],
+    /// [`Error::TimedOut`] with the whole message's byte counts (`out` holds a partial
+    /// payload).
+    pub fn recv_payload_into<S: AsFd>(
+        &mut self,
+        sock: &S,
+        header: &Header,
+        out: &mut [u8],
+    ) -> Result<()> {
+        Receiver::new(self, sock, 0).recv_payload_into(header, out)
     }
 }
 

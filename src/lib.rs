@@ -61,6 +61,8 @@
 //! | send framed arrays (dtype/shape/order travel)   | [`Engine::send_array`], [`Engine::send_array_bytes`], [`Engine::send_arrays`] ([`ArrayView`]) |
 //! | receive framed arrays                           | [`Engine::recv_array`], [`Engine::recv_array_into`], [`Engine::recv_any`] ([`Array`], [`AnyArray`], [`Header`]); many small ones: [`Engine::receiver`] → [`Receiver`] |
 //! | read headers yourself (a server with deadlines) | [`decode_prefix`], [`Header::decode`], [`Engine::recv_any_after_header`] |
+//! | receive a framed array into your own memory     | [`Engine::recv_header`], then [`Engine::recv_payload_into`] (a mapped file: [`file::MappedFileMut`]) |
+//! | send from / receive into a file without a copy  | [`file`](mod@file) ([`file::MappedFile`], [`file::MappedFileMut`]) |
 //! | dtypes                                          | [`dtype`] ([`dtype::DType`], the arange check pattern), [`Element`], [`Order`] |
 //! | close without losing the tail, check for extra  | [`close`] ([`close::finish`], [`close::expect_eof`]), or [`Engine::finish`] / [`Engine::expect_eof`] with the engine's timeout |
 //! | authenticate a connection                       | [`auth`] ([`auth::AuthKey`]), [`Engine::authenticate_client`] / [`Engine::authenticate_server`] |
@@ -131,6 +133,31 @@ pub mod close;
 mod driver;
 pub mod dtype;
 mod engine;
+/// Files mapped into memory, to send an array from a file and receive one into a file with
+/// no copy through a user-space buffer: [`MappedFile`](file::MappedFile) (read-only, to send
+/// a file) and [`MappedFileMut`](file::MappedFileMut) (a new file, created, sized and mapped
+/// read-write, to receive into). The code is in `src/uring/mapping.rs`: mapping a file is
+/// `unsafe` in `memmap2`, and `src/uring/` is the crate's one place for `unsafe`.
+///
+/// # The invariant a mapping needs
+///
+/// A mapping shows the file's pages as they are *now*, not a snapshot: while a file is mapped,
+/// **no other process (and no other handle in this one) may truncate or modify it**.
+/// * Truncated below the mapped length, every access to a page past the new end raises
+///   `SIGBUS`, which kills the process (a send or a CRC over the mapping dies in the middle;
+///   a kernel `send` from such pages fails with `EFAULT` instead).
+/// * Modified, the bytes change under a `&[u8]` that Rust assumes immutable: a send carries a
+///   mix of old and new bytes, and the CRC-32 of a framed send may not match them.
+///
+/// Neither can be prevented from here (Linux has no mandatory lock an ordinary file honours).
+/// [`MappedFile::open`](file::MappedFile::open) therefore states it as the caller's promise: map only a file nobody
+/// changes while it is sent. [`MappedFileMut::create_new`](file::MappedFileMut::create_new) makes the file itself (`O_EXCL`, so
+/// never a file someone else already holds, mode 0600 before the umask, so only the owner can
+/// open it): the program that creates it owns it for as long as it is mapped.
+pub mod file {
+    #[doc(inline)]
+    pub use crate::uring::mapping::{MappedFile, MappedFileMut};
+}
 mod error;
 mod framed;
 pub mod npy;

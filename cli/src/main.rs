@@ -6,6 +6,8 @@
 //! ringxfer serve --listen 127.0.0.1:5000 --json     # framed arrays from any number of clients
 //! ringxfer send --connect 127.0.0.1:5000 --dtype '>i4' --shape 20,10,5 --order F --arrays 3
 //! ringxfer recv --listen 127.0.0.1:5000 --arrays 3  # framed: dtype and shape from the header
+//! ringxfer recv --listen 127.0.0.1:5000 --out b.npy      # a .npy file numpy.load reads
+//! ringxfer send --connect 127.0.0.1:5000 --file a.npy    # a .npy file numpy.save wrote
 //! ringxfer recv --listen 127.0.0.1:5000 --raw --dtype f8 --count 20000000
 //! ringxfer send --connect 127.0.0.1:5000 --raw --dtype f8 --count 20000000
 //! ringxfer probe                                    # what io_uring offers here
@@ -20,6 +22,8 @@
 //!   `--streams` / `--bidir`), one runner for all of them;
 //! * [`xfer`] — `send` / `recv`: framed (the default), raw, raw over several streams;
 //! * [`serve`] — framed arrays from any number of clients, one line per array;
+//! * [`files`] — real files in and out (`send --file`, `recv --out`, `serve --out-dir`),
+//!   mapped;
 //! * [`probe`] — what io_uring offers on this machine;
 //! * [`net`] — listen / connect (TCP, or a Unix socket with `unix:PATH`), the handshake, the
 //!   end of a connection;
@@ -36,6 +40,7 @@ mod args;
 mod bench;
 mod buffer;
 mod failure;
+mod files;
 mod measure;
 mod net;
 mod probe;
@@ -82,13 +87,15 @@ enum Command {
     /// between user and system comes from the kernel's 10 ms tick samples; the sum has
     /// nanosecond resolution (/proc/thread-self/schedstat).
     Bench(bench::BenchArgs),
-    /// Send the arange pattern of a dtype to a peer: framed arrays (the default), or just the
-    /// array bytes with --raw.
+    /// Send the arange pattern of a dtype to a peer, or a file (--file: a .npy file, or any
+    /// file with --raw): framed arrays (the default), or just the bytes with --raw.
     Send(xfer::XferArgs),
-    /// Receive arrays from a peer and check that they hold the arange pattern: framed (the
-    /// default; dtype and shape come from the header), or raw bytes with --raw.
+    /// Receive arrays from a peer and check that they hold the arange pattern, or write the
+    /// array to a file (--out: a .npy file, or the raw bytes with --raw): framed (the default;
+    /// dtype and shape come from the header), or raw bytes with --raw.
     Recv(xfer::XferArgs),
-    /// Receive framed arrays from any number of clients, one line per array or error.
+    /// Receive framed arrays from any number of clients, one line per array or error
+    /// (--out-dir DIR: each array written to a .npy file there).
     ///
     /// Prints `listening ADDR` first (the bound address, so port 0 works), then one line per
     /// received array and one per broken client, whose connection is closed while the others

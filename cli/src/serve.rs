@@ -18,6 +18,10 @@
 //! the other connections and the listener carry on. Lines are written whole under stdout's
 //! lock and flushed, so concurrent connections never interleave within a line.
 //!
+//! **Files** (`--out-dir DIR`): each array is received straight into a mapped `.npy` file in
+//! DIR instead of memory, named by [`crate::files::serve_name`] and renamed into place once
+//! whole and checked ([`crate::files::to_file`]); its line names the file.
+//!
 //! **Authentication** (`--auth-key FILE`): every connection first runs the handshake of
 //! [`ringxfer::auth`] (`docs/PROTOCOL.md`), bounded by `--header-timeout`; a client without
 //! the key is reported (`auth_wrong_key`, `auth_unauthenticated`, …) and closed before one
@@ -139,6 +143,15 @@ pub struct ServeArgs {
     /// (docs/PROTOCOL.md). Make one with `head -c 32 /dev/urandom > FILE`.
     #[arg(long, value_name = "FILE")]
     auth_key: Option<PathBuf>,
+    /// Write every received array to a .npy file in DIR (an existing directory) instead of
+    /// checking and dropping it, named PEER-cCONN-aN.npy: the client's address with every
+    /// character but letters, digits, '.' and '-' made '_', the server's connection number,
+    /// the array's number on its connection (127.0.0.1_40312-c3-a1.npy). Received into a
+    /// mapping of .NAME.PID.part, renamed to NAME once whole and checked, never over an
+    /// existing file (that array's connection is closed with an out_file line instead); each
+    /// line names its file.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     #[command(flatten)]
     tuning: TuningArgs,
     #[command(flatten)]
@@ -164,6 +177,8 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
 /// What the connection threads share with the accept loop.
 struct Limits {
     json: bool,
+    /// `--out-dir`.
+    out_dir: Option<PathBuf>,
     header_timeout: Option<Duration>,
     key: Option<Arc<AuthKey>>,
 }
@@ -289,8 +304,12 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         max: a.max_clients as usize,
         evict_idle: a.evict_idle.0,
     });
+    if let Some(dir) = &a.out_dir {
+        crate::files::check_out_dir(dir)?;
+    }
     let limits = Arc::new(Limits {
         json: a.json,
+        out_dir: a.out_dir.clone(),
         header_timeout: a.header_timeout.0,
         key,
     });
@@ -476,21 +495,44 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
         let limits3 = (idle, limits.header_timeout, max_payload);
         let next = read_header(&sock, peer, array, waiting_since, limits3);
         slot.set_idle(false);
-        let outcome = match next {
-            Next::Header(h, started) => report_one(
-                &mut engine,
-                &sock,
-                peer,
-                array,
-                Some(started),
-                |e| match h {
-                    Head::Rgxf(h) => e.recv_any_after_header(&sock, h),
-                    Head::Npy(h) => e.recv_any_after_npy_header(&sock, &h),
-                },
-            ),
-            Next::Closed => Outcome::Closed,
-            Next::Failed(line) => Outcome::Failed(line),
-        };
+        let outcome =
+            match next {
+                Next::Header(h, started) => {
+                    match (&limits.out_dir, h) {
+                        (Some(dir), head) => {
+                            let path = dir.join(crate::files::serve_name(peer, slot.id, array));
+                            match head {
+                                Head::Rgxf(h) => crate::files::to_file(
+                                    &mut engine,
+                                    &sock,
+                                    (peer, array),
+                                    started,
+                                    &h,
+                                    &path,
+                                ),
+                                Head::Npy(h) => crate::files::npy_stream_to_file(
+                                    &mut engine,
+                                    &sock,
+                                    (peer, array),
+                                    started,
+                                    &h,
+                                    &path,
+                                ),
+                            }
+                        }
+                        (None, head) => {
+                            report_one(&mut engine, &sock, peer, array, Some(started), |e| {
+                                match head {
+                                    Head::Rgxf(h) => e.recv_any_after_header(&sock, h),
+                                    Head::Npy(h) => e.recv_any_after_npy_header(&sock, &h),
+                                }
+                            })
+                        }
+                    }
+                }
+                Next::Closed => Outcome::Closed,
+                Next::Failed(line) => Outcome::Failed(line),
+            };
         if slot.evicted() {
             emit(&evicted_line(peer, array, waiting_since.elapsed()).render(json));
             return;

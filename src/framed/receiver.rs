@@ -284,6 +284,18 @@ impl<'e, S: AsFd> Receiver<'e, S> {
         Ok(AnyArray::new(msg.header, data, msg.format))
     }
 
+    /// The payload and trailer of `header` (just read) into the caller's `out`; errors as
+    /// [`Engine::recv_payload_into`](crate::Engine::recv_payload_into). An `out` of another
+    /// length than the payload is a rejection: the message is consumed.
+    pub(crate) fn recv_payload_into(&mut self, header: &Header, out: &mut [u8]) -> Result<()> {
+        let msg = Message::rgxf(header.clone());
+        if header.payload_len != out.len() as u64 {
+            let e = shape_mismatch(header.dtype, &header.shape, header, out.len());
+            return Err(self.discard(&msg, e.into()));
+        }
+        self.recv_payload(&msg, out)
+    }
+
     /// Receives the next framed array of any dtype. Errors as
     /// [`Engine::recv_any`](crate::Engine::recv_any) (`UnexpectedEof { transferred: 0, .. }`:
     /// the peer closed cleanly between messages).

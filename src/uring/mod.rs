@@ -182,6 +182,7 @@
 //! peers anyway, to test it or to measure its cost.
 
 mod flight;
+pub mod mapping;
 mod probe;
 mod registry;
 mod setup;

@@ -20,9 +20,9 @@ use crate::size;
 /// Which side of the transfer this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Sends the arange pattern.
+    /// Sends the arange pattern, or a file (`--file`).
     Send,
-    /// Receives and checks it.
+    /// Receives and checks it, or writes a file (`--out`).
     Recv,
 }
 
@@ -90,6 +90,8 @@ pub struct XferArgs {
     pub(crate) array: ArrayArgs,
     #[command(flatten)]
     pub(crate) framed: FramedArgs,
+    #[command(flatten)]
+    pub(crate) files: FileArgs,
     /// Engine backend.
     #[arg(long, value_parser = LibraryEnum::new(BACKENDS, display_name), default_value_t = Backend::Auto)]
     pub(crate) backend: Backend,
@@ -140,6 +142,27 @@ pub struct XferArgs {
     /// connects is the client, the side that listens the server; both need the same file.
     #[arg(long, value_name = "FILE")]
     pub(crate) auth_key: Option<PathBuf>,
+}
+
+/// Real files instead of the arange pattern: `send --file`, `recv --out` (see
+/// [`crate::files`]).
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// send: send this file instead of the arange pattern, mapped and sent from the mapping
+    /// (no copy into a buffer). Framed (the default): a .npy file (versions 1.0-3.0), whose
+    /// header gives dtype, shape and order; it is checked before connecting (a bad header or
+    /// a length that does not match it: exit 1, nothing sent). --raw: any file, every byte
+    /// of it as it is (a .npy file is sent whole, header included).
+    #[arg(long, value_name = "PATH",
+          conflicts_with_all = ["dtype", "count", "size", "shape", "order", "out"])]
+    pub file: Option<PathBuf>,
+    /// recv: write the received array to PATH instead of checking the arange pattern.
+    /// Framed: a .npy file that numpy.load reads back (one array: --arrays 1); --raw: the
+    /// --count/--size bytes as they came. Received straight into a mapping of a temporary
+    /// file next to PATH (.NAME.PID.part), renamed to PATH only when the command succeeds
+    /// and deleted otherwise. PATH must not exist (nothing is overwritten).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
 }
 
 /// The flags that only framed mode has.

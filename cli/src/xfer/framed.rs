@@ -1,6 +1,10 @@
 //! Framed mode of `ringxfer send` / `ringxfer recv` (the default), and the per-array report
 //! lines that `recv` and `serve` share.
 //!
+//! `send --file PATH` sends a `.npy` file's data from its mapping instead, with the file's
+//! dtype, shape and order; `recv --out PATH` writes the array to a `.npy` file instead of
+//! checking it (both in [`crate::files`]).
+//!
 //! `send` builds the arange pattern of `--dtype` once (element `i` is `i` cast to the dtype,
 //! in the dtype's byte order, in memory order whatever `--order` says) and sends it `--arrays`
 //! times back to back on one connection with `Engine::send_view`: header, payload and
@@ -48,6 +52,7 @@ use serde::Serialize;
 use super::args::{Role, Shape, XferArgs};
 use crate::buffer::Buffer;
 use crate::failure::Failure;
+use crate::files::NpyFile;
 use crate::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
 use crate::net::{close_outcome, connect};
 use crate::report::crc32_hex;
@@ -108,11 +113,16 @@ pub struct ArrayLine {
     /// delivered RGXF array has it); false for a `.npy` array: no checksum travels in `.npy`,
     /// so nothing was verified.
     pub verified: bool,
-    /// The payload is the arange pattern of its dtype (what `ringxfer send` sends).
-    pub arange: bool,
+    /// The payload is the arange pattern of its dtype (what `ringxfer send` sends); not
+    /// checked (absent) when the array went to a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arange: Option<bool>,
     /// With `arange: false`: index of the first element that differs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bad_element: Option<u64>,
+    /// `recv --out`, `serve --out-dir`: the `.npy` file the array was written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// CRC-32 (zlib) of the payload, as `ringxfer send` prints it.
     pub crc32: String,
     /// CPU of the receiving thread over the clock's stretch (`null` where it cannot be read).
@@ -122,7 +132,57 @@ pub struct ArrayLine {
     pub socket_buffers: SockBufs,
 }
 
+/// One received array, for its [`ArrayLine`].
+#[derive(Debug)]
+pub struct Received<'a> {
+    /// The stream format it came in.
+    pub format: ringxfer::WireFormat,
+    /// The payload's checksum was verified (always false for `.npy`: none travels).
+    pub verified: bool,
+    /// From the header.
+    pub dtype: DType,
+    /// From the header.
+    pub shape: &'a [u64],
+    /// From the header.
+    pub order: Order,
+    /// The payload (checked against the arange pattern unless it went to `file`).
+    pub payload: &'a [u8],
+    /// The file it was written to.
+    pub file: Option<&'a std::path::Path>,
+}
+
 impl ArrayLine {
+    /// The line of array `array` of `peer`, received by `backend` in `seconds` with `cpu`,
+    /// on a socket with `socket_buffers`.
+    pub fn of(
+        peer: &str,
+        array: u64,
+        backend: &'static str,
+        r: Received<'_>,
+        (seconds, cpu, socket_buffers): (f64, Option<Cpu>, SockBufs),
+    ) -> ArrayLine {
+        let check = r.file.is_none().then(|| verify_arange(r.dtype, r.payload));
+        ArrayLine {
+            peer: peer.to_owned(),
+            array,
+            backend,
+            format: r.format.to_string(),
+            dtype: r.dtype.to_string(),
+            shape: r.shape.to_vec(),
+            order: r.order,
+            bytes: r.payload.len() as u64,
+            seconds,
+            gbytes_per_s: gbytes_per_s(r.payload.len(), seconds),
+            verified: r.verified,
+            arange: check.map(|c| c.is_ok()),
+            first_bad_element: check.and_then(|c| c.err()),
+            file: r.file.map(|f| f.display().to_string()),
+            crc32: crc32_hex(r.payload),
+            cpu,
+            socket_buffers,
+        }
+    }
+
     /// The line to print: JSON or text.
     pub fn render(&self, json: bool) -> String {
         if json {
@@ -148,9 +208,10 @@ impl ArrayLine {
             } else {
                 "not verified (no checksum travels in .npy)"
             },
-            match self.first_bad_element {
-                None => "arange pattern ok".to_owned(),
-                Some(i) => format!("NOT the arange pattern (element {i})"),
+            match (&self.file, self.first_bad_element) {
+                (Some(f), _) => format!("written to {f}"),
+                (None, None) => "arange pattern ok".to_owned(),
+                (None, Some(i)) => format!("NOT the arange pattern (element {i})"),
             },
             cpu_text(self.cpu)
         )
@@ -261,25 +322,22 @@ pub fn report_one(
     });
     match got {
         Ok(a) => {
-            let check = verify_arange(a.dtype(), a.bytes());
-            let line = ArrayLine {
-                peer: peer.to_owned(),
-                array,
-                backend: engine.backend().name(),
-                format: a.format().to_string(),
-                dtype: a.dtype().to_string(),
-                shape: a.shape().to_vec(),
-                order: a.order(),
-                bytes: a.bytes().len() as u64,
-                seconds,
-                gbytes_per_s: gbytes_per_s(a.bytes().len(), seconds),
+            let received = Received {
+                format: a.format(),
                 verified: a.checksum_verified(),
-                arange: check.is_ok(),
-                first_bad_element: check.err(),
-                crc32: crc32_hex(a.bytes()),
-                cpu,
-                socket_buffers,
+                dtype: a.dtype(),
+                shape: a.shape(),
+                order: a.order(),
+                payload: a.bytes(),
+                file: None,
             };
+            let line = ArrayLine::of(
+                peer,
+                array,
+                engine.backend().name(),
+                received,
+                (seconds, cpu, socket_buffers),
+            );
             drop(a);
             Outcome::Array(line)
         }
@@ -295,7 +353,7 @@ pub fn report_one(
 /// time left before each peek, so an interrupted peek (`EINTR`: a signal handler without
 /// `SA_RESTART`, or SIGSTOP/SIGCONT with a receive timeout set) resumes with what is left
 /// instead of starting the wait over.
-fn wait_readable(sock: &Conn, idle: Option<Duration>) -> Result<bool, Error> {
+pub(crate) fn wait_readable(sock: &Conn, idle: Option<Duration>) -> Result<bool, Error> {
     let io_err = |source: io::Error| Error::Io {
         op: "recv(MSG_PEEK)",
         transferred: 0,
@@ -412,6 +470,9 @@ struct SendReport {
     /// closing gracefully.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_bytes_discarded: Option<u64>,
+    /// `--file`: the `.npy` file sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
 }
 
 /// The dtype and shape of the arrays `send` sends: `--shape`, else `--count`/`--size`
@@ -436,15 +497,47 @@ fn send_spec(a: &XferArgs) -> Result<(DType, Vec<u64>, usize), Failure> {
     Ok((dtype, shape, bytes))
 }
 
-fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+/// What framed `send` sends: the arange pattern the flags describe, or a `.npy` file's data
+/// (`--file`), sent from its mapping.
+enum Source {
+    Pattern(Buffer),
+    Npy(NpyFile),
+}
+
+impl Source {
+    fn payload(&self) -> &[u8] {
+        match self {
+            Source::Pattern(b) => b.bytes(),
+            Source::Npy(f) => f.payload(),
+        }
+    }
+}
+
+/// The array `send` sends and its dtype, shape and order: from `--file`'s header, or the
+/// arange pattern of `--dtype` and `--shape` / `--count` / `--size` in `--order`. A file is
+/// checked here, before anything connects.
+fn send_source(a: &XferArgs) -> Result<(Source, DType, Vec<u64>, Order), Failure> {
+    if let Some(path) = &a.files.file {
+        let f = NpyFile::open(path)?;
+        let h = f.header();
+        let (dtype, shape, order) = (h.dtype, h.shape.clone(), h.order);
+        return Ok((Source::Npy(f), dtype, shape, order));
+    }
     let (dtype, shape, bytes) = send_spec(a)?;
+    let mut buf = Buffer::zeroed(bytes)?;
+    fill_arange(dtype, buf.bytes_mut());
     let order = a.framed.order.unwrap_or_default();
+    Ok((Source::Pattern(buf), dtype, shape, order))
+}
+
+fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+    let (source, dtype, shape, order) = send_source(a)?;
+    let payload = source.payload();
+    let bytes = payload.len();
     let arrays = a.framed.arrays.unwrap_or(1);
     let format = a.framed.format.unwrap_or_default();
     let mut engine = engine(Role::Send, opts)?;
-    let mut buf = Buffer::zeroed(bytes)?;
-    fill_arange(dtype, buf.bytes_mut());
-    let crc32 = crc32_hex(buf.bytes());
+    let crc32 = crc32_hex(payload);
 
     let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let socket_buffers = SockBufs::of(&sock);
@@ -454,7 +547,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         let r: Result<(), Failure> = (0..arrays).try_for_each(|i| {
             let view = ringxfer::ArrayView {
                 dtype,
-                bytes: buf.bytes(),
+                bytes: payload,
                 shape: &shape,
                 order,
             };
@@ -501,6 +594,7 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         socket_buffers,
         server,
         peer_bytes_discarded,
+        file: a.files.file.as_ref().map(|f| f.display().to_string()),
     };
     if a.json {
         emit(&crate::report::json(&r)?);
@@ -512,11 +606,17 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             r.dtype,
             shape_str(&r.shape),
             r.order,
-            if format == ringxfer::WireFormat::Npy {
-                " as .npy (no checksum travels)"
-            } else {
-                ""
-            },
+            format!(
+                "{}{}",
+                r.file
+                    .as_ref()
+                    .map_or_else(String::new, |f| format!(" from {f}")),
+                if r.format == "npy" {
+                    " as .npy (no checksum travels)"
+                } else {
+                    ""
+                }
+            ),
             r.bytes,
             r.seconds,
             r.gbytes_per_s,
@@ -620,10 +720,10 @@ fn server_text(v: &serde_json::Value) -> String {
         f("gbytes_per_s") * 8.0,
         st("backend"),
         st("crc32"),
-        if o.get("arange") == Some(&Value::Bool(true)) {
-            "arange pattern ok"
-        } else {
-            "NOT the arange pattern"
+        match (o.get("file"), o.get("arange")) {
+            (Some(_), _) => format!("written to {}", st("file")),
+            (None, Some(Value::Bool(true))) => "arange pattern ok".to_owned(),
+            (None, _) => "NOT the arange pattern".to_owned(),
         },
         cpu_text(cpu)
     )
@@ -641,16 +741,27 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     if a.framed.shape.is_none() && a.array.count_given() {
         a.array.resolve()?;
     }
+    if let Some(out) = &a.files.out {
+        if a.framed.arrays.is_some_and(|n| n > 1) {
+            return Err(Failure::usage(
+                "--out writes one array: --arrays must be 1 (serve --out-dir takes many)",
+            ));
+        }
+        crate::files::check_out(out)?;
+    }
     let mut engine = engine(Role::Recv, opts)?;
     let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
     let peer = peer.to_string();
     let progress = Progress::start(a.interval, 0);
-    let r = recv_arrays(a, &mut engine, &sock, &peer, progress.as_ref());
+    let r = match &a.files.out {
+        Some(out) => recv_file(a, &mut engine, &sock, &peer, out, progress.as_ref()).map(Some),
+        None => recv_arrays(a, &mut engine, &sock, &peer, progress.as_ref()).map(|()| None),
+    };
     if let Some(p) = progress {
         p.finish();
     }
     say_notices("recv", &engine);
-    r?;
+    let received = r?;
     let arrays = a.framed.arrays.unwrap_or(1);
     ringxfer::close::expect_eof(&sock, a.timeout).or_else(|e| {
         if matches!(e, Error::ExtraBytes { .. }) {
@@ -661,7 +772,96 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             e,
             &format!("array {arrays} of {arrays} (--arrays)"),
         )
-    })
+    })?;
+    // `--out`: the file gets its name only now, after the whole exchange succeeded.
+    if let Some((line, file)) = received {
+        file.commit().map_err(Failure::runtime)?;
+        emit(&line.render(a.json));
+    }
+    Ok(())
+}
+
+/// What `recv` expects of each array, from the flags given: `--dtype`, `--shape` (or
+/// `--count` / `--size` as a 1-D shape), `--order`.
+struct Expect {
+    dtype: Option<DType>,
+    shape: Option<Vec<u64>>,
+    order: Option<Order>,
+}
+
+impl Expect {
+    fn of(a: &XferArgs) -> Result<Expect, Failure> {
+        let shape = match &a.framed.shape {
+            Some(Shape(s)) => Some(s.clone()),
+            None if a.array.count_given() => Some(vec![a.array.resolve()?.count]),
+            None => None,
+        };
+        Ok(Expect {
+            dtype: a.array.dtype_given(),
+            shape,
+            order: a.framed.order,
+        })
+    }
+
+    /// What differs from the expectation, in words (empty: all fits).
+    fn mismatches(&self, dtype: &str, shape: &[u64], order: Order) -> Vec<String> {
+        let mut wrong = Vec::new();
+        if let Some(d) = self.dtype.filter(|d| d.to_string() != dtype) {
+            wrong.push(format!("dtype {dtype} (expected {d})"));
+        }
+        if let Some(s) = self.shape.as_ref().filter(|s| **s != shape) {
+            wrong.push(format!(
+                "shape {} (expected {})",
+                shape_str(shape),
+                shape_str(s)
+            ));
+        }
+        if let Some(o) = self.order.filter(|o| *o != order) {
+            wrong.push(format!("order {order} (expected {o})"));
+        }
+        wrong
+    }
+}
+
+/// `recv --out`: waits for the array, reads its header, checks it against the flags, then
+/// receives the payload straight into a new `.npy` file ([`crate::files::recv_npy`]), not yet
+/// committed (it gets its name after the end-of-stream check).
+fn recv_file(
+    a: &XferArgs,
+    engine: &mut Engine,
+    sock: &Conn,
+    peer: &str,
+    out: &std::path::Path,
+    progress: Option<&Progress>,
+) -> Result<(ArrayLine, crate::files::OutFile), Failure> {
+    let failed = |line: ErrorLine| {
+        emit(&line.render(a.json));
+        Failure::runtime(format!("array 1 of 1: {}", line.error))
+    };
+    match wait_readable(sock, engine.options().idle_timeout) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Failure::runtime(
+                "peer closed the connection after 0 of 1 array(s)",
+            ));
+        }
+        Err(e) => return Err(failed(ErrorLine::new(peer, 1, &e))),
+    }
+    let started = Instant::now();
+    let header = engine
+        .recv_header(sock)
+        .map_err(|e| failed(ErrorLine::new(peer, 1, &e)))?;
+    let wrong = Expect::of(a)?.mismatches(&header.dtype.to_string(), &header.shape, header.order);
+    if !wrong.is_empty() {
+        return Err(Failure::runtime(format!(
+            "array 1 of 1: {}",
+            wrong.join("; ")
+        )));
+    }
+    let got = crate::files::recv_npy(engine, sock, (peer, 1), started, &header, out);
+    let (line, file) = got.map_err(failed)?;
+    count(progress, line.bytes as usize);
+    Ok((line, file))
 }
 
 /// The receive loop of framed `recv`.
@@ -673,32 +873,13 @@ fn recv_arrays(
     progress: Option<&Progress>,
 ) -> Result<(), Failure> {
     let arrays = a.framed.arrays.unwrap_or(1);
-    // What the caller expects of each array, from the flags given.
-    let want_dtype = a.array.dtype_given();
-    let want_shape: Option<Vec<u64>> = match &a.framed.shape {
-        Some(Shape(s)) => Some(s.clone()),
-        None if a.array.count_given() => Some(vec![a.array.resolve()?.count]),
-        None => None,
-    };
+    let expect = Expect::of(a)?;
     for i in 1..=arrays {
         match recv_one(engine, sock, peer, i) {
             Outcome::Array(line) => {
                 count(progress, line.bytes as usize);
                 emit(&line.render(a.json));
-                let mut wrong = Vec::new();
-                if let Some(d) = want_dtype.filter(|d| d.to_string() != line.dtype) {
-                    wrong.push(format!("dtype {} (expected {d})", line.dtype));
-                }
-                if let Some(s) = want_shape.as_ref().filter(|s| **s != line.shape) {
-                    wrong.push(format!(
-                        "shape {} (expected {})",
-                        shape_str(&line.shape),
-                        shape_str(s)
-                    ));
-                }
-                if let Some(o) = a.framed.order.filter(|o| *o != line.order) {
-                    wrong.push(format!("order {} (expected {o})", line.order));
-                }
+                let mut wrong = expect.mismatches(&line.dtype, &line.shape, line.order);
                 if let Some(e) = line.first_bad_element {
                     wrong.push(format!(
                         "data is not the {} arange pattern: first mismatch at element {e}",
@@ -753,6 +934,32 @@ mod tests {
         assert_eq!(shape_str(&[]), "()");
         assert_eq!(shape_str(&[5]), "(5,)");
         assert_eq!(shape_str(&[20, 10, 5]), "(20, 10, 5)");
+    }
+
+    #[test]
+    fn server_lines_name_their_file() {
+        let line = |extra: &str| {
+            let v: serde_json::Value = serde_json::from_str(&format!(
+                "{{\"array\": 2, \"bytes\": 80, \"seconds\": 0.5, \"gbytes_per_s\": 1.5, \
+                 \"backend\": \"uring\", \"crc32\": \"466200d9\", \"cpu\": null{extra}}}"
+            ))
+            .unwrap();
+            server_text(&v)
+        };
+        let head = "array 2: 80 bytes in 0.5000 s: 1.500 GB/s (12.00 Gbit/s), backend uring, \
+                    crc32 466200d9";
+        assert_eq!(
+            line(", \"file\": \"out/p-c1-a2.npy\""),
+            format!("{head}, written to out/p-c1-a2.npy, cpu n/a")
+        );
+        assert_eq!(
+            line(", \"arange\": true"),
+            format!("{head}, arange pattern ok, cpu n/a")
+        );
+        assert_eq!(
+            line(", \"arange\": false"),
+            format!("{head}, NOT the arange pattern, cpu n/a")
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::failure::Failure;
 
 /// Runs `ringxfer send` or `ringxfer recv`.
 pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
+    check_file_flags(role, a)?;
     crate::net::set_auth_key(crate::net::load_key(a.auth_key.as_ref())?);
     let rails = a.endpoint.rails()?;
     let unix = rails.iter().any(|r| crate::net::unix_path(r).is_some());
@@ -48,4 +49,34 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         ));
     }
     raw::run(role, a, &rails, multi)
+}
+
+/// `--file` is for `send`, `--out` for `recv`; with `--raw` they stripe over `--streams` and
+/// rails like the arange pattern, but not with `--bidir` (one file, one direction), and framed
+/// mode has no striping.
+fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
+    let given = match (role, &a.files.file, &a.files.out) {
+        (Role::Recv, Some(_), _) => {
+            return Err(Failure::usage(
+                "--file is for send (recv writes with --out)",
+            ));
+        }
+        (Role::Send, _, Some(_)) => {
+            return Err(Failure::usage("--out is for recv (send reads with --file)"));
+        }
+        (_, Some(_), _) => "--file",
+        (_, _, Some(_)) => "--out",
+        (_, None, None) => return Ok(()),
+    };
+    if a.bidir {
+        return Err(Failure::usage(format!(
+            "{given} moves data one way: not with --bidir"
+        )));
+    }
+    if role == Role::Recv && a.raw && !a.array.count_given() {
+        return Err(Failure::usage(
+            "--raw --out needs --count or --size: raw bytes carry no length",
+        ));
+    }
+    Ok(())
 }

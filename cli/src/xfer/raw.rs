@@ -6,7 +6,10 @@
 //! `--connect-timeout` seconds (10 by default) so the peer may start second.
 //!
 //! The sender builds the arange pattern and its CRC-32 before connecting; the receiver
-//! allocates (and touches) its buffer before connecting. The clock runs from the established
+//! allocates (and touches) its buffer before connecting. `--file PATH` sends every byte of
+//! a file from its mapping instead (as `u1` elements); `--out PATH` receives the
+//! `--count`/`--size` bytes into a mapped new file instead of checking them, renamed into
+//! place only when the command succeeds ([`crate::files`]). The clock runs from the established
 //! connection to the end of `send_from` (every byte handed to the kernel) or `recv_into`
 //! (every byte received). Both report the CPU (user and system seconds) of the thread that
 //! moved the bytes over the same stretch ([`crate::measure`]), and the socket's effective
@@ -30,14 +33,18 @@ use ringxfer::{ActiveBackend, Engine, Options};
 use serde::Serialize;
 
 use super::args::{Role, XferArgs};
+use crate::args::ArraySpec;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
+use crate::files::OutFile;
 use crate::measure::{
     Cpu, Progress, SockBufs, cpu_text, recv_chunked, say_notices, send_chunked, with_cpu,
 };
 use crate::net::{Conn, close_outcome, connect, keep_head, server_line, with_server_word};
 use crate::report::crc32_hex;
 use crate::report::gbytes_per_s;
+use ringxfer::dtype::{DType, Scalar};
+use ringxfer::file::MappedFile;
 
 /// The `--json` report.
 #[derive(Debug, Serialize)]
@@ -69,11 +76,31 @@ struct Report {
     /// send only: bytes the peer sent that were read and discarded while closing gracefully.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_bytes_discarded: Option<u64>,
+    /// send `--file`: the file sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    /// recv `--out`: the file written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out: Option<String>,
 }
 
 /// Runs `ringxfer send` or `ringxfer recv`.
 pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<(), Failure> {
-    let spec = a.array.resolve()?;
+    let file = a
+        .files
+        .file
+        .as_deref()
+        .map(crate::files::open_raw)
+        .transpose()?;
+    let spec = match &file {
+        // `--raw --file`: the file's bytes, as `u1` elements.
+        Some(m) => ArraySpec {
+            dtype: DType::native(Scalar::U8),
+            count: m.len() as u64,
+            bytes: m.len(),
+        },
+        None => a.array.resolve()?,
+    };
     let opts = Options {
         backend: a.backend,
         idle_timeout: a.timeout,
@@ -81,19 +108,22 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
         ..Options::default()
     };
     if multi {
-        return super::streams::run(role, a, rails, spec, &opts);
+        return super::streams::run(role, a, rails, spec, &opts, file);
     }
     let mut engine = crate::report::engine(role.name(), opts)?;
     let backend = engine.backend().name();
 
-    let mut buf = Buffer::zeroed(spec.bytes)?;
-    let send_crc = (role == Role::Send).then(|| {
-        fill_arange(spec.dtype, buf.bytes_mut());
-        crc32_hex(buf.bytes())
-    });
+    let mut mem = memory(role, a, spec, file)?;
+    let send_crc = (role == Role::Send).then(|| crc32_hex(mem.bytes()));
 
     let progress = Progress::start(a.interval, spec.bytes as u64);
-    let t = transfer(role, a, &mut engine, &mut buf, progress.as_ref());
+    let data = match &mut mem {
+        Memory::Buffer(b) if role == Role::Send => Data::Send(b.bytes()),
+        Memory::Buffer(b) => Data::Recv(b.bytes_mut()),
+        Memory::File(m) => Data::Send(m.bytes()),
+        Memory::Out(o) => Data::Recv(o.bytes_mut()),
+    };
+    let t = transfer(a, &mut engine, data, progress.as_ref());
     if let Some(p) = progress {
         p.finish();
     }
@@ -107,9 +137,11 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
     } = t?;
     say_notices(role.name(), &engine);
 
-    let (crc32, check) = match send_crc {
-        Some(crc) => (crc, None),
-        None => (
+    let buf = &mem;
+    let (crc32, check) = match (send_crc, buf) {
+        (Some(crc), _) => (crc, None),
+        (None, Memory::Out(_)) => (crc32_hex(buf.bytes()), None),
+        (None, _) => (
             crc32_hex(buf.bytes()),
             Some(verify_arange(spec.dtype, buf.bytes())),
         ),
@@ -134,6 +166,8 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
             (Role::Send, Ok(n)) => Some(*n),
             _ => None,
         },
+        file: a.files.file.as_ref().map(|f| f.display().to_string()),
+        out: a.files.out.as_ref().map(|f| f.display().to_string()),
     };
     if a.json {
         crate::report::print_json(&report)?;
@@ -151,10 +185,12 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
             report.backend,
             report.peer,
             report.crc32,
-            match report.verified {
-                Some(true) => ", arange pattern verified",
-                Some(false) => ", ARANGE PATTERN MISMATCH",
-                None => "",
+            match (&report.file, &report.out, report.verified) {
+                (Some(f), _, _) => format!(", from {f}"),
+                (_, Some(f), _) => format!(", written to {f}"),
+                (_, _, Some(true)) => ", arange pattern verified".to_owned(),
+                (_, _, Some(false)) => ", ARANGE PATTERN MISMATCH".to_owned(),
+                _ => String::new(),
             },
             cpu_text(report.cpu)
         );
@@ -179,7 +215,74 @@ pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<()
             e,
             &format!("the {} bytes expected (--count/--size)", spec.bytes),
         )
-    })
+    })?;
+    mem.commit()
+}
+
+/// The memory raw mode moves: a buffer (the arange pattern to send, or to receive and
+/// check), a mapped file to send (`--file`), or a new mapped file to receive into (`--out`).
+pub(super) enum Memory {
+    Buffer(Buffer),
+    File(MappedFile),
+    Out(OutFile),
+}
+
+impl Memory {
+    /// The memory to receive into: a buffer, or an `--out` file (`None`: a file to send).
+    pub(super) fn writable(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Memory::Buffer(b) => Some(b.bytes_mut()),
+            Memory::File(_) => None,
+            Memory::Out(o) => Some(o.bytes_mut()),
+        }
+    }
+
+    /// `--out`: renames the received file into place. Called only once the whole exchange
+    /// succeeded (the peer closed after the data); dropped instead, the file is deleted.
+    pub(super) fn commit(self) -> Result<(), Failure> {
+        match self {
+            Memory::Out(o) => o.commit().map(drop).map_err(Failure::runtime),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Memory::Buffer(b) => b.bytes(),
+            Memory::File(m) => m.bytes(),
+            Memory::Out(o) => o.bytes(),
+        }
+    }
+}
+
+/// The memory for `role`: `file` (already mapped) to send, a new `--out` file of
+/// `spec.bytes` to receive into, else a buffer (filled with the arange pattern to send).
+pub(super) fn memory(
+    role: Role,
+    a: &XferArgs,
+    spec: ArraySpec,
+    file: Option<MappedFile>,
+) -> Result<Memory, Failure> {
+    if let Some(m) = file {
+        return Ok(Memory::File(m));
+    }
+    if let (Role::Recv, Some(out)) = (role, &a.files.out) {
+        crate::files::check_out(out)?;
+        return OutFile::create(out, spec.bytes as u64)
+            .map(Memory::Out)
+            .map_err(Failure::runtime);
+    }
+    let mut buf = Buffer::zeroed(spec.bytes)?;
+    if role == Role::Send {
+        fill_arange(spec.dtype, buf.bytes_mut());
+    }
+    Ok(Memory::Buffer(buf))
+}
+
+/// The bytes to move, by direction.
+enum Data<'a> {
+    Send(&'a [u8]),
+    Recv(&'a mut [u8]),
 }
 
 /// What [`transfer`] measured.
@@ -199,16 +302,16 @@ struct Moved {
 /// Registers the array (with `--registered`, before the connection so the peer does not
 /// wait for it), connects and moves the array.
 fn transfer(
-    role: Role,
     a: &XferArgs,
     engine: &mut Engine,
-    buf: &mut Buffer,
+    data: Data<'_>,
     p: Option<&Progress>,
 ) -> Result<Moved, Failure> {
     let uring = engine.backend() == ActiveBackend::Uring;
-    match (role, a.registered) {
-        (Role::Send, true) => {
-            let mut g = engine.register_send(buf.bytes());
+    match (data, a.registered) {
+        (Data::Send(bytes), true) => {
+            let role = Role::Send;
+            let mut g = engine.register_send(bytes);
             warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
             let m = connected(role, a, |s| g.send(s))?;
             Ok(Moved {
@@ -216,9 +319,12 @@ fn transfer(
                 ..m
             })
         }
-        (Role::Send, false) => connected(role, a, |s| send_chunked(engine, s, buf.bytes(), p)),
-        (Role::Recv, true) => {
-            let mut g = engine.register_recv(buf.bytes_mut());
+        (Data::Send(bytes), false) => {
+            connected(Role::Send, a, |s| send_chunked(engine, s, bytes, p))
+        }
+        (Data::Recv(bytes), true) => {
+            let role = Role::Recv;
+            let mut g = engine.register_recv(bytes);
             warn_refusal(role, uring, g.is_registered(), g.fallback_reason());
             let m = connected(role, a, |s| g.recv(s))?;
             Ok(Moved {
@@ -226,9 +332,8 @@ fn transfer(
                 ..m
             })
         }
-        (Role::Recv, false) => {
-            let bytes = buf.bytes_mut();
-            connected(role, a, |s| recv_chunked(engine, s, bytes, p))
+        (Data::Recv(bytes), false) => {
+            connected(Role::Recv, a, |s| recv_chunked(engine, s, bytes, p))
         }
     }
 }

@@ -33,19 +33,20 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringxfer::dtype::{fill_arange, verify_arange};
+use ringxfer::dtype::verify_arange;
 use ringxfer::{Engine, Options};
 use serde::Serialize;
 use socket2::SockRef;
 
 use super::args::{Role, XferArgs};
+use super::raw::{Memory, memory};
 use crate::args::ArraySpec;
-use crate::buffer::Buffer;
 use crate::failure::Failure;
 use crate::measure::{Cpu, SockBufs, cpu_text, say_notices, with_cpu};
 use crate::net::{Conn, close_outcome, connect_retry, handshake};
 use crate::report::crc32_hex;
 use crate::report::gbytes_per_s;
+use ringxfer::file::MappedFile;
 
 /// How long the receiver waits for each further connection after the first, without
 /// `--timeout`: 10 s (the sender connects its streams back to back).
@@ -99,6 +100,12 @@ struct Report {
     /// send (and `--bidir`): bytes the peer sent that were read and discarded while closing.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_bytes_discarded: Option<u64>,
+    /// send `--file`: the file sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    /// recv `--out`: the file written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out: Option<String>,
 }
 
 /// Runs a raw `send` / `recv` with several streams, rails or `--bidir`.
@@ -111,6 +118,7 @@ pub(crate) fn run(
     rails: &[String],
     spec: ArraySpec,
     opts: &Options,
+    file: Option<MappedFile>,
 ) -> Result<(), Failure> {
     if a.registered {
         return Err(Failure::usage(
@@ -132,9 +140,20 @@ pub(crate) fn run(
 
     let sends = role == Role::Send || a.bidir;
     let receives = role == Role::Recv || a.bidir;
-    let mut data = Buffer::zeroed(if sends { spec.bytes } else { 0 })?;
-    fill_arange(spec.dtype, data.bytes_mut());
-    let mut got = Buffer::zeroed(if receives { spec.bytes } else { 0 })?;
+    // Send: the arange pattern or `--file`; receive: a buffer to check or the `--out` file.
+    let none = |r: bool| {
+        if r {
+            spec
+        } else {
+            ArraySpec { bytes: 0, ..spec }
+        }
+    };
+    let data = memory(Role::Send, a, none(sends), file)?;
+    let mut got = memory(Role::Recv, a, none(receives), None)?;
+    let to_file = matches!(got, Memory::Out(_));
+    let got_bytes = got
+        .writable()
+        .expect("receive memory is a buffer or an --out file");
 
     let (socks, listeners) = open_streams(role, a, rails)?;
     if let Some(l) = &listeners {
@@ -154,7 +173,7 @@ pub(crate) fn run(
                 timed(|| tx_engine.send_striped(&socks, data.bytes()))
             });
             barrier.wait();
-            let r = timed(|| rx.recv_striped(&socks, got.bytes_mut()));
+            let r = timed(|| rx.recv_striped(&socks, got_bytes));
             (t.join(), r)
         });
         let s = s.map_err(|_| Failure::runtime("the sending thread panicked"))?;
@@ -172,7 +191,7 @@ pub(crate) fn run(
     } else {
         (
             None,
-            Some(timed(|| tx_engine.recv_striped(&socks, got.bytes_mut()))?),
+            Some(timed(|| tx_engine.recv_striped(&socks, got_bytes))?),
         )
     };
     say_notices(role.name(), &tx_engine);
@@ -183,7 +202,7 @@ pub(crate) fn run(
     // Off the clock: end every stream, in stream order.
     let closed = close_streams(role, a, socks, &peers);
 
-    let check = receives.then(|| verify_arange(spec.dtype, got.bytes()));
+    let check = (receives && !to_file).then(|| verify_arange(spec.dtype, got.bytes()));
     let dir = |t: Option<(f64, Option<Cpu>)>| {
         t.map(|(seconds, cpu)| Direction {
             bytes: spec.bytes,
@@ -226,6 +245,8 @@ pub(crate) fn run(
         },
         sent: a.bidir.then_some(sent).flatten(),
         received: a.bidir.then_some(received).flatten(),
+        file: a.files.file.as_ref().map(|f| f.display().to_string()),
+        out: a.files.out.as_ref().map(|f| f.display().to_string()),
     };
     print(&report, a.json)?;
     if let Some(Err(i)) = check {
@@ -238,7 +259,8 @@ pub(crate) fn run(
             stream_of(spec.bytes, peers.len(), i * item)
         )));
     }
-    closed.map(drop)
+    closed?;
+    got.commit()
 }
 
 /// The stream whose stripe holds byte `offset` of a `len`-byte array over `n` streams.
