@@ -600,23 +600,20 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         emit(&crate::report::json(&r)?);
     } else {
         emit(&format!(
-            "send: {} array(s) of {} {} order {}{} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
+            "send: {} array(s) of {} {} order {}{}{} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
              Gbit/s), backend {}, peer {}, crc32 {}, {}",
             r.arrays,
             r.dtype,
             shape_str(&r.shape),
             r.order,
-            format!(
-                "{}{}",
-                r.file
-                    .as_ref()
-                    .map_or_else(String::new, |f| format!(" from {f}")),
-                if r.format == "npy" {
-                    " as .npy (no checksum travels)"
-                } else {
-                    ""
-                }
-            ),
+            r.file
+                .as_ref()
+                .map_or_else(String::new, |f| format!(" from {f}")),
+            if r.format == "npy" {
+                " as .npy (no checksum travels)"
+            } else {
+                ""
+            },
             r.bytes,
             r.seconds,
             r.gbytes_per_s,
