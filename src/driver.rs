@@ -29,6 +29,7 @@
 //! the engine's one ring, all at once (see `src/uring/mod.rs`).
 
 use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 /// The buffers of one transfer, in stream order: their direction is the transfer's.
 #[derive(Debug)]
@@ -87,3 +88,42 @@ impl<'a> Transfer<'a> {
         }
     }
 }
+
+/// The longest a running transfer goes without polling [`Options::interrupt`](crate::Options::interrupt): 100 ms.
+pub const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// A caller's interrupt check ([`Options::interrupt`](crate::Options::interrupt)), e.g. "did the user press Ctrl-C?".
+///
+/// The function is called from the thread running the transfer (and, for a set on the
+/// blocking backend, from each of its threads) at every wake-up of the wait loop — after
+/// every completion batch or `send`/`recv` return, and at least every [`INTERRUPT_POLL`] —
+/// so it must be cheap (an atomic load). Once it has returned `true` it should keep doing
+/// so until the call returns. Two `Interrupt`s are equal when they share the same function.
+#[derive(Clone)]
+pub struct Interrupt(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Interrupt {
+    /// An interrupt check calling `f`.
+    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> Interrupt {
+        Interrupt(std::sync::Arc::new(f))
+    }
+
+    /// True when the caller asks the transfer to stop.
+    pub(crate) fn fired(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt(..)")
+    }
+}
+
+impl PartialEq for Interrupt {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Interrupt {}

@@ -12,7 +12,7 @@ use socket2::SockRef;
 
 use crate::auth::AuthKey;
 use crate::buffer::{self, AlignedBuf, Prefault};
-use crate::driver::{Bufs, Transfer};
+use crate::driver::{Bufs, Interrupt, Transfer};
 use crate::dtype::DType;
 use crate::frame::{self, Header, Order, WireFormat};
 use crate::framed::{self, AnyArray, Array, ArrayView, Element, READ_AHEAD, Receiver, Wire};
@@ -104,52 +104,13 @@ pub struct Options {
     /// option as the caller set it. Raw [`Engine::send_from`] never changes it.
     pub nodelay: bool,
     /// The caller's interrupt check (default `None`): polled by both backends at every wake-up
-    /// of a transfer's wait loop and at least every [`INTERRUPT_POLL`] (100 ms) while one
+    /// of a transfer's wait loop and at least every [`INTERRUPT_POLL`](crate::INTERRUPT_POLL) (100 ms) while one
     /// runs. Once it returns `true`, every unfinished transfer of the call is canceled, its
     /// SQEs drained (no SQE points into the caller's memory when the call returns), and the
     /// call fails with [`Error::Interrupted`] with the bytes moved so far. The stream is out
     /// of step afterwards (part of the array moved): close the connection.
     pub interrupt: Option<Interrupt>,
 }
-
-/// The longest a running transfer goes without polling [`Options::interrupt`]: 100 ms.
-pub const INTERRUPT_POLL: Duration = Duration::from_millis(100);
-
-/// A caller's interrupt check ([`Options::interrupt`]), e.g. "did the user press Ctrl-C?".
-///
-/// The function is called from the thread running the transfer (and, for a set on the
-/// blocking backend, from each of its threads) at every wake-up of the wait loop — after
-/// every completion batch or `send`/`recv` return, and at least every [`INTERRUPT_POLL`] —
-/// so it must be cheap (an atomic load). Once it has returned `true` it should keep doing
-/// so until the call returns. Two `Interrupt`s are equal when they share the same function.
-#[derive(Clone)]
-pub struct Interrupt(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl Interrupt {
-    /// An interrupt check calling `f`.
-    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> Interrupt {
-        Interrupt(std::sync::Arc::new(f))
-    }
-
-    /// True when the caller asks the transfer to stop.
-    pub(crate) fn fired(&self) -> bool {
-        (self.0)()
-    }
-}
-
-impl std::fmt::Debug for Interrupt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Interrupt(..)")
-    }
-}
-
-impl PartialEq for Interrupt {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Interrupt {}
 
 impl Default for Options {
     fn default() -> Self {

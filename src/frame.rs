@@ -87,19 +87,20 @@ impl WireFormat {
     pub fn of_first_byte(first: u8) -> Option<WireFormat> {
         match first {
             b if b == MAGIC[0] => Some(WireFormat::Rgxf),
-            b if b == crate::npy::MAGIC[0] => Some(WireFormat::Npy),
+            // The first byte of numpy's magic `\x93NUMPY` (`crate::npy::MAGIC`).
+            0x93 => Some(WireFormat::Npy),
             _ => None,
         }
     }
 }
 
 impl std::str::FromStr for WireFormat {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<WireFormat> {
+    type Err = crate::dtype::UnknownName;
+    fn from_str(s: &str) -> Result<WireFormat, crate::dtype::UnknownName> {
         match s.trim().to_ascii_lowercase().as_str() {
             "rgxf" => Ok(WireFormat::Rgxf),
             "npy" => Ok(WireFormat::Npy),
-            other => Err(crate::Error::InvalidInput(format!(
+            other => Err(crate::dtype::UnknownName(format!(
                 "unknown wire format {other:?} (expected rgxf or npy)"
             ))),
         }
@@ -211,7 +212,7 @@ pub enum FrameError {
     /// A `.npy` stream's header was rejected ([`crate::npy`]; numpy's format carries no
     /// checksum and no trailer).
     #[error("{0}")]
-    Npy(#[from] crate::npy::NpyError),
+    Npy(#[from] NpyError),
     /// A typed receive found another dtype on the wire.
     #[error("dtype mismatch: the message carries {wire}, the caller asked for {wanted}")]
     DtypeMismatch {
@@ -279,9 +280,9 @@ impl FrameError {
     /// The error a receive reports for a rejected `.npy` header: [`FrameError::Npy`], except a
     /// payload over the receiver's limit, which is [`FrameError::TooLarge`] as for RGXF (one
     /// variant, `kind` `"too_large"`, for one rule whatever the format).
-    pub fn of_npy(e: crate::npy::NpyError) -> FrameError {
+    pub fn of_npy(e: NpyError) -> FrameError {
         match e {
-            crate::npy::NpyError::TooLarge { payload_len, limit } => {
+            NpyError::TooLarge { payload_len, limit } => {
                 FrameError::TooLarge { payload_len, limit }
             }
             e => FrameError::Npy(e),
@@ -713,5 +714,155 @@ mod tests {
             FrameError::BadMagic(b"RG\x00".to_vec()).to_string(),
             r#"bad magic b"RG\x00" (expected b"RGXF")"#
         );
+    }
+}
+
+/// Why a `.npy` header was rejected ([`crate::npy`]). Defined beside [`FrameError`], which
+/// carries it, so that the frame codec does not depend on the `.npy` codec (which depends on
+/// the frame codec). Carried as [`FrameError::Npy`] when it comes from
+/// a receive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NpyError {
+    /// The stream does not start with `\x93NUMPY`; carries the bytes received up to the first
+    /// one that differs (1 to 6 bytes).
+    #[error("bad .npy magic b\"{}\" (expected b\"\\x93NUMPY\")", .0.escape_ascii())]
+    BadMagic(Vec<u8>),
+    /// A version other than 1.0, 2.0 or 3.0.
+    #[error("unsupported .npy version {major}.{minor} (this build reads 1.0, 2.0 and 3.0)")]
+    UnsupportedVersion {
+        /// Byte 6.
+        major: u8,
+        /// Byte 7.
+        minor: u8,
+    },
+    /// Fewer bytes than the step needs: the prefix (10 or 12 bytes) for
+    /// [`header_len_from_prefix`], or exactly the announced header for [`parse_header`].
+    #[error(".npy header needs {needed} bytes, got {got}")]
+    Truncated {
+        /// Bytes the step needs.
+        needed: u64,
+        /// Bytes given.
+        got: u64,
+    },
+    /// The whole header (prefix plus `HEADER_LEN`) would exceed [`MAX_HEADER_LEN`](crate::npy::MAX_HEADER_LEN); nothing
+    /// more was read.
+    #[error(".npy header of {header_len} bytes exceeds the limit of {limit} bytes")]
+    HeaderTooLong {
+        /// Declared bytes of the whole header.
+        header_len: u64,
+        /// [`MAX_HEADER_LEN`](crate::npy::MAX_HEADER_LEN).
+        limit: usize,
+    },
+    /// The data would start at byte `header_len`, not a multiple of [`MIN_ALIGN`](crate::npy::MIN_ALIGN) (16): the
+    /// header is not padded as every numpy writes it (a `HEADER_LEN` of 0 is one such).
+    #[error(".npy data would start at byte {header_len}, not a multiple of 16")]
+    Misaligned {
+        /// Declared bytes of the whole header.
+        header_len: u64,
+    },
+    /// The header's last byte is not `\n`.
+    #[error(".npy header does not end with a newline (last byte {0:#04x})")]
+    NotTerminated(u8),
+    /// The dict text does not follow the grammar; `offset` is a byte offset into the dict
+    /// text (after the prefix).
+    #[error(".npy header syntax error at byte {offset} of the dict: {message}")]
+    Syntax {
+        /// Byte offset into the dict text.
+        offset: usize,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A key other than `descr`, `fortran_order`, `shape` (escaped, at most 32 bytes shown).
+    #[error(".npy header has unknown key '{0}'")]
+    UnknownKey(String),
+    /// A key appears twice.
+    #[error(".npy header has key '{0}' twice")]
+    DuplicateKey(&'static str),
+    /// A required key is missing.
+    #[error(".npy header has no '{0}' key")]
+    MissingKey(&'static str),
+    /// A key's value has the wrong type (`fortran_order: 1`, `shape: [2]`, `shape: (3)`,
+    /// nested tuples, …).
+    #[error(".npy header key '{key}' must be {expected}, found {found}")]
+    WrongType {
+        /// The key.
+        key: &'static str,
+        /// What the value must be.
+        expected: &'static str,
+        /// What it is.
+        found: String,
+    },
+    /// `descr` names a dtype ringxfer does not carry: object (`O`), void (`V8`), string or
+    /// unicode (`S8`, `<U8`), structured (a list of fields), sub-array (a tuple), `<f16`, ….
+    /// Escaped, at most 32 bytes shown.
+    #[error(".npy header descr {0} is not a dtype ringxfer supports")]
+    UnsupportedDtype(String),
+    /// A dimension is negative or does not fit 64 bits.
+    #[error(".npy header shape[{index}] = {text}: not a non-negative integer below 2^64")]
+    BadDim {
+        /// Position in the shape.
+        index: usize,
+        /// The dimension as written (escaped, at most 32 bytes shown).
+        text: String,
+    },
+    /// More than [`MAX_NDIM`](crate::MAX_NDIM) (32) dimensions; counting stops at the first one too many.
+    #[error(".npy header shape has more than 32 dimensions")]
+    TooManyDims,
+    /// `product(shape) * itemsize` does not fit 64 bits.
+    #[error(".npy header shape {shape:?} x itemsize {itemsize} overflows 64 bits")]
+    ShapeOverflow {
+        /// The shape.
+        shape: Vec<u64>,
+        /// Bytes per element.
+        itemsize: usize,
+    },
+    /// A `.npy` file's length is not its header plus its data ([`read_file_header`]): cut
+    /// short, or with bytes after the array.
+    #[error(
+        ".npy file of {file_len} bytes does not hold its {header_len}-byte header plus \
+         {payload_len} bytes of data"
+    )]
+    FileLength {
+        /// Bytes in the file.
+        file_len: u64,
+        /// Bytes of the header.
+        header_len: usize,
+        /// Bytes of data the header describes.
+        payload_len: u64,
+    },
+    /// The data (`product(shape) * itemsize` bytes) exceeds the caller's limit; nothing was
+    /// allocated.
+    #[error(".npy data of {payload_len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Bytes of data the header describes.
+        payload_len: u64,
+        /// The caller's limit.
+        limit: u64,
+    },
+}
+
+impl NpyError {
+    /// The variant's stable snake-case name, prefixed `npy_` (`"npy_bad_magic"`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NpyError::BadMagic(_) => "npy_bad_magic",
+            NpyError::UnsupportedVersion { .. } => "npy_unsupported_version",
+            NpyError::Truncated { .. } => "npy_truncated",
+            NpyError::HeaderTooLong { .. } => "npy_header_too_long",
+            NpyError::Misaligned { .. } => "npy_misaligned",
+            NpyError::NotTerminated(_) => "npy_not_terminated",
+            NpyError::Syntax { .. } => "npy_syntax",
+            NpyError::UnknownKey(_) => "npy_unknown_key",
+            NpyError::DuplicateKey(_) => "npy_duplicate_key",
+            NpyError::MissingKey(_) => "npy_missing_key",
+            NpyError::WrongType { .. } => "npy_wrong_type",
+            NpyError::UnsupportedDtype(_) => "npy_unsupported_dtype",
+            NpyError::BadDim { .. } => "npy_bad_dim",
+            NpyError::TooManyDims => "npy_too_many_dims",
+            NpyError::ShapeOverflow { .. } => "npy_shape_overflow",
+            NpyError::FileLength { .. } => "npy_file_length",
+            NpyError::TooLarge { .. } => "npy_too_large",
+        }
     }
 }

@@ -199,9 +199,10 @@ pub mod uring;
 mod uring;
 
 pub use buffer::Prefault;
+pub use driver::{INTERRUPT_POLL, Interrupt};
 pub use engine::{
-    ActiveBackend, Backend, Engine, INTERRUPT_POLL, Interrupt, Options, RegisterPolicy,
-    RegisteredRecv, RegisteredSend, recv_into, send_from,
+    ActiveBackend, Backend, Engine, Options, RegisterPolicy, RegisteredRecv, RegisteredSend,
+    recv_into, send_from,
 };
 pub use error::{Error, Result};
 pub use frame::{

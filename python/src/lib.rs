@@ -531,7 +531,7 @@ impl PyEngine {
         let (dt, order) = frame_args(dtype, order)?;
         let format: WireFormat = format
             .parse()
-            .map_err(|e: Error| PyValueError::new_err(e.to_string()))?;
+            .map_err(|e: ringxfer::dtype::UnknownName| PyValueError::new_err(e.to_string()))?;
         let buf = Buffer::get(arr, false, "send_array")?;
         let s = Sock::of(sock)?;
         let raw = buf.raw();

@@ -209,7 +209,8 @@ impl FramedArgs {
 
 /// Parses `--format`: `rgxf` or `npy`.
 fn parse_format(s: &str) -> Result<ringxfer::WireFormat, String> {
-    s.parse().map_err(|e: ringxfer::Error| e.to_string())
+    s.parse()
+        .map_err(|e: ringxfer::dtype::UnknownName| e.to_string())
 }
 
 /// A parsed `--shape`: dimensions in elements (empty for a 0-d array).
