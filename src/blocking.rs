@@ -121,6 +121,9 @@ pub(crate) fn probe_interval(t: Duration) -> Duration {
 /// many it moved. With `at_least`, stops once that many bytes moved. Returns the bytes moved.
 /// The interrupt check of `waits` is polled after every `step`; a blocked step comes back at
 /// least every [`INTERRUPT_POLL`] to poll it.
+// About 115 lines: the backend's one loop; the idle deadline, the probe interval, the set's
+// cancel flag, the interrupt check and the socket mode it restores share its state, and every
+// way out (done, EOF, error, timeout, cancel, interrupt) is visible in one place.
 fn run(
     sock: &Socket,
     dir: Direction,

@@ -268,6 +268,9 @@ impl Drop for SlotHandle {
 }
 
 /// Runs `ringxfer serve` (until killed; returns only when it cannot listen).
+// About 110 lines: the accept loop (slots, the queue of waiting clients, eviction of the
+// longest-idle header wait, refusal) reads and changes the same slot state on every turn, so
+// it stays one loop; each connection is `serve_connection`.
 pub fn run(a: &ServeArgs) -> Result<(), Failure> {
     let key = crate::net::load_key(a.auth_key.as_ref())?;
     let opts = Options {

@@ -85,6 +85,9 @@ struct Report {
 }
 
 /// Runs `ringxfer send` or `ringxfer recv`.
+// About 130 lines: one raw transfer in order (the source or sink — pattern, mapped file or
+// output file —, the connection, the clock, the end-of-stream or graceful-close check, the
+// report), sharing the buffers and the socket it opened; the striped case is `streams::run`.
 pub fn run(role: Role, a: &XferArgs, rails: &[String], multi: bool) -> Result<(), Failure> {
     let file = a
         .files
