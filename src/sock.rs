@@ -30,14 +30,33 @@ pub(crate) fn check_stream<S: AsFd>(sock: &S, expected: u64) -> Result<()> {
 }
 
 /// The error for a receive that hit the end of the stream after `transferred` of `expected`
-/// bytes: [`Error::ReadShutdown`] when the stream ended because this socket's receive side
-/// was shut down locally (a TCP connection still `ESTABLISHED` or `FIN_WAIT1/2`: the peer's
-/// FIN has not arrived), else [`Error::UnexpectedEof`]. Only runs on that error path.
+/// bytes: [`Error::Io`] with the socket's pending error (`SO_ERROR`, e.g. `ECONNRESET`) when
+/// there is one, or with `ECONNRESET` when the TCP connection is in state `CLOSE` (what a
+/// peer's reset leaves: a peer that closes normally leaves `CLOSE_WAIT`); a `MSG_WAITALL`
+/// receive that was filling when the reset came returns its partial count, and the next
+/// receive then reads 0 rather than the error, on either backend. [`Error::ReadShutdown`]
+/// when the stream ended because this socket's receive side was shut down locally (a TCP
+/// connection still `ESTABLISHED` or `FIN_WAIT1/2`: the peer's FIN has not arrived), else
+/// [`Error::UnexpectedEof`]. Only runs on that error path.
 pub(crate) fn eof<S: AsFd>(sock: &S, transferred: u64, expected: u64) -> Error {
     const ESTABLISHED: u8 = 0x01;
     const FIN_WAIT1: u8 = 0x04;
     const FIN_WAIT2: u8 = 0x05;
-    match tcp_state(sock.as_fd().as_raw_fd()) {
+    const CLOSE: u8 = 0x07;
+    let reset = |source: io::Error| Error::Io {
+        op: "recv",
+        transferred,
+        expected,
+        source,
+    };
+    if let Ok(Some(e)) = socket2::SockRef::from(sock).take_error() {
+        return reset(e);
+    }
+    let state = tcp_state(sock.as_fd().as_raw_fd());
+    // A TCP socket in state CLOSE is unhashed and so not listed in /proc/net/tcp at all.
+    let closed = state == Some(CLOSE) || (state.is_none() && is_tcp(sock));
+    match state {
+        _ if closed => reset(io::Error::from_raw_os_error(libc::ECONNRESET)),
         Some(ESTABLISHED | FIN_WAIT1 | FIN_WAIT2) => Error::ReadShutdown {
             transferred,
             expected,
@@ -47,6 +66,14 @@ pub(crate) fn eof<S: AsFd>(sock: &S, transferred: u64, expected: u64) -> Error {
             expected,
         },
     }
+}
+
+/// True when `sock` is a TCP socket (IPv4 or IPv6 `SOCK_STREAM`, protocol TCP or unspecified).
+fn is_tcp<S: AsFd>(sock: &S) -> bool {
+    let s = socket2::SockRef::from(sock);
+    matches!(s.domain(), Ok(d) if d == socket2::Domain::IPV4 || d == socket2::Domain::IPV6)
+        && matches!(s.r#type(), Ok(t) if t == socket2::Type::STREAM)
+        && !matches!(s.protocol(), Ok(Some(p)) if p != socket2::Protocol::TCP)
 }
 
 /// The TCP state (`include/net/tcp_states.h`: 1 = ESTABLISHED, 8 = CLOSE_WAIT, …) of socket

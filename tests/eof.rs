@@ -304,6 +304,32 @@ fn peer_gone_while_sending(send_opts: Options, gone: Gone) {
 }
 
 both_backends! {
+    /// The receiving side: the peer sends 100,000 bytes, waits, then resets (`SO_LINGER` 0).
+    /// The receive fails with `Error::Io` `ECONNRESET` after exactly those bytes, not with
+    /// `UnexpectedEof` (uring reported a reset as a clean close before: a `MSG_WAITALL`
+    /// receive returns its partial count and the next one reads 0 on a reset socket).
+    fn reset_while_receiving_is_econnreset(backend) {
+        let (tx, rx) = tcp_pair();
+        let part: Vec<u8> = pattern_vec(100_000, 7);
+        let p = part.clone();
+        let peer = std::thread::spawn(move || {
+            (&tx).write_all(&p).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            reset(tx);
+        });
+        let mut got: Vec<u8> = poison_vec(1_000_000, 7);
+        let r = engine(&opts(backend)).recv_into(&rx, &mut got);
+        peer.join().unwrap();
+        match r {
+            Err(Error::Io { op: "recv", transferred, expected, source }) => {
+                assert_eq!((transferred, expected), (100_000, 1_000_000), "{backend}");
+                assert_eq!(source.raw_os_error(), Some(libc::ECONNRESET), "{backend}: {source}");
+            }
+            other => panic!("{backend}: want Io(recv, ECONNRESET), got {other:?}"),
+        }
+        assert_eq!(&got[..100_000], &part[..], "{backend}: the bytes before the reset");
+    }
+
     fn reset_while_sending_64mib(backend) {
         peer_gone_while_sending(opts(backend), Gone::ResetAfter(MIB))
     }
