@@ -510,3 +510,52 @@ fn crc_of_f2_arange_3x4() -> String {
     ringxfer::dtype::fill_arange(dtype, &mut b);
     format!("{:08x}", util::crc32_chunked(&b))
 }
+
+/// `--order F` on both ends of a `.npy` transfer of arrays that are both C- and
+/// F-contiguous (1-D, a single row, empty): `.npy` writes them `fortran_order: False`, and
+/// the receiver's order check takes that as a match (before, recv exited 1 with "order C
+/// (expected F)" for its own sender's array).
+#[test]
+fn npy_order_f_of_a_both_contiguous_array_is_no_mismatch() {
+    for backend in backends() {
+        for shape in [
+            vec!["--count", "5"],
+            vec!["--shape", "1,5"],
+            vec!["--shape", "0,3"],
+        ] {
+            let (mut recv, out, err) = spawn(
+                Command::new(BIN)
+                    .args(["recv", "--listen", "127.0.0.1:0", "--order", "F", "--json"])
+                    .args(&shape)
+                    .args(["--backend", backend]),
+            );
+            let first = err.next(LIMIT).expect("recv says where it listens");
+            let addr = first.rsplit(' ').next().unwrap().to_owned();
+            let sent = Command::new(BIN)
+                .args([
+                    "send",
+                    "--connect",
+                    &addr,
+                    "--format",
+                    "npy",
+                    "--order",
+                    "F",
+                ])
+                .args(&shape)
+                .args(["--backend", backend])
+                .output()
+                .unwrap();
+            assert!(sent.status.success(), "{shape:?}: {sent:?}");
+            let status = util::proc::wait_deadline(&mut recv.0, LIMIT);
+            let lines = out.drain_for(Duration::from_millis(300));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{backend} {shape:?}: {status:?} {lines:?}"
+            );
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let l = parse(&lines[0]);
+            assert_eq!(l["format"], "npy", "{l}");
+            assert_eq!(l["order"], "C", "{l}");
+        }
+    }
+}
