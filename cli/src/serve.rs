@@ -31,7 +31,8 @@
 //! * `--header-timeout` (5 s): a connection must deliver its first whole header within this
 //!   long of its start (of the handshake's end, with `--auth-key`); each later header must be
 //!   whole within this long of its first byte. Otherwise: one `header_timeout` line, closed.
-//! * `--timeout` (30 s): no byte for this long, inside a message or between two: `timed_out`.
+//! * `--timeout` (30 s): no byte for this long, inside a message or between two, and a header
+//!   that has begun must be whole within this long of its first byte: `timed_out`.
 //!
 //! **Connection slots.** At most `--max-clients` connections are served at once. The server
 //! always accepts; a client that finds every slot taken waits in the server's queue (at most
@@ -120,7 +121,8 @@ pub struct ServeArgs {
     #[arg(long, value_parser = size::parse_size, value_name = "BYTES")]
     recycle: Option<u64>,
     /// Close a connection when no byte moves for this many seconds, inside a message or
-    /// while waiting for the next one; 0: wait forever.
+    /// while waiting for the next one, or when a header is not whole this long after its
+    /// first byte; 0: wait forever.
     #[arg(long, value_name = "SECS", value_parser = parse_limit, default_value = "30")]
     timeout: Limit,
     /// Close a connection whose first header is not whole within SECS of its start (of the
@@ -705,8 +707,32 @@ fn read_header(
         }
     };
     let started = Instant::now();
-    let deadline = header.map(|h| if first { since + h } else { started + h });
+    // The header must be whole by --header-timeout and, once it has begun, within --timeout
+    // (the idle timeout, which a header trickling or stalled inside must not escape: a header
+    // is at most 296 bytes for RGXF, 64 KiB for `.npy`).
+    let header_deadline = header.map(|h| if first { since + h } else { started + h });
+    let idle_in_header = idle.map(|t| started + t);
+    let deadline = match (header_deadline, idle_in_header) {
+        (Some(h), Some(i)) => Some(h.min(i)),
+        (h, i) => h.or(i),
+    };
+    let by_idle =
+        idle_in_header.is_some() && deadline == idle_in_header && deadline != header_deadline;
     let missed = |got: u64, want: u64| {
+        if by_idle {
+            return Next::Failed(ErrorLine {
+                peer: peer.to_owned(),
+                array,
+                error: format!(
+                    "the header was not whole within --timeout {} ms of its first byte (after \
+                     {got} of {want} bytes)",
+                    idle.unwrap_or_default().as_millis()
+                ),
+                kind: "timed_out",
+                transferred: Some(got),
+                expected: Some(want),
+            });
+        }
         Next::Failed(ErrorLine {
             peer: peer.to_owned(),
             array,

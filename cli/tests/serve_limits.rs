@@ -259,6 +259,60 @@ fn serve_header_deadline() {
     });
 }
 
+/// `--timeout` bounds a header that has begun, also with `--header-timeout 0` (no header
+/// deadline): a client that stops inside an RGXF header and one inside a `.npy` header each
+/// get a `timed_out` line about 1 s after their first byte, with the bytes they sent (before,
+/// a stall inside a header escaped `--timeout` altogether: breaker review).
+#[test]
+fn serve_idle_timeout_inside_a_header() {
+    within(
+        Duration::from_secs(60),
+        "idle timeout inside a header",
+        || {
+            let (_server, lines, addr) =
+                spawn_serve(&["--json", "--header-timeout", "0", "--timeout", "1"]);
+            let rgxf = Header::new("<f8".parse().unwrap(), &[4, 4, 4], Order::C)
+                .unwrap()
+                .encode();
+            let npy = ringxfer::npy::encode_header("<f8".parse().unwrap(), &[4, 4, 4], Order::C);
+            let t0 = Instant::now();
+            let mut a = TcpStream::connect(addr).unwrap();
+            a.write_all(&rgxf[..20]).unwrap();
+            let mut b = TcpStream::connect(addr).unwrap();
+            b.write_all(&npy[..40]).unwrap();
+            let got: Vec<Value> = lines
+                .take(2, Duration::from_secs(5))
+                .iter()
+                .map(|l| json(l))
+                .collect();
+            let took = t0.elapsed();
+            let by_peer = |s: &TcpStream| {
+                let me = s.local_addr().unwrap().to_string();
+                got.iter()
+                    .find(|v| v["peer"] == me)
+                    .unwrap_or_else(|| panic!("no line for {me}: {got:#?}"))
+                    .clone()
+            };
+            let l = by_peer(&a);
+            assert_eq!(
+                (&l["kind"], &l["transferred"], &l["expected"]),
+                (&"timed_out".into(), &20.into(), &32.into()),
+                "{l}"
+            );
+            let l = by_peer(&b);
+            assert_eq!(
+                (&l["kind"], &l["transferred"]),
+                (&"timed_out".into(), &40.into()),
+                "{l}"
+            );
+            assert!(
+                took >= Duration::from_millis(950) && took < Duration::from_secs(4),
+                "{took:?}"
+            );
+        },
+    );
+}
+
 /// The defaults are those of a server on a network (and 0 turns a deadline off).
 #[test]
 fn serve_defaults_in_help() {
