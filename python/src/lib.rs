@@ -17,7 +17,7 @@
 //! * turns [`ringxfer::Error`] into the exception classes of `ringxfer/_errors.py`.
 
 use std::ffi::{c_int, c_void};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -128,7 +128,11 @@ unsafe fn bytes_mut<'a>((addr, len): (usize, usize)) -> &'a mut [u8] {
 
 /// A socket argument: its descriptor and its Python timeout (`None`: blocking or none).
 struct Sock {
-    fd: RawFd,
+    /// A duplicate of the socket's descriptor, owned for the call: another thread closing the
+    /// Python socket meanwhile (its descriptor number then free for reuse by a new socket)
+    /// cannot make the transfer read or write someone else's connection; the transfer goes on
+    /// on the same connection, which stays open until this duplicate is closed at the end.
+    fd: OwnedFd,
     timeout: Option<Duration>,
 }
 
@@ -154,6 +158,11 @@ impl Sock {
             Ok(f) => f.call0()?.extract::<Option<f64>>()?,
             Err(_) => None,
         };
+        // SAFETY: `fileno()` just returned `fd` and this thread holds the GIL, which closing a
+        // Python socket needs, so `fd` is open for this borrow; it is only duplicated here.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(PyErr::from)?;
         Ok(Sock {
             fd,
             // 0.0 is non-blocking mode (the library copes with EAGAIN), not a timeout.
@@ -165,14 +174,6 @@ impl Sock {
     fn all(objs: &Bound<'_, PyAny>) -> PyResult<Vec<Sock>> {
         objs.try_iter()?.map(|o| Sock::of(&o?)).collect()
     }
-}
-
-/// `fd` borrowed for one transfer.
-fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: the caller holds a reference to the Python socket object for the whole call,
-    // which keeps the descriptor open unless another thread closes it meanwhile (the same
-    // hazard as the recipe's `sock.send` racing a `close`).
-    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// The smallest positive Python timeout of `socks`, if any.
@@ -493,7 +494,7 @@ impl PyEngine {
         let raw = buf.raw();
         self.run(py, s.timeout, move |e| {
             // SAFETY: `buf` stays exported until this method returns.
-            e.send_from(&borrow_fd(s.fd), unsafe { bytes(raw) })
+            e.send_from(&s.fd.as_fd(), unsafe { bytes(raw) })
         })
     }
 
@@ -508,7 +509,7 @@ impl PyEngine {
         let raw = buf.raw();
         self.run(py, s.timeout, move |e| {
             // SAFETY: `buf` stays exported (writable) until this method returns.
-            e.recv_into(&borrow_fd(s.fd), unsafe { bytes_mut(raw) })
+            e.recv_into(&s.fd.as_fd(), unsafe { bytes_mut(raw) })
         })
     }
 
@@ -543,7 +544,7 @@ impl PyEngine {
                 shape: &shape,
                 order,
             };
-            e.send_view(&borrow_fd(s.fd), view, format)
+            e.send_view(&s.fd.as_fd(), view, format)
         })
     }
 
@@ -555,7 +556,7 @@ impl PyEngine {
         sock: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let s = Sock::of(sock)?;
-        let any = self.run(py, s.timeout, move |e| e.recv_any(&borrow_fd(s.fd)))?;
+        let any = self.run(py, s.timeout, move |e| e.recv_any(&s.fd.as_fd()))?;
         to_ndarray(py, any)
     }
 
@@ -570,7 +571,7 @@ impl PyEngine {
         let buf = Buffer::get(arr, false, "send_striped")?;
         let raw = buf.raw();
         self.run(py, socket_timeout(&socks), move |e| {
-            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| borrow_fd(s.fd)).collect();
+            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| s.fd.as_fd()).collect();
             // SAFETY: `buf` stays exported until this method returns.
             e.send_striped(&fds, unsafe { bytes(raw) })
         })
@@ -587,7 +588,7 @@ impl PyEngine {
         let buf = Buffer::get(out, true, "recv_striped")?;
         let raw = buf.raw();
         self.run(py, socket_timeout(&socks), move |e| {
-            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| borrow_fd(s.fd)).collect();
+            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| s.fd.as_fd()).collect();
             // SAFETY: `buf` stays exported (writable) until this method returns.
             e.recv_striped(&fds, unsafe { bytes_mut(raw) })
         })
@@ -610,7 +611,7 @@ impl PyEngine {
         let buf = Buffer::get(arr, false, "send_array_striped")?;
         let raw = buf.raw();
         self.run(py, socket_timeout(&socks), move |e| {
-            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| borrow_fd(s.fd)).collect();
+            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| s.fd.as_fd()).collect();
             // SAFETY: `buf` stays exported until this method returns.
             e.send_array_striped(&fds, dt, unsafe { bytes(raw) }, &shape, order)
         })
@@ -625,7 +626,7 @@ impl PyEngine {
         let socks = Sock::all(socks)?;
         self.check_streams(socks.len())?;
         let any = self.run(py, socket_timeout(&socks), move |e| {
-            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| borrow_fd(s.fd)).collect();
+            let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|s| s.fd.as_fd()).collect();
             e.recv_any_striped(&fds)
         })?;
         to_ndarray(py, any)

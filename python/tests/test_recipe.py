@@ -280,6 +280,31 @@ def test_nonblocking_socket(backend, pair):
     assert b.getblocking() is False and b.gettimeout() == 0.0
 
 
+def test_socket_closed_by_another_thread_keeps_its_connection(backend, pair):
+    """Another thread closes the socket mid-transfer and a new socket takes its descriptor
+    number: the transfer stays on its own connection (the binding works on a duplicate of
+    the descriptor) and gets exactly its own bytes, never the new socket's."""
+    a, b = pair
+    keep = []
+
+    def closer():
+        a.sendall(b"R" * 10)
+        time.sleep(0.3)
+        b.close()
+        c, d = socket.socketpair()  # takes the lowest free number: b's old one
+        keep.append((c, d))
+        d.sendall(b"WRONG-SOCKET" * 100)
+        time.sleep(0.3)
+        a.sendall(b"R" * 990)
+
+    peer = Peer(closer)
+    buf = bytearray(1000)
+    ringxfer.recv_into(buf, b)
+    peer.result()
+    assert bytes(buf) == b"R" * 1000
+    assert keep, "the closer ran"
+
+
 def raise_sigint_after(delay):
     """Raises SIGINT in this process from a timer thread after ``delay`` s; returns a list
     that receives the time it did."""
