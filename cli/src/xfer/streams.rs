@@ -427,8 +427,15 @@ fn check_no_extra(
     a: &XferArgs,
 ) -> Result<(), Failure> {
     let (s0, peer0) = &socks[0];
+    // A signal may interrupt the wait (EINTR, seen under load): wait again.
+    let peek = || loop {
+        match s0.peek(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    };
     s0.set_read_timeout(a.timeout)
-        .and_then(|()| s0.peek(&mut [0u8; 1]))
+        .and_then(|()| peek())
         .and_then(|_| s0.set_read_timeout(None))
         .map_err(|e| Failure::runtime(format!("stream 0 ({peer0}): waiting for the data: {e}")))?;
     for (r, l) in listeners.iter().enumerate() {
