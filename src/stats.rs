@@ -38,6 +38,10 @@ pub struct EngineStats {
     /// `SEND`: after its trial found the kernel copying, or at once, without a trial, for a
     /// local peer (loopback or the socket's own address; see `src/uring/zc_policy.rs`).
     pub zc_switched: u64,
+    /// SQEs of transfer chains (ops and their linked `POLL_ADD`) that addressed their socket
+    /// through the ring's file table ([`UringTuning::fixed_files`](crate::UringTuning::fixed_files))
+    /// instead of by fd; a subset of `sqes`.
+    pub fixed_file_sqes: u64,
 }
 
 impl EngineStats {
@@ -52,6 +56,7 @@ impl EngineStats {
             zc_copied: self.zc_copied.saturating_sub(earlier.zc_copied),
             zc_kept: self.zc_kept.saturating_sub(earlier.zc_kept),
             zc_switched: self.zc_switched.saturating_sub(earlier.zc_switched),
+            fixed_file_sqes: self.fixed_file_sqes.saturating_sub(earlier.fixed_file_sqes),
         }
     }
 }

@@ -219,6 +219,14 @@ pub struct TuningArgs {
     /// and the trial slows the connection down; shows the trial and its cost on loopback.
     #[arg(long)]
     zc_trial_local: bool,
+    /// uring: address the sockets through the ring's fixed-file table (one
+    /// io_uring_register to install them per call, one to remove them) instead of by fd
+    /// [default: the library's, off].
+    #[arg(long)]
+    fixed_files: bool,
+    /// uring, experiment: IORING_RECVSEND_POLL_FIRST on every RECV after the first of a chain.
+    #[arg(long)]
+    recv_poll_first: bool,
 }
 
 impl TuningArgs {
@@ -244,6 +252,8 @@ impl TuningArgs {
             t.chain_sqes = n;
         }
         t.zc_trial_local |= self.zc_trial_local;
+        t.fixed_files |= self.fixed_files;
+        t.recv_poll_first |= self.recv_poll_first;
         Ok(t)
     }
 }

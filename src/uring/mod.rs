@@ -298,6 +298,18 @@ pub struct UringTuning {
     /// (see "Adaptive zero-copy" in `src/uring/mod.rs`). For diagnostics and tests of
     /// the trial on a machine that only has loopback.
     pub zc_trial_local: bool,
+    /// Address each transfer's socket through the ring's sparse file table
+    /// (`IOSQE_FIXED_FILE`, Linux 5.19 for the sparse table) instead of by fd: each set
+    /// installs its sockets (one `io_uring_register(IORING_REGISTER_FILES_UPDATE)`) and
+    /// empties their slots when it ends (another), so that the kernel skips the per-SQE
+    /// `fget`/`fput` of the socket's file. At most 64 transfers of a set get a slot; the
+    /// rest, and every transfer when the kernel refuses the table, use their fd (counted:
+    /// [`crate::EngineStats::fixed_file_sqes`]). Default `false`: measured not to pay for
+    /// one-shot calls (see "Fixed files" in `src/uring/mod.rs`).
+    pub fixed_files: bool,
+    /// Experiment: `IORING_RECVSEND_POLL_FIRST` on every `MSG_WAITALL` `RECV` after the
+    /// first of a chain.
+    pub recv_poll_first: bool,
 }
 
 impl Default for UringTuning {
@@ -308,6 +320,8 @@ impl Default for UringTuning {
             segment_bytes: 4 << 20,
             chain_sqes: 8,
             zc_trial_local: false,
+            fixed_files: false,
+            recv_poll_first: false,
         }
     }
 }
@@ -522,6 +536,11 @@ impl Ring {
         let _sigpipe = (tuning.send_op == SendOp::WriteFixed
             && jobs.iter().any(|j| j.dir == Direction::Send))
         .then(SigpipeBlocked::new);
+        if tuning.fixed_files {
+            let fds: Vec<RawFd> = jobs.iter().map(|j| j.fd).collect();
+            // Refused: every SQE addresses its socket by fd, as without the knob.
+            let _ = self.ring.install_files(&fds);
+        }
         // Keep every CQE that can be due at once within the CQ: chains share half of it.
         let share = (CQ_ENTRIES as usize / 2 / n.max(1)).max(1);
         let chain_max = (tuning.chain_sqes.clamp(1, MAX_CHAIN_SQES) as usize).min(share);
@@ -558,11 +577,15 @@ impl Ring {
             check_chains(&mut flight, tuning, idle, &mut self.zc_refused);
             flight.check_pages(idle);
         }
-        flight
+        let results = flight
             .jobs
             .iter_mut()
             .map(|j| j.result.take().expect("settled"))
-            .collect()
+            .collect();
+        drop(flight);
+        // Every job is settled: no SQE refers to a slot any more.
+        self.ring.clear_files();
+        results
     }
 
     /// Adaptive zero-copy ([`SendOp::Auto`]): the destination of every send job that could
@@ -830,10 +853,34 @@ fn plan_error(j: &Job, e: PlanError) -> Error {
     }
 }
 
+/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19, `include/uapi/linux/io_uring.h`): in a
+/// `SEND`/`RECV`'s `ioprio`, arm the poll before trying the socket.
+const RECVSEND_POLL_FIRST: u16 = 1 << 0;
+
+/// Evaluates `$build` with `$fd` bound to the socket's io_uring target: `types::Fixed(slot)`
+/// (the opcode builders then set `IOSQE_FIXED_FILE`) when `$slot` is `Some`, else
+/// `types::Fd($raw)`. The builders take either through a sealed trait that cannot be named
+/// here, hence a macro rather than a generic function.
+macro_rules! with_target {
+    ($slot:expr, $raw:expr, |$fd:ident| $build:expr) => {
+        match $slot {
+            Some(slot) => {
+                let $fd = types::Fixed(slot);
+                $build
+            }
+            None => {
+                let $fd = types::Fd($raw);
+                $build
+            }
+        }
+    };
+}
+
 /// The SQEs of job `i`'s next `chain`: an optional linked `POLL_ADD` (after `-EAGAIN`), then
 /// one op per planned SQE, linked, the last unlinked. `choices` (adaptive sends only): how
 /// each SQE goes out; its `SEND_ZC`s ask for usage reports and are listed in the job's
-/// `zc_reports`.
+/// `zc_reports`. The socket is addressed by its fixed-file slot when the set installed it
+/// ([`UringTuning::fixed_files`]).
 fn chain_entries(
     flight: &mut Flight<'_>,
     i: usize,
@@ -844,7 +891,7 @@ fn chain_entries(
 ) -> Vec<squeue::Entry> {
     let mut reports = Vec::new();
     let j = &flight.jobs[i];
-    let fd = types::Fd(j.fd);
+    let slot = flight.ring.files.slot(i);
     let n = chain.sqes.len();
     let mut entries = Vec::with_capacity(n + 1);
     if chain.poll_first {
@@ -852,10 +899,9 @@ fn chain_entries(
             Direction::Send => libc::POLLOUT,
             Direction::Recv => libc::POLLIN,
         } as u32;
+        let poll = with_target!(slot, j.fd, |fd| opcode::PollAdd::new(fd, events).build());
         entries.push(
-            opcode::PollAdd::new(fd, events)
-                .build()
-                .flags(squeue::Flags::IO_LINK)
+            poll.flags(squeue::Flags::IO_LINK)
                 .user_data(flight.ud(i, POLL_ID)),
         );
     }
@@ -877,7 +923,13 @@ fn chain_entries(
         let more = s.offset + u64::from(s.len) < j.len;
         let choice = choices.and_then(|c| c.get(k).copied());
         let ud = flight.ud(i, s.id);
-        let e = match (j.dir, span.buf_index) {
+        // A RECV behind another in the chain starts when that one has drained the socket.
+        let recv_prio = if tuning.recv_poll_first && k > 0 && recv_flags != 0 {
+            RECVSEND_POLL_FIRST
+        } else {
+            0
+        };
+        let e = with_target!(slot, j.fd, |fd| match (j.dir, span.buf_index) {
             (Direction::Send, idx) => match (send_op, idx) {
                 (SendOp::SendZc, idx) => {
                     zc_sqes += 1;
@@ -909,8 +961,11 @@ fn chain_entries(
                     .offset(u64::MAX)
                     .build()
             }
-            (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len).flags(recv_flags).build(),
-        };
+            (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len)
+                .flags(recv_flags)
+                .ioprio(recv_prio)
+                .build(),
+        });
         let e = e.user_data(ud);
         entries.push(if k + 1 < n {
             e.flags(squeue::Flags::IO_LINK)
@@ -920,6 +975,9 @@ fn chain_entries(
     }
     flight.jobs[i].zc_reports.extend(reports);
     flight.stats.zc_attempted += zc_sqes;
+    if slot.is_some() {
+        flight.stats.fixed_file_sqes += entries.len() as u64;
+    }
     entries
 }
 

@@ -1,14 +1,86 @@
 //! Fixed buffers: the caller's array registered with `IORING_REGISTER_BUFFERS` in slots of at
 //! most 1 GiB (one iovec each: a larger one fails with `EFAULT`, case C09), and the RAII guard
-//! that borrows the array for as long as the kernel has it in its table.
+//! that borrows the array for as long as the kernel has it in its table. Fixed files: a set's
+//! sockets installed in the ring's sparse file table for the length of one set
+//! ([`FileTable`], [`super::UringTuning::fixed_files`]).
 
+use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::{Ring, UringTuning};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, MAX_SLOT_BYTES};
+
+/// Slots of a ring's sparse file table: the first this many transfers of a set get one when
+/// [`super::UringTuning::fixed_files`] is on (the rest address their socket by fd). The table
+/// is registered on first use and lives as long as the ring (`io_uring_setup` → close).
+pub(super) const FILE_SLOTS: u32 = 64;
+
+/// `IORING_REGISTER_FILES_UPDATE`'s value that empties a slot (`include/uapi/linux/io_uring.h`
+/// has `IORING_REGISTER_FILES_SKIP` = -2 for "leave it"; -1 clears it).
+const EMPTY_SLOT: RawFd = -1;
+
+/// A ring's sparse file table (`IORING_REGISTER_FILES2` with `IORING_RSRC_REGISTER_SPARSE`,
+/// Linux 5.19) and which of its slots hold a set's sockets.
+///
+/// A slot holds a reference to the socket's file, so a socket left installed would stay open
+/// (no FIN to the peer) after the caller closed its fd: slots are emptied when the set that
+/// filled them ends (on unwind, at the next set or when the ring is dropped).
+#[derive(Debug, Default)]
+pub(super) struct FileTable {
+    /// The sparse table is registered (`Err`: the kernel refused it, with the errno; not
+    /// tried again on this ring).
+    table: Option<std::result::Result<(), i32>>,
+    /// Slots `0..installed` hold sockets.
+    installed: u32,
+}
+
+impl FileTable {
+    /// Installs `fds` in slots `0..fds.len()` (at most [`FILE_SLOTS`]), registering the sparse
+    /// table first when this ring has none: slot `i` then addresses `fds[i]` with
+    /// `types::Fixed(i)`. Costs one `io_uring_register` (two the first time). `Err`: the
+    /// kernel refused the table (`EINVAL` before 5.19, `EMFILE` over `RLIMIT_NOFILE`) or the
+    /// update (`EBADF`: not an open fd); nothing is installed then.
+    ///
+    /// Only to be called from the ring's issuer thread while nothing is in flight.
+    pub(super) fn install(&mut self, ring: &io_uring::IoUring, fds: &[RawFd]) -> io::Result<()> {
+        self.clear(ring);
+        let fds = &fds[..fds.len().min(FILE_SLOTS as usize)];
+        let table = *self.table.get_or_insert_with(|| {
+            match ring.submitter().register_files_sparse(FILE_SLOTS) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.raw_os_error().unwrap_or(libc::EINVAL)),
+            }
+        });
+        table.map_err(io::Error::from_raw_os_error)?;
+        let n = ring.submitter().register_files_update(0, fds)?;
+        self.installed = n as u32;
+        if n != fds.len() {
+            self.clear(ring);
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        Ok(())
+    }
+
+    /// The fixed-file slot of a set's transfer `job`, when its socket is installed.
+    pub(super) fn slot(&self, job: usize) -> Option<u32> {
+        u32::try_from(job).ok().filter(|&j| j < self.installed)
+    }
+
+    /// Empties the slots a set filled (one `io_uring_register`); the sockets' files are no
+    /// longer referenced by the ring. Only while nothing is in flight.
+    pub(super) fn clear(&mut self, ring: &io_uring::IoUring) {
+        if self.installed > 0 {
+            let empty = vec![EMPTY_SLOT; self.installed as usize];
+            // An error leaves slots that the next install overwrites and the ring's close
+            // releases; nothing to undo here.
+            let _ = ring.submitter().register_files_update(0, &empty);
+            self.installed = 0;
+        }
+    }
+}
 
 /// Why a registration was refused, naming `RLIMIT_MEMLOCK` and its value for `ENOMEM`.
 pub(super) fn refusal(e: &Error) -> String {

@@ -43,6 +43,8 @@ use std::time::Duration;
 
 use io_uring::IoUring;
 
+use super::registry::FileTable;
+
 /// SQ size: one chain of at most [`MAX_CHAIN_SQES`] plus its `POLL_ADD`, or the cancels of one
 /// chain. Small on purpose: before Linux 5.12 ring memory counts against `RLIMIT_MEMLOCK`
 /// (and without `CAP_IPC_LOCK` a 64 KiB limit refused a 512/4096-entry ring with ENOMEM here
@@ -223,6 +225,7 @@ pub(crate) fn build_ring() -> io::Result<RingIo> {
         flags,
         owner: None,
         ring_index: None,
+        files: FileTable::default(),
     })
 }
 
@@ -236,6 +239,9 @@ pub(crate) struct RingIo {
     owner: Option<ThreadId>,
     /// Index of the registered ring fd in the owner's table.
     ring_index: Option<u32>,
+    /// The sparse file table of fixed files (see `src/uring/registry.rs`); a rebuilt ring
+    /// starts without one.
+    pub(super) files: FileTable,
 }
 
 impl std::ops::Deref for RingIo {
@@ -255,6 +261,16 @@ impl RingIo {
     /// The flags the ring was built with.
     pub(crate) fn flags(&self) -> RingFlags {
         self.flags
+    }
+
+    /// Installs a set's sockets in the ring's file table ([`FileTable::install`]).
+    pub(super) fn install_files(&mut self, fds: &[std::os::fd::RawFd]) -> io::Result<()> {
+        self.files.install(&self.ring, fds)
+    }
+
+    /// Empties the slots a set filled ([`FileTable::clear`]).
+    pub(super) fn clear_files(&mut self) {
+        self.files.clear(&self.ring)
     }
 
     /// Makes the ring usable from the calling thread: enables it on first use; rebuilds it
@@ -291,6 +307,7 @@ impl RingIo {
         self.ring = ring;
         self.owner = None;
         self.ring_index = None;
+        self.files = FileTable::default();
         self.enable()
     }
 
