@@ -3,9 +3,14 @@
 //! of the API.
 //!
 //! ```text
-//! cargo run --release --example ring_ab -- SIZE ROUNDS CONFIG...
+//! cargo run --release --example ring_ab -- SIZE ROUNDS [--ack] CONFIG...
 //! cargo run --release --example ring_ab -- 1MiB 21 default fixed blocking
 //! ```
+//!
+//! `--ack`: after each transfer the receiver writes one byte back and the sender waits for it
+//! (plain `write`/`read` on the same sockets) before the next, so every receive starts on an
+//! empty socket and waits for the data as it arrives — the case where a `MSG_WAITALL` receive
+//! sleeps and wakes per arrival.
 //!
 //! Every round runs every CONFIG once, in an order rotated by one per round, each on a new
 //! loopback TCP connection: `K` back-to-back transfers of SIZE pre-touched bytes (K = 512 MiB /
@@ -18,9 +23,10 @@
 //! Printed per CONFIG: median GB/s (10⁹ bytes/s) [min–max] over the rounds, and per transfer
 //! the medians of the SQEs and CQEs of each end and of each end's voluntary context switches
 //! (`voluntary_ctxt_switches` of `/proc/thread-self/status`: how often the thread slept — a
-//! count that does not depend on how loaded the CPUs are).
+//! count that does not depend on how loaded the CPUs are), and each end's median CPU seconds
+//! (`/proc/thread-self/schedstat`) per 10⁹ bytes.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Barrier;
 use std::time::Instant;
@@ -71,6 +77,15 @@ fn options(config: &str) -> Options {
     }
 }
 
+/// The calling thread's on-CPU nanoseconds so far (`/proc/thread-self/schedstat`).
+fn cpu_ns() -> u64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("schedstat")
+}
+
 /// The calling thread's voluntary context switches so far.
 fn voluntary_switches() -> u64 {
     let s = std::fs::read_to_string("/proc/thread-self/status").expect("/proc/thread-self");
@@ -96,31 +111,45 @@ struct Run {
     ring: [f64; 4],
     /// Per transfer: voluntary context switches of the sender and the receiver.
     switches: [f64; 2],
+    /// CPU seconds per 10⁹ bytes of the sender and the receiver.
+    cpu: [f64; 2],
 }
 
-fn one_run(engines: &mut (Engine, Engine), data: &[u8], got: &mut [u8], k: usize) -> Run {
+fn one_run(
+    engines: &mut (Engine, Engine),
+    data: &[u8],
+    got: &mut [u8],
+    k: usize,
+    ack: bool,
+) -> Run {
     let (tx_sock, rx_sock) = tcp_pair();
     got.fill(0);
     let (tx, rx) = (&mut engines.0, &mut engines.1);
     let (tx0, rx0) = (tx.stats(), rx.stats());
     let barrier = Barrier::new(2);
-    let (secs, tx_sw, rx_sw) = std::thread::scope(|s| {
+    let (secs, (tx_sw, tx_ns), (rx_sw, rx_ns)) = std::thread::scope(|s| {
         let h = s.spawn(|| {
             barrier.wait();
-            let sw = voluntary_switches();
+            let (sw, ns) = (voluntary_switches(), cpu_ns());
             for _ in 0..k {
                 tx.send_from(&tx_sock, data).expect("send");
+                if ack {
+                    (&tx_sock).read_exact(&mut [0u8]).expect("ack");
+                }
             }
-            voluntary_switches() - sw
+            (voluntary_switches() - sw, cpu_ns() - ns)
         });
         barrier.wait();
-        let (t0, sw) = (Instant::now(), voluntary_switches());
+        let (t0, sw, ns) = (Instant::now(), voluntary_switches(), cpu_ns());
         for _ in 0..k {
             rx.recv_into(&rx_sock, got).expect("recv");
+            if ack {
+                (&rx_sock).write_all(&[1]).expect("ack");
+            }
         }
-        let rx_sw = voluntary_switches() - sw;
-        let tx_sw = h.join().expect("sender");
-        (t0.elapsed().as_secs_f64(), tx_sw, rx_sw)
+        let rx = (voluntary_switches() - sw, cpu_ns() - ns);
+        let tx = h.join().expect("sender");
+        (t0.elapsed().as_secs_f64(), tx, rx)
     });
     assert!(got == data, "wrong bytes");
     let per = |a: &EngineStats, b: &EngineStats| {
@@ -132,6 +161,7 @@ fn one_run(engines: &mut (Engine, Engine), data: &[u8], got: &mut [u8], k: usize
         gbps: (data.len() * k) as f64 / secs / 1e9,
         ring: [t[0], t[1], r[0], r[1]],
         switches: [tx_sw as f64 / k as f64, rx_sw as f64 / k as f64],
+        cpu: [tx_ns, rx_ns].map(|ns| ns as f64 / (data.len() * k) as f64),
     }
 }
 
@@ -150,8 +180,10 @@ fn main() {
     assert!(args.len() >= 3, "usage: ring_ab SIZE ROUNDS CONFIG...");
     let size = parse_size(&args[0]);
     let rounds: usize = args[1].parse().expect("ROUNDS");
-    let configs = &args[2..];
-    let k = (RUN_BYTES / size).max(1);
+    let ack = args[2] == "--ack";
+    let configs = &args[2 + usize::from(ack)..];
+    // With acks each transfer also waits a round trip: a quarter of the bytes per run.
+    let k = (RUN_BYTES / if ack { 4 } else { 1 } / size).max(1);
     let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4093) as u8).collect();
     let mut got = vec![0u8; size];
     let mut engines: Vec<(Engine, Engine)> = configs
@@ -166,13 +198,14 @@ fn main() {
     for r in 0..rounds {
         for n in 0..configs.len() {
             let c = (n + r) % configs.len();
-            runs[c].push(one_run(&mut engines[c], &data, &mut got, k));
+            runs[c].push(one_run(&mut engines[c], &data, &mut got, k, ack));
         }
         eprint!(".");
         std::io::stderr().flush().ok();
     }
     eprintln!();
-    println!("size {size} bytes, {k} transfers per run, {rounds} rounds");
+    let mode = if ack { ", each acknowledged" } else { "" };
+    println!("size {size} bytes, {k} transfers per run{mode}, {rounds} rounds");
     for (c, rs) in configs.iter().zip(&mut runs) {
         let mut g: Vec<f64> = rs.iter().map(|r| r.gbps).collect();
         let (lo, hi) = (
@@ -182,7 +215,7 @@ fn main() {
         let m = |f: &dyn Fn(&Run) -> f64| median(&mut rs.iter().map(f).collect::<Vec<_>>());
         println!(
             "{c:<22} {:5.2} GB/s [{lo:5.2}-{hi:5.2}]  per transfer: sqes/cqes send {:.2}/{:.2} recv {:.2}/{:.2}  \
-             sleeps send {:.2} recv {:.2}",
+             sleeps send {:.2} recv {:.2}  CPU s/GB send {:.3} recv {:.3}",
             median(&mut g),
             m(&|r| r.ring[0]),
             m(&|r| r.ring[1]),
@@ -190,6 +223,8 @@ fn main() {
             m(&|r| r.ring[3]),
             m(&|r| r.switches[0]),
             m(&|r| r.switches[1]),
+            m(&|r| r.cpu[0]),
+            m(&|r| r.cpu[1]),
         );
     }
 }
