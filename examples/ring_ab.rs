@@ -18,7 +18,7 @@
 //! engine kept for the whole run. The last transfer of every run is checked byte for byte.
 //!
 //! A CONFIG is `blocking`, or `+`-joined uring knobs: `default`, `fixed` (fixed files),
-//! `pollfirst` (`recv_poll_first`), `seg=BYTES`, `chain=N`.
+//! `seg=BYTES`, `chain=N`.
 //!
 //! Printed per CONFIG: median GB/s (10⁹ bytes/s) [min–max] over the rounds, and per transfer
 //! the medians of the SQEs and CQEs of each end and of each end's voluntary context switches
@@ -64,7 +64,6 @@ fn options(config: &str) -> Options {
         match knob.split_once('=') {
             None if knob == "default" => {}
             None if knob == "fixed" => t.fixed_files = true,
-            None if knob == "pollfirst" => t.recv_poll_first = true,
             Some(("seg", v)) => t.segment_bytes = parse_size(v) as u32,
             Some(("chain", v)) => t.chain_sqes = v.parse().expect("chain=N"),
             _ => panic!("unknown knob {knob:?} in {config:?}"),

@@ -224,9 +224,6 @@ pub struct TuningArgs {
     /// [default: the library's, off].
     #[arg(long)]
     fixed_files: bool,
-    /// uring, experiment: IORING_RECVSEND_POLL_FIRST on every RECV after the first of a chain.
-    #[arg(long)]
-    recv_poll_first: bool,
 }
 
 impl TuningArgs {
@@ -253,7 +250,6 @@ impl TuningArgs {
         }
         t.zc_trial_local |= self.zc_trial_local;
         t.fixed_files |= self.fixed_files;
-        t.recv_poll_first |= self.recv_poll_first;
         Ok(t)
     }
 }

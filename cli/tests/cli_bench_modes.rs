@@ -387,6 +387,36 @@ fn check_batched(d: &Value, array_bytes: u64, runs: usize) -> Vec<Value> {
     all
 }
 
+/// `--fixed-files`: every uring SQE of a 1 MiB run (one per transfer and end) addresses the
+/// socket through the ring's file table, and the SQE count is the same as without; without the
+/// flag none does. Blocking runs count nothing.
+#[test]
+fn fixed_files_flag_counts_every_sqe() {
+    let backends = if uring() { 2 } else { 1 };
+    for fixed in [true, false] {
+        let mut args = vec!["--size", "1MiB", "--repeat", "1"];
+        if fixed {
+            args.push("--fixed-files");
+        }
+        let d = bench_json(&args);
+        for r in check_batched(&d, 1 << 20, backends) {
+            let k = &r["transfers_per_run"];
+            let ends = serde_json::json!({"sender": k, "receiver": k});
+            let zero = serde_json::json!({"sender": 0, "receiver": 0});
+            let (sqes, fixed_sqes) = match (r["backend"].as_str(), fixed) {
+                (Some("uring"), true) => (&ends, &ends),
+                (Some("uring"), false) => (&ends, &zero),
+                _ => (&zero, &zero),
+            };
+            assert_eq!(
+                (&r["sqes"], &r["fixed_file_sqes"]),
+                (sqes, fixed_sqes),
+                "fixed {fixed}: {r}"
+            );
+        }
+    }
+}
+
 #[test]
 fn small_arrays_are_batched_64k() {
     let d = bench_json(&["--size", "64KiB", "--repeat", "2"]);

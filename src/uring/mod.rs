@@ -105,13 +105,91 @@
 //! whose completion work runs only in the waiting thread — and the ring fd **not**
 //! registered: no measurable gain, while a registration lives in the registering thread's
 //! table (16 slots), so an engine moved to another thread would leave its old ring pinned
-//! there until that thread exits. Fixed files for the sockets were not measured (time): I left them out because they spare the
-//! same per-SQE file lookup the registered ring fd spares per `io_uring_enter`, which did not
-//! show at all, and they would need a register/unregister per transfer (sockets are the
-//! caller's, per call). Re-measured in the same sitting, 400 MB, `--repeat 3`, default flags:
+//! there until that thread exits. Fixed files for the sockets: see "Fixed files" below.
+//! Re-measured in the same sitting, 400 MB, `--repeat 3`, default flags:
 //! segments 1 / 4 / 16 MiB gave ratios 0.52 / 1.03 / 1.24 and chains of 1 / 8 / 32 gave
 //! 0.75 / 0.82 / 0.79, spreads again wider than the differences, so the table above (4 MiB ×
 //! 8) stands.
+//!
+//! # Fixed files
+//!
+//! [`UringTuning::fixed_files`] installs a set's sockets in the ring's sparse file table
+//! (`src/uring/registry.rs`) and addresses every SQE of their chains with `IOSQE_FIXED_FILE`,
+//! sparing the kernel a `fget`/`fput` of the socket's file per SQE. The sockets are the
+//! caller's and only lent for one call, and a filled slot holds the socket open (no FIN after
+//! the caller's `close`), so every set pays one `io_uring_register(FILES_UPDATE)` to install
+//! them and one to empty the slots: two syscalls per call against one file lookup saved per
+//! SQE (1 SQE per end at 64 KiB and 1 MiB, 16 at 64 MiB). The SQE and CQE counts are the same
+//! with and without (`EngineStats::fixed_file_sqes` says which SQEs used the table).
+//!
+//! `cargo run --release --example ring_ab -- SIZE 31 default fixed blocking` (loopback TCP,
+//! one connection per run, runs of 512 MiB, the three configurations rotating within each of
+//! 31 rounds; 2-vCPU VM, Linux 6.18.44; **machine loaded by two other builders, load
+//! average 4.2–5.7**); median GB/s [min–max], and each end's median CPU s per 10⁹ bytes,
+//! send / recv:
+//!
+//! | size   | default (fd)               | fixed files                | blocking          |
+//! |--------|----------------------------|----------------------------|-------------------|
+//! | 64 KiB | 1.26 [0.68–2.08], 0.195 / 0.328 | 1.20 [0.69–1.72], 0.226 / 0.328 | 1.44 [0.88–2.19] |
+//! | 1 MiB  | 1.00 [0.62–2.45], 0.195 / 0.469 | 1.02 [0.67–1.31], 0.209 / 0.484 | 1.08 [0.65–1.65] |
+//! | 64 MiB | 1.25 [0.88–1.53], 0.221 / 0.323 | 1.23 [0.93–1.66], 0.225 / 0.317 | 1.46 [1.02–1.90] |
+//!
+//! An earlier pass (21 rounds, load 2.4–5.9) gave default / fixed 1.30 / 0.93 GB/s at 64 KiB,
+//! 2.31 / 2.23 at 1 MiB and 1.27 / 1.41 at 64 MiB. Throughput differences are inside the
+//! spread at 1 MiB and 64 MiB; the CPU figure, less sensitive to the load, shows the cost: at
+//! 64 KiB the sender spends 16 % more CPU per byte (the two syscalls, about 2 µs on a 13 µs
+//! send), at 1 MiB 7 %, at 64 MiB nothing measurable either way. **Default off**: it does
+//! not pay for one-shot calls at any size measured; it is kept as a knob (`--fixed-files`)
+//! for hosts where the file lookup costs more (a process whose fd table is shared by many
+//! threads makes every `fget` an atomic on a shared cache line).
+//!
+//! # Mid sizes: what was tried
+//!
+//! Below 16 MiB the ring's receive is one `MSG_WAITALL` `RECV` per transfer; one that finds
+//! only part of its bytes re-arms its poll and sleeps until task work runs it again, where a
+//! blocking `recv` keeps the socket and loops in the kernel. `examples/ring_ab.rs` counts the
+//! receiving thread's sleeps (`voluntary_ctxt_switches`) per transfer, which does not depend
+//! on CPU speed: in the least loaded pass (1 MiB back to back, 21 rounds, load 2.3–2.7) the
+//! uring receiver slept 6.45 times per transfer against 2.14 for the blocking one (GB/s
+//! 2.31 [0.88–4.40] against 1.93 [1.06–4.36]); under the later load (4–5) the receiver is
+//! always behind the sender, finds the bytes already queued and sleeps 0.04–0.2 times per
+//! transfer on every backend. Tried as knobs, measured with
+//! `ring_ab -- SIZE 21 --ack CONFIG...` (`--ack`: each transfer acknowledged, so every receive
+//! starts on an empty socket; load 4.0–4.9), median GB/s [min–max] and receiver sleeps per
+//! transfer:
+//!
+//! | size   | configuration                         | GB/s              | sleeps |
+//! |--------|---------------------------------------|-------------------|--------|
+//! | 1 MiB  | default (one 1 MiB `RECV`)            | 1.13 [0.66–1.68]  | 0.16   |
+//! | 1 MiB  | `POLL_FIRST` after the first (no-op: one `RECV`; a noise control) | 1.00 [0.76–1.85] | 0.20 |
+//! | 1 MiB  | 256 KiB segments (4 linked `RECV`s)   | 1.00 [0.70–1.77]  | 0.14   |
+//! | 1 MiB  | 256 KiB segments + `POLL_FIRST`       | 0.99 [0.65–1.50]  | 0.13   |
+//! | 1 MiB  | blocking                              | 1.00 [0.51–1.66]  | 0.15   |
+//! | 16 MiB | default (4 × 4 MiB)                   | 0.91 [0.54–1.16]  | 1.38   |
+//! | 16 MiB | `POLL_FIRST` after the first          | 0.78 [0.56–1.19]  | 2.00   |
+//! | 16 MiB | 1 MiB segments                        | 0.72 [0.53–1.22]  | 1.75   |
+//! | 16 MiB | 1 MiB segments + `POLL_FIRST`         | 0.72 [0.46–1.11]  | 4.50   |
+//! | 16 MiB | blocking                              | 0.79 [0.58–1.65]  | 0.88   |
+//!
+//! Back to back (no `--ack`, 31 rounds): 1 MiB default 1.03, 256 KiB segments 1.04, with
+//! `POLL_FIRST` 1.07, 128 KiB segments with `POLL_FIRST` 1.08, blocking 1.05 GB/s (spreads
+//! 0.65–3.01); 64 MiB (15 rounds) default 1.04, `POLL_FIRST` 1.01, blocking 1.25.
+//! `IORING_RECVSEND_POLL_FIRST` (Linux 5.19) on the `RECV`s behind the first of a chain —
+//! the socket is known to be drained when the one before it completes — and smaller linked
+//! segments at mid sizes helped nowhere beyond the noise (the least loaded 1 MiB pass showed
+//! 256 KiB segments with `POLL_FIRST` at 2.55 sleeps against 4.99 without, which the loaded
+//! passes did not repeat), so neither is kept (the knob, `recv_poll_first`, and the
+//! `ring_ab` config `pollfirst` that measured it are in commit fe50fcf).
+//!
+//! Not tried: `min_wait_usec` in `io_uring_getevents_arg` (`IORING_FEAT_MIN_TIMEOUT`,
+//! io_uring_enter(2): wait that long for `min_complete` CQEs, then return with at least one)
+//! — a set waits for one CQE, so it changes nothing without a new wait strategy, and the wait
+//! loop (`Flight::wait_until`) was out of this change's scope; `TASKRUN_FLAG` beside
+//! `DEFER_TASKRUN` (it only lets a bare submit notice pending task work, and a set submits
+//! bare only when its SQ is full); `SO_RCVLOWAT` set to the bytes a `RECV` still needs, which
+//! would wake the receive once instead of per arrival, but the mark cannot follow a request's
+//! progress, and a request whose last bytes are fewer than the mark is not woken while the
+//! window is open (`tcp_data_ready`; reasoning, not measured).
 //!
 //! # Adaptive zero-copy
 //!
@@ -307,9 +385,6 @@ pub struct UringTuning {
     /// [`crate::EngineStats::fixed_file_sqes`]). Default `false`: measured not to pay for
     /// one-shot calls (see "Fixed files" in `src/uring/mod.rs`).
     pub fixed_files: bool,
-    /// Experiment: `IORING_RECVSEND_POLL_FIRST` on every `MSG_WAITALL` `RECV` after the
-    /// first of a chain.
-    pub recv_poll_first: bool,
 }
 
 impl Default for UringTuning {
@@ -321,7 +396,6 @@ impl Default for UringTuning {
             chain_sqes: 8,
             zc_trial_local: false,
             fixed_files: false,
-            recv_poll_first: false,
         }
     }
 }
@@ -853,10 +927,6 @@ fn plan_error(j: &Job, e: PlanError) -> Error {
     }
 }
 
-/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19, `include/uapi/linux/io_uring.h`): in a
-/// `SEND`/`RECV`'s `ioprio`, arm the poll before trying the socket.
-const RECVSEND_POLL_FIRST: u16 = 1 << 0;
-
 /// Evaluates `$build` with `$fd` bound to the socket's io_uring target: `types::Fixed(slot)`
 /// (the opcode builders then set `IOSQE_FIXED_FILE`) when `$slot` is `Some`, else
 /// `types::Fd($raw)`. The builders take either through a sealed trait that cannot be named
@@ -923,12 +993,6 @@ fn chain_entries(
         let more = s.offset + u64::from(s.len) < j.len;
         let choice = choices.and_then(|c| c.get(k).copied());
         let ud = flight.ud(i, s.id);
-        // A RECV behind another in the chain starts when that one has drained the socket.
-        let recv_prio = if tuning.recv_poll_first && k > 0 && recv_flags != 0 {
-            RECVSEND_POLL_FIRST
-        } else {
-            0
-        };
         let e = with_target!(slot, j.fd, |fd| match (j.dir, span.buf_index) {
             (Direction::Send, idx) => match (send_op, idx) {
                 (SendOp::SendZc, idx) => {
@@ -961,10 +1025,7 @@ fn chain_entries(
                     .offset(u64::MAX)
                     .build()
             }
-            (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len)
-                .flags(recv_flags)
-                .ioprio(recv_prio)
-                .build(),
+            (Direction::Recv, _) => opcode::Recv::new(fd, p, s.len).flags(recv_flags).build(),
         });
         let e = e.user_data(ud);
         entries.push(if k + 1 < n {

@@ -382,6 +382,7 @@ fn record(backend: Backend, repeat: u32, bulk: &Bulk<'_>, m: &Measured<Bulked>) 
             sqes: per_end(|s| s.sqes),
             cqes: per_end(|s| s.cqes),
             notifs: per_end(|s| s.notifs),
+            fixed_file_sqes: per_end(|s| s.fixed_file_sqes),
             send_zc: SendZcRecord::from(&tx),
             registered: bulk.a.registered.then_some(got.registered),
             reverse,

@@ -132,6 +132,9 @@ pub(crate) struct BulkRun {
     pub(crate) cqes: PerEnd,
     /// `SEND_ZC` notification CQEs among `cqes`.
     pub(crate) notifs: PerEnd,
+    /// SQEs among `sqes` that addressed the socket through the ring's file table
+    /// (`--fixed-files`; 0 without it).
+    pub(crate) fixed_file_sqes: PerEnd,
     /// What the sending engine's zero-copy sends did (adaptive `--send-op auto`, the
     /// default: see `ringxfer::uring::zc_policy`).
     pub(crate) send_zc: SendZcRecord,
