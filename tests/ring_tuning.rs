@@ -5,7 +5,8 @@
 //! installed and removed with `io_uring_register`, not SQEs), and the table lets the socket go
 //! when the call returns. Every test runs on both backends (the blocking one ignores the
 //! knob and counts nothing) and checks the bytes exactly; short completions are forced with
-//! 4 KiB socket buffers and non-blocking sockets.
+//! 4 KiB socket buffers and non-blocking sockets. A kernel that refuses the table (here:
+//! `RLIMIT_NOFILE` below its 64 slots) leaves every SQE on its fd.
 
 mod util;
 
@@ -250,4 +251,49 @@ both_backends! {
         let want = counts(backend, 4, 4);
         assert_eq!((tx.stats(), rx.stats()), (want, want));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel refusing the file table: a child process with RLIMIT_NOFILE below the table
+// ---------------------------------------------------------------------------------------------
+
+/// Set in the child: run [`refused_table_child`]'s body.
+const CHILD_ENV: &str = "RINGXFER_TEST_FIXED_FILES_CHILD";
+
+/// The sparse table's 64 slots exceed an `RLIMIT_NOFILE` of 32, so the kernel refuses it
+/// (`EMFILE`): transfers still arrive byte for byte, every SQE addressing its socket by fd —
+/// the same SQEs, none through the table. Runs this test binary again as a child under
+/// `ulimit -Sn 32`.
+#[test]
+fn fixed_files_refused_table_falls_back_to_fds() {
+    require_uring!();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 32 && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(["--exact", "refused_table_child", "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("spawn the child test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed: {text}");
+    assert!(text.contains("1 passed"), "the child ran: {text}");
+}
+
+/// The child of [`fixed_files_refused_table_falls_back_to_fds`].
+#[test]
+#[ignore = "child of fixed_files_refused_table_falls_back_to_fds"]
+fn refused_table_child() {
+    if std::env::var(CHILD_ENV).is_err() {
+        return;
+    }
+    let o = tuned(Backend::Uring, true);
+    let (a, b) = both_ways(&o, tcp_pair_small_buffers(4096), Duration::from_millis(20));
+    let want = counts(Backend::Uring, 2 * SEGMENTS, 0);
+    assert_eq!((a, b), (want, want));
 }
