@@ -119,7 +119,7 @@
 //! caller's and only lent for one call, and a filled slot holds the socket open (no FIN after
 //! the caller's `close`), so every set pays one `io_uring_register(FILES_UPDATE)` to install
 //! them and one to empty the slots: two syscalls per call against one file lookup saved per
-//! SQE (1 SQE per end at 64 KiB and 1 MiB, 16 at 64 MiB). The SQE and CQE counts are the same
+//! SQE (1 SQE per end at 64 KiB and 1 MiB, 16 at 64 MiB, 96 at 400 MB). The SQE and CQE counts are the same
 //! with and without (`EngineStats::fixed_file_sqes` says which SQEs used the table).
 //!
 //! `cargo run --release --example ring_ab -- SIZE 31 default fixed blocking` (loopback TCP,
@@ -133,12 +133,15 @@
 //! | 64 KiB | 1.26 [0.68–2.08], 0.195 / 0.328 | 1.20 [0.69–1.72], 0.226 / 0.328 | 1.44 [0.88–2.19] |
 //! | 1 MiB  | 1.00 [0.62–2.45], 0.195 / 0.469 | 1.02 [0.67–1.31], 0.209 / 0.484 | 1.08 [0.65–1.65] |
 //! | 64 MiB | 1.25 [0.88–1.53], 0.221 / 0.323 | 1.23 [0.93–1.66], 0.225 / 0.317 | 1.46 [1.02–1.90] |
+//! | 400 MB | 1.26 [0.72–2.06], 0.251 / 0.354 | 1.09 [0.66–1.99], 0.244 / 0.343 | 1.26 [0.79–2.38] |
 //!
+//! (400 MB: 21 rounds, one transfer per run, 96 SQEs per end, load 5.6–6.2.)
 //! An earlier pass (21 rounds, load 2.4–5.9) gave default / fixed 1.30 / 0.93 GB/s at 64 KiB,
 //! 2.31 / 2.23 at 1 MiB and 1.27 / 1.41 at 64 MiB. Throughput differences are inside the
 //! spread at 1 MiB and 64 MiB; the CPU figure, less sensitive to the load, shows the cost: at
 //! 64 KiB the sender spends 16 % more CPU per byte (the two syscalls, about 2 µs on a 13 µs
-//! send), at 1 MiB 7 %, at 64 MiB nothing measurable either way. **Default off**: it does
+//! send), at 1 MiB 7 %, at 64 MiB nothing measurable either way, at 400 MB (96 lookups
+//! spared per end) 3 % less — within the noise, and not faster. **Default off**: it does
 //! not pay for one-shot calls at any size measured; it is kept as a knob (`--fixed-files`)
 //! for hosts where the file lookup costs more (a process whose fd table is shared by many
 //! threads makes every `fget` an atomic on a shared cache line).
