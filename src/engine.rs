@@ -478,6 +478,36 @@ impl Engine {
         Receiver::new(self, sock, 0).recv_after_npy_header(header)
     }
 
+    /// A new array of `dtype`, `shape` (elements per dimension) and `order` in the engine's
+    /// receive memory: a mapping of a dropped array from the recycling pool when one fits
+    /// ([`Options::recycle_bytes`]), else a fresh page-aligned one — what a framed receive
+    /// allocates for itself, handed to the caller to fill, e.g. with [`Engine::recv_into`]
+    /// through [`AnyArray::bytes_mut`]. Receiving into recycled pages costs no page fault,
+    /// where a new `vec![0; n]` (or `numpy.zeros`) pays one per page during the receive.
+    ///
+    /// The contents are **unspecified** (bytes of an earlier array of this process, or
+    /// zeros), like `numpy.empty`. [`AnyArray::format`] is [`WireFormat::Rgxf`] and
+    /// [`AnyArray::checksum_verified`] false: nothing was received.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArray`] when `shape` does not describe an array the frame format
+    /// carries (its byte length overflows), [`Error::Alloc`] when the memory cannot be
+    /// mapped. The payload is not checked against [`Options::max_payload_bytes`], which
+    /// bounds what a peer may make the engine allocate.
+    pub fn empty_array(&self, dtype: DType, shape: &[u64], order: Order) -> Result<AnyArray> {
+        let header = Header::new(dtype, shape, order).map_err(Error::InvalidArray)?;
+        let len = usize::try_from(header.payload_len).map_err(|_| Error::Alloc {
+            bytes: header.payload_len,
+            source: std::io::Error::from(std::io::ErrorKind::OutOfMemory),
+        })?;
+        let data = self.alloc(len)?;
+        Ok(AnyArray::new(
+            Header { flags: 0, ..header },
+            data,
+            WireFormat::Rgxf,
+        ))
+    }
+
     /// A read-ahead receiver of framed arrays on `sock` (see [`Receiver`]).
     pub fn receiver<S: AsFd>(&mut self, sock: S) -> Receiver<'_, S> {
         Receiver::new(self, sock, READ_AHEAD)

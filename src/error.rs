@@ -168,11 +168,12 @@ pub enum Error {
     #[error("framed message rejected: {0}")]
     Frame(#[from] crate::frame::FrameError),
 
-    /// The caller's own array cannot be sent as a framed message: its length is not
+    /// The caller's own array description is invalid — for a framed send, or for
+    /// [`Engine::empty_array`](crate::Engine::empty_array): its length is not
     /// `product(shape) * itemsize` (`ShapeMismatch`), more than 32 dimensions
     /// (`TooManyDims`), or a shape whose byte count overflows (`ShapeOverflow`). Nothing was
     /// sent; the connection is untouched. (A peer's bad frame is [`Error::Frame`].)
-    #[error("invalid array for a framed send: {0}")]
+    #[error("invalid array: {0}")]
     InvalidArray(#[source] crate::frame::FrameError),
 
     /// An invalid argument: an unknown backend, dtype or order name, an impossible option

@@ -75,7 +75,7 @@ both_backends! {
         let ringxfer_error = inner(e);
         assert_eq!(
             ringxfer_error.to_string(),
-            "invalid array for a framed send: shape [3, 3] needs 9 elements, the slice has 10"
+            "invalid array: shape [3, 3] needs 9 elements, the slice has 10"
         );
         assert!(matches!(
             ringxfer_error,

@@ -60,6 +60,7 @@ __all__ = [
     "recv_into",
     "send_array",
     "recv_array",
+    "empty",
     "probe",
     "FORMATS",
     "DEFAULT_MAX_PAYLOAD",
@@ -131,7 +132,8 @@ class Engine(_Engine):
         dtype, ``bytes``, ``bytearray``, ``memoryview``, ``array.array``) on ``sock``, in
         memory order. Returns once the kernel has accepted them all.
 
-        Raises ``BufferError`` for a non-contiguous buffer, ``NotStreamError`` (a
+        Raises ``TypeError`` for an object without the buffer protocol (a ``str``, an
+        ``int``), ``BufferError`` for a non-contiguous buffer, ``NotStreamError`` (a
         ``TypeError``) for a non-stream socket, ``TransferOSError`` (``BrokenPipeError``,
         ``ConnectionResetError``, …), ``TimedOut``; counts in bytes on the exception.
         """
@@ -140,7 +142,8 @@ class Engine(_Engine):
     def recv_into(self, arr, sock):
         """Fills every byte of ``arr`` (a writable C- or F-contiguous buffer) from ``sock``.
 
-        Raises ``BufferError`` for a read-only or non-contiguous buffer, ``UnexpectedEOF``
+        Raises ``TypeError`` for an object without the buffer protocol, ``BufferError``
+        for a read-only or non-contiguous buffer, ``UnexpectedEOF``
         when the peer closes first (the first ``.transferred`` bytes are valid), and as
         ``send_from``.
         """
@@ -184,6 +187,31 @@ class Engine(_Engine):
         ``recv_into``.
         """
         return _Engine.recv_array(self, sock)
+
+    def empty(self, shape, dtype=numpy.float64, order="C"):
+        """A new numpy array of ``shape`` (elements per dimension; an int for 1-D),
+        ``dtype`` (any dtype ``send_array`` carries) and ``order`` (``"C"`` or ``"F"``),
+        whose memory is the engine's receive memory: the pages of a dropped array of about
+        the same size when the engine holds one (the recycling ``recv_array`` uses), else
+        fresh ones. Contents are **unspecified**, as ``numpy.empty``'s.
+
+        What it is for: a receive into a new array per message. ``recv_into(numpy.zeros(n),
+        sock)`` pays a page fault (and the kernel's zeroing) per page of the new array while
+        the bytes arrive; ``recv_into(engine.empty(n), sock)`` receives into pages already
+        present once an earlier array of that size was dropped (its memory returns to the
+        engine when the last numpy reference to it goes). Arrays under 1 MiB live on the
+        heap and are not recycled. ``ValueError`` for a dtype the frame cannot carry, an
+        order other than ``"C"``/``"F"`` or a shape whose byte size overflows.
+        """
+        if isinstance(shape, int):
+            shape = (shape,)
+        dt = numpy.dtype(dtype)
+        if dt.fields is not None or dt.hasobject or dt.subdtype is not None:
+            raise ValueError("dtype %s is not carried by the frame format" % dt)
+        shape = tuple(int(n) for n in shape)
+        if any(n < 0 for n in shape):
+            raise ValueError("negative dimensions are not allowed: %r" % (shape,))
+        return self._empty(list(shape), dt.str, order)
 
     def send_striped(self, socks, arr):
         """Sends ``arr`` striped over the sockets ``socks``, all at once: stream ``i`` carries
@@ -238,6 +266,13 @@ def send_array(sock, a, format="rgxf"):
     """Sends numpy array ``a`` as one message, ``format`` ``"rgxf"`` (default) or ``"npy"``
     (see ``Engine.send_array``)."""
     _engine().send_array(sock, a, format)
+
+
+def empty(shape, dtype=numpy.float64, order="C"):
+    """A new array in this thread's default engine's receive memory, recycled pages when
+    it holds some (see ``Engine.empty``): ``out = ringxfer.empty(n); recv_into(out, sock)``
+    is the recipe's fresh-array receive without the page faults of ``numpy.zeros``."""
+    return _engine().empty(shape, dtype, order)
 
 
 def recv_array(sock):

@@ -12,6 +12,9 @@ until the last byte is in. Cases:
 * ``binding uring`` / ``binding blocking``: ``Engine(backend).send_from``/``recv_into``,
   pre-touched;
 * ``binding fresh``: ``recv_into`` (uring) of a ``numpy.zeros`` made per receive;
+* ``binding empty``: ``recv_into`` (uring) of a ``ringxfer.empty`` array made per receive
+  (the engine's recycled pages once the previous run's array was dropped: what ringxfer
+  offers a fresh-array receiver instead of ``numpy.zeros``);
 * ``framed``: ``send_array``/``recv_array`` (the receiver allocates; large arrays reuse the
   pages of dropped ones);
 * ``npy``: ``numpy.save`` / ``numpy.lib.format.read_array`` over ``sock.makefile()``. numpy
@@ -46,6 +49,7 @@ CASES = [
     "binding uring",
     "binding blocking",
     "binding fresh",
+    "binding empty",
     "framed",
     "npy",
 ]
@@ -100,6 +104,10 @@ def _receive(case, sock, count, pretouched, engines):
         return pretouched
     if case == "binding fresh":
         out = numpy.zeros(count)
+        engines["uring"].recv_into(out, sock)
+        return out
+    if case == "binding empty":
+        out = engines["uring"].empty(count)
         engines["uring"].recv_into(out, sock)
         return out
     if case == "framed":
@@ -176,6 +184,7 @@ def main(argv=None):
         ("binding uring / recipe", "binding uring", "recipe", 1.3),
         ("framed recv_array / numpy.load", "framed", "npy", 1.5),
         ("binding fresh / binding uring (pre-touched)", "binding fresh", "binding uring", 0.9),
+        ("binding empty / binding uring (pre-touched)", "binding empty", "binding uring", 0.9),
     ]
     for name, num, den, goal in goals:
         if num in med and den in med:

@@ -66,11 +66,19 @@ impl Buffer {
             } else {
                 "a C- or F-contiguous buffer"
             };
-            let e = PyBufferError::new_err(format!(
+            // No buffer protocol at all (a str, an int): TypeError, as the recipe's own
+            // `memoryview(obj)` and `sock.send(obj)` raise; a buffer of the wrong kind
+            // (read-only, strided): BufferError.
+            let msg = format!(
                 "{what} needs {need} ({}: {})",
                 cause.get_type(obj.py()).name()?,
                 cause.value(obj.py())
-            ));
+            );
+            let e = if cause.is_instance_of::<PyTypeError>(obj.py()) {
+                PyTypeError::new_err(msg)
+            } else {
+                PyBufferError::new_err(msg)
+            };
             e.set_cause(obj.py(), Some(cause));
             return Err(e);
         }
@@ -278,7 +286,7 @@ fn to_pyerr(py: Python<'_>, e: Error, signal: Option<PyErr>) -> PyErr {
         Error::TimedOut { .. } | Error::TimedOutAborted { .. } => "timeout",
         Error::Frame(_) => "frame",
         Error::NotStream { .. } => "not_stream",
-        Error::InvalidInput(_) => "invalid",
+        Error::InvalidInput(_) | Error::InvalidArray(_) => "invalid",
         Error::UringUnavailable(_) => "unavailable",
         Error::Interrupted { .. } => "interrupted",
         _ => "other",
@@ -546,6 +554,20 @@ impl PyEngine {
             };
             e.send_view(&s.fd.as_fd(), view, format)
         })
+    }
+
+    /// A numpy array of `dtype`, `shape`, `order` in the engine's receive memory (recycled
+    /// pages of dropped arrays when one fits); contents unspecified, like `numpy.empty`.
+    fn _empty<'py>(
+        &self,
+        py: Python<'py>,
+        shape: Vec<u64>,
+        dtype: &str,
+        order: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (dt, order) = frame_args(dtype, order)?;
+        let any = self.run(py, None, move |e| e.empty_array(dt, &shape, order))?;
+        to_ndarray(py, any)
     }
 
     /// Receives one array, RGXF or `.npy` (told apart by the first byte): a numpy array over

@@ -146,8 +146,12 @@ def test_bad_buffers(backend, pair):
         ringxfer.recv_into(strided, b)
     with pytest.raises(BufferError, match="send_from needs a C- or F-contiguous"):
         ringxfer.send_from(strided, a)
-    with pytest.raises(BufferError):
-        ringxfer.send_from(12345, a)
+    # No buffer protocol at all: TypeError, as memoryview(obj) / sock.send(obj) raise.
+    for not_a_buffer in (12345, "hello"):
+        with pytest.raises(TypeError, match="send_from needs a C- or F-contiguous buffer"):
+            ringxfer.send_from(not_a_buffer, a)
+        with pytest.raises(TypeError, match="recv_into needs a writable"):
+            ringxfer.recv_into(not_a_buffer, b)
     with pytest.raises(TypeError, match="expected a socket"):
         ringxfer.send_from(np.zeros(3), "not a socket")
 
@@ -453,3 +457,39 @@ def test_huge_binding_receives(backend, pair):
     for off in range(0, HUGE, len(block)):
         n = min(len(block), HUGE - off)
         assert np.array_equal(out[off : off + n], block[:n]), off
+
+
+def test_empty_receives_and_recycles(backend, pair):
+    """``ringxfer.empty``: dtype/shape/order as asked, filled byte for byte by ``recv_into``,
+    and a dropped array's pages come back (old bytes and all: a fresh mapping reads zeros)."""
+    a, b = pair
+    out = ringxfer.empty((300, 7), dtype=">i4", order="F")
+    assert (out.dtype.str, out.shape, out.flags.f_contiguous) == (">i4", (300, 7), True)
+    src = np.asfortranarray(np.arange(2100, dtype=">i4").reshape(300, 7))
+    b.settimeout(10)
+    peer = Peer(a.sendall, src.tobytes(order="A"))  # memory order (the recipe's cast is C-only)
+    ringxfer.recv_into(out, b)
+    peer.result()
+    assert np.array_equal(out, src)
+
+    n = (3 << 20) // 8  # 3 MiB: above the heap threshold, so a recycled mapping
+    big = ringxfer.empty(n)
+    big[:] = np.arange(n, dtype=np.float64)
+    addr = big.__array_interface__["data"][0]
+    del big
+    again = ringxfer.empty(n)
+    assert again.__array_interface__["data"][0] == addr
+    assert np.array_equal(again, np.arange(n, dtype=np.float64))
+    assert ringxfer.empty(4).shape == (4,)
+    assert ringxfer.empty(()).shape == ()
+
+
+def test_empty_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="order must be 'C' or 'F'"):
+        ringxfer.empty(3, order="K")
+    with pytest.raises(ValueError, match="negative dimensions"):
+        ringxfer.empty((3, -1))
+    with pytest.raises(ValueError, match="not carried by the frame format"):
+        ringxfer.empty(3, dtype=object)
+    with pytest.raises(ValueError, match="shape"):
+        ringxfer.empty((2**62, 4))
