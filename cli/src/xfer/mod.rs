@@ -6,6 +6,7 @@ pub mod args;
 pub mod framed;
 mod raw;
 mod streams;
+mod striped;
 
 pub use args::{Role, XferArgs};
 
@@ -30,13 +31,8 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         ));
     }
     if !a.raw {
-        if multi {
-            return Err(Failure::usage(
-                "--streams > 1, several --listen/--connect addresses (rails) and --bidir need \
-                 --raw: framed striping is not implemented yet",
-            ));
-        }
-        return framed::run(role, a);
+        check_framed_streams(role, a, &rails)?;
+        return framed::run(role, a, &rails);
     }
     if let Some(flag) = a.framed.given() {
         return Err(Failure::usage(format!(
@@ -76,6 +72,33 @@ fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
     if role == Role::Recv && a.raw && !a.array.count_given() {
         return Err(Failure::usage(
             "--raw --out needs --count or --size: raw bytes carry no length",
+        ));
+    }
+    Ok(())
+}
+
+/// What framed mode cannot do over several streams (usage errors, exit 2): `--bidir`, numpy's
+/// `.npy` stream format (it has no place for the stripe geometry) and, so far,
+/// `--get-server-output` (`ringxfer serve` takes one connection per array).
+fn check_framed_streams(role: Role, a: &XferArgs, rails: &[String]) -> Result<(), Failure> {
+    if a.bidir {
+        return Err(Failure::usage(
+            "--bidir needs --raw: framed mode sends one way",
+        ));
+    }
+    if !striped::wanted(a, rails) || role == Role::Recv {
+        return Ok(());
+    }
+    if a.framed.format == Some(ringxfer::WireFormat::Npy) {
+        return Err(Failure::usage(
+            "--format npy cannot stripe: numpy's .npy stream has no place for the stripe \
+             geometry; drop --format npy (RGXF stripes) or send over one connection",
+        ));
+    }
+    if a.get_server_output {
+        return Err(Failure::usage(
+            "--get-server-output is for one connection: ringxfer serve does not take striped \
+             arrays yet",
         ));
     }
     Ok(())
