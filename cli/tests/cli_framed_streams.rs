@@ -3,17 +3,20 @@
 //! `--streams`: it learns them from the stripe prefixes and stream 0's header. Byte-exact: the
 //! receiver checks the arange pattern (or writes `--out`, compared with the source file) and
 //! both print the CRC-32. Also the failures: a sender that opens fewer streams than its prefix
-//! says, a stream that goes silent, and the usage errors.
+//! says, a stream that goes silent, and the usage errors; and `ringxfer serve` taking striped
+//! arrays, refusing hostile stripe prefixes and dropping groups that never fill.
 
 mod util;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
+use std::time::Duration;
 
 use ringxfer::dtype::DType;
 use ringxfer::{Order, StripePrefix};
 use serde_json::Value;
-use util::bin::{backends, finish_recv, json, run, spawn_recv, transfer};
+use util::bin::{backends, finish_recv, json, run, spawn_recv, spawn_serve, transfer};
 
 /// A framed pair: `recv --json --listen LISTEN RECV...` and `send --json SEND...`; both must
 /// succeed. The sender's report and the receiver's lines.
@@ -315,6 +318,50 @@ fn a_one_connection_sender_to_rails_fails_clearly() {
 }
 
 #[test]
+fn recv_streams_that_disagree_with_the_prefix_fail() {
+    let (k, err, addr) = spawn_recv(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--streams",
+            "3",
+            "--backend",
+            "blocking",
+        ],
+        1,
+    );
+    let (sc, so, se) = run(&[
+        "send",
+        "--connect",
+        &addr,
+        "--streams",
+        "2",
+        "--count",
+        "1000",
+        "--backend",
+        "blocking",
+        "--timeout",
+        "5",
+    ]);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!(rc, 1, "{ro}{re}");
+    let (head, tail) = re
+        .trim_end()
+        .split_once("): ")
+        .expect("stream 0 (PEER): ...");
+    assert!(
+        head.starts_with("ringxfer recv: stream 0 (127.0.0.1:"),
+        "{re}"
+    );
+    assert_eq!(
+        tail,
+        "the stripe prefix says 2 stream(s) = 1 rail(s) x 2, but --streams 3 was given (a \
+         listening recv learns the streams: --streams may be left out)"
+    );
+    assert_eq!(sc, 1, "the receiver closed without reading: {so}{se}");
+}
+
+#[test]
 fn usage_errors() {
     for (args, says) in [
         (
@@ -335,10 +382,16 @@ fn usage_errors() {
                 "send",
                 "--connect",
                 "127.0.0.1:9,127.0.0.2:9",
-                "--get-server-output",
+                "--format",
+                "npy",
             ][..],
-            "ringxfer send: --get-server-output is for one connection: ringxfer serve does not \
-             take striped arrays yet",
+            "ringxfer send: --format npy cannot stripe: numpy's .npy stream has no place for \
+             the stripe geometry; drop --format npy (RGXF stripes) or send over one connection",
+        ),
+        (
+            &["send", "--connect", "unix:/tmp/x.sock", "--streams", "2"][..],
+            "ringxfer send: --streams > 1 and --bidir are for TCP; a unix:PATH socket is one \
+             connection",
         ),
     ] {
         let (c, o, e) = run(args);
@@ -346,4 +399,238 @@ fn usage_errors() {
         assert_eq!(o, "");
         assert_eq!(e.trim_end(), says, "{args:?}");
     }
+}
+
+#[test]
+fn serve_receives_a_striped_send() {
+    for b in backends() {
+        let (_serve, lines, addr) = spawn_serve(&["--json", "--backend", b]);
+        let (sc, so, se) = run(&[
+            "send",
+            "--json",
+            "--connect",
+            &addr.to_string(),
+            "--streams",
+            "3",
+            "--arrays",
+            "2",
+            "--dtype",
+            "<u4",
+            "--shape",
+            "1000,333",
+            "--backend",
+            b,
+            "--get-server-output",
+        ]);
+        assert_eq!(sc, 0, "{b}: {so}{se}");
+        let s = json(&so);
+        let mut printed = Vec::new();
+        for i in 1..=2 {
+            let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+            check_line(&r, &s, i, 3, b);
+            assert_eq!(r["bytes"], 1_332_000);
+            assert_eq!(r["arange"], true, "{b}: {r}");
+            assert_eq!(r["backend"], b);
+            printed.push(r);
+        }
+        // --get-server-output: the same lines came back on stream 0.
+        assert_eq!(s["server"], Value::Array(printed), "{b}");
+        assert_eq!(
+            lines.drain_for(Duration::from_millis(200)),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn serve_out_dir_writes_a_striped_file_once() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("serve-{b}"));
+        let out = dir.join("out");
+        std::fs::create_dir(&out).unwrap();
+        let mut bytes =
+            ringxfer::npy::encode_header("<i2".parse().unwrap(), &[5, 40_001], Order::C);
+        let mut payload = vec![0u8; 5 * 40_001 * 2];
+        util::fill_pattern(&mut payload, 3);
+        bytes.extend_from_slice(&payload);
+        let src = util::write_file(&dir, "x.npy", &bytes);
+        let (_serve, lines, addr) =
+            spawn_serve(&["--json", "--out-dir", out.to_str().unwrap(), "--backend", b]);
+        let (sc, so, se) = run(&[
+            "send",
+            "--json",
+            "--connect",
+            &addr.to_string(),
+            "--streams",
+            "2",
+            "--file",
+            &src,
+            "--backend",
+            b,
+        ]);
+        assert_eq!(sc, 0, "{b}: {so}{se}");
+        let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+        check_line(&r, &json(&so), 1, 2, b);
+        let files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(r["file"], files[0].display().to_string());
+        util::assert_bytes_eq(&std::fs::read(&files[0]).unwrap(), &bytes, b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A connection to `addr` that sends the prefix of stream `stream` of `streams` of array
+/// `id`, `len` payload bytes; and its local address as the server names it.
+fn stream_with(addr: &str, stream: u32, streams: u32, id: u64, len: u64) -> (TcpStream, String) {
+    let (offset, end) = if streams == 0 {
+        (0, 0)
+    } else {
+        let r = &ringxfer::stripes(len, streams.min(8) as usize)[stream.min(7) as usize];
+        (r.start, r.end)
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    let p = StripePrefix {
+        stream,
+        streams,
+        array_id: id,
+        offset,
+        len: end - offset,
+        payload_len: len,
+    };
+    s.write_all(&p.encode()).unwrap();
+    let me = s.local_addr().unwrap().to_string();
+    (s, me)
+}
+
+/// The next `n` lines of `serve`, by peer.
+fn lines_by_peer(lines: &util::proc::Lines, n: usize) -> HashMap<String, Value> {
+    lines
+        .take(n, Duration::from_secs(20))
+        .iter()
+        .map(|l| {
+            let v = json(l);
+            (v["peer"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn serve_refuses_hostile_prefixes_and_drops_incomplete_groups() {
+    let (_serve, lines, addr) = spawn_serve(&[
+        "--json",
+        "--header-timeout",
+        "1",
+        "--max-clients",
+        "4",
+        "--backend",
+        "blocking",
+    ]);
+    let addr = addr.to_string();
+    let kind_error = |v: &Value| {
+        (
+            v["kind"].as_str().unwrap().to_owned(),
+            v["error"].as_str().unwrap().to_owned(),
+        )
+    };
+    let incomplete = |id: u64| {
+        format!(
+            "striped array id {id:#x}: 1 of its 2 streams connected within 1.0 s (--header-timeout); dropped"
+        )
+    };
+    // A count of 0, and 2^32 - 1 (refused before anything is sized by it).
+    let (_a, pa) = stream_with(&addr, 0, 0, 1, 10);
+    let v = &lines_by_peer(&lines, 1)[&pa];
+    assert_eq!(
+        kind_error(v),
+        (
+            "bad_stripe".into(),
+            "bad stripe prefix: stream 0 of 0".into()
+        )
+    );
+    let (_b, pb) = stream_with(&addr, 0, u32::MAX, 2, 10);
+    let v = &lines_by_peer(&lines, 1)[&pb];
+    assert_eq!(
+        kind_error(v),
+        (
+            "bad_stripe".into(),
+            "a stripe prefix of 4294967295 streams: more than --max-clients 4".into()
+        )
+    );
+    // One id, two payload lengths: whichever came second is refused, the other's group is
+    // dropped after --header-timeout.
+    let (_c, pc) = stream_with(&addr, 0, 2, 3, 10_000);
+    let (_d, pd) = stream_with(&addr, 1, 2, 3, 20_000);
+    let got = lines_by_peer(&lines, 2);
+    let (refused, opener, says, first) = if got[&pc]["kind"] == "bad_stripe" {
+        (&pc, &pd, (0, 10_000), 20_000)
+    } else {
+        (&pd, &pc, (1, 20_000), 10_000)
+    };
+    assert_eq!(
+        kind_error(&got[refused]),
+        (
+            "bad_stripe".into(),
+            format!(
+                "stream {} of array id 0x3 says 2 streams / {} bytes, the group's first stream \
+                 2 / {first}",
+                says.0, says.1
+            )
+        )
+    );
+    assert_eq!(
+        kind_error(&got[opener]),
+        ("incomplete_stripes".into(), incomplete(3))
+    );
+    // One index twice.
+    let (_e, pe) = stream_with(&addr, 0, 2, 4, 10_000);
+    let (_f, pf) = stream_with(&addr, 0, 2, 4, 10_000);
+    let got = lines_by_peer(&lines, 2);
+    let (refused, opener) = if got[&pe]["kind"] == "bad_stripe" {
+        (&pe, &pf)
+    } else {
+        (&pf, &pe)
+    };
+    assert_eq!(
+        kind_error(&got[refused]),
+        (
+            "bad_stripe".into(),
+            "stream index 0 of array id 0x4 twice".into()
+        )
+    );
+    assert_eq!(
+        kind_error(&got[opener]),
+        ("incomplete_stripes".into(), incomplete(4))
+    );
+    // Two ids that never meet: two groups, both dropped.
+    let (_g, pg) = stream_with(&addr, 0, 2, 5, 10_000);
+    let (_h, ph) = stream_with(&addr, 1, 2, 6, 10_000);
+    let got = lines_by_peer(&lines, 2);
+    assert_eq!(
+        kind_error(&got[&pg]),
+        ("incomplete_stripes".into(), incomplete(5))
+    );
+    assert_eq!(
+        kind_error(&got[&ph]),
+        ("incomplete_stripes".into(), incomplete(6))
+    );
+    // The server carries on: a real striped array still arrives whole.
+    let (sc, so, se) = run(&[
+        "send",
+        "--json",
+        "--connect",
+        &addr,
+        "--streams",
+        "2",
+        "--count",
+        "5000",
+        "--backend",
+        "blocking",
+    ]);
+    assert_eq!(sc, 0, "{so}{se}");
+    let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+    check_line(&r, &json(&so), 1, 2, "after the hostile prefixes");
+    assert_eq!(r["arange"], true);
 }

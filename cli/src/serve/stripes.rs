@@ -23,8 +23,9 @@
 //! the library, then each further array the sender sends on the same streams (`--arrays K`),
 //! until stream 0 closes between two arrays; each array is one line with `"streams": N` and
 //! `"peers"`, named after stream 0's peer. With `--out-dir` each array is one `.npy` file
-//! (received into memory by the striped call, then copied into the file's mapping). A
-//! striped client gets no lines back (`send --get-server-output` refuses streams).
+//! (received into memory by the striped call, then copied into the file's mapping). When
+//! stream 0 closes cleanly between arrays, the group's lines are written back on stream 0
+//! (as on one connection: `send --get-server-output`), then every stream is closed.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix};
 use rustix::net::RecvFlags;
 
-use super::{Limits, SlotHandle, poll_readable};
+use super::{Limits, SentBack, SlotHandle, poll_readable, write_back};
 use crate::measure::{SockBufs, say_notices};
 use crate::net::Conn;
 use crate::xfer::framed::{ArrayLine, ErrorLine, Outcome, emit, recv_one_with};
@@ -238,6 +239,7 @@ fn serve_group(mut group: Group, engine: &mut Engine, limits: &Limits) {
     let socks: Vec<&Conn> = group.members.iter().map(|m| &m.sock).collect();
     let peers: Vec<String> = group.members.iter().map(|m| m.peer.clone()).collect();
     let (first, peer) = (socks[0], peers[0].as_str());
+    let mut sent_back = SentBack::default();
     for array in 1.. {
         let receive = |e: &mut Engine| e.recv_any_striped(&socks);
         let outcome = match &limits.out_dir {
@@ -255,8 +257,11 @@ fn serve_group(mut group: Group, engine: &mut Engine, limits: &Limits) {
                     ..line
                 };
                 emit(&line.render(limits.json));
+                sent_back.push(line.render(true));
             }
-            Outcome::Closed => return,
+            Outcome::Closed => {
+                return write_back(first, &sent_back.finish(), engine.options().idle_timeout);
+            }
             Outcome::Failed(line) => {
                 emit(&line.render(limits.json));
                 return;

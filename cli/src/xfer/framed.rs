@@ -611,6 +611,11 @@ fn send(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     say_notices("send", &engine);
     let (server, peer_bytes_discarded) = match link {
         Link::One(sock, _) => close_gracefully(&sock, a)?,
+        Link::Striped(s) if a.get_server_output => {
+            let (server, _) = close_gracefully(&s.first, a)?;
+            s.close_after_first(a)?;
+            (server, None)
+        }
         Link::Striped(s) => (None, Some(s.close(Role::Send, a)?)),
     };
 

@@ -77,9 +77,8 @@ fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What framed mode cannot do over several streams (usage errors, exit 2): `--bidir`, numpy's
-/// `.npy` stream format (it has no place for the stripe geometry) and, so far,
-/// `--get-server-output` (`ringxfer serve` takes one connection per array).
+/// What framed mode cannot do over several streams (usage errors, exit 2): `--bidir` and
+/// numpy's `.npy` stream format (it has no place for the stripe geometry).
 fn check_framed_streams(role: Role, a: &XferArgs, rails: &[String]) -> Result<(), Failure> {
     if a.bidir {
         return Err(Failure::usage(
@@ -93,12 +92,6 @@ fn check_framed_streams(role: Role, a: &XferArgs, rails: &[String]) -> Result<()
         return Err(Failure::usage(
             "--format npy cannot stripe: numpy's .npy stream has no place for the stripe \
              geometry; drop --format npy (RGXF stripes) or send over one connection",
-        ));
-    }
-    if a.get_server_output {
-        return Err(Failure::usage(
-            "--get-server-output is for one connection: ringxfer serve does not take striped \
-             arrays yet",
         ));
     }
     Ok(())

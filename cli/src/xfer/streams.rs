@@ -499,7 +499,10 @@ pub(super) fn close_streams(
 ) -> Result<u64, Failure> {
     let expected = |i: usize| format!("stream {i}'s stripe (from {})", peers[i]);
     let mut discarded = 0;
-    for (i, s) in socks.into_iter().enumerate() {
+    // `socks` may be the last streams only (the first closed already): number them so.
+    let from = peers.len() - socks.len();
+    for (k, s) in socks.into_iter().enumerate() {
+        let i = from + k;
         let r = match (role, a.bidir) {
             (Role::Recv, false) => ringxfer::close::expect_eof(&s, a.timeout).map(|()| 0),
             _ => ringxfer::close::finish(&s, a.timeout).map(|f| f.peer_bytes),

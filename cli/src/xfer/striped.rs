@@ -27,7 +27,10 @@
 //! the mapping: the striped receive allocates its array itself).
 //!
 //! **Closing**: as in raw striping, every stream in stream order (graceful close on the
-//! sender, the extra-bytes check on the receiver).
+//! sender, the extra-bytes check on the receiver). `send --get-server-output`: the server's
+//! lines come back on stream 0 (a `ringxfer serve` writes them there once stream 0 closes
+//! between arrays), so stream 0's graceful close keeps what it reads, as with one
+//! connection; the other streams are closed after it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -143,6 +146,19 @@ impl Streams {
         } = self;
         drop(first);
         close_streams(role, a, socks, &peers)
+    }
+
+    /// `send --get-server-output`: stream 0 was closed already (the server's lines come back
+    /// on it); ends the others in stream order.
+    pub(super) fn close_after_first(self, a: &XferArgs) -> Result<u64, Failure> {
+        let Streams {
+            mut socks,
+            peers,
+            first,
+        } = self;
+        drop(first);
+        drop(socks.remove(0));
+        close_streams(Role::Send, a, socks, &peers)
     }
 }
 
