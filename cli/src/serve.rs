@@ -503,8 +503,13 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
     let max_payload = engine.options().max_payload_bytes;
     let mut sent_back = SentBack::default();
     let mut waiting_since = Instant::now();
-    // A stream of a striped array? Its prefix is due by the first header's deadline.
-    let first_deadline = limits.header_timeout.or(idle).map(|t| waiting_since + t);
+    // A stream of a striped array? Its prefix is due by the first header's deadline (the
+    // earlier of --header-timeout and --timeout, as for the first byte of a header).
+    let first_wait = match (limits.header_timeout, idle) {
+        (Some(h), Some(i)) => Some(h.min(i)),
+        (h, i) => h.or(i),
+    };
+    let first_deadline = first_wait.map(|t| waiting_since + t);
     match stripes::peek_prefix(&sock, peer, first_deadline) {
         stripes::First::NotStriped => {}
         stripes::First::Bad(line) => return emit(&line.render(json)),

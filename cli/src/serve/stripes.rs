@@ -32,9 +32,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix};
-use rustix::net::RecvFlags;
 
-use super::{Limits, SentBack, SlotHandle, poll_readable, write_back};
+use super::{Limits, SentBack, SlotHandle, write_back};
 use crate::measure::{SockBufs, say_notices};
 use crate::net::Conn;
 use crate::xfer::framed::{ArrayLine, ErrorLine, Outcome, emit, recv_one_with};
@@ -74,38 +73,32 @@ pub(super) enum First {
     Bad(ErrorLine),
 }
 
-/// Peeks the connection's first bytes until they are a whole stripe prefix or are not one,
-/// by `deadline` (not whole by then, closed, or broken: [`First::NotStriped`], and the
-/// ordinary header read reports it).
+/// Peeks the connection's first bytes by `deadline`: a stripe prefix, or not one. Any sender
+/// sends at least the 4 bytes of a magic before it waits for anything, a striped sender its
+/// whole 56-byte prefix, so the waits are for bytes on their way ([`crate::net::peek_full`]:
+/// in the kernel, woken by the bytes, the peer's close, an eviction's shutdown or the
+/// deadline). Not a stripe prefix, or nothing by the deadline: [`First::NotStriped`], and the
+/// ordinary header read reports what came.
 pub(super) fn peek_prefix(sock: &Conn, peer: &str, deadline: Option<Instant>) -> First {
     let mut b = [0u8; STRIPE_PREFIX_LEN];
-    loop {
-        match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
-            Ok((_, 0)) => return First::NotStriped,
-            Ok((_, n)) => {
-                let magic = n.min(STRIPE_MAGIC.len());
-                if b[..magic] != STRIPE_MAGIC[..magic] {
-                    return First::NotStriped;
-                }
-                if n >= STRIPE_PREFIX_LEN {
-                    return match StripePrefix::decode(&b) {
-                        Ok(p) => First::Prefix(p),
-                        Err(e) => First::Bad(bad(peer, e.to_string())),
-                    };
-                }
-                // Part of it: poll would say readable at once, so wait a little.
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return First::NotStriped;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
-                if !poll_readable(sock, deadline).unwrap_or(false) {
-                    return First::NotStriped;
-                }
-            }
-            Err(_) => return First::NotStriped,
-        }
+    let magic = STRIPE_MAGIC.len();
+    match crate::net::peek_full(sock, &mut b[..magic], deadline) {
+        Ok(n) if n == magic && b[..magic] == STRIPE_MAGIC => {}
+        _ => return First::NotStriped,
+    }
+    match crate::net::peek_full(sock, &mut b, deadline) {
+        Ok(STRIPE_PREFIX_LEN) => match StripePrefix::decode(&b) {
+            Ok(p) => First::Prefix(p),
+            Err(e) => First::Bad(bad(peer, e.to_string())),
+        },
+        got => First::Bad(bad(
+            peer,
+            format!(
+                "{} of the {STRIPE_PREFIX_LEN} bytes of a stripe prefix by the first header's \
+                 deadline (--header-timeout, --timeout) or the end of the stream",
+                got.unwrap_or(magic)
+            ),
+        )),
     }
 }
 

@@ -248,44 +248,25 @@ fn streams_per_rail(
 
 /// Peeks (leaves unread) the first bytes on `s`: the whole stripe prefix when they start with
 /// its magic, `None` when they do not (or the peer closed first). Bounded by `timeout` when
-/// given.
+/// given; the waits sleep in the kernel ([`crate::net::peek_full`]).
 fn peek_prefix(
     s: &TcpStream,
     timeout: Option<Duration>,
 ) -> io::Result<Option<[u8; STRIPE_PREFIX_LEN]>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut b = [0u8; STRIPE_PREFIX_LEN];
-    let mut last = 0;
-    loop {
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{last} of the first {STRIPE_PREFIX_LEN} bytes within --timeout"),
-                ));
-            }
-            s.set_read_timeout(Some(left))?;
-        }
-        let n = match s.peek(&mut b) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // The read timeout ran out: the deadline check above says so.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => r?,
-        };
-        let magic = n.min(STRIPE_MAGIC.len());
-        if n == 0 || b[..magic] != STRIPE_MAGIC[..magic] {
-            s.set_read_timeout(None)?;
-            return Ok(None);
-        }
-        if n == STRIPE_PREFIX_LEN {
-            s.set_read_timeout(None)?;
-            return Ok(Some(b));
-        }
-        if n == last {
-            // Part of the prefix is in: a peek returns at once, so wait a little for the rest.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        last = n;
+    let magic = STRIPE_MAGIC.len();
+    let n = crate::net::peek_full(s, &mut b[..magic], deadline)?;
+    if n < magic || b[..magic] != STRIPE_MAGIC {
+        return Ok(None);
+    }
+    match crate::net::peek_full(s, &mut b, deadline)? {
+        STRIPE_PREFIX_LEN => Ok(Some(b)),
+        n => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "{n} of the {STRIPE_PREFIX_LEN} bytes of its stripe prefix, then the end or --timeout"
+            ),
+        )),
     }
 }
