@@ -18,6 +18,10 @@
 //! the other connections and the listener carry on. Lines are written whole under stdout's
 //! lock and flushed, so concurrent connections never interleave within a line.
 //!
+//! **Striped arrays** (`ringxfer send --streams N`, rails): a connection whose first bytes are a
+//! stripe prefix (`RGXS`) is one stream of an array; streams are grouped by array id and the
+//! array is received over all of them ([`stripes`]).
+//!
 //! **Files** (`--out-dir DIR`): each array is received straight into a mapped `.npy` file in
 //! DIR instead of memory, named by [`crate::files::serve_name`] and renamed into place once
 //! whole and checked ([`crate::files::to_file`]); its line names the file.

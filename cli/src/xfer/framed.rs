@@ -35,6 +35,10 @@
 //! ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes when
 //! more came (a second array, say).
 //!
+//! With `--streams N` or rails each array is striped ([`super::striped`]): the same loop, with
+//! `Engine::send_array_striped` / `Engine::recv_any_striped` on the streams instead of one
+//! connection, and every stream closed in stream order.
+//!
 //! `send --get-server-output` is the same graceful close, keeping what it reads instead of
 //! discarding it: `ringxfer serve`, seeing a clean close between arrays, writes back the JSON
 //! lines it printed for this connection, then closes. `send` prints them after its own report

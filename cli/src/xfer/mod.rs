@@ -1,6 +1,7 @@
 //! `ringxfer send` / `ringxfer recv`: arrays between two processes, framed (the default,
-//! [`framed`]) or raw (`--raw`: one connection, [`raw`]; several streams or rails and
-//! `--bidir`, [`streams`]). The flags are in [`args`]; connections in [`crate::net`].
+//! [`framed`]; over several streams or rails, [`striped`]) or raw (`--raw`: one connection,
+//! [`raw`]; several streams or rails and `--bidir`, [`streams`]). The flags are in [`args`];
+//! connections in [`crate::net`].
 
 pub mod args;
 pub mod framed;
@@ -47,9 +48,8 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     raw::run(role, a, &rails, multi)
 }
 
-/// `--file` is for `send`, `--out` for `recv`; with `--raw` they stripe over `--streams` and
-/// rails like the arange pattern, but not with `--bidir` (one file, one direction), and framed
-/// mode has no striping.
+/// `--file` is for `send`, `--out` for `recv`; they stripe over `--streams` and rails like the
+/// arange pattern, but not with `--bidir` (one file, one direction).
 fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
     let given = match (role, &a.files.file, &a.files.out) {
         (Role::Recv, Some(_), _) => {

@@ -1,5 +1,6 @@
 //! `ringxfer send|recv --raw` over several connections: `--streams N`, rails (several
-//! `--listen` / `--connect` addresses) and `--bidir`.
+//! `--listen` / `--connect` addresses) and `--bidir`. Framed striping ([`super::striped`])
+//! opens, accepts and closes its streams with the functions here.
 //!
 //! The array is striped with [`Engine::send_striped`] / [`Engine::recv_striped`]: stream `i`
 //! carries the `i`-th contiguous, 4 KiB-aligned stripe ([`ringxfer::stripe`]), which the
