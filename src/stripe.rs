@@ -173,6 +173,33 @@ mod tests {
         assert_eq!(stripe(u64::MAX, 2, 1).end, u64::MAX);
         assert_eq!(stripe(u64::MAX, 1, 0), 0..u64::MAX);
     }
+
+    #[test]
+    fn a_prefix_with_a_huge_count_decodes_without_sizing_anything() {
+        let last = u32::MAX - 1;
+        let p = StripePrefix {
+            stream: last,
+            streams: u32::MAX,
+            array_id: 1,
+            offset: 10,
+            len: 0,
+            payload_len: 10,
+        };
+        assert_eq!(StripePrefix::decode(&p.encode()), Ok(p));
+        // An offset + length past u64::MAX is a geometry error, not an overflow.
+        let q = StripePrefix {
+            offset: u64::MAX,
+            len: 2,
+            ..p
+        };
+        assert_eq!(
+            StripePrefix::decode(&q.encode()),
+            Err(FrameError::BadStripe(format!(
+                "stream {last} carries bytes {}..1 of 10, the geometry says 10..10",
+                u64::MAX
+            )))
+        );
+    }
 }
 
 // -------------------------------------------------------------------------------------------
