@@ -213,7 +213,7 @@ pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, 
 pub use planner::MAX_IO_BYTES;
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;
-pub use stripe::stripes;
+pub use stripe::{STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, stripes};
 pub use uring::{
     MAX_CHAIN_SQES, Probe, RING_FLAGS_ENV, RecvOp, RingFlags, RingSetup, SendOp, UringTuning, probe,
 };

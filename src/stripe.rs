@@ -34,10 +34,17 @@ pub const STRIPE_ALIGN: u64 = 4096;
 /// When `n` is 0.
 pub fn stripes(len: u64, n: usize) -> Vec<Range<u64>> {
     assert!(n > 0, "at least one stream");
-    let per = len.div_ceil(n as u64).div_ceil(STRIPE_ALIGN) * STRIPE_ALIGN;
-    (0..n as u64)
-        .map(|i| (i * per).min(len)..((i + 1) * per).min(len))
-        .collect()
+    (0..n as u64).map(|i| stripe(len, n as u64, i)).collect()
+}
+
+/// Stripe `i` of [`stripes`]`(len, n)`, computed alone: nothing is sized by `n` (a stripe
+/// prefix's count comes from the peer).
+fn stripe(len: u64, n: u64, i: u64) -> Range<u64> {
+    let per = len
+        .div_ceil(n)
+        .div_ceil(STRIPE_ALIGN)
+        .saturating_mul(STRIPE_ALIGN);
+    i.saturating_mul(per).min(len)..(i + 1).saturating_mul(per).min(len)
 }
 
 /// The peer address of `sock` for messages ("127.0.0.1:5000", "unix", or "?").
@@ -160,6 +167,38 @@ mod tests {
         }
         assert_eq!(stripes(10_000, 3), vec![0..4096, 4096..8192, 8192..10_000]);
         assert_eq!(stripes(100, 4), vec![0..100, 100..100, 100..100, 100..100]);
+        // One stripe alone, for any count a prefix may say.
+        assert_eq!(stripe(10_000, 3, 2), 8192..10_000);
+        assert_eq!(stripe(10, u32::MAX.into(), u64::from(u32::MAX) - 1), 10..10);
+        assert_eq!(stripe(u64::MAX, 2, 1).end, u64::MAX);
+        assert_eq!(stripe(u64::MAX, 1, 0), 0..u64::MAX);
+    }
+
+    #[test]
+    fn a_prefix_with_a_huge_count_decodes_without_sizing_anything() {
+        let last = u32::MAX - 1;
+        let p = StripePrefix {
+            stream: last,
+            streams: u32::MAX,
+            array_id: 1,
+            offset: 10,
+            len: 0,
+            payload_len: 10,
+        };
+        assert_eq!(StripePrefix::decode(&p.encode()), Ok(p));
+        // An offset + length past u64::MAX is a geometry error, not an overflow.
+        let q = StripePrefix {
+            offset: u64::MAX,
+            len: 2,
+            ..p
+        };
+        assert_eq!(
+            StripePrefix::decode(&q.encode()),
+            Err(FrameError::BadStripe(format!(
+                "stream {last} carries bytes {}..1 of 10, the geometry says 10..10",
+                u64::MAX
+            )))
+        );
     }
 }
 
@@ -247,13 +286,14 @@ impl StripePrefix {
         if p.streams == 0 || p.stream >= p.streams {
             return bad(format!("stream {} of {}", p.stream, p.streams));
         }
-        let want = &stripes(p.payload_len, p.streams as usize)[p.stream as usize];
-        if (p.offset, p.offset + p.len) != (want.start, want.end) {
+        // Computed alone: a hostile count (up to 2^32 - 1) must not size anything.
+        let want = stripe(p.payload_len, p.streams.into(), p.stream.into());
+        if (p.offset, p.offset.checked_add(p.len)) != (want.start, Some(want.end)) {
             return bad(format!(
                 "stream {} carries bytes {}..{} of {}, the geometry says {}..{}",
                 p.stream,
                 p.offset,
-                p.offset + p.len,
+                p.offset.wrapping_add(p.len),
                 p.payload_len,
                 want.start,
                 want.end

@@ -286,26 +286,49 @@ pub fn npy_stream_to_file(
     header: &ringxfer::npy::NpyHeader,
     path: &Path,
 ) -> Outcome {
-    let socket_buffers = SockBufs::of(sock);
+    let got = array_to_file(
+        engine,
+        SockBufs::of(sock),
+        (peer, array),
+        started,
+        path,
+        |e| e.recv_any_after_npy_header(sock, header),
+    );
+    match got {
+        Ok((line, file)) => match file.commit() {
+            Ok(_) => Outcome::Array(line),
+            Err(e) => Outcome::Failed(out_file_error(peer, array, e)),
+        },
+        Err(line) => Outcome::Failed(line),
+    }
+}
+
+/// Receives one array with `receive` into the engine's memory, then copies it into a new
+/// `.npy` file at `path` (not yet committed) and gives its report line; the clock (from
+/// `started`) stops when `receive` returns. For receives that allocate their array
+/// themselves: a `.npy` stream, a striped array.
+///
+/// # Errors
+/// The line of the failure: the library's error, or `out_file` when the file cannot be made.
+pub fn array_to_file(
+    engine: &mut Engine,
+    socket_buffers: SockBufs,
+    (peer, array): (&str, u64),
+    started: Instant,
+    path: &Path,
+    receive: impl FnOnce(&mut Engine) -> ringxfer::Result<ringxfer::AnyArray>,
+) -> Result<(ArrayLine, OutFile), ErrorLine> {
     let ((got, seconds), cpu) = with_cpu(|| {
-        let got = engine.recv_any_after_npy_header(sock, header);
+        let got = receive(engine);
         (got, started.elapsed().as_secs_f64())
     });
-    let a = match got {
-        Ok(a) => a,
-        Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
-    };
+    let a = got.map_err(|e| ErrorLine::new(peer, array, &e))?;
     let head = npy::encode_header(a.dtype(), a.shape(), a.order());
-    let written =
-        OutFile::create(path, (head.len() + a.bytes().len()) as u64).and_then(|mut out| {
-            let (h, payload) = out.bytes_mut().split_at_mut(head.len());
-            h.copy_from_slice(&head);
-            payload.copy_from_slice(a.bytes());
-            out.commit()
-        });
-    if let Err(e) = written {
-        return Outcome::Failed(out_file_error(peer, array, e));
-    }
+    let mut out = OutFile::create(path, (head.len() + a.bytes().len()) as u64)
+        .map_err(|e| out_file_error(peer, array, e))?;
+    let (h, payload) = out.bytes_mut().split_at_mut(head.len());
+    h.copy_from_slice(&head);
+    payload.copy_from_slice(a.bytes());
     let received = Received {
         format: a.format(),
         verified: a.checksum_verified(),
@@ -315,13 +338,14 @@ pub fn npy_stream_to_file(
         payload: a.bytes(),
         file: Some(path),
     };
-    Outcome::Array(ArrayLine::of(
+    let line = ArrayLine::of(
         peer,
         array,
         engine.backend().name(),
         received,
         (seconds, cpu, socket_buffers),
-    ))
+    );
+    Ok((line, out))
 }
 
 /// The line of an output file that could not be created or committed: kind `out_file`.

@@ -401,3 +401,40 @@ pub fn connect_retry(
         }
     }
 }
+
+/// Peeks (leaves unread) `buf.len()` bytes of `sock`, waiting until that many are there, the
+/// peer closes, or `deadline` passes: `recv(MSG_PEEK | MSG_WAITALL)` under `SO_RCVTIMEO`, so
+/// the wait sleeps in the kernel (no polling loop); an interrupted wait (`EINTR`) resumes
+/// with the time left. Returns the bytes peeked: all of them, or fewer when the peer closed,
+/// the socket was shut down, or the deadline passed after some came.
+///
+/// # Errors
+/// `TimedOut` when the deadline passed with nothing to read; the OS error otherwise.
+pub fn peek_full<S: AsFd>(
+    sock: &S,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    use rustix::net::RecvFlags;
+    let s = SockRef::from(sock);
+    let r = loop {
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(l) if !l.is_zero() => Some(l),
+                _ => break Err(io::Error::from(io::ErrorKind::TimedOut)),
+            },
+        };
+        s.set_read_timeout(left)?;
+        match rustix::net::recv(sock, &mut *buf, RecvFlags::PEEK | RecvFlags::WAITALL) {
+            Ok((_, n)) => break Ok(n),
+            Err(e) if e == rustix::io::Errno::INTR => {}
+            Err(e) if e == rustix::io::Errno::AGAIN => {
+                break Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            Err(e) => break Err(e.into()),
+        }
+    };
+    s.set_read_timeout(None)?;
+    r
+}

@@ -18,6 +18,10 @@
 //! the other connections and the listener carry on. Lines are written whole under stdout's
 //! lock and flushed, so concurrent connections never interleave within a line.
 //!
+//! **Striped arrays** (`ringxfer send --streams N`, rails): a connection whose first bytes are a
+//! stripe prefix (`RGXS`) is one stream of an array; streams are grouped by array id and the
+//! array is received over all of them ([`stripes`]).
+//!
 //! **Files** (`--out-dir DIR`): each array is received straight into a mapped `.npy` file in
 //! DIR instead of memory, named by [`crate::files::serve_name`] and renamed into place once
 //! whole and checked ([`crate::files::to_file`]); its line names the file.
@@ -176,6 +180,8 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
     Ok(Limit((!v.is_zero()).then_some(v)))
 }
 
+mod stripes;
+
 /// What the connection threads share with the accept loop.
 struct Limits {
     json: bool,
@@ -183,6 +189,10 @@ struct Limits {
     out_dir: Option<PathBuf>,
     header_timeout: Option<Duration>,
     key: Option<Arc<AuthKey>>,
+    /// `--max-clients`: also the most streams of one striped array.
+    max_clients: u32,
+    /// Striped arrays' streams being gathered ([`stripes`]).
+    groups: stripes::Groups,
 }
 
 /// One open connection, as the slot table sees it.
@@ -317,6 +327,8 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
         out_dir: a.out_dir.clone(),
         header_timeout: a.header_timeout.0,
         key,
+        max_clients: a.max_clients,
+        groups: stripes::Groups::default(),
     });
     let listen_ref = SockRef::from(&listener);
     let mut queue: VecDeque<(Conn, String, Instant)> = VecDeque::new();
@@ -434,7 +446,7 @@ fn spawn_connection(
     let json = limits.json;
     let spawned = thread::Builder::new().name(format!("serve {peer}")).spawn({
         let peer = peer.clone();
-        move || serve_connection(sock, &peer, opts, &limits, &slot)
+        move || serve_connection(sock, &peer, opts, &limits, slot)
     });
     if let Err(e) = spawned {
         // The closure (socket and slot included) was dropped: the connection is closed.
@@ -461,7 +473,7 @@ fn evicted_line(peer: &str, array: u64, idle: Duration) -> ErrorLine {
 
 /// Receives arrays on one connection until the client closes or breaks; on a clean close,
 /// writes the connection's lines (JSON) back to the client.
-fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot: &SlotHandle) {
+fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot: SlotHandle) {
     let json = limits.json;
     let started = Instant::now();
     let mut engine = match Engine::with_options(opts) {
@@ -495,6 +507,22 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
     let max_payload = engine.options().max_payload_bytes;
     let mut sent_back = SentBack::default();
     let mut waiting_since = Instant::now();
+    // A stream of a striped array? Its prefix is due by the first header's deadline (the
+    // earlier of --header-timeout and --timeout, as for the first byte of a header).
+    let first_wait = match (limits.header_timeout, idle) {
+        (Some(h), Some(i)) => Some(h.min(i)),
+        (h, i) => h.or(i),
+    };
+    let first_deadline = first_wait.map(|t| waiting_since + t);
+    match stripes::peek_prefix(&sock, peer, first_deadline) {
+        stripes::First::NotStriped => {}
+        stripes::First::Bad(line) => return emit(&line.render(json)),
+        stripes::First::Prefix(p) => {
+            slot.set_idle(false);
+            let member = (sock, peer, slot);
+            return stripes::join(&limits.groups, member, p, engine, limits);
+        }
+    }
     for array in 1.. {
         slot.set_idle(true);
         let limits3 = (idle, limits.header_timeout, max_payload);

@@ -683,9 +683,11 @@ fn file_flag_usage_errors() {
                 "2",
                 "--file",
                 x,
+                "--format",
+                "npy",
             ],
-            "--streams > 1, several --listen/--connect addresses (rails) and --bidir need \
-             --raw: framed striping is not implemented yet"
+            "--format npy cannot stripe: numpy's .npy stream has no place for the stripe \
+             geometry; drop --format npy (RGXF stripes) or send over one connection"
                 .into(),
         ),
         (

@@ -6,80 +6,7 @@
 
 mod util;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use util::bin::BIN;
-use util::proc::{Killed, Lines, Output, wait_deadline};
-
-/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
-fn run(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringxfer");
-    let out = Output::collect(&mut child);
-    let st = wait_deadline(&mut child, Duration::from_secs(90));
-    let (o, e) = out.finish();
-    let st = st.unwrap_or_else(|| panic!("ringxfer {args:?} hung:\n{o}\n{e}"));
-    (st.code().expect("exit code"), o, e)
-}
-
-/// `--backend` values to run: blocking always, uring where io_uring works.
-fn backends() -> Vec<&'static str> {
-    let mut v = vec!["blocking"];
-    if util::uring_available() {
-        v.push("uring");
-    }
-    v
-}
-
-/// Starts `ringxfer recv ARGS` (each listen address ending in `:0`) and returns it, its
-/// stderr lines and the comma-joined addresses it says it listens on, `rails` of them.
-fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
-    let mut child = Command::new(BIN)
-        .arg("recv")
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringxfer recv");
-    let err = Lines::new(child.stderr.take().unwrap());
-    let addrs: Vec<String> = err
-        .take(rails, Duration::from_secs(20))
-        .into_iter()
-        .map(|l| {
-            l.strip_prefix("ringxfer recv: listening on ")
-                .unwrap_or_else(|| panic!("{l:?} is not `listening on ADDR`"))
-                .to_owned()
-        })
-        .collect();
-    (Killed(child), err, addrs.join(","))
-}
-
-/// Waits for the receiver (at most 90 s): `(exit code, stdout, rest of stderr)`.
-fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
-    let mut out = String::new();
-    let mut stdout = k.0.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-        out
-    });
-    let st = wait_deadline(&mut k.0, Duration::from_secs(90)).expect("recv hung");
-    let out = reader.join().unwrap();
-    let rest = err.drain_for(Duration::from_millis(200)).join("\n");
-    (st.code().expect("exit code"), out, rest)
-}
-
-fn json(line: &str) -> serde_json::Value {
-    serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-}
+use util::bin::{backends, finish_recv, json, run, spawn_recv, transfer};
 
 /// Sender and receiver with the same streams/rails; both JSON reports, checked for the
 /// fields every striped transfer has.
@@ -90,11 +17,9 @@ fn pair(
 ) -> (serde_json::Value, serde_json::Value) {
     let mut rargs = vec!["--raw", "--json", "--listen", recv_listen];
     rargs.extend_from_slice(common);
-    let (k, err, addrs) = spawn_recv(&rargs, rails);
-    let mut sargs = vec!["send", "--raw", "--json", "--connect", &addrs];
+    let mut sargs = vec!["--raw", "--json"];
     sargs.extend_from_slice(common);
-    let (sc, so, se) = run(&sargs);
-    let (rc, ro, re) = finish_recv(k, err);
+    let ((sc, so, se), (rc, ro, re)) = transfer(&rargs, rails, &sargs);
     assert_eq!((sc, rc), (0, 0), "send: {so}{se}\nrecv: {ro}{re}");
     (json(&so), json(&ro))
 }
@@ -357,18 +282,27 @@ fn bench_text_says_streams() {
 }
 
 #[test]
-fn framed_with_streams_is_a_usage_error() {
+fn framed_bidir_is_a_usage_error() {
     for args in [
-        &["send", "--connect", "127.0.0.1:9", "--streams", "2"][..],
-        &["recv", "--listen", "127.0.0.1:0", "--streams", "2"][..],
-        &["send", "--connect", "127.0.0.1:9,127.0.0.2:9"][..],
         &["recv", "--listen", "127.0.0.1:0", "--bidir"][..],
+        &[
+            "send",
+            "--connect",
+            "127.0.0.1:9",
+            "--bidir",
+            "--streams",
+            "2",
+        ][..],
     ] {
         let (c, o, e) = run(args);
         assert_eq!(c, 2, "{args:?}: {o}{e}");
-        assert!(
-            e.contains("framed striping is not implemented yet"),
-            "{args:?}: {e}"
+        assert_eq!(
+            e.trim_end(),
+            format!(
+                "ringxfer {}: --bidir needs --raw: framed mode sends one way",
+                args[0]
+            ),
+            "{args:?}"
         );
     }
 }

@@ -41,14 +41,14 @@ impl Role {
 #[group(required = true, multiple = false)]
 pub(crate) struct Endpoint {
     /// Listen on ADDR (e.g. 127.0.0.1:5000, [::]:5000, or unix:PATH for a Unix domain socket,
-    /// whose file is removed once the connection is accepted) and accept one connection. Raw mode:
-    /// several comma-separated addresses are rails (A,B), each accepting --streams
-    /// connections (see --streams for the order).
+    /// whose file is removed once the connection is accepted) and accept one connection.
+    /// Several comma-separated TCP addresses are rails (A,B), each accepting --streams
+    /// connections (see --streams for the order; framed, the count comes from the sender).
     #[arg(long, value_name = "ADDR[,ADDR...]")]
     pub(crate) listen: Option<String>,
     /// Connect to ADDR (host:port, or unix:PATH for a Unix domain socket), retrying while the
-    /// peer is not listening yet (see --connect-timeout). Raw mode: several comma-separated
-    /// TCP addresses are rails, each getting --streams connections.
+    /// peer is not listening yet (see --connect-timeout). Several comma-separated TCP
+    /// addresses are rails, each getting --streams connections.
     #[arg(long, value_name = "ADDR[,ADDR...]")]
     pub(crate) connect: Option<String>,
 }
@@ -119,16 +119,20 @@ pub struct XferArgs {
     /// send (framed): print the lines the server (`ringxfer serve`) sends back after the last
     /// array, its per-array reports (like iperf3's --get-server-output). Every send
     /// half-closes and reads until the peer closes; this keeps what arrives instead of
-    /// discarding it.
+    /// discarding it. With --streams / rails the lines come back on stream 0.
     #[arg(long)]
     pub(crate) get_server_output: bool,
-    /// Raw mode: connections per rail (address), the array striped over all of them (total =
-    /// rails x N): stream i carries the i-th contiguous stripe (4 KiB-aligned), received in
-    /// place. Both sides must give the same rails and N. Order: the sender connects its streams
-    /// one after another in rail order (rail 0's N, then rail 1's, ...), each connect complete
-    /// before the next; the receiver accepts per rail in order that rail's N connections in
-    /// accept order, and fails when the sender opens fewer (none more for --timeout, 10 s
-    /// without it) or more (an extra connection is pending once the data starts).
+    /// Connections per rail (address), each array striped over all of them (total = rails x
+    /// N): stream i carries the i-th contiguous stripe (4 KiB-aligned), received in place.
+    /// Order: the side that connects opens its streams one after another in rail order (rail
+    /// 0's N, then rail 1's, ...), each connect complete before the next; the listening side
+    /// accepts per rail in order that rail's N connections in accept order, and fails when the
+    /// sender opens fewer (none more for --timeout, 10 s without it) or more (an extra
+    /// connection is pending once the data starts). --raw: both sides must give the same rails
+    /// and N. Framed (RGXF only, not --format npy): every stream starts with a stripe prefix
+    /// (array id, stream index and count, offset and length: docs/PROTOCOL.md), so a listening
+    /// recv (or serve) learns N from it and needs neither --streams nor --count/--dtype; recv
+    /// --connect needs --streams.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) streams: u32,

@@ -35,6 +35,10 @@
 //! ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes when
 //! more came (a second array, say).
 //!
+//! With `--streams N` or rails each array is striped ([`super::striped`]): the same loop, with
+//! `Engine::send_array_striped` / `Engine::recv_any_striped` on the streams instead of one
+//! connection, and every stream closed in stream order.
+//!
 //! `send --get-server-output` is the same graceful close, keeping what it reads instead of
 //! discarding it: `ringxfer serve`, seeing a clean close between arrays, writes back the JSON
 //! lines it printed for this connection, then closes. `send` prints them after its own report
@@ -50,11 +54,12 @@ use ringxfer::{Engine, Error, Options, Order};
 use serde::Serialize;
 
 use super::args::{Role, Shape, XferArgs};
+use super::striped::Link;
 use crate::buffer::Buffer;
 use crate::failure::Failure;
 use crate::files::NpyFile;
 use crate::measure::{Cpu, Progress, SockBufs, count, cpu_text, say_notices, with_cpu};
-use crate::net::{close_outcome, connect};
+use crate::net::close_outcome;
 use crate::report::crc32_hex;
 use crate::report::gbytes_per_s;
 
@@ -128,8 +133,14 @@ pub struct ArrayLine {
     /// CPU of the receiving thread over the clock's stretch (`null` where it cannot be read).
     pub cpu: Option<Cpu>,
     /// The connection's effective buffer sizes, as the kernel reports them before the
-    /// array is received.
+    /// array is received (stream 0's for a striped array).
     pub socket_buffers: SockBufs,
+    /// A striped array (`recv --streams`/rails): the streams it came over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<usize>,
+    /// A striped array: each stream's peer address, in accept order (`peer` is the first's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<String>>,
 }
 
 /// One received array, for its [`ArrayLine`].
@@ -180,6 +191,8 @@ impl ArrayLine {
             crc32: crc32_hex(r.payload),
             cpu,
             socket_buffers,
+            streams: None,
+            peers: None,
         }
     }
 
@@ -190,7 +203,7 @@ impl ArrayLine {
                 .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         }
         format!(
-            "{} array {}: {}{} {} order {}, {} bytes in {:.4} s: {:.3} GB/s, backend {}, \
+            "{} array {}: {}{} {} order {}, {} bytes{} in {:.4} s: {:.3} GB/s, backend {}, \
              crc32 {} {}, {}, {}",
             self.peer,
             self.array,
@@ -199,6 +212,11 @@ impl ArrayLine {
             shape_str(&self.shape),
             self.order,
             self.bytes,
+            self.peers.as_ref().map_or_else(String::new, |p| format!(
+                " over {} streams ({})",
+                p.len(),
+                p.join(" ")
+            )),
             self.seconds,
             self.gbytes_per_s,
             self.backend,
@@ -295,13 +313,24 @@ pub enum Outcome {
 /// nothing comes for `idle`), then receives one framed array with [`Engine::recv_any`],
 /// reports it and drops it.
 pub fn recv_one(engine: &mut Engine, sock: &Conn, peer: &str, array: u64) -> Outcome {
+    recv_one_with(engine, sock, peer, array, |e| e.recv_any(sock))
+}
+
+/// [`recv_one`] with another receive than `recv_any` (a striped one, waiting on stream 0).
+pub fn recv_one_with(
+    engine: &mut Engine,
+    sock: &Conn,
+    peer: &str,
+    array: u64,
+    receive: impl FnOnce(&mut Engine) -> ringxfer::Result<ringxfer::AnyArray>,
+) -> Outcome {
     let idle = engine.options().idle_timeout;
     match wait_readable(sock, idle) {
         Ok(true) => {}
         Ok(false) => return Outcome::Closed,
         Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
     }
-    report_one(engine, sock, peer, array, None, |e| e.recv_any(sock))
+    report_one(engine, sock, peer, array, None, receive)
 }
 
 /// Receives one framed array with `receive`, reports it and drops it. The clock starts at
@@ -399,7 +428,7 @@ pub(crate) fn wait_readable(sock: &Conn, idle: Option<Duration>) -> Result<bool,
 }
 
 /// Runs framed `ringxfer send` or `ringxfer recv`.
-pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
+pub fn run(role: Role, a: &XferArgs, rails: &[String]) -> Result<(), Failure> {
     if a.registered {
         return Err(Failure::usage(
             "--registered is for --raw mode (framed sends use one-shot calls)",
@@ -420,7 +449,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
             if a.framed.max_payload.is_some() {
                 return Err(Failure::usage("--max-payload is a receiver's limit (recv)"));
             }
-            send(a, opts)
+            send(a, opts, rails)
         }
         Role::Recv if a.framed.format.is_some() => Err(Failure::usage(
             "--format is for send (recv takes RGXF and .npy, told apart by the first byte)",
@@ -428,7 +457,7 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         Role::Recv if a.get_server_output => Err(Failure::usage(
             "--get-server-output is for send (it asks a ringxfer serve peer for its lines)",
         )),
-        Role::Recv => recv(a, opts),
+        Role::Recv => recv(a, opts, rails),
     }
 }
 
@@ -473,6 +502,12 @@ struct SendReport {
     /// `--file`: the `.npy` file sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<String>,
+    /// Striped (`--streams`/rails): the streams each array went over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    streams: Option<usize>,
+    /// Striped: each stream's peer address, in stream order (`peer` is stream 0's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<Vec<String>>,
 }
 
 /// The dtype and shape of the arrays `send` sends: `--shape`, else `--count`/`--size`
@@ -530,7 +565,7 @@ fn send_source(a: &XferArgs) -> Result<(Source, DType, Vec<u64>, Order), Failure
     Ok((Source::Pattern(buf), dtype, shape, order))
 }
 
-fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+fn send(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     let (source, dtype, shape, order) = send_source(a)?;
     let payload = source.payload();
     let bytes = payload.len();
@@ -539,8 +574,12 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     let mut engine = engine(Role::Send, opts)?;
     let crc32 = crc32_hex(payload);
 
-    let (sock, peer) = connect(Role::Send, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
-    let socket_buffers = SockBufs::of(&sock);
+    let link = super::striped::open_send(a, rails)?;
+    let (first, peer, peers) = match &link {
+        Link::One(c, p) => (c, p.clone(), None),
+        Link::Striped(s) => (&s.first, s.peers[0].clone(), Some(s.peers.clone())),
+    };
+    let socket_buffers = SockBufs::of(first);
     let progress = Progress::start(a.interval, bytes as u64 * arrays);
     let ((sent, seconds), cpu) = with_cpu(|| {
         let t = Instant::now();
@@ -551,8 +590,14 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
                 shape: &shape,
                 order,
             };
-            engine.send_view(&sock, view, format).map_err(|e| {
-                let f = crate::net::with_server_word(&sock, Failure::from(e));
+            let sent = match &link {
+                Link::One(sock, _) => engine.send_view(sock, view, format),
+                Link::Striped(s) => {
+                    engine.send_array_striped(&s.socks, dtype, payload, &shape, order)
+                }
+            };
+            sent.map_err(|e| {
+                let f = crate::net::with_server_word(first, Failure::from(e));
                 Failure {
                     message: format!("array {} of {arrays}: {}", i + 1, f.message),
                     ..f
@@ -568,8 +613,15 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     }
     sent?;
     say_notices("send", &engine);
-    let (server, peer_bytes_discarded) = close_gracefully(&sock, a)?;
-    drop(sock);
+    let (server, peer_bytes_discarded) = match link {
+        Link::One(sock, _) => close_gracefully(&sock, a)?,
+        Link::Striped(s) if a.get_server_output => {
+            let (server, _) = close_gracefully(&s.first, a)?;
+            s.close_after_first(a)?;
+            (server, None)
+        }
+        Link::Striped(s) => (None, Some(s.close(Role::Send, a)?)),
+    };
 
     let total = bytes as u64 * arrays;
     let r = SendReport {
@@ -589,19 +641,21 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             0.0
         },
         crc32,
-        peer: peer.to_string(),
+        peer,
         cpu,
         socket_buffers,
         server,
         peer_bytes_discarded,
         file: a.files.file.as_ref().map(|f| f.display().to_string()),
+        streams: peers.as_ref().map(Vec::len),
+        peers,
     };
     if a.json {
         emit(&crate::report::json(&r)?);
     } else {
         emit(&format!(
             "send: {} array(s) of {} {} order {}{}{} = {} bytes in {:.4} s: {:.3} GB/s ({:.2} \
-             Gbit/s), backend {}, peer {}, crc32 {}, {}",
+             Gbit/s), backend {}, peer {}{}, crc32 {}, {}",
             r.arrays,
             r.dtype,
             shape_str(&r.shape),
@@ -620,6 +674,11 @@ fn send(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             r.gbytes_per_s * 8.0,
             r.backend,
             r.peer,
+            r.peers.as_ref().map_or_else(String::new, |p| format!(
+                ", striped over {} streams ({})",
+                p.len(),
+                p.join(" ")
+            )),
             r.crc32,
             cpu_text(r.cpu)
         ));
@@ -733,7 +792,7 @@ struct CpuIn {
     system_s: f64,
 }
 
-fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
+fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     // What the caller expects of each array, from the flags given (checked before connecting).
     if a.framed.shape.is_none() && a.array.count_given() {
         a.array.resolve()?;
@@ -747,12 +806,15 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
         crate::files::check_out(out)?;
     }
     let mut engine = engine(Role::Recv, opts)?;
-    let (sock, peer) = connect(Role::Recv, &a.endpoint, &a.sockbufs, a.connect_timeout)?;
-    let peer = peer.to_string();
+    let link = super::striped::open_recv(a, rails)?;
     let progress = Progress::start(a.interval, 0);
-    let r = match &a.files.out {
-        Some(out) => recv_file(a, &mut engine, &sock, &peer, out, progress.as_ref()).map(Some),
-        None => recv_arrays(a, &mut engine, &sock, &peer, progress.as_ref()).map(|()| None),
+    let p = progress.as_ref();
+    let r = match (&a.files.out, &link) {
+        (Some(out), Link::One(sock, peer)) => {
+            recv_file(a, &mut engine, sock, peer, out, p).map(Some)
+        }
+        (Some(out), Link::Striped(s)) => s.recv_file(a, &mut engine, out, p).map(Some),
+        (None, _) => recv_arrays(a, &mut engine, &link, p).map(|()| None),
     };
     if let Some(p) = progress {
         p.finish();
@@ -760,6 +822,13 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
     say_notices("recv", &engine);
     let received = r?;
     let arrays = a.framed.arrays.unwrap_or(1);
+    let (sock, peer) = match link {
+        Link::One(sock, peer) => (sock, peer),
+        Link::Striped(s) => {
+            s.close(Role::Recv, a)?;
+            return commit(received, a.json);
+        }
+    };
     ringxfer::close::expect_eof(&sock, a.timeout).or_else(|e| {
         if matches!(e, Error::ExtraBytes { .. }) {
             emit(&ErrorLine::new(&peer, arrays + 1, &e).render(a.json));
@@ -770,24 +839,29 @@ fn recv(a: &XferArgs, opts: Options) -> Result<(), Failure> {
             &format!("array {arrays} of {arrays} (--arrays)"),
         )
     })?;
-    // `--out`: the file gets its name only now, after the whole exchange succeeded.
+    commit(received, a.json)
+}
+
+/// `--out`: the file gets its name only now, after the whole exchange succeeded; then its
+/// line.
+fn commit(received: Option<(ArrayLine, crate::files::OutFile)>, json: bool) -> Result<(), Failure> {
     if let Some((line, file)) = received {
         file.commit().map_err(Failure::runtime)?;
-        emit(&line.render(a.json));
+        emit(&line.render(json));
     }
     Ok(())
 }
 
 /// What `recv` expects of each array, from the flags given: `--dtype`, `--shape` (or
 /// `--count` / `--size` as a 1-D shape), `--order`.
-struct Expect {
+pub(super) struct Expect {
     dtype: Option<DType>,
     shape: Option<Vec<u64>>,
     order: Option<Order>,
 }
 
 impl Expect {
-    fn of(a: &XferArgs) -> Result<Expect, Failure> {
+    pub(super) fn of(a: &XferArgs) -> Result<Expect, Failure> {
         let shape = match &a.framed.shape {
             Some(Shape(s)) => Some(s.clone()),
             None if a.array.count_given() => Some(vec![a.array.resolve()?.count]),
@@ -801,7 +875,7 @@ impl Expect {
     }
 
     /// What differs from the expectation, in words (empty: all fits).
-    fn mismatches(&self, dtype: &str, shape: &[u64], order: Order) -> Vec<String> {
+    pub(super) fn mismatches(&self, dtype: &str, shape: &[u64], order: Order) -> Vec<String> {
         let mut wrong = Vec::new();
         if let Some(d) = self.dtype.filter(|d| d.to_string() != dtype) {
             wrong.push(format!("dtype {dtype} (expected {d})"));
@@ -836,19 +910,8 @@ fn recv_file(
     out: &std::path::Path,
     progress: Option<&Progress>,
 ) -> Result<(ArrayLine, crate::files::OutFile), Failure> {
-    let failed = |line: ErrorLine| {
-        emit(&line.render(a.json));
-        Failure::runtime(format!("array 1 of 1: {}", line.error))
-    };
-    match wait_readable(sock, engine.options().idle_timeout) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(Failure::runtime(
-                "peer closed the connection after 0 of 1 array(s)",
-            ));
-        }
-        Err(e) => return Err(failed(ErrorLine::new(peer, 1, &e))),
-    }
+    let failed = |line: ErrorLine| failed_one(a, line);
+    wait_first(a, engine, sock, peer)?;
     let started = Instant::now();
     let header = engine
         .recv_header(sock)
@@ -866,18 +929,43 @@ fn recv_file(
     Ok((line, file))
 }
 
+/// `recv --out`'s failure of its one array: the line printed, the failure returned.
+pub(super) fn failed_one(a: &XferArgs, line: ErrorLine) -> Failure {
+    emit(&line.render(a.json));
+    Failure::runtime(format!("array 1 of 1: {}", line.error))
+}
+
+/// `recv --out`: waits until the array's first byte is readable on `sock`.
+pub(super) fn wait_first(
+    a: &XferArgs,
+    engine: &Engine,
+    sock: &Conn,
+    peer: &str,
+) -> Result<(), Failure> {
+    match wait_readable(sock, engine.options().idle_timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::runtime(
+            "peer closed the connection after 0 of 1 array(s)",
+        )),
+        Err(e) => Err(failed_one(a, ErrorLine::new(peer, 1, &e))),
+    }
+}
+
 /// The receive loop of framed `recv`.
 fn recv_arrays(
     a: &XferArgs,
     engine: &mut Engine,
-    sock: &Conn,
-    peer: &str,
+    link: &Link,
     progress: Option<&Progress>,
 ) -> Result<(), Failure> {
     let arrays = a.framed.arrays.unwrap_or(1);
     let expect = Expect::of(a)?;
     for i in 1..=arrays {
-        match recv_one(engine, sock, peer, i) {
+        let outcome = match link {
+            Link::One(sock, peer) => recv_one(engine, sock, peer, i),
+            Link::Striped(s) => s.recv_one(engine, i),
+        };
+        match outcome {
             Outcome::Array(line) => {
                 count(progress, line.bytes as usize);
                 emit(&line.render(a.json));

@@ -1,11 +1,13 @@
 //! `ringxfer send` / `ringxfer recv`: arrays between two processes, framed (the default,
-//! [`framed`]) or raw (`--raw`: one connection, [`raw`]; several streams or rails and
-//! `--bidir`, [`streams`]). The flags are in [`args`]; connections in [`crate::net`].
+//! [`framed`]; over several streams or rails, [`striped`]) or raw (`--raw`: one connection,
+//! [`raw`]; several streams or rails and `--bidir`, [`streams`]). The flags are in [`args`];
+//! connections in [`crate::net`].
 
 pub mod args;
 pub mod framed;
 mod raw;
 mod streams;
+mod striped;
 
 pub use args::{Role, XferArgs};
 
@@ -30,13 +32,8 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
         ));
     }
     if !a.raw {
-        if multi {
-            return Err(Failure::usage(
-                "--streams > 1, several --listen/--connect addresses (rails) and --bidir need \
-                 --raw: framed striping is not implemented yet",
-            ));
-        }
-        return framed::run(role, a);
+        check_framed_streams(role, a, &rails)?;
+        return framed::run(role, a, &rails);
     }
     if let Some(flag) = a.framed.given() {
         return Err(Failure::usage(format!(
@@ -51,9 +48,8 @@ pub fn run(role: Role, a: &XferArgs) -> Result<(), Failure> {
     raw::run(role, a, &rails, multi)
 }
 
-/// `--file` is for `send`, `--out` for `recv`; with `--raw` they stripe over `--streams` and
-/// rails like the arange pattern, but not with `--bidir` (one file, one direction), and framed
-/// mode has no striping.
+/// `--file` is for `send`, `--out` for `recv`; they stripe over `--streams` and rails like the
+/// arange pattern, but not with `--bidir` (one file, one direction).
 fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
     let given = match (role, &a.files.file, &a.files.out) {
         (Role::Recv, Some(_), _) => {
@@ -76,6 +72,26 @@ fn check_file_flags(role: Role, a: &XferArgs) -> Result<(), Failure> {
     if role == Role::Recv && a.raw && !a.array.count_given() {
         return Err(Failure::usage(
             "--raw --out needs --count or --size: raw bytes carry no length",
+        ));
+    }
+    Ok(())
+}
+
+/// What framed mode cannot do over several streams (usage errors, exit 2): `--bidir` and
+/// numpy's `.npy` stream format (it has no place for the stripe geometry).
+fn check_framed_streams(role: Role, a: &XferArgs, rails: &[String]) -> Result<(), Failure> {
+    if a.bidir {
+        return Err(Failure::usage(
+            "--bidir needs --raw: framed mode sends one way",
+        ));
+    }
+    if !striped::wanted(a, rails) || role == Role::Recv {
+        return Ok(());
+    }
+    if a.framed.format == Some(ringxfer::WireFormat::Npy) {
+        return Err(Failure::usage(
+            "--format npy cannot stripe: numpy's .npy stream has no place for the stripe \
+             geometry; drop --format npy (RGXF stripes) or send over one connection",
         ));
     }
     Ok(())

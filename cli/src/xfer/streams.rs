@@ -1,5 +1,6 @@
 //! `ringxfer send|recv --raw` over several connections: `--streams N`, rails (several
-//! `--listen` / `--connect` addresses) and `--bidir`.
+//! `--listen` / `--connect` addresses) and `--bidir`. Framed striping ([`super::striped`])
+//! opens, accepts and closes its streams with the functions here.
 //!
 //! The array is striped with [`Engine::send_striped`] / [`Engine::recv_striped`]: stream `i`
 //! carries the `i`-th contiguous, 4 KiB-aligned stripe ([`ringxfer::stripe`]), which the
@@ -340,14 +341,13 @@ fn print(r: &Report, json: bool) -> Result<(), Failure> {
 /// `--auth-key`; the listening side also returns its listeners (one per rail) for the
 /// extra-connection check.
 #[allow(clippy::type_complexity)]
-fn open_streams(
+pub(super) fn open_streams(
     role: Role,
     a: &XferArgs,
     rails: &[String],
 ) -> Result<(Vec<(TcpStream, SocketAddr)>, Option<Vec<TcpListener>>), Failure> {
     let per_rail = a.streams as usize;
     let total = rails.len() * per_rail;
-    let fail = |what: String, e: io::Error| Failure::runtime(format!("{what}: {e}"));
     let mut out = Vec::with_capacity(total);
     if a.endpoint.connect.is_some() {
         for addr in rails {
@@ -368,7 +368,26 @@ fn open_streams(
         }
         return Ok((out, None));
     }
-    // Bind every rail before accepting anything, so no connect of the sender is refused.
+    let listeners = bind_rails(role, a, rails)?;
+    let expected = format!(
+        "({} rail(s) x --streams {per_rail}); both sides need the same rails and --streams",
+        rails.len()
+    );
+    accept_rails(a, &listeners, per_rail, &mut out, &expected)?;
+    Ok((out, Some(listeners)))
+}
+
+fn fail(what: String, e: io::Error) -> Failure {
+    Failure::runtime(format!("{what}: {e}"))
+}
+
+/// Binds every rail before accepting anything, so no connect of the sender is refused; says
+/// the address on stderr where the kernel chose the port (`:0`).
+pub(super) fn bind_rails(
+    role: Role,
+    a: &XferArgs,
+    rails: &[String],
+) -> Result<Vec<TcpListener>, Failure> {
     let mut listeners = Vec::with_capacity(rails.len());
     for addr in rails {
         let l = a
@@ -381,21 +400,37 @@ fn open_streams(
         }
         listeners.push(l);
     }
+    Ok(listeners)
+}
+
+/// Accepts, rail by rail in order, `per_rail` connections on each listener in accept order,
+/// each authenticated with `--auth-key`, appending to `out`; the first `out.len()` streams
+/// (counted from rail 0) are already in. The first connection may take as long as the sender
+/// takes to start; each further one must come within `--timeout` ([`STREAMS_PATIENCE`]
+/// without it), else the failure says how many came and, in `expected`, what was expected.
+pub(super) fn accept_rails(
+    a: &XferArgs,
+    listeners: &[TcpListener],
+    per_rail: usize,
+    out: &mut Vec<(TcpStream, SocketAddr)>,
+    expected: &str,
+) -> Result<(), Failure> {
+    let total = listeners.len() * per_rail;
     let patience = a.timeout.unwrap_or(STREAMS_PATIENCE);
     for (r, l) in listeners.iter().enumerate() {
         let local = l.local_addr().map_err(|e| fail("local_addr".into(), e))?;
         for k in 0..per_rail {
-            // The first connection may take as long as the sender takes to start.
+            if r * per_rail + k < out.len() {
+                continue;
+            }
             let wait = (!out.is_empty()).then_some(patience);
             let (s, peer) = accept_within(l, wait).map_err(|e| {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     Failure::runtime(format!(
                         "rail {r} ({local}): {k} of its {per_rail} stream(s) connected, then \
                          none within {:.1} s: the sender opened fewer streams than the {total} \
-                         expected ({} rail(s) x --streams {per_rail}); both sides need the same \
-                         rails and --streams",
+                         expected {expected}",
                         patience.as_secs_f64(),
-                        rails.len()
                     ))
                 } else {
                     fail(format!("accept on {local}"), e)
@@ -405,7 +440,7 @@ fn open_streams(
             out.push((s, peer));
         }
     }
-    Ok((out, Some(listeners)))
+    Ok(())
 }
 
 /// Accepts one connection on `l`, within `wait` when given (`WouldBlock` when none came).
@@ -421,7 +456,7 @@ fn accept_within(l: &TcpListener, wait: Option<Duration>) -> io::Result<(TcpStre
 /// The receiver's check that the sender opened no more streams than expected: the sender
 /// connects every stream before its first byte, so once stream 0 has a byte (or its end) to
 /// read, any connection still pending on a rail is one too many.
-fn check_no_extra(
+pub(super) fn check_no_extra(
     socks: &[(TcpStream, SocketAddr)],
     listeners: &[TcpListener],
     a: &XferArgs,
@@ -457,7 +492,7 @@ fn check_no_extra(
 /// extra-bytes check (recv), each stream dropped right after, so a peer doing the same in the
 /// same order is never waiting on a stream this side has not reached. The bytes discarded
 /// while closing, summed.
-fn close_streams(
+pub(super) fn close_streams(
     role: Role,
     a: &XferArgs,
     socks: Vec<TcpStream>,
@@ -465,7 +500,10 @@ fn close_streams(
 ) -> Result<u64, Failure> {
     let expected = |i: usize| format!("stream {i}'s stripe (from {})", peers[i]);
     let mut discarded = 0;
-    for (i, s) in socks.into_iter().enumerate() {
+    // `socks` may be the last streams only (the first closed already): number them so.
+    let from = peers.len() - socks.len();
+    for (k, s) in socks.into_iter().enumerate() {
+        let i = from + k;
         let r = match (role, a.bidir) {
             (Role::Recv, false) => ringxfer::close::expect_eof(&s, a.timeout).map(|()| 0),
             _ => ringxfer::close::finish(&s, a.timeout).map(|f| f.peer_bytes),

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::proc::{Killed, Lines};
+use super::proc::{Killed, Lines, Output, wait_deadline};
 
 /// The `ringxfer` binary built for the integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringxfer");
@@ -34,4 +34,88 @@ pub fn spawn_serve(args: &[&str]) -> (Killed, Lines, SocketAddr) {
     let addr = SocketAddr::from_str(addr).expect("an address");
     assert_ne!(addr.port(), 0, "the bound port, not 0");
     (child, lines, addr)
+}
+
+/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RINGXFER_BACKEND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringxfer");
+    let out = Output::collect(&mut child);
+    let st = wait_deadline(&mut child, Duration::from_secs(90));
+    let (o, e) = out.finish();
+    let st = st.unwrap_or_else(|| panic!("ringxfer {args:?} hung:\n{o}\n{e}"));
+    (st.code().expect("exit code"), o, e)
+}
+
+/// `--backend` values to run: blocking always, uring where io_uring works.
+pub fn backends() -> Vec<&'static str> {
+    let mut v = vec!["blocking"];
+    if super::uring_available() {
+        v.push("uring");
+    }
+    v
+}
+
+/// Starts `ringxfer recv ARGS` (each listen address ending in `:0`) and returns it, its
+/// stderr lines and the comma-joined addresses it says it listens on, `rails` of them.
+pub fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
+    let mut child = Command::new(BIN)
+        .arg("recv")
+        .args(args)
+        .env_remove("RINGXFER_BACKEND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringxfer recv");
+    let err = Lines::new(child.stderr.take().unwrap());
+    let addrs: Vec<String> = err
+        .take(rails, Duration::from_secs(20))
+        .into_iter()
+        .map(|l| {
+            l.strip_prefix("ringxfer recv: listening on ")
+                .unwrap_or_else(|| panic!("{l:?} is not `listening on ADDR`"))
+                .to_owned()
+        })
+        .collect();
+    (Killed(child), err, addrs.join(","))
+}
+
+/// Waits for the receiver (at most 90 s): `(exit code, stdout, rest of stderr)`.
+pub fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
+    let mut out = String::new();
+    let mut stdout = k.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let st = wait_deadline(&mut k.0, Duration::from_secs(90)).expect("recv hung");
+    let out = reader.join().unwrap();
+    let rest = err.drain_for(Duration::from_millis(200)).join("\n");
+    (st.code().expect("exit code"), out, rest)
+}
+
+pub fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+/// Starts `ringxfer recv RECV` (listening on `rails` addresses ending in `:0`), runs `ringxfer
+/// send --connect ADDRS SEND` to the addresses it says, and waits for both: each side's
+/// `(exit code, stdout, stderr)`, the sender's first.
+pub fn transfer(
+    recv: &[&str],
+    rails: usize,
+    send: &[&str],
+) -> ((i32, String, String), (i32, String, String)) {
+    let (k, err, addrs) = spawn_recv(recv, rails);
+    let mut sargs = vec!["send", "--connect", &addrs];
+    sargs.extend_from_slice(send);
+    let s = run(&sargs);
+    (s, finish_recv(k, err))
 }

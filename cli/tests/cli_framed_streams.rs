@@ -1,0 +1,636 @@
+//! Framed `ringxfer send|recv` over several streams (`--streams N`, rails): two real processes
+//! over loopback, on both backends. The receiver is given no `--count`, `--dtype` or
+//! `--streams`: it learns them from the stripe prefixes and stream 0's header. Byte-exact: the
+//! receiver checks the arange pattern (or writes `--out`, compared with the source file) and
+//! both print the CRC-32. Also the failures: a sender that opens fewer streams than its prefix
+//! says, a stream that goes silent, and the usage errors; and `ringxfer serve` taking striped
+//! arrays, refusing hostile stripe prefixes and dropping groups that never fill.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ringxfer::dtype::DType;
+use ringxfer::{Order, StripePrefix};
+use serde_json::Value;
+use util::bin::{backends, finish_recv, json, run, spawn_recv, spawn_serve, transfer};
+
+/// A framed pair: `recv --json --listen LISTEN RECV...` and `send --json SEND...`; both must
+/// succeed. The sender's report and the receiver's lines.
+fn framed(listen: &str, rails: usize, recv: &[&str], send: &[&str]) -> (Value, Vec<Value>) {
+    let mut rargs = vec!["--json", "--listen", listen];
+    rargs.extend_from_slice(recv);
+    let mut sargs = vec!["--json"];
+    sargs.extend_from_slice(send);
+    let ((sc, so, se), (rc, ro, re)) = transfer(&rargs, rails, &sargs);
+    assert_eq!((sc, rc), (0, 0), "send: {so}{se}\nrecv: {ro}{re}");
+    (json(&so), ro.lines().map(json).collect())
+}
+
+/// The fields of one received striped array line.
+fn check_line(r: &Value, s: &Value, array: u64, streams: usize, what: &str) {
+    assert_eq!(r["array"], array, "{what}: {r}");
+    assert_eq!(r["streams"], streams, "{what}: {r}");
+    assert_eq!(r["peers"].as_array().unwrap().len(), streams, "{what}: {r}");
+    assert_eq!(r["peer"], r["peers"][0], "{what}: {r}");
+    assert_eq!(r["format"], "rgxf");
+    assert_eq!(r["verified"], true, "{what}: {r}");
+    assert_eq!(r["bytes"], s["bytes_per_array"], "{what}");
+    assert_eq!(r["crc32"], s["crc32"], "{what}");
+    assert_eq!(r["dtype"], s["dtype"], "{what}");
+    assert_eq!(r["shape"], s["shape"], "{what}");
+    assert_eq!(r["order"], s["order"], "{what}");
+}
+
+#[test]
+fn streams_4_byte_exact_without_receiver_flags() {
+    for b in backends() {
+        let (s, lines) = framed(
+            "127.0.0.1:0",
+            1,
+            &["--backend", b],
+            &[
+                "--streams",
+                "4",
+                "--dtype",
+                "f4",
+                "--count",
+                "1000003",
+                "--backend",
+                b,
+            ],
+        );
+        assert_eq!(s["streams"], 4, "{b}: {s}");
+        assert_eq!(s["bytes"], 4_000_012);
+        assert_eq!(s["peer_bytes_discarded"], 0);
+        assert_eq!(s["backend"], b);
+        assert_eq!(lines.len(), 1, "{b}: {lines:?}");
+        let r = &lines[0];
+        check_line(r, &s, 1, 4, b);
+        assert_eq!(r["dtype"], "<f4");
+        assert_eq!(r["shape"], serde_json::json!([1_000_003]));
+        assert_eq!(r["bytes"], 4_000_012);
+        assert_eq!(r["arange"], true, "{b}: {r}");
+        assert_eq!(r["backend"], b);
+    }
+}
+
+#[test]
+fn streams_2_over_two_loopback_rails() {
+    for b in backends() {
+        let (s, lines) = framed(
+            "127.0.0.1:0,127.0.0.2:0",
+            2,
+            &["--backend", b],
+            &[
+                "--streams",
+                "2",
+                "--dtype",
+                "u2",
+                "--count",
+                "700001",
+                "--backend",
+                b,
+            ],
+        );
+        assert_eq!(s["streams"], 4, "{b}: {s}");
+        let peers: Vec<&str> = s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        // Rail order: rail 0's two streams, then rail 1's.
+        assert!(
+            peers[0].starts_with("127.0.0.1:") && peers[1] == peers[0],
+            "{peers:?}"
+        );
+        assert!(
+            peers[2].starts_with("127.0.0.2:") && peers[3] == peers[2],
+            "{peers:?}"
+        );
+        assert_eq!(lines.len(), 1, "{b}: {lines:?}");
+        check_line(&lines[0], &s, 1, 4, b);
+        assert_eq!(lines[0]["bytes"], 1_400_002);
+        assert_eq!(lines[0]["arange"], true);
+    }
+}
+
+#[test]
+fn three_arrays_striped_back_to_back() {
+    for b in backends() {
+        let (s, lines) = framed(
+            "127.0.0.1:0",
+            1,
+            &["--arrays", "3", "--backend", b],
+            &[
+                "--streams",
+                "3",
+                "--arrays",
+                "3",
+                "--dtype",
+                ">i8",
+                "--shape",
+                "20,1000,7",
+                "--order",
+                "F",
+                "--backend",
+                b,
+            ],
+        );
+        assert_eq!((&s["arrays"], &s["bytes"]), (&3.into(), &3_360_000.into()));
+        assert_eq!(lines.len(), 3, "{b}: {lines:?}");
+        for (i, r) in lines.iter().enumerate() {
+            check_line(r, &s, i as u64 + 1, 3, b);
+            assert_eq!(r["dtype"], ">i8");
+            assert_eq!(r["shape"], serde_json::json!([20, 1000, 7]));
+            assert_eq!(r["order"], "F");
+            assert_eq!(r["arange"], true, "{b}: {r}");
+        }
+    }
+}
+
+#[test]
+fn file_striped_to_out_byte_exact() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("file-{b}"));
+        let dtype: DType = "<f8".parse().unwrap();
+        let shape = [300u64, 701];
+        let mut bytes = ringxfer::npy::encode_header(dtype, &shape, Order::F);
+        let mut payload = vec![0u8; 300 * 701 * 8];
+        util::fill_pattern(&mut payload, 9);
+        bytes.extend_from_slice(&payload);
+        let src = util::write_file(&dir, "x.npy", &bytes);
+        let out = dir.join("b.npy").display().to_string();
+        let (s, lines) = framed(
+            "127.0.0.1:0",
+            1,
+            &["--out", &out, "--backend", b],
+            &["--streams", "3", "--file", &src, "--backend", b],
+        );
+        assert_eq!(s["file"], src.as_str());
+        assert_eq!(lines.len(), 1, "{b}: {lines:?}");
+        check_line(&lines[0], &s, 1, 3, b);
+        assert_eq!(lines[0]["file"], out.as_str());
+        assert_eq!(lines[0]["order"], "F");
+        assert_eq!(lines[0]["bytes"], payload.len());
+        util::assert_bytes_eq(&std::fs::read(&out).unwrap(), &bytes, b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The prefix of stream `stream` of `streams` for a `len`-byte payload (array id 7).
+fn prefix(stream: u32, streams: u32, len: u64) -> [u8; ringxfer::STRIPE_PREFIX_LEN] {
+    let r = &ringxfer::stripes(len, streams as usize)[stream as usize];
+    StripePrefix {
+        stream,
+        streams,
+        array_id: 7,
+        offset: r.start,
+        len: r.end - r.start,
+        payload_len: len,
+    }
+    .encode()
+}
+
+#[test]
+fn fewer_connections_than_the_prefix_says_fail_within_the_timeout() {
+    for b in backends() {
+        let (k, err, addr) = spawn_recv(
+            &["--listen", "127.0.0.1:0", "--timeout", "1", "--backend", b],
+            1,
+        );
+        // One connection whose prefix says three streams; the other two never come.
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(&prefix(0, 3, 10_000)).unwrap();
+        let me = s.local_addr().unwrap();
+        let (rc, ro, re) = finish_recv(k, err);
+        drop(s);
+        assert_eq!(rc, 1, "{b}: {ro}{re}");
+        assert_eq!(ro, "");
+        assert_eq!(
+            re.trim_end(),
+            format!(
+                "ringxfer recv: rail 0 ({addr}): 1 of its 3 stream(s) connected, then none \
+                 within 1.0 s: the sender opened fewer streams than the 3 expected (stream 0's \
+                 stripe prefix from {me} says 3 over 1 rail(s))"
+            ),
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn a_silent_stream_times_out_naming_it() {
+    for b in backends() {
+        let (k, err, addr) = spawn_recv(
+            &[
+                "--json",
+                "--listen",
+                "127.0.0.1:0",
+                "--timeout",
+                "1",
+                "--backend",
+                b,
+            ],
+            1,
+        );
+        // Stream 0 sends its prefix, the header, its stripe and trailer; stream 1 only its
+        // prefix, then nothing.
+        let len = 10_000u64;
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut s0 = TcpStream::connect(&addr).unwrap();
+        let mut s1 = TcpStream::connect(&addr).unwrap();
+        let header = ringxfer::Header::new("u1".parse().unwrap(), &[len], Order::C).unwrap();
+        s1.write_all(&prefix(1, 2, len)).unwrap();
+        s0.write_all(&prefix(0, 2, len)).unwrap();
+        s0.write_all(&header.encode()).unwrap();
+        s0.write_all(&data[..8192]).unwrap();
+        s0.write_all(&ringxfer::frame::encode_trailer(crc32fast::hash(
+            &data[..8192],
+        )))
+        .unwrap();
+        let p1 = s1.local_addr().unwrap();
+        let (rc, ro, re) = finish_recv(k, err);
+        drop((s0, s1));
+        assert_eq!(rc, 1, "{b}: {ro}{re}");
+        let words = format!(
+            "stream 1 ({p1}): no progress for 1000 ms after 0 of {} bytes",
+            len - 8192 + 8
+        );
+        let line = json(&ro);
+        assert_eq!(line["kind"], "timed_out", "{b}: {line}");
+        assert_eq!(line["error"], words.as_str(), "{b}");
+        assert_eq!(line["transferred"], 0);
+        assert_eq!(
+            re.trim_end(),
+            format!("ringxfer recv: array 1 of 1: {words}")
+        );
+    }
+}
+
+#[test]
+fn a_one_connection_sender_to_rails_fails_clearly() {
+    let (k, err, addrs) = spawn_recv(
+        &[
+            "--listen",
+            "127.0.0.1:0,127.0.0.2:0",
+            "--backend",
+            "blocking",
+        ],
+        2,
+    );
+    // The sender connects to the first rail only, unstriped.
+    let first = addrs.split(',').next().unwrap();
+    let (sc, so, se) = run(&[
+        "send",
+        "--connect",
+        first,
+        "--count",
+        "1000",
+        "--backend",
+        "blocking",
+        "--timeout",
+        "5",
+    ]);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!(rc, 1, "{ro}{re}");
+    assert_eq!(ro, "");
+    // The sender's port is its own: everything around it is exact.
+    let (head, tail) = re
+        .trim_end()
+        .split_once("): ")
+        .expect("stream 0 (PEER): ...");
+    assert!(
+        head.starts_with("ringxfer recv: stream 0 (127.0.0.1:")
+            && head[35..].parse::<u16>().is_ok(),
+        "{re}"
+    );
+    assert_eq!(
+        tail,
+        "the sender does not stripe (its first bytes are not a stripe prefix, RGXS): it sends \
+         over one connection; give recv one address and no --streams"
+    );
+    assert_eq!(sc, 1, "the receiver closed without reading: {so}{se}");
+}
+
+#[test]
+fn recv_streams_that_disagree_with_the_prefix_fail() {
+    let (k, err, addr) = spawn_recv(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--streams",
+            "3",
+            "--backend",
+            "blocking",
+        ],
+        1,
+    );
+    let (sc, so, se) = run(&[
+        "send",
+        "--connect",
+        &addr,
+        "--streams",
+        "2",
+        "--count",
+        "1000",
+        "--backend",
+        "blocking",
+        "--timeout",
+        "5",
+    ]);
+    let (rc, ro, re) = finish_recv(k, err);
+    assert_eq!(rc, 1, "{ro}{re}");
+    let (head, tail) = re
+        .trim_end()
+        .split_once("): ")
+        .expect("stream 0 (PEER): ...");
+    assert!(
+        head.starts_with("ringxfer recv: stream 0 (127.0.0.1:"),
+        "{re}"
+    );
+    assert_eq!(
+        tail,
+        "the stripe prefix says 2 stream(s) = 1 rail(s) x 2, but --streams 3 was given (a \
+         listening recv learns the streams: --streams may be left out)"
+    );
+    assert_eq!(sc, 1, "the receiver closed without reading: {so}{se}");
+}
+
+#[test]
+fn usage_errors() {
+    for (args, says) in [
+        (
+            &[
+                "send",
+                "--connect",
+                "127.0.0.1:9",
+                "--streams",
+                "2",
+                "--format",
+                "npy",
+            ][..],
+            "ringxfer send: --format npy cannot stripe: numpy's .npy stream has no place for \
+             the stripe geometry; drop --format npy (RGXF stripes) or send over one connection",
+        ),
+        (
+            &[
+                "send",
+                "--connect",
+                "127.0.0.1:9,127.0.0.2:9",
+                "--format",
+                "npy",
+            ][..],
+            "ringxfer send: --format npy cannot stripe: numpy's .npy stream has no place for \
+             the stripe geometry; drop --format npy (RGXF stripes) or send over one connection",
+        ),
+        (
+            &["send", "--connect", "unix:/tmp/x.sock", "--streams", "2"][..],
+            "ringxfer send: --streams > 1 and --bidir are for TCP; a unix:PATH socket is one \
+             connection",
+        ),
+    ] {
+        let (c, o, e) = run(args);
+        assert_eq!(c, 2, "{args:?}: {o}{e}");
+        assert_eq!(o, "");
+        assert_eq!(e.trim_end(), says, "{args:?}");
+    }
+}
+
+#[test]
+fn serve_receives_a_striped_send() {
+    for b in backends() {
+        let (_serve, lines, addr) = spawn_serve(&["--json", "--backend", b]);
+        let (sc, so, se) = run(&[
+            "send",
+            "--json",
+            "--connect",
+            &addr.to_string(),
+            "--streams",
+            "3",
+            "--arrays",
+            "2",
+            "--dtype",
+            "<u4",
+            "--shape",
+            "1000,333",
+            "--backend",
+            b,
+            "--get-server-output",
+        ]);
+        assert_eq!(sc, 0, "{b}: {so}{se}");
+        let s = json(&so);
+        let mut printed = Vec::new();
+        for i in 1..=2 {
+            let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+            check_line(&r, &s, i, 3, b);
+            assert_eq!(r["bytes"], 1_332_000);
+            assert_eq!(r["arange"], true, "{b}: {r}");
+            assert_eq!(r["backend"], b);
+            printed.push(r);
+        }
+        // --get-server-output: the same lines came back on stream 0.
+        assert_eq!(s["server"], Value::Array(printed), "{b}");
+        assert_eq!(
+            lines.drain_for(Duration::from_millis(200)),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn serve_out_dir_writes_a_striped_file_once() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("serve-{b}"));
+        let out = dir.join("out");
+        std::fs::create_dir(&out).unwrap();
+        let mut bytes =
+            ringxfer::npy::encode_header("<i2".parse().unwrap(), &[5, 40_001], Order::C);
+        let mut payload = vec![0u8; 5 * 40_001 * 2];
+        util::fill_pattern(&mut payload, 3);
+        bytes.extend_from_slice(&payload);
+        let src = util::write_file(&dir, "x.npy", &bytes);
+        let (_serve, lines, addr) =
+            spawn_serve(&["--json", "--out-dir", out.to_str().unwrap(), "--backend", b]);
+        let (sc, so, se) = run(&[
+            "send",
+            "--json",
+            "--connect",
+            &addr.to_string(),
+            "--streams",
+            "2",
+            "--file",
+            &src,
+            "--backend",
+            b,
+        ]);
+        assert_eq!(sc, 0, "{b}: {so}{se}");
+        let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+        check_line(&r, &json(&so), 1, 2, b);
+        let files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(r["file"], files[0].display().to_string());
+        util::assert_bytes_eq(&std::fs::read(&files[0]).unwrap(), &bytes, b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A connection to `addr` that sends the prefix of stream `stream` of `streams` of array
+/// `id`, `len` payload bytes; and its local address as the server names it.
+fn stream_with(addr: &str, stream: u32, streams: u32, id: u64, len: u64) -> (TcpStream, String) {
+    let (offset, end) = if streams == 0 {
+        (0, 0)
+    } else {
+        let r = &ringxfer::stripes(len, streams.min(8) as usize)[stream.min(7) as usize];
+        (r.start, r.end)
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    let p = StripePrefix {
+        stream,
+        streams,
+        array_id: id,
+        offset,
+        len: end - offset,
+        payload_len: len,
+    };
+    s.write_all(&p.encode()).unwrap();
+    let me = s.local_addr().unwrap().to_string();
+    (s, me)
+}
+
+/// The next `n` lines of `serve`, by peer.
+fn lines_by_peer(lines: &util::proc::Lines, n: usize) -> HashMap<String, Value> {
+    lines
+        .take(n, Duration::from_secs(20))
+        .iter()
+        .map(|l| {
+            let v = json(l);
+            (v["peer"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn serve_refuses_hostile_prefixes_and_drops_incomplete_groups() {
+    let (_serve, lines, addr) = spawn_serve(&[
+        "--json",
+        "--header-timeout",
+        "1",
+        "--max-clients",
+        "4",
+        "--backend",
+        "blocking",
+    ]);
+    let addr = addr.to_string();
+    let kind_error = |v: &Value| {
+        (
+            v["kind"].as_str().unwrap().to_owned(),
+            v["error"].as_str().unwrap().to_owned(),
+        )
+    };
+    let incomplete = |id: u64| {
+        format!(
+            "striped array id {id:#x}: 1 of its 2 streams connected within 1.0 s (--header-timeout); dropped"
+        )
+    };
+    // A count of 0, and 2^32 - 1 (refused before anything is sized by it).
+    let (_a, pa) = stream_with(&addr, 0, 0, 1, 10);
+    let v = &lines_by_peer(&lines, 1)[&pa];
+    assert_eq!(
+        kind_error(v),
+        (
+            "bad_stripe".into(),
+            "bad stripe prefix: stream 0 of 0".into()
+        )
+    );
+    let (_b, pb) = stream_with(&addr, 0, u32::MAX, 2, 10);
+    let v = &lines_by_peer(&lines, 1)[&pb];
+    assert_eq!(
+        kind_error(v),
+        (
+            "bad_stripe".into(),
+            "a stripe prefix of 4294967295 streams: more than --max-clients 4".into()
+        )
+    );
+    // One id, two payload lengths: whichever came second is refused, the other's group is
+    // dropped after --header-timeout.
+    let (_c, pc) = stream_with(&addr, 0, 2, 3, 10_000);
+    let (_d, pd) = stream_with(&addr, 1, 2, 3, 20_000);
+    let got = lines_by_peer(&lines, 2);
+    let (refused, opener, says, first) = if got[&pc]["kind"] == "bad_stripe" {
+        (&pc, &pd, (0, 10_000), 20_000)
+    } else {
+        (&pd, &pc, (1, 20_000), 10_000)
+    };
+    assert_eq!(
+        kind_error(&got[refused]),
+        (
+            "bad_stripe".into(),
+            format!(
+                "stream {} of array id 0x3 says 2 streams / {} bytes, the group's first stream \
+                 2 / {first}",
+                says.0, says.1
+            )
+        )
+    );
+    assert_eq!(
+        kind_error(&got[opener]),
+        ("incomplete_stripes".into(), incomplete(3))
+    );
+    // One index twice.
+    let (_e, pe) = stream_with(&addr, 0, 2, 4, 10_000);
+    let (_f, pf) = stream_with(&addr, 0, 2, 4, 10_000);
+    let got = lines_by_peer(&lines, 2);
+    let (refused, opener) = if got[&pe]["kind"] == "bad_stripe" {
+        (&pe, &pf)
+    } else {
+        (&pf, &pe)
+    };
+    assert_eq!(
+        kind_error(&got[refused]),
+        (
+            "bad_stripe".into(),
+            "stream index 0 of array id 0x4 twice".into()
+        )
+    );
+    assert_eq!(
+        kind_error(&got[opener]),
+        ("incomplete_stripes".into(), incomplete(4))
+    );
+    // Two ids that never meet: two groups, both dropped.
+    let (_g, pg) = stream_with(&addr, 0, 2, 5, 10_000);
+    let (_h, ph) = stream_with(&addr, 1, 2, 6, 10_000);
+    let got = lines_by_peer(&lines, 2);
+    assert_eq!(
+        kind_error(&got[&pg]),
+        ("incomplete_stripes".into(), incomplete(5))
+    );
+    assert_eq!(
+        kind_error(&got[&ph]),
+        ("incomplete_stripes".into(), incomplete(6))
+    );
+    // The server carries on: a real striped array still arrives whole.
+    let (sc, so, se) = run(&[
+        "send",
+        "--json",
+        "--connect",
+        &addr,
+        "--streams",
+        "2",
+        "--count",
+        "5000",
+        "--backend",
+        "blocking",
+    ]);
+    assert_eq!(sc, 0, "{so}{se}");
+    let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+    check_line(&r, &json(&so), 1, 2, "after the hostile prefixes");
+    assert_eq!(r["arange"], true);
+}
