@@ -17,6 +17,7 @@ use crate::driver::Transfer;
 use crate::dtype::DType;
 use crate::frame::{self, FrameError, Header, PREFIX_LEN, TRAILER_LEN, WireFormat};
 use crate::npy::{self, NpyHeader};
+use crate::progress::PayloadCrc;
 
 use super::array::{AnyArray, Array, Element};
 use super::{Wire, check_trailer, in_message, shape_mismatch};
@@ -193,29 +194,42 @@ impl<'e, S: AsFd> Receiver<'e, S> {
 
     /// Receives the payload of `msg` (whose header bytes were just consumed) into `out`
     /// (`payload_len` bytes), then, for RGXF, reads and checks the trailer (`.npy` has none).
+    /// An RGXF payload's CRC-32 is computed as its bytes arrive (a progress hook on the
+    /// receive, [`crate::driver`]), not in a second pass over `out`.
     fn recv_payload(&mut self, msg: &Message, out: &mut [u8]) -> Result<()> {
         let (hl, len, tl) = (msg.header_len, out.len(), msg.trailer_len());
         let whole = msg.whole();
         let have = self.buffered().min(len);
         out[..have].copy_from_slice(&self.buf[self.start..self.start + have]);
         self.start += have;
+        let checked =
+            msg.format == WireFormat::Rgxf && msg.header.flags & frame::FLAG_PAYLOAD_CRC32 != 0;
+        let mut hasher = crc32fast::Hasher::new();
+        if checked {
+            hasher.update(&out[..have]);
+        }
         let mut trailer = [0u8; TRAILER_LEN];
         if have < len {
             // The rest of a large payload and its trailer go straight to their places.
+            let mut crc = PayloadCrc::new(hasher, 0, (len - have) as u64);
             let mut parts: Vec<&mut [u8]> = vec![&mut out[have..]];
             if tl > 0 {
                 parts.push(&mut trailer);
             }
-            let t = Transfer::recv(self.sock.as_fd(), parts);
+            let mut t = Transfer::recv(self.sock.as_fd(), parts);
+            if checked {
+                t = t.with_progress(&mut crc);
+            }
             let r = self.wire.run(t);
             r.map_err(|e| in_message(e, (hl + have) as u64, whole))?;
+            hasher = crc.into_hasher();
         } else if tl > 0 {
             self.fill(tl, tl, (hl + len) as u64, whole)?;
             trailer.copy_from_slice(&self.buf[self.start..self.start + tl]);
             self.start += tl;
         }
         match msg.format {
-            WireFormat::Rgxf => check_trailer(&msg.header, out, &trailer),
+            WireFormat::Rgxf => check_trailer(&msg.header, hasher.finalize(), &trailer),
             WireFormat::Npy => Ok(()),
         }
     }
