@@ -109,6 +109,10 @@ pub(crate) struct Transfer<'a> {
     pub(crate) at_least: Option<u64>,
     /// Work on the transfer's bytes while it runs (see the module docs, "Progress hooks").
     pub(crate) progress: Option<&'a mut dyn Progress>,
+    /// Receives into memory never touched ([`crate::Prefault::Ahead`]): the uring backend
+    /// faults it in ahead of the receive point while its requests are in flight; the blocking
+    /// backend ignores it.
+    pub(crate) prefault_ahead: bool,
 }
 
 impl<'a> Transfer<'a> {
@@ -119,6 +123,7 @@ impl<'a> Transfer<'a> {
             bufs: Bufs::Send(parts),
             at_least: None,
             progress: None,
+            prefault_ahead: false,
         }
     }
 
@@ -129,6 +134,7 @@ impl<'a> Transfer<'a> {
             bufs: Bufs::Recv(parts),
             at_least: None,
             progress: None,
+            prefault_ahead: false,
         }
     }
 

@@ -234,6 +234,33 @@ both_backends! {
     }
 }
 
+both_backends! {
+    /// `Prefault::Ahead` with recycling off (every receive a new mapping): framed arrays of
+    /// 40 MiB + 8 (more than twice the prefault distance) arrive byte-exact, three in a row on
+    /// one connection, while the uring backend populates ahead of the receive point.
+    fn prefault_ahead_receives_exactly(b) {
+        let o = Options {
+            prefault: ringxfer::Prefault::Ahead,
+            recycle_bytes: 0,
+            ..small_chains(b, None)
+        };
+        let data: Vec<f64> = pattern_vec(5 * MIB + 1, 15);
+        let (tx, rx) = tcp_pair();
+        let d = data.clone();
+        let s = std::thread::spawn(move || {
+            let mut e = engine(&opts(b));
+            (0..3).try_for_each(|_| e.send_array(&tx, &d, &[d.len() as u64], Order::F))
+        });
+        let mut e = engine(&o);
+        for k in 0..3 {
+            let a = e.recv_array::<f64>(&rx).unwrap_or_else(|e| panic!("array {k}: {e}"));
+            assert_eq!(a.shape(), &[data.len() as u64]);
+            assert_same(a.as_slice(), &data, &format!("array {k}"));
+        }
+        s.join().unwrap().expect("send_array");
+    }
+}
+
 /// A small framed array (below the overlap threshold) still leaves in one transfer: on the
 /// uring backend one SQE for header, payload and trailer (`ringxfer bench --pingpong`'s
 /// latency depends on it).

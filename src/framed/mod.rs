@@ -59,6 +59,8 @@ pub(crate) trait Wire: std::fmt::Debug + Send {
     /// Page-aligned receive memory of `len` bytes from the engine's pool
     /// ([`Error::Alloc`] when the kernel refuses it).
     fn alloc(&self, len: usize) -> Result<AlignedBuf>;
+    /// [`Options::prefault`](crate::Options::prefault) is [`crate::Prefault::Ahead`].
+    fn prefault_ahead(&self) -> bool;
 }
 
 /// Payloads up to this size are copied next to their header and trailer by

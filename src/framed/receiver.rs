@@ -196,7 +196,8 @@ impl<'e, S: AsFd> Receiver<'e, S> {
     /// (`payload_len` bytes), then, for RGXF, reads and checks the trailer (`.npy` has none).
     /// An RGXF payload's CRC-32 is computed as its bytes arrive (a progress hook on the
     /// receive, [`crate::driver`]), not in a second pass over `out`.
-    fn recv_payload(&mut self, msg: &Message, out: &mut [u8]) -> Result<()> {
+    /// `fresh`: `out` is a new mapping never touched ([`crate::Prefault::Ahead`]).
+    fn recv_payload(&mut self, msg: &Message, out: &mut [u8], fresh: bool) -> Result<()> {
         let (hl, len, tl) = (msg.header_len, out.len(), msg.trailer_len());
         let whole = msg.whole();
         let have = self.buffered().min(len);
@@ -216,7 +217,10 @@ impl<'e, S: AsFd> Receiver<'e, S> {
             if tl > 0 {
                 parts.push(&mut trailer);
             }
-            let mut t = Transfer::recv(self.sock.as_fd(), parts);
+            let mut t = Transfer {
+                prefault_ahead: fresh && self.wire.prefault_ahead(),
+                ..Transfer::recv(self.sock.as_fd(), parts)
+            };
             if checked {
                 t = t.with_progress(&mut crc);
             }
@@ -294,7 +298,8 @@ impl<'e, S: AsFd> Receiver<'e, S> {
             .into());
         }
         let mut data: AlignedBuf = self.wire.alloc(msg.header.payload_len as usize)?;
-        self.recv_payload(&msg, data.as_bytes_mut())?;
+        let fresh = data.is_fresh_mapping();
+        self.recv_payload(&msg, data.as_bytes_mut(), fresh)?;
         Ok(AnyArray::new(msg.header, data, msg.format))
     }
 
@@ -307,7 +312,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
             let e = shape_mismatch(header.dtype, &header.shape, header, out.len());
             return Err(self.discard(&msg, e.into()));
         }
-        self.recv_payload(&msg, out)
+        self.recv_payload(&msg, out, false)
     }
 
     /// Receives the next framed array of any dtype. Errors as
@@ -346,7 +351,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
         if let Err(e) = fits {
             return Err(self.discard(&msg, e));
         }
-        self.recv_payload(&msg, bytes)?;
+        self.recv_payload(&msg, bytes, false)?;
         Ok(msg.header)
     }
 

@@ -101,6 +101,12 @@ pub(super) struct Job {
     pub(super) aborted: bool,
     /// Stream bytes handed to the job's progress hook so far ([`Flight::hook_work`]).
     pub(super) hooked: u64,
+    /// [`crate::Prefault::Ahead`] (receives): fault the spans in ahead of the receive point
+    /// while the job's requests are in flight ([`Flight::prefault_work`]); cleared when the
+    /// kernel refuses `MADV_POPULATE_WRITE`.
+    pub(super) prefault_ahead: bool,
+    /// Stream offset up to which the spans have been populated.
+    pub(super) prefaulted: u64,
 }
 
 impl Job {
@@ -144,6 +150,8 @@ impl Job {
             pages_deadline: None,
             aborted: false,
             hooked: 0,
+            prefault_ahead: false,
+            prefaulted: 0,
         }
     }
 
@@ -372,6 +380,51 @@ impl Flight<'_> {
         worked
     }
 
+    /// [`crate::Prefault::Ahead`]: for the first receive job in flight that asks for it and is
+    /// less than [`PREFAULT_AHEAD`] populated past its completed front, populates the next
+    /// [`PREFAULT_SLICE`] (`MADV_POPULATE_WRITE`, Linux 5.14) from the later of the front and
+    /// where it stopped; true when it did. One slice per call: the caller enters the kernel
+    /// between slices, so the receive's own copies keep running.
+    pub(super) fn prefault_work(&mut self) -> bool {
+        for j in &mut self.jobs {
+            if !(j.prefault_ahead && j.result.is_none() && j.dir == Direction::Recv) {
+                continue;
+            }
+            let front = j.plan.completed_prefix();
+            let from = j.prefaulted.max(front);
+            let to = (front + PREFAULT_AHEAD).min(j.len);
+            if from >= to {
+                continue;
+            }
+            let k = j.starts.partition_point(|&s| s <= from) - 1;
+            let off = (from - j.starts[k]) as usize;
+            let n = (j.spans[k].len - off).min(PREFAULT_SLICE as usize);
+            // Page-aligned start (madvise needs it); the length may end anywhere.
+            let addr = j.spans[k].ptr.wrapping_add(off) as usize;
+            let page = addr & !(4095);
+            // SAFETY: `[page, addr + n)` is the page-rounded part of span `k`, memory the
+            // caller lends this set for writing (`Ring::run_set`'s contract);
+            // MADV_POPULATE_WRITE only faults pages in (a present page is left as it is, its
+            // bytes unchanged), so it races with nothing the kernel writes there, and it
+            // creates no Rust reference to the memory.
+            let rc = unsafe {
+                libc::madvise(
+                    page as *mut libc::c_void,
+                    addr + n - page,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+            if rc != 0 {
+                // EINVAL before Linux 5.14, or memory that cannot be populated: stop trying.
+                j.prefault_ahead = false;
+                continue;
+            }
+            j.prefaulted = from + n as u64;
+            return true;
+        }
+        false
+    }
+
     /// Asks the kernel to cancel every SQE of job `job`'s open chain.
     pub(super) fn cancel(&mut self, job: usize) {
         let j = &self.jobs[job];
@@ -466,6 +519,13 @@ impl Flight<'_> {
         d
     }
 }
+
+/// [`Flight::prefault_work`]: bytes populated per slice (one huge page's worth: 2 MiB).
+pub(super) const PREFAULT_SLICE: u64 = 2 << 20;
+
+/// [`Flight::prefault_work`]: how far past a receive's completed front the backend populates
+/// (16 MiB: half of a default chain's 32 MiB in flight).
+pub(super) const PREFAULT_AHEAD: u64 = 16 << 20;
 
 /// How long a canceled chain may stay open before its cancel is sent again. An
 /// `IORING_OP_ASYNC_CANCEL` can miss: it completes with `-EALREADY` when the request is

@@ -435,7 +435,17 @@ impl Ring {
         idle: Option<Duration>,
         register: bool,
     ) -> Vec<Result<u64>> {
-        if let ([t @ Transfer { progress: None, .. }], true) = (&mut *transfers, register) {
+        if let (
+            [
+                t @ Transfer {
+                    progress: None,
+                    prefault_ahead: false,
+                    ..
+                },
+            ],
+            true,
+        ) = (&mut *transfers, register)
+        {
             // One array, registered for this one call (the fixed-buffer ops need it).
             let dir = t.bufs.dir();
             let span = match &mut t.bufs {
@@ -463,13 +473,15 @@ impl Ring {
                         .collect(),
                 };
                 let dir = t.bufs.dir();
-                Job::new(
+                let mut job = Job::new(
                     t.fd.as_raw_fd(),
                     dir,
                     &spans,
                     tuning.segment_bytes,
                     t.at_least,
-                )
+                );
+                job.prefault_ahead = t.prefault_ahead;
+                job
             })
             .collect();
         // SAFETY: every span is a slice that `transfers` borrows for the whole call — shared
@@ -492,7 +504,9 @@ impl Ring {
     /// hooks"): while any hook has bytes it may be given, the loop hands over a slice of at
     /// most [`HOOK_SLICE`] bytes and then only flushes the ring (no wait); it blocks in its
     /// wait only when no hook has work. A job that succeeded has had every byte handed over
-    /// before this returns.
+    /// before this returns. A receive job with `prefault_ahead` ([`crate::Prefault::Ahead`])
+    /// is worked on the same way: one `MADV_POPULATE_WRITE` slice ahead of its receive
+    /// point per round ([`Flight::prefault_work`]).
     ///
     /// # Safety
     ///
@@ -552,7 +566,7 @@ impl Ring {
             }
             // Work on the bytes the ring has moved (or is about to) while the rest is in
             // flight; then only flush the ring, without sleeping.
-            let worked = flight.hook_work(hooks, HOOK_SLICE);
+            let worked = flight.hook_work(hooks, HOOK_SLICE) | flight.prefault_work();
             // Until the interrupt check fires, every wait wakes within INTERRUPT_POLL to poll it.
             let poll_interrupt = self.interrupt.is_some() && !interrupted;
             let deadline = match worked {
