@@ -5,8 +5,9 @@
 //! 4 KiB pages on this project's machine. [`AlignedBuf`] maps anonymous memory (page-aligned,
 //! so any element type is aligned), asks for transparent huge pages (`MADV_HUGEPAGE`, Linux
 //! 2.6.38) and pre-faults it in one call (`MADV_POPULATE_WRITE`, Linux 5.14; skipped silently
-//! where unsupported) before the receive starts. Which of these pays is measured by
-//! `ringxfer bench --fresh`; see the README.
+//! where unsupported) before the receive starts — or, with [`Prefault::Ahead`], lets the uring
+//! backend populate it slice by slice while the receive's requests are in flight. Which of
+//! these pays is measured by `ringxfer bench --fresh --recycle 0 --prefault …`; see the README.
 //!
 //! What pays most is not faulting at all: the kernel must zero every fresh page (~40 ms per
 //! 400 MB at memory bandwidth, more with 4 KiB faults), which no advice avoids. So an
