@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, Socket};
 
-use crate::driver::{Bufs, Transfer};
+use crate::driver::{Bufs, HOOK_CHUNK, Progress, Transfer};
 
 use crate::error::{Error, Result};
 use crate::planner::{Direction, MAX_IO_BYTES};
@@ -256,20 +256,36 @@ const GATHER_MAX: usize = 64;
 
 /// Sends every byte of `parts`, in order: one `sendmsg` gathers as many parts as fit (a
 /// framed message's header, payload and trailer leave in one call when the socket buffer
-/// takes them), with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not `SIGPIPE`).
+/// takes them), with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not `SIGPIPE`). With a
+/// progress `hook`, each `sendmsg` moves at most [`HOOK_CHUNK`] bytes and the hook runs on
+/// them right before it (see [`crate::driver`], "Progress hooks").
 fn send_gathered(
     sock: &Socket,
     parts: &[&[u8]],
-    waits: &Waits,
+    (waits, mut hook): (&Waits, Option<&mut dyn Progress>),
     cancel: Option<&AtomicBool>,
 ) -> Result<u64> {
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    let mut hooked = 0u64;
     run(
         sock,
         Direction::Send,
         &lens,
         (waits, None, cancel),
         |pos, end| {
+            let end = match hook.as_deref_mut() {
+                Some(h) => {
+                    let end = end.min(pos + HOOK_CHUNK as u64);
+                    while hooked < end {
+                        let (i, off) = locate(&lens, hooked);
+                        let n = (lens[i] - off).min((end - hooked) as usize);
+                        h.bytes(hooked, &parts[i][off..off + n]);
+                        hooked += n as u64;
+                    }
+                    end
+                }
+                None => end,
+            };
             let (first, off) = locate(&lens, pos);
             let mut budget = (end - pos) as usize;
             // On the stack: no allocation per syscall.
@@ -294,11 +310,12 @@ fn send_gathered(
 }
 
 /// Fills `parts` in order: every byte, or with `at_least` until that many arrived (taking
-/// what else the socket holds, up to the parts' length).
+/// what else the socket holds, up to the parts' length). A progress `hook` runs on each
+/// chunk right after `read` returns it.
 fn recv_scattered(
     sock: &Socket,
     parts: &mut [&mut [u8]],
-    (waits, at_least): (&Waits, Option<u64>),
+    (waits, at_least, mut hook): (&Waits, Option<u64>, Option<&mut dyn Progress>),
     cancel: Option<&AtomicBool>,
 ) -> Result<u64> {
     let mut r = sock;
@@ -311,7 +328,11 @@ fn recv_scattered(
         |pos, end| {
             let (i, off) = locate(&lens, pos);
             let stop = (off as u64 + (end - pos)).min(lens[i] as u64) as usize;
-            r.read(&mut parts[i][off..stop])
+            let n = r.read(&mut parts[i][off..stop])?;
+            if let Some(h) = hook.as_deref_mut() {
+                h.bytes(pos, &parts[i][off..off + n]);
+            }
+            Ok(n)
         },
     )
 }
@@ -319,9 +340,10 @@ fn recv_scattered(
 /// Runs one transfer on the calling thread; `cancel` is the set's flag, if any.
 fn run_transfer(t: &mut Transfer<'_>, waits: &Waits, cancel: Option<&AtomicBool>) -> Result<u64> {
     let sock = SockRef::from(&t.fd);
+    let hook = t.progress.as_mut().map(|h| &mut **h as &mut dyn Progress);
     match &mut t.bufs {
-        Bufs::Send(parts) => send_gathered(&sock, parts, waits, cancel),
-        Bufs::Recv(parts) => recv_scattered(&sock, parts, (waits, t.at_least), cancel),
+        Bufs::Send(parts) => send_gathered(&sock, parts, (waits, hook), cancel),
+        Bufs::Recv(parts) => recv_scattered(&sock, parts, (waits, t.at_least, hook), cancel),
     }
 }
 
@@ -394,12 +416,12 @@ pub(crate) fn run_set(transfers: &mut [Transfer<'_>], waits: &Waits) -> Vec<Resu
 
 /// Sends every byte of `parts`, in order (see [`send_gathered`]).
 pub(crate) fn send_parts(sock: &Socket, parts: &[&[u8]], waits: &Waits) -> Result<()> {
-    send_gathered(sock, parts, waits, None).map(drop)
+    send_gathered(sock, parts, (waits, None), None).map(drop)
 }
 
 /// Fills every byte of `parts`, in order.
 pub(crate) fn recv_parts(sock: &Socket, parts: &mut [&mut [u8]], waits: &Waits) -> Result<()> {
-    recv_scattered(sock, parts, (waits, None), None).map(drop)
+    recv_scattered(sock, parts, (waits, None, None), None).map(drop)
 }
 
 /// Sends every byte of `bytes`.

@@ -5,8 +5,9 @@
 //! 4 KiB pages on this project's machine. [`AlignedBuf`] maps anonymous memory (page-aligned,
 //! so any element type is aligned), asks for transparent huge pages (`MADV_HUGEPAGE`, Linux
 //! 2.6.38) and pre-faults it in one call (`MADV_POPULATE_WRITE`, Linux 5.14; skipped silently
-//! where unsupported) before the receive starts. Which of these pays is measured by
-//! `ringxfer bench --fresh`; see the README.
+//! where unsupported) before the receive starts — or, with [`Prefault::Ahead`], lets the uring
+//! backend populate it slice by slice while the receive's requests are in flight. Which of
+//! these pays is measured by `ringxfer bench --fresh --recycle 0 --prefault …`; see the README.
 //!
 //! What pays most is not faulting at all: the kernel must zero every fresh page (~40 ms per
 //! 400 MB at memory bandwidth, more with 4 KiB faults), which no advice avoids. So an
@@ -34,6 +35,12 @@ pub enum Prefault {
     Populate,
     /// `MADV_HUGEPAGE`, then `MADV_POPULATE_WRITE` (2 MiB pages where THP allows).
     HugePopulate,
+    /// Plain anonymous mapping, faulted in **while the receive runs**: the uring backend,
+    /// while its requests are in flight, populates (`MADV_POPULATE_WRITE`, Linux 5.14) the
+    /// next 2 MiB slices ahead of the receive point, at most 16 MiB ahead, entering the
+    /// kernel between slices (see `src/uring/flight.rs`). Only for memory the engine did not
+    /// recycle; the blocking backend faults in during `recv` as with `None`.
+    Ahead,
 }
 
 /// Arrays below this size live on the heap (8-byte aligned `Vec<u64>`): an `mmap`/`munmap`
@@ -48,6 +55,8 @@ pub struct AlignedBuf {
     heap: Vec<u64>,
     len: usize,
     pool: Option<Arc<Pool>>,
+    /// A new mapping, never touched (not recycled, not heap memory).
+    fresh: bool,
 }
 
 /// Mappings of dropped arrays, kept for reuse by later receives (touched memory: no page
@@ -131,13 +140,14 @@ impl AlignedBuf {
                 heap: vec![0u64; len.div_ceil(8)],
                 len,
                 pool: None,
+                fresh: false,
             });
         }
         let map = MmapOptions::new().len(len).map_anon()?;
         if prefault == Prefault::HugePopulate {
             let _ = map.advise(Advice::HugePage);
         }
-        if prefault != Prefault::None {
+        if matches!(prefault, Prefault::Populate | Prefault::HugePopulate) {
             let _ = map.advise(Advice::PopulateWrite);
         }
         Ok(AlignedBuf {
@@ -145,6 +155,7 @@ impl AlignedBuf {
             heap: Vec::new(),
             len,
             pool: None,
+            fresh: true,
         })
     }
 
@@ -158,6 +169,7 @@ impl AlignedBuf {
                 heap: Vec::new(),
                 len,
                 pool: None,
+                fresh: false,
             },
             None => AlignedBuf::new(len, prefault)?,
         };
@@ -165,6 +177,12 @@ impl AlignedBuf {
             b.pool = Some(Arc::clone(pool));
         }
         Ok(b)
+    }
+
+    /// True for a new mapping (not recycled from a pool, not heap memory) that
+    /// [`Prefault::Ahead`] should fault in during the receive.
+    pub fn is_fresh_mapping(&self) -> bool {
+        self.fresh
     }
 
     /// Length in bytes.
@@ -202,6 +220,7 @@ mod tests {
     fn pool_recycles_fitting_mappings_only() {
         let pool = Pool::new(8 << 20);
         let a = AlignedBuf::for_receive(4 << 20, Prefault::None, &pool).unwrap();
+        assert!(a.is_fresh_mapping(), "a new mapping is fresh");
         let addr = a.as_bytes().as_ptr();
         drop(a);
         assert_eq!(pool.held_bytes(), 4 << 20);
@@ -213,6 +232,9 @@ mod tests {
         );
         let b = AlignedBuf::for_receive((4 << 20) - 100, Prefault::None, &pool).unwrap();
         assert_eq!(b.as_bytes().as_ptr(), addr, "reused");
+        assert!(!b.is_fresh_mapping(), "a recycled mapping is not fresh");
+        let heap = AlignedBuf::for_receive(MAP_THRESHOLD - 1, Prefault::Ahead, &pool).unwrap();
+        assert!(!heap.is_fresh_mapping(), "heap memory is not a mapping");
         assert_eq!(b.len(), (4 << 20) - 100);
         drop((b, too_small));
         assert_eq!(pool.held_bytes(), 6 << 20);
@@ -223,7 +245,12 @@ mod tests {
 
     #[test]
     fn zeroed_and_aligned() {
-        for p in [Prefault::None, Prefault::Populate, Prefault::HugePopulate] {
+        for p in [
+            Prefault::None,
+            Prefault::Populate,
+            Prefault::HugePopulate,
+            Prefault::Ahead,
+        ] {
             let mut b = AlignedBuf::new(3 << 20, p).unwrap();
             assert_eq!(b.len(), 3 << 20);
             assert_eq!(

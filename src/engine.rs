@@ -704,6 +704,10 @@ impl Wire for Engine {
         self.opts.nodelay
     }
 
+    fn prefault_ahead(&self) -> bool {
+        self.opts.prefault == Prefault::Ahead
+    }
+
     fn alloc(&self, len: usize) -> Result<AlignedBuf> {
         AlignedBuf::for_receive(len, self.opts.prefault, &self.pool).map_err(|source| {
             Error::Alloc {

@@ -161,6 +161,10 @@ pub mod file {
 mod error;
 mod framed;
 pub mod npy;
+mod progress;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod progress_testing;
 mod scope;
 mod sock;
 mod stats;

@@ -159,6 +159,28 @@ impl Planner {
         self.confirmed
     }
 
+    /// Bytes known final from the start of the array: [`Planner::confirmed`] plus the front
+    /// of the chain in flight whose CQEs are in, in stream order — every full completion, and
+    /// a short one (the link breaks there; [`Planner::settle`] will confirm exactly these
+    /// bytes). A receive's bytes below this offset are written and no SQE will touch them
+    /// again; the chain's later SQEs may still be in flight.
+    pub fn completed_prefix(&self) -> u64 {
+        let mut pos = self.confirmed;
+        for f in &self.chain {
+            match f.res {
+                Some(res) if res > 0 => {
+                    let moved = (res as u32).min(f.sqe.len);
+                    pos += u64::from(moved);
+                    if moved < f.sqe.len {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        pos
+    }
+
     /// Total bytes of the transfer.
     pub fn total(&self) -> u64 {
         self.total
@@ -298,6 +320,30 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completed_prefix_follows_the_front_of_the_chain() {
+        let mut p = Planner::new(Direction::Recv, 20, 4, u64::MAX);
+        let c = p.next_chain(4).unwrap();
+        let ids: Vec<u64> = c.sqes.iter().map(|s| s.id).collect();
+        assert_eq!(p.completed_prefix(), 0);
+        // A later SQE's CQE before the first one's: nothing is final yet.
+        assert!(p.complete(ids[1], 4));
+        assert_eq!(p.completed_prefix(), 0);
+        assert!(p.complete(ids[0], 4));
+        assert_eq!(p.completed_prefix(), 8);
+        // A short completion ends the prefix; the canceled rest adds nothing.
+        assert!(p.complete(ids[2], 3));
+        assert_eq!(p.completed_prefix(), 11);
+        assert!(p.complete(ids[3], -libc::ECANCELED));
+        assert_eq!(p.completed_prefix(), 11);
+        assert_eq!(p.settle(), Ok(11));
+        assert_eq!((p.confirmed(), p.completed_prefix()), (11, 11));
+        // The next chain starts there.
+        let c = p.next_chain(4).unwrap();
+        assert!(p.complete(c.sqes[0].id, -libc::EINTR));
+        assert_eq!(p.completed_prefix(), 11);
+    }
 
     #[test]
     fn segments_respect_slots_and_cap() {

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use bytemuck::Pod;
 
-use crate::driver::Transfer;
+use crate::driver::{Progress, Transfer};
 use crate::{Error, Result};
 
 /// Records the transfers of one [`Engine::scope`](crate::Engine::scope) call.
@@ -58,13 +58,33 @@ impl<'env> Scope<'env> {
         self.transfers
     }
 
-    pub(crate) fn send_parts(&mut self, fd: BorrowedFd<'env>, parts: Vec<&'env [u8]>) {
-        self.transfers.push(Transfer::send(fd, parts));
+    /// `hook`: work on the bytes as they move ([`crate::driver`], "Progress hooks").
+    pub(crate) fn send_parts(
+        &mut self,
+        fd: BorrowedFd<'env>,
+        parts: Vec<&'env [u8]>,
+        hook: Option<&'env mut dyn Progress>,
+    ) {
+        let t = Transfer::send(fd, parts);
+        self.transfers.push(Transfer {
+            progress: hook,
+            ..t
+        });
     }
 
-    /// Adds a receive filling raw parts, back to back as one stream.
-    pub(crate) fn recv_parts(&mut self, fd: BorrowedFd<'env>, parts: Vec<&'env mut [u8]>) {
-        self.transfers.push(Transfer::recv(fd, parts));
+    /// Adds a receive filling raw parts, back to back as one stream (`hook` as for
+    /// [`Scope::send_parts`]).
+    pub(crate) fn recv_parts(
+        &mut self,
+        fd: BorrowedFd<'env>,
+        parts: Vec<&'env mut [u8]>,
+        hook: Option<&'env mut dyn Progress>,
+    ) {
+        let t = Transfer::recv(fd, parts);
+        self.transfers.push(Transfer {
+            progress: hook,
+            ..t
+        });
     }
 }
 

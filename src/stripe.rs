@@ -306,6 +306,10 @@ impl StripePrefix {
 use crate::dtype::DType;
 use crate::frame::{self, FrameError, Order, TRAILER_LEN};
 use crate::framed::AnyArray;
+use crate::progress::PayloadCrc;
+
+/// One stripe's receive: its place in the array, its trailer, its CRC-32 hook.
+type Slot<'a> = (&'a mut [u8], &'a mut [u8; TRAILER_LEN], &'a mut PayloadCrc);
 
 impl Engine {
     /// Sends one framed array striped over `socks` (docs/PROTOCOL.md, "Striped arrays"):
@@ -353,31 +357,75 @@ impl Engine {
                 .encode()
             })
             .collect();
-        let trailers: Vec<[u8; TRAILER_LEN]> = geometry
-            .iter()
-            .map(|r| {
-                frame::encode_trailer(crc32fast::hash(&bytes[r.start as usize..r.end as usize]))
-            })
-            .collect();
         let peers: Vec<String> = socks.iter().map(peer_name).collect();
         for (i, (s, r)) in socks.iter().zip(&geometry).enumerate() {
             // The stream-socket check and TCP_NODELAY, as for any framed send.
             crate::framed::prepare_send(self, s, (r.end - r.start) as usize)
                 .map_err(|e| stream_error(&peers, i, e))?;
         }
+        let stripe = |i: usize| &bytes[geometry[i].start as usize..geometry[i].end as usize];
+        // A large array's stripes are hashed as they go out (a progress hook per stream) and
+        // the trailers follow in a second set; a small one's are hashed first and leave with
+        // their stripes (as `send_view`).
+        let overlap = bytes.len() >= crate::framed::CRC_OVERLAP_MIN;
+        let mut crcs: Vec<PayloadCrc> = (0..n)
+            .map(|i| {
+                let skip = STRIPE_PREFIX_LEN + if i == 0 { head.len() } else { 0 };
+                PayloadCrc::new(
+                    crc32fast::Hasher::new(),
+                    skip as u64,
+                    stripe(i).len() as u64,
+                )
+            })
+            .collect();
+        let mut trailers: Vec<[u8; TRAILER_LEN]> = match overlap {
+            true => Vec::new(),
+            false => (0..n)
+                .map(|i| frame::encode_trailer(crc32fast::hash(stripe(i))))
+                .collect(),
+        };
         let results = self
             .scope(|s| {
-                for (i, sock) in socks.iter().enumerate() {
-                    let stripe = &bytes[geometry[i].start as usize..geometry[i].end as usize];
+                for ((i, sock), crc) in socks.iter().enumerate().zip(crcs.iter_mut()) {
                     let mut parts: Vec<&[u8]> = vec![&prefixes[i]];
                     if i == 0 {
                         parts.push(&head);
                     }
-                    parts.extend([stripe, &trailers[i][..]]);
-                    s.send_parts(sock.as_fd(), parts);
+                    parts.push(stripe(i));
+                    match trailers.get(i) {
+                        Some(t) => {
+                            parts.push(&t[..]);
+                            s.send_parts(sock.as_fd(), parts, None);
+                        }
+                        None => s.send_parts(sock.as_fd(), parts, Some(crc)),
+                    }
                 }
             })
             .into_results();
+        first_failure(peers.clone(), results)?;
+        if !overlap {
+            return Ok(());
+        }
+        trailers = crcs
+            .into_iter()
+            .map(|c| frame::encode_trailer(c.finalize()))
+            .collect();
+        // Each stream's trailer, after its prefix, header and stripe.
+        let sent = |i: usize| {
+            (STRIPE_PREFIX_LEN + stripe(i).len()) as u64
+                + if i == 0 { head.len() as u64 } else { 0 }
+        };
+        let results = self
+            .scope(|s| {
+                for (sock, t) in socks.iter().zip(&trailers) {
+                    s.send_parts(sock.as_fd(), vec![&t[..]], None);
+                }
+            })
+            .into_results()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.map_err(|e| e.rebased(sent(i), sent(i) + TRAILER_LEN as u64)))
+            .collect();
         first_failure(peers, results)
     }
 
@@ -423,6 +471,10 @@ impl Engine {
         // 3. Every stripe in place, and its trailer.
         let geometry = stripes(first.payload_len, n);
         let mut trailers = vec![[0u8; TRAILER_LEN]; n];
+        let mut crcs: Vec<PayloadCrc> = geometry
+            .iter()
+            .map(|r| PayloadCrc::new(crc32fast::Hasher::new(), 0, r.end - r.start))
+            .collect();
         {
             let mut parts: Vec<&mut [u8]> = Vec::with_capacity(n);
             let mut rest = array.bytes_mut();
@@ -432,17 +484,19 @@ impl Engine {
                 parts.push(head);
                 rest = tail;
             }
-            let mut slots: Vec<Option<(&mut [u8], &mut [u8; TRAILER_LEN])>> = parts
+            let mut slots: Vec<Option<Slot<'_>>> = parts
                 .into_iter()
                 .zip(trailers.iter_mut())
-                .map(Some)
+                .zip(crcs.iter_mut())
+                .map(|((p, t), c)| Some((p, t, c)))
                 .collect();
             let results = self
                 .scope(|s| {
                     for k in 0..n {
                         let i = by_index[k];
-                        let (stripe, trailer) = slots[k].take().expect("once");
-                        s.recv_parts(socks[i].as_fd(), vec![stripe, &mut trailer[..]]);
+                        let (stripe, trailer, crc) = slots[k].take().expect("once");
+                        // The stripe's CRC-32 is computed as its bytes arrive.
+                        s.recv_parts(socks[i].as_fd(), vec![stripe, &mut trailer[..]], Some(crc));
                     }
                 })
                 .into_results();
@@ -453,10 +507,10 @@ impl Engine {
             }
             first_failure(peers.clone(), by_socket)?;
         }
-        for (k, r) in geometry.iter().enumerate() {
+        for (k, crc) in crcs.into_iter().enumerate() {
             let i = by_index[k];
             let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(i, e.into()))?;
-            let actual = crc32fast::hash(&array.bytes()[r.start as usize..r.end as usize]);
+            let actual = crc.finalize();
             if actual != expected {
                 return Err(on(
                     i,
@@ -481,7 +535,7 @@ impl Engine {
         let results = self
             .scope(|s| {
                 for (sock, b) in socks.iter().zip(raw.iter_mut()) {
-                    s.recv_parts(sock.as_fd(), vec![&mut b[..]]);
+                    s.recv_parts(sock.as_fd(), vec![&mut b[..]], None);
                 }
             })
             .into_results();

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Engine, Error, Options, RingFlags, RingSetup, UringTuning};
+use ringxfer::{Backend, Engine, Error, Options, RingFlags, RingSetup};
 use util::*;
 
 /// Set in the child: the `RINGXFER_RING_FLAGS` value it runs under.
@@ -22,16 +22,7 @@ const CHILD_ENV: &str = "RINGXFER_TEST_RING_FLAGS_CHILD";
 /// Uring options that put every transfer through the ring, in several chains (64 KiB
 /// segments, 4 per chain), with an idle timeout so every wait is a timed `EXT_ARG` wait.
 fn ring_opts(idle: Option<Duration>) -> Options {
-    Options {
-        backend: Backend::Uring,
-        idle_timeout: idle,
-        uring: UringTuning {
-            segment_bytes: 64 << 10,
-            chain_sqes: 4,
-            ..UringTuning::default()
-        },
-        ..Options::default()
-    }
+    small_chains(Backend::Uring, idle)
 }
 
 /// `a` sends `n` pattern bytes to `b` on `a_sock` → `b_sock` (the receiver on a scoped

@@ -38,7 +38,12 @@ pub const SEND_OPS: &[SendOp] = &[
 /// `--recv-op` values.
 pub const RECV_OPS: &[RecvOp] = &[RecvOp::Recv, RecvOp::ReadFixed];
 /// `bench --prefault` values.
-pub const PREFAULTS: &[Prefault] = &[Prefault::None, Prefault::Populate, Prefault::HugePopulate];
+pub const PREFAULTS: &[Prefault] = &[
+    Prefault::None,
+    Prefault::Populate,
+    Prefault::HugePopulate,
+    Prefault::Ahead,
+];
 
 /// The library's `Display` spelling of a value.
 pub fn display_name<T: std::fmt::Display>(v: &T) -> String {

@@ -37,6 +37,7 @@ use crate::buffer::AlignedBuf;
 use crate::driver::Transfer;
 use crate::dtype::DType;
 use crate::frame::{self, FrameError, Header, Order, TRAILER_LEN, WireFormat};
+use crate::progress::PayloadCrc;
 use crate::{Error, Result};
 
 pub(crate) mod array;
@@ -58,6 +59,8 @@ pub(crate) trait Wire: std::fmt::Debug + Send {
     /// Page-aligned receive memory of `len` bytes from the engine's pool
     /// ([`Error::Alloc`] when the kernel refuses it).
     fn alloc(&self, len: usize) -> Result<AlignedBuf>;
+    /// [`Options::prefault`](crate::Options::prefault) is [`crate::Prefault::Ahead`].
+    fn prefault_ahead(&self) -> bool;
 }
 
 /// Payloads up to this size are copied next to their header and trailer by
@@ -97,8 +100,15 @@ pub(crate) fn prepare_send<S: AsFd>(wire: &dyn Wire, sock: &S, len: usize) -> Re
     Ok(())
 }
 
-/// Sends raw element bytes of any `dtype` as one framed array (header, payload, trailer in
-/// one gathered transfer).
+/// Payloads from this size up are sent with their CRC-32 computed as the bytes go out (a
+/// progress hook, [`crate::driver`]) and the trailer in a second transfer once it is known;
+/// smaller ones are hashed first and leave with header and trailer in one transfer (one SQE or
+/// `sendmsg`), which keeps a small message's latency (`ringxfer bench --pingpong`).
+pub(crate) const CRC_OVERLAP_MIN: usize = 1 << 20;
+
+/// Sends raw element bytes of any `dtype` as one framed array: header, payload, trailer in one
+/// gathered transfer, or — an RGXF payload of at least [`CRC_OVERLAP_MIN`] bytes — header and
+/// payload with the CRC-32 computed on the way, then the trailer.
 pub(crate) fn send_view<S: AsFd>(
     wire: &mut dyn Wire,
     sock: &S,
@@ -106,7 +116,9 @@ pub(crate) fn send_view<S: AsFd>(
     format: WireFormat,
 ) -> Result<()> {
     let header = send_header(view.dtype, view.shape, view.order, view.bytes.len())?;
+    let overlap = format == WireFormat::Rgxf && view.bytes.len() >= CRC_OVERLAP_MIN;
     let (head, trailer) = match format {
+        WireFormat::Rgxf if overlap => (header.encode(), None),
         WireFormat::Rgxf => (
             header.encode(),
             Some(frame::encode_trailer(crc32fast::hash(view.bytes))),
@@ -124,8 +136,25 @@ pub(crate) fn send_view<S: AsFd>(
     .into_iter()
     .filter(|p| !p.is_empty())
     .collect();
-    prepare_send(wire, sock, parts.iter().map(|p| p.len()).sum())?;
-    wire.run(Transfer::send(sock.as_fd(), parts)).map(drop)
+    let first: usize = parts.iter().map(|p| p.len()).sum();
+    let whole = first + if overlap { TRAILER_LEN } else { 0 };
+    prepare_send(wire, sock, whole)?;
+    if !overlap {
+        return wire.run(Transfer::send(sock.as_fd(), parts)).map(drop);
+    }
+    let mut crc = PayloadCrc::new(
+        crc32fast::Hasher::new(),
+        head.len() as u64,
+        view.bytes.len() as u64,
+    );
+    let t = Transfer::send(sock.as_fd(), parts).with_progress(&mut crc);
+    let (first, whole) = (first as u64, whole as u64);
+    wire.run(t).map_err(|e| in_message(e, 0, whole))?;
+    let trailer = frame::encode_trailer(crc.finalize());
+    let t = Transfer::send(sock.as_fd(), vec![&trailer[..]]);
+    wire.run(t)
+        .map(drop)
+        .map_err(|e| in_message(e, first, whole))
 }
 
 /// Sends many framed arrays back to back (see
@@ -195,18 +224,15 @@ pub(crate) fn shape_mismatch(
 }
 
 /// Checks a message's trailer (end magic, and the payload CRC-32 when the header's flag says
-/// the sender computed it).
+/// the sender computed it); `actual` is the CRC-32 of the payload as received.
 pub(crate) fn check_trailer(
     header: &Header,
-    payload: &[u8],
+    actual: u32,
     trailer: &[u8; TRAILER_LEN],
 ) -> Result<()> {
     let expected = frame::decode_trailer(trailer)?;
-    if header.flags & frame::FLAG_PAYLOAD_CRC32 != 0 {
-        let actual = crc32fast::hash(payload);
-        if actual != expected {
-            return Err(FrameError::PayloadChecksum { expected, actual }.into());
-        }
+    if header.flags & frame::FLAG_PAYLOAD_CRC32 != 0 && actual != expected {
+        return Err(FrameError::PayloadChecksum { expected, actual }.into());
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::driver::Transfer;
 use crate::dtype::DType;
 use crate::frame::{self, FrameError, Header, PREFIX_LEN, TRAILER_LEN, WireFormat};
 use crate::npy::{self, NpyHeader};
+use crate::progress::PayloadCrc;
 
 use super::array::{AnyArray, Array, Element};
 use super::{Wire, check_trailer, in_message, shape_mismatch};
@@ -193,29 +194,46 @@ impl<'e, S: AsFd> Receiver<'e, S> {
 
     /// Receives the payload of `msg` (whose header bytes were just consumed) into `out`
     /// (`payload_len` bytes), then, for RGXF, reads and checks the trailer (`.npy` has none).
-    fn recv_payload(&mut self, msg: &Message, out: &mut [u8]) -> Result<()> {
+    /// An RGXF payload's CRC-32 is computed as its bytes arrive (a progress hook on the
+    /// receive, [`crate::driver`]), not in a second pass over `out`.
+    /// `fresh`: `out` is a new mapping never touched ([`crate::Prefault::Ahead`]).
+    fn recv_payload(&mut self, msg: &Message, out: &mut [u8], fresh: bool) -> Result<()> {
         let (hl, len, tl) = (msg.header_len, out.len(), msg.trailer_len());
         let whole = msg.whole();
         let have = self.buffered().min(len);
         out[..have].copy_from_slice(&self.buf[self.start..self.start + have]);
         self.start += have;
+        let checked =
+            msg.format == WireFormat::Rgxf && msg.header.flags & frame::FLAG_PAYLOAD_CRC32 != 0;
+        let mut hasher = crc32fast::Hasher::new();
+        if checked {
+            hasher.update(&out[..have]);
+        }
         let mut trailer = [0u8; TRAILER_LEN];
         if have < len {
             // The rest of a large payload and its trailer go straight to their places.
+            let mut crc = PayloadCrc::new(hasher, 0, (len - have) as u64);
             let mut parts: Vec<&mut [u8]> = vec![&mut out[have..]];
             if tl > 0 {
                 parts.push(&mut trailer);
             }
-            let t = Transfer::recv(self.sock.as_fd(), parts);
+            let mut t = Transfer {
+                prefault_ahead: fresh && self.wire.prefault_ahead(),
+                ..Transfer::recv(self.sock.as_fd(), parts)
+            };
+            if checked {
+                t = t.with_progress(&mut crc);
+            }
             let r = self.wire.run(t);
             r.map_err(|e| in_message(e, (hl + have) as u64, whole))?;
+            hasher = crc.into_hasher();
         } else if tl > 0 {
             self.fill(tl, tl, (hl + len) as u64, whole)?;
             trailer.copy_from_slice(&self.buf[self.start..self.start + tl]);
             self.start += tl;
         }
         match msg.format {
-            WireFormat::Rgxf => check_trailer(&msg.header, out, &trailer),
+            WireFormat::Rgxf => check_trailer(&msg.header, hasher.finalize(), &trailer),
             WireFormat::Npy => Ok(()),
         }
     }
@@ -280,7 +298,8 @@ impl<'e, S: AsFd> Receiver<'e, S> {
             .into());
         }
         let mut data: AlignedBuf = self.wire.alloc(msg.header.payload_len as usize)?;
-        self.recv_payload(&msg, data.as_bytes_mut())?;
+        let fresh = data.is_fresh_mapping();
+        self.recv_payload(&msg, data.as_bytes_mut(), fresh)?;
         Ok(AnyArray::new(msg.header, data, msg.format))
     }
 
@@ -293,7 +312,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
             let e = shape_mismatch(header.dtype, &header.shape, header, out.len());
             return Err(self.discard(&msg, e.into()));
         }
-        self.recv_payload(&msg, out)
+        self.recv_payload(&msg, out, false)
     }
 
     /// Receives the next framed array of any dtype. Errors as
@@ -332,7 +351,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
         if let Err(e) = fits {
             return Err(self.discard(&msg, e));
         }
-        self.recv_payload(&msg, bytes)?;
+        self.recv_payload(&msg, bytes, false)?;
         Ok(msg.header)
     }
 

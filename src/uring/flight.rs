@@ -19,6 +19,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use super::registry::Span;
 use super::setup::RingIo;
 use super::zc_policy::{ZcDecision, ZcPolicy, notif_copied};
+use crate::driver::{Progress, SEND_LEAD};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, Planner};
 
@@ -98,6 +99,14 @@ pub(super) struct Job {
     pub(super) pages_deadline: Option<Instant>,
     /// The connection was aborted to make the kernel release the pages.
     pub(super) aborted: bool,
+    /// Stream bytes handed to the job's progress hook so far ([`Flight::hook_work`]).
+    pub(super) hooked: u64,
+    /// [`crate::Prefault::Ahead`] (receives): fault the spans in ahead of the receive point
+    /// while the job's requests are in flight ([`Flight::prefault_work`]); cleared when the
+    /// kernel refuses `MADV_POPULATE_WRITE`.
+    pub(super) prefault_ahead: bool,
+    /// Stream offset up to which the spans have been populated.
+    pub(super) prefaulted: u64,
 }
 
 impl Job {
@@ -140,6 +149,9 @@ impl Job {
             result: None,
             pages_deadline: None,
             aborted: false,
+            hooked: 0,
+            prefault_ahead: false,
+            prefaulted: 0,
         }
     }
 
@@ -299,8 +311,9 @@ impl Flight<'_> {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    // Still submit what is queued, without waiting.
-                    return self.ring.submit().map(|_| false);
+                    // Still submit what is queued and run the kernel's pending completion
+                    // work (DEFER_TASKRUN), without waiting.
+                    return self.ring.submit_and_flush().map(|_| false);
                 }
                 self.ring.submit_and_wait_timeout(1, left)
             }
@@ -312,6 +325,104 @@ impl Flight<'_> {
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The stream bytes job `i`'s progress hook may be given now (see [`crate::driver`],
+    /// "Progress hooks"): a receive's completed front ([`crate::planner::Planner::completed_prefix`]);
+    /// a send's, plus [`SEND_LEAD`] (all of it once the job succeeded). Nothing more once the
+    /// job failed.
+    fn hook_limit(&self, i: usize) -> u64 {
+        let j = &self.jobs[i];
+        let front = j.plan.completed_prefix();
+        match (&j.result, j.dir) {
+            (Some(Err(_)), _) => j.hooked,
+            (_, Direction::Recv) => front,
+            (Some(Ok(_)), Direction::Send) => j.len,
+            (None, Direction::Send) => (front + SEND_LEAD).min(j.len),
+        }
+    }
+
+    /// Hands each job's progress hook (`hooks[i]` is job `i`'s) the bytes it may be given now
+    /// ([`Flight::hook_limit`]), at most `budget` bytes in all, in stream order; true when
+    /// any hook was called.
+    pub(super) fn hook_work(
+        &mut self,
+        hooks: &mut [Option<&mut dyn Progress>],
+        mut budget: u64,
+    ) -> bool {
+        let mut worked = false;
+        for (i, hook) in hooks.iter_mut().enumerate() {
+            let Some(hook) = hook else { continue };
+            let limit = self.hook_limit(i);
+            let j = &mut self.jobs[i];
+            while j.hooked < limit && budget > 0 {
+                // The span holding stream byte `hooked`, and how much of it to hand over.
+                let k = j.starts.partition_point(|&s| s <= j.hooked) - 1;
+                let off = j.hooked - j.starts[k];
+                let n = (j.spans[k].len as u64 - off)
+                    .min(limit - j.hooked)
+                    .min(budget);
+                // SAFETY: `[off, off + n)` lies inside span `k` of job `i`, valid for reads
+                // for the whole set (`Ring::run_set`'s contract). For a receive these bytes
+                // are below the completed front: the CQEs of the requests that wrote them are
+                // reaped and the planner never plans confirmed bytes again, so the kernel no
+                // longer writes there while this shared slice lives (other requests of the
+                // job write only past the front). A send's bytes are only ever read.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(j.spans[k].ptr.add(off as usize), n as usize)
+                };
+                hook.bytes(j.hooked, bytes);
+                j.hooked += n;
+                budget -= n;
+                worked = true;
+            }
+        }
+        worked
+    }
+
+    /// [`crate::Prefault::Ahead`]: for the first receive job in flight that asks for it and is
+    /// less than [`PREFAULT_AHEAD`] populated past its completed front, populates the next
+    /// [`PREFAULT_SLICE`] (`MADV_POPULATE_WRITE`, Linux 5.14) from the later of the front and
+    /// where it stopped; true when it did. One slice per call: the caller enters the kernel
+    /// between slices, so the receive's own copies keep running.
+    pub(super) fn prefault_work(&mut self) -> bool {
+        for j in &mut self.jobs {
+            if !(j.prefault_ahead && j.result.is_none() && j.dir == Direction::Recv) {
+                continue;
+            }
+            let front = j.plan.completed_prefix();
+            let from = j.prefaulted.max(front);
+            let to = (front + PREFAULT_AHEAD).min(j.len);
+            if from >= to {
+                continue;
+            }
+            let k = j.starts.partition_point(|&s| s <= from) - 1;
+            let off = (from - j.starts[k]) as usize;
+            let n = (j.spans[k].len - off).min(PREFAULT_SLICE as usize);
+            // Page-aligned start (madvise needs it); the length may end anywhere.
+            let addr = j.spans[k].ptr.wrapping_add(off) as usize;
+            let page = addr & !(4095);
+            // SAFETY: `[page, addr + n)` is the page-rounded part of span `k`, memory the
+            // caller lends this set for writing (`Ring::run_set`'s contract);
+            // MADV_POPULATE_WRITE only faults pages in (a present page is left as it is, its
+            // bytes unchanged), so it races with nothing the kernel writes there, and it
+            // creates no Rust reference to the memory.
+            let rc = unsafe {
+                libc::madvise(
+                    page as *mut libc::c_void,
+                    addr + n - page,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+            if rc != 0 {
+                // EINVAL before Linux 5.14, or memory that cannot be populated: stop trying.
+                j.prefault_ahead = false;
+                continue;
+            }
+            j.prefaulted = from + n as u64;
+            return true;
+        }
+        false
     }
 
     /// Asks the kernel to cancel every SQE of job `job`'s open chain.
@@ -408,6 +519,13 @@ impl Flight<'_> {
         d
     }
 }
+
+/// [`Flight::prefault_work`]: bytes populated per slice (one huge page's worth: 2 MiB).
+pub(super) const PREFAULT_SLICE: u64 = 2 << 20;
+
+/// [`Flight::prefault_work`]: how far past a receive's completed front the backend populates
+/// (16 MiB: half of a default chain's 32 MiB in flight).
+pub(super) const PREFAULT_AHEAD: u64 = 16 << 20;
 
 /// How long a canceled chain may stay open before its cancel is sent again. An
 /// `IORING_OP_ASYNC_CANCEL` can miss: it completes with `-EALREADY` when the request is

@@ -287,7 +287,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types};
 
-use crate::driver::{Bufs, Transfer};
+use crate::driver::{Bufs, HOOK_SLICE, Progress, Transfer};
 use crate::error::{Error, Result};
 use crate::planner::{Direction, PlanError};
 use flight::{Flight, Job, MAX_JOBS, POLL_ID, borrowed};
@@ -513,7 +513,7 @@ impl Ring {
     ) -> Result<u64> {
         let job = Job::new(fd, dir, spans, tuning.segment_bytes, at_least);
         // SAFETY: forwarded from this function's contract.
-        let mut r = unsafe { self.run_set(vec![job], tuning, idle) };
+        let mut r = unsafe { self.run_set(vec![job], &mut [None], tuning, idle) };
         r.pop().expect("one result per job")
     }
 
@@ -526,7 +526,17 @@ impl Ring {
         idle: Option<Duration>,
         register: bool,
     ) -> Vec<Result<u64>> {
-        if let ([t], true) = (&mut *transfers, register) {
+        if let (
+            [
+                t @ Transfer {
+                    progress: None,
+                    prefault_ahead: false,
+                    ..
+                },
+            ],
+            true,
+        ) = (&mut *transfers, register)
+        {
             // One array, registered for this one call (the fixed-buffer ops need it).
             let dir = t.bufs.dir();
             let span = match &mut t.bufs {
@@ -541,9 +551,11 @@ impl Ring {
                 return vec![r.map(|()| span.1 as u64)];
             }
         }
+        let mut hooks: Vec<Option<&mut dyn Progress>> = Vec::with_capacity(transfers.len());
         let jobs = transfers
             .iter_mut()
             .map(|t| {
+                hooks.push(t.progress.as_mut().map(|h| &mut **h as &mut dyn Progress));
                 let spans: Vec<Span> = match &mut t.bufs {
                     Bufs::Send(p) => p.iter().map(|b| Span::plain(b.as_ptr(), b.len())).collect(),
                     Bufs::Recv(p) => p
@@ -552,19 +564,21 @@ impl Ring {
                         .collect(),
                 };
                 let dir = t.bufs.dir();
-                Job::new(
+                let mut job = Job::new(
                     t.fd.as_raw_fd(),
                     dir,
                     &spans,
                     tuning.segment_bytes,
                     t.at_least,
-                )
+                );
+                job.prefault_ahead = t.prefault_ahead;
+                job
             })
             .collect();
         // SAFETY: every span is a slice that `transfers` borrows for the whole call — shared
         // for sends (only read), exclusive for receives (so no two receive spans overlap and
         // nobody else touches them) — and none claims a registered buffer.
-        unsafe { self.run_set(jobs, tuning, idle) }
+        unsafe { self.run_set(jobs, &mut hooks, tuning, idle) }
     }
 
     /// Runs every job of a set to completion on this ring, all at once: one link chain in
@@ -577,6 +591,14 @@ impl Ring {
     /// holds beyond `min` (up to the spans' length) comes in the same completion; its result
     /// is the bytes received. Otherwise a job moves every byte and its result is the total.
     ///
+    /// `hooks[i]`, when given, is job `i`'s progress hook ([`crate::driver`], "Progress
+    /// hooks"): while any hook has bytes it may be given, the loop hands over a slice of at
+    /// most [`HOOK_SLICE`] bytes and then only flushes the ring (no wait); it blocks in its
+    /// wait only when no hook has work. A job that succeeded has had every byte handed over
+    /// before this returns. A receive job with `prefault_ahead` ([`crate::Prefault::Ahead`])
+    /// is worked on the same way: one `MADV_POPULATE_WRITE` slice ahead of its receive
+    /// point per round ([`Flight::prefault_work`]).
+    ///
     /// # Safety
     ///
     /// Every span's `[ptr, ptr + len)` must be valid for reads (send) or writes (recv) for the
@@ -587,6 +609,7 @@ impl Ring {
     unsafe fn run_set(
         &mut self,
         mut jobs: Vec<Job>,
+        hooks: &mut [Option<&mut dyn Progress>],
         tuning: &UringTuning,
         idle: Option<Duration>,
     ) -> Vec<Result<u64>> {
@@ -637,9 +660,15 @@ impl Ring {
             if flight.jobs.iter().all(Job::settled) {
                 break;
             }
+            // Work on the bytes the ring has moved (or is about to) while the rest is in
+            // flight; then only flush the ring, without sleeping.
+            let worked = flight.hook_work(hooks, HOOK_SLICE) | flight.prefault_work();
             // Until the interrupt check fires, every wait wakes within INTERRUPT_POLL to poll it.
             let poll_interrupt = self.interrupt.is_some() && !interrupted;
-            let deadline = flight.deadline(idle, poll_interrupt);
+            let deadline = match worked {
+                true => Some(Instant::now()),
+                false => flight.deadline(idle, poll_interrupt),
+            };
             if let Err(source) = flight.wait_until(deadline) {
                 // The ring itself failed: every job still running fails with it.
                 fail_all(&mut flight, &source);
@@ -654,6 +683,8 @@ impl Ring {
             check_chains(&mut flight, tuning, idle, &mut self.zc_refused);
             flight.check_pages(idle);
         }
+        // The rest of every successful job's bytes (nothing is in flight any more).
+        flight.hook_work(hooks, u64::MAX);
         let results = flight
             .jobs
             .iter_mut()

@@ -377,14 +377,21 @@ impl RingIo {
     /// CQEs, until `timeout` if given (`EXT_ARG`, Linux 5.11). `GETEVENTS` is also set when
     /// the kernel flags pending task work (`TASKRUN_FLAG`) or a CQ overflow, so
     /// `DEFER_TASKRUN` work runs on every wait.
-    fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<usize> {
+    /// `getevents`: set `GETEVENTS` even with `want == 0` (run deferred task work, reap
+    /// without waiting).
+    fn enter(
+        &mut self,
+        want: u32,
+        timeout: Option<Duration>,
+        getevents: bool,
+    ) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let (to_submit, taskrun, overflow) = {
             let sq = self.ring.submission();
             (sq.len() as u32, sq.taskrun(), sq.cq_overflow())
         };
         let mut flags = 0;
-        if want > 0 || taskrun || overflow {
+        if want > 0 || taskrun || overflow || getevents {
             flags |= IORING_ENTER_GETEVENTS;
         }
         let (fd, reg) = match self.ring_index {
@@ -442,12 +449,19 @@ impl RingIo {
 
     /// Submits what the SQ holds.
     pub(crate) fn submit(&mut self) -> io::Result<usize> {
-        self.enter(0, None)
+        self.enter(0, None, false)
+    }
+
+    /// Submits what the SQ holds and runs the kernel's pending completion work
+    /// (`GETEVENTS` with `min_complete` 0: `DEFER_TASKRUN`'s deferred work runs only then),
+    /// without waiting.
+    pub(crate) fn submit_and_flush(&mut self) -> io::Result<usize> {
+        self.enter(0, None, true)
     }
 
     /// Submits what the SQ holds and waits for `want` CQEs.
     pub(crate) fn submit_and_wait(&mut self, want: usize) -> io::Result<usize> {
-        self.enter(want as u32, None)
+        self.enter(want as u32, None, false)
     }
 
     /// Submits what the SQ holds and waits for `want` CQEs or `timeout` (`ETIME`).
@@ -456,7 +470,7 @@ impl RingIo {
         want: usize,
         timeout: Duration,
     ) -> io::Result<usize> {
-        self.enter(want as u32, Some(timeout))
+        self.enter(want as u32, Some(timeout), false)
     }
 }
 

@@ -100,6 +100,22 @@ pub fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u
     }
 }
 
+/// Options for `backend` that put a uring transfer through the ring in several chains (64 KiB
+/// segments, 4 per chain: many CQEs per transfer), with the idle timeout `idle` (its probe
+/// cancels make `MSG_WAITALL` requests complete short; every uring wait is a timed one).
+pub fn small_chains(backend: Backend, idle: Option<Duration>) -> Options {
+    Options {
+        backend,
+        idle_timeout: idle,
+        uring: UringTuning {
+            segment_bytes: 64 << 10,
+            chain_sqes: 4,
+            ..UringTuning::default()
+        },
+        ..Options::default()
+    }
+}
+
 /// Options for `backend`, everything else default.
 pub fn opts(backend: Backend) -> Options {
     Options {

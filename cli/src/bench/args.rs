@@ -57,7 +57,8 @@ pub struct BenchArgs {
     pub(crate) fresh: bool,
     /// --fresh: how fresh receive memory is prepared [default: the library's, none]: none
     /// (pages fault in during the receive), populate (MADV_POPULATE_WRITE first),
-    /// huge-populate (MADV_HUGEPAGE, then MADV_POPULATE_WRITE).
+    /// huge-populate (MADV_HUGEPAGE, then MADV_POPULATE_WRITE), ahead (uring: MADV_POPULATE_WRITE
+    /// in 2 MiB slices ahead of the receive point while the receive runs).
     #[arg(long, value_parser = LibraryEnum::new(PREFAULTS, serde_name), requires = "fresh")]
     pub(crate) prefault: Option<Prefault>,
     /// --fresh: bytes of dropped arrays' memory kept for reuse (0: no recycling), e.g.
