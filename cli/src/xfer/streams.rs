@@ -17,6 +17,10 @@
 //! and once the first byte (or end of stream) is readable on stream 0 — the sender connects
 //! every stream before sending anything — a connection still pending on any rail means the
 //! sender opened more streams than this side expects, which fails too. Neither mismatch hangs.
+//! A listening *sender* (`send --listen`, the receiver connecting) has no byte to wait for —
+//! a receiver sends nothing — so it looks for a pending connection after its data, and again
+//! after every stream is closed (the receiver closes only once it has received, after all its
+//! connects): one there means the receiver opened more streams than this side.
 //!
 //! `--bidir`: each side sends the arange array and receives one of the same size on the same
 //! connections at the same time, on two threads with an engine each, so each direction has
@@ -157,7 +161,10 @@ pub(crate) fn run(
         .expect("receive memory is a buffer or an --out file");
 
     let (socks, listeners) = open_streams(role, a, rails)?;
-    if let Some(l) = &listeners {
+    // A listening side that only sends gets no byte on stream 0 to wait for (the receiver
+    // sends nothing): it looks for an extra connection after the data and the close instead.
+    let send_only = listeners.as_deref().filter(|_| !receives);
+    if let (Some(l), true) = (&listeners, receives) {
         check_no_extra(&socks, l, a)?;
     }
     let peers: Vec<String> = socks.iter().map(|(_, p)| p.to_string()).collect();
@@ -200,8 +207,17 @@ pub(crate) fn run(
         say_notices(role.name(), rx);
     }
 
+    if let Some(l) = send_only {
+        no_pending(peers.len(), l, a, "receiver")?;
+    }
     // Off the clock: end every stream, in stream order.
     let closed = close_streams(role, a, socks, &peers);
+    // The receiver closes a stream only once it has received, so after every stream was
+    // closed all its connections are in: one still pending is one too many.
+    let closed = closed.and_then(|n| match send_only {
+        Some(l) => no_pending(peers.len(), l, a, "receiver").map(|()| n),
+        None => Ok(n),
+    });
 
     let check = (receives && !to_file).then(|| verify_arange(spec.dtype, got.bytes()));
     let dir = |t: Option<(f64, Option<Cpu>)>| {
@@ -473,14 +489,24 @@ pub(super) fn check_no_extra(
         .and_then(|()| peek())
         .and_then(|_| s0.set_read_timeout(None))
         .map_err(|e| Failure::runtime(format!("stream 0 ({peer0}): waiting for the data: {e}")))?;
+    no_pending(socks.len(), listeners, a, "sender")
+}
+
+/// Fails when a connection is pending on any rail (a non-blocking accept): the peer (its
+/// `peer_role`, as the message names it) opened more than the `accepted` streams.
+fn no_pending(
+    accepted: usize,
+    listeners: &[TcpListener],
+    a: &XferArgs,
+    peer_role: &str,
+) -> Result<(), Failure> {
     for (r, l) in listeners.iter().enumerate() {
         l.set_nonblocking(true)
             .map_err(|e| Failure::runtime(format!("rail {r}: {e}")))?;
         if let Ok((_, peer)) = l.accept() {
             return Err(Failure::runtime(format!(
-                "the sender opened more streams than the {} expected: another connection from \
-                 {peer} on rail {r} ({}); both sides need the same rails and --streams",
-                socks.len(),
+                "the {peer_role} opened more streams than the {accepted} expected: another connection \
+                 from {peer} on rail {r} ({}); both sides need the same rails and --streams",
                 a.endpoint.rails()?[r]
             )));
         }
