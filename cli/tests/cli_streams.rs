@@ -475,7 +475,7 @@ fn extra_bytes_on_one_stream_are_reported() {
 /// (it did, until --timeout or forever). Byte-exact on both backends; and a receiver that
 /// opens one stream more is caught by the listening sender (after the data: 8 MiB do not fit
 /// in the socket buffers, so they move only once the receiver, every stream connected,
-/// reads), exit 1.
+/// reads), exit 1; one that opens one fewer too, named as the receiver.
 #[test]
 fn listening_sender_streams_to_a_connecting_receiver() {
     for b in backends() {
@@ -531,5 +531,25 @@ fn listening_sender_streams_to_a_connecting_receiver() {
             rc, 1,
             "{b}: the receiver's third stream never gets its stripe: {ro}{re}"
         );
+
+        // One stream fewer: the listening sender names the receiver as the side that
+        // connected too few, within its --timeout.
+        let sizes = ["--raw", "--size", "8MiB", "--timeout", "1", "--backend", b];
+        let sargs = [&["--listen", "127.0.0.1:0", "--streams", "3"][..], &sizes].concat();
+        let (k, err, addr) = spawn_listening("send", &sargs, 1);
+        let (rc, ro, re) =
+            run(&[&["recv", "--connect", &addr, "--streams", "2"][..], &sizes].concat());
+        let (sc, so, se) = finish_recv(k, err);
+        assert_eq!((sc, so.as_str()), (1, ""), "{b}: {se}");
+        assert_eq!(
+            se.trim_end(),
+            format!(
+                "ringxfer send: rail 0 ({addr}): 2 of its 3 stream(s) connected, then none \
+                 within 1.0 s: the receiver opened fewer streams than the 3 expected (1 rail(s) \
+                 x --streams 3); both sides need the same rails and --streams"
+            ),
+            "{b}"
+        );
+        assert_eq!(rc, 1, "{b}: {ro}{re}");
     }
 }

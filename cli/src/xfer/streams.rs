@@ -389,7 +389,13 @@ pub(super) fn open_streams(
         "({} rail(s) x --streams {per_rail}); both sides need the same rails and --streams",
         rails.len()
     );
-    accept_rails(a, &listeners, per_rail, &mut out, &expected)?;
+    // The side that connects is the sender, except for a listening `send` (not `--bidir`).
+    let peer_role = if role == Role::Send && !a.bidir {
+        "receiver"
+    } else {
+        "sender"
+    };
+    accept_rails(a, &listeners, per_rail, &mut out, (peer_role, &expected))?;
     Ok((out, Some(listeners)))
 }
 
@@ -423,13 +429,14 @@ pub(super) fn bind_rails(
 /// each authenticated with `--auth-key`, appending to `out`; the first `out.len()` streams
 /// (counted from rail 0) are already in. The first connection may take as long as the sender
 /// takes to start; each further one must come within `--timeout` ([`STREAMS_PATIENCE`]
-/// without it), else the failure says how many came and, in `expected`, what was expected.
+/// without it), else the failure says how many came and, in `expected`, which side connects
+/// (`"sender"` or `"receiver"`) and what was expected.
 pub(super) fn accept_rails(
     a: &XferArgs,
     listeners: &[TcpListener],
     per_rail: usize,
     out: &mut Vec<(TcpStream, SocketAddr)>,
-    expected: &str,
+    (peer_role, expected): (&str, &str),
 ) -> Result<(), Failure> {
     let total = listeners.len() * per_rail;
     let patience = a.timeout.unwrap_or(STREAMS_PATIENCE);
@@ -444,8 +451,8 @@ pub(super) fn accept_rails(
                 if e.kind() == io::ErrorKind::WouldBlock {
                     Failure::runtime(format!(
                         "rail {r} ({local}): {k} of its {per_rail} stream(s) connected, then \
-                         none within {:.1} s: the sender opened fewer streams than the {total} \
-                         expected {expected}",
+                         none within {:.1} s: the {peer_role} opened fewer streams than the \
+                         {total} expected {expected}",
                         patience.as_secs_f64(),
                     ))
                 } else {
