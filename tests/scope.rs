@@ -241,21 +241,8 @@ both_backends! {
     /// body needs ~2050 descriptors: it runs in a child (this test binary again) under
     /// `ulimit -Sn 4096`.
     fn scope_over_4096_transfers(backend) {
-        let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new("sh")
-            .args(["-c", "ulimit -Sn 4096 && exec \"$0\" \"$@\""])
-            .arg(exe)
-            .args(["--exact", "over_4096_transfers_child", "--ignored", "--nocapture"])
-            .env(MANY_CHILD_ENV, backend.to_string())
-            .output()
-            .expect("spawn the child test");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "child failed: {text}");
-        assert!(text.contains("1 passed"), "the child ran: {text}");
+        let name = backend.to_string();
+        run_child_test(4096, "over_4096_transfers_child", (MANY_CHILD_ENV, &name));
     }
 }
 
