@@ -563,7 +563,11 @@ impl Engine {
     ///
     /// At most one transfer per socket and direction (two sends on one socket would
     /// interleave their bytes): a second one is an [`Error::InvalidInput`] result for it, and
-    /// nothing runs. Every socket must be a stream socket ([`Error::NotStream`]).
+    /// nothing runs. Every socket must be a stream socket ([`Error::NotStream`]). The uring
+    /// backend runs at most 4096 transfers in one scope (a transfer's index travels in its
+    /// SQEs' user data, 12 bits): more are an [`Error::InvalidInput`] result for every one,
+    /// and nothing runs; the blocking backend has no such limit (one thread per transfer).
+    /// The striped calls are one scope: at most 4096 streams on the uring backend.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -720,8 +724,8 @@ impl Wire for Engine {
 
 impl Engine {
     /// Runs a set of transfers to completion (the contract: [`driver`]) — the one place that
-    /// picks the backend. The uring backend runs the whole set, whatever its size, on the
-    /// engine's ring; the blocking backend on the calling thread (a set of one) or scoped
+    /// picks the backend. The uring backend runs the whole set (at most 4096 transfers; more
+    /// fail, see [`Engine::scope`]) on the engine's ring; the blocking backend on the calling thread (a set of one) or scoped
     /// threads. `register`: a set of one single-buffer transfer is
     /// registered as fixed buffers for the call (see [`RegisterPolicy`]).
     pub(crate) fn run_set(

@@ -267,22 +267,7 @@ const CHILD_ENV: &str = "RINGXFER_TEST_FIXED_FILES_CHILD";
 #[test]
 fn fixed_files_refused_table_falls_back_to_fds() {
     require_uring!();
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new("sh")
-        .args(["-c", "ulimit -Sn 32 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", "refused_table_child", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .expect("spawn the child test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "child failed: {text}");
-    assert!(text.contains("1 passed"), "the child ran: {text}");
+    run_child_test(32, "refused_table_child", (CHILD_ENV, "1"));
 }
 
 /// The child of [`fixed_files_refused_table_falls_back_to_fds`].

@@ -406,7 +406,11 @@ pub fn connect_retry(
 /// peer closes, or `deadline` passes: `recv(MSG_PEEK | MSG_WAITALL)` under `SO_RCVTIMEO`, so
 /// the wait sleeps in the kernel (no polling loop); an interrupted wait (`EINTR`) resumes
 /// with the time left. Returns the bytes peeked: all of them, or fewer when the peer closed,
-/// the socket was shut down, or the deadline passed after some came.
+/// the socket was shut down, or the deadline passed after some came. On a Unix domain socket
+/// the kernel does not wait for more with `MSG_PEEK` (`unix_stream_read_generic` stops at the
+/// end of the queue): fewer come back when the bytes so far were written apart — which a
+/// sender's one 56-byte stripe prefix (one write, one buffer) never is; measured: a prefix
+/// written as 8 + 48 bytes 0.4 s apart gives `serve --listen unix:PATH` a `bad_stripe` line.
 ///
 /// # Errors
 /// `TimedOut` when the deadline passed with nothing to read; the OS error otherwise.

@@ -516,6 +516,10 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
     let first_deadline = first_wait.map(|t| waiting_since + t);
     match stripes::peek_prefix(&sock, peer, first_deadline) {
         stripes::First::NotStriped => {}
+        // Evicted while its prefix was partial: the shutdown ended the peek; say why.
+        stripes::First::Bad(_) if slot.evicted() => {
+            return emit(&evicted_line(peer, 1, started.elapsed()).render(json));
+        }
         stripes::First::Bad(line) => return emit(&line.render(json)),
         stripes::First::Prefix(p) => {
             slot.set_idle(false);

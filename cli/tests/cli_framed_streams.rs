@@ -634,3 +634,72 @@ fn serve_refuses_hostile_prefixes_and_drops_incomplete_groups() {
     check_line(&r, &json(&so), 1, 2, "after the hostile prefixes");
     assert_eq!(r["arange"], true);
 }
+
+/// A connection evicted for a waiting client while the stripe prefix it sent was partial is
+/// reported as evicted (kind `evicted`), not as a bad prefix: the evicting shutdown is what
+/// ended the wait for the prefix's other bytes. The waiting client's array arrives whole.
+#[test]
+fn serve_evicting_a_partial_stripe_prefix_says_evicted() {
+    for b in backends() {
+        let (_serve, lines, addr) = spawn_serve(&[
+            "--json",
+            "--max-clients",
+            "1",
+            "--evict-idle",
+            "1",
+            "--header-timeout",
+            "0",
+            "--timeout",
+            "0",
+            "--backend",
+            b,
+        ]);
+        let addr = addr.to_string();
+        let mut idle = TcpStream::connect(&addr).unwrap();
+        idle.write_all(&prefix(0, 2, 10_000)[..14]).unwrap();
+        let idle_peer = idle.local_addr().unwrap().to_string();
+        std::thread::sleep(Duration::from_millis(200));
+        let (sc, so, se) = run(&[
+            "send",
+            "--json",
+            "--connect",
+            &addr,
+            "--count",
+            "1000",
+            "--backend",
+            b,
+        ]);
+        assert_eq!(sc, 0, "{b}: {so}{se}");
+        let got = lines_by_peer(&lines, 2);
+        let v = &got[&idle_peer];
+        assert_eq!(v["kind"], "evicted", "{b}: {v}");
+        let error = v["error"].as_str().unwrap();
+        let secs = error
+            .strip_prefix("evicted after ")
+            .and_then(|e| {
+                e.strip_suffix(
+                    " s without a whole header: every connection slot (--max-clients) was \
+                     taken and another client was waiting",
+                )
+            })
+            .unwrap_or_else(|| panic!("{b}: {error}"));
+        assert!(secs.parse::<f64>().unwrap() >= 1.0, "{b}: {error}");
+        let s = json(&so);
+        let r = got
+            .values()
+            .find(|v| v["kind"].is_null())
+            .expect("the array line");
+        assert_eq!(
+            (&r["arange"], &r["bytes"], &r["crc32"]),
+            (&Value::from(true), &s["bytes_per_array"], &s["crc32"]),
+            "{b}: {r}"
+        );
+        // The evicted client sees its connection end.
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(
+            std::io::Read::read(&mut idle, &mut [0u8; 16]).unwrap(),
+            0,
+            "{b}"
+        );
+    }
+}

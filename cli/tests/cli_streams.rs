@@ -6,7 +6,7 @@
 
 mod util;
 
-use util::bin::{backends, finish_recv, json, run, spawn_recv, transfer};
+use util::bin::{backends, finish_recv, json, run, spawn_listening, spawn_recv, transfer};
 
 /// Sender and receiver with the same streams/rails; both JSON reports, checked for the
 /// fields every striped transfer has.
@@ -468,4 +468,88 @@ fn extra_bytes_on_one_stream_are_reported() {
     assert_eq!(rc, 1, "{ro}{re}");
     assert!(re.contains("stream 1 ("), "{re}");
     assert!(re.contains("5 extra bytes after stream 1's stripe"), "{re}");
+}
+
+/// `send --raw --listen --streams N` with the receiver connecting: the listening sender has no
+/// byte to wait for on stream 0 (a raw receiver sends nothing), so it must not wait for one
+/// (it did, until --timeout or forever). Byte-exact on both backends; and a receiver that
+/// opens one stream more is caught by the listening sender (after the data: 8 MiB do not fit
+/// in the socket buffers, so they move only once the receiver, every stream connected,
+/// reads), exit 1; one that opens one fewer too, named as the receiver.
+#[test]
+fn listening_sender_streams_to_a_connecting_receiver() {
+    for b in backends() {
+        let common = ["--raw", "--streams", "2", "--dtype", "u1", "--count", N];
+        let sargs = [
+            &["--json", "--listen", "127.0.0.1:0", "--timeout", "5"][..],
+            &common,
+            &["--backend", b],
+        ]
+        .concat();
+        let (k, err, addr) = spawn_listening("send", &sargs, 1);
+        let rargs = [
+            &["recv", "--json", "--connect", &addr, "--timeout", "5"][..],
+            &common,
+            &["--backend", b],
+        ]
+        .concat();
+        let (rc, ro, re) = run(&rargs);
+        let (sc, so, se) = finish_recv(k, err);
+        assert_eq!((sc, rc), (0, 0), "{b}: send: {so}{se}\nrecv: {ro}{re}");
+        let (s, r) = (json(&so), json(&ro));
+        for v in [&s, &r] {
+            assert_eq!(v["streams"], 2, "{b}: {v}");
+            assert_eq!(v["bytes"], 1_000_003, "{b}: {v}");
+            assert_eq!(v["backend"], b);
+        }
+        assert_eq!(r["verified"], true, "{b}: {r}");
+        assert_eq!(s["crc32"], r["crc32"], "{b}");
+        assert_eq!(s["peer_bytes_discarded"], 0, "{b}");
+
+        let sizes = ["--raw", "--size", "8MiB", "--timeout", "5", "--backend", b];
+        let sargs = [&["--listen", "127.0.0.1:0", "--streams", "2"][..], &sizes].concat();
+        let (k, err, addr) = spawn_listening("send", &sargs, 1);
+        let (rc, ro, re) =
+            run(&[&["recv", "--connect", &addr, "--streams", "3"][..], &sizes].concat());
+        let (sc, so, se) = finish_recv(k, err);
+        assert_eq!((sc, so.as_str()), (1, ""), "{b}: {se}");
+        let (head, tail) = se.trim_end().split_once(" from 127.0.0.1:").expect(&se);
+        assert_eq!(
+            head,
+            "ringxfer send: the receiver opened more streams than the 2 expected: another \
+             connection",
+            "{b}"
+        );
+        // The rail as given (`127.0.0.1:0`), after the receiver's own port.
+        let (port, rest) = tail.split_once(' ').expect(&se);
+        assert!(port.parse::<u16>().is_ok(), "{b}: {se}");
+        assert_eq!(
+            rest, "on rail 0 (127.0.0.1:0); both sides need the same rails and --streams",
+            "{b}"
+        );
+        assert_eq!(
+            rc, 1,
+            "{b}: the receiver's third stream never gets its stripe: {ro}{re}"
+        );
+
+        // One stream fewer: the listening sender names the receiver as the side that
+        // connected too few, within its --timeout.
+        let sizes = ["--raw", "--size", "8MiB", "--timeout", "1", "--backend", b];
+        let sargs = [&["--listen", "127.0.0.1:0", "--streams", "3"][..], &sizes].concat();
+        let (k, err, addr) = spawn_listening("send", &sargs, 1);
+        let (rc, ro, re) =
+            run(&[&["recv", "--connect", &addr, "--streams", "2"][..], &sizes].concat());
+        let (sc, so, se) = finish_recv(k, err);
+        assert_eq!((sc, so.as_str()), (1, ""), "{b}: {se}");
+        assert_eq!(
+            se.trim_end(),
+            format!(
+                "ringxfer send: rail 0 ({addr}): 2 of its 3 stream(s) connected, then none \
+                 within 1.0 s: the receiver opened fewer streams than the 3 expected (1 rail(s) \
+                 x --streams 3); both sides need the same rails and --streams"
+            ),
+            "{b}"
+        );
+        assert_eq!(rc, 1, "{b}: {ro}{re}");
+    }
 }

@@ -484,6 +484,41 @@ def test_empty_receives_and_recycles(backend, pair):
     assert ringxfer.empty(()).shape == ()
 
 
+def _byte_bounds(a):
+    """``(first, past the last)`` byte address of ``a``'s memory (``numpy.byte_bounds``,
+    which numpy 2 moved to ``numpy.lib.array_utils``)."""
+    start = a.__array_interface__["data"][0]
+    lo = sum(s * (n - 1) for s, n in zip(a.strides, a.shape) if s < 0)
+    hi = sum(s * (n - 1) for s, n in zip(a.strides, a.shape) if s > 0)
+    return start + lo, start + hi + a.itemsize
+
+
+def test_empty_arrays_kept_alive_never_share_memory(backend):
+    """Arrays of ``ringxfer.empty`` kept alive while dropped ones are recycled into new ones:
+    no two live arrays overlap, and every kept array keeps its bytes (odd dtypes, F order,
+    a view outliving its array)."""
+    dtypes = [">i4", "c16", "?", "<f2", "u1"]
+    kept, live = [], []
+    for i in range(40):
+        n = (1 << 20) + 4096 * (i % 7) + i  # bytes; >= 1 MiB: recycled mappings
+        dt = np.dtype(dtypes[i % 5])
+        a = ringxfer.empty((n // dt.itemsize // 2, 2), dtype=dt, order="CF"[i % 2])
+        a.reshape(-1, order="A").view(np.uint8)[...] = i  # every byte, in memory order
+        if i % 2 == 0:
+            kept.append((i, a if i % 4 == 0 else a[1:, 1]))  # half of them only as a view
+        del a
+    for j in range(40):
+        b = ringxfer.empty((1 << 20) + 4096 * (j % 7), dtype=np.uint8)
+        b[...] = 0xEE
+        live.append(b)
+    for i, a in kept:
+        assert (np.ascontiguousarray(a).view(np.uint8) == i).all(), i
+    arrays = [a for _, a in kept] + live
+    spans = sorted(_byte_bounds(a) for a in arrays)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start, "two live arrays overlap"
+
+
 def test_empty_rejects_bad_arguments():
     with pytest.raises(ValueError, match="order must be 'C' or 'F'"):
         ringxfer.empty(3, order="K")

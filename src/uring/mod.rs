@@ -613,10 +613,18 @@ impl Ring {
         tuning: &UringTuning,
         idle: Option<Duration>,
     ) -> Vec<Result<u64>> {
-        assert!(
-            jobs.len() <= MAX_JOBS,
-            "at most {MAX_JOBS} transfers per set"
-        );
+        if jobs.len() > MAX_JOBS {
+            // The job index must fit the SQE's user data: nothing is submitted, every job
+            // fails saying so (a panic here took the CLI down with 5 rails x 1024 streams).
+            let why = format!(
+                "{} transfers at once: the uring backend runs at most {MAX_JOBS} in one set",
+                jobs.len()
+            );
+            return jobs
+                .iter()
+                .map(|_| Err(Error::InvalidInput(why.clone())))
+                .collect();
+        }
         if let Err(e) = self.claim() {
             // Nothing was submitted: every job fails with the setup error.
             let errno = e.raw_os_error().unwrap_or(libc::EIO);

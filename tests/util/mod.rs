@@ -520,6 +520,28 @@ pub fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
     p.to_str().unwrap().to_owned()
 }
 
+/// Runs the `#[ignore]`d test `child` of this test binary in a child process under `ulimit -Sn
+/// nofile` with `env` set (the child's body runs only when it sees `env`), and asserts that it
+/// ran and passed.
+pub fn run_child_test(nofile: u32, child: &str, env: (&str, &str)) {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -Sn {nofile} && exec \"$0\" \"$@\"")])
+        .arg(exe)
+        .args(["--exact", child, "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(env.0, env.1)
+        .output()
+        .expect("spawn the child test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed: {text}");
+    assert!(text.contains("1 passed"), "the child ran: {text}");
+}
+
 /// Shared pieces of the `.npy` tests.
 pub mod npy;
 pub mod proc;

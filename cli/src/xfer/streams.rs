@@ -17,6 +17,10 @@
 //! and once the first byte (or end of stream) is readable on stream 0 — the sender connects
 //! every stream before sending anything — a connection still pending on any rail means the
 //! sender opened more streams than this side expects, which fails too. Neither mismatch hangs.
+//! A listening *sender* (`send --listen`, the receiver connecting) has no byte to wait for —
+//! a receiver sends nothing — so it looks for a pending connection after its data, and again
+//! after every stream is closed (the receiver closes only once it has received, after all its
+//! connects): one there means the receiver opened more streams than this side.
 //!
 //! `--bidir`: each side sends the arange array and receives one of the same size on the same
 //! connections at the same time, on two threads with an engine each, so each direction has
@@ -157,7 +161,10 @@ pub(crate) fn run(
         .expect("receive memory is a buffer or an --out file");
 
     let (socks, listeners) = open_streams(role, a, rails)?;
-    if let Some(l) = &listeners {
+    // A listening side that only sends gets no byte on stream 0 to wait for (the receiver
+    // sends nothing): it looks for an extra connection after the data and the close instead.
+    let send_only = listeners.as_deref().filter(|_| !receives);
+    if let (Some(l), true) = (&listeners, receives) {
         check_no_extra(&socks, l, a)?;
     }
     let peers: Vec<String> = socks.iter().map(|(_, p)| p.to_string()).collect();
@@ -200,8 +207,17 @@ pub(crate) fn run(
         say_notices(role.name(), rx);
     }
 
+    if let Some(l) = send_only {
+        no_pending(peers.len(), l, a, "receiver")?;
+    }
     // Off the clock: end every stream, in stream order.
     let closed = close_streams(role, a, socks, &peers);
+    // The receiver closes a stream only once it has received, so after every stream was
+    // closed all its connections are in: one still pending is one too many.
+    let closed = closed.and_then(|n| match send_only {
+        Some(l) => no_pending(peers.len(), l, a, "receiver").map(|()| n),
+        None => Ok(n),
+    });
 
     let check = (receives && !to_file).then(|| verify_arange(spec.dtype, got.bytes()));
     let dir = |t: Option<(f64, Option<Cpu>)>| {
@@ -373,7 +389,13 @@ pub(super) fn open_streams(
         "({} rail(s) x --streams {per_rail}); both sides need the same rails and --streams",
         rails.len()
     );
-    accept_rails(a, &listeners, per_rail, &mut out, &expected)?;
+    // The side that connects is the sender, except for a listening `send` (not `--bidir`).
+    let peer_role = if role == Role::Send && !a.bidir {
+        "receiver"
+    } else {
+        "sender"
+    };
+    accept_rails(a, &listeners, per_rail, &mut out, (peer_role, &expected))?;
     Ok((out, Some(listeners)))
 }
 
@@ -407,13 +429,14 @@ pub(super) fn bind_rails(
 /// each authenticated with `--auth-key`, appending to `out`; the first `out.len()` streams
 /// (counted from rail 0) are already in. The first connection may take as long as the sender
 /// takes to start; each further one must come within `--timeout` ([`STREAMS_PATIENCE`]
-/// without it), else the failure says how many came and, in `expected`, what was expected.
+/// without it), else the failure says how many came and, in `expected`, which side connects
+/// (`"sender"` or `"receiver"`) and what was expected.
 pub(super) fn accept_rails(
     a: &XferArgs,
     listeners: &[TcpListener],
     per_rail: usize,
     out: &mut Vec<(TcpStream, SocketAddr)>,
-    expected: &str,
+    (peer_role, expected): (&str, &str),
 ) -> Result<(), Failure> {
     let total = listeners.len() * per_rail;
     let patience = a.timeout.unwrap_or(STREAMS_PATIENCE);
@@ -428,8 +451,8 @@ pub(super) fn accept_rails(
                 if e.kind() == io::ErrorKind::WouldBlock {
                     Failure::runtime(format!(
                         "rail {r} ({local}): {k} of its {per_rail} stream(s) connected, then \
-                         none within {:.1} s: the sender opened fewer streams than the {total} \
-                         expected {expected}",
+                         none within {:.1} s: the {peer_role} opened fewer streams than the \
+                         {total} expected {expected}",
                         patience.as_secs_f64(),
                     ))
                 } else {
@@ -473,14 +496,24 @@ pub(super) fn check_no_extra(
         .and_then(|()| peek())
         .and_then(|_| s0.set_read_timeout(None))
         .map_err(|e| Failure::runtime(format!("stream 0 ({peer0}): waiting for the data: {e}")))?;
+    no_pending(socks.len(), listeners, a, "sender")
+}
+
+/// Fails when a connection is pending on any rail (a non-blocking accept): the peer (its
+/// `peer_role`, as the message names it) opened more than the `accepted` streams.
+fn no_pending(
+    accepted: usize,
+    listeners: &[TcpListener],
+    a: &XferArgs,
+    peer_role: &str,
+) -> Result<(), Failure> {
     for (r, l) in listeners.iter().enumerate() {
         l.set_nonblocking(true)
             .map_err(|e| Failure::runtime(format!("rail {r}: {e}")))?;
         if let Ok((_, peer)) = l.accept() {
             return Err(Failure::runtime(format!(
-                "the sender opened more streams than the {} expected: another connection from \
-                 {peer} on rail {r} ({}); both sides need the same rails and --streams",
-                socks.len(),
+                "the {peer_role} opened more streams than the {accepted} expected: another connection \
+                 from {peer} on rail {r} ({}); both sides need the same rails and --streams",
                 a.endpoint.rails()?[r]
             )));
         }

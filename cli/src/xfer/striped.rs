@@ -191,7 +191,7 @@ pub(super) fn open_recv(a: &XferArgs, rails: &[String]) -> Result<Link, Failure>
     }
     let listeners = bind_rails(Role::Recv, a, rails)?;
     let mut socks = Vec::new();
-    accept_rails(a, &listeners[..1], 1, &mut socks, "")?;
+    accept_rails(a, &listeners[..1], 1, &mut socks, ("sender", ""))?;
     let peer0 = socks[0].1;
     let Some(raw) = peek_prefix(&socks[0].0, a.timeout)
         .map_err(|e| Failure::runtime(format!("stream 0 ({peer0}): waiting for the data: {e}")))?
@@ -212,7 +212,7 @@ pub(super) fn open_recv(a: &XferArgs, rails: &[String]) -> Result<Link, Failure>
         per_rail * rails.len(),
         rails.len()
     );
-    accept_rails(a, &listeners, per_rail, &mut socks, &expected)?;
+    accept_rails(a, &listeners, per_rail, &mut socks, ("sender", &expected))?;
     check_no_extra(&socks, &listeners, a)?;
     drop::<Vec<TcpListener>>(listeners);
     Ok(Link::Striped(Streams::new(socks)?))

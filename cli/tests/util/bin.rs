@@ -65,21 +65,28 @@ pub fn backends() -> Vec<&'static str> {
 /// Starts `ringxfer recv ARGS` (each listen address ending in `:0`) and returns it, its
 /// stderr lines and the comma-joined addresses it says it listens on, `rails` of them.
 pub fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
+    spawn_listening("recv", args, rails)
+}
+
+/// Starts `ringxfer COMMAND ARGS` (`send` or `recv`, each listen address ending in `:0`) and
+/// returns it, its stderr lines and the comma-joined addresses it says it listens on, `rails`
+/// of them.
+pub fn spawn_listening(command: &str, args: &[&str], rails: usize) -> (Killed, Lines, String) {
     let mut child = Command::new(BIN)
-        .arg("recv")
+        .arg(command)
         .args(args)
         .env_remove("RINGXFER_BACKEND")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ringxfer recv");
+        .unwrap_or_else(|e| panic!("spawn ringxfer {command}: {e}"));
     let err = Lines::new(child.stderr.take().unwrap());
     let addrs: Vec<String> = err
         .take(rails, Duration::from_secs(20))
         .into_iter()
         .map(|l| {
-            l.strip_prefix("ringxfer recv: listening on ")
+            l.strip_prefix(&format!("ringxfer {command}: listening on "))
                 .unwrap_or_else(|| panic!("{l:?} is not `listening on ADDR`"))
                 .to_owned()
         })
@@ -87,7 +94,8 @@ pub fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
     (Killed(child), err, addrs.join(","))
 }
 
-/// Waits for the receiver (at most 90 s): `(exit code, stdout, rest of stderr)`.
+/// Waits for the process of [`spawn_recv`] or [`spawn_listening`] (at most 90 s): `(exit
+/// code, stdout, rest of stderr)`.
 pub fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
     let mut out = String::new();
     let mut stdout = k.0.stdout.take().unwrap();
