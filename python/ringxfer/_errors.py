@@ -20,7 +20,9 @@ for the recipe's socket errors keeps working)::
 
 ``KeyboardInterrupt`` (Ctrl-C) during a transfer is raised as Python raises it, with
 ``.transferred`` and ``.expected`` set on it; so is any other exception a signal handler
-raises. Argument errors are plain ``ValueError``/``TypeError``/``BufferError``.
+raises. Argument errors are plain ``ValueError``/``TypeError``/``BufferError``; receive
+memory that cannot be mapped (``empty`` or ``recv_array`` of an array larger than the machine
+can hold) is a plain ``MemoryError``, as ``numpy.empty`` raises.
 
 Counts are bytes, never elements: ``.transferred`` bytes at the start of the array moved
 (confirmed in order), of ``.expected``. In a striped call they are the failing stream's own
@@ -140,6 +142,10 @@ def _from_rust(category, kind, message, code, timeout_ms):
         exc = BackendUnavailable(message)
     elif category == "interrupted":
         return KeyboardInterrupt(message)
+    elif category == "memory":
+        # The receive memory could not be mapped (an array too large for this machine):
+        # what numpy.empty raises for the same request.
+        return MemoryError(message)
     else:
         exc = Error(message)
     exc.kind = kind

@@ -17,6 +17,9 @@ until the last byte is in. Cases:
   offers a fresh-array receiver instead of ``numpy.zeros``);
 * ``framed``: ``send_array``/``recv_array`` (the receiver allocates; large arrays reuse the
   pages of dropped ones);
+* ``framed npy``: ``send_array(..., format="npy")``/``recv_array``: the same calls with
+  numpy's ``.npy`` stream on the wire, which carries no checksum — beside ``framed``, the
+  cost of RGXF's CRC-32;
 * ``npy``: ``numpy.save`` / ``numpy.lib.format.read_array`` over ``sock.makefile()``. numpy
   2.4 cannot use a socket's ``makefile()`` directly: ``numpy.save`` calls ``tofile``, which
   asks a file with ``fileno()`` for its position, and ``numpy.load`` seeks back after reading
@@ -51,6 +54,7 @@ CASES = [
     "binding fresh",
     "binding empty",
     "framed",
+    "framed npy",
     "npy",
 ]
 
@@ -82,6 +86,8 @@ def _sender(port, count, backends):
                 engines["uring"].send_from(a, sock)
             elif case == "framed":
                 engines["uring"].send_array(sock, a)
+            elif case == "framed npy":
+                engines["uring"].send_array(sock, a, format="npy")
             else:
                 with sock.makefile("wb") as f:
                     numpy.save(_Stream(f), a)
@@ -110,7 +116,7 @@ def _receive(case, sock, count, pretouched, engines):
         out = engines["uring"].empty(count)
         engines["uring"].recv_into(out, sock)
         return out
-    if case == "framed":
+    if case in ("framed", "framed npy"):
         return engines["uring"].recv_array(sock)
     with sock.makefile("rb") as f:
         return numpy.lib.format.read_array(_Stream(f))

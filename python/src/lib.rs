@@ -289,6 +289,7 @@ fn to_pyerr(py: Python<'_>, e: Error, signal: Option<PyErr>) -> PyErr {
         Error::InvalidInput(_) | Error::InvalidArray(_) => "invalid",
         Error::UringUnavailable(_) => "unavailable",
         Error::Interrupted { .. } => "interrupted",
+        Error::Alloc { .. } => "memory",
         _ => "other",
     };
     let timeout_ms = match &e {

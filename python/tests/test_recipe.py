@@ -528,3 +528,7 @@ def test_empty_rejects_bad_arguments():
         ringxfer.empty(3, dtype=object)
     with pytest.raises(ValueError, match="shape"):
         ringxfer.empty((2**62, 4))
+    # 32 TiB: more than RAM + swap, which the kernel's overcommit heuristic refuses to map.
+    with pytest.raises(MemoryError, match="35184372088832 bytes") as e:
+        ringxfer.empty(2**45, dtype="u1")
+    assert (e.value.transferred, e.value.expected) == (None, None)

@@ -73,31 +73,38 @@
 //! when the kernel flags pending task work.
 //!
 //! `scripts/ring_flags.sh 5` (loopback TCP, `ringxfer bench --size S --repeat 5 --json` per
-//! line with `RINGXFER_RING_FLAGS` set; small sizes batched into runs of ≥ 0.25 s; 2-vCPU VM, Linux 6.18.44,
-//! **machine loaded by three other builders, load average 5–9**; median GB/s of 5 runs
-//! [min–max], uring and blocking alternating in the same invocation; ratio = uring/blocking
-//! medians; the last column the uring ends' median CPU s per 10⁹ bytes, send/recv). Two
-//! passes for every size, three for 64 KiB and 1 MiB:
+//! line with `RINGXFER_RING_FLAGS` set; small sizes batched into runs of ≥ 0.25 s; 2-vCPU VM,
+//! Linux 6.18.44; median GB/s of 5 runs [min–max], uring and blocking alternating in the same
+//! invocation; ratio = uring/blocking medians; the last column the uring ends' median CPU s
+//! per 10⁹ bytes, send/recv). First measured on a machine loaded by three other builders
+//! (load average 5–9, two or three passes: the "ratio, loaded" column); re-measured on the
+//! **idle** machine (2026-12-01 12:26 UTC, load average 1.7, one pass: every other column):
 //!
-//! | size   | flags (level)      | uring GB/s        | blocking GB/s     | ratio (passes)      | CPU s/GB send/recv |
-//! |--------|--------------------|-------------------|-------------------|---------------------|--------------------|
-//! | 400 MB | none               | 1.82 [1.34–1.93]  | 2.16 [2.01–2.66]  | 0.89 / 0.84         | 0.18 / 0.31        |
-//! | 400 MB | coop               | 1.58 [1.36–1.90]  | 2.10 [1.67–2.43]  | 0.79 / 0.76         | 0.22 / 0.34        |
-//! | 400 MB | single             | 1.82 [1.81–2.16]  | 2.17 [1.95–2.33]  | 0.71 / 0.84         | 0.21 / 0.22        |
-//! | 400 MB | single+defer       | 2.06 [1.79–2.45]  | 2.12 [1.88–2.32]  | 0.91 / 0.97         | 0.19 / 0.28        |
-//! | 400 MB | single+defer, reg. fd | 1.55 [1.40–1.71] | 1.64 [1.58–2.58] | 0.92 / 0.94        | 0.24 / 0.23        |
-//! | 1 MiB  | none               | 1.23 [1.09–1.73]  | 1.23 [1.05–1.59]  | 0.76 / 1.05 / 1.00  | 0.20 / 0.39        |
-//! | 1 MiB  | coop               | 1.22 [0.85–1.55]  | 1.31 [1.03–1.68]  | 1.01 / 0.92 / 0.94  | 0.21 / 0.44        |
-//! | 1 MiB  | single             | 1.60 [0.86–2.25]  | 1.65 [1.37–2.39]  | 0.83 / 0.85 / 0.97  | 0.20 / 0.29        |
-//! | 1 MiB  | single+defer       | 1.61 [0.98–1.70]  | 1.50 [1.08–2.12]  | 1.00 / 0.94 / 1.08  | 0.19 / 0.37        |
-//! | 1 MiB  | single+defer, reg. fd | 1.45 [1.03–1.53] | 1.37 [1.11–3.18] | 0.95 / 0.98 / 1.06 | 0.19 / 0.40        |
-//! | 64 KiB | none               | 1.53 [0.85–1.91]  | 1.69 [1.56–1.86]  | 0.56 / 0.82 / 0.91  | 0.23 / 0.44        |
-//! | 64 KiB | coop               | 1.06 [0.88–2.13]  | 2.08 [1.53–2.79]  | 0.71 / 0.51 / 0.51  | 0.39 / 0.36        |
-//! | 64 KiB | single             | 0.93 [0.83–1.98]  | 2.21 [2.13–2.71]  | 0.84 / 0.42 / 0.42  | 0.52 / 0.38        |
-//! | 64 KiB | single+defer       | 1.10 [0.91–2.07]  | 1.94 [1.81–2.57]  | 0.73 / 0.93 / 0.57  | 0.40 / 0.35        |
-//! | 64 KiB | single+defer, reg. fd | 1.77 [1.52–1.90] | 2.00 [1.92–2.20] | 0.95 / 0.72 / 0.88 | 0.17 / 0.38        |
+//! | size   | flags (level)         | uring GB/s        | blocking GB/s     | ratio idle | ratio, loaded       | CPU s/GB send/recv |
+//! |--------|-----------------------|-------------------|-------------------|------------|---------------------|--------------------|
+//! | 400 MB | none                  | 2.77 [2.02–2.86]  | 2.55 [1.66–2.73]  | 1.09       | 0.89 / 0.84         | 0.31 / 0.22        |
+//! | 400 MB | coop                  | 2.61 [2.29–2.73]  | 2.52 [2.47–2.75]  | 1.03       | 0.79 / 0.76         | 0.31 / 0.24        |
+//! | 400 MB | single                | 2.73 [2.11–3.18]  | 2.80 [2.70–2.93]  | 0.98       | 0.71 / 0.84         | 0.30 / 0.24        |
+//! | 400 MB | single+defer          | 2.65 [2.42–2.96]  | 2.95 [2.77–3.02]  | 0.90       | 0.91 / 0.97         | 0.31 / 0.23        |
+//! | 400 MB | single+defer, reg. fd | 2.36 [2.17–2.61]  | 2.41 [2.36–2.60]  | 0.98       | 0.92 / 0.94         | 0.32 / 0.27        |
+//! | 1 MiB  | none                  | 2.89 [1.37–3.02]  | 2.25 [2.06–2.86]  | 1.29       | 0.76 / 1.05 / 1.00  | 0.30 / 0.22        |
+//! | 1 MiB  | coop                  | 2.88 [2.71–3.39]  | 2.97 [2.72–3.57]  | 0.97       | 1.01 / 0.92 / 0.94  | 0.29 / 0.22        |
+//! | 1 MiB  | single                | 3.27 [1.66–3.40]  | 3.45 [2.09–4.36]  | 0.95       | 0.83 / 0.85 / 0.97  | 0.29 / 0.19        |
+//! | 1 MiB  | single+defer          | 2.79 [2.19–4.12]  | 3.29 [2.60–3.63]  | 0.85       | 1.00 / 0.94 / 1.08  | 0.24 / 0.20        |
+//! | 1 MiB  | single+defer, reg. fd | 3.53 [2.32–3.96]  | 2.62 [2.14–3.71]  | 1.35       | 0.95 / 0.98 / 1.06  | 0.25 / 0.18        |
+//! | 64 KiB | none                  | 2.08 [1.95–2.20]  | 2.24 [2.14–3.10]  | 0.93       | 0.56 / 0.82 / 0.91  | 0.48 / 0.29        |
+//! | 64 KiB | coop                  | 2.00 [1.41–2.30]  | 2.24 [1.93–2.42]  | 0.89       | 0.71 / 0.51 / 0.51  | 0.49 / 0.31        |
+//! | 64 KiB | single                | 2.03 [1.90–2.26]  | 2.29 [2.27–2.47]  | 0.88       | 0.84 / 0.42 / 0.42  | 0.44 / 0.30        |
+//! | 64 KiB | single+defer          | 2.19 [1.86–2.63]  | 2.36 [2.31–2.60]  | 0.93       | 0.73 / 0.93 / 0.57  | 0.43 / 0.26        |
+//! | 64 KiB | single+defer, reg. fd | 2.19 [1.92–2.23]  | 2.34 [2.25–2.98]  | 0.94       | 0.95 / 0.72 / 0.88  | 0.45 / 0.24        |
 //!
-//! (GB/s and CPU columns: the last pass.) **Every flag's effect is within the noise**: the
+//! Idle, the uring runs of every level fall inside each other's [min–max] at every size, and
+//! so do the blocking runs measured beside them (whose medians move 2.25–3.45 GB/s at 1 MiB
+//! between lines of the same invocation order): the ratio column is noise of ±0.2. What the
+//! idle pass does show beyond the noise is CPU: `single+defer` used the least sender CPU per
+//! byte at 1 MiB (0.24 vs 0.29–0.30 s/GB) and the least receiver CPU at 64 KiB (0.26 vs
+//! 0.29–0.31), the completion work running in the waiting thread instead of interrupting it.
+//! Loaded: **every flag's effect is within the noise**: the
 //! same configuration's ratio moves by up to 0.4 between passes minutes apart, and no level
 //! wins every pass at any size (`coop` and `single` alone had the lowest 64 KiB ratios in two
 //! passes of three, 0.51 and 0.42, with their own runs spread 0.83–2.13 GB/s). Chosen: `SINGLE_ISSUER | DEFER_TASKRUN` — the kernel's
@@ -189,10 +196,16 @@
 //! — a set waits for one CQE, so it changes nothing without a new wait strategy, and the wait
 //! loop (`Flight::wait_until`) was out of this change's scope; `TASKRUN_FLAG` beside
 //! `DEFER_TASKRUN` (it only lets a bare submit notice pending task work, and a set submits
-//! bare only when its SQ is full); `SO_RCVLOWAT` set to the bytes a `RECV` still needs, which
-//! would wake the receive once instead of per arrival, but the mark cannot follow a request's
-//! progress, and a request whose last bytes are fewer than the mark is not woken while the
-//! window is open (`tcp_data_ready`; reasoning, not measured).
+//! bare only when its SQ is full).
+//!
+//! Tried and dropped: a fixed `SO_RCVLOWAT` on the receiving socket (256 KiB or 1 MiB), so
+//! that a `RECV` is woken once per quarter-MiB instead of per arrival. With `ring_ab 1MiB 1
+//! default+lowat=256KiB` (an experiment build setting the option on the receiving socket)
+//! the blocking backend ran (1.58 GB/s) but the uring receiver **stalled for good** (killed
+//! after 20 s; why was not investigated: setting the mark also clamps the window to it when it
+//! grows the buffer, `tcp_set_rcvlowat`, and the poll re-arming a partial `MSG_WAITALL`
+//! `RECV` waits for the mark). A mark that follows each request's remaining bytes would need
+//! a setsockopt per re-arm, which the ring cannot issue between a request's partial reads.
 //!
 //! # Adaptive zero-copy
 //!
