@@ -75,7 +75,7 @@ use std::io::{self, Write};
 use std::net::Shutdown;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -203,11 +203,105 @@ struct Slot {
     /// array).
     idle_since: Option<Instant>,
     evicted: Arc<AtomicBool>,
+    /// The striped group (array id) whose seat it holds; `None`: an ordinary slot.
+    group: Option<u64>,
+    /// Parked: a stream of group (array id) admitted to an ordinary slot before its prefix
+    /// was seen, waiting for its group's room ([`SlotHandle::adopt`]); not counted as used.
+    parked: Option<u64>,
+    /// The seat in `group` was lent to a client that had sent nothing yet, when no slot was
+    /// free: it may be a stream of that group whose sender waits for its earlier streams
+    /// ([`SlotHandle::settle`]).
+    lent: bool,
+}
+
+/// The seats of one admitted striped group ([`stripes`]): `streams` slots counted from its
+/// first stream's admission, `held` of them by connected streams, the rest reserved.
+struct Seats {
+    streams: u32,
+    held: u32,
+}
+
+/// The slot table: open connections and admitted groups.
+#[derive(Default)]
+struct Table {
+    conns: HashMap<u64, Slot>,
+    groups: HashMap<u64, Seats>,
+}
+
+impl Table {
+    /// Slots in use: every ordinary connection, and every admitted group's whole count.
+    fn used(&self) -> usize {
+        let ordinary = self
+            .conns
+            .values()
+            .filter(|s| s.group.is_none() && s.parked.is_none())
+            .count();
+        ordinary
+            + self
+                .groups
+                .values()
+                .map(|g| g.streams as usize)
+                .sum::<usize>()
+    }
+
+    /// Admits group `id` of `streams` streams (the caller checked its room): its parked
+    /// streams take their seats at once.
+    fn open_group(&mut self, id: u64, streams: u32) {
+        let mut held = 0;
+        for s in self.conns.values_mut() {
+            if s.parked == Some(id) && held < streams {
+                (s.parked, s.group) = (None, Some(id));
+                held += 1;
+            }
+        }
+        self.groups.insert(id, Seats { streams, held });
+    }
+
+    /// True when group `id` is admitted and has a seat not yet taken.
+    fn has_seat(&self, id: u64) -> bool {
+        self.groups.get(&id).is_some_and(|g| g.held < g.streams)
+    }
+
+    /// Makes `need` slots free, evicting the connections idle longest once they have been
+    /// idle `evict_idle` (shut down and told so), or evicts nothing and returns false.
+    fn make_room(&mut self, need: usize, max: usize, evict_idle: Option<Duration>) -> bool {
+        let short = (self.used() + need).saturating_sub(max);
+        if short == 0 {
+            return true;
+        }
+        let Some(limit) = evict_idle else {
+            return false;
+        };
+        let now = Instant::now();
+        let mut idle: Vec<(u64, Instant)> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.group.is_none())
+            .filter_map(|(id, s)| s.idle_since.map(|t| (*id, t)))
+            .filter(|&(_, t)| now.duration_since(t) >= limit)
+            .collect();
+        if idle.len() < short {
+            return false;
+        }
+        idle.sort_by_key(|&(_, t)| t);
+        for (victim, _) in idle.into_iter().take(short) {
+            let v = self
+                .conns
+                .remove(&victim)
+                .expect("the victim is in the table");
+            v.evicted.store(true, Ordering::SeqCst);
+            // Wakes the victim's thread (its peek returns end of stream).
+            let _ = v.sock.shutdown(Shutdown::Both);
+        }
+        true
+    }
 }
 
 /// The connection slots (`--max-clients`).
 struct Slots {
-    open: Mutex<HashMap<u64, Slot>>,
+    open: Mutex<Table>,
+    /// Signalled when a slot is freed ([`SlotHandle::adopt`] waits on it).
+    freed: Condvar,
     max: usize,
     evict_idle: Option<Duration>,
 }
@@ -219,35 +313,73 @@ struct SlotHandle {
     evicted: Arc<AtomicBool>,
 }
 
+/// Who [`Slots::admit`] may admit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Anyone there is room for.
+    Any,
+    /// A client ahead in the queue is still waiting: only streams of admitted groups, and
+    /// clients that have sent nothing yet (a striped sender may send a stream's prefix only
+    /// once its earlier streams move: a stream of an admitted group looks like this, and a
+    /// stream of a waiting group parks, [`SlotHandle::adopt`]).
+    Members,
+}
+
 impl Slots {
-    /// Takes a slot for `sock`: a free one, or the one of the connection idle longest when it
-    /// has been idle `--evict-idle` (that connection is shut down and told so). `None` when
-    /// every slot is busy.
-    fn admit(this: &Arc<Slots>, id: u64, sock: &Conn) -> Option<SlotHandle> {
-        let mut open = this.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= this.max {
-            let limit = this.evict_idle?;
-            let now = Instant::now();
-            let (&victim, since) = open
-                .iter()
-                .filter_map(|(id, s)| s.idle_since.map(|t| (id, t)))
-                .min_by_key(|&(_, t)| t)?;
-            if now.duration_since(since) < limit {
-                return None;
+    /// Takes a slot for `sock` (its stripe prefix's array id and stream count when it sent
+    /// one, `stripe`): a seat of its admitted group; for the first stream of a group, all of
+    /// the group's `streams` slots at once; otherwise one slot. Room is made by evicting
+    /// connections idle `--evict-idle` ([`Table::make_room`]). `None` when there is no room.
+    fn admit(
+        this: &Arc<Slots>,
+        id: u64,
+        sock: &Conn,
+        stripe: Option<(u64, u32)>,
+        who: Admit,
+    ) -> Option<SlotHandle> {
+        let mut t = this.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lent = false;
+        let group = match stripe {
+            Some((g, _)) if t.has_seat(g) => Some(g),
+            _ if who == Admit::Members && has_sent(sock) => return None,
+            Some((g, n)) if n as usize <= this.max && !t.groups.contains_key(&g) => {
+                if !t.make_room(n as usize, this.max, this.evict_idle) {
+                    return None;
+                }
+                t.open_group(g, n);
+                this.freed.notify_all();
+                if !t.has_seat(g) {
+                    return None;
+                }
+                Some(g)
             }
-            let v = open.remove(&victim).expect("the victim is in the table");
-            v.evicted.store(true, Ordering::SeqCst);
-            // Wakes the victim's thread (its peek returns end of stream).
-            let _ = v.sock.shutdown(Shutdown::Both);
-        }
+            _ => {
+                if t.make_room(1, this.max, this.evict_idle) {
+                    None
+                } else if stripe.is_none() && !has_sent(sock) {
+                    // Lend it a free seat of an admitted group, if any.
+                    let g = t.groups.iter().find(|(_, g)| g.held < g.streams)?;
+                    lent = true;
+                    Some(*g.0)
+                } else {
+                    return None;
+                }
+            }
+        };
         let handle = sock.try_clone().ok()?;
+        if let Some(g) = group {
+            t.groups.get_mut(&g).expect("admitted above").held += 1;
+        }
         let evicted = Arc::new(AtomicBool::new(false));
-        open.insert(
+        t.conns.insert(
             id,
             Slot {
                 sock: handle,
                 idle_since: Some(Instant::now()),
                 evicted: Arc::clone(&evicted),
+                group,
+                parked: None,
+                lent,
             },
         );
         Some(SlotHandle {
@@ -261,8 +393,8 @@ impl Slots {
 impl SlotHandle {
     /// Marks the connection idle (waiting for a header) from now, or busy (`false`).
     fn set_idle(&self, idle: bool) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = open.get_mut(&self.id) {
+        let mut t = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = t.conns.get_mut(&self.id) {
             s.idle_since = idle.then(Instant::now);
         }
     }
@@ -270,12 +402,131 @@ impl SlotHandle {
     fn evicted(&self) -> bool {
         self.evicted.load(Ordering::SeqCst)
     }
+
+    /// A connection admitted to an ordinary slot (before its prefix was seen) turned out to
+    /// be a stream of striped group `id` (`streams` streams): makes its slot a seat of the
+    /// group. When the group is not admitted yet, the stream parks (gives its slot back,
+    /// keeping its thread; at most `--max-clients` streams park at once) and waits up to
+    /// `wait` until the group's `streams` slots are free, then admits the group with every
+    /// parked stream of it. False when parking is full or the slots did not come free. A
+    /// count above `--max-clients`, or a group with every seat taken, leaves the slot
+    /// ordinary (true): the stream is refused when it joins.
+    fn adopt(&self, id: u64, streams: u32, wait: Duration) -> bool {
+        let (max, deadline) = (self.slots.max, Instant::now() + wait);
+        let mut t = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if streams as usize > max || t.groups.get(&id).is_some_and(|g| g.held >= g.streams) {
+            return true;
+        }
+        let parked = t.conns.values().filter(|s| s.parked.is_some()).count();
+        let admitted = t.groups.contains_key(&id);
+        let Some(mine) = t.conns.get_mut(&self.id) else {
+            return true;
+        };
+        if mine.group.is_some() {
+            return true;
+        }
+        if !admitted && parked >= max {
+            return false;
+        }
+        mine.parked = Some(id);
+        loop {
+            if t.conns[&self.id].group.is_some() {
+                return true;
+            }
+            if t.has_seat(id) {
+                t.groups.get_mut(&id).expect("it has a seat").held += 1;
+                let mine = t
+                    .conns
+                    .get_mut(&self.id)
+                    .expect("a parked slot is not evicted");
+                (mine.parked, mine.group) = (None, Some(id));
+                return true;
+            }
+            if !t.groups.contains_key(&id) && t.used() + streams as usize <= max {
+                t.open_group(id, streams);
+                self.slots.freed.notify_all();
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline || t.groups.contains_key(&id) {
+                // Out of time, or its group filled without it (an index twice): ordinary
+                // again only when there is room, else refused.
+                let room = t.used() < max;
+                let mine = t
+                    .conns
+                    .get_mut(&self.id)
+                    .expect("a parked slot is not evicted");
+                mine.parked = None;
+                return room && now < deadline;
+            }
+            t = self
+                .slots
+                .freed
+                .wait_timeout(t, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Table {
+    /// Gives back a seat of group `g`; the group's admission ends with its last seat.
+    fn leave(&mut self, g: u64) {
+        let seats = self
+            .groups
+            .get_mut(&g)
+            .expect("a held seat's group is admitted");
+        seats.held -= 1;
+        if seats.held == 0 {
+            self.groups.remove(&g);
+        }
+    }
+}
+
+impl SlotHandle {
+    /// Once the connection's first bytes are seen (`stripe`: its prefix's array id, or
+    /// `None`): a connection on a lent seat ([`Slot::lent`]) keeps it when it is a stream of
+    /// that group, else gives it back; not striped, it then waits up to `wait` for an
+    /// ordinary slot. False when none came free: it is refused.
+    fn settle(&self, stripe: Option<u64>, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut t = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mine) = t.conns.get_mut(&self.id).filter(|s| s.lent) else {
+            return true;
+        };
+        mine.lent = false;
+        let g = mine.group.expect("a lent slot holds a seat");
+        if stripe == Some(g) {
+            return true;
+        }
+        mine.group = None;
+        t.leave(g);
+        self.slots.freed.notify_all();
+        // Striped: `adopt` finds its group a place. Otherwise it now counts as used.
+        while stripe.is_none() && t.used() > self.slots.max {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            t = self
+                .slots
+                .freed
+                .wait_timeout(t, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
 }
 
 impl Drop for SlotHandle {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.remove(&self.id);
+        let mut t = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let group = t.conns.remove(&self.id).and_then(|s| s.group);
+        if let Some(g) = group {
+            t.leave(g);
+        }
+        self.slots.freed.notify_all();
     }
 }
 
@@ -315,7 +566,8 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
     emit(&format!("listening {local}"));
 
     let slots = Arc::new(Slots {
-        open: Mutex::new(HashMap::new()),
+        open: Mutex::new(Table::default()),
+        freed: Condvar::new(),
         max: a.max_clients as usize,
         evict_idle: a.evict_idle.0,
     });
@@ -380,19 +632,39 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
             let ready = queue.remove(i).expect("index in range");
             queue.push_front(ready);
         }
-        while let Some((sock, peer, since)) = queue.pop_front() {
+        // In queue order, except that once a client must wait, only streams of admitted
+        // striped groups pass it (they hold their group's seats already).
+        let mut who = Admit::Any;
+        let mut i = 0;
+        while i < queue.len() {
+            let (sock, _, since) = &queue[i];
+            let stripe = match stripes::peek_now(sock) {
+                Some(p) if p.streams > a.max_clients => {
+                    let (sock, peer, _) = queue.remove(i).expect("index in range");
+                    let line = stripes::too_many(&peer, p.streams, a.max_clients);
+                    tell_and_close(&sock, &line, None, a.json);
+                    continue;
+                }
+                p => p.map(|p| (p.array_id, p.streams)),
+            };
             next_id += 1;
-            match Slots::admit(&slots, next_id, &sock) {
-                Some(slot) => spawn_connection(sock, peer, slot, &opts, &limits),
-                None if since.elapsed() >= QUEUE_WAIT => refuse(
-                    sock,
-                    peer,
-                    "every connection slot (--max-clients) is busy moving arrays",
-                    a,
-                ),
+            match Slots::admit(&slots, next_id, sock, stripe, who) {
+                Some(slot) => {
+                    let (sock, peer, _) = queue.remove(i).expect("index in range");
+                    spawn_connection(sock, peer, slot, &opts, &limits);
+                }
+                None if since.elapsed() >= QUEUE_WAIT => {
+                    let (sock, peer, _) = queue.remove(i).expect("index in range");
+                    refuse(
+                        sock,
+                        peer,
+                        "every connection slot (--max-clients) is busy moving arrays",
+                        a,
+                    );
+                }
                 None => {
-                    queue.push_front((sock, peer, since));
-                    break;
+                    who = Admit::Members;
+                    i += 1;
                 }
             }
         }
@@ -411,19 +683,6 @@ fn has_sent(sock: &Conn) -> bool {
 /// Turns `sock` away: one line to the client, one `refused` line on stdout, closed.
 fn refuse(sock: Conn, peer: String, why: &str, a: &ServeArgs) {
     let reason = format!("{why} ({} connections); try again later", a.max_clients);
-    // Whatever the client sent already is read and dropped (so the close does not reset the
-    // connection and discard our line); nothing blocks the accept loop.
-    let _ = sock.set_nonblocking(true);
-    let mut s = &sock;
-    let mut sink = [0u8; 4096];
-    for _ in 0..16 {
-        match sock.read_once(&mut sink) {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
-    }
-    let _ = s.write_all(format!("ringxfer serve: refused: {reason}\n").as_bytes());
-    let _ = sock.shutdown(Shutdown::Write);
     let line = ErrorLine {
         peer,
         array: 1,
@@ -432,7 +691,39 @@ fn refuse(sock: Conn, peer: String, why: &str, a: &ServeArgs) {
         transferred: None,
         expected: None,
     };
-    emit(&line.render(a.json));
+    tell_and_close(&sock, &line, None, a.json);
+}
+
+/// Prints `line` and tells the client on `sock` why it is turned away, one line
+/// `ringxfer serve: refused: …` (the sender prints it in its error), then shuts down the
+/// write side. What the client sent is read and dropped first, so the close does not reset
+/// the connection and discard the line: without `wait`, only what already arrived (at most
+/// 64 KiB; the accept loop must not block); with it, until the client closes or `wait` has
+/// passed (a stream refused in its own thread, whose sender may still be sending).
+fn tell_and_close(sock: &Conn, line: &ErrorLine, wait: Option<Duration>, json: bool) {
+    emit(&line.render(json));
+    let why = line.error.strip_prefix("refused: ").unwrap_or(&line.error);
+    let said = format!("ringxfer serve: refused: {why}\n");
+    let mut s = sock;
+    match wait {
+        None => {
+            let _ = sock.set_nonblocking(true);
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match sock.read_once(&mut sink) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+            let _ = s.write_all(said.as_bytes());
+            let _ = sock.shutdown(Shutdown::Write);
+        }
+        Some(wait) => {
+            let _ = sock.set_write_timeout(Some(wait));
+            let _ = s.write_all(said.as_bytes());
+            let _ = ringxfer::close::finish_with(sock, Some(wait), |_| {});
+        }
+    }
 }
 
 fn spawn_connection(
@@ -514,15 +805,58 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
         (h, i) => h.or(i),
     };
     let first_deadline = first_wait.map(|t| waiting_since + t);
-    match stripes::peek_prefix(&sock, peer, first_deadline) {
+    let first = stripes::peek_prefix(&sock, peer, first_deadline);
+    let stripe = match &first {
+        stripes::First::Prefix(p) => Some(p.array_id),
+        _ => None,
+    };
+    if !slot.settle(stripe, QUEUE_WAIT) {
+        let line = ErrorLine {
+            peer: peer.to_owned(),
+            array: 1,
+            error: format!(
+                "refused: every connection slot (--max-clients) is busy moving arrays ({} \
+                 connections); try again later",
+                limits.max_clients
+            ),
+            kind: "refused",
+            transferred: None,
+            expected: None,
+        };
+        let wait = limits.header_timeout.unwrap_or(stripes::GROUP_WAIT);
+        return tell_and_close(&sock, &line, Some(wait), json);
+    }
+    match first {
         stripes::First::NotStriped => {}
         // Evicted while its prefix was partial: the shutdown ended the peek; say why.
         stripes::First::Bad(_) if slot.evicted() => {
             return emit(&evicted_line(peer, 1, started.elapsed()).render(json));
         }
-        stripes::First::Bad(line) => return emit(&line.render(json)),
+        stripes::First::Bad(line) => {
+            let wait = limits.header_timeout.unwrap_or(stripes::GROUP_WAIT);
+            return tell_and_close(&sock, &line, Some(wait), json);
+        }
         stripes::First::Prefix(p) => {
             slot.set_idle(false);
+            if !slot.adopt(p.array_id, p.streams, QUEUE_WAIT) {
+                let line = ErrorLine {
+                    peer: peer.to_owned(),
+                    array: 1,
+                    error: format!(
+                        "refused: striped array id {:#x}: {} connection slots (--max-clients {}) \
+                         did not come free within {} s; try again later",
+                        p.array_id,
+                        p.streams,
+                        limits.max_clients,
+                        QUEUE_WAIT.as_secs()
+                    ),
+                    kind: "refused",
+                    transferred: None,
+                    expected: None,
+                };
+                let wait = limits.header_timeout.unwrap_or(stripes::GROUP_WAIT);
+                return tell_and_close(&sock, &line, Some(wait), json);
+            }
             let member = (sock, peer, slot);
             return stripes::join(&limits.groups, member, p, engine, limits);
         }

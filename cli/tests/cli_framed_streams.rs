@@ -703,3 +703,98 @@ fn serve_evicting_a_partial_stripe_prefix_says_evicted() {
         );
     }
 }
+
+/// Two 6-stream senders at once against `--max-clients 8`: each group takes its 6 slots when
+/// its first stream is admitted, its other streams pass any waiting client, and the other
+/// group waits for slots instead of splitting them: both arrays arrive whole, 5 times over.
+#[test]
+fn serve_two_concurrent_6_stream_senders_both_arrive_with_8_slots() {
+    for b in backends() {
+        let (_serve, lines, addr) = spawn_serve(&["--json", "--max-clients", "8", "--backend", b]);
+        let addr = addr.to_string();
+        for trial in 1..=5 {
+            let what = format!("{b}, trial {trial}");
+            let count = ["300000", "300001"];
+            let senders: Vec<_> = count
+                .iter()
+                .map(|&n| {
+                    let addr = addr.clone();
+                    std::thread::spawn(move || {
+                        let args = ["send", "--json", "--connect", &addr, "--streams", "6"];
+                        run(&[&args[..], &["--count", n, "--backend", b]].concat())
+                    })
+                })
+                .collect();
+            let sent: Vec<Value> = senders
+                .into_iter()
+                .map(|t| {
+                    let (sc, so, se) = t.join().unwrap();
+                    assert_eq!(sc, 0, "{what}: {so}{se}");
+                    json(&so)
+                })
+                .collect();
+            let got = lines_by_peer(&lines, 2);
+            for (s, n) in sent.iter().zip([2_400_000u64, 2_400_008]) {
+                assert_eq!(s["bytes"], n, "{what}: {s}");
+                let r = got
+                    .values()
+                    .find(|r| r["bytes"] == n)
+                    .unwrap_or_else(|| panic!("{what}: no line of {n} bytes in {got:?}"));
+                check_line(r, s, 1, 6, &what);
+                assert_eq!(r["arange"], true, "{what}: {r}");
+            }
+        }
+        assert_eq!(
+            lines.drain_for(Duration::from_millis(200)),
+            Vec::<String>::new(),
+            "{b}"
+        );
+    }
+}
+
+/// A group larger than `--max-clients` is refused, and the sender is told why: the server's
+/// refusal line comes back on stream 0 and is the sender's error (exit 1), with and without
+/// `--get-server-output`. The server prints one `bad_stripe` line per stream.
+#[test]
+fn serve_refusing_a_group_too_large_tells_the_sender_why() {
+    for b in backends() {
+        let (_serve, lines, addr) = spawn_serve(&["--json", "--max-clients", "4", "--backend", b]);
+        let addr = addr.to_string();
+        let why =
+            "ringxfer serve: refused: a stripe prefix of 5 streams: more than --max-clients 4";
+        for extra in [&[][..], &["--get-server-output"][..]] {
+            let args = [
+                "send",
+                "--connect",
+                &addr,
+                "--streams",
+                "5",
+                "--count",
+                "100000",
+            ];
+            let (sc, so, se) = run(&[&args[..], &["--backend", b], extra].concat());
+            assert_eq!((sc, so.as_str()), (1, ""), "{b} {extra:?}: {se}");
+            let said = match extra {
+                [] => format!("ringxfer send: stream 0 ({addr}): {why}\n"),
+                _ => format!("ringxfer send: {why}\n"),
+            };
+            assert_eq!(se, said, "{b} {extra:?}");
+            for l in lines.take(5, Duration::from_secs(20)) {
+                let v = json(&l);
+                assert_eq!(
+                    (&v["kind"], &v["error"]),
+                    (
+                        &Value::from("bad_stripe"),
+                        &Value::from("a stripe prefix of 5 streams: more than --max-clients 4")
+                    ),
+                    "{b} {extra:?}"
+                );
+            }
+        }
+        assert_eq!(
+            lines.drain_for(Duration::from_millis(200)),
+            Vec::<String>::new(),
+            "{b}"
+        );
+    }
+}

@@ -33,13 +33,13 @@ use std::time::{Duration, Instant};
 
 use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix};
 
-use super::{Limits, SentBack, SlotHandle, write_back};
+use super::{Limits, SentBack, SlotHandle, tell_and_close, write_back};
 use crate::measure::{SockBufs, say_notices};
 use crate::net::Conn;
 use crate::xfer::framed::{ArrayLine, ErrorLine, Outcome, emit, recv_one_with};
 
 /// How long a group waits for its streams when `--header-timeout` is 0.
-const GROUP_WAIT: Duration = Duration::from_secs(10);
+pub(super) const GROUP_WAIT: Duration = Duration::from_secs(10);
 
 /// One stream of a group: its connection, its peer, its index, and its slot.
 struct Member {
@@ -102,6 +102,28 @@ pub(super) fn peek_prefix(sock: &Conn, peer: &str, deadline: Option<Instant>) ->
     }
 }
 
+/// The stripe prefix `sock`'s client has sent whole, if any, without waiting (a non-blocking
+/// peek; `None` also when the bytes are not one or do not decode: the connection's thread
+/// then reads what came, under its deadlines).
+pub(super) fn peek_now(sock: &Conn) -> Option<StripePrefix> {
+    use rustix::net::RecvFlags;
+    let mut b = [0u8; STRIPE_PREFIX_LEN];
+    match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Ok((STRIPE_PREFIX_LEN, _)) if b[..STRIPE_MAGIC.len()] == STRIPE_MAGIC => {
+            StripePrefix::decode(&b).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The `bad_stripe` line of a stream whose group can never fit: `streams` > `--max-clients`.
+pub(super) fn too_many(peer: &str, streams: u32, max_clients: u32) -> ErrorLine {
+    bad(
+        peer,
+        format!("a stripe prefix of {streams} streams: more than --max-clients {max_clients}"),
+    )
+}
+
 /// A `bad_stripe` line.
 fn bad(peer: &str, error: String) -> ErrorLine {
     ErrorLine {
@@ -124,18 +146,11 @@ pub(super) fn join(
     limits: &Limits,
 ) {
     let (json, max_clients) = (limits.json, limits.max_clients);
-    if p.streams > max_clients {
-        let line = bad(
-            peer,
-            format!(
-                "a stripe prefix of {} streams: more than --max-clients {max_clients}",
-                p.streams
-            ),
-        );
-        emit(&line.render(json));
-        return;
-    }
     let wait = limits.header_timeout.unwrap_or(GROUP_WAIT);
+    if p.streams > max_clients {
+        let line = too_many(peer, p.streams, max_clients);
+        return tell_and_close(&sock, &line, Some(wait), json);
+    }
     let deadline = Instant::now() + wait;
     let member = Member {
         sock,
@@ -163,7 +178,7 @@ pub(super) fn join(
             match clash {
                 Some(why) => {
                     drop(open);
-                    emit(&bad(peer, why).render(json));
+                    tell_and_close(&member.sock, &bad(peer, why), Some(wait), json);
                 }
                 None => {
                     g.members.push(member);

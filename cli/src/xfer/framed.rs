@@ -706,6 +706,10 @@ fn close_gracefully(
             crate::net::keep_head(&mut kept, b);
         }
     });
+    // The server refused (its one line, then its close): the array was not received.
+    if let (Ok(_), Some(line)) = (&done, crate::net::server_line(&kept)) {
+        return Err(Failure::runtime(line));
+    }
     match done {
         Ok(f) if !keep => Ok((None, Some(f.peer_bytes))),
         Ok(_) => {

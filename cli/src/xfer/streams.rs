@@ -524,7 +524,8 @@ fn no_pending(
 /// Ends every stream in stream order: the graceful close (send, `--bidir`) or the
 /// extra-bytes check (recv), each stream dropped right after, so a peer doing the same in the
 /// same order is never waiting on a stream this side has not reached. The bytes discarded
-/// while closing, summed.
+/// while closing, summed. A stream on which the peer said why it refused it (`serve`'s one
+/// line `ringxfer serve: refused: …`, written before it closes) fails with that line.
 pub(super) fn close_streams(
     role: Role,
     a: &XferArgs,
@@ -537,10 +538,23 @@ pub(super) fn close_streams(
     let from = peers.len() - socks.len();
     for (k, s) in socks.into_iter().enumerate() {
         let i = from + k;
+        let mut said = Vec::new();
         let r = match (role, a.bidir) {
             (Role::Recv, false) => ringxfer::close::expect_eof(&s, a.timeout).map(|()| 0),
-            _ => ringxfer::close::finish(&s, a.timeout).map(|f| f.peer_bytes),
+            _ => ringxfer::close::finish_with(&s, a.timeout, |b| {
+                crate::net::keep_head(&mut said, b);
+            })
+            .map(|f| f.peer_bytes),
         };
+        if let Some(line) = crate::net::server_line(&said) {
+            let why = r
+                .err()
+                .map_or_else(String::new, |e| format!(" (delivery not confirmed: {e})"));
+            return Err(Failure::runtime(format!(
+                "stream {i} ({}): {line}{why}",
+                peers[i]
+            )));
+        }
         match r {
             // With --bidir the array came before the close: anything after it is extra.
             Ok(n) if a.bidir && n > 0 => {
