@@ -47,6 +47,9 @@
 //! (every slot busy moving arrays) is refused: it gets one line
 //! `ringxfer serve: refused: …` and is closed, and the server prints one `refused` line. So
 //! clients that connect and go quiet can hold slots only until someone else needs them.
+//! A striped array's streams are admitted as one group: its first stream seen takes all of
+//! the group's slots at once or waits, and its other streams pass waiting clients
+//! ([`stripes`], "Admission per group"); parked streams can add up to `--max-clients` threads.
 //!
 //! **Memory.** Each header's `payload_len` is checked against `--max-payload` before anything
 //! is allocated, so the arrays held at once take at most `max-clients × max-payload` bytes.

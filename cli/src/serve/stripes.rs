@@ -7,8 +7,11 @@
 //! again), within `--header-timeout` (10 s when that is 0) of the connection's start, and
 //! decoded on its own ([`StripePrefix::decode`]: magic, version, flags, CRC-32, its own
 //! geometry; a stream count of 0 or an index past it is refused there). A count above
-//! `--max-clients` is refused too. A refused stream gets one error line (kind `bad_stripe`)
-//! and is closed.
+//! `--max-clients` is refused too. A refused stream gets one error line (kind `bad_stripe`),
+//! the client gets the same reason on the connection, one line `ringxfer serve: refused: …`
+//! (what the client sent meanwhile is read and dropped until it closes, at most
+//! `--header-timeout`, so the close does not reset the line away; `send` prints it as its
+//! error, exit 1), and it is closed.
 //!
 //! **Groups.** Streams are grouped by the prefix's array id. The first stream of an id opens
 //! the group and waits (its thread) until the prefix's count of streams have joined, at most
@@ -18,6 +21,26 @@
 //! not yet in it; otherwise it alone is refused with a `bad_stripe` line. Nothing is sized
 //! by a prefix's count: a group grows one stream at a time, at most `--max-clients` of them,
 //! and every stream keeps its connection slot until the group is done.
+//!
+//! **Admission per group** (so concurrent striped senders cannot starve each other: two
+//! groups that each took part of the slots would each wait for streams queued behind the
+//! other). The accept loop peeks each waiting client's first bytes without blocking
+//! ([`peek_now`]). A group is admitted whole: its first stream seen takes all of its
+//! prefix's count of slots at once (one held, the rest reserved for its streams), or waits in
+//! the queue until that many are free; a count above `--max-clients` is refused there. A
+//! stream of an admitted group takes a reserved seat and passes every client waiting ahead of
+//! it; once a client must wait, later ones wait behind it (first come, first served) except
+//! those streams and clients that have sent nothing yet. A striped sender sends a stream's
+//! prefix only once its earlier streams move, so a stream admitted before its prefix was seen
+//! is placed when the prefix comes ([`super::SlotHandle::adopt`], `settle`): a stream of an
+//! admitted group takes its seat; the first of a new group admits it when its slots are free,
+//! or parks (gives its slot back, keeps its thread; at most `--max-clients` park at once) and
+//! waits up to 2 s for them, with every other parked stream of its group; a client that had
+//! sent nothing when every slot was taken may be lent a reserved seat, kept if it is that
+//! group's stream, else given back (a non-striped client then waits up to 2 s for a slot).
+//! A stream for which no room comes is refused (`refused`, with its line to the client). So
+//! slots in use (ordinary connections plus every admitted group's whole count) never exceed
+//! `--max-clients`, and connection threads never exceed twice it (parked streams).
 //!
 //! **The array.** The thread that opened the group receives the array over every stream with
 //! the library, then each further array the sender sends on the same streams (`--arrays K`),
