@@ -49,7 +49,7 @@
 //! clients that connect and go quiet can hold slots only until someone else needs them.
 //! A striped array's streams are admitted as one group: its first stream seen takes all of
 //! the group's slots at once or waits, and its other streams pass waiting clients
-//! ([`stripes`], "Admission per group"); parked streams can add up to `--max-clients` threads.
+//! ([`stripes`], "Admission per group"); parked streams can add up to twice `--max-clients` threads.
 //!
 //! **Memory.** Each header's `payload_len` is checked against `--max-payload` before anything
 //! is allocated, so the arrays held at once take at most `max-clients × max-payload` bytes.
@@ -417,7 +417,7 @@ impl SlotHandle {
     fn adopt(&self, id: u64, streams: u32, wait: Duration) -> bool {
         let (max, deadline) = (self.slots.max, Instant::now() + wait);
         let mut t = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        if streams as usize > max || t.groups.get(&id).is_some_and(|g| g.held >= g.streams) {
+        if streams as usize > max {
             return true;
         }
         let parked = t.conns.values().filter(|s| s.parked.is_some()).count();
@@ -428,7 +428,7 @@ impl SlotHandle {
         if mine.group.is_some() {
             return true;
         }
-        if !admitted && parked >= max {
+        if !admitted && parked >= 2 * max {
             return false;
         }
         mine.parked = Some(id);
@@ -450,17 +450,18 @@ impl SlotHandle {
                 self.slots.freed.notify_all();
                 continue;
             }
+            // Its group's seats all held by its streams (none lent): an index twice, refused
+            // when it joins.
+            let lent = t.conns.values().any(|c| c.lent && c.group == Some(id));
+            let full = t.groups.contains_key(&id) && !lent;
             let now = Instant::now();
-            if now >= deadline || t.groups.contains_key(&id) {
-                // Out of time, or its group filled without it (an index twice): ordinary
-                // again only when there is room, else refused.
-                let room = t.used() < max;
+            if full || now >= deadline {
                 let mine = t
                     .conns
                     .get_mut(&self.id)
                     .expect("a parked slot is not evicted");
                 mine.parked = None;
-                return room && now < deadline;
+                return full;
             }
             t = self
                 .slots
