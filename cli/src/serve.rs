@@ -40,7 +40,8 @@
 //!
 //! **Connection slots.** At most `--max-clients` connections are served at once. The server
 //! always accepts; a client that finds every slot taken waits in the server's queue (at most
-//! `--max-clients` clients, [`QUEUE_WAIT`] each) until a slot frees, and meanwhile takes the
+//! twice `--max-clients` clients, room for a striped group's streams waiting behind another
+//! group; [`QUEUE_WAIT`] each) until a slot frees, and meanwhile takes the
 //! slot of the connection that has been idle longest — waiting for a header, or in the
 //! handshake — once that one has been idle `--evict-idle` seconds (1 s; 0: never evict):
 //! the evicted connection is reported (`evicted`) and closed. A client for whom no slot comes
@@ -598,7 +599,7 @@ pub fn run(a: &ServeArgs) -> Result<(), Failure> {
             eprintln!("ringxfer serve: SO_RCVTIMEO on the listener: {e}");
         }
         match listener.accept(accepted + 1).inspect(|_| accepted += 1) {
-            Ok((sock, peer)) if queue.len() >= a.max_clients as usize => {
+            Ok((sock, peer)) if queue.len() >= 2 * a.max_clients as usize => {
                 // A full queue: make room by dropping the longest-waiting queued client that
                 // has sent nothing yet (silent clients must not lock out working ones), else
                 // turn the newcomer away.
