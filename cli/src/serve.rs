@@ -50,7 +50,8 @@
 //! clients that connect and go quiet can hold slots only until someone else needs them.
 //! A striped array's streams are admitted as one group: its first stream seen takes all of
 //! the group's slots at once or waits, and its other streams pass waiting clients
-//! ([`stripes`], "Admission per group"); parked streams can add up to twice `--max-clients` threads.
+//! ([`stripes`], "Admission per group"); parked streams can add up to twice
+//! `--max-clients` threads.
 //!
 //! **Memory.** Each header's `payload_len` is checked against `--max-payload` before anything
 //! is allocated, so the arrays held at once take at most `max-clients × max-payload` bytes.

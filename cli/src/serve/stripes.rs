@@ -34,13 +34,15 @@
 //! prefix only once its earlier streams move, so a stream admitted before its prefix was seen
 //! is placed when the prefix comes ([`super::SlotHandle::adopt`], `settle`): a stream of an
 //! admitted group takes its seat; the first of a new group admits it when its slots are free,
-//! or parks (gives its slot back, keeps its thread; at most twice `--max-clients` park at once) and
-//! waits up to 2 s for them, with every other parked stream of its group; a client that had
-//! sent nothing when every slot was taken may be lent a reserved seat, kept if it is that
-//! group's stream, else given back (a non-striped client then waits up to 2 s for a slot).
-//! A stream for which no room comes is refused (`refused`, with its line to the client). So
-//! slots in use (ordinary connections plus every admitted group's whole count) never exceed
-//! `--max-clients`, and connection threads never exceed three times it (parked streams).
+//! or parks (gives its slot back, keeps its thread; at most twice `--max-clients` park at
+//! once) and waits up to 2 s for them, with every other parked stream of its group; a client
+//! that had sent nothing when every slot was taken may be lent a reserved seat, kept if it is
+//! that group's stream, else given back (a non-striped client then waits up to 2 s for a
+//! slot, counted as one meanwhile). A stream for which no room comes is refused (`refused`,
+//! with its line to the client). So slots in use (ordinary connections plus every admitted
+//! group's whole count) exceed `--max-clients` only by clients waiting after giving back a
+//! lent seat (at most the reserved seats, for at most 2 s), and connection threads stay
+//! below three times it (parked streams).
 //!
 //! **The array.** The thread that opened the group receives the array over every stream with
 //! the library, then each further array the sender sends on the same streams (`--arrays K`),
