@@ -265,13 +265,10 @@ pub fn to_file(
     header: &Header,
     path: &Path,
 ) -> Outcome {
-    match recv_npy(engine, sock, (peer, array), started, header, path) {
-        Ok((line, file)) => match file.commit() {
-            Ok(_) => Outcome::Array(line),
-            Err(e) => Outcome::Failed(out_file_error(peer, array, e)),
-        },
-        Err(line) => Outcome::Failed(line),
-    }
+    committed(
+        recv_npy(engine, sock, (peer, array), started, header, path),
+        (peer, array),
+    )
 }
 
 /// `serve --out-dir` for a `.npy` stream (its header `header` just read from `sock`): the
@@ -294,6 +291,15 @@ pub fn npy_stream_to_file(
         path,
         |e| e.recv_any_after_npy_header(sock, header),
     );
+    committed(got, (peer, array))
+}
+
+/// The outcome of a receive into a file: the array's line once the file is committed (synced
+/// and renamed into place), else the failure's line (`out_file` when the commit fails).
+pub fn committed(
+    got: Result<(ArrayLine, OutFile), ErrorLine>,
+    (peer, array): (&str, u64),
+) -> Outcome {
     match got {
         Ok((line, file)) => match file.commit() {
             Ok(_) => Outcome::Array(line),
@@ -329,15 +335,7 @@ pub fn array_to_file(
     let (h, payload) = out.bytes_mut().split_at_mut(head.len());
     h.copy_from_slice(&head);
     payload.copy_from_slice(a.bytes());
-    let received = Received {
-        format: a.format(),
-        verified: a.checksum_verified(),
-        dtype: a.dtype(),
-        shape: a.shape(),
-        order: a.order(),
-        payload: a.bytes(),
-        file: Some(path),
-    };
+    let received = Received::of(&a, Some(path));
     let line = ArrayLine::of(
         peer,
         array,

@@ -325,11 +325,5 @@ fn to_file(
         path,
         receive,
     );
-    match got {
-        Ok((line, file)) => match file.commit() {
-            Ok(_) => Outcome::Array(line),
-            Err(e) => Outcome::Failed(crate::files::out_file_error(peer, array, e)),
-        },
-        Err(line) => Outcome::Failed(line),
-    }
+    crate::files::committed(got, (peer, array))
 }

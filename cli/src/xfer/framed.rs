@@ -162,6 +162,21 @@ pub struct Received<'a> {
     pub file: Option<&'a std::path::Path>,
 }
 
+impl<'a> Received<'a> {
+    /// What a receive that allocated its own array (`a`) got, written to `file` if given.
+    pub fn of(a: &'a ringxfer::AnyArray, file: Option<&'a std::path::Path>) -> Self {
+        Received {
+            format: a.format(),
+            verified: a.checksum_verified(),
+            dtype: a.dtype(),
+            shape: a.shape(),
+            order: a.order(),
+            payload: a.bytes(),
+            file,
+        }
+    }
+}
+
 impl ArrayLine {
     /// The line of array `array` of `peer`, received by `backend` in `seconds` with `cpu`,
     /// on a socket with `socket_buffers`.
@@ -351,15 +366,7 @@ pub fn report_one(
     });
     match got {
         Ok(a) => {
-            let received = Received {
-                format: a.format(),
-                verified: a.checksum_verified(),
-                dtype: a.dtype(),
-                shape: a.shape(),
-                order: a.order(),
-                payload: a.bytes(),
-                file: None,
-            };
+            let received = Received::of(&a, None);
             let line = ArrayLine::of(
                 peer,
                 array,
