@@ -3,7 +3,7 @@
 //! of the API.
 //!
 //! ```text
-//! cargo run --release --example ring_ab -- SIZE ROUNDS [--ack] CONFIG...
+//! cargo run --release --example ring_ab -- SIZE ROUNDS [--ack|--ask] CONFIG...
 //! cargo run --release --example ring_ab -- 1MiB 21 default fixed blocking
 //! ```
 //!
@@ -11,6 +11,10 @@
 //! (plain `write`/`read` on the same sockets) before the next, so every receive starts on an
 //! empty socket and waits for the data as it arrives — the case where a `MSG_WAITALL` receive
 //! sleeps and wakes per arrival.
+//!
+//! `--ask`: the pattern of `benches/throughput.rs`: before each transfer the receiver asks the
+//! sender on a channel (`std::sync::mpsc`) and then enters its receive, so the receive is
+//! usually submitted on an empty socket before the sender has sent anything.
 //!
 //! Every round runs every CONFIG once, in an order rotated by one per round, each on a new
 //! loopback TCP connection: `K` back-to-back transfers of SIZE pre-touched bytes (K = 512 MiB /
@@ -119,21 +123,29 @@ fn one_run(
     data: &[u8],
     got: &mut [u8],
     k: usize,
-    ack: bool,
+    pace: Pace,
 ) -> Run {
     let (tx_sock, rx_sock) = tcp_pair();
     got.fill(0);
     let (tx, rx) = (&mut engines.0, &mut engines.1);
     let (tx0, rx0) = (tx.stats(), rx.stats());
     let barrier = Barrier::new(2);
+    let (ask_tx, ask_rx) = std::sync::mpsc::channel::<()>();
+    let ack = pace == Pace::Ack;
+    let (barrier, tx_sock, data) = (&barrier, &tx_sock, data);
+    let tx_engine: &mut Engine = &mut *tx;
     let (secs, (tx_sw, tx_ns), (rx_sw, rx_ns)) = std::thread::scope(|s| {
-        let h = s.spawn(|| {
+        let h = s.spawn(move || {
+            let (ask_rx, tx) = (ask_rx, tx_engine);
             barrier.wait();
             let (sw, ns) = (voluntary_switches(), cpu_ns());
             for _ in 0..k {
-                tx.send_from(&tx_sock, data).expect("send");
+                if pace == Pace::Ask {
+                    ask_rx.recv().expect("ask");
+                }
+                tx.send_from(tx_sock, data).expect("send");
                 if ack {
-                    (&tx_sock).read_exact(&mut [0u8]).expect("ack");
+                    (&*tx_sock).read_exact(&mut [0u8]).expect("ack");
                 }
             }
             (voluntary_switches() - sw, cpu_ns() - ns)
@@ -141,6 +153,9 @@ fn one_run(
         barrier.wait();
         let (t0, sw, ns) = (Instant::now(), voluntary_switches(), cpu_ns());
         for _ in 0..k {
+            if pace == Pace::Ask {
+                ask_tx.send(()).expect("ask");
+            }
             rx.recv_into(&rx_sock, got).expect("recv");
             if ack {
                 (&rx_sock).write_all(&[1]).expect("ack");
@@ -164,6 +179,17 @@ fn one_run(
     }
 }
 
+/// How transfers follow each other in a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Back to back.
+    Free,
+    /// `--ack`: the receiver acknowledges each transfer with one byte on the socket.
+    Ack,
+    /// `--ask`: the receiver asks for each transfer on a channel first.
+    Ask,
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -179,10 +205,14 @@ fn main() {
     assert!(args.len() >= 3, "usage: ring_ab SIZE ROUNDS CONFIG...");
     let size = parse_size(&args[0]);
     let rounds: usize = args[1].parse().expect("ROUNDS");
-    let ack = args[2] == "--ack";
-    let configs = &args[2 + usize::from(ack)..];
-    // With acks each transfer also waits a round trip: a quarter of the bytes per run.
-    let k = (RUN_BYTES / if ack { 4 } else { 1 } / size).max(1);
+    let pace = match args[2].as_str() {
+        "--ack" => Pace::Ack,
+        "--ask" => Pace::Ask,
+        _ => Pace::Free,
+    };
+    let configs = &args[2 + usize::from(pace != Pace::Free)..];
+    // Paced transfers also wait a round trip each: a quarter of the bytes per run.
+    let k = (RUN_BYTES / if pace == Pace::Free { 1 } else { 4 } / size).max(1);
     let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4093) as u8).collect();
     let mut got = vec![0u8; size];
     let mut engines: Vec<(Engine, Engine)> = configs
@@ -197,13 +227,17 @@ fn main() {
     for r in 0..rounds {
         for n in 0..configs.len() {
             let c = (n + r) % configs.len();
-            runs[c].push(one_run(&mut engines[c], &data, &mut got, k, ack));
+            runs[c].push(one_run(&mut engines[c], &data, &mut got, k, pace));
         }
         eprint!(".");
         std::io::stderr().flush().ok();
     }
     eprintln!();
-    let mode = if ack { ", each acknowledged" } else { "" };
+    let mode = match pace {
+        Pace::Free => "",
+        Pace::Ack => ", each acknowledged",
+        Pace::Ask => ", each asked for",
+    };
     println!("size {size} bytes, {k} transfers per run{mode}, {rounds} rounds");
     for (c, rs) in configs.iter().zip(&mut runs) {
         let mut g: Vec<f64> = rs.iter().map(|r| r.gbps).collect();
