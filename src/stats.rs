@@ -42,6 +42,12 @@ pub struct EngineStats {
     /// through the ring's file table ([`UringTuning::fixed_files`](crate::UringTuning::fixed_files))
     /// instead of by fd; a subset of `sqes`.
     pub fixed_file_sqes: u64,
+    /// `io_uring_enter` calls made while the kernel flagged CQEs waiting in its overflow list
+    /// (`IORING_SQ_CQ_OVERFLOW`: more completions than the CQ's 256 entries were due at once,
+    /// e.g. a set of more than 128 transfers); each such call flushes them into the CQ
+    /// (`GETEVENTS`). No CQE is lost on that path (`IORING_FEAT_NODROP`, Linux 5.5): this
+    /// counts how often it was taken, not a loss.
+    pub cq_overflow_flushes: u64,
 }
 
 impl EngineStats {
@@ -57,6 +63,9 @@ impl EngineStats {
             zc_kept: self.zc_kept.saturating_sub(earlier.zc_kept),
             zc_switched: self.zc_switched.saturating_sub(earlier.zc_switched),
             fixed_file_sqes: self.fixed_file_sqes.saturating_sub(earlier.fixed_file_sqes),
+            cq_overflow_flushes: self
+                .cq_overflow_flushes
+                .saturating_sub(earlier.cq_overflow_flushes),
         }
     }
 }

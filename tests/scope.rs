@@ -9,14 +9,20 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ringxfer::{Error, Options};
+use ringxfer::{EngineStats, Error, Options};
 use util::*;
 
 const MIB: usize = 1 << 20;
 
 /// `n` socket pairs; on each, both ends send and receive at once (4 × n transfers in one
-/// scope), every array byte-exact afterwards.
-fn bidir_many(o: Options, pairs: Vec<(TcpStream, TcpStream)>, len: usize, what: &str) {
+/// scope), every array byte-exact afterwards. Returns what the engine's ring did
+/// ([`EngineStats`], all zero on the blocking backend).
+fn bidir_many(
+    o: Options,
+    pairs: Vec<(TcpStream, TcpStream)>,
+    len: usize,
+    what: &str,
+) -> EngineStats {
     let n = pairs.len();
     let outs: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
         .map(|i| {
@@ -35,6 +41,7 @@ fn bidir_many(o: Options, pairs: Vec<(TcpStream, TcpStream)>, len: usize, what: 
         })
         .collect();
     let mut e = engine(&o);
+    let before = e.stats();
     let t0 = Instant::now();
     let outcome = e.scope(|s| {
         for ((a, b), ((x, y), (gx, gy))) in pairs.iter().zip(outs.iter().zip(ins.iter_mut())) {
@@ -56,26 +63,76 @@ fn bidir_many(o: Options, pairs: Vec<(TcpStream, TcpStream)>, len: usize, what: 
         assert_bytes_eq(gy, y, &format!("{what}: pair {i} b→a"));
     }
     eprintln!("{what}: {} transfers in {dt:?}", 4 * n);
+    e.stats().since(&before)
+}
+
+/// C14 (completion queue overflow): more completions due at once than the ring's CQ holds
+/// (256 entries). Every CQE must arrive exactly once — each SQE one result CQE, no loss, no
+/// double count — with no stall, and every array byte-exact. With `must_overflow`, the uring
+/// case also asserts that the kernel's overflow path was taken at least once (so that it tests
+/// what it says); where completions trickle in, it may or may not be.
+fn c14(
+    backend: ringxfer::Backend,
+    pairs: usize,
+    buf: Option<usize>,
+    len: usize,
+    must_overflow: bool,
+) {
+    let what = format!("C14: {pairs} pairs, {len} B each way, buffers {buf:?}");
+    let socks = (0..pairs)
+        .map(|_| buf.map_or_else(tcp_pair, tcp_pair_small_buffers))
+        .collect();
+    let d = bidir_many(opts(backend), socks, len, &what);
+    if backend == ringxfer::Backend::Blocking {
+        assert_eq!(
+            d,
+            EngineStats::default(),
+            "{what}: the blocking backend has no ring"
+        );
+        return;
+    }
+    assert_eq!(d.cqes, d.sqes + d.notifs, "{what}: {d:?}");
+    assert!(d.sqes >= 4 * pairs as u64, "{what}: {d:?}");
+    if must_overflow {
+        assert!(
+            d.cq_overflow_flushes > 0,
+            "{what}: the CQ never overflowed: {d:?}"
+        );
+    }
 }
 
 both_backends! {
     /// Four TCP connections, both directions on each, 16 MiB + 16 MiB each way.
     fn scope_four_sockets_both_directions(backend) {
         let pairs = (0..4).map(|_| tcp_pair()).collect();
-        bidir_many(opts(backend), pairs, 16 * MIB, "4 sockets bidir");
+        let _ = bidir_many(opts(backend), pairs, 16 * MIB, "4 sockets bidir");
     }
 
     /// Forced short completions: 4 KiB socket buffers on every stream, three connections,
     /// both directions, 2 MiB each way.
     fn scope_short_completions_on_every_stream(backend) {
         let pairs = (0..3).map(|_| tcp_pair_small_buffers(4096)).collect();
-        bidir_many(opts(backend), pairs, 2 * MIB, "4 KiB buffers");
+        let _ = bidir_many(opts(backend), pairs, 2 * MIB, "4 KiB buffers");
+    }
+
+    /// C14: 800 small transfers in one set (200 connections, both directions): the sends and
+    /// the receives behind them complete at submission, far more CQEs at once than the CQ
+    /// holds.
+    fn c14_cq_overflow_small_transfers(backend) {
+        c14(backend, 200, None, 1000, true);
+    }
+
+    /// C14 with short completions: 4 KiB socket buffers on 100 connections, 64 KiB each way
+    /// (400 transfers, each of many partial reads and writes inside its `MSG_WAITALL`
+    /// request); their completions trickle in, so overflow is possible but not certain.
+    fn c14_cq_overflow_short_completions(backend) {
+        c14(backend, 100, Some(4096), 64 << 10, false);
     }
 
     /// Small arrays (below the direct-path threshold) in a set still all complete.
     fn scope_small_arrays(backend) {
         let pairs = (0..8).map(|_| tcp_pair()).collect();
-        bidir_many(opts(backend), pairs, 1000, "small");
+        let _ = bidir_many(opts(backend), pairs, 1000, "small");
     }
 
     /// One socket's peer sends 1,000 of 1 MiB bytes and resets; another receive waits on a
@@ -256,7 +313,8 @@ fn over_4096_transfers_child() {
     let backend: ringxfer::Backend = backend.parse().unwrap();
     let pairs: Vec<(TcpStream, TcpStream)> = (0..1025).map(|_| tcp_pair()).collect();
     if backend == ringxfer::Backend::Blocking {
-        return bidir_many(opts(backend), pairs, 100, "4100 transfers");
+        bidir_many(opts(backend), pairs, 100, "4100 transfers");
+        return;
     }
     let data = pattern_vec::<u8>(100, 1);
     let mut got: Vec<Vec<u8>> = (0..2050).map(|i| poison_vec(100, i)).collect();

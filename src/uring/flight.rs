@@ -210,15 +210,23 @@ impl Flight<'_> {
     ///
     /// Every buffer the entries point to must stay valid until their CQEs are reaped.
     pub(super) unsafe fn push(&mut self, job: usize, entries: &[squeue::Entry]) {
-        {
-            let sq = self.ring.submission();
-            let room = sq.capacity() - sq.len();
-            drop(sq);
-            if room < entries.len() {
-                // The SQ is emptied by the submission (the kernel consumes every SQE at
-                // submit time; those it cannot start yet it queues itself).
+        // The SQ is emptied by a submission (the kernel consumes every SQE at submit time;
+        // those it cannot start yet it queues itself) — unless the kernel refuses it with
+        // `EBUSY` while completions wait in its overflow list (io_uring_enter(2); C14 in
+        // `../shared/cases`): then make room in the CQ by reaping, let the kernel flush its
+        // overflow list (`GETEVENTS`), and submit again. Every turn reaps what the CQ holds,
+        // so each frees CQ space for the overflow list to drain into.
+        let mut turns = 0u32;
+        while self.sq_room() < entries.len() {
+            if turns > 0 {
+                self.reap();
+                let _ = self.ring.submit_and_flush();
+            }
+            if self.sq_room() < entries.len() {
                 let _ = self.ring.submit();
             }
+            turns += 1;
+            assert!(turns < 1 << 16, "the kernel never took the SQ's entries");
         }
         let mut sq = self.ring.submission();
         for e in entries {
@@ -230,6 +238,12 @@ impl Flight<'_> {
         drop(sq);
         self.jobs[job].outstanding += entries.len();
         self.stats.sqes += entries.len() as u64;
+    }
+
+    /// Free SQ entries.
+    fn sq_room(&mut self) -> usize {
+        let sq = self.ring.submission();
+        sq.capacity() - sq.len()
     }
 
     /// Reaps ready CQEs, routing each to its job: results to the planner (a positive one is

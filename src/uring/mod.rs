@@ -32,6 +32,23 @@
 //! kernel drops that data and posts the notifications, and the call returns
 //! [`Error::TimedOutAborted`]. Without an idle timeout the call waits, like a blocking send.
 //!
+//! # Completion queue overflow
+//!
+//! The CQ has 256 entries and chains share half of it, but a set of more than 128 transfers
+//! keeps at least one SQE per transfer in flight, and their CQEs (plus `SEND_ZC`
+//! notifications) can come due faster than a wait reaps them. The kernel then keeps the extra
+//! CQEs in its overflow list and flags `IORING_SQ_CQ_OVERFLOW` (`IORING_FEAT_NODROP`, Linux
+//! 5.5). Every `io_uring_enter` made while the flag is up sets `GETEVENTS`, which moves them
+//! into the CQ as room frees up, and the completion loop reaps the whole CQ after every wait,
+//! so nothing is lost or counted twice ([`crate::EngineStats::cq_overflow_flushes`] counts
+//! those calls). A submission the kernel refuses with `EBUSY` while CQEs overflow
+//! (io_uring_enter(2)) is retried after reaping and flushing (`Flight::push`); Linux 6.18 here
+//! never refused one, so that branch is not exercised by the tests. A CQE the kernel could
+//! not even keep in its list (an atomic allocation failed: the next enter fails with
+//! `EBADR`) leaves an SQE whose completion never comes; draining then cannot prove the
+//! kernel is done with the caller's memory, and the process aborts (above). Test:
+//! `tests/scope.rs`, `c14_*` (800 transfers in one set, the overflow path asserted taken).
+//!
 //! # Measured choice of ops
 //!
 //! `scripts/tune.sh 5` (400 MB f64 over loopback TCP, 2-vCPU VM, Linux 6.18.44, 2026-11-29;
@@ -1100,7 +1117,10 @@ fn chain_entries(
 impl Ring {
     /// The ring's cumulative SQE/CQE counters ([`crate::Engine::stats`]).
     pub(crate) fn stats(&self) -> crate::stats::EngineStats {
-        self.stats
+        crate::stats::EngineStats {
+            cq_overflow_flushes: self.ring.overflow_flushes,
+            ..self.stats
+        }
     }
 
     /// One-time notices about paths taken instead of the requested one (registration refused,

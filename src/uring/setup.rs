@@ -226,6 +226,7 @@ pub(crate) fn build_ring() -> io::Result<RingIo> {
         owner: None,
         ring_index: None,
         files: FileTable::default(),
+        overflow_flushes: 0,
     })
 }
 
@@ -242,6 +243,9 @@ pub(crate) struct RingIo {
     /// The sparse file table of fixed files (see `src/uring/registry.rs`); a rebuilt ring
     /// starts without one.
     pub(super) files: FileTable,
+    /// `enter` calls made while the kernel flagged overflowed CQEs
+    /// ([`crate::EngineStats::cq_overflow_flushes`]).
+    pub(super) overflow_flushes: u64,
 }
 
 impl std::ops::Deref for RingIo {
@@ -394,6 +398,7 @@ impl RingIo {
         if want > 0 || taskrun || overflow || getevents {
             flags |= IORING_ENTER_GETEVENTS;
         }
+        self.overflow_flushes += u64::from(overflow);
         let (fd, reg) = match self.ring_index {
             Some(i) => (i as libc::c_int, IORING_ENTER_REGISTERED_RING),
             None => (self.ring.as_raw_fd(), 0),
