@@ -40,6 +40,7 @@ pub const RECV_OPS: &[RecvOp] = &[RecvOp::Recv, RecvOp::ReadFixed];
 /// `bench --prefault` values.
 pub const PREFAULTS: &[Prefault] = &[
     Prefault::None,
+    Prefault::Huge,
     Prefault::Populate,
     Prefault::HugePopulate,
     Prefault::Ahead,

@@ -55,8 +55,9 @@ pub struct BenchArgs {
     /// Native dtypes with a Rust element type only (f8, f4, i8, i4, i2, i1, u8, u4, u2, u1).
     #[arg(long, conflicts_with_all = ["count_arrays", "pingpong"])]
     pub(crate) fresh: bool,
-    /// --fresh: how fresh receive memory is prepared [default: the library's, none]: none
-    /// (pages fault in during the receive), populate (MADV_POPULATE_WRITE first),
+    /// --fresh: how fresh receive memory is prepared [default: the library's, huge]: none
+    /// (pages fault in during the receive), huge (MADV_HUGEPAGE, pages fault in during the
+    /// receive 2 MiB at a time), populate (MADV_POPULATE_WRITE first),
     /// huge-populate (MADV_HUGEPAGE, then MADV_POPULATE_WRITE), ahead (uring: MADV_POPULATE_WRITE
     /// in 2 MiB slices ahead of the receive point while the receive runs).
     #[arg(long, value_parser = LibraryEnum::new(PREFAULTS, serde_name), requires = "fresh")]
