@@ -58,6 +58,7 @@
 //! | register an array as fixed buffers, reuse it    | [`Engine::register_send`] / [`Engine::register_recv`] → [`RegisteredSend`] / [`RegisteredRecv`] |
 //! | run many transfers at once, borrowed            | [`Engine::scope`] → [`Scope`], [`ScopeOutcome`]                      |
 //! | stripe one array over several streams           | [`Engine::send_striped`] / [`Engine::recv_striped`] (raw), [`Engine::send_array_striped`] / [`Engine::recv_any_striped`] (framed), geometry [`stripes`] |
+//! | receive a striped framed array into your own memory | [`Engine::recv_striped_header`] → [`StripedHeader`], then [`Engine::recv_striped_payload_into`] |
 //! | send framed arrays (dtype/shape/order travel)   | [`Engine::send_array`], [`Engine::send_array_bytes`], [`Engine::send_arrays`] ([`ArrayView`]) |
 //! | receive framed arrays                           | [`Engine::recv_array`], [`Engine::recv_array_into`], [`Engine::recv_any`] ([`Array`], [`AnyArray`], [`Header`]); many small ones: [`Engine::receiver`] → [`Receiver`] |
 //! | read headers yourself (a server with deadlines) | [`decode_prefix`], [`Header::decode`], [`Engine::recv_any_after_header`] |
@@ -217,7 +218,7 @@ pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, 
 pub use planner::MAX_IO_BYTES;
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;
-pub use stripe::{STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, stripes};
+pub use stripe::{STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, StripedHeader, stripes};
 pub use uring::{
     MAX_CHAIN_SQES, Probe, RING_FLAGS_ENV, RecvOp, RingFlags, RingSetup, SendOp, UringTuning, probe,
 };
