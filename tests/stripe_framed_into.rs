@@ -13,8 +13,8 @@ use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 
 use ringxfer::dtype::DType;
-use ringxfer::frame::{self, FrameError};
-use ringxfer::stripe::{StripePrefix, stripes};
+use ringxfer::frame::FrameError;
+use ringxfer::stripe::stripes;
 use ringxfer::{Engine, Error, Header, Options, Order, StripedHeader};
 use util::*;
 
@@ -45,30 +45,6 @@ fn send_on_thread(
             .unwrap_or_else(|e| panic!("send_array_striped: {e}"));
         tx
     })
-}
-
-/// The bytes stream `i` of `n` carries for `payload` with `header` (what
-/// `send_array_striped` sends, array id 0x5eed): prefix, the header on stream 0, the stripe,
-/// its trailer. Built by hand so a test can cut or alter them.
-fn wire(header: &Header, payload: &[u8], i: usize, n: usize) -> Vec<u8> {
-    let r = &stripes(payload.len() as u64, n)[i];
-    let stripe = &payload[r.start as usize..r.end as usize];
-    let mut v = StripePrefix {
-        stream: i as u32,
-        streams: n as u32,
-        array_id: 0x5eed,
-        offset: r.start,
-        len: r.end - r.start,
-        payload_len: payload.len() as u64,
-    }
-    .encode()
-    .to_vec();
-    if i == 0 {
-        v.extend_from_slice(&header.encode());
-    }
-    v.extend_from_slice(stripe);
-    v.extend_from_slice(&frame::encode_trailer(crc32fast::hash(stripe)));
-    v
 }
 
 /// Step 1 on `rx`, panicking with the error.
@@ -184,7 +160,7 @@ both_backends! {
         let g = stripes(len as u64, 3);
         assert_eq!(g, vec![0..12288, 12288..24576, 24576..30000]);
         for (i, s) in tx.iter().enumerate() {
-            let mut w = wire(&header, &data, i, 3);
+            let mut w = striped_wire(&header, &data, (i, 3, 0x5eed));
             if i == 1 {
                 w.truncate(ringxfer::STRIPE_PREFIX_LEN + 5000);
             }
@@ -237,7 +213,7 @@ both_backends! {
         let header = Header::new("|u1".parse().unwrap(), &[len as u64], Order::C).unwrap();
         let at = 25_000; // in stripe 2 (24576..30000)
         for (i, s) in tx.iter().enumerate() {
-            let mut w = wire(&header, &data, i, 3);
+            let mut w = striped_wire(&header, &data, (i, 3, 0x5eed));
             if i == 2 {
                 w[ringxfer::STRIPE_PREFIX_LEN + at - 24576] ^= 0x40;
             }
