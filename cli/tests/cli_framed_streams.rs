@@ -182,11 +182,10 @@ fn file_striped_to_out_byte_exact() {
     }
 }
 
-/// A `|u1` array of 30,000 bytes (`i % 251` at byte `i`) over 3 hand-made streams to `addr`:
-/// streams 0 and 2 send everything, stream 1 its prefix and 5,000 of the 12,288 bytes of its
-/// stripe. The streams (still open), the array's `.npy` header, the payload, and the rest of
-/// stream 1's bytes.
-fn three_streams_stream_1_short(addr: &str) -> (Vec<TcpStream>, Vec<u8>, Vec<u8>, Vec<u8>) {
+/// A `|u1` array of 30,000 bytes (`i % 251` at byte `i`) over 3 hand-made streams to `addr`,
+/// of which stream `i` sends its first `sent[i]` bytes now (`usize::MAX`: all). The streams
+/// (still open), the array's `.npy` header, the payload, and each stream's unsent bytes.
+fn three_streams(addr: &str, sent: [usize; 3]) -> (Vec<TcpStream>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
     let len = 30_000usize;
     let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let dtype: DType = "|u1".parse().unwrap();
@@ -200,13 +199,63 @@ fn three_streams_stream_1_short(addr: &str) -> (Vec<TcpStream>, Vec<u8>, Vec<u8>
     let mut rest = Vec::new();
     for (i, s) in tx.iter().enumerate() {
         let mut w = util::striped_wire(&header, &data, (i, 3, 0xf11e));
-        if i == 1 {
-            rest = w.split_off(ringxfer::STRIPE_PREFIX_LEN + 5000);
-        }
+        rest.push(w.split_off(sent[i].min(w.len())));
         (&*s).write_all(&w).unwrap();
     }
     let head = ringxfer::npy::encode_header(dtype, &[len as u64], Order::C);
     (tx, head, data, rest)
+}
+
+/// [`three_streams`] where streams 0 and 2 send everything, stream 1 its prefix and 5,000 of
+/// the 12,288 bytes of its stripe.
+fn three_streams_stream_1_short(addr: &str) -> (Vec<TcpStream>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let cut = ringxfer::STRIPE_PREFIX_LEN + 5000;
+    let (tx, head, data, mut rest) = three_streams(addr, [usize::MAX, cut, usize::MAX]);
+    (tx, head, data, rest.swap_remove(1))
+}
+
+/// A striped `recv --out --dtype <f4` given a `|u1` array fails on the header, before any
+/// payload byte (the streams send only their prefixes and stream 0's header, and stay open),
+/// with the mismatch as its message, and leaves no file. (Receiving the array first would
+/// wait for the payload until `--timeout` and fail with a timeout instead.)
+#[test]
+fn striped_out_checks_the_header_before_the_payload() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("expect-{b}"));
+        let out = dir.join("b.npy");
+        let out_s = out.to_str().unwrap();
+        let (k, err, addr) = spawn_recv(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                out_s,
+                "--dtype",
+                "f4",
+                "--timeout",
+                "5",
+                "--backend",
+                b,
+            ],
+            1,
+        );
+        let p = ringxfer::STRIPE_PREFIX_LEN;
+        let header_len = ringxfer::Header::new("|u1".parse().unwrap(), &[30_000], Order::C)
+            .unwrap()
+            .encode()
+            .len();
+        let (tx, ..) = three_streams(&addr, [p + header_len, p, p]);
+        let (code, so, se) = finish_recv(k, err);
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        assert_eq!(
+            se.trim_end(),
+            "ringxfer recv: array 1 of 1: dtype |u1 (expected <f4)",
+            "{b}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{b}");
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 /// Waits (at most 20 s) for a temporary `.part` file in `dir` that is already `len` bytes
