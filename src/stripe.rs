@@ -305,7 +305,8 @@ impl StripePrefix {
 
 use crate::dtype::DType;
 use crate::frame::{self, FrameError, Header, Order, TRAILER_LEN};
-use crate::framed::AnyArray;
+use crate::framed::receiver::{DISCARD_CHUNK, dtype_fits};
+use crate::framed::{AnyArray, Element, shape_mismatch};
 use crate::progress::PayloadCrc;
 
 /// What step 1 of a striped framed receive ([`Engine::recv_striped_header`]) learned: the
@@ -642,6 +643,104 @@ impl Engine {
         }
         Ok(())
     }
+    /// Receives one striped framed array of `T` in native byte order into the caller's
+    /// `out` — the striped twin of [`Engine::recv_array_into`]: step 1
+    /// ([`Engine::recv_striped_header`]), the dtype and length checks of `recv_array_into`,
+    /// then step 2 ([`Engine::recv_striped_payload_into`]) into `out`'s bytes. Returns the
+    /// array's header (shape and order).
+    ///
+    /// # Errors
+    /// [`FrameError::DtypeMismatch`](crate::FrameError::DtypeMismatch) (another dtype or byte
+    /// order than `T`) or [`FrameError::ShapeMismatch`](crate::FrameError::ShapeMismatch)
+    /// (`out` has another number of elements) when the array does not fit `out`: as for
+    /// `recv_array_into`, the array is **consumed** — every stripe and trailer read and
+    /// discarded, at most 1 MiB at a time per stream, nothing allocated for the payload — so
+    /// the streams are at the start of the next array; `out` is untouched. A transfer error or
+    /// a trailer without its end magic while discarding is returned instead, as
+    /// [`Error::Stream`] naming the stream. Otherwise as the two steps.
+    pub fn recv_array_striped_into<T: Element, S: AsFd>(
+        &mut self,
+        socks: &[S],
+        out: &mut [T],
+    ) -> Result<Header> {
+        let head = self.recv_striped_header(socks)?;
+        let h = &head.header;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
+        let fits = dtype_fits::<T>(h).and_then(|()| match h.payload_len == bytes.len() as u64 {
+            true => Ok(()),
+            false => Err(shape_mismatch(h.dtype, &h.shape, h, bytes.len()).into()),
+        });
+        if let Err(e) = fits {
+            self.discard_stripes(socks, &head)?;
+            return Err(e);
+        }
+        self.recv_striped_payload_into(socks, &head, bytes)?;
+        Ok(head.header)
+    }
+
+    /// Reads and throws away every stripe and trailer of the array of `head` (step 1 done on
+    /// `socks`), all streams at once, at most [`DISCARD_CHUNK`] bytes per stream per round;
+    /// checks each trailer's end magic (not the CRC-32: the bytes are dropped).
+    fn discard_stripes<S: AsFd>(&mut self, socks: &[S], head: &StripedHeader) -> Result<()> {
+        let n = head.streams();
+        // Bytes of stripe and trailer each socket still carries.
+        let mut whole = vec![0u64; n];
+        for (k, r) in stripes(head.payload_len(), n).iter().enumerate() {
+            whole[head.by_index[k]] = r.end - r.start + TRAILER_LEN as u64;
+        }
+        let mut left = whole.clone();
+        let chunk = DISCARD_CHUNK as u64;
+        let mut scratch: Vec<Vec<u8>> = left
+            .iter()
+            .map(|&l| vec![0u8; l.min(chunk) as usize])
+            .collect();
+        let mut trailers = vec![[0u8; TRAILER_LEN]; n];
+        while left.iter().any(|&l| l > 0) {
+            // This round: a chunk of each stripe, or the rest of it and its trailer (a stream
+            // with bytes left always has at least its 8 trailer bytes left).
+            let take: Vec<u64> = left
+                .iter()
+                .map(|&l| match l - l.min(TRAILER_LEN as u64) > chunk {
+                    true => chunk,
+                    false => l,
+                })
+                .collect();
+            let results = self
+                .scope(|s| {
+                    let streams = scratch.iter_mut().zip(trailers.iter_mut());
+                    for (i, (b, t)) in streams.enumerate() {
+                        let parts: Vec<&mut [u8]> = match (left[i], take[i]) {
+                            (0, _) => continue,
+                            (l, k) if k == l => {
+                                vec![&mut b[..l as usize - TRAILER_LEN], &mut t[..]]
+                            }
+                            (_, k) => vec![&mut b[..k as usize]],
+                        };
+                        s.recv_parts(socks[i].as_fd(), parts, None);
+                    }
+                })
+                .into_results();
+            let mut results = results.into_iter();
+            let by_socket: Vec<Result<u64>> = (0..n)
+                .map(|i| match left[i] {
+                    0 => Ok(0),
+                    l => results
+                        .next()
+                        .expect("one result per stream with bytes left")
+                        .map_err(|e| e.rebased(whole[i] - l, whole[i])),
+                })
+                .collect();
+            first_failure(head.peers.clone(), by_socket)?;
+            for (l, k) in left.iter_mut().zip(&take) {
+                *l -= k;
+            }
+        }
+        for (i, t) in trailers.iter().enumerate() {
+            frame::decode_trailer(t).map_err(|e| stream_error(&head.peers, i, e.into()))?;
+        }
+        Ok(())
+    }
+
     /// The first part of [`Engine::recv_striped_header`]: reads every stream's stripe prefix
     /// at once and checks them against each other; returns, for each stripe index, the index in `socks`
     /// of the socket that carries it, and the first prefix.

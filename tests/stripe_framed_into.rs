@@ -237,4 +237,55 @@ both_backends! {
         assert_bytes_eq(&out[..24576], &data[..24576], "stripes 0 and 1");
         drop(tx);
     }
+
+    /// The typed call, `recv_array_striped_into::<T>`: three `<f8` arrays on the same 3
+    /// streams. The first (800 bytes: two empty stripes) is asked for as `f32`
+    /// (`DtypeMismatch` naming both dtypes), the
+    /// second (12 MB: several 1 MiB discard rounds per stream) into one element too few
+    /// (`ShapeMismatch` with both lengths): each is consumed, `out` untouched. The third then
+    /// arrives byte-exact with its header — proof that the streams were left at its start.
+    fn typed_into_consumes_an_array_that_does_not_fit(backend) {
+        let o = opts(backend);
+        let (tx, rx) = pairs(3);
+        // 800 bytes: streams 1 and 2 carry empty stripes (only their trailers to discard).
+        let first: Vec<f64> = (0..100).map(f64::from).collect();
+        let second: Vec<f64> = (0..1_500_000).map(|i| f64::from(i) * 2.0).collect();
+        let third: Vec<f64> = (0..37_000).map(|i| f64::from(i) - 0.5).collect();
+        let (o2, t) = (o.clone(), third.clone());
+        let sender = std::thread::spawn(move || {
+            let mut e = engine(&o2);
+            let f8: DType = "<f8".parse().unwrap();
+            let arrays: [(&[f64], &[u64], Order); 3] = [
+                (&first, &[10, 10], Order::F),
+                (&second, &[1_500_000], Order::C),
+                (&t, &[37, 1000], Order::F),
+            ];
+            for (a, shape, order) in arrays {
+                e.send_array_striped(&tx, f8, bytemuck::cast_slice(a), shape, order).unwrap();
+            }
+            tx
+        });
+        let mut e = engine(&o);
+        let mut out32 = vec![7.0f32; 100];
+        match e.recv_array_striped_into(&rx, &mut out32) {
+            Err(Error::Frame(FrameError::DtypeMismatch { wire, wanted })) => {
+                assert_eq!((wire.as_str(), wanted.as_str()), ("<f8", "<f4"))
+            }
+            other => panic!("want DtypeMismatch, got {other:?}"),
+        }
+        assert!(out32.iter().all(|&x| x == 7.0), "out untouched");
+        let mut short = vec![7.0f64; 1_499_999];
+        match e.recv_array_striped_into(&rx, &mut short) {
+            Err(Error::Frame(FrameError::ShapeMismatch { shape, needed, len })) => {
+                assert_eq!((shape, needed, len), (vec![1_500_000], 1_500_000, 1_499_999))
+            }
+            other => panic!("want ShapeMismatch, got {other:?}"),
+        }
+        assert!(short.iter().all(|&x| x == 7.0), "out untouched");
+        let mut out = vec![0f64; 37_000];
+        let h = e.recv_array_striped_into(&rx, &mut out).unwrap();
+        assert_eq!(h, Header::new("<f8".parse().unwrap(), &[37, 1000], Order::F).unwrap());
+        assert_same(&out, &third, "the third array");
+        let _tx = sender.join().unwrap();
+    }
 }
