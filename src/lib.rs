@@ -58,6 +58,7 @@
 //! | register an array as fixed buffers, reuse it    | [`Engine::register_send`] / [`Engine::register_recv`] → [`RegisteredSend`] / [`RegisteredRecv`] |
 //! | run many transfers at once, borrowed            | [`Engine::scope`] → [`Scope`], [`ScopeOutcome`]                      |
 //! | stripe one array over several streams           | [`Engine::send_striped`] / [`Engine::recv_striped`] (raw), [`Engine::send_array_striped`] / [`Engine::recv_any_striped`] (framed), geometry [`stripes`] |
+//! | receive a striped framed array into your own memory | [`Engine::recv_striped_header`] → [`StripedHeader`], then [`Engine::recv_striped_payload_into`]; typed: [`Engine::recv_array_striped_into`] |
 //! | send framed arrays (dtype/shape/order travel)   | [`Engine::send_array`], [`Engine::send_array_bytes`], [`Engine::send_arrays`] ([`ArrayView`]) |
 //! | receive framed arrays                           | [`Engine::recv_array`], [`Engine::recv_array_into`], [`Engine::recv_any`] ([`Array`], [`AnyArray`], [`Header`]); many small ones: [`Engine::receiver`] → [`Receiver`] |
 //! | read headers yourself (a server with deadlines) | [`decode_prefix`], [`Header::decode`], [`Engine::recv_any_after_header`] |
@@ -96,6 +97,12 @@
 //! * A **malformed** message (bad magic, version, header length or checksum, unknown dtype,
 //!   flags, trailer; a `.npy` header rejected as [`FrameError::Npy`]) leaves the stream at an
 //!   unknown place: close the connection.
+//! * Striped arrays follow the same rule: [`Engine::recv_array_striped_into`] consumes an
+//!   array that does not fit (every stripe and trailer), [`Engine::recv_any_striped`] and
+//!   [`Engine::recv_striped_payload_into`] consume one whose stripe checksum fails. An `out`
+//!   of the wrong length given to [`Engine::recv_striped_payload_into`] is a mistake in the
+//!   call, not a rejected message ([`Error::InvalidInput`]): nothing is read, and a call with
+//!   the right `out` receives the array.
 //! * A transfer error inside a message ([`Error::UnexpectedEof`], [`Error::Io`],
 //!   [`Error::TimedOut`]) counts the bytes of the whole message (inside a `.npy` header: of
 //!   the header step being read, as the payload's length is not yet known); the stream is
@@ -217,7 +224,7 @@ pub use framed::{AnyArray, Array, ArrayView, COALESCE_MAX, Element, READ_AHEAD, 
 pub use planner::MAX_IO_BYTES;
 pub use scope::{Scope, ScopeOutcome};
 pub use stats::EngineStats;
-pub use stripe::{STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, stripes};
+pub use stripe::{STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, StripedHeader, stripes};
 pub use uring::{
     MAX_CHAIN_SQES, Probe, RING_FLAGS_ENV, RecvOp, RingFlags, RingSetup, SendOp, UringTuning, probe,
 };

@@ -304,9 +304,63 @@ impl StripePrefix {
 }
 
 use crate::dtype::DType;
-use crate::frame::{self, FrameError, Order, TRAILER_LEN};
-use crate::framed::AnyArray;
+use crate::frame::{self, FrameError, Header, Order, TRAILER_LEN};
+use crate::framed::receiver::{DISCARD_CHUNK, dtype_fits};
+use crate::framed::{AnyArray, Element, shape_mismatch};
 use crate::progress::PayloadCrc;
+
+/// What step 1 of a striped framed receive ([`Engine::recv_striped_header`]) learned: the
+/// array (stream 0's header: dtype, shape, order, payload length in bytes) and which of the
+/// caller's sockets carries which stripe. Hand it to step 2,
+/// [`Engine::recv_striped_payload_into`], with the same sockets in the same order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripedHeader {
+    /// Stream 0's array header (its `payload_len` equals every stripe prefix's).
+    header: Header,
+    /// For each stripe index, the index in the caller's sockets of the stream that carries it.
+    by_index: Vec<usize>,
+    /// Each socket's peer address as step 1 saw it (named in errors).
+    peers: Vec<String>,
+}
+
+impl StripedHeader {
+    /// The array's header, as [`Engine::recv_header`] returns one.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The element type and byte order.
+    pub fn dtype(&self) -> DType {
+        self.header.dtype
+    }
+
+    /// Dimensions, in elements.
+    pub fn shape(&self) -> &[u64] {
+        &self.header.shape
+    }
+
+    /// Memory order of the payload.
+    pub fn order(&self) -> Order {
+        self.header.order
+    }
+
+    /// Bytes of the whole payload (`product(shape) * itemsize`): the length step 2's `out`
+    /// must have.
+    pub fn payload_len(&self) -> u64 {
+        self.header.payload_len
+    }
+
+    /// Streams the array is striped over (the number of sockets step 1 was given).
+    pub fn streams(&self) -> usize {
+        self.by_index.len()
+    }
+
+    /// The index in the caller's sockets of the stream that carries stripe `stripe` (its
+    /// bytes are [`stripes`]`(payload_len, streams)[stripe]`); `None` past the last stripe.
+    pub fn socket_of(&self, stripe: usize) -> Option<usize> {
+        self.by_index.get(stripe).copied()
+    }
+}
 
 /// One stripe's receive: its place in the array, its trailer, its CRC-32 hook.
 type Slot<'a> = (&'a mut [u8], &'a mut [u8; TRAILER_LEN], &'a mut PayloadCrc);
@@ -430,29 +484,56 @@ impl Engine {
     }
 
     /// Receives one array sent by [`Engine::send_array_striped`] over `socks`, in any order
-    /// of the streams: each stream's prefix says which stripe it carries. Checks before
-    /// anything is allocated: every prefix well-formed, the same array id and stream count on
-    /// every stream, each index once, the count equal to `socks.len()`, the geometry, the
-    /// header's payload length equal to the prefixes' and within
-    /// [`Options::max_payload_bytes`](crate::Options::max_payload_bytes). Each stripe is
-    /// written in place and its CRC-32 checked.
+    /// of the streams (each stream's prefix says which stripe it carries), into memory of the
+    /// engine's own (recycled pages when [`Options::recycle_bytes`](crate::Options::recycle_bytes)
+    /// kept some, as [`Engine::recv_any`]): [`Engine::recv_striped_header`], then the
+    /// allocation, then [`Engine::recv_striped_payload_into`] — so the checks, the CRC-32 of
+    /// each stripe and the errors are theirs. Nothing is allocated before every prefix and
+    /// the header have been checked.
     ///
     /// # Errors
-    /// [`Error::Stream`] naming the stream (its index in `socks`) for a transfer error or a
-    /// bad prefix/trailer (`FrameError::BadStripe`, `PayloadChecksum`, …); the other streams
-    /// are canceled and drained.
+    /// Those of the two steps; [`Error::Alloc`] when the memory cannot be had (the stripes
+    /// are then still in the sockets).
     pub fn recv_any_striped<S: AsFd>(&mut self, socks: &[S]) -> Result<AnyArray> {
-        let n = socks.len();
-        if n == 0 {
+        let head = self.recv_striped_header(socks)?;
+        // (`recv_header` refused a payload over `max_payload_bytes` before anything was allocated.)
+        let data = crate::framed::Wire::alloc(self, head.header.payload_len as usize)?;
+        let mut array = AnyArray::new(head.header.clone(), data, frame::WireFormat::Rgxf);
+        self.recv_striped_payload_into(socks, &head, array.bytes_mut())?;
+        Ok(array)
+    }
+
+    /// Step 1 of a striped receive into the caller's memory: reads every stream's stripe
+    /// prefix (56 bytes, all streams at once) and stream 0's array header, and nothing after
+    /// them. Checks before anything is sized by the peer's numbers: every prefix well-formed,
+    /// the same array id and payload length on every stream, each stream index once, the
+    /// stream count equal to `socks.len()`, the geometry of each stripe, the header's
+    /// payload length equal to the prefixes' and within
+    /// [`Options::max_payload_bytes`](crate::Options::max_payload_bytes). The streams may be
+    /// given in any order. The returned [`StripedHeader`] says what to make room for
+    /// (dtype, shape, order, [`StripedHeader::payload_len`] bytes); step 2,
+    /// [`Engine::recv_striped_payload_into`], receives every stripe into it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for no sockets (nothing read). [`Error::Stream`] naming the
+    /// stream (its index in `socks`) and its peer, for a transfer error
+    /// ([`Error::UnexpectedEof`], [`Error::Io`], [`Error::TimedOut`]: counts of its prefix,
+    /// or of stream 0's header) or a rejected prefix or header
+    /// ([`FrameError::BadStripe`](crate::FrameError::BadStripe), the header's
+    /// [`FrameError`](crate::FrameError)s, `TooLarge`); the other streams' prefix reads were
+    /// canceled. After an error the streams are at unknown places inside the array: close
+    /// them.
+    pub fn recv_striped_header<S: AsFd>(&mut self, socks: &[S]) -> Result<StripedHeader> {
+        if socks.is_empty() {
             return Err(Error::InvalidInput(
-                "recv_any_striped: no streams".to_owned(),
+                "recv_striped_header: no streams".to_owned(),
             ));
         }
         let peers: Vec<String> = socks.iter().map(peer_name).collect();
         let on = |i: usize, e: Error| stream_error(&peers, i, e);
-        // 1. Every stream's prefix, all at once: which socket carries which stripe.
+        // Every stream's prefix, all at once: which socket carries which stripe.
         let (by_index, first) = self.recv_stripe_prefixes(socks, &peers)?;
-        // 2. The array header, on stream 0.
+        // The array header, on stream 0.
         let s0 = by_index[0];
         let header = self.recv_header(&socks[s0]).map_err(|e| on(s0, e))?;
         if header.payload_len != first.payload_len {
@@ -465,11 +546,55 @@ impl Engine {
                 .into(),
             ));
         }
-        // (`recv_header` refused a payload over `max_payload_bytes` before anything was allocated.)
-        let data = crate::framed::Wire::alloc(self, header.payload_len as usize)?;
-        let mut array = AnyArray::new(header, data, frame::WireFormat::Rgxf);
-        // 3. Every stripe in place, and its trailer.
-        let geometry = stripes(first.payload_len, n);
+        Ok(StripedHeader {
+            header,
+            by_index,
+            peers,
+        })
+    }
+
+    /// Step 2 of a striped receive into the caller's memory: receives every stripe of the
+    /// array whose [`StripedHeader`] step 1 ([`Engine::recv_striped_header`]) returned on the
+    /// same `socks` (in the same order) in place into `out` — stripe `i` into
+    /// `out[stripes(L, N)[i]]`, see [`stripes`] — all streams at once, each stripe's CRC-32
+    /// computed as its bytes arrive and checked against its trailer. `out` is memory of any
+    /// kind (e.g. a mapped output file, [`crate::file::MappedFileMut`]): no allocation, no
+    /// intermediate buffer, no copy.
+    ///
+    /// # Errors
+    /// * [`Error::InvalidInput`] when `out` is not exactly
+    ///   [`StripedHeader::payload_len`] bytes, or `socks` is not
+    ///   [`StripedHeader::streams`] sockets; the message says both numbers. Nothing is read
+    ///   and `out` is untouched: the streams are still at the start of their stripes, and a
+    ///   call with the right `out` receives the array.
+    /// * [`Error::Stream`] naming the stream (its index in `socks`), its peer address, and
+    ///   that stream's own error: a transfer error ([`Error::UnexpectedEof`], [`Error::Io`],
+    ///   [`Error::TimedOut`]) counting the bytes of its stripe and trailer (`expected`: the
+    ///   stripe's length + 8), after which the other streams were canceled and drained (no
+    ///   stripe is left in flight; `out` holds partial stripes); or a stripe received whole
+    ///   whose trailer is rejected ([`FrameError::BadTrailer`](crate::FrameError::BadTrailer))
+    ///   or whose CRC-32 does not match
+    ///   ([`FrameError::PayloadChecksum`](crate::FrameError::PayloadChecksum)): every stripe
+    ///   and trailer was consumed, `out` holds the wrong bytes. After a transfer error the
+    ///   streams are unusable; after a checksum error they are at the end of the array.
+    pub fn recv_striped_payload_into<S: AsFd>(
+        &mut self,
+        socks: &[S],
+        head: &StripedHeader,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let n = head.streams();
+        let len = head.payload_len();
+        if socks.len() != n || out.len() as u64 != len {
+            return Err(Error::InvalidInput(format!(
+                "recv_striped_payload_into: {} socket(s) and {} bytes of out for an array of \
+                 {len} payload bytes striped over {n} streams (nothing was read)",
+                socks.len(),
+                out.len()
+            )));
+        }
+        let (by_index, peers) = (&head.by_index, &head.peers);
+        let geometry = stripes(len, n);
         let mut trailers = vec![[0u8; TRAILER_LEN]; n];
         let mut crcs: Vec<PayloadCrc> = geometry
             .iter()
@@ -477,7 +602,7 @@ impl Engine {
             .collect();
         {
             let mut parts: Vec<&mut [u8]> = Vec::with_capacity(n);
-            let mut rest = array.bytes_mut();
+            let mut rest = out;
             for r in &geometry {
                 let (head, tail) =
                     std::mem::take(&mut rest).split_at_mut((r.end - r.start) as usize);
@@ -509,20 +634,115 @@ impl Engine {
         }
         for (k, crc) in crcs.into_iter().enumerate() {
             let i = by_index[k];
-            let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(i, e.into()))?;
+            let on = |e: Error| stream_error(peers, i, e);
+            let expected = frame::decode_trailer(&trailers[k]).map_err(|e| on(e.into()))?;
             let actual = crc.finalize();
             if actual != expected {
-                return Err(on(
-                    i,
-                    FrameError::PayloadChecksum { expected, actual }.into(),
-                ));
+                return Err(on(FrameError::PayloadChecksum { expected, actual }.into()));
             }
         }
-        Ok(array)
+        Ok(())
+    }
+    /// Receives one striped framed array of `T` in native byte order into the caller's
+    /// `out` — the striped twin of [`Engine::recv_array_into`]: step 1
+    /// ([`Engine::recv_striped_header`]), the dtype and length checks of `recv_array_into`,
+    /// then step 2 ([`Engine::recv_striped_payload_into`]) into `out`'s bytes. Returns the
+    /// array's header (shape and order).
+    ///
+    /// # Errors
+    /// [`FrameError::DtypeMismatch`](crate::FrameError::DtypeMismatch) (another dtype or byte
+    /// order than `T`) or [`FrameError::ShapeMismatch`](crate::FrameError::ShapeMismatch)
+    /// (`out` has another number of elements) when the array does not fit `out`: as for
+    /// `recv_array_into`, the array is **consumed** — every stripe and trailer read and
+    /// discarded, at most 1 MiB at a time per stream, nothing allocated for the payload — so
+    /// the streams are at the start of the next array; `out` is untouched. A transfer error or
+    /// a trailer without its end magic while discarding is returned instead, as
+    /// [`Error::Stream`] naming the stream. Otherwise as the two steps.
+    pub fn recv_array_striped_into<T: Element, S: AsFd>(
+        &mut self,
+        socks: &[S],
+        out: &mut [T],
+    ) -> Result<Header> {
+        let head = self.recv_striped_header(socks)?;
+        let h = &head.header;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
+        let fits = dtype_fits::<T>(h).and_then(|()| match h.payload_len == bytes.len() as u64 {
+            true => Ok(()),
+            false => Err(shape_mismatch(h.dtype, &h.shape, h, bytes.len()).into()),
+        });
+        if let Err(e) = fits {
+            self.discard_stripes(socks, &head)?;
+            return Err(e);
+        }
+        self.recv_striped_payload_into(socks, &head, bytes)?;
+        Ok(head.header)
     }
 
-    /// Step 1 of [`Engine::recv_any_striped`]: reads every stream's stripe prefix at once and
-    /// checks them against each other; returns, for each stripe index, the index in `socks`
+    /// Reads and throws away every stripe and trailer of the array of `head` (step 1 done on
+    /// `socks`), all streams at once, at most [`DISCARD_CHUNK`] bytes per stream per round;
+    /// checks each trailer's end magic (not the CRC-32: the bytes are dropped).
+    fn discard_stripes<S: AsFd>(&mut self, socks: &[S], head: &StripedHeader) -> Result<()> {
+        let n = head.streams();
+        // Bytes of stripe and trailer each socket still carries.
+        let mut whole = vec![0u64; n];
+        for (k, r) in stripes(head.payload_len(), n).iter().enumerate() {
+            whole[head.by_index[k]] = r.end - r.start + TRAILER_LEN as u64;
+        }
+        let mut left = whole.clone();
+        let chunk = DISCARD_CHUNK as u64;
+        let mut scratch: Vec<Vec<u8>> = left
+            .iter()
+            .map(|&l| vec![0u8; l.min(chunk) as usize])
+            .collect();
+        let mut trailers = vec![[0u8; TRAILER_LEN]; n];
+        while left.iter().any(|&l| l > 0) {
+            // This round: a chunk of each stripe, or the rest of it and its trailer (a stream
+            // with bytes left always has at least its 8 trailer bytes left).
+            let take: Vec<u64> = left
+                .iter()
+                .map(|&l| match l - l.min(TRAILER_LEN as u64) > chunk {
+                    true => chunk,
+                    false => l,
+                })
+                .collect();
+            let results = self
+                .scope(|s| {
+                    let streams = scratch.iter_mut().zip(trailers.iter_mut());
+                    for (i, (b, t)) in streams.enumerate() {
+                        let parts: Vec<&mut [u8]> = match (left[i], take[i]) {
+                            (0, _) => continue,
+                            (l, k) if k == l => {
+                                vec![&mut b[..l as usize - TRAILER_LEN], &mut t[..]]
+                            }
+                            (_, k) => vec![&mut b[..k as usize]],
+                        };
+                        s.recv_parts(socks[i].as_fd(), parts, None);
+                    }
+                })
+                .into_results();
+            let mut results = results.into_iter();
+            let by_socket: Vec<Result<u64>> = (0..n)
+                .map(|i| match left[i] {
+                    0 => Ok(0),
+                    l => results
+                        .next()
+                        .expect("one result per stream with bytes left")
+                        .map_err(|e| e.rebased(whole[i] - l, whole[i])),
+                })
+                .collect();
+            first_failure(head.peers.clone(), by_socket)?;
+            for (l, k) in left.iter_mut().zip(&take) {
+                *l -= k;
+            }
+        }
+        for (i, t) in trailers.iter().enumerate() {
+            frame::decode_trailer(t).map_err(|e| stream_error(&head.peers, i, e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// The first part of [`Engine::recv_striped_header`]: reads every stream's stripe prefix
+    /// at once and checks them against each other; returns, for each stripe index, the index in `socks`
     /// of the socket that carries it, and the first prefix.
     fn recv_stripe_prefixes<S: AsFd>(
         &mut self,

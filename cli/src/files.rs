@@ -19,8 +19,12 @@
 //! looks complete. (A process killed by SIGKILL cannot delete it: a `.part` file remains.)
 //! Framed, the file is `.npy`: the header [`ringxfer::npy::encode_header`] writes (what
 //! `numpy.save` writes for the same array), then the payload, received straight into the
-//! mapping by [`Engine::recv_payload_into`] after the frame header said how large to make
-//! the file.
+//! mapping ([`recv_npy`]) after the frame header said how large to make the file: by
+//! [`Engine::recv_payload_into`] on one connection, by
+//! [`Engine::recv_striped_payload_into`] for a striped array (its header from
+//! [`Engine::recv_striped_header`]), each stripe into its part of the mapping. Only a `.npy`
+//! stream received by `serve --out-dir` is received into memory and copied
+//! ([`npy_stream_to_file`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -208,20 +212,24 @@ impl Drop for OutFile {
     }
 }
 
-/// Receives the framed array of `header` (just read from `sock`) into a new `.npy` file at
-/// `path` (not yet committed) and gives its report line; the clock starts at `started`.
+/// Receives the framed array of `header` (just read) into a new `.npy` file at `path` (not
+/// yet committed) and gives its report line; the clock starts at `started`. The file is
+/// created and sized from `header`, its `.npy` header written, and `receive` fills the
+/// payload part of the mapping in place: [`Engine::recv_payload_into`] on one connection,
+/// [`Engine::recv_striped_payload_into`] over a striped array's streams. The payload's
+/// checksum was verified when `receive` returns `Ok` (both calls check the CRC-32 they carry).
 ///
 /// # Errors
 /// The line of the failure: the library's error, or `out_file` when the file cannot be made.
 pub fn recv_npy(
     engine: &mut Engine,
-    sock: &Conn,
+    socket_buffers: SockBufs,
     (peer, array): (&str, u64),
     started: Instant,
     header: &Header,
     path: &Path,
+    receive: impl FnOnce(&mut Engine, &mut [u8]) -> ringxfer::Result<()>,
 ) -> Result<(ArrayLine, OutFile), ErrorLine> {
-    let socket_buffers = SockBufs::of(sock);
     let head = npy::encode_header(header.dtype, &header.shape, header.order);
     let ((got, seconds), cpu) = with_cpu(|| {
         let got = OutFile::create(path, head.len() as u64 + header.payload_len)
@@ -229,7 +237,7 @@ pub fn recv_npy(
             .and_then(|mut out| {
                 let (h, payload) = out.bytes_mut().split_at_mut(head.len());
                 h.copy_from_slice(&head);
-                match engine.recv_payload_into(sock, header, payload) {
+                match receive(engine, payload) {
                     Ok(()) => Ok(out),
                     Err(e) => Err(ErrorLine::new(peer, array, &e)),
                 }
@@ -265,10 +273,16 @@ pub fn to_file(
     header: &Header,
     path: &Path,
 ) -> Outcome {
-    committed(
-        recv_npy(engine, sock, (peer, array), started, header, path),
+    let got = recv_npy(
+        engine,
+        SockBufs::of(sock),
         (peer, array),
-    )
+        started,
+        header,
+        path,
+        |e, out| e.recv_payload_into(sock, header, out),
+    );
+    committed(got, (peer, array))
 }
 
 /// `serve --out-dir` for a `.npy` stream (its header `header` just read from `sock`): the
@@ -311,8 +325,8 @@ pub fn committed(
 
 /// Receives one array with `receive` into the engine's memory, then copies it into a new
 /// `.npy` file at `path` (not yet committed) and gives its report line; the clock (from
-/// `started`) stops when `receive` returns. For receives that allocate their array
-/// themselves: a `.npy` stream, a striped array.
+/// `started`) stops when `receive` returns. For a receive that allocates its array itself:
+/// a `.npy` stream (no trailer, so [`Engine::recv_payload_into`] does not take it).
 ///
 /// # Errors
 /// The line of the failure: the library's error, or `out_file` when the file cannot be made.

@@ -182,6 +182,215 @@ fn file_striped_to_out_byte_exact() {
     }
 }
 
+/// A `|u1` array of 30,000 bytes (`i % 251` at byte `i`) over 3 hand-made streams to `addr`,
+/// of which stream `i` sends its first `sent[i]` bytes now (`usize::MAX`: all). The streams
+/// (still open), the array's `.npy` header, the payload, and each stream's unsent bytes.
+fn three_streams(addr: &str, sent: [usize; 3]) -> (Vec<TcpStream>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    let len = 30_000usize;
+    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let dtype: DType = "|u1".parse().unwrap();
+    let header = ringxfer::Header::new(dtype, &[len as u64], Order::C).unwrap();
+    assert_eq!(
+        ringxfer::stripes(len as u64, 3),
+        vec![0..12288, 12288..24576, 24576..30000]
+    );
+    // Connected in stream order: the receiver accepts them in this order.
+    let tx: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut rest = Vec::new();
+    for (i, s) in tx.iter().enumerate() {
+        let mut w = util::striped_wire(&header, &data, (i, 3, 0xf11e));
+        rest.push(w.split_off(sent[i].min(w.len())));
+        (&*s).write_all(&w).unwrap();
+    }
+    let head = ringxfer::npy::encode_header(dtype, &[len as u64], Order::C);
+    (tx, head, data, rest)
+}
+
+/// [`three_streams`] where streams 0 and 2 send everything, stream 1 its prefix and 5,000 of
+/// the 12,288 bytes of its stripe.
+fn three_streams_stream_1_short(addr: &str) -> (Vec<TcpStream>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let cut = ringxfer::STRIPE_PREFIX_LEN + 5000;
+    let (tx, head, data, mut rest) = three_streams(addr, [usize::MAX, cut, usize::MAX]);
+    (tx, head, data, rest.swap_remove(1))
+}
+
+/// A striped `recv --out --dtype <f4` given a `|u1` array fails on the header, before any
+/// payload byte (the streams send only their prefixes and stream 0's header, and stay open),
+/// with the mismatch as its message, and leaves no file. (Receiving the array first would
+/// wait for the payload until `--timeout` and fail with a timeout instead.)
+#[test]
+fn striped_out_checks_the_header_before_the_payload() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("expect-{b}"));
+        let out = dir.join("b.npy");
+        let out_s = out.to_str().unwrap();
+        let (k, err, addr) = spawn_recv(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                out_s,
+                "--dtype",
+                "f4",
+                "--timeout",
+                "5",
+                "--backend",
+                b,
+            ],
+            1,
+        );
+        let p = ringxfer::STRIPE_PREFIX_LEN;
+        let header_len = ringxfer::Header::new("|u1".parse().unwrap(), &[30_000], Order::C)
+            .unwrap()
+            .encode()
+            .len();
+        let (tx, ..) = three_streams(&addr, [p + header_len, p, p]);
+        let (code, so, se) = finish_recv(k, err);
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        assert_eq!(
+            se.trim_end(),
+            "ringxfer recv: array 1 of 1: dtype |u1 (expected <f4)",
+            "{b}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{b}");
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Waits (at most 20 s) for a temporary `.part` file in `dir` that is already `len` bytes
+/// long and holds each `(offset, bytes)` of `want`: the stripes received so far, at their
+/// places in the file. A receive into memory followed by a copy into the file creates the
+/// file only once the whole array has arrived, so it never shows this while a stripe is
+/// still incomplete.
+fn part_file_showing(dir: &std::path::Path, len: usize, want: &[(usize, &[u8])]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        seen = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        for p in &seen {
+            let name = p.file_name().unwrap().to_string_lossy();
+            if !(name.starts_with('.') && name.ends_with(".part")) {
+                continue;
+            }
+            let Ok(b) = std::fs::read(p) else { continue };
+            if b.len() == len && want.iter().all(|&(at, w)| &b[at..at + w.len()] == w) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no .part file of {len} bytes holding the stripes received so far in {dir:?}: {seen:?}");
+}
+
+/// A striped `recv --out` receives straight into the output file's mapping: while stream 1's
+/// stripe is still incomplete, the temporary file already has the array's size and holds
+/// stripes 0 and 2 and stream 1's first 5,000 bytes at their places. Then stream 1 closes
+/// early: `recv` exits 1 with the error naming stream 1, its peer and its counts (5,000 of
+/// its stripe's 12,288 bytes + 8 of trailer), and leaves no file at all.
+#[test]
+fn striped_out_receives_into_the_file_and_a_failure_leaves_none() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("inplace-{b}"));
+        let out = dir.join("b.npy");
+        let (k, err, addr) = spawn_recv(
+            &[
+                "--json",
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                b,
+            ],
+            1,
+        );
+        let (tx, head, data, _rest) = three_streams_stream_1_short(&addr);
+        let h = head.len();
+        part_file_showing(
+            &dir,
+            h + data.len(),
+            &[
+                (h, &data[..12288]),
+                (h + 12288, &data[12288..17288]),
+                (h + 24576, &data[24576..]),
+            ],
+        );
+        assert!(
+            !out.exists(),
+            "{b}: the file gets its name only once complete"
+        );
+        tx[1].shutdown(std::net::Shutdown::Write).unwrap();
+        let peer1 = tx[1].local_addr().unwrap();
+        let (code, so, se) = finish_recv(k, err);
+        let error =
+            format!("stream 1 ({peer1}): peer closed the connection after 5000 of 12296 bytes");
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        let line = json(&so);
+        assert_eq!(line["error"], error.as_str(), "{b}: {line}");
+        assert_eq!(line["kind"], "unexpected_eof", "{b}: {line}");
+        assert_eq!(line["peer"], tx[0].local_addr().unwrap().to_string(), "{b}");
+        assert_eq!(
+            (&line["transferred"], &line["expected"]),
+            (&Value::from(5000), &Value::from(12296)),
+            "{b}: {line}"
+        );
+        assert_eq!(
+            se.trim_end(),
+            format!("ringxfer recv: array 1 of 1: {error}"),
+            "{b}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 0, "{b}: {left:?}");
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// `serve --out-dir` receives a striped array straight into the file's mapping (the
+/// temporary file holds the stripes received so far while stream 1's is incomplete), then,
+/// once stream 1 sends the rest, commits a `.npy` file byte-exact with the array.
+#[test]
+fn serve_out_dir_receives_a_striped_array_into_the_file() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("serve-inplace-{b}"));
+        let (_serve, lines, addr) =
+            spawn_serve(&["--json", "--out-dir", dir.to_str().unwrap(), "--backend", b]);
+        let (tx, head, data, rest) = three_streams_stream_1_short(&addr.to_string());
+        let h = head.len();
+        part_file_showing(
+            &dir,
+            h + data.len(),
+            &[(h, &data[..12288]), (h + 12288, &data[12288..17288])],
+        );
+        (&tx[1]).write_all(&rest).unwrap();
+        let r = json(&lines.next(Duration::from_secs(20)).expect("an array line"));
+        assert_eq!(r["streams"], 3, "{b}: {r}");
+        assert_eq!(r["bytes"], 30_000, "{b}: {r}");
+        assert_eq!(r["dtype"], "|u1", "{b}: {r}");
+        assert_eq!(r["verified"], true, "{b}: {r}");
+        assert_eq!(
+            r["crc32"],
+            format!("{:08x}", crc32fast::hash(&data)).as_str(),
+            "{b}: {r}"
+        );
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{b}: {files:?}");
+        assert_eq!(r["file"], files[0].display().to_string());
+        let mut want = head.clone();
+        want.extend_from_slice(&data);
+        util::assert_bytes_eq(&std::fs::read(&files[0]).unwrap(), &want, b);
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 /// The prefix of stream `stream` of `streams` for a `len`-byte payload (array id 7).
 fn prefix(stream: u32, streams: u32, len: u64) -> [u8; ringxfer::STRIPE_PREFIX_LEN] {
     let r = &ringxfer::stripes(len, streams as usize)[stream as usize];

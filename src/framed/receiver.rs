@@ -26,8 +26,9 @@ use super::{Wire, check_trailer, in_message, shape_mismatch};
 /// consecutive small messages.
 pub const READ_AHEAD: usize = 256 << 10;
 
-/// Largest piece read at once while discarding a rejected message's payload.
-const DISCARD_CHUNK: usize = 1 << 20;
+/// Largest piece read at once while discarding a rejected message's payload (per stream for
+/// a striped array).
+pub(crate) const DISCARD_CHUNK: usize = 1 << 20;
 
 /// Receives framed arrays (RGXF or `.npy`, mixed freely) from one connection, reading ahead:
 /// one completion (uring) or
@@ -372,7 +373,7 @@ impl<'e, S: AsFd> Receiver<'e, S> {
 }
 
 /// `Ok` when `header` carries `T` in native byte order, else [`FrameError::DtypeMismatch`].
-fn dtype_fits<T: Element>(header: &Header) -> Result<()> {
+pub(crate) fn dtype_fits<T: Element>(header: &Header) -> Result<()> {
     let wanted = DType::native(T::SCALAR);
     if header.dtype == wanted {
         return Ok(());

@@ -226,6 +226,35 @@ pub fn crc32_chunked(bytes: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The bytes stream `i` of `n` carries for a striped framed array (`payload` described by
+/// `header`, array id `id`), as `Engine::send_array_striped` sends them: the stripe prefix,
+/// on stream 0 the header, the stripe, its trailer with the stripe's CRC-32. Built by hand so
+/// a test can cut or alter them.
+pub fn striped_wire(
+    header: &ringxfer::Header,
+    payload: &[u8],
+    (i, n, id): (usize, usize, u64),
+) -> Vec<u8> {
+    let r = &ringxfer::stripes(payload.len() as u64, n)[i];
+    let stripe = &payload[r.start as usize..r.end as usize];
+    let mut v = ringxfer::StripePrefix {
+        stream: i as u32,
+        streams: n as u32,
+        array_id: id,
+        offset: r.start,
+        len: r.end - r.start,
+        payload_len: payload.len() as u64,
+    }
+    .encode()
+    .to_vec();
+    if i == 0 {
+        v.extend_from_slice(&header.encode());
+    }
+    v.extend_from_slice(stripe);
+    v.extend_from_slice(&ringxfer::frame::encode_trailer(crc32fast::hash(stripe)));
+    v
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sockets
 // ---------------------------------------------------------------------------------------------

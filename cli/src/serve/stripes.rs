@@ -47,8 +47,9 @@
 //! **The array.** The thread that opened the group receives the array over every stream with
 //! the library, then each further array the sender sends on the same streams (`--arrays K`),
 //! until stream 0 closes between two arrays; each array is one line with `"streams": N` and
-//! `"peers"`, named after stream 0's peer. With `--out-dir` each array is one `.npy` file
-//! (received into memory by the striped call, then copied into the file's mapping). When
+//! `"peers"`, named after stream 0's peer. With `--out-dir` each array is one `.npy` file,
+//! created at the array's size once the stripe prefixes and stream 0's header are read, each
+//! stripe received straight into its part of the file's mapping (no copy; [`to_file`]). When
 //! stream 0 closes cleanly between arrays, the group's lines are written back on stream 0
 //! (as on one connection: `send --get-server-output`), then every stream is closed.
 
@@ -274,13 +275,12 @@ fn serve_group(mut group: Group, engine: &mut Engine, limits: &Limits) {
     let (first, peer) = (socks[0], peers[0].as_str());
     let mut sent_back = SentBack::default();
     for array in 1.. {
-        let receive = |e: &mut Engine| e.recv_any_striped(&socks);
         let outcome = match &limits.out_dir {
             Some(dir) => {
                 let name = crate::files::serve_name(peer, group.members[0].slot.id, array);
-                to_file(engine, first, (peer, array), &dir.join(name), receive)
+                to_file(engine, &socks, (peer, array), &dir.join(name))
             }
-            None => recv_one_with(engine, first, peer, array, receive),
+            None => recv_one_with(engine, first, peer, array, |e| e.recv_any_striped(&socks)),
         };
         match outcome {
             Outcome::Array(line) => {
@@ -303,27 +303,35 @@ fn serve_group(mut group: Group, engine: &mut Engine, limits: &Limits) {
     }
 }
 
-/// `--out-dir`: waits for the array's first byte, receives it with `receive` and writes it
-/// to `path`, committed at once.
+/// `--out-dir`: waits for the array's first byte on stream 0, reads the stripe prefixes and
+/// stream 0's header, creates the `.npy` file at `path` at the array's size and receives every
+/// stripe straight into its part of the file's mapping ([`crate::files::recv_npy`]),
+/// committed at once ([`crate::files::committed`]; a failed receive deletes the file).
 fn to_file(
     engine: &mut Engine,
-    first: &Conn,
+    socks: &[&Conn],
     (peer, array): (&str, u64),
     path: &std::path::Path,
-    receive: impl FnOnce(&mut Engine) -> ringxfer::Result<ringxfer::AnyArray>,
 ) -> Outcome {
+    let first = socks[0];
     match crate::xfer::framed::wait_readable(first, engine.options().idle_timeout) {
         Ok(true) => {}
         Ok(false) => return Outcome::Closed,
         Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
     }
-    let got = crate::files::array_to_file(
+    let started = Instant::now();
+    let head = match engine.recv_striped_header(socks) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Failed(ErrorLine::new(peer, array, &e)),
+    };
+    let got = crate::files::recv_npy(
         engine,
         SockBufs::of(first),
         (peer, array),
-        Instant::now(),
+        started,
+        head.header(),
         path,
-        receive,
+        |e, out| e.recv_striped_payload_into(socks, &head, out),
     );
     crate::files::committed(got, (peer, array))
 }

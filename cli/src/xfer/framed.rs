@@ -281,7 +281,12 @@ pub const FRAMED_DATA_HINT: &str = "the data starts with an RGXF header: the pee
 impl ErrorLine {
     /// The line for `e` on array `array` of `peer`.
     pub fn new(peer: &str, array: u64, e: &Error) -> ErrorLine {
-        let expected = match e {
+        // A striped stream's counts are its own error's (as `Error::transferred` gives them).
+        let counted = match e {
+            Error::Stream { source, .. } => source.as_ref(),
+            e => e,
+        };
+        let expected = match counted {
             Error::UnexpectedEof { expected, .. }
             | Error::Io { expected, .. }
             | Error::TimedOut { expected, .. } => Some(*expected),
@@ -821,9 +826,14 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     let progress = Progress::start(a.interval, 0);
     let p = progress.as_ref();
     let r = match (&a.files.out, &link) {
-        (Some(out), Link::One(sock, peer)) => {
-            recv_file(a, &mut engine, sock, peer, out, p).map(Some)
-        }
+        (Some(out), Link::One(sock, peer)) => recv_file(
+            (a, &mut engine, p),
+            (sock, peer, out),
+            |e| e.recv_header(sock),
+            |h| h,
+            |e, h, payload| e.recv_payload_into(sock, h, payload),
+        )
+        .map(Some),
         (Some(out), Link::Striped(s)) => s.recv_file(a, &mut engine, out, p).map(Some),
         (None, _) => recv_arrays(a, &mut engine, &link, p).map(|()| None),
     };
@@ -910,23 +920,24 @@ impl Expect {
     }
 }
 
-/// `recv --out`: waits for the array, reads its header, checks it against the flags, then
-/// receives the payload straight into a new `.npy` file ([`crate::files::recv_npy`]), not yet
-/// committed (it gets its name after the end-of-stream check).
-fn recv_file(
-    a: &XferArgs,
-    engine: &mut Engine,
-    sock: &Conn,
-    peer: &str,
-    out: &std::path::Path,
-    progress: Option<&Progress>,
+/// `recv --out`: waits for the array's first byte on `sock`, reads its header with
+/// `read_header` (one connection: [`Engine::recv_header`]; striped:
+/// [`Engine::recv_striped_header`]), checks it against the flags (a mismatch fails before any
+/// payload byte is read), then `receive`s the payload straight into a new `.npy` file's
+/// mapping ([`crate::files::recv_npy`]), not yet committed (it gets its name after the
+/// end-of-stream check).
+pub(super) fn recv_file<H>(
+    (a, engine, progress): (&XferArgs, &mut Engine, Option<&Progress>),
+    (sock, peer, out): (&Conn, &str, &std::path::Path),
+    read_header: impl FnOnce(&mut Engine) -> ringxfer::Result<H>,
+    header_of: fn(&H) -> &ringxfer::Header,
+    receive: impl FnOnce(&mut Engine, &H, &mut [u8]) -> ringxfer::Result<()>,
 ) -> Result<(ArrayLine, crate::files::OutFile), Failure> {
     let failed = |line: ErrorLine| failed_one(a, line);
     wait_first(a, engine, sock, peer)?;
     let started = Instant::now();
-    let header = engine
-        .recv_header(sock)
-        .map_err(|e| failed(ErrorLine::new(peer, 1, &e)))?;
+    let h = read_header(engine).map_err(|e| failed(ErrorLine::new(peer, 1, &e)))?;
+    let header = header_of(&h);
     let wrong = Expect::of(a)?.mismatches(&header.dtype.to_string(), &header.shape, header.order);
     if !wrong.is_empty() {
         return Err(Failure::runtime(format!(
@@ -934,7 +945,15 @@ fn recv_file(
             wrong.join("; ")
         )));
     }
-    let got = crate::files::recv_npy(engine, sock, (peer, 1), started, &header, out);
+    let got = crate::files::recv_npy(
+        engine,
+        SockBufs::of(sock),
+        (peer, 1),
+        started,
+        header,
+        out,
+        |e, payload| receive(e, &h, payload),
+    );
     let (line, file) = got.map_err(failed)?;
     count(progress, line.bytes as usize);
     Ok((line, file))

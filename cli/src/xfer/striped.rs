@@ -22,9 +22,13 @@
 //!
 //! **Several arrays** (`--arrays K`) go back to back on the same connections, each with its
 //! own prefixes (and a fresh array id). **Files**: `send --file x.npy` sends from the file's
-//! mapping; `recv --out` receives into the library's memory and then copies the array into the
-//! mapped `.npy` file (one copy more than single-stream `--out`, which receives straight into
-//! the mapping: the striped receive allocates its array itself).
+//! mapping; `recv --out` reads the stripe prefixes and stream 0's header
+//! ([`Engine::recv_striped_header`](ringxfer::Engine::recv_striped_header)), creates the
+//! `.npy` file at the array's size, and receives every stripe straight into its part of the
+//! file's mapping
+//! ([`Engine::recv_striped_payload_into`](ringxfer::Engine::recv_striped_payload_into)), as
+//! single-stream `--out` does: no copy. A mismatch with `--dtype`/`--shape`/`--order` fails
+//! before any payload byte is read; a failed receive deletes the file.
 //!
 //! **Closing**: as in raw striping, every stream in stream order (graceful close on the
 //! sender, the extra-bytes check on the receiver). `send --get-server-output`: the server's
@@ -38,14 +42,14 @@ use std::time::{Duration, Instant};
 
 use std::path::Path;
 
-use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix};
+use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, StripedHeader};
 
 use super::args::{Role, XferArgs};
-use super::framed::{ArrayLine, Expect, Outcome, failed_one, recv_one_with, wait_first};
+use super::framed::{ArrayLine, Outcome, recv_one_with};
 use super::streams::{accept_rails, bind_rails, check_no_extra, close_streams, open_streams};
 use crate::failure::Failure;
 use crate::files::OutFile;
-use crate::measure::{Progress, SockBufs, count};
+use crate::measure::Progress;
 use crate::net::{Conn, connect};
 
 /// Most streams per rail, as `--streams` allows.
@@ -95,9 +99,10 @@ impl Streams {
         }
     }
 
-    /// `recv --out`: receives the one striped array, checks it against `--dtype`, `--shape`,
-    /// `--order` where given, and copies it into a new `.npy` file (not yet committed; see the
-    /// module docs for why a copy).
+    /// `recv --out`: receives the one striped array straight into a new `.npy` file (not
+    /// yet committed): the stripe prefixes and stream 0's header first, checked against
+    /// `--dtype`, `--shape`, `--order` where given, then every stripe in place into its part
+    /// of the file's mapping ([`super::framed::recv_file`]).
     pub(super) fn recv_file(
         &self,
         a: &XferArgs,
@@ -105,25 +110,13 @@ impl Streams {
         out: &Path,
         progress: Option<&Progress>,
     ) -> Result<(ArrayLine, OutFile), Failure> {
-        wait_first(a, engine, &self.first, &self.peers[0])?;
-        let started = Instant::now();
-        let got = crate::files::array_to_file(
-            engine,
-            SockBufs::of(&self.first),
-            (&self.peers[0], 1),
-            started,
-            out,
-            |e| e.recv_any_striped(&self.socks),
-        );
-        let (line, file) = got.map_err(|line| failed_one(a, line))?;
-        let wrong = Expect::of(a)?.mismatches(&line.dtype, &line.shape, line.order);
-        if !wrong.is_empty() {
-            return Err(Failure::runtime(format!(
-                "array 1 of 1: {}",
-                wrong.join("; ")
-            )));
-        }
-        count(progress, line.bytes as usize);
+        let (line, file) = super::framed::recv_file(
+            (a, engine, progress),
+            (&self.first, &self.peers[0], out),
+            |e| e.recv_striped_header(&self.socks),
+            StripedHeader::header,
+            |e, h, payload| e.recv_striped_payload_into(&self.socks, h, payload),
+        )?;
         Ok((self.mark(line), file))
     }
 
