@@ -317,6 +317,7 @@ impl FrameError {
 /// A decoded or to-be-sent header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+#[non_exhaustive]
     /// Element type and byte order.
     pub dtype: DType,
     /// Memory order of the payload.
@@ -332,6 +333,7 @@ pub struct Header {
 /// What the fixed 32-byte prefix says before the shape is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prefix {
+#[non_exhaustive]
     /// Total header bytes (`40 + 8 * ndim`).
     pub header_len: usize,
     /// Number of dimensions.

@@ -103,6 +103,7 @@ impl Version {
 
 /// A parsed `.npy` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NpyHeader {
     /// Element type and byte order (`descr`).
     pub dtype: DType,
