@@ -1,5 +1,5 @@
-//! numpy's `.npy` format: a pure codec for its header, no I/O (like [`crate::planner`]: plain
-//! data in, plain data out).
+//! numpy's `.npy` format: a pure codec for its header, no I/O (like the chain planner,
+//! `src/planner.rs`: plain data in, plain data out).
 //!
 //! The layout (numpy's `numpy.lib.format` documentation, NEP 1):
 //!

@@ -129,7 +129,7 @@ impl RingSetup {
     }
 }
 
-/// How every ring of this process is set up: decided once by the [probe](super::probe).
+/// How every ring of this process is set up: decided once by the [probe](crate::probe()).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
