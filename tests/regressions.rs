@@ -17,7 +17,6 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp};
@@ -40,55 +39,7 @@ fn run_child(name: &str, limit: Duration) {
     // processes: two children at once would refuse each other's rings. One at a time.
     static ONE_CHILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_CHILD.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(C08_CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child test");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    eprintln!("{text}");
-    match status {
-        None => panic!("{name}: the child hung (killed after {limit:?}):\n{text}"),
-        Some(st) => assert!(st.success(), "{name}: the child failed ({st}):\n{text}"),
-    }
-    assert!(
-        text.contains("1 passed"),
-        "{name}: the child did not run the test:\n{text}"
-    );
+    util::proc::run_child_test(name, &[(C08_CHILD_ENV, "1")], limit);
 }
 
 /// C08: `io_uring_register_buffers` refused (ENOMEM: `RLIMIT_MEMLOCK` 64 KiB, no

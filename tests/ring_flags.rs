@@ -7,11 +7,9 @@
 
 mod util;
 
-use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringxfer::{Backend, Engine, Error, Options, RingFlags, RingSetup};
 use util::*;
@@ -167,50 +165,11 @@ fn engine_lent_to_scoped_threads_in_turn() {
 /// Runs this test binary as a child running only [`level_child`] under
 /// `RINGXFER_RING_FLAGS=value`; returns its output, asserting it passed.
 fn run_level(value: &str) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["--exact", "level_child", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(CHILD_ENV, value)
-        .env(ringxfer::RING_FLAGS_ENV, value)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child test");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    match status {
-        None => panic!("{value}: the child hung:\n{text}"),
-        Some(st) => assert!(st.success(), "{value}: the child failed ({st}):\n{text}"),
-    }
-    assert!(
-        text.contains("1 passed"),
-        "{value}: the child did not run:\n{text}"
-    );
-    text
+    util::proc::run_child_test(
+        "level_child",
+        &[(CHILD_ENV, value), (ringxfer::RING_FLAGS_ENV, value)],
+        Duration::from_secs(60),
+    )
 }
 
 macro_rules! level_tests {
