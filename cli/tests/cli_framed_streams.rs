@@ -261,7 +261,8 @@ fn a_silent_stream_times_out_naming_it() {
     }
 }
 
-/// A framed sender's arguments: 1,000 f8 elements (the default dtype), blocking backend, `--timeout 5`.
+/// A framed sender's arguments: 1,000 f8 elements (the default dtype), blocking backend,
+/// `--timeout 5`.
 const SEND_1000: [&str; 6] = ["--count", "1000", "--backend", "blocking", "--timeout", "5"];
 
 /// The receiver's error line about stream 0, `ringxfer recv: stream 0 (127.0.0.1:PORT): WHY`:

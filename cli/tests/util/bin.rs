@@ -48,6 +48,35 @@ pub fn command(args: &[&str]) -> Command {
     c
 }
 
+/// Runs `ringxfer ARGS` to completion, with no deadline: its `Output`.
+pub fn output(args: &[&str]) -> std::process::Output {
+    command(args).output().expect("run ringxfer")
+}
+
+/// Starts `ringxfer ARGS` (stdout and stderr piped).
+pub fn spawn(args: &[&str]) -> std::process::Child {
+    command(args).spawn().expect("spawn ringxfer")
+}
+
+/// Bytes of a child's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits until `path` exists (a listener bound it), at most `limit`.
+#[track_caller]
+pub fn wait_for_file(path: &std::path::Path, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
 pub fn run(args: &[&str]) -> (i32, String, String) {
     let mut child = command(args).spawn().expect("spawn ringxfer");
