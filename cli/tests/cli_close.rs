@@ -12,58 +12,19 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use util::bin::{backends, finish_recv, run, spawn_listening, spawn_recv};
+use util::{GREETING, arange_u1, slow_greeting_reader, small_rcvbuf_listener, small_rcvbuf_socket};
 
 /// The issue's array: 20,000,000 `u1` bytes.
 const N: usize = 20_000_000;
-/// `b"hello" * 100`, which the sender never reads.
-const GREETING: usize = 500;
-
-/// A TCP socket on 127.0.0.1 with `SO_RCVBUF` 64 KiB, as in the issue.
-fn small_rcvbuf_socket() -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    s.set_recv_buffer_size(64 << 10).unwrap();
-    s
-}
-
-fn listener() -> (TcpListener, String) {
-    let s = small_rcvbuf_socket();
-    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.listen(1).unwrap();
-    let l: TcpListener = s.into();
-    let addr = l.local_addr().unwrap().to_string();
-    (l, addr)
-}
-
-/// The issue's peer: sends `hello` × 100, reads slowly (1 ms per 64 KiB) until end of
-/// stream. Returns what it read, or the count before the error that ended it.
-fn slow_greeting_reader(mut s: TcpStream) -> Result<Vec<u8>, (usize, std::io::Error)> {
-    s.write_all(&b"hello".repeat(100)).unwrap();
-    let mut got = Vec::with_capacity(N + 64);
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Ok(got),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => return Err((got.len(), e)),
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn arange_u1(n: usize) -> Vec<u8> {
-    (0..n).map(|i| i as u8).collect()
-}
-
 /// C16 / issue 8 item 1, exactly as reported: `send --connect … --raw --dtype u1 --size
 /// 20000000` to a slow listener that greets first. The listener gets every byte and the
 /// sender exits 0 (before: exit 0, the listener got ~17 MB, then ECONNRESET).
 #[test]
 fn c16_raw_send_connect_delivers_every_byte() {
     for b in backends() {
-        let (l, addr) = listener();
+        let (l, addr) = small_rcvbuf_listener();
+        let addr = addr.to_string();
         let peer = thread::spawn(move || slow_greeting_reader(l.accept().unwrap().0));
         let (code, out, err) = run(&[
             "send",
@@ -125,7 +86,8 @@ fn c16_framed_send_listen_delivers_every_byte() {
 #[test]
 fn send_reports_a_peer_reset_as_unconfirmed() {
     for b in backends() {
-        let (l, addr) = listener();
+        let (l, addr) = small_rcvbuf_listener();
+        let addr = addr.to_string();
         let peer = thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
             s.write_all(&[7u8; GREETING]).unwrap();
@@ -178,7 +140,8 @@ fn silent_reader(l: TcpListener) -> (mpsc::Sender<()>, thread::JoinHandle<usize>
 #[test]
 fn send_reports_a_peer_that_never_closes() {
     for b in backends() {
-        let (l, addr) = listener();
+        let (l, addr) = small_rcvbuf_listener();
+        let addr = addr.to_string();
         let (tx, peer) = silent_reader(l);
         let (code, out, err) = run(&[
             "send",
@@ -212,7 +175,8 @@ fn send_reports_a_peer_that_never_closes() {
 /// error 11)").
 #[test]
 fn get_server_output_from_a_silent_server_times_out() {
-    let (l, addr) = listener();
+    let (l, addr) = small_rcvbuf_listener();
+    let addr = addr.to_string();
     let (tx, peer) = silent_reader(l);
     let (code, out, err) = run(&[
         "send",

@@ -246,15 +246,7 @@ pub fn tcp_pair_small_buffers(buf: usize) -> (TcpStream, TcpStream) {
     let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
     listener.set_recv_buffer_size(buf).unwrap();
     listener.set_send_buffer_size(buf).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    listener.listen(1).unwrap();
+    listen_on_loopback(&listener);
     let addr = listener.local_addr().unwrap();
 
     let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
@@ -274,6 +266,56 @@ pub fn tcp_pair_small_buffers(buf: usize) -> (TcpStream, TcpStream) {
         );
     }
     (client.into(), server.into())
+}
+
+/// What the slow peer of case C16 ([`slow_greeting_reader`]) sends first and the sender never
+/// reads: `b"hello" * 100`, in bytes.
+pub const GREETING: usize = 500;
+
+/// An IPv4 TCP socket with `SO_RCVBUF` 64 KiB, set before `listen` or `connect` so the
+/// connection has a small receive window (case C16's reproduction).
+pub fn small_rcvbuf_socket() -> Socket {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    s.set_recv_buffer_size(64 << 10).unwrap();
+    s
+}
+
+/// Binds `s` to 127.0.0.1 on a free port and listens (backlog 1).
+fn listen_on_loopback(s: &Socket) {
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any_port.into()).unwrap();
+    s.listen(1).unwrap();
+}
+
+/// A listener on 127.0.0.1 made from a [`small_rcvbuf_socket`], and its address.
+pub fn small_rcvbuf_listener() -> (TcpListener, std::net::SocketAddr) {
+    let l = small_rcvbuf_socket();
+    listen_on_loopback(&l);
+    let l: TcpListener = l.into();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// Case C16's peer: sends [`GREETING`] bytes of `hello`, then reads slowly (1 ms sleep per
+/// 64 KiB read) until end of stream, then closes. Returns every byte it read, or the error
+/// that ended its reads with the count so far.
+pub fn slow_greeting_reader(mut s: TcpStream) -> Result<Vec<u8>, (usize, std::io::Error)> {
+    s.write_all(&b"hello".repeat(100)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err((got.len(), e)),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `i % 256` for every byte `i < n`: the `u1` arange pattern.
+pub fn arange_u1(n: usize) -> Vec<u8> {
+    (0..n).map(|i| i as u8).collect()
 }
 
 /// A connected Unix stream socket pair.
