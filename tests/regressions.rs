@@ -19,7 +19,7 @@ mod util;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp};
+use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -326,18 +326,11 @@ fn c12_recv_stall(o: Options) {
         let dt = t0.elapsed();
         done_tx.send(()).unwrap();
         peer.join().unwrap();
-        match r {
-            Err(Error::TimedOut {
-                transferred,
-                expected,
-                timeout_ms,
-            }) => {
-                assert_eq!(transferred, part.len() as u64, "{w}: transferred");
-                assert_eq!(expected, 4 * MIB as u64, "{w}: expected");
-                assert_eq!(timeout_ms, 300, "{w}: timeout_ms");
-            }
-            other => panic!("{w}: want TimedOut, got {other:?}"),
-        }
+        assert_eq!(
+            timed_out(r, &w),
+            (part.len() as u64, 4 * MIB as u64, 300),
+            "{w}: (transferred, expected, timeout_ms)"
+        );
         assert!(
             dt >= timeout,
             "{w}: gave up after {dt:?}, before the timeout"
@@ -391,35 +384,27 @@ fn c12_send_stall(o: Options) {
         let t0 = Instant::now();
         let r = engine(&o).send_from(&tx, &data);
         let dt = t0.elapsed();
-        match r {
-            Err(Error::TimedOut {
-                transferred,
-                expected,
-                timeout_ms,
-            }) => {
-                assert!(transferred < expected, "{w}: transferred {transferred}");
-                assert_eq!(expected, 64 * MIB as u64, "{w}: expected");
-                assert_eq!(timeout_ms, 300, "{w}: timeout_ms");
-                // Exactly the confirmed bytes are in the stream, in order: a caller may
-                // resume from `transferred` without losing or repeating a byte.
-                rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut got = vec![0u8; transferred as usize];
-                (&rx).read_exact(&mut got).unwrap_or_else(|e| {
-                    panic!("{w}: reading the {transferred} confirmed bytes: {e}")
-                });
-                assert_bytes_eq(&got, &data[..got.len()], &format!("{w}: stream"));
-                std::thread::sleep(Duration::from_millis(200));
-                rx.set_nonblocking(true).unwrap();
-                let mut extra = vec![0u8; 1 << 20];
-                match (&rx).read(&mut extra) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Ok(n) => panic!(
-                        "{w}: {n} bytes beyond the {transferred} confirmed ones are in the stream"
-                    ),
-                    Err(e) => panic!("{w}: read: {e}"),
-                }
+        let (transferred, expected, timeout_ms) = timed_out(r, &w);
+        assert!(transferred < expected, "{w}: transferred {transferred}");
+        assert_eq!(expected, 64 * MIB as u64, "{w}: expected");
+        assert_eq!(timeout_ms, 300, "{w}: timeout_ms");
+        // Exactly the confirmed bytes are in the stream, in order: a caller may resume from
+        // `transferred` without losing or repeating a byte.
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = vec![0u8; transferred as usize];
+        (&rx)
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{w}: reading the {transferred} confirmed bytes: {e}"));
+        assert_bytes_eq(&got, &data[..got.len()], &format!("{w}: stream"));
+        std::thread::sleep(Duration::from_millis(200));
+        rx.set_nonblocking(true).unwrap();
+        let mut extra = vec![0u8; 1 << 20];
+        match (&rx).read(&mut extra) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(n) => {
+                panic!("{w}: {n} bytes beyond the {transferred} confirmed ones are in the stream")
             }
-            other => panic!("{w}: want TimedOut, got {other:?}"),
+            Err(e) => panic!("{w}: read: {e}"),
         }
         assert!(dt < Duration::from_secs(5), "{w}: took {dt:?}");
         eprintln!("{w}: TimedOut after {dt:?}");

@@ -211,6 +211,20 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
     );
 }
 
+/// `(transferred, expected, timeout_ms)` of the `Error::TimedOut` in `r`; panics naming `what`
+/// on any other result.
+#[track_caller]
+pub fn timed_out<T: std::fmt::Debug>(r: ringxfer::Result<T>, what: &str) -> (u64, u64, u64) {
+    match r {
+        Err(ringxfer::Error::TimedOut {
+            transferred,
+            expected,
+            timeout_ms,
+        }) => (transferred, expected, timeout_ms),
+        other => panic!("{what}: want TimedOut, got {other:?}"),
+    }
+}
+
 /// `assert_bytes_eq` for typed slices.
 #[track_caller]
 pub fn assert_same<T: Pod>(got: &[T], want: &[T], what: &str) {
