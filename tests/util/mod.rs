@@ -100,6 +100,22 @@ pub fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u
     }
 }
 
+/// uring options with the given ops and the default segment size and chain length,
+/// registering the array even for one-shot calls (`RegisterPolicy::Always`): the
+/// fixed-buffer and zero-copy opcodes.
+pub fn fixed_ops(send_op: SendOp, recv_op: RecvOp) -> Options {
+    Options {
+        backend: Backend::Uring,
+        uring: UringTuning {
+            send_op,
+            recv_op,
+            ..UringTuning::default()
+        },
+        register: RegisterPolicy::Always,
+        ..Options::default()
+    }
+}
+
 /// Options for `backend` that put a uring transfer through the ring in several chains (64 KiB
 /// segments, 4 per chain: many CQEs per transfer), with the idle timeout `idle` (its probe
 /// cancels make `MSG_WAITALL` requests complete short; every uring wait is a timed one).
