@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::{Backend, Engine, Order};
 use serde_json::Value;
-use util::bin::{BIN, spawn_serve, transfer};
+use util::bin::{BIN, assert_arange_line, spawn_serve, transfer};
 
 fn json(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object: {line:?}: {e}"))
@@ -112,13 +112,7 @@ fn serve_many_clients_and_garbage() {
                 .iter()
                 .find(|v| v["array"] == k as u64 + 1)
                 .unwrap_or_else(|| panic!("client {i}: no array {}", k + 1));
-            let bytes = shape.iter().product::<u64>() * d.itemsize() as u64;
-            assert_eq!(v["dtype"], d.to_string(), "{v}");
-            assert_eq!(v["shape"], serde_json::json!(shape), "{v}");
-            assert_eq!(v["order"], order.to_string(), "{v}");
-            assert_eq!(v["bytes"], bytes, "{v}");
-            assert_eq!(v["verified"], true, "{v}");
-            assert_eq!(v["arange"], true, "{v}");
+            assert_arange_line(v, d, &shape, order);
             assert!(v["seconds"].as_f64().unwrap() >= 0.0, "{v}");
             assert!(v["gbytes_per_s"].as_f64().is_some(), "{v}");
         }

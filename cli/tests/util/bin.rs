@@ -193,3 +193,23 @@ pub fn assert_two_rails_of_two(peers: &[String]) {
         "{peers:?}"
     );
 }
+
+/// Asserts a JSON array line of `recv`/`serve` describes a verified arange array of `dtype`
+/// with `shape` (elements) in `order`: its dtype, shape, order, bytes (elements × itemsize),
+/// `verified` and `arange`. Returns the bytes.
+#[track_caller]
+pub fn assert_arange_line(
+    v: &serde_json::Value,
+    dtype: ringxfer::dtype::DType,
+    shape: &[u64],
+    order: ringxfer::Order,
+) -> u64 {
+    let bytes = shape.iter().product::<u64>() * dtype.itemsize() as u64;
+    assert_eq!(v["dtype"], dtype.to_string(), "{v}");
+    assert_eq!(v["shape"], serde_json::json!(shape), "{v}");
+    assert_eq!(v["order"], order.to_string(), "{v}");
+    assert_eq!(v["bytes"], bytes, "{v}");
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["arange"], true, "{v}");
+    bytes
+}
