@@ -21,22 +21,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod util;
-use util::bin::{BIN, spawn_serve, transfer};
+use util::bin::{BIN, backends, spawn_serve, transfer};
 use util::npy::wrap;
 use util::proc::Lines;
 use util::py::{Python, numpy_available};
 
 /// A python3 child or a CLI child is given this long.
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// The backends to run: blocking, and uring where it is available.
-fn backends() -> Vec<&'static str> {
-    let mut v = vec!["blocking"];
-    if util::uring_available() {
-        v.push("uring");
-    }
-    v
-}
 
 /// Starts `cmd` with stdout and stderr piped: the child (killed when dropped) and its stdout
 /// and stderr lines.
