@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README "Tests"): installs what the tests need, then runs, over the
 # workspace (the library at the root, the CLI in cli/, the Python binding in python/):
-#   1. cargo fmt --check and cargo clippy --workspace --all-targets -D warnings
+#   1. cargo fmt --check and cargo clippy --workspace --all-targets -D warnings, and the API
+#      docs build with no rustdoc warning (broken or private intra-doc links): cargo doc
+#      --workspace --no-deps with RUSTDOCFLAGS=-D warnings (a few seconds: deps are built)
 #   2. cargo test --release  (the default members, library and CLI: unit, integration, planner
 #      property, doc tests; the CLI's tests, which run the built binary, are in cli/tests/;
 #      the Python binding is tested through pytest in 3c, as Python loads it)
@@ -30,6 +32,7 @@ step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "
 
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
+step env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --release --quiet
 step cargo test --release --no-fail-fast
 step cargo test --release --no-fail-fast -- --ignored
 # Issue 4: a short line-rate run across two network namespaces (skips itself, saying so, where

@@ -62,6 +62,7 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a graceful close found ([`finish`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finished {
     /// Bytes the peer sent after this side's shutdown was issued (or before, unread until
     /// then) and that were read and discarded — or handed to the sink of [`finish_with`] —

@@ -658,23 +658,23 @@ impl Engine {
 }
 
 impl Engine {
-    /// [`auth::authenticate_client`](crate::auth::authenticate_client) on `sock` with this engine's deadline: its
-    /// [`Options::idle_timeout`](crate::Options::idle_timeout), or [`auth::DEFAULT_TIMEOUT`](crate::auth::DEFAULT_TIMEOUT)
+    /// [`auth::authenticate_client`] on `sock` with this engine's deadline: its
+    /// [`Options::idle_timeout`], or [`auth::DEFAULT_TIMEOUT`]
     /// (10 s) without one. Call it once, right after `connect`, before sending or receiving
     /// arrays.
     ///
     /// # Errors
-    /// As [`auth::authenticate_client`](crate::auth::authenticate_client).
+    /// As [`auth::authenticate_client`].
     pub fn authenticate_client<S: AsFd>(&self, sock: &S, key: &AuthKey) -> Result<()> {
         auth::authenticate_client(sock, key, self.handshake_timeout())
     }
 
-    /// [`auth::authenticate_server`](crate::auth::authenticate_server) on `sock` with this engine's deadline (see
+    /// [`auth::authenticate_server`] on `sock` with this engine's deadline (see
     /// [`Engine::authenticate_client`](crate::Engine::authenticate_client)). Call it once,
     /// right after `accept`; on an error, close the connection.
     ///
     /// # Errors
-    /// As [`auth::authenticate_server`](crate::auth::authenticate_server).
+    /// As [`auth::authenticate_server`].
     pub fn authenticate_server<S: AsFd>(&self, sock: &S, key: &AuthKey) -> Result<()> {
         auth::authenticate_server(sock, key, self.handshake_timeout())
     }
@@ -723,7 +723,7 @@ impl Wire for Engine {
 }
 
 impl Engine {
-    /// Runs a set of transfers to completion (the contract: [`driver`]) — the one place that
+    /// Runs a set of transfers to completion (the contract: [`driver`](crate::driver)) — the one place that
     /// picks the backend. The uring backend runs the whole set (at most 4096 transfers; more
     /// fail, see [`Engine::scope`]) on the engine's ring; the blocking backend on the calling thread (a set of one) or scoped
     /// threads. `register`: a set of one single-buffer transfer is

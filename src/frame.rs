@@ -82,7 +82,8 @@ pub enum WireFormat {
 impl WireFormat {
     /// The format a stream starting with byte `first` is in: `R` (of `RGXF`) or `\x93` (of
     /// `\x93NUMPY`); `None` for any other byte. Lets a receiver tell the two apart from the
-    /// first byte, then check the rest of the magic with [`check_magic`] or
+    /// first byte, then check the rest of the magic: [`MAGIC`] (the crate-internal
+    /// `frame::check_magic`, which every framed receive call runs) or
     /// [`crate::npy::check_magic`].
     pub fn of_first_byte(first: u8) -> Option<WireFormat> {
         match first {
@@ -316,6 +317,7 @@ impl FrameError {
 
 /// A decoded or to-be-sent header.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Header {
     /// Element type and byte order.
     pub dtype: DType,
@@ -331,6 +333,7 @@ pub struct Header {
 
 /// What the fixed 32-byte prefix says before the shape is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Prefix {
     /// Total header bytes (`40 + 8 * ndim`).
     pub header_len: usize,
@@ -737,7 +740,8 @@ pub enum NpyError {
         minor: u8,
     },
     /// Fewer bytes than the step needs: the prefix (10 or 12 bytes) for
-    /// [`header_len_from_prefix`], or exactly the announced header for [`parse_header`].
+    /// [`header_len_from_prefix`](crate::npy::header_len_from_prefix), or exactly the announced
+    /// header for [`parse_header`](crate::npy::parse_header).
     #[error(".npy header needs {needed} bytes, got {got}")]
     Truncated {
         /// Bytes the step needs.
@@ -806,7 +810,7 @@ pub enum NpyError {
         /// The dimension as written (escaped, at most 32 bytes shown).
         text: String,
     },
-    /// More than [`MAX_NDIM`](crate::MAX_NDIM) (32) dimensions; counting stops at the first one too many.
+    /// More than [`MAX_NDIM`] (32) dimensions; counting stops at the first one too many.
     #[error(".npy header shape has more than 32 dimensions")]
     TooManyDims,
     /// `product(shape) * itemsize` does not fit 64 bits.
@@ -817,7 +821,8 @@ pub enum NpyError {
         /// Bytes per element.
         itemsize: usize,
     },
-    /// A `.npy` file's length is not its header plus its data ([`read_file_header`]): cut
+    /// A `.npy` file's length is not its header plus its data
+    /// ([`read_file_header`](crate::npy::read_file_header)): cut
     /// short, or with bytes after the array.
     #[error(
         ".npy file of {file_len} bytes does not hold its {header_len}-byte header plus \

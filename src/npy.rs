@@ -1,5 +1,5 @@
-//! numpy's `.npy` format: a pure codec for its header, no I/O (like [`crate::planner`]: plain
-//! data in, plain data out).
+//! numpy's `.npy` format: a pure codec for its header, no I/O (like the chain planner,
+//! `src/planner.rs`: plain data in, plain data out).
 //!
 //! The layout (numpy's `numpy.lib.format` documentation, NEP 1):
 //!
@@ -103,6 +103,7 @@ impl Version {
 
 /// A parsed `.npy` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NpyHeader {
     /// Element type and byte order (`descr`).
     pub dtype: DType,

@@ -1,5 +1,5 @@
 //! For this crate's tests only (`testing` feature, not part of the API): a transfer with a
-//! recording progress hook, so the backends' hook contract ([`crate::driver`], "Progress
+//! recording progress hook, so the backends' hook contract (`src/driver.rs`, "Progress
 //! hooks") can be checked from the integration tests (`tests/progress.rs`).
 
 use std::os::fd::AsFd;

@@ -84,7 +84,7 @@ fn stream_error(peers: &[String], i: usize, e: Error) -> Error {
 
 impl Engine {
     /// Sends `data` striped over `socks` (stream `i` carries stripe `i`, see
-    /// [`stripes`](crate::stripes)), all streams at once. Returns when every stripe is
+    /// [`stripes`]), all streams at once. Returns when every stripe is
     /// sent.
     ///
     /// # Errors

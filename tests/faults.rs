@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 
 use ringxfer::dtype::DType;
 use ringxfer::frame::{Header, TRAILER_LEN};
-use ringxfer::{
-    Backend, Engine, Error, Options, Order, RecvOp, RegisterPolicy, SendOp, UringTuning,
-};
+use ringxfer::{Backend, Engine, Error, Options, Order, RecvOp, SendOp};
 use util::proc::{Killed, Lines, child_test_command};
 use util::seccomp::{assert_names_eperm, deny_io_uring_setup};
 use util::*;
@@ -355,20 +353,6 @@ both_backends! {
     fn killed_mid_send_raw(backend) { killed_mid_send(opts(backend), SendKind::Raw) }
     fn killed_mid_send_registered(backend) { killed_mid_send(opts(backend), SendKind::Guard) }
     fn killed_mid_send_framed(backend) { killed_mid_send(opts(backend), SendKind::Framed) }
-}
-
-/// uring options with the fixed-buffer / zero-copy opcodes (registration on every call).
-fn fixed_ops(send_op: SendOp, recv_op: RecvOp) -> Options {
-    Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            ..UringTuning::default()
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
-    }
 }
 
 /// The peer dies while the kernel still holds `SEND_ZC` notifications, `WRITE_FIXED` and

@@ -5,9 +5,11 @@
 //! exactly one rule of `docs/PROTOCOL.md` — with a correct header CRC whenever the test is
 //! about something else — and asserts the exact error variant and its fields. Every test runs
 //! on both backends (`name::blocking`, `name::uring`; the uring variant is skipped with a
-//! printed reason where io_uring is unavailable). A receive that does not return within
+//! printed reason where io_uring is unavailable, or fails under
+//! `RINGXFER_TEST_REQUIRE_URING=1`: `util::uring_available`). A receive that does not return within
 //! [`DEADLINE`] fails the test instead of hanging it.
 
+mod util;
 mod wire;
 
 use std::sync::mpsc;
@@ -170,9 +172,7 @@ macro_rules! both_backends {
 
                 #[test]
                 fn uring() {
-                    if !crate::wire::uring_or_skip(stringify!($name)) {
-                        return;
-                    }
+                    crate::require_uring!();
                     super::$name(::ringxfer::Backend::Uring);
                 }
             }

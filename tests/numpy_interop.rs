@@ -28,32 +28,16 @@ use serde_json::Value;
 
 mod util;
 use util::py::numpy_available;
+use util::uring_available;
 
 /// A child process still running after this long is killed and the test fails.
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
 /// Idle timeout of the Rust engines: a peer that stalls fails the test instead of hanging it.
 const IDLE: Duration = Duration::from_secs(30);
 
-const REQUIRE_URING_ENV: &str = "RINGXFER_TEST_REQUIRE_URING";
-
 // ---------------------------------------------------------------------------------------------
 // Skips
 // ---------------------------------------------------------------------------------------------
-
-/// True when io_uring works here; otherwise prints why and returns false (or panics under
-/// `RINGXFER_TEST_REQUIRE_URING=1`).
-fn uring_available() -> bool {
-    let p = ringxfer::probe();
-    if p.available {
-        return true;
-    }
-    let why = p.reason.as_deref().unwrap_or("no reason given");
-    if std::env::var(REQUIRE_URING_ENV).is_ok_and(|v| v == "1") {
-        panic!("io_uring unavailable but {REQUIRE_URING_ENV}=1: {why}");
-    }
-    eprintln!("skipped: io_uring unavailable: {why}");
-    false
-}
 
 /// Returns from the test (a printed skip) when numpy, or for `Backend::Uring` io_uring, is
 /// missing.

@@ -17,10 +17,9 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringxfer::{Backend, Error, Options, RecvOp, RegisterPolicy, SendOp};
+use ringxfer::{Backend, Options, RecvOp, RegisterPolicy, SendOp};
 use util::*;
 
 const MIB: usize = 1 << 20;
@@ -40,55 +39,7 @@ fn run_child(name: &str, limit: Duration) {
     // processes: two children at once would refuse each other's rings. One at a time.
     static ONE_CHILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_CHILD.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(C08_CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child test");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    eprintln!("{text}");
-    match status {
-        None => panic!("{name}: the child hung (killed after {limit:?}):\n{text}"),
-        Some(st) => assert!(st.success(), "{name}: the child failed ({st}):\n{text}"),
-    }
-    assert!(
-        text.contains("1 passed"),
-        "{name}: the child did not run the test:\n{text}"
-    );
+    util::proc::run_child_test(name, &[(C08_CHILD_ENV, "1")], limit);
 }
 
 /// C08: `io_uring_register_buffers` refused (ENOMEM: `RLIMIT_MEMLOCK` 64 KiB, no
@@ -375,18 +326,11 @@ fn c12_recv_stall(o: Options) {
         let dt = t0.elapsed();
         done_tx.send(()).unwrap();
         peer.join().unwrap();
-        match r {
-            Err(Error::TimedOut {
-                transferred,
-                expected,
-                timeout_ms,
-            }) => {
-                assert_eq!(transferred, part.len() as u64, "{w}: transferred");
-                assert_eq!(expected, 4 * MIB as u64, "{w}: expected");
-                assert_eq!(timeout_ms, 300, "{w}: timeout_ms");
-            }
-            other => panic!("{w}: want TimedOut, got {other:?}"),
-        }
+        assert_eq!(
+            timed_out(r, &w),
+            (part.len() as u64, 4 * MIB as u64, 300),
+            "{w}: (transferred, expected, timeout_ms)"
+        );
         assert!(
             dt >= timeout,
             "{w}: gave up after {dt:?}, before the timeout"
@@ -440,35 +384,27 @@ fn c12_send_stall(o: Options) {
         let t0 = Instant::now();
         let r = engine(&o).send_from(&tx, &data);
         let dt = t0.elapsed();
-        match r {
-            Err(Error::TimedOut {
-                transferred,
-                expected,
-                timeout_ms,
-            }) => {
-                assert!(transferred < expected, "{w}: transferred {transferred}");
-                assert_eq!(expected, 64 * MIB as u64, "{w}: expected");
-                assert_eq!(timeout_ms, 300, "{w}: timeout_ms");
-                // Exactly the confirmed bytes are in the stream, in order: a caller may
-                // resume from `transferred` without losing or repeating a byte.
-                rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut got = vec![0u8; transferred as usize];
-                (&rx).read_exact(&mut got).unwrap_or_else(|e| {
-                    panic!("{w}: reading the {transferred} confirmed bytes: {e}")
-                });
-                assert_bytes_eq(&got, &data[..got.len()], &format!("{w}: stream"));
-                std::thread::sleep(Duration::from_millis(200));
-                rx.set_nonblocking(true).unwrap();
-                let mut extra = vec![0u8; 1 << 20];
-                match (&rx).read(&mut extra) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Ok(n) => panic!(
-                        "{w}: {n} bytes beyond the {transferred} confirmed ones are in the stream"
-                    ),
-                    Err(e) => panic!("{w}: read: {e}"),
-                }
+        let (transferred, expected, timeout_ms) = timed_out(r, &w);
+        assert!(transferred < expected, "{w}: transferred {transferred}");
+        assert_eq!(expected, 64 * MIB as u64, "{w}: expected");
+        assert_eq!(timeout_ms, 300, "{w}: timeout_ms");
+        // Exactly the confirmed bytes are in the stream, in order: a caller may resume from
+        // `transferred` without losing or repeating a byte.
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = vec![0u8; transferred as usize];
+        (&rx)
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{w}: reading the {transferred} confirmed bytes: {e}"));
+        assert_bytes_eq(&got, &data[..got.len()], &format!("{w}: stream"));
+        std::thread::sleep(Duration::from_millis(200));
+        rx.set_nonblocking(true).unwrap();
+        let mut extra = vec![0u8; 1 << 20];
+        match (&rx).read(&mut extra) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(n) => {
+                panic!("{w}: {n} bytes beyond the {transferred} confirmed ones are in the stream")
             }
-            other => panic!("{w}: want TimedOut, got {other:?}"),
+            Err(e) => panic!("{w}: read: {e}"),
         }
         assert!(dt < Duration::from_secs(5), "{w}: took {dt:?}");
         eprintln!("{w}: TimedOut after {dt:?}");

@@ -7,11 +7,9 @@
 
 mod util;
 
-use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringxfer::{Backend, Engine, Error, Options, RingFlags, RingSetup};
 use util::*;
@@ -167,50 +165,11 @@ fn engine_lent_to_scoped_threads_in_turn() {
 /// Runs this test binary as a child running only [`level_child`] under
 /// `RINGXFER_RING_FLAGS=value`; returns its output, asserting it passed.
 fn run_level(value: &str) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["--exact", "level_child", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(CHILD_ENV, value)
-        .env(ringxfer::RING_FLAGS_ENV, value)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child test");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    match status {
-        None => panic!("{value}: the child hung:\n{text}"),
-        Some(st) => assert!(st.success(), "{value}: the child failed ({st}):\n{text}"),
-    }
-    assert!(
-        text.contains("1 passed"),
-        "{value}: the child did not run:\n{text}"
-    );
-    text
+    util::proc::run_child_test(
+        "level_child",
+        &[(CHILD_ENV, value), (ringxfer::RING_FLAGS_ENV, value)],
+        Duration::from_secs(60),
+    )
 }
 
 macro_rules! level_tests {
@@ -242,6 +201,12 @@ level_tests! {
 fn forced_bad_value_is_refused_with_reason() {
     require_uring!();
     run_level("fast");
+}
+
+/// Every field of `flags` (`RingFlags` is `#[non_exhaustive]`, so the test cannot build one to
+/// compare with): setup, registered ring fd, forced.
+fn parts(flags: Option<RingFlags>) -> Option<(RingSetup, bool, bool)> {
+    flags.map(|f| (f.setup, f.registered_ring_fd, f.forced))
 }
 
 /// The child: checks what the forced value says (see [`level_tests`]).
@@ -295,16 +260,12 @@ fn level_child() {
         return;
     }
     assert!(p.available, "{value}: {:?}", p.reason);
-    let want = RingFlags {
-        setup,
-        registered_ring_fd: fd,
-        forced: true,
-    };
-    assert_eq!(p.ring_flags, Some(want), "{value}: probe");
+    let want = (setup, fd, true);
+    assert_eq!(parts(p.ring_flags), Some(want), "{value}: probe");
     let (s1, s2) = tcp_pair();
     let mut e1 = engine(&ring_opts(None));
     let mut e2 = engine(&ring_opts(Some(Duration::from_secs(10))));
-    assert_eq!(e1.ring_flags(), Some(want), "{value}: engine");
+    assert_eq!(parts(e1.ring_flags()), Some(want), "{value}: engine");
     both_ways(&mut e1, &mut e2, (&s1, &s2), (1 << 20) + 3, &value);
     // The same engines on another thread.
     thread::scope(|s| {

@@ -36,12 +36,14 @@ fn tuned(backend: Backend, fixed_files: bool) -> Options {
 /// through the file table; nothing on the blocking backend.
 fn counts(backend: Backend, sqes: u64, fixed: u64) -> EngineStats {
     match backend {
-        Backend::Uring => EngineStats {
-            sqes,
-            cqes: sqes,
-            fixed_file_sqes: fixed,
-            ..EngineStats::default()
-        },
+        Backend::Uring => {
+            // `EngineStats` is `#[non_exhaustive]`: start from zero and set the fields.
+            let mut s = EngineStats::default();
+            s.sqes = sqes;
+            s.cqes = sqes;
+            s.fixed_file_sqes = fixed;
+            s
+        }
         _ => EngineStats::default(),
     }
 }

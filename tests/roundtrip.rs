@@ -14,14 +14,18 @@ use util::*;
 
 const MIB: usize = 1 << 20;
 
-/// Sends `bytes.div_ceil(size_of::<T>())` elements of `T` (a pattern) over loopback TCP and
-/// checks them byte for byte.
-fn tcp_case<T: Pod + Send>(backend: Backend, bytes: usize) {
+/// Sends `bytes.div_ceil(size_of::<T>())` elements of `T` (a pattern seeded with `bytes +
+/// seed`) over a `kind` socket pair from `pair` and checks them byte for byte.
+fn case<T, S>(backend: Backend, bytes: usize, kind: &str, pair: fn() -> (S, S), seed: u64)
+where
+    T: Pod + Send,
+    S: std::os::fd::AsFd + Send + 'static,
+{
     let n = bytes.div_ceil(size_of::<T>());
-    let (tx, rx) = tcp_pair();
-    let data: Vec<T> = pattern_vec(n, bytes as u64 + 17);
+    let (tx, rx) = pair();
+    let data: Vec<T> = pattern_vec(n, bytes as u64 + seed);
     let what = format!(
-        "{backend} TCP {n} x {} ({} bytes)",
+        "{backend} {kind} {n} x {} ({} bytes)",
         std::any::type_name::<T>(),
         n * size_of::<T>()
     );
@@ -29,17 +33,14 @@ fn tcp_case<T: Pod + Send>(backend: Backend, bytes: usize) {
     eprintln!("{what}: {dt:?}");
 }
 
+/// [`case`] over loopback TCP.
+fn tcp_case<T: Pod + Send>(backend: Backend, bytes: usize) {
+    case::<T, _>(backend, bytes, "TCP", tcp_pair, 17);
+}
+
+/// [`case`] over a Unix socket pair.
 fn unix_case<T: Pod + Send>(backend: Backend, bytes: usize) {
-    let n = bytes.div_ceil(size_of::<T>());
-    let (tx, rx) = unix_pair();
-    let data: Vec<T> = pattern_vec(n, bytes as u64 + 29);
-    let what = format!(
-        "{backend} Unix {n} x {} ({} bytes)",
-        std::any::type_name::<T>(),
-        n * size_of::<T>()
-    );
-    let dt = round_trip(opts(backend), tx, rx, data, &what);
-    eprintln!("{what}: {dt:?}");
+    case::<T, _>(backend, bytes, "Unix", unix_pair, 29);
 }
 
 /// One test module per (type, size), each with a `blocking` and a `uring` test.
@@ -51,34 +52,26 @@ macro_rules! size_matrix {
     };
 }
 
-size_matrix! { tcp_case:
-    tcp_u8_0b: u8, 0;
-    tcp_u8_1b: u8, 1;
-    tcp_u8_4095b: u8, 4095;
-    tcp_u8_4096b: u8, 4096;
-    tcp_u8_1mib_plus_1: u8, MIB + 1;
-    tcp_u8_64mib: u8, 64 * MIB;
+/// Every TCP element type at the same six sizes, in bytes: 0, 1 (one element, rounded up),
+/// 4095, 4096, 1 MiB + 1, 64 MiB; one test name per size, in that order.
+macro_rules! tcp_sizes {
+    ($($ty:ty: $b0:ident, $b1:ident, $b4095:ident, $b4096:ident, $mib1:ident, $mib64:ident;)*) => {
+        size_matrix! { tcp_case: $(
+            $b0: $ty, 0;
+            $b1: $ty, 1;
+            $b4095: $ty, 4095;
+            $b4096: $ty, 4096;
+            $mib1: $ty, MIB + 1;
+            $mib64: $ty, 64 * MIB;
+        )* }
+    };
+}
 
-    tcp_f64_0b: f64, 0;
-    tcp_f64_1_elem: f64, 1;
-    tcp_f64_4095b: f64, 4095;
-    tcp_f64_4096b: f64, 4096;
-    tcp_f64_1mib_plus_1: f64, MIB + 1;
-    tcp_f64_64mib: f64, 64 * MIB;
-
-    tcp_f32_0b: f32, 0;
-    tcp_f32_1_elem: f32, 1;
-    tcp_f32_4095b: f32, 4095;
-    tcp_f32_4096b: f32, 4096;
-    tcp_f32_1mib_plus_1: f32, MIB + 1;
-    tcp_f32_64mib: f32, 64 * MIB;
-
-    tcp_i64_0b: i64, 0;
-    tcp_i64_1_elem: i64, 1;
-    tcp_i64_4095b: i64, 4095;
-    tcp_i64_4096b: i64, 4096;
-    tcp_i64_1mib_plus_1: i64, MIB + 1;
-    tcp_i64_64mib: i64, 64 * MIB;
+tcp_sizes! {
+    u8: tcp_u8_0b, tcp_u8_1b, tcp_u8_4095b, tcp_u8_4096b, tcp_u8_1mib_plus_1, tcp_u8_64mib;
+    f64: tcp_f64_0b, tcp_f64_1_elem, tcp_f64_4095b, tcp_f64_4096b, tcp_f64_1mib_plus_1, tcp_f64_64mib;
+    f32: tcp_f32_0b, tcp_f32_1_elem, tcp_f32_4095b, tcp_f32_4096b, tcp_f32_1mib_plus_1, tcp_f32_64mib;
+    i64: tcp_i64_0b, tcp_i64_1_elem, tcp_i64_4095b, tcp_i64_4096b, tcp_i64_1mib_plus_1, tcp_i64_64mib;
 }
 
 size_matrix! { unix_case:

@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringxfer::{ArrayView, Backend, Options, Order, RecvOp, RegisterPolicy, SendOp, UringTuning};
+use ringxfer::{ArrayView, Backend, Options, Order, RecvOp, SendOp};
 use util::*;
 
 /// 50,000,000 float64: the recipe's 400 MB.
@@ -298,24 +298,14 @@ both_backends! {
 #[test]
 fn storm_fixed_and_zero_copy_ops_uring() {
     require_uring!();
-    let tuned = |send_op, recv_op| Options {
-        backend: Backend::Uring,
-        uring: UringTuning {
-            send_op,
-            recv_op,
-            ..UringTuning::default()
-        },
-        register: RegisterPolicy::Always,
-        ..Options::default()
-    };
     transfer_in_storm(
-        tuned(SendOp::WriteFixed, RecvOp::ReadFixed),
+        fixed_ops(SendOp::WriteFixed, RecvOp::ReadFixed),
         Mode::Raw,
         Sock::TcpTiny,
     );
     if ringxfer::probe().send_zc {
         transfer_in_storm(
-            tuned(SendOp::SendZc, RecvOp::ReadFixed),
+            fixed_ops(SendOp::SendZc, RecvOp::ReadFixed),
             Mode::Raw,
             Sock::TcpTiny,
         );

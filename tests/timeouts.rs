@@ -71,18 +71,11 @@ fn recv_stall(o: Options) {
         let last_byte = sent_rx.recv().unwrap();
         done_tx.send(()).unwrap();
         peer.join().unwrap();
-        match r {
-            Err(Error::TimedOut {
-                transferred,
-                expected,
-                timeout_ms,
-            }) => {
-                assert_eq!(transferred, part.len() as u64, "{w}: transferred");
-                assert_eq!(expected, 4 * MIB as u64, "{w}: expected");
-                assert_eq!(timeout_ms, 1000, "{w}: timeout_ms");
-            }
-            other => panic!("{w}: want TimedOut, got {other:?}"),
-        }
+        assert_eq!(
+            timed_out(r, &w),
+            (part.len() as u64, 4 * MIB as u64, 1000),
+            "{w}: (transferred, expected, timeout_ms)"
+        );
         assert_bytes_eq(&got[..part.len()], &part, &format!("{w}: prefix"));
         assert_on_time(end - last_byte, &w);
     });

@@ -12,7 +12,7 @@
 //! connection's thread under the deadlines below, then the payload with
 //! `Engine::recv_any_after_header` — until the client closes between two messages (a clean
 //! close, not reported). Every array
-//! gives one line (see [`ArrayLine`]), then is dropped: a connection holds at most one array
+//! gives one line (see [`ArrayLine`](crate::xfer::framed::ArrayLine)), then is dropped: a connection holds at most one array
 //! at a time. A broken client (bad header, checksum mismatch, a message cut short, a reset, a
 //! deadline missed, a failed handshake) gives one [`ErrorLine`] and its connection is closed;
 //! the other connections and the listener carry on. Lines are written whole under stdout's

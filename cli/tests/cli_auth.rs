@@ -5,11 +5,10 @@
 
 mod util;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use util::bin::{BIN, spawn_serve};
+use util::bin::{Outcome, command, spawn_serve, transfer};
 use util::proc::{Killed, Lines};
 use util::{tmpdir, write_file};
 
@@ -22,11 +21,8 @@ fn json(line: &str) -> Value {
 }
 
 fn send(addr: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(["send", "--connect", addr, "--count", "1000"])
+    command(&["send", "--connect", addr, "--count", "1000"])
         .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }
@@ -86,10 +82,7 @@ fn cli_serve_auth_key() {
     // why (serve writes one refusal line; the client's graceful close reads it): exit 1
     // naming the missing key, for a small array and for one larger than the socket buffers.
     for count in ["8000", "8000000"] {
-        let none = Command::new(BIN)
-            .args(["send", "--connect", &addr, "--size", count])
-            .env_remove("RINGXFER_BACKEND")
-            .stdin(Stdio::null())
+        let none = command(&["send", "--connect", &addr, "--size", count])
             .output()
             .unwrap();
         assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
@@ -125,27 +118,14 @@ fn cli_client_with_key_to_server_without() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `recv --listen 127.0.0.1:0 RECV` and `send SEND` against it; both outputs.
-fn recv_send(
-    recv: &[&str],
-    send_args: &[&str],
-) -> (std::process::ExitStatus, String, std::process::Output) {
-    let mut r = Command::new(BIN)
-        .args(["recv", "--listen", "127.0.0.1:0"])
-        .args(recv)
-        .env_remove("RINGXFER_BACKEND")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = Lines::new(r.stderr.take().unwrap());
-    let mut r = Killed(r);
-    let first = err.next(T).expect("recv says where it listens");
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
-    let s = send(&addr, send_args);
-    let st = r.0.wait().unwrap();
-    let rest = err.drain_for(Duration::from_millis(200)).join("\n");
-    (st, rest, s)
+/// Runs `recv --listen 127.0.0.1:0 RECV` and `send --count 1000 SEND` against it: each
+/// side's `(exit code, stdout, stderr)`, the sender's first.
+fn recv_send(recv: &[&str], send_args: &[&str]) -> (Outcome, Outcome) {
+    transfer(
+        &[&["--listen", "127.0.0.1:0"][..], recv].concat(),
+        1,
+        &[&["--count", "1000"][..], send_args].concat(),
+    )
 }
 
 /// `recv --listen --auth-key` with `send --connect --auth-key`, framed and raw; and with
@@ -159,29 +139,17 @@ fn cli_recv_listen_send_connect_auth() {
         let mode: &[&str] = if raw { &["--raw"] } else { &[] };
         let recv_args: Vec<&str> = [mode, &["--count", "1000", "--auth-key", &a]].concat();
         let send_args: Vec<&str> = [mode, &["--auth-key", &a]].concat();
-        let (st, err, s) = recv_send(&recv_args, &send_args);
-        assert!(
-            st.success() && s.status.success(),
-            "raw {raw}: {err} / {}",
-            stderr(&s)
-        );
+        let ((sc, _, se), (rc, _, re)) = recv_send(&recv_args, &send_args);
+        assert_eq!((rc, sc), (0, 0), "raw {raw}: {re} / {se}");
 
         let send_args: Vec<&str> = [mode, &["--auth-key", &b]].concat();
-        let (st, err, s) = recv_send(&recv_args, &send_args);
-        assert_eq!(
-            (st.code(), s.status.code()),
-            (Some(1), Some(1)),
-            "raw {raw}"
-        );
+        let ((sc, _, se), (rc, _, re)) = recv_send(&recv_args, &send_args);
+        assert_eq!((rc, sc), (1, 1), "raw {raw}");
         assert!(
-            err.contains("the peer's proof does not match our key"),
-            "{err}"
+            re.contains("the peer's proof does not match our key"),
+            "{re}"
         );
-        assert!(
-            stderr(&s).contains("the server rejected our key"),
-            "{}",
-            stderr(&s)
-        );
+        assert!(se.contains("the server rejected our key"), "{se}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -207,13 +175,7 @@ fn cli_bad_key_files() {
             &["send", "--connect", "127.0.0.1:9"],
             &["recv", "--listen", "127.0.0.1:0"],
         ] {
-            let mut c = Command::new(BIN);
-            c.args(cmd).args(["--auth-key", file]).stdin(Stdio::null());
-            let mut child = c
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child = command(cmd).args(["--auth-key", file]).spawn().unwrap();
             let out = util::proc::Output::collect(&mut child);
             let st = util::proc::wait_deadline(&mut child, Duration::from_secs(10))
                 .unwrap_or_else(|| panic!("{cmd:?} --auth-key {file}: still running"));
@@ -233,10 +195,7 @@ fn cli_bad_key_files() {
 /// Without --auth-key on a non-loopback address, serve warns on stderr (and still serves).
 #[test]
 fn cli_serve_warns_without_key_off_loopback() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = command(&["serve", "--listen", "0.0.0.0:0"])
         .spawn()
         .unwrap();
     let err = Lines::new(child.stderr.take().unwrap());

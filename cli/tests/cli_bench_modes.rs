@@ -3,11 +3,13 @@
 //! The main job's own JSON (`ringxfer bench` without these flags) is checked unchanged, small
 //! arrays batched (many transfers per run of at least 0.25 s) with their SQE/CQE counts.
 
+mod util;
+
 use std::process::Command;
 
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringxfer");
+use util::bin::BIN;
+use util::uring_available;
 
 /// Runs `ringxfer bench ARGS... --json`; its parsed stdout (panics unless it exits 0).
 fn bench_json(args: &[&str]) -> Value {
@@ -42,17 +44,6 @@ fn bench_status(args: &[&str]) -> Option<i32> {
         .code()
 }
 
-fn uring() -> bool {
-    let ok = ringxfer::probe().available;
-    if !ok {
-        eprintln!(
-            "io_uring unavailable ({:?}): blocking only",
-            ringxfer::probe().reason
-        );
-    }
-    ok
-}
-
 fn num(v: &Value, key: &str) -> f64 {
     v[key]
         .as_f64()
@@ -72,7 +63,7 @@ fn fresh_mode_json() {
         ("blocking".into(), "fresh".into()),
         ("blocking".into(), "naive".into()),
     ];
-    if uring() {
+    if uring_available() {
         cells.push(("uring".into(), "pretouched".into()));
         cells.push(("uring".into(), "fresh".into()));
     }
@@ -117,7 +108,7 @@ fn fresh_mode_json() {
         assert!(0.0 < min && min <= med && med <= max, "{s}");
     }
     assert!(num(&d["ratio_fresh_over_pretouched"], "blocking") > 0.0);
-    if uring() {
+    if uring_available() {
         assert!(num(&d["ratio_fresh_over_pretouched"], "uring") > 0.0);
         assert!(num(&d, "ratio_fresh_uring_over_naive_blocking") > 0.0);
     } else {
@@ -163,7 +154,7 @@ fn check_count_arrays(d: &Value, arrays: u64, array_bytes: u64) {
     assert_eq!(d["arrays"], arrays);
     assert_eq!(d["array_bytes"], array_bytes);
     let mut cells = vec![("blocking", "batched"), ("blocking", "per-array")];
-    if uring() {
+    if uring_available() {
         cells.push(("uring", "batched"));
         cells.push(("uring", "per-array"));
     }
@@ -202,7 +193,7 @@ fn check_count_arrays(d: &Value, arrays: u64, array_bytes: u64) {
         assert!(0.0 < min && min <= med && med <= max, "{s}");
         assert!(num(s, "median_gbytes_per_s") > 0.0);
     }
-    if uring() {
+    if uring_available() {
         for k in [
             "ratio_uring_batched_over_blocking_per_array",
             "ratio_uring_batched_over_blocking_batched",
@@ -318,7 +309,11 @@ fn main_job_json_is_unchanged() {
 /// (+4 SQEs: 17 MiB in 8, then 239 MiB in 60) and add their 4 notification CQEs.
 #[test]
 fn large_arrays_stay_one_transfer_per_run() {
-    let backend = if uring() { "uring" } else { "blocking" };
+    let backend = if uring_available() {
+        "uring"
+    } else {
+        "blocking"
+    };
     let d = bench_json(&["--size", "256MiB", "--backend", backend, "--repeat", "1"]);
     assert_eq!(d["bytes"], 256u64 << 20);
     assert!(
@@ -392,7 +387,7 @@ fn check_batched(d: &Value, array_bytes: u64, runs: usize) -> Vec<Value> {
 /// flag none does. Blocking runs count nothing.
 #[test]
 fn fixed_files_flag_counts_every_sqe() {
-    let backends = if uring() { 2 } else { 1 };
+    let backends = if uring_available() { 2 } else { 1 };
     for fixed in [true, false] {
         let mut args = vec!["--size", "1MiB", "--repeat", "1"];
         if fixed {
@@ -422,7 +417,7 @@ fn small_arrays_are_batched_64k() {
     let d = bench_json(&["--size", "64KiB", "--repeat", "2"]);
     // Every uring transfer goes through the ring, 64 KiB too: one SEND (RECV) SQE and its
     // CQE per transfer and end.
-    let backends = if uring() { 2 } else { 1 };
+    let backends = if uring_available() { 2 } else { 1 };
     for r in check_batched(&d, 64 << 10, 2 * backends) {
         if r["backend"] == "uring" {
             let k = &r["transfers_per_run"];
@@ -437,7 +432,7 @@ fn small_arrays_through_the_ring_count_their_sqes() {
     // 1 MiB goes through the ring: one 4 MiB-segment SEND (RECV) SQE and its CQE per
     // transfer and end.
     let d = bench_json(&["--size", "1MiB", "--repeat", "1"]);
-    let runs = check_batched(&d, 1 << 20, if uring() { 2 } else { 1 });
+    let runs = check_batched(&d, 1 << 20, if uring_available() { 2 } else { 1 });
     for r in runs.iter().filter(|r| r["backend"] == "uring") {
         let k = &r["transfers_per_run"];
         let ends = serde_json::json!({"sender": k, "receiver": k});
@@ -451,7 +446,7 @@ fn batched_registered_runs_are_verified() {
     // Pre-registered arrays, sent and received K times per run through their guards.
     let d = bench_json(&["--size", "1MiB", "--repeat", "1", "--registered"]);
     assert_eq!(d["mode"], "pre-registered");
-    for r in check_batched(&d, 1 << 20, if uring() { 2 } else { 1 }) {
+    for r in check_batched(&d, 1 << 20, if uring_available() { 2 } else { 1 }) {
         if r["backend"] == "uring" {
             let k = &r["transfers_per_run"];
             let ends = serde_json::json!({"sender": k, "receiver": k});
@@ -467,7 +462,7 @@ fn batched_registered_runs_are_verified() {
 /// one), and switches. With `--send-op send` nothing is decided and there is no note.
 #[test]
 fn send_zc_adaptation_is_reported() {
-    if !uring() {
+    if !uring_available() {
         return;
     }
     let base = ["--size", "8MiB", "--backend", "uring"];
@@ -628,7 +623,7 @@ fn check_pingpong(d: &Value, sizes: &[u64], round_trips: u64, repeat: u64, backe
 #[test]
 fn pingpong_json() {
     let d = bench_json(&["--pingpong", "20", "--size", "4KiB", "--repeat", "2"]);
-    let backends: &[&str] = if uring() {
+    let backends: &[&str] = if uring_available() {
         &["uring", "blocking"]
     } else {
         &["blocking"]

@@ -8,89 +8,23 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-use util::bin::BIN;
-use util::proc::{Output, wait_deadline};
+use util::bin::{backends, finish_recv, run, spawn_listening, spawn_recv};
+use util::{GREETING, arange_u1, slow_greeting_reader, small_rcvbuf_listener, small_rcvbuf_socket};
 
 /// The issue's array: 20,000,000 `u1` bytes.
 const N: usize = 20_000_000;
-/// `b"hello" * 100`, which the sender never reads.
-const GREETING: usize = 500;
-
-/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
-fn run(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringxfer");
-    let out = Output::collect(&mut child);
-    let st = wait_deadline(&mut child, Duration::from_secs(90));
-    let (o, e) = out.finish();
-    let st = st.unwrap_or_else(|| panic!("ringxfer {args:?} hung:\n{o}\n{e}"));
-    (st.code().expect("exit code"), o, e)
-}
-
-/// `--backend` values to run: blocking always, uring where io_uring works.
-fn backends() -> Vec<&'static str> {
-    let mut v = vec!["blocking"];
-    if util::uring_available() {
-        v.push("uring");
-    }
-    v
-}
-
-/// A TCP socket on 127.0.0.1 with `SO_RCVBUF` 64 KiB, as in the issue.
-fn small_rcvbuf_socket() -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    s.set_recv_buffer_size(64 << 10).unwrap();
-    s
-}
-
-fn listener() -> (TcpListener, String) {
-    let s = small_rcvbuf_socket();
-    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.listen(1).unwrap();
-    let l: TcpListener = s.into();
-    let addr = l.local_addr().unwrap().to_string();
-    (l, addr)
-}
-
-/// The issue's peer: sends `hello` × 100, reads slowly (1 ms per 64 KiB) until end of
-/// stream. Returns what it read, or the count before the error that ended it.
-fn slow_greeting_reader(mut s: TcpStream) -> Result<Vec<u8>, (usize, std::io::Error)> {
-    s.write_all(&b"hello".repeat(100)).unwrap();
-    let mut got = Vec::with_capacity(N + 64);
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Ok(got),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => return Err((got.len(), e)),
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn arange_u1(n: usize) -> Vec<u8> {
-    (0..n).map(|i| i as u8).collect()
-}
-
 /// C16 / issue 8 item 1, exactly as reported: `send --connect … --raw --dtype u1 --size
 /// 20000000` to a slow listener that greets first. The listener gets every byte and the
 /// sender exits 0 (before: exit 0, the listener got ~17 MB, then ECONNRESET).
 #[test]
 fn c16_raw_send_connect_delivers_every_byte() {
     for b in backends() {
-        let (l, addr) = listener();
+        let (l, addr) = small_rcvbuf_listener();
+        let addr = addr.to_string();
         let peer = thread::spawn(move || slow_greeting_reader(l.accept().unwrap().0));
         let (code, out, err) = run(&[
             "send",
@@ -119,9 +53,9 @@ fn c16_raw_send_connect_delivers_every_byte() {
 #[test]
 fn c16_framed_send_listen_delivers_every_byte() {
     for b in backends() {
-        let mut child = Command::new(BIN)
-            .args([
-                "send",
+        let (child, lines, addr) = spawn_listening(
+            "send",
+            &[
                 "--listen",
                 "127.0.0.1:0",
                 "--dtype",
@@ -130,32 +64,20 @@ fn c16_framed_send_listen_delivers_every_byte() {
                 "20000000",
                 "--backend",
                 b,
-            ])
-            .env_remove("RINGXFER_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = util::proc::Lines::new(child.stderr.take().unwrap());
-        let first = lines.next(Duration::from_secs(20)).expect("listening line");
-        let addr = first.rsplit(' ').next().unwrap().to_owned();
+            ],
+            1,
+        );
         let s = small_rcvbuf_socket();
         s.connect(&addr.parse::<SocketAddr>().unwrap().into())
             .unwrap();
         let got = slow_greeting_reader(s.into());
-        let st = wait_deadline(&mut child, Duration::from_secs(60)).expect("send hung");
+        let (code, _, err) = finish_recv(child, lines);
         let got = got.unwrap_or_else(|(n, e)| panic!("{b}: the peer lost bytes: {n} then {e}"));
         // 1-D header (48) + payload + trailer (8), the payload the u1 arange.
         assert_eq!(got.len(), 48 + N + 8, "{b}");
         util::assert_bytes_eq(&got[48..48 + N], &arange_u1(N), b);
         assert_eq!(&got[48 + N + 4..], b"RGXE");
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "{b}: {:?}",
-            lines.drain_for(Duration::ZERO)
-        );
+        assert_eq!(code, 0, "{b}: {err}");
     }
 }
 
@@ -164,7 +86,8 @@ fn c16_framed_send_listen_delivers_every_byte() {
 #[test]
 fn send_reports_a_peer_reset_as_unconfirmed() {
     for b in backends() {
-        let (l, addr) = listener();
+        let (l, addr) = small_rcvbuf_listener();
+        let addr = addr.to_string();
         let peer = thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
             s.write_all(&[7u8; GREETING]).unwrap();
@@ -198,20 +121,28 @@ fn send_reports_a_peer_reset_as_unconfirmed() {
     }
 }
 
+/// A peer on `l` that reads everything and does not close until told (or 30 s pass): the
+/// sender to tell it, and the thread, which returns the count of bytes it read.
+fn silent_reader(l: TcpListener) -> (mpsc::Sender<()>, thread::JoinHandle<usize>) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let peer = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+        got.len()
+    });
+    (tx, peer)
+}
+
 /// A peer that reads everything and never closes: the sender gives up at `--timeout` and
 /// exits 1 (before: exit 0 at once).
 #[test]
 fn send_reports_a_peer_that_never_closes() {
     for b in backends() {
-        let (l, addr) = listener();
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let peer = thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            let _ = rx.recv_timeout(Duration::from_secs(30));
-            got.len()
-        });
+        let (l, addr) = small_rcvbuf_listener();
+        let addr = addr.to_string();
+        let (tx, peer) = silent_reader(l);
         let (code, out, err) = run(&[
             "send",
             "--connect",
@@ -244,15 +175,9 @@ fn send_reports_a_peer_that_never_closes() {
 /// error 11)").
 #[test]
 fn get_server_output_from_a_silent_server_times_out() {
-    let (l, addr) = listener();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let peer = thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        let _ = rx.recv_timeout(Duration::from_secs(30));
-        got.len()
-    });
+    let (l, addr) = small_rcvbuf_listener();
+    let addr = addr.to_string();
+    let (tx, peer) = silent_reader(l);
     let (code, out, err) = run(&[
         "send",
         "--connect",
@@ -278,25 +203,11 @@ fn get_server_output_from_a_silent_server_times_out() {
 /// Starts `ringxfer recv --listen 127.0.0.1:0 ARGS`, connects, runs `peer` on the
 /// connection, and returns recv's `(exit code, stdout, stderr)`.
 fn recv_with_peer(args: &[&str], peer: impl FnOnce(TcpStream)) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(["recv", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let lines = util::proc::Lines::new(child.stderr.take().unwrap());
-    let first = lines.next(Duration::from_secs(20)).expect("listening line");
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    let mut a = vec!["--listen", "127.0.0.1:0"];
+    a.extend_from_slice(args);
+    let (child, lines, addr) = spawn_recv(&a, 1);
     peer(TcpStream::connect(addr).unwrap());
-    let st = wait_deadline(&mut child, Duration::from_secs(60)).expect("recv hung");
-    let mut o = String::new();
-    std::io::BufReader::new(out).read_to_string(&mut o).unwrap();
-    let e = lines.drain_for(Duration::from_millis(200)).join("\n");
-    (st.code().unwrap(), o, e)
+    finish_recv(child, lines)
 }
 
 /// Issue 8 item 8: raw `recv --count 1000` given 1,500 bytes exits 1 naming the 500 extra

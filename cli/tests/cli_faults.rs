@@ -7,11 +7,10 @@
 mod util;
 
 use std::io::Read;
-use std::process::Stdio;
 use std::time::Duration;
 
-use util::bin::BIN;
-use util::proc::{Killed, Lines, Output, wait_deadline};
+use util::bin::{command, run};
+use util::proc::{Killed, Lines, wait_deadline};
 use util::seccomp::{assert_names_eperm, deny_io_uring_setup};
 
 /// Names the child's role; the child test does nothing without it.
@@ -44,44 +43,22 @@ fn child_cli_uring_denied() {
     cli_under_filter(&reason);
 }
 
-/// Runs the `ringxfer` binary with `args` (it inherits the filter) and returns its exit
-/// status, stdout and stderr; killed after 60 s.
-fn cli(args: &[&str]) -> (std::process::ExitStatus, String, String) {
-    let mut c = std::process::Command::new(BIN)
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Output::collect(&mut c);
-    let st = wait_deadline(&mut c, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("ringxfer {args:?} hung"));
-    let (o, e) = out.finish();
-    (st, o, e)
-}
-
 /// The CLI under the filter: `--backend auto` transfers and says why it is blocking, once;
 /// `--backend uring` fails with one line and a non-zero exit status.
 fn cli_under_filter(reason: &str) {
     let count = "3000000"; // f8: 24 MB
-    let mut recv = std::process::Command::new(BIN)
-        .args([
-            "recv",
-            "--raw",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "auto",
-        ])
-        .args(["--dtype", "f8", "--count", count, "--json"])
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // The binary inherits the filter.
+    let mut recv = command(&[
+        "recv",
+        "--raw",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        "auto",
+    ])
+    .args(["--dtype", "f8", "--count", count, "--json"])
+    .spawn()
+    .unwrap();
     let recv_out = recv.stdout.take().unwrap();
     let recv_err = Lines::new(recv.stderr.take().unwrap());
     let recv = Killed(recv);
@@ -96,7 +73,7 @@ fn cli_under_filter(reason: &str) {
             break a.to_owned();
         }
     };
-    let (st, send_out, send_err) = cli(&[
+    let (code, send_out, send_err) = run(&[
         "send",
         "--raw",
         "--connect",
@@ -109,7 +86,7 @@ fn cli_under_filter(reason: &str) {
         count,
         "--json",
     ]);
-    assert!(st.success(), "send --backend auto: {st}: {send_err}");
+    assert_eq!(code, 0, "send --backend auto: {send_err}");
     let mut recv = recv;
     let rst = wait_deadline(&mut recv.0, Duration::from_secs(60)).expect("recv hung");
     let mut recv_stdout = String::new();
@@ -154,8 +131,8 @@ fn cli_under_filter(reason: &str) {
     ] {
         let mut a = args.to_vec();
         a.extend(["--backend", "uring"]);
-        let (st, out, err) = cli(&a);
-        assert_eq!(st.code(), Some(1), "{a:?}: {st}, stderr {err:?}");
+        let (code, out, err) = run(&a);
+        assert_eq!(code, 1, "{a:?}: stderr {err:?}");
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{a:?}: one line on stderr: {err:?}");
         let line = lines[0];
@@ -170,8 +147,8 @@ fn cli_under_filter(reason: &str) {
     }
 
     // `ringxfer probe` reports it and exits 0.
-    let (st, out, err) = cli(&["probe", "--json"]);
-    assert!(st.success(), "probe: {st}: {err}");
+    let (code, out, err) = run(&["probe", "--json"]);
+    assert_eq!(code, 0, "probe: {err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["available"], false, "{v}");
     assert_eq!(v["auto_backend"], "blocking", "{v}");

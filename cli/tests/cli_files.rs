@@ -9,58 +9,17 @@ mod util;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringxfer::{Backend, Error, Header, Order};
 use serde_json::Value;
-use util::bin::{BIN, spawn_serve};
+use util::bin::{command, json, output, spawn, spawn_serve, text, wait_for_file};
 use util::py::{Python, numpy_available};
 use util::tmpdir;
 
 const T: Duration = Duration::from_secs(60);
-
-fn ringxfer(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    ringxfer(args).output().expect("run ringxfer")
-}
-
-fn spawn(args: &[&str]) -> Child {
-    ringxfer(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringxfer")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not one JSON object: {s:?}: {e}"))
-}
-
-/// Waits until `path` exists (the listener bound it).
-fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + T;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// The names in `dir`, sorted (hidden `.part` files included).
 fn listing(dir: &Path) -> Vec<String> {
@@ -83,11 +42,11 @@ fn pair(dir: &Path, backend: Backend, recv: &[&str], send: &[&str]) -> (Value, V
     ra.extend(common);
     ra.extend(recv);
     let r = spawn(&ra);
-    wait_for_file(&sock);
+    wait_for_file(&sock, T);
     let mut sa = vec!["send", "--connect", addr.as_str()];
     sa.extend(common);
     sa.extend(send);
-    let s = run(&sa);
+    let s = output(&sa);
     let mut r = r;
     if s.status.code() != Some(0) {
         // The receiver would wait for a sender forever.
@@ -254,7 +213,7 @@ fn serve_out_dir(backend: Backend) {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         thread::spawn(move || {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&a)
+            output(&a)
         })
     };
     let (ta, tb) = (send("a.npy", "2"), send("b.npy", "1"));
@@ -355,7 +314,7 @@ fn raw_file_byte_exact(backend: Backend) {
 fn striped_file_byte_exact(backend: Backend) {
     let (dir, bytes, src, dst) = blob("striped", backend, 5 * 1024 * 1024 + 4097, 5);
     let (b, n) = (backend.to_string(), bytes.len().to_string());
-    let mut r = ringxfer(&[
+    let mut r = command(&[
         "recv",
         "--raw",
         "--json",
@@ -387,7 +346,7 @@ fn striped_file_byte_exact(backend: Backend) {
         })
         .collect();
     let addrs = addrs.join(",");
-    let s = run(&[
+    let s = output(&[
         "send",
         "--raw",
         "--json",
@@ -499,7 +458,7 @@ fn hostile_npy_refused(backend: Backend) {
         let path = dir.join(name);
         std::fs::write(&path, &bytes).unwrap();
         let p = path.to_str().unwrap();
-        let o = run(&["send", "--connect", &addr, "--backend", &b, "--file", p]);
+        let o = output(&["send", "--connect", &addr, "--backend", &b, "--file", p]);
         assert_eq!(o.status.code(), Some(1), "{name}: {}", text(&o.stderr));
         assert_eq!(
             text(&o.stderr),
@@ -574,7 +533,7 @@ fn broken_peer_leaves_no_file(backend: Backend) {
         args.push(out.to_str().unwrap());
         args.extend(extra);
         let r = spawn(&args);
-        wait_for_file(&sock);
+        wait_for_file(&sock, T);
         let mut s = UnixStream::connect(&sock).unwrap();
         s.write_all(&bytes).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
@@ -696,7 +655,7 @@ fn file_flag_usage_errors() {
         ),
     ];
     for (args, message) in cases {
-        let o = run(&args);
+        let o = output(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
         assert_eq!(
             text(&o.stderr),

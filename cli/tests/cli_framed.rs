@@ -4,91 +4,19 @@
 //! The clients are the library (`Engine::send_array_bytes`), the binary itself, and hostile
 //! peers writing garbage with plain `std` writes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::str::FromStr;
-use std::sync::{Arc, Barrier, mpsc};
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::{Backend, Engine, Order};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringxfer");
-
-/// A child process killed (and reaped) when dropped, so a failing test leaves no server.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The lines a child writes to a pipe, read on a thread, handed out with a deadline.
-struct Lines(mpsc::Receiver<String>);
-
-impl Lines {
-    fn new<R: Read + Send + 'static>(r: R) -> Lines {
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(r).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Lines(rx)
-    }
-
-    /// The next line, or `None` when none came within `wait` (or the pipe closed).
-    fn next(&self, wait: Duration) -> Option<String> {
-        self.0.recv_timeout(wait).ok()
-    }
-
-    /// The next `n` lines, panicking with those received when they do not come in `wait`.
-    #[track_caller]
-    fn take(&self, n: usize, wait: Duration) -> Vec<String> {
-        let deadline = Instant::now() + wait;
-        let mut v = Vec::new();
-        while v.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left) {
-                Some(l) => v.push(l),
-                None => panic!("only {} of {n} lines within {wait:?}: {v:#?}", v.len()),
-            }
-        }
-        v
-    }
-}
-
-/// Starts `ringxfer serve --listen 127.0.0.1:0 ARGS...` and returns it, its stdout lines and
-/// the address from its first line (`listening ADDR`).
-fn serve(args: &[&str]) -> (Killed, Lines, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn ringxfer serve");
-    let out: ChildStdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let lines = Lines::new(out);
-    let first = lines
-        .next(Duration::from_secs(10))
-        .expect("serve printed no first line");
-    let addr = first
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("first line {first:?} is not `listening ADDR`"));
-    let addr = SocketAddr::from_str(addr).expect("an address");
-    assert_ne!(addr.port(), 0, "the bound port, not 0");
-    (child, lines, addr)
-}
+use util::bin::{BIN, assert_arange_line, spawn_serve, transfer};
 
 fn json(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object: {line:?}: {e}"))
@@ -117,7 +45,7 @@ fn client_arrays(i: usize) -> Vec<(DType, Vec<u64>, Order)> {
 /// the server still serves a client that comes afterwards.
 #[test]
 fn serve_many_clients_and_garbage() {
-    let (_server, lines, addr) = serve(&["--json", "--timeout", "20"]);
+    let (_server, lines, addr) = spawn_serve(&["--json", "--timeout", "20"]);
     let start = Arc::new(Barrier::new(10));
     let mut good = Vec::new();
     for i in 0..8 {
@@ -184,13 +112,7 @@ fn serve_many_clients_and_garbage() {
                 .iter()
                 .find(|v| v["array"] == k as u64 + 1)
                 .unwrap_or_else(|| panic!("client {i}: no array {}", k + 1));
-            let bytes = shape.iter().product::<u64>() * d.itemsize() as u64;
-            assert_eq!(v["dtype"], d.to_string(), "{v}");
-            assert_eq!(v["shape"], serde_json::json!(shape), "{v}");
-            assert_eq!(v["order"], order.to_string(), "{v}");
-            assert_eq!(v["bytes"], bytes, "{v}");
-            assert_eq!(v["verified"], true, "{v}");
-            assert_eq!(v["arange"], true, "{v}");
+            assert_arange_line(v, d, &shape, order);
             assert!(v["seconds"].as_f64().unwrap() >= 0.0, "{v}");
             assert!(v["gbytes_per_s"].as_f64().is_some(), "{v}");
         }
@@ -237,7 +159,7 @@ fn serve_many_clients_and_garbage() {
 /// `timed_out` line, and then the second is served.
 #[test]
 fn serve_max_clients_and_idle_timeout() {
-    let (_server, lines, addr) = serve(&[
+    let (_server, lines, addr) = spawn_serve(&[
         "--json",
         "--max-clients",
         "1",
@@ -275,7 +197,7 @@ fn serve_max_clients_and_idle_timeout() {
 /// into `ringxfer serve` in text mode.
 #[test]
 fn send_binary_into_serve_text_mode() {
-    let (_server, lines, addr) = serve(&[]);
+    let (_server, lines, addr) = spawn_serve(&[]);
     let out = Command::new(BIN)
         .args(["send", "--connect", &addr.to_string(), "--json"])
         .args([
@@ -334,39 +256,10 @@ fn send_binary_into_serve_text_mode() {
 /// Runs `ringxfer recv --listen 127.0.0.1:0 RECV_ARGS` and `ringxfer send --connect
 /// SEND_ARGS` against it; returns recv's exit success, stdout lines and stderr.
 fn recv_send(recv_args: &[&str], send_args: &[&str]) -> (bool, Vec<String>, String) {
-    let mut recv = Command::new(BIN)
-        .args(["recv", "--listen", "127.0.0.1:0"])
-        .args(recv_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = Lines::new(recv.stderr.take().unwrap());
-    let out = Lines::new(recv.stdout.take().unwrap());
-    let mut recv = Killed(recv);
-    let first = err
-        .next(Duration::from_secs(10))
-        .expect("recv says where it listens");
-    let addr = first
-        .rsplit(' ')
-        .next()
-        .unwrap_or_else(|| panic!("{first:?}"));
+    let recv = [&["--listen", "127.0.0.1:0"][..], recv_args].concat();
     // The sender's own result does not matter here: recv may close first on purpose.
-    let _ = Command::new(BIN)
-        .args(["send", "--connect", addr])
-        .args(send_args)
-        .output()
-        .unwrap();
-    let status = recv.0.wait().unwrap();
-    let mut lines = Vec::new();
-    while let Some(l) = out.next(Duration::from_millis(200)) {
-        lines.push(l);
-    }
-    let mut stderr = Vec::new();
-    while let Some(l) = err.next(Duration::from_millis(200)) {
-        stderr.push(l);
-    }
-    (status.success(), lines, stderr.join("\n"))
+    let (_send, (code, out, err)) = transfer(&recv, 1, send_args);
+    (code == 0, out.lines().map(str::to_owned).collect(), err)
 }
 
 /// Framed `recv` gets dtype and shape from the header, checks the arange pattern, and checks

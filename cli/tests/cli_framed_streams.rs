@@ -16,7 +16,10 @@ use std::time::Duration;
 use ringxfer::dtype::DType;
 use ringxfer::{Order, StripePrefix};
 use serde_json::Value;
-use util::bin::{backends, finish_recv, json, run, spawn_recv, spawn_serve, transfer};
+use util::bin::{
+    assert_two_rails_of_two, backends, finish_recv, json, peers, run, spawn_recv, spawn_serve,
+    transfer,
+};
 
 /// A framed pair: `recv --json --listen LISTEN RECV...` and `send --json SEND...`; both must
 /// succeed. The sender's report and the receiver's lines.
@@ -97,21 +100,7 @@ fn streams_2_over_two_loopback_rails() {
             ],
         );
         assert_eq!(s["streams"], 4, "{b}: {s}");
-        let peers: Vec<&str> = s["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect();
-        // Rail order: rail 0's two streams, then rail 1's.
-        assert!(
-            peers[0].starts_with("127.0.0.1:") && peers[1] == peers[0],
-            "{peers:?}"
-        );
-        assert!(
-            peers[2].starts_with("127.0.0.2:") && peers[3] == peers[2],
-            "{peers:?}"
-        );
+        assert_two_rails_of_two(&peers(&s));
         assert_eq!(lines.len(), 1, "{b}: {lines:?}");
         check_line(&lines[0], &s, 1, 4, b);
         assert_eq!(lines[0]["bytes"], 1_400_002);
@@ -481,6 +470,26 @@ fn a_silent_stream_times_out_naming_it() {
     }
 }
 
+/// A framed sender's arguments: 1,000 f8 elements (the default dtype), blocking backend,
+/// `--timeout 5`.
+const SEND_1000: [&str; 6] = ["--count", "1000", "--backend", "blocking", "--timeout", "5"];
+
+/// The receiver's error line about stream 0, `ringxfer recv: stream 0 (127.0.0.1:PORT): WHY`:
+/// asserts everything around the sender's port (its own, so any port number) and returns WHY.
+#[track_caller]
+fn stream_0_error(re: &str) -> &str {
+    let (head, why) = re
+        .trim_end()
+        .split_once("): ")
+        .expect("stream 0 (PEER): ...");
+    assert!(
+        head.starts_with("ringxfer recv: stream 0 (127.0.0.1:")
+            && head[35..].parse::<u16>().is_ok(),
+        "{re}"
+    );
+    why
+}
+
 #[test]
 fn a_one_connection_sender_to_rails_fails_clearly() {
     let (k, err, addrs) = spawn_recv(
@@ -494,32 +503,12 @@ fn a_one_connection_sender_to_rails_fails_clearly() {
     );
     // The sender connects to the first rail only, unstriped.
     let first = addrs.split(',').next().unwrap();
-    let (sc, so, se) = run(&[
-        "send",
-        "--connect",
-        first,
-        "--count",
-        "1000",
-        "--backend",
-        "blocking",
-        "--timeout",
-        "5",
-    ]);
+    let (sc, so, se) = run(&[&["send", "--connect", first][..], &SEND_1000].concat());
     let (rc, ro, re) = finish_recv(k, err);
     assert_eq!(rc, 1, "{ro}{re}");
     assert_eq!(ro, "");
-    // The sender's port is its own: everything around it is exact.
-    let (head, tail) = re
-        .trim_end()
-        .split_once("): ")
-        .expect("stream 0 (PEER): ...");
-    assert!(
-        head.starts_with("ringxfer recv: stream 0 (127.0.0.1:")
-            && head[35..].parse::<u16>().is_ok(),
-        "{re}"
-    );
     assert_eq!(
-        tail,
+        stream_0_error(&re),
         "the sender does not stripe (its first bytes are not a stripe prefix, RGXS): it sends \
          over one connection; give recv one address and no --streams"
     );
@@ -528,7 +517,7 @@ fn a_one_connection_sender_to_rails_fails_clearly() {
 
 #[test]
 fn recv_streams_that_disagree_with_the_prefix_fail() {
-    let (k, err, addr) = spawn_recv(
+    let ((sc, so, se), (rc, ro, re)) = transfer(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -538,32 +527,11 @@ fn recv_streams_that_disagree_with_the_prefix_fail() {
             "blocking",
         ],
         1,
+        &[&["--streams", "2"][..], &SEND_1000].concat(),
     );
-    let (sc, so, se) = run(&[
-        "send",
-        "--connect",
-        &addr,
-        "--streams",
-        "2",
-        "--count",
-        "1000",
-        "--backend",
-        "blocking",
-        "--timeout",
-        "5",
-    ]);
-    let (rc, ro, re) = finish_recv(k, err);
     assert_eq!(rc, 1, "{ro}{re}");
-    let (head, tail) = re
-        .trim_end()
-        .split_once("): ")
-        .expect("stream 0 (PEER): ...");
-    assert!(
-        head.starts_with("ringxfer recv: stream 0 (127.0.0.1:"),
-        "{re}"
-    );
     assert_eq!(
-        tail,
+        stream_0_error(&re),
         "the stripe prefix says 2 stream(s) = 1 rail(s) x 2, but --streams 3 was given (a \
          listening recv learns the streams: --streams may be left out)"
     );

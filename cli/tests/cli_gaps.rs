@@ -6,59 +6,16 @@
 
 mod util;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ringxfer::Backend;
-use serde_json::Value;
-use util::bin::BIN;
+use util::bin::{command, json, output, spawn, text, wait_for_file};
 use util::proc::{Killed, Lines};
 use util::tmpdir;
 
 const T: Duration = Duration::from_secs(20);
-
-fn ringxfer(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    ringxfer(args).output().expect("run ringxfer")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not one JSON object: {s:?}: {e}"))
-}
-
-/// Starts `args` with stdout and stderr piped.
-fn spawn(args: &[&str]) -> std::process::Child {
-    ringxfer(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringxfer")
-}
-
-/// Waits until `path` exists (the listener bound it).
-fn wait_for_file(path: &std::path::Path) {
-    let deadline = Instant::now() + T;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// `recv --listen unix:PATH` and `send --connect unix:PATH`, framed or raw, on `backend`:
 /// both exit 0, the receiver verified the arange pattern, both name the socket as the peer,
@@ -75,10 +32,10 @@ fn unix_send_recv(backend: Backend, raw: bool) {
     let mut recv_args = vec!["recv", "--listen", addr.as_str()];
     recv_args.extend(&common);
     let recv = spawn(&recv_args);
-    wait_for_file(&path);
+    wait_for_file(&path, T);
     let mut send_args = vec!["send", "--connect", addr.as_str()];
     send_args.extend(&common);
-    let sent = run(&send_args);
+    let sent = output(&send_args);
     let got = recv.wait_with_output().unwrap();
     assert_eq!(sent.status.code(), Some(0), "send: {}", text(&sent.stderr));
     assert_eq!(got.status.code(), Some(0), "recv: {}", text(&got.stderr));
@@ -106,7 +63,7 @@ fn unix_serve(backend: Backend) {
     let path = dir.join("serve.sock");
     let addr = format!("unix:{}", path.display());
     let b = backend.to_string();
-    let mut child = ringxfer(&["serve", "--listen", &addr, "--json", "--backend", &b])
+    let mut child = command(&["serve", "--listen", &addr, "--json", "--backend", &b])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -118,7 +75,7 @@ fn unix_serve(backend: Backend) {
         Some(format!("listening {addr}").as_str())
     );
     for (client, arrays) in [(1, "2"), (2, "1")] {
-        let out = run(&[
+        let out = output(&[
             "send",
             "--connect",
             &addr,
@@ -156,7 +113,7 @@ fn unix_listen_on_an_existing_file() {
     std::fs::write(&path, b"").unwrap();
     let addr = format!("unix:{}", path.display());
     for cmd in ["recv", "serve"] {
-        let out = run(&[cmd, "--listen", &addr]);
+        let out = output(&[cmd, "--listen", &addr]);
         assert_eq!(out.status.code(), Some(1), "{cmd}: {}", text(&out.stderr));
         assert_eq!(
             text(&out.stderr),
@@ -173,7 +130,7 @@ fn unix_listen_on_an_existing_file() {
 /// Several streams or rails over a Unix socket: a usage error (exit 2).
 #[test]
 fn unix_socket_is_one_connection() {
-    let out = run(&[
+    let out = output(&[
         "send",
         "--raw",
         "--connect",
@@ -187,7 +144,7 @@ fn unix_socket_is_one_connection() {
         "ringxfer send: --streams > 1 and --bidir are for TCP; a unix:PATH socket is one \
          connection\n"
     );
-    let out = run(&["send", "--raw", "--connect", "unix:/a,unix:/b"]);
+    let out = output(&["send", "--raw", "--connect", "unix:/a,unix:/b"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -203,7 +160,7 @@ fn connect_says_it_retries_and_gives_up_at_the_timeout() {
     let dir = tmpdir("cli-gaps", "retry");
     let addr = format!("unix:{}", dir.join("nobody").display());
     let t0 = Instant::now();
-    let out = run(&[
+    let out = output(&[
         "send",
         "--connect",
         &addr,
@@ -227,7 +184,7 @@ fn connect_says_it_retries_and_gives_up_at_the_timeout() {
         "gave up after {waited:?}"
     );
     // TCP: the same two lines for a refused port.
-    let out = run(&[
+    let out = output(&[
         "send",
         "--connect",
         "127.0.0.1:1",
@@ -244,7 +201,7 @@ fn connect_says_it_retries_and_gives_up_at_the_timeout() {
          refused (os error 111) (gave up after 0.2 s, --connect-timeout)\n"
     );
     // A bad value is a usage error.
-    let out = run(&[
+    let out = output(&[
         "send",
         "--connect",
         "127.0.0.1:1",
@@ -272,7 +229,7 @@ fn connect_retries_until_the_peer_listens() {
         "20",
     ]);
     thread::sleep(Duration::from_millis(400));
-    let recv = run(&["recv", "--listen", &addr, "--count", "1000"]);
+    let recv = output(&["recv", "--listen", &addr, "--count", "1000"]);
     let sent = send.wait_with_output().unwrap();
     assert_eq!(recv.status.code(), Some(0), "{}", text(&recv.stderr));
     assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
@@ -330,8 +287,8 @@ fn mismatch_hints(backend: Backend) {
             s.push("--raw");
         }
         let recv = spawn(&r);
-        wait_for_file(&path);
-        let _ = run(&s);
+        wait_for_file(&path, T);
+        let _ = output(&s);
         let got = recv.wait_with_output().unwrap();
         assert_eq!(got.status.code(), Some(1), "{}", text(&got.stderr));
         let stderr = text(&got.stderr);
@@ -349,7 +306,7 @@ both_backends! {
 /// value to two places; absent with one backend.
 #[test]
 fn bench_prints_a_verdict_line() {
-    let out = run(&["bench", "--size", "8MB", "--repeat", "2"]);
+    let out = output(&["bench", "--size", "8MB", "--repeat", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let verdicts: Vec<&str> = stdout
@@ -377,7 +334,7 @@ fn bench_prints_a_verdict_line() {
     // The ratio line has three decimals, the verdict two of the same value.
     assert!((shown - ratio).abs() <= 0.0051, "{v:?} vs {ratio}");
 
-    let out = run(&[
+    let out = output(&[
         "bench",
         "--size",
         "8MB",
@@ -394,7 +351,7 @@ fn bench_prints_a_verdict_line() {
 /// both names appear, the first run's backend first.
 #[test]
 fn bench_interval_lines_name_the_backend() {
-    let out = run(&[
+    let out = output(&[
         "bench", "--size", "40MB", "--repeat", "1", "-i", "0.05", "--json",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

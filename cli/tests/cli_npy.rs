@@ -21,22 +21,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod util;
-use util::bin::{BIN, spawn_serve};
+use util::bin::{BIN, backends, spawn_serve, transfer};
 use util::npy::wrap;
 use util::proc::Lines;
 use util::py::{Python, numpy_available};
 
 /// A python3 child or a CLI child is given this long.
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// The backends to run: blocking, and uring where it is available.
-fn backends() -> Vec<&'static str> {
-    let mut v = vec!["blocking"];
-    if util::uring_available() {
-        v.push("uring");
-    }
-    v
-}
 
 /// Starts `cmd` with stdout and stderr piped: the child (killed when dropped) and its stdout
 /// and stderr lines.
@@ -443,28 +434,21 @@ fn format_flag_is_for_framed_send() {
 #[test]
 fn send_npy_into_recv_text() {
     for backend in backends() {
-        let (mut recv, out, err) = spawn(Command::new(BIN).args([
-            "recv",
-            "--listen",
-            "127.0.0.1:0",
-            "--arrays",
-            "2",
-            "--backend",
-            backend,
-        ]));
-        let first = err.next(LIMIT).expect("recv says where it listens");
-        let addr = first.rsplit(' ').next().unwrap().to_owned();
-        let sent = Command::new(BIN)
-            .args([
-                "send",
-                "--connect",
-                &addr,
+        let ((sc, send_line, se), (rc, ro, re)) = transfer(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--arrays",
+                "2",
+                "--backend",
+                backend,
+            ],
+            1,
+            &[
                 "--format",
                 "npy",
                 "--dtype",
                 "f2",
-            ])
-            .args([
                 "--shape",
                 "3,4",
                 "--order",
@@ -473,20 +457,17 @@ fn send_npy_into_recv_text() {
                 "2",
                 "--backend",
                 backend,
-            ])
-            .output()
-            .unwrap();
-        assert!(sent.status.success(), "{sent:?}");
-        let send_line = String::from_utf8_lossy(&sent.stdout);
+            ],
+        );
+        assert_eq!(sc, 0, "{send_line}{se}");
         assert!(
             send_line.starts_with(
                 "send: 2 array(s) of <f2 (3, 4) order F as .npy (no checksum travels) = 48 bytes"
             ),
             "{send_line}"
         );
-        let status = util::proc::wait_deadline(&mut recv.0, LIMIT);
-        let lines = out.drain_for(Duration::from_millis(300));
-        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        let lines: Vec<&str> = ro.lines().collect();
+        assert_eq!(rc, 0, "{ro}{re}");
         assert_eq!(lines.len(), 2, "{lines:?}");
         for (k, l) in lines.iter().enumerate() {
             let want = format!("array {}: .npy <f2 (3, 4) order F, 24 bytes in ", k + 1);
@@ -523,37 +504,19 @@ fn npy_order_f_of_a_both_contiguous_array_is_no_mismatch() {
             vec!["--shape", "1,5"],
             vec!["--shape", "0,3"],
         ] {
-            let (mut recv, out, err) = spawn(
-                Command::new(BIN)
-                    .args(["recv", "--listen", "127.0.0.1:0", "--order", "F", "--json"])
-                    .args(&shape)
-                    .args(["--backend", backend]),
+            let backend = ["--backend", backend];
+            let recv = ["--listen", "127.0.0.1:0", "--order", "F", "--json"];
+            let send = ["--format", "npy", "--order", "F"];
+            let ((sc, so, se), (rc, ro, re)) = transfer(
+                &[&recv[..], &shape, &backend].concat(),
+                1,
+                &[&send[..], &shape, &backend].concat(),
             );
-            let first = err.next(LIMIT).expect("recv says where it listens");
-            let addr = first.rsplit(' ').next().unwrap().to_owned();
-            let sent = Command::new(BIN)
-                .args([
-                    "send",
-                    "--connect",
-                    &addr,
-                    "--format",
-                    "npy",
-                    "--order",
-                    "F",
-                ])
-                .args(&shape)
-                .args(["--backend", backend])
-                .output()
-                .unwrap();
-            assert!(sent.status.success(), "{shape:?}: {sent:?}");
-            let status = util::proc::wait_deadline(&mut recv.0, LIMIT);
-            let lines = out.drain_for(Duration::from_millis(300));
-            assert!(
-                status.is_some_and(|s| s.success()),
-                "{backend} {shape:?}: {status:?} {lines:?}"
-            );
+            assert_eq!(sc, 0, "{shape:?}: {so}{se}");
+            let lines: Vec<&str> = ro.lines().collect();
+            assert_eq!(rc, 0, "{backend:?} {shape:?}: {lines:?} {re}");
             assert_eq!(lines.len(), 1, "{lines:?}");
-            let l = parse(&lines[0]);
+            let l = parse(lines[0]);
             assert_eq!(l["format"], "npy", "{l}");
             assert_eq!(l["order"], "C", "{l}");
         }

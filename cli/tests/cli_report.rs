@@ -2,23 +2,15 @@
 //! a child process: CPU seconds per end, interval lines on stderr (`-i`), effective socket
 //! buffer sizes (`--sndbuf` / `--rcvbuf`), and `send --get-server-output` against `serve`.
 
+mod util;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringxfer");
-
-/// A child process killed (and reaped) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use util::bin::{BIN, spawn_serve};
+use util::proc::Killed;
 
 fn run(args: &[&str]) -> Output {
     let out = Command::new(BIN).args(args).output().expect("run ringxfer");
@@ -183,38 +175,11 @@ fn bench_socket_buffers_are_reported() {
     );
 }
 
-/// `ringxfer serve --listen 127.0.0.1:0` with `extra` args; the child and its address.
-fn serve(extra: &[&str]) -> (Killed, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                return;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("listening line");
-    let addr = first
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_owned();
-    (Killed(child), addr, rx)
-}
-
 #[test]
 fn send_gets_the_server_output() {
     // serve prints text; what it sends back is JSON all the same.
-    let (_srv, addr, lines) = serve(&["--rcvbuf", "1MiB"]);
+    let (_srv, lines, addr) = spawn_serve(&["--rcvbuf", "1MiB"]);
+    let addr = addr.to_string();
     let out = run(&[
         "send",
         "--connect",
@@ -246,7 +211,7 @@ fn send_gets_the_server_output() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = 0;
     while seen < 3 && Instant::now() < deadline {
-        if let Ok(l) = lines.recv_timeout(Duration::from_millis(100)) {
+        if let Some(l) = lines.next(Duration::from_millis(100)) {
             assert!(l.contains("arange pattern ok"), "{l}");
             seen += 1;
         }

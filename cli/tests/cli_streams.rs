@@ -6,7 +6,10 @@
 
 mod util;
 
-use util::bin::{backends, finish_recv, json, run, spawn_listening, spawn_recv, transfer};
+use util::bin::{
+    assert_two_rails_of_two, backends, finish_recv, json, peers, run, spawn_recv, transfer,
+    transfer_from_listening_sender,
+};
 
 /// Sender and receiver with the same streams/rails; both JSON reports, checked for the
 /// fields every striped transfer has.
@@ -54,12 +57,7 @@ fn streams_3_raw_byte_exact() {
         assert_eq!(s["crc32"], r["crc32"], "{b}");
         assert_eq!(s["peer_bytes_discarded"], 0);
         // Stream i of the sender is stream i of the receiver: same peer pairs in order.
-        let sp: Vec<&str> = s["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect();
+        let sp = peers(&s);
         assert!(sp.iter().all(|p| *p == sp[0]), "one rail: {sp:?}");
     }
 }
@@ -86,21 +84,7 @@ fn rails_on_two_loopback_addresses_byte_exact() {
         assert_eq!(s["streams_per_rail"], 2);
         assert_eq!(r["verified"], true, "{b}: {r}");
         assert_eq!(s["crc32"], r["crc32"]);
-        // Rail order: rail 0's two streams, then rail 1's.
-        let peers: Vec<String> = s["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap().to_owned())
-            .collect();
-        assert!(
-            peers[0].starts_with("127.0.0.1:") && peers[1] == peers[0],
-            "{peers:?}"
-        );
-        assert!(
-            peers[2].starts_with("127.0.0.2:") && peers[3] == peers[2],
-            "{peers:?}"
-        );
+        assert_two_rails_of_two(&peers(&s));
     }
 }
 
@@ -159,31 +143,19 @@ fn bidir_verified_both_ways() {
 
 #[test]
 fn bidir_one_stream_text_names_both_directions() {
-    let (k, err, addr) = spawn_recv(
-        &[
-            "--raw",
-            "--bidir",
-            "--listen",
-            "127.0.0.1:0",
-            "--size",
-            "1MiB",
-            "--backend",
-            "blocking",
-        ],
-        1,
-    );
-    let (sc, so, se) = run(&[
-        "send",
+    let common = [
         "--raw",
         "--bidir",
-        "--connect",
-        &addr,
         "--size",
         "1MiB",
         "--backend",
         "blocking",
-    ]);
-    let (rc, ro, re) = finish_recv(k, err);
+    ];
+    let ((sc, so, se), (rc, ro, re)) = transfer(
+        &[&["--listen", "127.0.0.1:0"][..], &common].concat(),
+        1,
+        &common,
+    );
     assert_eq!((sc, rc), (0, 0), "{so}{se}{ro}{re}");
     for out in [&so, &ro] {
         assert!(
@@ -352,86 +324,42 @@ fn bad_streams_values_are_usage_errors() {
     }
 }
 
-#[test]
-fn sender_with_fewer_streams_fails_clearly() {
-    let (k, err, addr) = spawn_recv(
-        &[
-            "--raw",
-            "--listen",
-            "127.0.0.1:0",
-            "--streams",
-            "3",
-            "--size",
-            "8MiB",
-            "--timeout",
-            "1",
-            "--backend",
-            "blocking",
-        ],
+/// A raw receiver expecting `recv_streams` streams of 8 MiB (`--timeout recv_timeout`) and a
+/// sender opening `send_streams` (`--timeout 5`), blocking backend: the receiver exits 1 and
+/// says `says` on stderr; the sender, which cannot confirm delivery, exits 1 too.
+#[track_caller]
+fn mismatched_streams_fail(recv_streams: &str, recv_timeout: &str, send_streams: &str, says: &str) {
+    let common = ["--raw", "--size", "8MiB", "--backend", "blocking"];
+    let recv = ["--listen", "127.0.0.1:0", "--streams", recv_streams];
+    let send = ["--streams", send_streams, "--timeout", "5"];
+    let ((sc, so, se), (rc, ro, re)) = transfer(
+        &[&recv[..], &common, &["--timeout", recv_timeout]].concat(),
         1,
+        &[&send[..], &common].concat(),
     );
-    let (sc, so, se) = run(&[
-        "send",
-        "--raw",
-        "--connect",
-        &addr,
-        "--streams",
-        "2",
-        "--size",
-        "8MiB",
-        "--backend",
-        "blocking",
-        "--timeout",
-        "5",
-    ]);
-    let (rc, ro, re) = finish_recv(k, err);
     assert_eq!(rc, 1, "{ro}{re}");
-    assert!(
-        re.contains("2 of its 3 stream(s) connected, then none within 1.0 s"),
-        "{re}"
-    );
+    assert!(re.contains(says), "{re}");
     assert_eq!(sc, 1, "the sender cannot confirm delivery: {so}{se}");
 }
 
 #[test]
-fn sender_with_more_streams_fails_clearly() {
-    let (k, err, addr) = spawn_recv(
-        &[
-            "--raw",
-            "--listen",
-            "127.0.0.1:0",
-            "--streams",
-            "2",
-            "--size",
-            "8MiB",
-            "--timeout",
-            "5",
-            "--backend",
-            "blocking",
-        ],
-        1,
-    );
-    let (sc, so, se) = run(&[
-        "send",
-        "--raw",
-        "--connect",
-        &addr,
-        "--streams",
+fn sender_with_fewer_streams_fails_clearly() {
+    mismatched_streams_fail(
         "3",
-        "--size",
-        "8MiB",
-        "--backend",
-        "blocking",
-        "--timeout",
-        "5",
-    ]);
-    let (rc, ro, re) = finish_recv(k, err);
-    assert_eq!(rc, 1, "{ro}{re}");
-    assert!(
-        re.contains("the sender opened more streams than the 2 expected"),
-        "{re}"
+        "1",
+        "2",
+        "2 of its 3 stream(s) connected, then none within 1.0 s",
     );
-    assert_eq!(sc, 1, "{so}{se}");
+}
+
+#[test]
+fn sender_with_more_streams_fails_clearly() {
+    mismatched_streams_fail(
+        "2",
+        "5",
+        "3",
+        "the sender opened more streams than the 2 expected",
+    );
 }
 
 #[test]
@@ -486,15 +414,13 @@ fn listening_sender_streams_to_a_connecting_receiver() {
             &["--backend", b],
         ]
         .concat();
-        let (k, err, addr) = spawn_listening("send", &sargs, 1);
         let rargs = [
-            &["recv", "--json", "--connect", &addr, "--timeout", "5"][..],
+            &["--json", "--timeout", "5"][..],
             &common,
             &["--backend", b],
         ]
         .concat();
-        let (rc, ro, re) = run(&rargs);
-        let (sc, so, se) = finish_recv(k, err);
+        let ((sc, so, se), (rc, ro, re), _) = transfer_from_listening_sender(&sargs, &rargs);
         assert_eq!((sc, rc), (0, 0), "{b}: send: {so}{se}\nrecv: {ro}{re}");
         let (s, r) = (json(&so), json(&ro));
         for v in [&s, &r] {
@@ -508,10 +434,8 @@ fn listening_sender_streams_to_a_connecting_receiver() {
 
         let sizes = ["--raw", "--size", "8MiB", "--timeout", "5", "--backend", b];
         let sargs = [&["--listen", "127.0.0.1:0", "--streams", "2"][..], &sizes].concat();
-        let (k, err, addr) = spawn_listening("send", &sargs, 1);
-        let (rc, ro, re) =
-            run(&[&["recv", "--connect", &addr, "--streams", "3"][..], &sizes].concat());
-        let (sc, so, se) = finish_recv(k, err);
+        let rargs = [&["--streams", "3"][..], &sizes].concat();
+        let ((sc, so, se), (rc, ro, re), _) = transfer_from_listening_sender(&sargs, &rargs);
         assert_eq!((sc, so.as_str()), (1, ""), "{b}: {se}");
         let (head, tail) = se.trim_end().split_once(" from 127.0.0.1:").expect(&se);
         assert_eq!(
@@ -536,10 +460,8 @@ fn listening_sender_streams_to_a_connecting_receiver() {
         // connected too few, within its --timeout.
         let sizes = ["--raw", "--size", "8MiB", "--timeout", "1", "--backend", b];
         let sargs = [&["--listen", "127.0.0.1:0", "--streams", "3"][..], &sizes].concat();
-        let (k, err, addr) = spawn_listening("send", &sargs, 1);
-        let (rc, ro, re) =
-            run(&[&["recv", "--connect", &addr, "--streams", "2"][..], &sizes].concat());
-        let (sc, so, se) = finish_recv(k, err);
+        let rargs = [&["--streams", "2"][..], &sizes].concat();
+        let ((sc, so, se), (rc, ro, re), addr) = transfer_from_listening_sender(&sargs, &rargs);
         assert_eq!((sc, so.as_str()), (1, ""), "{b}: {se}");
         assert_eq!(
             se.trim_end(),

@@ -33,6 +33,16 @@ fn json(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object: {line:?}: {e}"))
 }
 
+/// The line in `got` about the client on `sock` (its `peer` is the socket's local address).
+#[track_caller]
+fn line_of(got: &[Value], sock: &TcpStream) -> Value {
+    let me = sock.local_addr().unwrap().to_string();
+    got.iter()
+        .find(|v| v["peer"] == me)
+        .unwrap_or_else(|| panic!("no line for {me}: {got:#?}"))
+        .clone()
+}
+
 fn arange(dtype: DType, count: u64) -> Vec<u8> {
     let mut b = vec![0u8; count as usize * dtype.itemsize()];
     fill_arange(dtype, &mut b);
@@ -223,26 +233,19 @@ fn serve_header_deadline() {
                 .map(|l| json(l)),
         );
         let took = t0.elapsed();
-        let by_peer = |s: &TcpStream| {
-            let me = s.local_addr().unwrap().to_string();
-            got.iter()
-                .find(|v| v["peer"] == me)
-                .unwrap_or_else(|| panic!("no line for {me}: {got:#?}"))
-                .clone()
-        };
-        let p = by_peer(&partial);
+        let p = line_of(&got, &partial);
         assert_eq!(
             (&p["kind"], &p["array"], &p["transferred"], &p["expected"]),
             (&"header_timeout".into(), &1.into(), &20.into(), &32.into()),
             "{p}"
         );
-        let s = by_peer(&silent);
+        let s = line_of(&got, &silent);
         assert_eq!(
             (&s["kind"], &s["array"], &s["transferred"], &s["expected"]),
             (&"header_timeout".into(), &1.into(), &0.into(), &32.into()),
             "{s}"
         );
-        let l = by_peer(&later);
+        let l = line_of(&got, &later);
         assert_eq!(
             (&l["kind"], &l["array"], &l["transferred"], &l["expected"]),
             (
@@ -286,20 +289,13 @@ fn serve_idle_timeout_inside_a_header() {
                 .map(|l| json(l))
                 .collect();
             let took = t0.elapsed();
-            let by_peer = |s: &TcpStream| {
-                let me = s.local_addr().unwrap().to_string();
-                got.iter()
-                    .find(|v| v["peer"] == me)
-                    .unwrap_or_else(|| panic!("no line for {me}: {got:#?}"))
-                    .clone()
-            };
-            let l = by_peer(&a);
+            let l = line_of(&got, &a);
             assert_eq!(
                 (&l["kind"], &l["transferred"], &l["expected"]),
                 (&"timed_out".into(), &20.into(), &32.into()),
                 "{l}"
             );
-            let l = by_peer(&b);
+            let l = line_of(&got, &b);
             assert_eq!(
                 (&l["kind"], &l["transferred"]),
                 (&"timed_out".into(), &40.into()),

@@ -31,7 +31,7 @@ use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::frame::{Header, header_len};
 use ringxfer::{Backend, Engine, Order};
 use serde_json::Value;
-use util::bin::spawn_serve;
+use util::bin::{assert_arange_line, spawn_serve};
 use util::proc::{Killed, Lines, proc_status_kib};
 use util::*;
 
@@ -228,14 +228,8 @@ fn serve_load_inner(backend: Backend) {
                 .iter()
                 .find(|v| v["array"] == k as u64 + 1)
                 .unwrap_or_else(|| panic!("{what}: client {i}: no array {}", k + 1));
-            let bytes = shape.iter().product::<u64>() * d.itemsize() as u64;
+            let bytes = assert_arange_line(v, d, &shape, order);
             assert!((MIB - 1024..=max_payload).contains(&bytes), "{bytes}");
-            assert_eq!(v["dtype"], d.to_string(), "{v}");
-            assert_eq!(v["shape"], serde_json::json!(shape), "{v}");
-            assert_eq!(v["order"], order.to_string(), "{v}");
-            assert_eq!(v["bytes"], bytes, "{v}");
-            assert_eq!(v["verified"], true, "{v}");
-            assert_eq!(v["arange"], true, "{v}");
             assert_eq!(v["backend"], backend.to_string(), "{v}");
         }
     }

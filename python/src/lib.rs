@@ -1,6 +1,6 @@
 //! `ringxfer._ringxfer`: the Python binding's native module (PyO3). The public Python API is
-//! `python/ringxfer/__init__.py`, which wraps the [`Engine`] class defined here; see its
-//! docstrings and `python/ringxfer/__init__.pyi` for units and exceptions.
+//! `python/ringxfer/__init__.py`, which wraps the `_Engine` class defined here
+//! (`PyEngine`); see its docstrings and `python/ringxfer/__init__.pyi` for units and exceptions.
 //!
 //! What this module does on the Rust side of every call:
 //!

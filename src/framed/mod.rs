@@ -3,7 +3,7 @@
 //! numpy's `.npy` stream (dtype, order and shape, no checksum; [`crate::npy`]), told apart by
 //! the first byte of each message.
 //!
-//! * [`array`]: the array types ([`Element`], [`AnyArray`], [`Array`], [`ArrayView`]).
+//! * [`array`](mod@array): the array types ([`Element`], [`AnyArray`], [`Array`], [`ArrayView`]).
 //! * [`receiver`]: the one receive state machine ([`Receiver`]); the engine's plain receive
 //!   calls are a receiver with no read-ahead.
 //! * this module: the send side (gathered header, payload, trailer) and the contract an engine

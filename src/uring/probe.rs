@@ -9,6 +9,7 @@ use super::setup::{self, RingFlags, RingSetup};
 /// What the io_uring probe found. Obtained with [`probe`]; computed once per process.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Probe {
     /// True when a ring could be set up and every opcode ringxfer needs is supported.
     pub available: bool,

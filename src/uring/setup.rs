@@ -129,9 +129,10 @@ impl RingSetup {
     }
 }
 
-/// How every ring of this process is set up: decided once by the [probe](super::probe).
+/// How every ring of this process is set up: decided once by the [probe](crate::probe()).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RingFlags {
     /// The setup flags.
     pub setup: RingSetup,

@@ -100,6 +100,22 @@ pub fn tuned(send_op: SendOp, recv_op: RecvOp, segment_bytes: u32, chain_sqes: u
     }
 }
 
+/// uring options with the given ops and the default segment size and chain length,
+/// registering the array even for one-shot calls (`RegisterPolicy::Always`): the
+/// fixed-buffer and zero-copy opcodes.
+pub fn fixed_ops(send_op: SendOp, recv_op: RecvOp) -> Options {
+    Options {
+        backend: Backend::Uring,
+        uring: UringTuning {
+            send_op,
+            recv_op,
+            ..UringTuning::default()
+        },
+        register: RegisterPolicy::Always,
+        ..Options::default()
+    }
+}
+
 /// Options for `backend` that put a uring transfer through the ring in several chains (64 KiB
 /// segments, 4 per chain: many CQEs per transfer), with the idle timeout `idle` (its probe
 /// cancels make `MSG_WAITALL` requests complete short; every uring wait is a timed one).
@@ -211,6 +227,20 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
     );
 }
 
+/// `(transferred, expected, timeout_ms)` of the `Error::TimedOut` in `r`; panics naming `what`
+/// on any other result.
+#[track_caller]
+pub fn timed_out<T: std::fmt::Debug>(r: ringxfer::Result<T>, what: &str) -> (u64, u64, u64) {
+    match r {
+        Err(ringxfer::Error::TimedOut {
+            transferred,
+            expected,
+            timeout_ms,
+        }) => (transferred, expected, timeout_ms),
+        other => panic!("{what}: want TimedOut, got {other:?}"),
+    }
+}
+
 /// `assert_bytes_eq` for typed slices.
 #[track_caller]
 pub fn assert_same<T: Pod>(got: &[T], want: &[T], what: &str) {
@@ -275,15 +305,7 @@ pub fn tcp_pair_small_buffers(buf: usize) -> (TcpStream, TcpStream) {
     let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
     listener.set_recv_buffer_size(buf).unwrap();
     listener.set_send_buffer_size(buf).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    listener.listen(1).unwrap();
+    listen_on_loopback(&listener);
     let addr = listener.local_addr().unwrap();
 
     let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
@@ -303,6 +325,56 @@ pub fn tcp_pair_small_buffers(buf: usize) -> (TcpStream, TcpStream) {
         );
     }
     (client.into(), server.into())
+}
+
+/// What the slow peer of case C16 ([`slow_greeting_reader`]) sends first and the sender never
+/// reads: `b"hello" * 100`, in bytes.
+pub const GREETING: usize = 500;
+
+/// An IPv4 TCP socket with `SO_RCVBUF` 64 KiB, set before `listen` or `connect` so the
+/// connection has a small receive window (case C16's reproduction).
+pub fn small_rcvbuf_socket() -> Socket {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    s.set_recv_buffer_size(64 << 10).unwrap();
+    s
+}
+
+/// Binds `s` to 127.0.0.1 on a free port and listens (backlog 1).
+fn listen_on_loopback(s: &Socket) {
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any_port.into()).unwrap();
+    s.listen(1).unwrap();
+}
+
+/// A listener on 127.0.0.1 made from a [`small_rcvbuf_socket`], and its address.
+pub fn small_rcvbuf_listener() -> (TcpListener, std::net::SocketAddr) {
+    let l = small_rcvbuf_socket();
+    listen_on_loopback(&l);
+    let l: TcpListener = l.into();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// Case C16's peer: sends [`GREETING`] bytes of `hello`, then reads slowly (1 ms sleep per
+/// 64 KiB read) until end of stream, then closes. Returns every byte it read, or the error
+/// that ended its reads with the count so far.
+pub fn slow_greeting_reader(mut s: TcpStream) -> Result<Vec<u8>, (usize, std::io::Error)> {
+    s.write_all(&b"hello".repeat(100)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err((got.len(), e)),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `i % 256` for every byte `i < n`: the `u1` arange pattern.
+pub fn arange_u1(n: usize) -> Vec<u8> {
+    (0..n).map(|i| i as u8).collect()
 }
 
 /// A connected Unix stream socket pair.

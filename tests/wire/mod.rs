@@ -201,18 +201,6 @@ pub fn write_all(sock: &Socket, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes)
 }
 
-/// True when io_uring can be used here; otherwise prints why (a visible skip).
-pub fn uring_or_skip(what: &str) -> bool {
-    let p = ringxfer::probe();
-    if !p.available {
-        eprintln!(
-            "{what}: skipped on uring: io_uring unavailable: {}",
-            p.reason.as_deref().unwrap_or("no reason given")
-        );
-    }
-    p.available
-}
-
 /// Resident set size of this process in bytes (`VmRSS` of `/proc/self/status`).
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -856,11 +856,12 @@ mod tests {
                 assert_eq!(recv, data.bytes(), "{what}");
                 // 1 MiB: one 4 MiB-segment SQE per transfer and end.
                 let per_end = match backend {
-                    Backend::Uring => EngineStats {
-                        sqes: transfers,
-                        cqes: transfers,
-                        ..EngineStats::default()
-                    },
+                    Backend::Uring => {
+                        let mut s = EngineStats::default();
+                        s.sqes = transfers;
+                        s.cqes = transfers;
+                        s
+                    }
                     _ => EngineStats::default(),
                 };
                 assert_eq!(m.got.stats, (per_end, per_end), "{what}");

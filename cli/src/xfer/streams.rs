@@ -3,7 +3,7 @@
 //! opens, accepts and closes its streams with the functions here.
 //!
 //! The array is striped with [`Engine::send_striped`] / [`Engine::recv_striped`]: stream `i`
-//! carries the `i`-th contiguous, 4 KiB-aligned stripe ([`ringxfer::stripe`]), which the
+//! carries the `i`-th contiguous, 4 KiB-aligned stripe ([`ringxfer::stripes`]), which the
 //! receiver writes in place. Raw mode has no header, so both ends must agree on the streams
 //! and their order:
 //!

@@ -36,16 +36,50 @@ pub fn spawn_serve(args: &[&str]) -> (Killed, Lines, SocketAddr) {
     (child, lines, addr)
 }
 
-/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
-pub fn run(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
+/// `ringxfer ARGS` ready to spawn: stdin empty, stdout and stderr piped, and
+/// `RINGXFER_BACKEND` removed (so only `--backend` chooses).
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
         .env_remove("RINGXFER_BACKEND")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringxfer");
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs `ringxfer ARGS` to completion, with no deadline: its `Output`.
+pub fn output(args: &[&str]) -> std::process::Output {
+    command(args).output().expect("run ringxfer")
+}
+
+/// Starts `ringxfer ARGS` (stdout and stderr piped).
+pub fn spawn(args: &[&str]) -> std::process::Child {
+    command(args).spawn().expect("spawn ringxfer")
+}
+
+/// Bytes of a child's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits until `path` exists (a listener bound it), at most `limit`.
+#[track_caller]
+pub fn wait_for_file(path: &std::path::Path, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let mut child = command(args).spawn().expect("spawn ringxfer");
     let out = Output::collect(&mut child);
     let st = wait_deadline(&mut child, Duration::from_secs(90));
     let (o, e) = out.finish();
@@ -72,13 +106,8 @@ pub fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
 /// returns it, its stderr lines and the comma-joined addresses it says it listens on, `rails`
 /// of them.
 pub fn spawn_listening(command: &str, args: &[&str], rails: usize) -> (Killed, Lines, String) {
-    let mut child = Command::new(BIN)
-        .arg(command)
+    let mut child = self::command(&[command])
         .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn ringxfer {command}: {e}"));
     let err = Lines::new(child.stderr.take().unwrap());
@@ -126,4 +155,61 @@ pub fn transfer(
     sargs.extend_from_slice(send);
     let s = run(&sargs);
     (s, finish_recv(k, err))
+}
+
+/// Starts `ringxfer send SEND` listening on one address ending in `:0`, runs `ringxfer recv
+/// --connect ADDR RECV` to the address it says, and waits for both: each side's `(exit code,
+/// stdout, stderr)`, the sender's first (as [`transfer`], the other way round), and the
+/// address the sender listened on.
+pub fn transfer_from_listening_sender(send: &[&str], recv: &[&str]) -> (Outcome, Outcome, String) {
+    let (k, err, addr) = spawn_listening("send", send, 1);
+    let r = run(&[&["recv", "--connect", &addr][..], recv].concat());
+    (finish_recv(k, err), r, addr)
+}
+
+/// What a finished `ringxfer` process gave: `(exit code, stdout, stderr)`.
+pub type Outcome = (i32, String, String);
+
+/// The `peers` of a JSON report, in stream order.
+pub fn peers(report: &serde_json::Value) -> Vec<String> {
+    report["peers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no peers array: {report}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts the stream order of two rails of two streams each on 127.0.0.1 and 127.0.0.2:
+/// rail 0's two streams (one peer), then rail 1's.
+#[track_caller]
+pub fn assert_two_rails_of_two(peers: &[String]) {
+    assert!(
+        peers[0].starts_with("127.0.0.1:") && peers[1] == peers[0],
+        "{peers:?}"
+    );
+    assert!(
+        peers[2].starts_with("127.0.0.2:") && peers[3] == peers[2],
+        "{peers:?}"
+    );
+}
+
+/// Asserts a JSON array line of `recv`/`serve` describes a verified arange array of `dtype`
+/// with `shape` (elements) in `order`: its dtype, shape, order, bytes (elements × itemsize),
+/// `verified` and `arange`. Returns the bytes.
+#[track_caller]
+pub fn assert_arange_line(
+    v: &serde_json::Value,
+    dtype: ringxfer::dtype::DType,
+    shape: &[u64],
+    order: ringxfer::Order,
+) -> u64 {
+    let bytes = shape.iter().product::<u64>() * dtype.itemsize() as u64;
+    assert_eq!(v["dtype"], dtype.to_string(), "{v}");
+    assert_eq!(v["shape"], serde_json::json!(shape), "{v}");
+    assert_eq!(v["order"], order.to_string(), "{v}");
+    assert_eq!(v["bytes"], bytes, "{v}");
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["arange"], true, "{v}");
+    bytes
 }
