@@ -822,35 +822,52 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     let p = progress.as_ref();
     let r = match (&a.files.out, &link) {
         (Some(out), Link::One(sock, peer)) => {
-            recv_file(a, &mut engine, sock, peer, out, p).map(Some)
+            recv_file(a, &mut engine, sock, peer, out, p).map(|r| (Some(r), 1))
         }
-        (Some(out), Link::Striped(s)) => s.recv_file(a, &mut engine, out, p).map(Some),
-        (None, _) => recv_arrays(a, &mut engine, &link, p).map(|()| None),
+        (Some(out), Link::Striped(s)) => s.recv_file(a, &mut engine, out, p).map(|r| (Some(r), 1)),
+        (None, _) => recv_arrays(a, &mut engine, &link, p).map(|n| (None, n)),
     };
     if let Some(p) = progress {
         p.finish();
     }
     say_notices("recv", &engine);
-    let received = r?;
-    let arrays = a.framed.arrays.unwrap_or(1);
+    let (received, got) = r?;
     let (sock, peer) = match link {
         Link::One(sock, peer) => (sock, peer),
         Link::Striped(s) => {
-            s.close(Role::Recv, a)?;
+            s.finish_recv(a, got, fixed_count(a, got))?;
             return commit(received, a.json);
         }
     };
+    let Some(fixed) = fixed_count(a, got) else {
+        // Received until the sender's close: its end of stream is already here.
+        ringxfer::close::expect_eof(&sock, a.timeout)
+            .or_else(|e| close_outcome(Role::Recv, e, &format!("array {got}")))?;
+        return commit(received, a.json);
+    };
     ringxfer::close::expect_eof(&sock, a.timeout).or_else(|e| {
-        if matches!(e, Error::ExtraBytes { .. }) {
-            emit(&ErrorLine::new(&peer, arrays + 1, &e).render(a.json));
+        let extra = matches!(e, Error::ExtraBytes { .. });
+        if extra {
+            emit(&ErrorLine::new(&peer, got + 1, &e).render(a.json));
         }
-        close_outcome(
-            Role::Recv,
-            e,
-            &format!("array {arrays} of {arrays} (--arrays)"),
-        )
+        let r = close_outcome(Role::Recv, e, &fixed);
+        if let (true, Err(f)) = (extra, &r) {
+            crate::net::reject_and_abort(&sock, &f.message);
+        }
+        r
     })?;
     commit(received, a.json)
+}
+
+/// What fixed the number of arrays `recv` takes, as the extra-bytes error names it after the
+/// `got`-th: `array K of K (--arrays K)`, or `array 1 of 1 (--out takes one array)`; `None`
+/// when it receives until the sender closes (no `--arrays`, no `--out`).
+fn fixed_count(a: &XferArgs, got: u64) -> Option<String> {
+    match (a.framed.arrays, &a.files.out) {
+        (Some(k), _) => Some(format!("array {got} of {k} (--arrays {k})")),
+        (None, Some(_)) => Some(format!("array {got} of 1 (--out takes one array)")),
+        (None, None) => None,
+    }
 }
 
 /// `--out`: the file gets its name only now, after the whole exchange succeeded; then its
@@ -962,16 +979,22 @@ pub(super) fn wait_first(
     }
 }
 
-/// The receive loop of framed `recv`.
+/// The receive loop of framed `recv`: `--arrays K` arrays, or without it every array until
+/// the sender closes between two messages (at least one). The number received.
 fn recv_arrays(
     a: &XferArgs,
     engine: &mut Engine,
     link: &Link,
     progress: Option<&Progress>,
-) -> Result<(), Failure> {
-    let arrays = a.framed.arrays.unwrap_or(1);
+) -> Result<u64, Failure> {
+    let of = a
+        .framed
+        .arrays
+        .map_or_else(String::new, |k| format!(" of {k}"));
     let expect = Expect::of(a)?;
-    for i in 1..=arrays {
+    let mut i = 0;
+    while a.framed.arrays.is_none_or(|k| i < k) {
+        i += 1;
         let outcome = match link {
             Link::One(sock, peer) => recv_one(engine, sock, peer, i),
             Link::Striped(s) => s.recv_one(engine, i),
@@ -989,27 +1012,28 @@ fn recv_arrays(
                 }
                 if !wrong.is_empty() {
                     return Err(Failure::runtime(format!(
-                        "array {i} of {arrays}: {}",
+                        "array {i}{of}: {}",
                         wrong.join("; ")
                     )));
                 }
             }
+            // The sender closed between two messages: with no --arrays, that ends the job.
+            Outcome::Closed if a.framed.arrays.is_none() && i > 1 => return Ok(i - 1),
             Outcome::Closed => {
-                return Err(Failure::runtime(format!(
-                    "peer closed the connection after {} of {arrays} array(s)",
-                    i - 1
-                )));
+                return Err(Failure::runtime(match a.framed.arrays {
+                    Some(k) => {
+                        format!("peer closed the connection after {} of {k} array(s)", i - 1)
+                    }
+                    None => "peer closed the connection before sending any array".to_owned(),
+                }));
             }
             Outcome::Failed(line) => {
                 emit(&line.render(a.json));
-                return Err(Failure::runtime(format!(
-                    "array {i} of {arrays}: {}",
-                    line.error
-                )));
+                return Err(Failure::runtime(format!("array {i}{of}: {}", line.error)));
             }
         }
     }
-    Ok(())
+    Ok(i)
 }
 
 #[cfg(test)]

@@ -41,7 +41,10 @@ use std::path::Path;
 use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix};
 
 use super::args::{Role, XferArgs};
-use super::framed::{ArrayLine, Expect, Outcome, failed_one, recv_one_with, wait_first};
+use super::framed::{
+    ArrayLine, ErrorLine, Expect, Outcome, emit, failed_one, recv_one_with, wait_first,
+    wait_readable,
+};
 use super::streams::{accept_rails, bind_rails, check_no_extra, close_streams, open_streams};
 use crate::failure::Failure;
 use crate::files::OutFile;
@@ -146,6 +149,53 @@ impl Streams {
         } = self;
         drop(first);
         close_streams(role, a, socks, &peers)
+    }
+
+    /// Ends a striped receive. `fixed` (what fixed the number of arrays, as
+    /// [`super::framed`] names it: `array K of K (--arrays K)`): stream 0 must now be at its
+    /// end. When more comes the sender sent another array (the `got + 1`-th): that is said (a line, and to the
+    /// sender [`crate::net::reject_and_abort`]) at once, every stream aborted, instead of
+    /// reading stream 0 to its end (its sender may be blocked on another stream nobody reads
+    /// any more). Otherwise, and without `fixed` (stream 0 already at its end), every stream
+    /// is closed in stream order ([`Streams::close`]: each other stream must be at its end
+    /// too).
+    pub(super) fn finish_recv(
+        self,
+        a: &XferArgs,
+        got: u64,
+        fixed: Option<String>,
+    ) -> Result<(), Failure> {
+        let Some(fixed) = fixed else {
+            return self.close(Role::Recv, a).map(drop);
+        };
+        let bound = a.timeout.unwrap_or(ringxfer::close::DEFAULT_CLOSE_TIMEOUT);
+        if !matches!(wait_readable(&self.first, Some(bound)), Ok(true)) {
+            return self.close(Role::Recv, a).map(drop);
+        }
+        let mut b = [0u8; STRIPE_PREFIX_LEN];
+        let n = self.first.peek(&mut b).unwrap_or(0);
+        let what = match StripePrefix::decode(&b) {
+            Ok(_) if n == STRIPE_PREFIX_LEN => "another array's stripe prefix",
+            _ => "bytes that are no stripe prefix",
+        };
+        let why = format!("more data after {fixed}: {what} on stream 0");
+        emit(
+            &ErrorLine {
+                peer: self.peers[0].clone(),
+                array: got + 1,
+                error: why.clone(),
+                kind: "extra_bytes",
+                transferred: None,
+                expected: None,
+            }
+            .render(a.json),
+        );
+        crate::net::reject_and_abort(&self.first, &why);
+        self.socks.iter().for_each(crate::net::abort);
+        Err(Failure::runtime(format!(
+            "stream 0 ({}): {why}",
+            self.peers[0]
+        )))
     }
 
     /// `send --get-server-output`: stream 0 was closed already (the server's lines come back
