@@ -16,7 +16,9 @@
 //! with `WireFormat::Npy`: the header `numpy.save` writes, then the payload; no trailer, no
 //! checksum), which `numpy.lib.format.read_array` reads from the socket with no ringxfer code.
 //!
-//! `recv` receives `--arrays` arrays with `Engine::recv_any` — RGXF or `.npy`, told apart by
+//! `recv` receives arrays with `Engine::recv_any` (without `--arrays`, every array until the
+//! sender closes between two messages, at least one; with `--arrays K` exactly K; with
+//! `--out` exactly one) — RGXF or `.npy`, told apart by
 //! each message's first byte; a `.npy` array's line says `"format":"npy"` and
 //! `"verified":false` (no checksum travels in `.npy`) — and prints one line per
 //! array, exactly like `serve`; it fails (exit status 1) on an error, on an array that is not
@@ -31,9 +33,13 @@
 //! half-close (`shutdown(SHUT_WR)`), then read until the peer's end of stream, so the close
 //! never becomes a reset that loses the tail of the data (C16). It exits 1 saying delivery is
 //! not confirmed when the peer resets or does not close within `--timeout` (30 s without
-//! one). `recv`, after its `--arrays`, reads on until the peer closes
-//! ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes when
-//! more came (a second array, say).
+//! one). `recv`, after its `--arrays K` (or its one `--out` array), reads on until the peer
+//! closes ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes
+//! when more came (a third array to `--arrays 2`, say); it then tells the sender why in one
+//! line and aborts the connection ([`crate::net::reject_and_abort`]), so the sender cannot
+//! take the close for a confirmed delivery: `ringxfer send` exits 1 with
+//! `ringxfer recv: rejected: N extra bytes after array K of K (--arrays K) (delivery not
+//! confirmed: the peer reset the connection …)`.
 //!
 //! With `--streams N` or rails each array is striped ([`super::striped`]): the same loop, with
 //! `Engine::send_array_striped` / `Engine::recv_any_striped` on the streams instead of one

@@ -27,7 +27,10 @@
 //! the mapping: the striped receive allocates its array itself).
 //!
 //! **Closing**: as in raw striping, every stream in stream order (graceful close on the
-//! sender, the extra-bytes check on the receiver). `send --get-server-output`: the server's
+//! sender, the extra-bytes check on the receiver). A `recv` without `--arrays` ends when
+//! stream 0 is at its end where the next stripe prefix would start (every other stream must
+//! then be at its end too); one with `--arrays K` (or `--out`) that finds more on stream 0
+//! after K arrays rejects it at once ([`Streams::finish_recv`]). `send --get-server-output`: the server's
 //! lines come back on stream 0 (a `ringxfer serve` writes them there once stream 0 closes
 //! between arrays), so stream 0's graceful close keeps what it reads, as with one
 //! connection; the other streams are closed after it.
