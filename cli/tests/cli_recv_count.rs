@@ -14,15 +14,11 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::{Backend, Engine, Order};
 use serde_json::Value;
-use util::bin::{BIN, backends, finish_recv, json, run, spawn_recv, transfer};
-use util::proc::{Killed, Lines};
+use util::bin::{backends, finish_recv, json, run, spawn_recv, spawn_unix, transfer};
 
 /// The sender's flags in every test: three `<f4` arrays of shape (100, 50) (20,000 bytes).
 const SEND: [&str; 7] = [
@@ -90,18 +86,6 @@ fn recv_without_arrays_takes_every_array_tcp() {
     }
 }
 
-/// Waits (at most 20 s) until `path` exists: the receiver is listening there.
-fn wait_for_file(path: &Path) {
-    let t = Instant::now();
-    while !path.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{path:?} never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The same over a Unix socket (`unix:PATH`).
 #[test]
 fn recv_without_arrays_takes_every_array_unix() {
@@ -109,17 +93,10 @@ fn recv_without_arrays_takes_every_array_unix() {
         let dir = util::tmpdir("cli-recv-count", &format!("unix-{b}"));
         let path = dir.join("s.sock");
         let addr = format!("unix:{}", path.display());
-        let mut recv = Command::new(BIN)
-            .args(["recv", "--listen", &addr, "--json", "--backend", b])
-            .env_remove("RINGXFER_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = Lines::new(recv.stderr.take().unwrap());
-        let recv = Killed(recv);
-        wait_for_file(&path);
+        let (recv, err) = spawn_unix(
+            &["recv", "--listen", &addr, "--json", "--backend", b],
+            &path,
+        );
         let mut sargs = vec!["send", "--connect", addr.as_str(), "--backend", b];
         sargs.extend(SEND);
         let (sc, so, se) = run(&sargs);

@@ -36,16 +36,21 @@ pub fn spawn_serve(args: &[&str]) -> (Killed, Lines, SocketAddr) {
     (child, lines, addr)
 }
 
-/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
-pub fn run(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
+/// Starts `ringxfer ARGS` without `RINGXFER_BACKEND`, stdin empty, stdout and stderr piped.
+pub fn start(args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
         .args(args)
         .env_remove("RINGXFER_BACKEND")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ringxfer");
+        .unwrap_or_else(|e| panic!("spawn ringxfer {args:?}: {e}"))
+}
+
+/// Runs `ringxfer ARGS` to completion (at most 90 s); `(exit code, stdout, stderr)`.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let mut child = start(args);
     let out = Output::collect(&mut child);
     let st = wait_deadline(&mut child, Duration::from_secs(90));
     let (o, e) = out.finish();
@@ -72,15 +77,9 @@ pub fn spawn_recv(args: &[&str], rails: usize) -> (Killed, Lines, String) {
 /// returns it, its stderr lines and the comma-joined addresses it says it listens on, `rails`
 /// of them.
 pub fn spawn_listening(command: &str, args: &[&str], rails: usize) -> (Killed, Lines, String) {
-    let mut child = Command::new(BIN)
-        .arg(command)
-        .args(args)
-        .env_remove("RINGXFER_BACKEND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn ringxfer {command}: {e}"));
+    let mut all = vec![command];
+    all.extend_from_slice(args);
+    let mut child = start(&all);
     let err = Lines::new(child.stderr.take().unwrap());
     let addrs: Vec<String> = err
         .take(rails, Duration::from_secs(20))
@@ -94,7 +93,24 @@ pub fn spawn_listening(command: &str, args: &[&str], rails: usize) -> (Killed, L
     (Killed(child), err, addrs.join(","))
 }
 
-/// Waits for the process of [`spawn_recv`] or [`spawn_listening`] (at most 90 s): `(exit
+/// Starts `ringxfer ARGS` listening on the Unix socket `path` (`--listen unix:PATH` among
+/// `args`) and returns it and its stderr lines once the socket file exists (at most 20 s).
+pub fn spawn_unix(args: &[&str], path: &std::path::Path) -> (Killed, Lines) {
+    let mut child = start(args);
+    let err = Lines::new(child.stderr.take().unwrap());
+    let child = Killed(child);
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{path:?} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, err)
+}
+
+/// Waits for the process of [`spawn_recv`], [`spawn_unix`] or [`spawn_listening`] (at most 90 s): `(exit
 /// code, stdout, rest of stderr)`.
 pub fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
     let mut out = String::new();
