@@ -108,6 +108,45 @@ fn recv_without_arrays_takes_every_array_unix() {
     }
 }
 
+/// `recv --arrays 2` against `send --arrays 3` over a Unix socket, which has no reset: recv
+/// exits 1 naming the 856 extra bytes, and the sender exits 1 with recv's one line, read
+/// before recv's close.
+#[test]
+fn unix_recv_arrays_2_rejects_a_third_array() {
+    for b in backends() {
+        let dir = util::tmpdir("cli-recv-count", &format!("unix-reject-{b}"));
+        let path = dir.join("s.sock");
+        let addr = format!("unix:{}", path.display());
+        let (recv, err) = spawn_unix(
+            &["recv", "--listen", &addr, "--arrays", "2", "--backend", b],
+            &path,
+        );
+        let (sc, so, se) = run(&[
+            "send",
+            "--connect",
+            &addr,
+            "--arrays",
+            "3",
+            "--count",
+            "100",
+            "--backend",
+            b,
+        ]);
+        let (rc, ro, re) = finish_recv(recv, err);
+        let why = "856 extra bytes after array 2 of 2 (--arrays 2)";
+        assert_eq!((sc, rc), (1, 1), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
+        assert_eq!(so, "", "{b}");
+        assert_eq!(
+            se,
+            format!("ringxfer send: ringxfer recv: rejected: {why}\n"),
+            "{b}"
+        );
+        assert_eq!(re.trim(), format!("ringxfer recv: {why}"), "{b}");
+        assert_eq!(ro.lines().count(), 3, "{b}: {ro}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// One framed message as `Engine::send_array` writes it: 100 `<f8` (48 header + 800
 /// payload + 8 trailer bytes).
 fn message() -> Vec<u8> {
