@@ -86,25 +86,37 @@ fn recv_without_arrays_takes_every_array_tcp() {
     }
 }
 
+/// A command's `(exit code, stdout, stderr)`.
+type Ran = (i32, String, String);
+
+/// `ringxfer recv --listen unix:PATH RECV…` and `ringxfer send --connect unix:PATH SEND…`
+/// (PATH in a fresh folder named after `name`): each side's [`Ran`], the sender's first.
+fn unix_transfer(name: &str, recv: &[&str], send: &[&str]) -> (Ran, Ran) {
+    let dir = util::tmpdir("cli-recv-count", name);
+    let path = dir.join("s.sock");
+    let addr = format!("unix:{}", path.display());
+    let mut rargs = vec!["recv", "--listen", addr.as_str()];
+    rargs.extend_from_slice(recv);
+    let (k, err) = spawn_unix(&rargs, &path);
+    let mut sargs = vec!["send", "--connect", addr.as_str()];
+    sargs.extend_from_slice(send);
+    let s = run(&sargs);
+    let r = finish_recv(k, err);
+    let _ = std::fs::remove_dir_all(&dir);
+    (s, r)
+}
+
 /// The same over a Unix socket (`unix:PATH`).
 #[test]
 fn recv_without_arrays_takes_every_array_unix() {
     for b in backends() {
-        let dir = util::tmpdir("cli-recv-count", &format!("unix-{b}"));
-        let path = dir.join("s.sock");
-        let addr = format!("unix:{}", path.display());
-        let (recv, err) = spawn_unix(
-            &["recv", "--listen", &addr, "--json", "--backend", b],
-            &path,
-        );
-        let mut sargs = vec!["send", "--connect", addr.as_str(), "--backend", b];
+        let mut sargs = vec!["--backend", b];
         sargs.extend(SEND);
-        let (sc, so, se) = run(&sargs);
-        let (rc, ro, re) = finish_recv(recv, err);
+        let ((sc, so, se), (rc, ro, re)) =
+            unix_transfer(&format!("unix-{b}"), &["--json", "--backend", b], &sargs);
         assert_eq!((sc, rc), (0, 0), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
         let lines: Vec<Value> = ro.lines().map(json).collect();
         check_three(&lines, None, b);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -114,25 +126,11 @@ fn recv_without_arrays_takes_every_array_unix() {
 #[test]
 fn unix_recv_arrays_2_rejects_a_third_array() {
     for b in backends() {
-        let dir = util::tmpdir("cli-recv-count", &format!("unix-reject-{b}"));
-        let path = dir.join("s.sock");
-        let addr = format!("unix:{}", path.display());
-        let (recv, err) = spawn_unix(
-            &["recv", "--listen", &addr, "--arrays", "2", "--backend", b],
-            &path,
+        let ((sc, so, se), (rc, ro, re)) = unix_transfer(
+            &format!("unix-reject-{b}"),
+            &["--arrays", "2", "--backend", b],
+            &["--arrays", "3", "--count", "100", "--backend", b],
         );
-        let (sc, so, se) = run(&[
-            "send",
-            "--connect",
-            &addr,
-            "--arrays",
-            "3",
-            "--count",
-            "100",
-            "--backend",
-            b,
-        ]);
-        let (rc, ro, re) = finish_recv(recv, err);
         let why = "856 extra bytes after array 2 of 2 (--arrays 2)";
         assert_eq!((sc, rc), (1, 1), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
         assert_eq!(so, "", "{b}");
@@ -143,7 +141,6 @@ fn unix_recv_arrays_2_rejects_a_third_array() {
         );
         assert_eq!(re.trim(), format!("ringxfer recv: {why}"), "{b}");
         assert_eq!(ro.lines().count(), 3, "{b}: {ro}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
