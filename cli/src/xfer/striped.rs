@@ -30,10 +30,10 @@
 //! sender, the extra-bytes check on the receiver). A `recv` without `--arrays` ends when
 //! stream 0 is at its end where the next stripe prefix would start (every other stream must
 //! then be at its end too); one with `--arrays K` (or `--out`) that finds more on stream 0
-//! after K arrays rejects it at once ([`Streams::finish_recv`]). `send --get-server-output`: the server's
-//! lines come back on stream 0 (a `ringxfer serve` writes them there once stream 0 closes
-//! between arrays), so stream 0's graceful close keeps what it reads, as with one
-//! connection; the other streams are closed after it.
+//! after K arrays rejects it at once ([`Streams::finish_recv`]).
+//! `send --get-server-output`: the server's lines come back on stream 0 (a `ringxfer serve`
+//! writes them there once stream 0 closes between arrays), so stream 0's graceful close keeps
+//! what it reads, as with one connection; the other streams are closed after it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -154,14 +154,15 @@ impl Streams {
         close_streams(role, a, socks, &peers)
     }
 
-    /// Ends a striped receive. `fixed` (what fixed the number of arrays, as
-    /// [`super::framed`] names it: `array K of K (--arrays K)`): stream 0 must now be at its
-    /// end. When more comes the sender sent another array (the `got + 1`-th): that is said (a line, and to the
-    /// sender [`crate::net::reject_and_abort`]) at once, every stream aborted, instead of
-    /// reading stream 0 to its end (its sender may be blocked on another stream nobody reads
-    /// any more). Otherwise, and without `fixed` (stream 0 already at its end), every stream
-    /// is closed in stream order ([`Streams::close`]: each other stream must be at its end
-    /// too).
+    /// Ends a striped receive of `got` arrays. With `fixed` (what fixed the number, as
+    /// [`super::framed`] names it: `array K of K (--arrays K)`) stream 0 must now be at its
+    /// end. When more comes there (the sender sent array `got + 1`), that is said at once —
+    /// an `extra_bytes` line, and to the sender [`crate::net::reject_and_abort`] — and every
+    /// stream is aborted, instead of reading stream 0 to its end (its sender may be blocked
+    /// on another stream nobody reads any more). Otherwise, and without `fixed` (stream 0
+    /// already at its end), every stream is closed in stream order ([`Streams::close`]: each
+    /// other stream must be at its end too). A sender that neither sends nor closes is
+    /// waited for twice, `--timeout` here and again in that close.
     pub(super) fn finish_recv(
         self,
         a: &XferArgs,
@@ -175,8 +176,11 @@ impl Streams {
         if !matches!(wait_readable(&self.first, Some(bound)), Ok(true)) {
             return self.close(Role::Recv, a).map(drop);
         }
+        // What came: a whole stripe prefix is one write of the sender's; 1 s for the rest of
+        // it to arrive is plenty (the reason only words the message).
         let mut b = [0u8; STRIPE_PREFIX_LEN];
-        let n = self.first.peek(&mut b).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let n = crate::net::peek_full(&self.first, &mut b, Some(deadline)).unwrap_or(0);
         let what = match StripePrefix::decode(&b) {
             Ok(_) if n == STRIPE_PREFIX_LEN => "another array's stripe prefix",
             _ => "bytes that are no stripe prefix",
