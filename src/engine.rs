@@ -179,7 +179,13 @@ impl Engine {
         if backend == Backend::Auto
             && let Ok(v) = std::env::var("RINGXFER_BACKEND")
         {
-            backend = v.parse()?;
+            // Name the variable: the caller passed `Auto`, not the bad name.
+            backend = v.parse().map_err(|e| match e {
+                Error::InvalidInput(m) => {
+                    Error::InvalidInput(format!("RINGXFER_BACKEND={v:?}: {m}"))
+                }
+                e => e,
+            })?;
             forced = backend != Backend::Auto;
         }
         let p = probe();

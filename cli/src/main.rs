@@ -5,7 +5,7 @@
 //! ringxfer bench                                    # the main job: 400 MB f64, both backends
 //! ringxfer serve --listen 127.0.0.1:5000 --json     # framed arrays from any number of clients
 //! ringxfer send --connect 127.0.0.1:5000 --dtype '>i4' --shape 20,10,5 --order F --arrays 3
-//! ringxfer recv --listen 127.0.0.1:5000 --arrays 3  # framed: dtype and shape from the header
+//! ringxfer recv --listen 127.0.0.1:5000            # framed: every array until the sender closes
 //! ringxfer recv --listen 127.0.0.1:5000 --out b.npy      # a .npy file numpy.load reads
 //! ringxfer send --connect 127.0.0.1:5000 --file a.npy    # a .npy file numpy.save wrote
 //! ringxfer recv --listen 127.0.0.1:5000 --raw --dtype f8 --count 20000000

@@ -87,11 +87,38 @@ pub fn with_server_word(sock: &Conn, f: Failure) -> Failure {
     }
 }
 
-/// The first line of `bytes` when it is a `ringxfer serve:` message (e.g. a refusal).
+/// The first line of `bytes` when it is a ringxfer receiver's message: `ringxfer serve:` (a
+/// refusal) or `ringxfer recv:` (a rejection, [`reject_and_abort`]).
 pub fn server_line(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     let line = text.lines().next()?;
-    line.starts_with("ringxfer serve:").then(|| line.to_owned())
+    (line.starts_with("ringxfer serve:") || line.starts_with(REJECTED)).then(|| line.to_owned())
+}
+
+/// How the line of [`reject_and_abort`] starts.
+pub const REJECTED: &str = "ringxfer recv: rejected: ";
+
+/// A receiver that rejects what the sender sent (more arrays than `--arrays` took) tells the
+/// sender why, one line `ringxfer recv: rejected: WHY` (which `ringxfer send` puts in front of
+/// its error, as it does a server's refusal), then aborts the connection: `SO_LINGER` 0, so
+/// that dropping the socket afterwards sends a TCP reset instead of a FIN. A sender closing
+/// gracefully ([`ringxfer::close::finish`]) then gets `PeerReset` ("delivery not confirmed"),
+/// whatever program it is: a plain close would let it report success for arrays nobody took.
+/// The line is written before the reset, and Linux hands the peer's application the bytes
+/// that arrived before a reset, then `ECONNRESET`. On a Unix socket there is no reset
+/// (`SO_LINGER` does not apply): the line and the close are what the sender sees. The caller
+/// drops the socket (every descriptor of it) right after. Best effort: a peer already gone
+/// changes nothing.
+pub fn reject_and_abort<S: AsFd>(sock: &S, why: &str) {
+    let s = SockRef::from(sock);
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = io::Write::write_all(&mut &*s, format!("{REJECTED}{why}\n").as_bytes());
+    abort(sock);
+}
+
+/// Makes the close of `sock` a reset (`SO_LINGER` 0; ignored on a Unix socket).
+pub fn abort<S: AsFd>(sock: &S) {
+    let _ = SockRef::from(sock).set_linger(Some(Duration::ZERO));
 }
 
 /// Keeps the first 512 bytes the peer sent (enough for a server's one-line message).

@@ -27,16 +27,31 @@ struct Report {
 }
 
 /// Runs `ringxfer probe`. Exits 0 whether or not io_uring is available: the report is the
-/// result.
+/// result. When no `auto` engine can be created — an invalid `RINGXFER_BACKEND` — the report
+/// is printed all the same (`backend auto:  none (…)`), then the command fails: exit status 2
+/// for the invalid setting (a usage error, as `send`/`recv`/`serve` give for it), 1 for
+/// another reason; every other command would fail the same way with that environment.
 pub fn run(a: &ProbeArgs) -> Result<(), Failure> {
     let p = ringxfer::probe();
-    let (auto_backend, auto_reason) = match Engine::new(Backend::Auto) {
+    let (auto_backend, auto_reason, failed) = match Engine::new(Backend::Auto) {
         Ok(e) => (
             Some(e.backend().name()),
             e.fallback_reason().map(str::to_owned),
+            None,
         ),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(e.to_string()), Some(Failure::from(e))),
     };
+    report(a, p, auto_backend, auto_reason)?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Prints the report of [`run`].
+fn report(
+    a: &ProbeArgs,
+    p: &'static Probe,
+    auto_backend: Option<&'static str>,
+    auto_reason: Option<String>,
+) -> Result<(), Failure> {
     if a.json {
         let report = Report {
             probe: p,

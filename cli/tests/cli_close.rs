@@ -259,7 +259,7 @@ fn framed_recv_reports_a_second_array() {
     assert_eq!(last["kind"], "extra_bytes", "{o}");
     assert_eq!(last["array"], 2, "{o}");
     assert!(
-        e.contains("ringxfer recv: 856 extra bytes after array 1 of 1 (--arrays)"),
+        e.contains("ringxfer recv: 856 extra bytes after array 1 of 1 (--arrays 1)"),
         "{e}"
     );
 }

@@ -463,10 +463,7 @@ fn a_silent_stream_times_out_naming_it() {
         assert_eq!(line["kind"], "timed_out", "{b}: {line}");
         assert_eq!(line["error"], words.as_str(), "{b}");
         assert_eq!(line["transferred"], 0);
-        assert_eq!(
-            re.trim_end(),
-            format!("ringxfer recv: array 1 of 1: {words}")
-        );
+        assert_eq!(re.trim_end(), format!("ringxfer recv: array 1: {words}"));
     }
 }
 

@@ -251,7 +251,7 @@ fn mismatch_hints(backend: Backend) {
     for (recv_raw, want) in [
         (
             false,
-            "ringxfer recv: array 1 of 1: framed message rejected: bad magic b\"\\x00\" \
+            "ringxfer recv: array 1: framed message rejected: bad magic b\"\\x00\" \
              (expected b\"RGXF\"): the peer sent no RGXF or .npy header: did it use --raw?\n",
         ),
         (

@@ -36,12 +36,12 @@ a non-blocking socket (``setblocking(False)``) works as a blocking one for the c
 is restored afterwards). The socket is not closed on any error.
 """
 
-from __future__ import annotations
+# The modules this file uses are imported under private names, so that ``dir(ringxfer)``
+# shows the public API only (the names of ``__all__``; tests/test_namespace.py).
+import os as _os
+import threading as _threading
 
-import os
-import threading
-
-import numpy
+import numpy as _numpy
 
 from ._errors import (
     BackendUnavailable,
@@ -90,13 +90,13 @@ def _framed(a, format):
             "format must be one of %s, not %r"
             % (", ".join(repr(f) for f in FORMATS), format)
         )
-    a = numpy.asarray(a)
+    a = _numpy.asarray(a)
     if a.flags.c_contiguous:
         order = "C"
     elif a.flags.f_contiguous:
         order = "F"
     else:
-        a = numpy.ascontiguousarray(a)
+        a = _numpy.ascontiguousarray(a)
         order = "C"
     if a.dtype.fields is not None or a.dtype.hasobject or a.dtype.subdtype is not None:
         raise ValueError("dtype %s is not carried by the frame format" % a.dtype)
@@ -188,8 +188,11 @@ class Engine(_Engine):
         """
         return _Engine.recv_array(self, sock)
 
-    def empty(self, shape, dtype=numpy.float64, order="C"):
-        """A new numpy array of ``shape`` (elements per dimension; an int for 1-D),
+    def empty(self, shape, dtype=_numpy.float64, order="C"):
+        """An instance method: ``ringxfer.Engine().empty(n)``, or ``eng.empty(n)`` on an engine
+        you keep (``ringxfer.empty(n)`` is the same on this thread's default engine).
+
+        A new numpy array of ``shape`` (elements per dimension; an int for 1-D),
         ``dtype`` (any dtype ``send_array`` carries) and ``order`` (``"C"`` or ``"F"``),
         whose memory is the engine's receive memory: the pages of a dropped array of about
         the same size when the engine holds one (the recycling ``recv_array`` uses), else
@@ -205,7 +208,7 @@ class Engine(_Engine):
         """
         if isinstance(shape, int):
             shape = (shape,)
-        dt = numpy.dtype(dtype)
+        dt = _numpy.dtype(dtype)
         if dt.fields is not None or dt.hasobject or dt.subdtype is not None:
             raise ValueError("dtype %s is not carried by the frame format" % dt)
         shape = tuple(int(n) for n in shape)
@@ -236,12 +239,12 @@ class Engine(_Engine):
         return _Engine.recv_array_striped(self, socks)
 
 
-_local = threading.local()
+_local = _threading.local()
 
 
 def _engine():
     """This thread's default engine (rebuilt when ``RINGXFER_BACKEND`` changes)."""
-    key = os.environ.get("RINGXFER_BACKEND")
+    key = _os.environ.get("RINGXFER_BACKEND")
     cache = getattr(_local, "engines", None)
     if cache is None:
         cache = _local.engines = {}
@@ -268,9 +271,10 @@ def send_array(sock, a, format="rgxf"):
     _engine().send_array(sock, a, format)
 
 
-def empty(shape, dtype=numpy.float64, order="C"):
+def empty(shape, dtype=_numpy.float64, order="C"):
     """A new array in this thread's default engine's receive memory, recycled pages when
-    it holds some (see ``Engine.empty``): ``out = ringxfer.empty(n); recv_into(out, sock)``
+    it holds some (the instance method ``Engine.empty`` on that engine; on an engine of
+    your own: ``eng = ringxfer.Engine(); out = eng.empty(n)``): ``out = ringxfer.empty(n); recv_into(out, sock)``
     is the recipe's fresh-array receive without the page faults of ``numpy.zeros``."""
     return _engine().empty(shape, dtype, order)
 

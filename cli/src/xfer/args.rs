@@ -161,7 +161,8 @@ pub struct FileArgs {
           conflicts_with_all = ["dtype", "count", "size", "shape", "order", "out"])]
     pub file: Option<PathBuf>,
     /// recv: write the received array to PATH instead of checking the arange pattern.
-    /// Framed: a .npy file that numpy.load reads back (one array: --arrays 1); --raw: the
+    /// Framed: exactly one array (a second one is an error, as with --arrays 1), as a .npy
+    /// file that numpy.load reads back; --raw: the
     /// --count/--size bytes as they came. Received straight into a mapping of a temporary
     /// file next to PATH (.NAME.PID.part), renamed to PATH only when the command succeeds
     /// and deleted otherwise. PATH must not exist (nothing is overwritten).
@@ -181,7 +182,11 @@ pub struct FramedArgs {
     /// each received array must be in this order.
     #[arg(long, value_parser = parse_order)]
     pub order: Option<Order>,
-    /// Arrays to send back to back on the one connection, or to receive [default: 1].
+    /// send: arrays to send back to back on the connection(s) [default: 1]. recv: without
+    /// it, every array until the sender closes between two arrays (at least one; a close
+    /// inside an array is an error); with it, exactly N: more is an error on both sides (recv
+    /// tells the sender why in one line and aborts the connection, so the sender exits 1 too).
+    /// recv --out takes exactly one array.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub arrays: Option<u64>,
     /// recv: largest payload accepted per array, checked against each header before

@@ -16,7 +16,9 @@
 //! with `WireFormat::Npy`: the header `numpy.save` writes, then the payload; no trailer, no
 //! checksum), which `numpy.lib.format.read_array` reads from the socket with no ringxfer code.
 //!
-//! `recv` receives `--arrays` arrays with `Engine::recv_any` — RGXF or `.npy`, told apart by
+//! `recv` receives arrays with `Engine::recv_any` (without `--arrays`, every array until the
+//! sender closes between two messages, at least one; with `--arrays K` exactly K; with
+//! `--out` exactly one) — RGXF or `.npy`, told apart by
 //! each message's first byte; a `.npy` array's line says `"format":"npy"` and
 //! `"verified":false` (no checksum travels in `.npy`) — and prints one line per
 //! array, exactly like `serve`; it fails (exit status 1) on an error, on an array that is not
@@ -31,9 +33,13 @@
 //! half-close (`shutdown(SHUT_WR)`), then read until the peer's end of stream, so the close
 //! never becomes a reset that loses the tail of the data (C16). It exits 1 saying delivery is
 //! not confirmed when the peer resets or does not close within `--timeout` (30 s without
-//! one). `recv`, after its `--arrays`, reads on until the peer closes
-//! ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes when
-//! more came (a second array, say).
+//! one). `recv`, after its `--arrays K` (or its one `--out` array), reads on until the peer
+//! closes ([`ringxfer::close::expect_eof`], same bound) and exits 1 naming the extra bytes
+//! when more came (a third array to `--arrays 2`, say); it then tells the sender why in one
+//! line and aborts the connection ([`crate::net::reject_and_abort`]), so the sender cannot
+//! take the close for a confirmed delivery: `ringxfer send` exits 1 with
+//! `ringxfer recv: rejected: N extra bytes after array K of K (--arrays K) (delivery not
+//! confirmed: the peer reset the connection …)`.
 //!
 //! With `--streams N` or rails each array is striped ([`super::striped`]): the same loop, with
 //! `Engine::send_array_striped` / `Engine::recv_any_striped` on the streams instead of one
@@ -833,34 +839,51 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
             |h| h,
             |e, h, payload| e.recv_payload_into(sock, h, payload),
         )
-        .map(Some),
-        (Some(out), Link::Striped(s)) => s.recv_file(a, &mut engine, out, p).map(Some),
-        (None, _) => recv_arrays(a, &mut engine, &link, p).map(|()| None),
+        .map(|r| (Some(r), 1)),
+        (Some(out), Link::Striped(s)) => s.recv_file(a, &mut engine, out, p).map(|r| (Some(r), 1)),
+        (None, _) => recv_arrays(a, &mut engine, &link, p).map(|n| (None, n)),
     };
     if let Some(p) = progress {
         p.finish();
     }
     say_notices("recv", &engine);
-    let received = r?;
-    let arrays = a.framed.arrays.unwrap_or(1);
+    let (received, got) = r?;
     let (sock, peer) = match link {
         Link::One(sock, peer) => (sock, peer),
         Link::Striped(s) => {
-            s.close(Role::Recv, a)?;
+            s.finish_recv(a, got, fixed_count(a, got))?;
             return commit(received, a.json);
         }
     };
+    let Some(fixed) = fixed_count(a, got) else {
+        // Received until the sender's close: its end of stream is already here.
+        ringxfer::close::expect_eof(&sock, a.timeout)
+            .or_else(|e| close_outcome(Role::Recv, e, &format!("array {got}")))?;
+        return commit(received, a.json);
+    };
     ringxfer::close::expect_eof(&sock, a.timeout).or_else(|e| {
-        if matches!(e, Error::ExtraBytes { .. }) {
-            emit(&ErrorLine::new(&peer, arrays + 1, &e).render(a.json));
+        let extra = matches!(e, Error::ExtraBytes { .. });
+        if extra {
+            emit(&ErrorLine::new(&peer, got + 1, &e).render(a.json));
         }
-        close_outcome(
-            Role::Recv,
-            e,
-            &format!("array {arrays} of {arrays} (--arrays)"),
-        )
+        let r = close_outcome(Role::Recv, e, &fixed);
+        if let (true, Err(f)) = (extra, &r) {
+            crate::net::reject_and_abort(&sock, &f.message);
+        }
+        r
     })?;
     commit(received, a.json)
+}
+
+/// What fixed the number of arrays `recv` takes, as the extra-bytes error names it after the
+/// `got`-th: `array K of K (--arrays K)`, or `array 1 of 1 (--out takes one array)`; `None`
+/// when it receives until the sender closes (no `--arrays`, no `--out`).
+fn fixed_count(a: &XferArgs, got: u64) -> Option<String> {
+    match (a.framed.arrays, &a.files.out) {
+        (Some(k), _) => Some(format!("array {got} of {k} (--arrays {k})")),
+        (None, Some(_)) => Some(format!("array {got} of 1 (--out takes one array)")),
+        (None, None) => None,
+    }
 }
 
 /// `--out`: the file gets its name only now, after the whole exchange succeeded; then its
@@ -981,16 +1004,22 @@ pub(super) fn wait_first(
     }
 }
 
-/// The receive loop of framed `recv`.
+/// The receive loop of framed `recv`: `--arrays K` arrays, or without it every array until
+/// the sender closes between two messages (at least one). The number received.
 fn recv_arrays(
     a: &XferArgs,
     engine: &mut Engine,
     link: &Link,
     progress: Option<&Progress>,
-) -> Result<(), Failure> {
-    let arrays = a.framed.arrays.unwrap_or(1);
+) -> Result<u64, Failure> {
+    let of = a
+        .framed
+        .arrays
+        .map_or_else(String::new, |k| format!(" of {k}"));
     let expect = Expect::of(a)?;
-    for i in 1..=arrays {
+    let mut i = 0;
+    while a.framed.arrays.is_none_or(|k| i < k) {
+        i += 1;
         let outcome = match link {
             Link::One(sock, peer) => recv_one(engine, sock, peer, i),
             Link::Striped(s) => s.recv_one(engine, i),
@@ -1008,27 +1037,28 @@ fn recv_arrays(
                 }
                 if !wrong.is_empty() {
                     return Err(Failure::runtime(format!(
-                        "array {i} of {arrays}: {}",
+                        "array {i}{of}: {}",
                         wrong.join("; ")
                     )));
                 }
             }
+            // The sender closed between two messages: with no --arrays, that ends the job.
+            Outcome::Closed if a.framed.arrays.is_none() && i > 1 => return Ok(i - 1),
             Outcome::Closed => {
-                return Err(Failure::runtime(format!(
-                    "peer closed the connection after {} of {arrays} array(s)",
-                    i - 1
-                )));
+                return Err(Failure::runtime(match a.framed.arrays {
+                    Some(k) => {
+                        format!("peer closed the connection after {} of {k} array(s)", i - 1)
+                    }
+                    None => "peer closed the connection before sending any array".to_owned(),
+                }));
             }
             Outcome::Failed(line) => {
                 emit(&line.render(a.json));
-                return Err(Failure::runtime(format!(
-                    "array {i} of {arrays}: {}",
-                    line.error
-                )));
+                return Err(Failure::runtime(format!("array {i}{of}: {}", line.error)));
             }
         }
     }
-    Ok(())
+    Ok(i)
 }
 
 #[cfg(test)]

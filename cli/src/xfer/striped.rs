@@ -31,10 +31,13 @@
 //! before any payload byte is read; a failed receive deletes the file.
 //!
 //! **Closing**: as in raw striping, every stream in stream order (graceful close on the
-//! sender, the extra-bytes check on the receiver). `send --get-server-output`: the server's
-//! lines come back on stream 0 (a `ringxfer serve` writes them there once stream 0 closes
-//! between arrays), so stream 0's graceful close keeps what it reads, as with one
-//! connection; the other streams are closed after it.
+//! sender, the extra-bytes check on the receiver). A `recv` without `--arrays` ends when
+//! stream 0 is at its end where the next stripe prefix would start (every other stream must
+//! then be at its end too); one with `--arrays K` (or `--out`) that finds more on stream 0
+//! after K arrays rejects it at once ([`Streams::finish_recv`]).
+//! `send --get-server-output`: the server's lines come back on stream 0 (a `ringxfer serve`
+//! writes them there once stream 0 closes between arrays), so stream 0's graceful close keeps
+//! what it reads, as with one connection; the other streams are closed after it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,7 +48,7 @@ use std::path::Path;
 use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix, StripedHeader};
 
 use super::args::{Role, XferArgs};
-use super::framed::{ArrayLine, Outcome, recv_one_with};
+use super::framed::{ArrayLine, ErrorLine, Outcome, emit, recv_one_with, wait_readable};
 use super::streams::{accept_rails, bind_rails, check_no_extra, close_streams, open_streams};
 use crate::failure::Failure;
 use crate::files::OutFile;
@@ -139,6 +142,57 @@ impl Streams {
         } = self;
         drop(first);
         close_streams(role, a, socks, &peers)
+    }
+
+    /// Ends a striped receive of `got` arrays. With `fixed` (what fixed the number, as
+    /// [`super::framed`] names it: `array K of K (--arrays K)`) stream 0 must now be at its
+    /// end. When more comes there (the sender sent array `got + 1`), that is said at once —
+    /// an `extra_bytes` line, and to the sender [`crate::net::reject_and_abort`] — and every
+    /// stream is aborted, instead of reading stream 0 to its end (its sender may be blocked
+    /// on another stream nobody reads any more). Otherwise, and without `fixed` (stream 0
+    /// already at its end), every stream is closed in stream order ([`Streams::close`]: each
+    /// other stream must be at its end too). A sender that neither sends nor closes is
+    /// waited for twice, `--timeout` here and again in that close.
+    pub(super) fn finish_recv(
+        self,
+        a: &XferArgs,
+        got: u64,
+        fixed: Option<String>,
+    ) -> Result<(), Failure> {
+        let Some(fixed) = fixed else {
+            return self.close(Role::Recv, a).map(drop);
+        };
+        let bound = a.timeout.unwrap_or(ringxfer::close::DEFAULT_CLOSE_TIMEOUT);
+        if !matches!(wait_readable(&self.first, Some(bound)), Ok(true)) {
+            return self.close(Role::Recv, a).map(drop);
+        }
+        // What came: a whole stripe prefix is one write of the sender's; 1 s for the rest of
+        // it to arrive is plenty (the reason only words the message).
+        let mut b = [0u8; STRIPE_PREFIX_LEN];
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let n = crate::net::peek_full(&self.first, &mut b, Some(deadline)).unwrap_or(0);
+        let what = match StripePrefix::decode(&b) {
+            Ok(_) if n == STRIPE_PREFIX_LEN => "another array's stripe prefix",
+            _ => "bytes that are no stripe prefix",
+        };
+        let why = format!("more data after {fixed}: {what} on stream 0");
+        emit(
+            &ErrorLine {
+                peer: self.peers[0].clone(),
+                array: got + 1,
+                error: why.clone(),
+                kind: "extra_bytes",
+                transferred: None,
+                expected: None,
+            }
+            .render(a.json),
+        );
+        crate::net::reject_and_abort(&self.first, &why);
+        self.socks.iter().for_each(crate::net::abort);
+        Err(Failure::runtime(format!(
+            "stream 0 ({}): {why}",
+            self.peers[0]
+        )))
     }
 
     /// `send --get-server-output`: stream 0 was closed already (the server's lines come back

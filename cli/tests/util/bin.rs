@@ -123,7 +123,24 @@ pub fn spawn_listening(command: &str, args: &[&str], rails: usize) -> (Killed, L
     (Killed(child), err, addrs.join(","))
 }
 
-/// Waits for the process of [`spawn_recv`] or [`spawn_listening`] (at most 90 s): `(exit
+/// Starts `ringxfer ARGS` listening on the Unix socket `path` (`--listen unix:PATH` among
+/// `args`) and returns it and its stderr lines once the socket file exists (at most 20 s).
+pub fn spawn_unix(args: &[&str], path: &std::path::Path) -> (Killed, Lines) {
+    let mut child = spawn(args);
+    let err = Lines::new(child.stderr.take().unwrap());
+    let child = Killed(child);
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{path:?} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, err)
+}
+
+/// Waits for the process of [`spawn_recv`], [`spawn_unix`] or [`spawn_listening`] (at most 90 s): `(exit
 /// code, stdout, rest of stderr)`.
 pub fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
     let mut out = String::new();

@@ -1,0 +1,326 @@
+//! How many arrays framed `ringxfer recv` takes, as a newcomer runs it: two real processes
+//! over loopback TCP (one connection, and striped over two streams) and a Unix socket, on
+//! both backends.
+//!
+//! * Without `--arrays`, recv takes every array until the sender closes between two messages:
+//!   three arrays sent, three lines, each the arange pattern with the sender's CRC-32 (which
+//!   the test computes itself), exit 0 on both sides.
+//! * A close inside a message stays the typed end-of-stream error, with its exact message.
+//! * `--arrays 2` against a 3-array sender fails on both sides (exit 1): recv names the extra
+//!   data, and the sender prints recv's one-line reason (`ringxfer recv: rejected: …`) instead
+//!   of reporting a delivery nobody took.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use ringxfer::dtype::{DType, fill_arange};
+use ringxfer::{Backend, Engine, Order};
+use serde_json::Value;
+use util::bin::{backends, finish_recv, json, run, spawn_recv, spawn_unix, transfer};
+
+/// The sender's flags in every test: three `<f4` arrays of shape (100, 50) (20,000 bytes).
+const SEND: [&str; 7] = [
+    "--arrays", "3", "--dtype", "f4", "--shape", "100,50", "--json",
+];
+
+/// CRC-32 of the arange pattern `send` sends for `SEND`, as the reports print it.
+fn arange_crc() -> String {
+    let mut b = vec![0u8; 100 * 50 * 4];
+    fill_arange("<f4".parse::<DType>().unwrap(), &mut b);
+    format!("{:08x}", util::crc32_chunked(&b))
+}
+
+/// The receiver's three lines: arrays 1, 2, 3, each `<f4` (100, 50), 20,000 bytes, CRC-32
+/// checked and equal to the arange pattern's, over `streams` streams (absent: one
+/// connection).
+fn check_three(lines: &[Value], streams: Option<usize>, what: &str) {
+    let crc = arange_crc();
+    assert_eq!(lines.len(), 3, "{what}: {lines:?}");
+    for (k, v) in lines.iter().enumerate() {
+        assert_eq!(v["array"], k as u64 + 1, "{what}: {v}");
+        assert_eq!(v["dtype"], "<f4", "{what}: {v}");
+        assert_eq!(v["shape"], serde_json::json!([100, 50]), "{what}: {v}");
+        assert_eq!(v["bytes"], 20_000, "{what}: {v}");
+        assert_eq!(v["verified"], true, "{what}: {v}");
+        assert_eq!(v["arange"], true, "{what}: {v}");
+        assert_eq!(v["crc32"], crc.as_str(), "{what}: {v}");
+        assert_eq!(
+            v["streams"].as_u64(),
+            streams.map(|s| s as u64),
+            "{what}: {v}"
+        );
+    }
+}
+
+/// `recv` with no `--arrays` takes all three arrays of `send --arrays 3`, on one connection
+/// and striped over two streams (recv given neither --streams nor --arrays).
+#[test]
+fn recv_without_arrays_takes_every_array_tcp() {
+    for b in backends() {
+        for streams in [None, Some(2)] {
+            let what = format!("{b} streams {streams:?}");
+            let n = streams.map(|s| s.to_string());
+            let mut sargs = SEND.to_vec();
+            sargs.extend(["--backend", b]);
+            if let Some(n) = &n {
+                sargs.extend(["--streams", n.as_str()]);
+            }
+            let ((sc, so, se), (rc, ro, re)) = transfer(
+                &["--listen", "127.0.0.1:0", "--json", "--backend", b],
+                1,
+                &sargs,
+            );
+            assert_eq!((sc, rc), (0, 0), "{what}\nsend: {so}{se}\nrecv: {ro}{re}");
+            let s = json(&so);
+            assert_eq!(
+                (&s["arrays"], &s["bytes"]),
+                (&3.into(), &60_000.into()),
+                "{s}"
+            );
+            assert_eq!(s["crc32"], arange_crc().as_str(), "{s}");
+            let lines: Vec<Value> = ro.lines().map(json).collect();
+            check_three(&lines, streams, &what);
+        }
+    }
+}
+
+/// A command's `(exit code, stdout, stderr)`.
+type Ran = (i32, String, String);
+
+/// `ringxfer recv --listen unix:PATH RECV…` and `ringxfer send --connect unix:PATH SEND…`
+/// (PATH in a fresh folder named after `name`): each side's [`Ran`], the sender's first.
+fn unix_transfer(name: &str, recv: &[&str], send: &[&str]) -> (Ran, Ran) {
+    let dir = util::tmpdir("cli-recv-count", name);
+    let path = dir.join("s.sock");
+    let addr = format!("unix:{}", path.display());
+    let mut rargs = vec!["recv", "--listen", addr.as_str()];
+    rargs.extend_from_slice(recv);
+    let (k, err) = spawn_unix(&rargs, &path);
+    let mut sargs = vec!["send", "--connect", addr.as_str()];
+    sargs.extend_from_slice(send);
+    let s = run(&sargs);
+    let r = finish_recv(k, err);
+    let _ = std::fs::remove_dir_all(&dir);
+    (s, r)
+}
+
+/// The same over a Unix socket (`unix:PATH`).
+#[test]
+fn recv_without_arrays_takes_every_array_unix() {
+    for b in backends() {
+        let mut sargs = vec!["--backend", b];
+        sargs.extend(SEND);
+        let ((sc, so, se), (rc, ro, re)) =
+            unix_transfer(&format!("unix-{b}"), &["--json", "--backend", b], &sargs);
+        assert_eq!((sc, rc), (0, 0), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
+        let lines: Vec<Value> = ro.lines().map(json).collect();
+        check_three(&lines, None, b);
+    }
+}
+
+/// `recv --arrays 2` against `send --arrays 3` over a Unix socket, which has no reset: recv
+/// exits 1 naming the 856 extra bytes, and the sender exits 1 with recv's one line, read
+/// before recv's close.
+#[test]
+fn unix_recv_arrays_2_rejects_a_third_array() {
+    for b in backends() {
+        let ((sc, so, se), (rc, ro, re)) = unix_transfer(
+            &format!("unix-reject-{b}"),
+            &["--arrays", "2", "--backend", b],
+            &["--arrays", "3", "--count", "100", "--backend", b],
+        );
+        let why = "856 extra bytes after array 2 of 2 (--arrays 2)";
+        assert_eq!((sc, rc), (1, 1), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
+        assert_eq!(so, "", "{b}");
+        assert_eq!(
+            se,
+            format!("ringxfer send: ringxfer recv: rejected: {why}\n"),
+            "{b}"
+        );
+        assert_eq!(re.trim(), format!("ringxfer recv: {why}"), "{b}");
+        assert_eq!(ro.lines().count(), 3, "{b}: {ro}");
+    }
+}
+
+/// One framed message as `Engine::send_array` writes it: 100 `<f8` (48 header + 800
+/// payload + 8 trailer bytes).
+fn message() -> Vec<u8> {
+    let (a, mut b) = util::unix_pair();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        b.read_to_end(&mut v).unwrap();
+        v
+    });
+    let data: Vec<f64> = (0..100).map(f64::from).collect();
+    let mut eng = Engine::new(Backend::Blocking).unwrap();
+    eng.send_array(&a, &data, &[100], Order::C).unwrap();
+    drop(a);
+    let m = reader.join().unwrap();
+    assert_eq!(m.len(), 856);
+    m
+}
+
+/// Runs `recv --listen 127.0.0.1:0 --backend B` with no `--arrays`, writes `bytes` to it and
+/// closes: recv's `(exit code, stdout, stderr)`.
+fn recv_given(b: &str, bytes: &[u8]) -> (i32, String, String) {
+    let (k, err, addr) = spawn_recv(&["--listen", "127.0.0.1:0", "--backend", b], 1);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = finish_recv(k, err);
+    drop(s);
+    r
+}
+
+/// Without `--arrays`, the end of stream inside the second message is still an error: exit 1
+/// with the typed end-of-stream message (bytes of that message received and expected). A
+/// close before any array is one too; a close right after the first is success.
+#[test]
+fn recv_without_arrays_eof_inside_a_message_fails() {
+    let m = message();
+    for b in backends() {
+        let mut bytes = m.clone();
+        bytes.extend_from_slice(&m[..500]);
+        let (rc, ro, re) = recv_given(b, &bytes);
+        assert_eq!(rc, 1, "{b}: {ro}{re}");
+        assert_eq!(ro.lines().count(), 2, "{b}: {ro}");
+        assert_eq!(
+            re.trim(),
+            "ringxfer recv: array 2: peer closed the connection after 500 of 856 bytes",
+            "{b}: {ro}"
+        );
+
+        let (rc, ro, re) = recv_given(b, &m);
+        assert_eq!(rc, 0, "{b}: {ro}{re}");
+        assert_eq!(ro.lines().count(), 1, "{b}: {ro}");
+        assert!(
+            ro.contains(" array 1: <f8 (100,) order C, 800 bytes"),
+            "{b}: {ro}"
+        );
+
+        let (rc, ro, re) = recv_given(b, &[]);
+        assert_eq!(rc, 1, "{b}: {ro}{re}");
+        assert_eq!(ro, "", "{b}");
+        assert_eq!(
+            re.trim(),
+            "ringxfer recv: peer closed the connection before sending any array",
+            "{b}"
+        );
+    }
+}
+
+/// `recv --arrays 2` against `send --arrays 3` (one connection): recv prints the two arrays
+/// and an `extra_bytes` line for the third message's 856 bytes and exits 1; the sender gets
+/// recv's reason on the connection, then a reset, and exits 1 with both.
+#[test]
+fn recv_arrays_2_rejects_a_third_array() {
+    for b in backends() {
+        let ((sc, so, se), (rc, ro, re)) = transfer(
+            &["--listen", "127.0.0.1:0", "--arrays", "2", "--backend", b],
+            1,
+            &["--arrays", "3", "--count", "100", "--backend", b],
+        );
+        let why = "856 extra bytes after array 2 of 2 (--arrays 2)";
+        assert_eq!((sc, rc), (1, 1), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
+        assert_eq!(so, "", "{b}: the sender reports no success");
+        let said = format!("ringxfer recv: rejected: {why}\n");
+        assert_eq!(
+            se.trim(),
+            format!(
+                "ringxfer send: {} (delivery not confirmed: the peer reset the connection \
+                 instead of closing it ({} bytes read from it first))",
+                said.trim(),
+                said.len()
+            ),
+            "{b}"
+        );
+        assert_eq!(re.trim(), format!("ringxfer recv: {why}"), "{b}");
+        let lines: Vec<&str> = ro.lines().collect();
+        assert_eq!(lines.len(), 3, "{b}: {ro}");
+        assert!(
+            lines[2]
+                .ends_with(" array 3: ERROR [extra_bytes] 856 extra bytes after the expected data"),
+            "{b}: {ro}"
+        );
+    }
+}
+
+/// The same striped over two streams: recv sees another stripe prefix on stream 0 after its
+/// two arrays, says so at once and aborts every stream; the sender (wherever the reset found
+/// it: in its third send or in its close) exits 1 with recv's reason in its message.
+#[test]
+fn striped_recv_arrays_2_rejects_a_third_array() {
+    for b in backends() {
+        let ((sc, so, se), (rc, ro, re)) = transfer(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--arrays",
+                "2",
+                "--json",
+                "--backend",
+                b,
+            ],
+            1,
+            &[
+                "--arrays",
+                "3",
+                "--count",
+                "100",
+                "--streams",
+                "2",
+                "--backend",
+                b,
+            ],
+        );
+        assert_eq!((sc, rc), (1, 1), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
+        assert_eq!(so, "", "{b}: the sender reports no success");
+        let why = "more data after array 2 of 2 (--arrays 2): another array's stripe prefix \
+                   on stream 0";
+        let lines: Vec<Value> = ro.lines().map(json).collect();
+        assert_eq!(lines.len(), 3, "{b}: {ro}");
+        assert_eq!(lines[2]["kind"], "extra_bytes", "{b}: {ro}");
+        assert_eq!(lines[2]["array"], 3, "{b}: {ro}");
+        assert_eq!(lines[2]["error"], why, "{b}: {ro}");
+        let peer0 = lines[0]["peer"].as_str().unwrap();
+        assert_eq!(
+            re.trim(),
+            format!("ringxfer recv: stream 0 ({peer0}): {why}"),
+            "{b}"
+        );
+        let se = se.trim();
+        assert!(
+            se.starts_with("ringxfer send: ")
+                && se.contains(&format!("ringxfer recv: rejected: {why} ("))
+                && se.lines().count() == 1,
+            "{b}: {se}"
+        );
+    }
+}
+
+/// `recv --out` takes exactly one array (as `--arrays 1`): a second one is rejected on both
+/// sides, and no file is left behind.
+#[test]
+fn recv_out_takes_one_array() {
+    let dir = util::tmpdir("cli-recv-count", "out");
+    let out = dir.join("a.npy");
+    let o = out.to_str().unwrap();
+    for b in backends() {
+        let ((sc, so, se), (rc, ro, re)) = transfer(
+            &["--listen", "127.0.0.1:0", "--out", o, "--backend", b],
+            1,
+            &["--arrays", "2", "--count", "100", "--backend", b],
+        );
+        assert_eq!((sc, rc), (1, 1), "{b}\nsend: {so}{se}\nrecv: {ro}{re}");
+        let why = "856 extra bytes after array 1 of 1 (--out takes one array)";
+        assert_eq!(re.trim(), format!("ringxfer recv: {why}"), "{b}");
+        assert!(
+            se.contains(&format!("ringxfer recv: rejected: {why} (")),
+            "{b}: {se}"
+        );
+        assert!(!out.exists(), "{b}: a rejected receive leaves no file");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
