@@ -22,9 +22,9 @@
 //! mapping ([`recv_npy`]) after the frame header said how large to make the file: by
 //! [`Engine::recv_payload_into`] on one connection, by
 //! [`Engine::recv_striped_payload_into`] for a striped array (its header from
-//! [`Engine::recv_striped_header`]), each stripe into its part of the mapping. Only a `.npy`
-//! stream received by `serve --out-dir` is received into memory and copied
-//! ([`npy_stream_to_file`]).
+//! [`Engine::recv_striped_header`]), each stripe into its part of the mapping; a `.npy`
+//! stream (`serve --out-dir`) by [`Engine::recv_into`] for exactly its header's payload
+//! length ([`npy_stream_to_file`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -212,12 +212,13 @@ impl Drop for OutFile {
     }
 }
 
-/// Receives the framed array of `header` (just read) into a new `.npy` file at `path` (not
-/// yet committed) and gives its report line; the clock starts at `started`. The file is
-/// created and sized from `header`, its `.npy` header written, and `receive` fills the
-/// payload part of the mapping in place: [`Engine::recv_payload_into`] on one connection,
-/// [`Engine::recv_striped_payload_into`] over a striped array's streams. The payload's
-/// checksum was verified when `receive` returns `Ok` (both calls check the CRC-32 they carry).
+/// Receives the array of `header` (just read; `format` says from which wire format) into a
+/// new `.npy` file at `path` (not yet committed) and gives its report line; the clock starts
+/// at `started`. The file is created and sized from `header`, its `.npy` header written, and
+/// `receive` fills the payload part of the mapping in place: [`Engine::recv_payload_into`]
+/// on one connection, [`Engine::recv_striped_payload_into`] over a striped array's streams
+/// (for RGXF the payload's checksum was verified when `receive` returns `Ok`: both calls check
+/// the CRC-32 they carry), [`Engine::recv_into`] for a `.npy` stream (no checksum travels).
 ///
 /// # Errors
 /// The line of the failure: the library's error, or `out_file` when the file cannot be made.
@@ -226,7 +227,7 @@ pub fn recv_npy(
     socket_buffers: SockBufs,
     (peer, array): (&str, u64),
     started: Instant,
-    header: &Header,
+    (header, format): (&Header, ringxfer::WireFormat),
     path: &Path,
     receive: impl FnOnce(&mut Engine, &mut [u8]) -> ringxfer::Result<()>,
 ) -> Result<(ArrayLine, OutFile), ErrorLine> {
@@ -246,8 +247,8 @@ pub fn recv_npy(
     });
     let out = got?;
     let received = Received {
-        format: ringxfer::WireFormat::Rgxf,
-        verified: true,
+        format,
+        verified: format == ringxfer::WireFormat::Rgxf,
         dtype: header.dtype,
         shape: &header.shape,
         order: header.order,
@@ -278,32 +279,33 @@ pub fn to_file(
         SockBufs::of(sock),
         (peer, array),
         started,
-        header,
+        (header, ringxfer::WireFormat::Rgxf),
         path,
         |e, out| e.recv_payload_into(sock, header, out),
     );
     committed(got, (peer, array))
 }
 
-/// `serve --out-dir` for a `.npy` stream (its header `header` just read from `sock`): the
-/// array is received into the engine's memory (a `.npy` stream has no trailer for
-/// [`Engine::recv_payload_into`]), then copied into a new `.npy` file at `path`, committed at
-/// once. One copy more than the RGXF path ([`to_file`]), which receives into the mapping.
+/// `serve --out-dir` for a `.npy` stream (its header `header` just read from `sock`, its
+/// payload length already checked against `--max-payload`): [`recv_npy`] into `path`, the
+/// payload received in place with [`Engine::recv_into`] (a `.npy` stream has no trailer and
+/// no checksum), committed at once. Byte counts in an error line are the payload's.
 pub fn npy_stream_to_file(
     engine: &mut Engine,
     sock: &Conn,
     (peer, array): (&str, u64),
     started: Instant,
-    header: &ringxfer::npy::NpyHeader,
+    header: &NpyHeader,
     path: &Path,
 ) -> Outcome {
-    let got = array_to_file(
+    let got = recv_npy(
         engine,
         SockBufs::of(sock),
         (peer, array),
         started,
+        (&header.frame_header(), ringxfer::WireFormat::Npy),
         path,
-        |e| e.recv_any_after_npy_header(sock, header),
+        |e, out| e.recv_into(sock, out),
     );
     committed(got, (peer, array))
 }
@@ -321,43 +323,6 @@ pub fn committed(
         },
         Err(line) => Outcome::Failed(line),
     }
-}
-
-/// Receives one array with `receive` into the engine's memory, then copies it into a new
-/// `.npy` file at `path` (not yet committed) and gives its report line; the clock (from
-/// `started`) stops when `receive` returns. For a receive that allocates its array itself:
-/// a `.npy` stream (no trailer, so [`Engine::recv_payload_into`] does not take it).
-///
-/// # Errors
-/// The line of the failure: the library's error, or `out_file` when the file cannot be made.
-pub fn array_to_file(
-    engine: &mut Engine,
-    socket_buffers: SockBufs,
-    (peer, array): (&str, u64),
-    started: Instant,
-    path: &Path,
-    receive: impl FnOnce(&mut Engine) -> ringxfer::Result<ringxfer::AnyArray>,
-) -> Result<(ArrayLine, OutFile), ErrorLine> {
-    let ((got, seconds), cpu) = with_cpu(|| {
-        let got = receive(engine);
-        (got, started.elapsed().as_secs_f64())
-    });
-    let a = got.map_err(|e| ErrorLine::new(peer, array, &e))?;
-    let head = npy::encode_header(a.dtype(), a.shape(), a.order());
-    let mut out = OutFile::create(path, (head.len() + a.bytes().len()) as u64)
-        .map_err(|e| out_file_error(peer, array, e))?;
-    let (h, payload) = out.bytes_mut().split_at_mut(head.len());
-    h.copy_from_slice(&head);
-    payload.copy_from_slice(a.bytes());
-    let received = Received::of(&a, Some(path));
-    let line = ArrayLine::of(
-        peer,
-        array,
-        engine.backend().name(),
-        received,
-        (seconds, cpu, socket_buffers),
-    );
-    Ok((line, out))
 }
 
 /// The line of an output file that could not be created or committed: kind `out_file`.

@@ -329,7 +329,7 @@ fn to_file(
         SockBufs::of(first),
         (peer, array),
         started,
-        head.header(),
+        (head.header(), ringxfer::WireFormat::Rgxf),
         path,
         |e, out| e.recv_striped_payload_into(socks, &head, out),
     );

@@ -973,7 +973,7 @@ pub(super) fn recv_file<H>(
         SockBufs::of(sock),
         (peer, 1),
         started,
-        header,
+        (header, ringxfer::WireFormat::Rgxf),
         out,
         |e, payload| receive(e, &h, payload),
     );
