@@ -1021,3 +1021,88 @@ fn serve_refusing_a_group_too_large_tells_the_sender_why() {
         );
     }
 }
+
+/// Hostile or stalled striped arrays toward `recv --out` (3 hand-made streams): the header
+/// over `--max-payload` (30,000 bytes against a limit of 20,000), and prefixes and header
+/// that agree on a 16 GiB payload against the default 8 GiB limit, are refused on the header
+/// — exit 1, the `TooLarge` message, and no file of any name (not even a `.part`: nothing is
+/// created or sized before the check). A stream that stalls inside its stripe (stream 1
+/// sends 5,000 of its 12,288 bytes and stays open) fails after `--timeout 1` naming it with
+/// its counts, and its `.part` file, already created and partly filled, is removed.
+#[test]
+fn striped_out_refuses_too_large_and_a_stall_leaves_no_file() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("hostile-{b}"));
+        let out = dir.join("h.npy");
+        let out_s = out.to_str().unwrap();
+        let recv = |extra: &[&str]| {
+            let mut args = vec!["--json", "--listen", "127.0.0.1:0", "--out", out_s];
+            args.extend_from_slice(&["--timeout", "1", "--backend", b]);
+            args.extend_from_slice(extra);
+            spawn_recv(&args, 1)
+        };
+        // 1. Over --max-payload.
+        let (k, err, addr) = recv(&["--max-payload", "20000"]);
+        let (tx, ..) = three_streams(&addr, [usize::MAX; 3]);
+        let (code, so, se) = finish_recv(k, err);
+        let words =
+            "framed message rejected: payload of 30000 bytes exceeds the limit of 20000 bytes";
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        assert_eq!(
+            json(&so)["error"],
+            format!("stream 0 ({}): {words}", tx[0].local_addr().unwrap()),
+            "{b}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{b}");
+        drop(tx);
+        // 2. 16 GiB, agreed by every prefix and the header.
+        let (k, err, addr) = recv(&[]);
+        let len: u64 = 16 << 30;
+        let header = ringxfer::Header::new("|u1".parse().unwrap(), &[len], Order::C).unwrap();
+        let tx: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        for (i, s) in tx.iter().enumerate() {
+            (&*s).write_all(&prefix(i as u32, 3, len)).unwrap();
+        }
+        (&tx[0]).write_all(&header.encode()).unwrap();
+        let (code, so, se) = finish_recv(k, err);
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        assert_eq!(
+            json(&so)["error"],
+            format!(
+                "stream 0 ({}): framed message rejected: payload of {len} bytes exceeds the \
+                 limit of {} bytes",
+                tx[0].local_addr().unwrap(),
+                8u64 << 30
+            ),
+            "{b}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{b}");
+        drop(tx);
+        // 3. A stall inside stream 1's stripe.
+        let (k, err, addr) = recv(&[]);
+        let (tx, head, data, _rest) = three_streams_stream_1_short(&addr);
+        let h = head.len();
+        part_file_showing(&dir, h + data.len(), &[(h + 12288, &data[12288..17288])]);
+        let t0 = std::time::Instant::now();
+        let (code, so, se) = finish_recv(k, err);
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        let line = json(&so);
+        assert_eq!(
+            line["error"],
+            format!(
+                "stream 1 ({}): no progress for 1000 ms after 5000 of 12296 bytes",
+                tx[1].local_addr().unwrap()
+            ),
+            "{b}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{b}: {:?}",
+            t0.elapsed()
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 0, "{b}: {left:?}");
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
