@@ -354,3 +354,58 @@ fn over_4096_transfers_child() {
         }
     }
 }
+
+/// Set in the child of `c14_send_zc_many_transfers`: the backend to run its body on.
+const ZC_CHILD_ENV: &str = "RINGXFER_TEST_ZC_MANY_CHILD";
+
+both_backends! {
+    /// C14 with `SEND_ZC` forced (`SendOp::SendZc`, every send's notification one CQE more)
+    /// at 1,200 transfers in one set (300 connections, both directions): in a child under
+    /// `ulimit -Sn 4096`, once with 4 KiB socket buffers and 8 KiB each way (short
+    /// completions), once with the kernel's buffers and 1,000 bytes (everything completes at
+    /// submission: the CQ overflows). Every CQE arrives once (`cqes == sqes + notifs`), every
+    /// send a `SEND_ZC` with one notification, no stall, byte-exact.
+    fn c14_send_zc_many_transfers(backend) {
+        let name = backend.to_string();
+        run_child_test(4096, "send_zc_many_transfers_child", (ZC_CHILD_ENV, &name));
+    }
+}
+
+/// The child of `c14_send_zc_many_transfers`.
+#[test]
+#[ignore = "child of c14_send_zc_many_transfers"]
+fn send_zc_many_transfers_child() {
+    let Ok(backend) = std::env::var(ZC_CHILD_ENV) else {
+        return;
+    };
+    let backend: ringxfer::Backend = backend.parse().unwrap();
+    let mut o = opts(backend);
+    o.uring.send_op = ringxfer::SendOp::SendZc;
+    for (buf, len) in [(Some(4096), 8 << 10), (None, 1000)] {
+        let what = format!("SEND_ZC, 300 pairs, {len} B each way, buffers {buf:?}");
+        let pairs = (0..300)
+            .map(|_| buf.map_or_else(tcp_pair, tcp_pair_small_buffers))
+            .collect();
+        let d = bidir_many(o.clone(), pairs, len, &what);
+        if backend == ringxfer::Backend::Blocking {
+            assert_eq!(d, EngineStats::default(), "{what}");
+            continue;
+        }
+        assert_eq!(d.cqes, d.sqes + d.notifs, "{what}: {d:?}");
+        // Every send went out as SEND_ZC, each with its one notification.
+        assert_eq!(
+            (d.zc_attempted, d.notifs),
+            (d.sqes - 600, d.sqes - 600),
+            "{what}: {d:?}"
+        );
+        assert!(d.sqes >= 1200, "{what}: {d:?}");
+        if buf.is_none() {
+            // One SQE per transfer, and the overflow path taken (as in `c14` above).
+            assert_eq!(d.sqes, 1200, "{what}: {d:?}");
+            assert!(
+                d.cq_overflow_flushes > 0,
+                "{what}: the CQ never overflowed: {d:?}"
+            );
+        }
+    }
+}
