@@ -393,15 +393,12 @@ fn send_zc_many_transfers_child() {
         }
         assert_eq!(d.cqes, d.sqes + d.notifs, "{what}: {d:?}");
         // Every send went out as SEND_ZC, each with its one notification.
-        assert_eq!(
-            (d.zc_attempted, d.notifs),
-            (d.sqes - 600, d.sqes - 600),
-            "{what}: {d:?}"
-        );
+        assert_eq!(d.notifs, d.zc_attempted, "{what}: {d:?}");
+        assert!(d.zc_attempted >= 600, "{what}: {d:?}");
         assert!(d.sqes >= 1200, "{what}: {d:?}");
         if buf.is_none() {
             // One SQE per transfer, and the overflow path taken (as in `c14` above).
-            assert_eq!(d.sqes, 1200, "{what}: {d:?}");
+            assert_eq!((d.sqes, d.zc_attempted), (1200, 600), "{what}: {d:?}");
             assert!(
                 d.cq_overflow_flushes > 0,
                 "{what}: the CQ never overflowed: {d:?}"
