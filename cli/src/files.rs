@@ -12,7 +12,8 @@
 //! bad file sends nothing.
 //!
 //! **Receiving** ([`OutFile`]): the output is created under a temporary name in the target's
-//! directory, `.NAME.PID.part` (hidden, and not ending in `.npy`), sized, mapped, received
+//! directory, `.NAME.PID.part` (hidden, and not ending in `.npy`), sized (its disk reserved
+//! with `fallocate`: a file the filesystem has no room for fails before the receive), mapped, received
 //! into, then `msync`ed, `fsync`ed and renamed to its name with `RENAME_NOREPLACE`, so an
 //! existing file is never replaced (the rename fails instead). On any error the temporary
 //! file is deleted: a failed receive leaves no file at the target name and nothing that
@@ -142,10 +143,12 @@ pub struct OutFile {
 }
 
 impl OutFile {
-    /// Creates `.NAME.PID.part` next to `path`, `len` bytes (sparse), and maps it.
+    /// Creates `.NAME.PID.part` next to `path`, `len` bytes with their disk reserved
+    /// ([`OutFile::reserve`]), and maps it.
     ///
     /// # Errors
-    /// The OS error, naming the file.
+    /// The OS error, naming the file (`No space left on device` when the filesystem has no
+    /// room for `len` bytes: checked here, before the receive).
     pub fn create(path: &Path, len: u64) -> Result<OutFile, String> {
         let name = path
             .file_name()
@@ -156,11 +159,37 @@ impl OutFile {
         let part = parent(path).join(part_name);
         let map = MappedFileMut::create_new(&part, len)
             .map_err(|e| format!("{}: {e}", part.display()))?;
-        Ok(OutFile {
+        let out = OutFile {
             map: Some(map),
             part,
             path: path.to_owned(),
-        })
+        };
+        out.reserve(len)?;
+        Ok(out)
+    }
+
+    /// Reserves the file's `len` bytes of disk now (`fallocate(2)`, mode 0: blocks allocated,
+    /// size unchanged), so an array the filesystem has no room for is refused before any of
+    /// its bytes are read. A sparse file would take them page by page from the receive, and
+    /// the first page the filesystem cannot give fails the receive mid-array with `EFAULT`
+    /// ("Bad address": the kernel's copy into the mapping faulted). A filesystem without
+    /// `fallocate` (`EOPNOTSUPP`) keeps the sparse file.
+    ///
+    /// # Errors
+    /// The OS error (`ENOSPC`, `EDQUOT`, `EFBIG`) with the byte count, naming the file; the
+    /// temporary file is deleted when `self` is dropped.
+    fn reserve(&self, len: u64) -> Result<(), String> {
+        let Some(map) = self.map.as_ref().filter(|_| len > 0) else {
+            return Ok(());
+        };
+        match rustix::fs::fallocate(map.file(), rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(format!(
+                "{}: cannot reserve {len} bytes for the array: {}",
+                self.part.display(),
+                std::io::Error::from(e)
+            )),
+        }
     }
 
     /// The mapped bytes, to receive into.

@@ -1106,3 +1106,92 @@ fn striped_out_refuses_too_large_and_a_stall_leaves_no_file() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// `recv --out` into a filesystem with no room for the array: a 2 MiB tmpfs (mounted in a
+/// mount namespace of its own, `unshare -rm`, around the receiver) and an 8,000,000-byte
+/// `|u1` array, over 1 stream and over 3. The file's disk is reserved (`fallocate`) when it
+/// is created, after the header and before any payload byte: `recv` exits 1 with the
+/// `out_file` error `No space left on device` and the byte count, and the directory is empty
+/// (the `.part` file removed). Without the reservation the sparse file failed the receive
+/// mid-array, after ~2 MB, with `Bad address (os error 14)` (the kernel's copy into the
+/// mapping faulted).
+#[test]
+fn out_on_a_full_filesystem_is_refused_before_the_payload() {
+    let src_dir = util::tmpdir("cli_framed_streams", "full-fs-src");
+    let len = 8_000_000usize;
+    let dtype: DType = "|u1".parse().unwrap();
+    let mut npy = ringxfer::npy::encode_header(dtype, &[len as u64], Order::C);
+    let head_len = npy.len();
+    npy.extend((0..len).map(|i| (i % 251) as u8));
+    let src = src_dir.join("a.npy");
+    std::fs::write(&src, &npy).unwrap();
+    for b in backends() {
+        for streams in ["1", "3"] {
+            let what = format!("{b}, {streams} stream(s)");
+            let dir = util::tmpdir("cli_framed_streams", &format!("full-fs-{b}-{streams}"));
+            let d = dir.to_str().unwrap();
+            let script = format!(
+                "mount -t tmpfs -o size=2m tmpfs {d} || exit 99; \
+                 {bin} recv --json --listen 127.0.0.1:0 --out {d}/got.npy --timeout 5 \
+                 --backend {b}; rc=$?; echo \"left: $(ls -A {d})\"; exit $rc",
+                bin = util::bin::BIN
+            );
+            let mut child = std::process::Command::new("unshare")
+                .args(["-rm", "sh", "-c", &script])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn unshare");
+            let err = util::proc::Lines::new(child.stderr.take().unwrap());
+            let first = err.take(1, Duration::from_secs(20));
+            let addr = first[0]
+                .strip_prefix("ringxfer recv: listening on ")
+                .unwrap_or_else(|| panic!("{what}: {first:?}"))
+                .to_owned();
+            let (sc, so, se) = run(&[
+                "send",
+                "--connect",
+                &addr,
+                "--streams",
+                streams,
+                "--file",
+                src.to_str().unwrap(),
+                "--timeout",
+                "5",
+                "--backend",
+                b,
+            ]);
+            assert_eq!(sc, 1, "{what}: the receiver closed early: {so}{se}");
+            let (code, out, rest) = finish_recv(util::proc::Killed(child), err);
+            assert_eq!(code, 1, "{what}: {out}{rest}");
+            let mut lines = out.lines();
+            let line = json(lines.next().unwrap());
+            let part = format!("{d}/.got.npy.");
+            let error = line["error"].as_str().unwrap();
+            let (name, words) = error.split_once(": ").unwrap();
+            assert!(
+                name.starts_with(&part) && name.ends_with(".part"),
+                "{what}: {error}"
+            );
+            assert_eq!(
+                words,
+                format!(
+                    "cannot reserve {} bytes for the array: No space left on device (os error \
+                     28)",
+                    head_len + len
+                ),
+                "{what}"
+            );
+            assert_eq!(line["kind"], "out_file", "{what}: {line}");
+            assert_eq!(lines.next(), Some("left: "), "{what}: {out}");
+            assert_eq!(
+                rest.trim_end(),
+                format!("ringxfer recv: array 1 of 1: {error}"),
+                "{what}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&src_dir).unwrap();
+}
