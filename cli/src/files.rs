@@ -12,10 +12,10 @@
 //! bad file sends nothing.
 //!
 //! **Receiving** ([`OutFile`]): the output is created under a temporary name in the target's
-//! directory, `.NAME.PID.part` (hidden, and not ending in `.npy`), sized (its disk reserved
-//! with `fallocate`: a file the filesystem has no room for fails before the receive), mapped, received
-//! into, then `msync`ed, `fsync`ed and renamed to its name with `RENAME_NOREPLACE`, so an
-//! existing file is never replaced (the rename fails instead). On any error the temporary
+//! directory, `.NAME.PID.part` (hidden, and not ending in `.npy`), sized (sparse; an array
+//! larger than the filesystem's available bytes is refused before the file is made), mapped,
+//! received into, then `msync`ed, `fsync`ed and renamed to its name with `RENAME_NOREPLACE`,
+//! so an existing file is never replaced (the rename fails instead). On any error the temporary
 //! file is deleted: a failed receive leaves no file at the target name and nothing that
 //! looks complete. (A process killed by SIGKILL cannot delete it: a `.part` file remains.)
 //! Framed, the file is `.npy`: the header [`ringxfer::npy::encode_header`] writes (what
@@ -143,12 +143,12 @@ pub struct OutFile {
 }
 
 impl OutFile {
-    /// Creates `.NAME.PID.part` next to `path`, `len` bytes with their disk reserved
-    /// ([`OutFile::reserve`]), and maps it.
+    /// Creates `.NAME.PID.part` next to `path`, `len` bytes (sparse), and maps it, once the
+    /// filesystem was seen to have room for them ([`OutFile::check_room`]).
     ///
     /// # Errors
-    /// The OS error, naming the file (`No space left on device` when the filesystem has no
-    /// room for `len` bytes: checked here, before the receive).
+    /// The OS error, naming the file; "no room for the array's N bytes" with the bytes the
+    /// filesystem has, naming the directory (nothing is created then).
     pub fn create(path: &Path, len: u64) -> Result<OutFile, String> {
         let name = path
             .file_name()
@@ -157,37 +157,37 @@ impl OutFile {
         part_name.push(name);
         part_name.push(format!(".{}.part", std::process::id()));
         let part = parent(path).join(part_name);
+        Self::check_room(parent(path), len)?;
         let map = MappedFileMut::create_new(&part, len)
             .map_err(|e| format!("{}: {e}", part.display()))?;
-        let out = OutFile {
+        Ok(OutFile {
             map: Some(map),
             part,
             path: path.to_owned(),
-        };
-        out.reserve(len)?;
-        Ok(out)
+        })
     }
 
-    /// Reserves the file's `len` bytes of disk now (`fallocate(2)`, mode 0: blocks allocated,
-    /// size unchanged), so an array the filesystem has no room for is refused before any of
-    /// its bytes are read. A sparse file would take them page by page from the receive, and
-    /// the first page the filesystem cannot give fails the receive mid-array with `EFAULT`
-    /// ("Bad address": the kernel's copy into the mapping faulted). A filesystem without
-    /// `fallocate` (`EOPNOTSUPP`) keeps the sparse file.
+    /// Refuses `len` bytes that the filesystem of `dir` has no room for (`statvfs(3)`:
+    /// `f_bavail` blocks of `f_frsize` bytes, the "Avail" of `df`), so such an array fails
+    /// before any of its bytes are read and before a file is made. The output file is sparse
+    /// (its blocks are taken page by page as the receive writes them), and without this check
+    /// the first page the filesystem could not give failed the receive mid-array with
+    /// `EFAULT`, "Bad address" (the kernel's copy into the mapping faulted). Only a check,
+    /// not a reservation: a peer that sends a header and nothing more takes no disk, and
+    /// another writer that fills the disk during the receive still fails it that way.
     ///
     /// # Errors
-    /// The OS error (`ENOSPC`, `EDQUOT`, `EFBIG`) with the byte count, naming the file; the
-    /// temporary file is deleted when `self` is dropped.
-    fn reserve(&self, len: u64) -> Result<(), String> {
-        let Some(map) = self.map.as_ref().filter(|_| len > 0) else {
-            return Ok(());
-        };
-        match rustix::fs::fallocate(map.file(), rustix::fs::FallocateFlags::empty(), 0, len) {
-            Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
-            Err(e) => Err(format!(
-                "{}: cannot reserve {len} bytes for the array: {}",
-                self.part.display(),
-                std::io::Error::from(e)
+    /// Both numbers, naming the directory (or `statvfs`'s own error).
+    fn check_room(dir: &Path, len: u64) -> Result<(), String> {
+        let st = rustix::fs::statvfs(dir)
+            .map_err(|e| format!("{}: {}", dir.display(), std::io::Error::from(e)))?;
+        let avail = st.f_bavail.saturating_mul(st.f_frsize);
+        match len <= avail {
+            true => Ok(()),
+            false => Err(format!(
+                "{}: no room for the array's {len} bytes: the filesystem has {avail} bytes \
+                 available",
+                dir.display()
             )),
         }
     }
