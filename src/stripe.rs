@@ -6,7 +6,7 @@
 //! the uring backend on one ring, on the blocking backend on one thread per stream.
 
 use std::ops::Range;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use bytemuck::Pod;
 use socket2::SockRef;
@@ -321,6 +321,9 @@ pub struct StripedHeader {
     by_index: Vec<usize>,
     /// Each socket's peer address as step 1 saw it (named in errors).
     peers: Vec<String>,
+    /// Each socket's file descriptor as step 1 had them: step 2 refuses other sockets, or
+    /// these in another order (stripes of equal length swapped would pass their CRC-32s).
+    fds: Vec<RawFd>,
 }
 
 impl StripedHeader {
@@ -550,6 +553,7 @@ impl Engine {
             header,
             by_index,
             peers,
+            fds: socks.iter().map(|s| s.as_fd().as_raw_fd()).collect(),
         })
     }
 
@@ -564,9 +568,13 @@ impl Engine {
     /// # Errors
     /// * [`Error::InvalidInput`] when `out` is not exactly
     ///   [`StripedHeader::payload_len`] bytes, or `socks` is not
-    ///   [`StripedHeader::streams`] sockets; the message says both numbers. Nothing is read
-    ///   and `out` is untouched: the streams are still at the start of their stripes, and a
-    ///   call with the right `out` receives the array.
+    ///   [`StripedHeader::streams`] sockets; the message says both numbers. Also when `socks`
+    ///   are not step 1's sockets in step 1's order (compared by file descriptor: a
+    ///   reordered list would put stripes of equal length at each other's places, each
+    ///   passing its own CRC-32). Nothing is read and `out` is untouched: the streams are
+    ///   still at the start of their stripes, and a call with the right `out` and sockets
+    ///   receives the array. (A `head` of an earlier array on the same sockets is not told
+    ///   apart: use each `StripedHeader` once.)
     /// * [`Error::Stream`] naming the stream (its index in `socks`), its peer address, and
     ///   that stream's own error: a transfer error ([`Error::UnexpectedEof`], [`Error::Io`],
     ///   [`Error::TimedOut`]) counting the bytes of its stripe and trailer (`expected`: the
@@ -592,6 +600,17 @@ impl Engine {
                 socks.len(),
                 out.len()
             )));
+        }
+        if !socks
+            .iter()
+            .map(|s| s.as_fd().as_raw_fd())
+            .eq(head.fds.iter().copied())
+        {
+            return Err(Error::InvalidInput(
+                "recv_striped_payload_into: the sockets are not those of step 1 in the same \
+                 order (nothing was read)"
+                    .to_owned(),
+            ));
         }
         let (by_index, peers) = (&head.by_index, &head.peers);
         let geometry = stripes(len, n);

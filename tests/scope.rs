@@ -354,3 +354,69 @@ fn over_4096_transfers_child() {
         }
     }
 }
+
+/// Set in the child of `c14_send_zc_many_transfers`: the backend to run its body on.
+const ZC_CHILD_ENV: &str = "RINGXFER_TEST_ZC_MANY_CHILD";
+
+both_backends! {
+    /// C14 with `SEND_ZC` forced (`SendOp::SendZc`, every send's notification one CQE more)
+    /// at 1,200 transfers in one set (300 connections, both directions): in a child under
+    /// `ulimit -Sn 4096`, once with 16 KiB socket buffers and 64 KiB each way (short
+    /// completions; not 4 KiB: with a receive buffer that small, loopback drops zero-copy
+    /// segments and TCP retransmits them after its growing timeout, seconds per array — the
+    /// kernel's behaviour, `MSG_ZEROCOPY` from plain `send(2)` does the same), once with the kernel's buffers and 1,000 bytes (everything completes at
+    /// submission: the CQ overflows), and once as the first with 8 KiB segments, 4 per chain
+    /// and a 10 s idle timeout (timed waits, probe cancels). Every CQE arrives once (`cqes == sqes + notifs`), every
+    /// send a `SEND_ZC` with one notification, no stall, byte-exact.
+    fn c14_send_zc_many_transfers(backend) {
+        let name = backend.to_string();
+        run_child_test(4096, "send_zc_many_transfers_child", (ZC_CHILD_ENV, &name));
+    }
+}
+
+/// The child of `c14_send_zc_many_transfers`.
+#[test]
+#[ignore = "child of c14_send_zc_many_transfers"]
+fn send_zc_many_transfers_child() {
+    let Ok(backend) = std::env::var(ZC_CHILD_ENV) else {
+        return;
+    };
+    let backend: ringxfer::Backend = backend.parse().unwrap();
+    let zc = |mut o: Options| {
+        o.uring.send_op = ringxfer::SendOp::SendZc;
+        o
+    };
+    // The third: 8 KiB segments, 4 per chain, and an idle timeout (every wait a timed one,
+    // probe cancels making requests complete short): many more SQEs and CQEs per transfer.
+    let mut probing = small_chains(backend, Some(Duration::from_secs(10)));
+    probing.uring.segment_bytes = 8 << 10;
+    let runs = [
+        (opts(backend), Some(16 << 10), 64 << 10),
+        (opts(backend), None, 1000),
+        (probing, Some(16 << 10), 64 << 10),
+    ];
+    for (k, (o, buf, len)) in runs.into_iter().enumerate() {
+        let what = format!("SEND_ZC run {k}, 300 pairs, {len} B each way, buffers {buf:?}");
+        let pairs = (0..300)
+            .map(|_| buf.map_or_else(tcp_pair, tcp_pair_small_buffers))
+            .collect();
+        let d = bidir_many(zc(o), pairs, len, &what);
+        if backend == ringxfer::Backend::Blocking {
+            assert_eq!(d, EngineStats::default(), "{what}");
+            continue;
+        }
+        assert_eq!(d.cqes, d.sqes + d.notifs, "{what}: {d:?}");
+        // Every send went out as SEND_ZC, each with its one notification.
+        assert_eq!(d.notifs, d.zc_attempted, "{what}: {d:?}");
+        assert!(d.zc_attempted >= 600, "{what}: {d:?}");
+        assert!(d.sqes >= 1200, "{what}: {d:?}");
+        if buf.is_none() {
+            // One SQE per transfer, and the overflow path taken (as in `c14` above).
+            assert_eq!((d.sqes, d.zc_attempted), (1200, 600), "{what}: {d:?}");
+            assert!(
+                d.cq_overflow_flushes > 0,
+                "{what}: the CQ never overflowed: {d:?}"
+            );
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! `Engine::recv_striped_payload_into` (every stripe in place into the caller's `&mut [u8]`,
 //! each stripe's CRC-32 checked). Both backends: byte-exact over 4 streams given in another
 //! order than the sender's, the header fields of an F-order `>f8` array, a buffer of the wrong
-//! length (nothing read: a second call with the right one receives the array), a stream that
+//! length or step 1's sockets in another order (nothing read: a second call with the right
+//! ones receives the array), a stream that
 //! closes early (named, with its counts), forced short completions (4 KiB socket buffers on
 //! every stream), a corrupted payload byte (`PayloadChecksum` naming the stream).
 
@@ -144,6 +145,42 @@ both_backends! {
         e.recv_striped_payload_into(&rx, &h, &mut out).unwrap();
         assert_bytes_eq(&out, &data, "after the refused calls");
         let _tx = sender.join().unwrap();
+    }
+
+    /// Step 2 given the sockets of step 1 in another order (two streams that carry stripes of
+    /// the same length swapped, so each stripe's own CRC-32 would still match), or another
+    /// array's sockets: `InvalidInput` saying so, nothing read, `out` untouched — the call
+    /// with the sockets as step 1 had them then receives the array byte-exact.
+    fn sockets_unlike_step_1_read_nothing(backend) {
+        let o = opts(backend);
+        let (tx, rx) = pairs(3);
+        let (other_tx, other_rx) = pairs(3);
+        let len = 30_000;
+        let data = positions(len);
+        assert_eq!(stripes(len as u64, 3), vec![0..12288, 12288..24576, 24576..30000]);
+        let sender = send_on_thread(&o, tx, "|u1", data.clone(), &[len as u64], Order::C);
+        let mut e = engine(&o);
+        let h = step1(&mut e, &rx);
+        let swapped: Vec<&TcpStream> = vec![&rx[1], &rx[0], &rx[2]];
+        let other: Vec<&TcpStream> = other_rx.iter().collect();
+        for (what, socks) in [("swapped", &swapped), ("another array's", &other)] {
+            let mut out = vec![0xa5u8; len];
+            match e.recv_striped_payload_into(socks, &h, &mut out) {
+                Err(Error::InvalidInput(m)) => assert_eq!(
+                    m,
+                    "recv_striped_payload_into: the sockets are not those of step 1 in the same \
+                     order (nothing was read)",
+                    "{what}"
+                ),
+                other => panic!("{what}: want InvalidInput, got {other:?}"),
+            }
+            assert!(out.iter().all(|&b| b == 0xa5), "{what}: out untouched");
+        }
+        let mut out = vec![0u8; len];
+        e.recv_striped_payload_into(&rx, &h, &mut out).unwrap();
+        assert_bytes_eq(&out, &data, "after the refused calls");
+        let _tx = sender.join().unwrap();
+        drop((other_tx, other_rx));
     }
 
     /// Stream 1 of 3 sends its prefix and 5000 bytes of its 12288-byte stripe, then closes

@@ -12,9 +12,10 @@
 //! bad file sends nothing.
 //!
 //! **Receiving** ([`OutFile`]): the output is created under a temporary name in the target's
-//! directory, `.NAME.PID.part` (hidden, and not ending in `.npy`), sized, mapped, received
-//! into, then `msync`ed, `fsync`ed and renamed to its name with `RENAME_NOREPLACE`, so an
-//! existing file is never replaced (the rename fails instead). On any error the temporary
+//! directory, `.NAME.PID.part` (hidden, and not ending in `.npy`), sized (sparse; an array
+//! larger than the filesystem's available bytes is refused before the file is made), mapped,
+//! received into, then `msync`ed, `fsync`ed and renamed to its name with `RENAME_NOREPLACE`,
+//! so an existing file is never replaced (the rename fails instead). On any error the temporary
 //! file is deleted: a failed receive leaves no file at the target name and nothing that
 //! looks complete. (A process killed by SIGKILL cannot delete it: a `.part` file remains.)
 //! Framed, the file is `.npy`: the header [`ringxfer::npy::encode_header`] writes (what
@@ -142,10 +143,12 @@ pub struct OutFile {
 }
 
 impl OutFile {
-    /// Creates `.NAME.PID.part` next to `path`, `len` bytes (sparse), and maps it.
+    /// Creates `.NAME.PID.part` next to `path`, `len` bytes (sparse), and maps it, once the
+    /// filesystem was seen to have room for them ([`OutFile::check_room`]).
     ///
     /// # Errors
-    /// The OS error, naming the file.
+    /// The OS error, naming the file; "no room for the array's N bytes" with the bytes the
+    /// filesystem has, naming the directory (nothing is created then).
     pub fn create(path: &Path, len: u64) -> Result<OutFile, String> {
         let name = path
             .file_name()
@@ -154,6 +157,7 @@ impl OutFile {
         part_name.push(name);
         part_name.push(format!(".{}.part", std::process::id()));
         let part = parent(path).join(part_name);
+        Self::check_room(parent(path), len)?;
         let map = MappedFileMut::create_new(&part, len)
             .map_err(|e| format!("{}: {e}", part.display()))?;
         Ok(OutFile {
@@ -161,6 +165,38 @@ impl OutFile {
             part,
             path: path.to_owned(),
         })
+    }
+
+    /// Refuses `len` bytes that the filesystem of `dir` has no room for (`statvfs(3)`:
+    /// `f_bavail` blocks of `f_frsize` bytes, the "Avail" of `df`), so such an array fails
+    /// before any of its bytes are read and before a file is made. The output file is sparse
+    /// (its blocks are taken page by page as the receive writes them), and without this check
+    /// the first page the filesystem could not give failed the receive mid-array with
+    /// `EFAULT`, "Bad address" (the kernel's copy into the mapping faulted). Only a check,
+    /// not a reservation: a peer that sends a header and nothing more takes no disk, and
+    /// another writer that fills the disk during the receive still fails it that way.
+    ///
+    /// A filesystem that gives no sizes (`statvfs` fails, or reports 0 blocks in all, as some
+    /// virtual and FUSE filesystems do) is not checked.
+    ///
+    /// # Errors
+    /// Both numbers, naming the directory.
+    fn check_room(dir: &Path, len: u64) -> Result<(), String> {
+        let Ok(st) = rustix::fs::statvfs(dir) else {
+            return Ok(());
+        };
+        if st.f_blocks == 0 {
+            return Ok(());
+        }
+        let avail = st.f_bavail.saturating_mul(st.f_frsize);
+        match len <= avail {
+            true => Ok(()),
+            false => Err(format!(
+                "{}: no room for the array's {len} bytes: the filesystem has {avail} bytes \
+                 available",
+                dir.display()
+            )),
+        }
     }
 
     /// The mapped bytes, to receive into.

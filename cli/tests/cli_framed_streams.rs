@@ -986,3 +986,167 @@ fn serve_refusing_a_group_too_large_tells_the_sender_why() {
         );
     }
 }
+
+/// Hostile or stalled striped arrays toward `recv --out` (3 hand-made streams): the header
+/// over `--max-payload` (30,000 bytes against a limit of 20,000), and prefixes and header
+/// that agree on a 16 GiB payload against the default 8 GiB limit, are refused on the header
+/// — exit 1, the `TooLarge` message, and no file of any name (not even a `.part`: nothing is
+/// created or sized before the check). A stream that stalls inside its stripe (stream 1
+/// sends 5,000 of its 12,288 bytes and stays open) fails after `--timeout 1` naming it with
+/// its counts, and its `.part` file, already created and partly filled, is removed.
+#[test]
+fn striped_out_refuses_too_large_and_a_stall_leaves_no_file() {
+    for b in backends() {
+        let dir = util::tmpdir("cli_framed_streams", &format!("hostile-{b}"));
+        let out = dir.join("h.npy");
+        let out_s = out.to_str().unwrap();
+        let recv = |extra: &[&str]| {
+            let mut args = vec!["--json", "--listen", "127.0.0.1:0", "--out", out_s];
+            args.extend_from_slice(&["--timeout", "1", "--backend", b]);
+            args.extend_from_slice(extra);
+            spawn_recv(&args, 1)
+        };
+        // 1. Over --max-payload.
+        let (k, err, addr) = recv(&["--max-payload", "20000"]);
+        let (tx, ..) = three_streams(&addr, [usize::MAX; 3]);
+        let (code, so, se) = finish_recv(k, err);
+        let words =
+            "framed message rejected: payload of 30000 bytes exceeds the limit of 20000 bytes";
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        assert_eq!(
+            json(&so)["error"],
+            format!("stream 0 ({}): {words}", tx[0].local_addr().unwrap()),
+            "{b}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{b}");
+        drop(tx);
+        // 2. 16 GiB, agreed by every prefix and the header.
+        let (k, err, addr) = recv(&[]);
+        let len: u64 = 16 << 30;
+        let header = ringxfer::Header::new("|u1".parse().unwrap(), &[len], Order::C).unwrap();
+        let tx: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        for (i, s) in tx.iter().enumerate() {
+            (&*s).write_all(&prefix(i as u32, 3, len)).unwrap();
+        }
+        (&tx[0]).write_all(&header.encode()).unwrap();
+        let (code, so, se) = finish_recv(k, err);
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        assert_eq!(
+            json(&so)["error"],
+            format!(
+                "stream 0 ({}): framed message rejected: payload of {len} bytes exceeds the \
+                 limit of {} bytes",
+                tx[0].local_addr().unwrap(),
+                8u64 << 30
+            ),
+            "{b}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{b}");
+        drop(tx);
+        // 3. A stall inside stream 1's stripe.
+        let (k, err, addr) = recv(&[]);
+        let (tx, head, data, _rest) = three_streams_stream_1_short(&addr);
+        let h = head.len();
+        part_file_showing(&dir, h + data.len(), &[(h + 12288, &data[12288..17288])]);
+        let t0 = std::time::Instant::now();
+        let (code, so, se) = finish_recv(k, err);
+        assert_eq!(code, 1, "{b}: {so}{se}");
+        let line = json(&so);
+        assert_eq!(
+            line["error"],
+            format!(
+                "stream 1 ({}): no progress for 1000 ms after 5000 of 12296 bytes",
+                tx[1].local_addr().unwrap()
+            ),
+            "{b}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{b}: {:?}",
+            t0.elapsed()
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 0, "{b}: {left:?}");
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// `recv --out` into a filesystem with no room for the array: a 2 MiB tmpfs (mounted in a
+/// mount namespace of its own, `unshare -rm`, around the receiver) and an 8,000,000-byte
+/// `|u1` array, over 1 stream and over 3. The filesystem's available bytes are checked once
+/// the header says the array's size, before any payload byte and before a file is made:
+/// `recv` exits 1 with the `out_file` error naming the directory and both numbers, and the
+/// directory stays empty. Without the check the sparse file failed the receive mid-array,
+/// after ~2 MB, with `Bad address (os error 14)` (the kernel's copy into the mapping
+/// faulted).
+#[test]
+fn out_on_a_full_filesystem_is_refused_before_the_payload() {
+    let src_dir = util::tmpdir("cli_framed_streams", "full-fs-src");
+    let len = 8_000_000usize;
+    let dtype: DType = "|u1".parse().unwrap();
+    let mut npy = ringxfer::npy::encode_header(dtype, &[len as u64], Order::C);
+    let head_len = npy.len();
+    npy.extend((0..len).map(|i| (i % 251) as u8));
+    let src = src_dir.join("a.npy");
+    std::fs::write(&src, &npy).unwrap();
+    for b in backends() {
+        for streams in ["1", "3"] {
+            let what = format!("{b}, {streams} stream(s)");
+            let dir = util::tmpdir("cli_framed_streams", &format!("full-fs-{b}-{streams}"));
+            let d = dir.to_str().unwrap();
+            let script = format!(
+                "mount -t tmpfs -o size=2m tmpfs {d} || exit 99; \
+                 {bin} recv --json --listen 127.0.0.1:0 --out {d}/got.npy --timeout 5 \
+                 --backend {b}; rc=$?; echo \"left: $(ls -A {d})\"; exit $rc",
+                bin = util::bin::BIN
+            );
+            let mut child = std::process::Command::new("unshare")
+                .args(["-rm", "sh", "-c", &script])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn unshare");
+            let err = util::proc::Lines::new(child.stderr.take().unwrap());
+            let first = err.take(1, Duration::from_secs(20));
+            let addr = first[0]
+                .strip_prefix("ringxfer recv: listening on ")
+                .unwrap_or_else(|| panic!("{what}: {first:?}"))
+                .to_owned();
+            let (sc, so, se) = run(&[
+                "send",
+                "--connect",
+                &addr,
+                "--streams",
+                streams,
+                "--file",
+                src.to_str().unwrap(),
+                "--timeout",
+                "5",
+                "--backend",
+                b,
+            ]);
+            assert_eq!(sc, 1, "{what}: the receiver closed early: {so}{se}");
+            let (code, out, rest) = finish_recv(util::proc::Killed(child), err);
+            assert_eq!(code, 1, "{what}: {out}{rest}");
+            let mut lines = out.lines();
+            let line = json(lines.next().unwrap());
+            let error = format!(
+                "{d}: no room for the array's {} bytes: the filesystem has {} bytes available",
+                head_len + len,
+                2 << 20
+            );
+            assert_eq!(line["error"], error.as_str(), "{what}");
+            assert_eq!(line["kind"], "out_file", "{what}: {line}");
+            assert_eq!(lines.next(), Some("left: "), "{what}: {out}");
+            assert_eq!(
+                rest.trim_end(),
+                format!("ringxfer recv: array 1 of 1: {error}"),
+                "{what}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&src_dir).unwrap();
+}
