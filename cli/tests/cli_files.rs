@@ -172,12 +172,13 @@ fn npy_round_trips(backend: Backend) {
 
 /// `serve --out-dir` with two clients at once (one sends its file twice): one file per array,
 /// named `PEER-cCONN-aN.npy` as each line says, each `numpy.save`'s file byte for byte, and
-/// nothing else in the directory.
-fn serve_out_dir(backend: Backend) {
+/// nothing else in the directory. `format`: the senders' `--format` (`rgxf`, or `npy`: the
+/// server receives numpy's own stream, straight into the file, and says so in its line).
+fn serve_out_dir(backend: Backend, format: &str) {
     if !numpy_available() {
         return;
     }
-    let dir = tmpdir("cli-files", &format!("serve-{backend}"));
+    let dir = tmpdir("cli-files", &format!("serve-{backend}-{format}"));
     let (inp, out) = (dir.join("in"), dir.join("out"));
     std::fs::create_dir_all(&inp).unwrap();
     std::fs::create_dir_all(&out).unwrap();
@@ -209,6 +210,8 @@ fn serve_out_dir(backend: Backend) {
             f.to_str().unwrap(),
             "--arrays",
             arrays,
+            "--format",
+            format,
         ];
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         thread::spawn(move || {
@@ -235,6 +238,12 @@ fn serve_out_dir(backend: Backend) {
         assert!(conn.parse::<u64>().unwrap() >= 1, "{name}");
         assert_eq!(array, v["array"].to_string(), "{name}");
         assert_eq!(file.parent().unwrap(), out, "{name}");
+        assert_eq!(v["format"], format, "{name}");
+        assert_eq!(
+            v["verified"],
+            format == "rgxf",
+            "{name}: a .npy stream has no checksum"
+        );
         let src = if v["dtype"] == ">i4" {
             "a.npy"
         } else {
@@ -553,7 +562,11 @@ fn broken_peer_leaves_no_file(backend: Backend) {
 
 both_backends! {
     fn npy_round_trip_every_dtype(backend) { npy_round_trips(backend) }
-    fn serve_out_dir_two_clients(backend) { serve_out_dir(backend) }
+    fn serve_out_dir_two_clients(backend) { serve_out_dir(backend, "rgxf") }
+    fn serve_out_dir_npy_streams(backend) { serve_out_dir(backend, "npy") }
+    fn serve_out_dir_receives_a_npy_stream_in_place(backend) {
+        serve_out_dir_npy_stream_in_place(backend)
+    }
     fn raw_file_is_byte_exact(backend) { raw_file_byte_exact(backend) }
     fn striped_raw_file_is_byte_exact(backend) { striped_file_byte_exact(backend) }
     fn hostile_npy_files_send_nothing(backend) { hostile_npy_refused(backend) }
@@ -736,4 +749,69 @@ fn over_4_gib(backend: Backend) {
 both_backends! {
     #[ignore = "moves 2 x 4 GiB through the page cache: run by .ci/run's --ignored step"]
     fn file_over_4_gib(backend) { over_4_gib(backend) }
+}
+
+/// `serve --out-dir` receives a `.npy` stream (numpy's own format, written here by hand: the
+/// header `numpy.save` writes, then the payload) straight into the file's mapping: while the
+/// payload is only half sent, the hidden `.part` file already has the whole array's size —
+/// a receive into memory and a copy would create it only once every byte is in. Then the
+/// rest arrives and the committed file is the `.npy` file byte for byte.
+fn serve_out_dir_npy_stream_in_place(backend: Backend) {
+    let dir = tmpdir("cli-files", &format!("npy-in-place-{backend}"));
+    let b = backend.to_string();
+    let (_serve, lines, addr) = spawn_serve(&[
+        "--json",
+        "--backend",
+        &b,
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let shape = [1000u64, 301];
+    let head = ringxfer::npy::encode_header("<f8".parse().unwrap(), &shape, Order::C);
+    let payload: Vec<u8> = (0..shape[0] * shape[1] * 8)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect();
+    let whole: Vec<u8> = [head.as_slice(), &payload].concat();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    let half = head.len() + payload.len() / 2;
+    sock.write_all(&whole[..half]).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    let part = loop {
+        let found = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().ends_with(".part"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no .part file while the payload is half sent"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        whole.len() as u64,
+        "the file is made at the array's size before the payload is in"
+    );
+    sock.write_all(&whole[half..]).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let v = json(&lines.take(1, T)[0]);
+    assert_eq!(
+        (v["format"].as_str(), v["dtype"].as_str()),
+        (Some("npy"), Some("<f8")),
+        "{v}"
+    );
+    assert_eq!(v["bytes"], payload.len() as u64, "{v}");
+    let file = PathBuf::from(v["file"].as_str().unwrap());
+    assert!(
+        std::fs::read(&file).unwrap() == whole,
+        "the .npy stream byte for byte"
+    );
+    assert_eq!(
+        listing(&dir),
+        vec![file.file_name().unwrap().to_string_lossy().into_owned()]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
