@@ -170,6 +170,20 @@ fn npy_round_trips(backend: Backend) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `ringxfer serve --json --backend BACKEND --out-dir DIR`, as [`spawn_serve`] gives it.
+fn serve_into(
+    backend: Backend,
+    dir: &Path,
+) -> (util::proc::Killed, util::proc::Lines, std::net::SocketAddr) {
+    spawn_serve(&[
+        "--json",
+        "--backend",
+        &backend.to_string(),
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
 /// `serve --out-dir` with two clients at once (one sends its file twice): one file per array,
 /// named `PEER-cCONN-aN.npy` as each line says, each `numpy.save`'s file byte for byte, and
 /// nothing else in the directory. `format`: the senders' `--format` (`rgxf`, or `npy`: the
@@ -190,13 +204,7 @@ fn serve_out_dir(backend: Backend, format: &str) {
     )
     .success(T);
     let b = backend.to_string();
-    let (_serve, lines, addr) = spawn_serve(&[
-        "--json",
-        "--backend",
-        &b,
-        "--out-dir",
-        out.to_str().unwrap(),
-    ]);
+    let (_serve, lines, addr) = serve_into(backend, &out);
     let addr = addr.to_string();
     let send = |file: &str, arrays: &str| {
         let f = inp.join(file);
@@ -758,14 +766,7 @@ both_backends! {
 /// rest arrives and the committed file is the `.npy` file byte for byte.
 fn serve_out_dir_npy_stream_in_place(backend: Backend) {
     let dir = tmpdir("cli-files", &format!("npy-in-place-{backend}"));
-    let b = backend.to_string();
-    let (_serve, lines, addr) = spawn_serve(&[
-        "--json",
-        "--backend",
-        &b,
-        "--out-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let (_serve, lines, addr) = serve_into(backend, &dir);
     let shape = [1000u64, 301];
     let head = ringxfer::npy::encode_header("<f8".parse().unwrap(), &shape, Order::C);
     let payload: Vec<u8> = (0..shape[0] * shape[1] * 8)
