@@ -38,6 +38,10 @@ pub enum Prefault {
     /// a fresh 400 MB receive on this project's machine (README, "Fresh receive arrays", the
     /// command beside it). With THP `defrag` set to `madvise` or `always`, a fault may
     /// compact memory to find a huge page when free memory is fragmented.
+    /// [`Engine::recv_into`](crate::Engine::recv_into) gives the caller's buffer (at least
+    /// 4 MiB, numpy's own threshold for its allocations) the same advice on its 2 MiB-aligned
+    /// part, so a fresh `vec![0; n]` or `numpy.zeros` array gains too; `None` leaves the
+    /// caller's memory alone.
     #[default]
     Huge,
     /// `MADV_POPULATE_WRITE` the whole mapping up front (4 KiB pages).
@@ -314,6 +318,53 @@ mod tests {
                 );
             } else {
                 assert_eq!(huge, 0, "{p:?} with THP {selected}");
+            }
+        }
+    }
+
+    /// [`crate::Engine::recv_into`] with the default [`Prefault::Huge`] advises the caller's
+    /// fresh buffer (`vec![0u8; 64 MiB]`: glibc maps it, untouched) so the receive faults it
+    /// in huge pages where THP is `madvise` or `always`; with [`Prefault::None`] only `always`
+    /// gives huge pages. Both backends, over a Unix socket pair, byte-exact.
+    #[test]
+    fn recv_into_advises_the_callers_buffer() {
+        use std::io::Write;
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        let always = mode.contains("[always]");
+        let madvise = mode.contains("[madvise]");
+        let len = 64 << 20;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4093) as u8).collect();
+        for backend in [crate::Backend::Blocking, crate::Backend::Uring] {
+            for p in [Prefault::Huge, Prefault::None] {
+                let opts = crate::Options {
+                    backend,
+                    prefault: p,
+                    ..crate::Options::default()
+                };
+                let Ok(mut e) = crate::Engine::with_options(opts) else {
+                    assert!(
+                        std::env::var_os("RINGXFER_TEST_REQUIRE_URING").is_none(),
+                        "io_uring required"
+                    );
+                    continue;
+                };
+                let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+                let mut got = vec![0u8; len];
+                std::thread::scope(|s| {
+                    s.spawn(|| a.write_all(&data).unwrap());
+                    e.recv_into(&b, &mut got).unwrap();
+                });
+                assert!(got == data, "{backend:?} {p:?}: bytes");
+                // The advice splits the mapping at its first and last 2 MiB boundary: look at
+                // the middle part.
+                let huge = anon_huge_bytes(got.as_ptr() as usize + len / 2);
+                let want = always || (madvise && p == Prefault::Huge);
+                assert_eq!(
+                    huge >= 32 << 20,
+                    want,
+                    "{backend:?} {p:?} ({mode:?}): {huge} B"
+                );
             }
         }
     }

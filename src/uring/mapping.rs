@@ -164,6 +164,35 @@ impl MappedFileMut {
     }
 }
 
+/// Smallest receive buffer [`advise_huge_pages`] advises: numpy's own threshold for the
+/// arrays it allocates with `malloc` (`numpy/_core/src/multiarray/alloc.c`, 4 MiB).
+pub(crate) const HUGE_ADVICE_MIN: usize = 4 << 20;
+
+/// `MADV_HUGEPAGE` (Linux 2.6.38) on the 2 MiB-aligned interior of `bytes`, when it is at least
+/// [`HUGE_ADVICE_MIN`] long: pages of it not yet faulted in are then faulted in 2 MiB at a time
+/// where the system's THP mode is `madvise` or `always` ([`crate::Prefault::Huge`]). Memory
+/// the advice does not apply to (a file mapping: `EINVAL`; THP `never`) is left as it was.
+pub(crate) fn advise_huge_pages(bytes: &mut [u8]) {
+    const HUGE: usize = 2 << 20;
+    if bytes.len() < HUGE_ADVICE_MIN {
+        return;
+    }
+    let start = bytes.as_mut_ptr() as usize;
+    let (first, end) = (
+        start.next_multiple_of(HUGE),
+        (start + bytes.len()) & !(HUGE - 1),
+    );
+    if first >= end {
+        return;
+    }
+    // SAFETY: `[first, end)` lies inside `bytes`, memory the caller holds mutably for the
+    // call, and is page-aligned. MADV_HUGEPAGE changes only the page size later faults use
+    // (and lets khugepaged merge present pages in the background, copying their contents):
+    // it never changes a byte and creates no reference to the memory. An error (e.g. EINVAL
+    // for a file mapping) leaves the memory as it was; the advice is a hint.
+    let _ = unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
