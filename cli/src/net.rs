@@ -70,14 +70,21 @@ pub fn close_outcome(role: Role, e: ringxfer::Error, expected: &str) -> Result<(
     }
 }
 
+/// How long [`with_server_word`] waits for the peer's line.
+const SERVER_WORD_WAIT: Duration = Duration::from_millis(250);
+
 /// When a transfer failed because the peer closed or reset, the peer may have said why
-/// first (`serve` writes `ringxfer serve: refused: …` before closing): read what it sent,
-/// without waiting, and put its first line in front of the failure.
+/// first (`serve` writes `ringxfer serve: refused: …` before closing): read what it sent and
+/// put its first line in front of the failure. The read waits up to [`SERVER_WORD_WAIT`] for
+/// the line: over several streams another stream can fail (`serve` closing a refused group)
+/// before stream 0's line has arrived. Only a failed transfer pays the wait, and only when
+/// the peer sent nothing and did not close.
 pub fn with_server_word(sock: &Conn, f: Failure) -> Failure {
     let mut buf = [0u8; 512];
-    let _ = sock.set_nonblocking(true);
-    let n = sock.read_once(&mut buf).unwrap_or(0);
     let _ = sock.set_nonblocking(false);
+    let _ = sock.set_read_timeout(Some(SERVER_WORD_WAIT));
+    let n = sock.read_once(&mut buf).unwrap_or(0);
+    let _ = sock.set_read_timeout(None);
     match server_line(&buf[..n]) {
         Some(line) => Failure {
             message: format!("{line} ({})", f.message),
