@@ -38,10 +38,11 @@ pub enum Prefault {
     /// a fresh 400 MB receive on this project's machine (README, "Fresh receive arrays", the
     /// command beside it). With THP `defrag` set to `madvise` or `always`, a fault may
     /// compact memory to find a huge page when free memory is fragmented.
-    /// [`Engine::recv_into`](crate::Engine::recv_into) gives the caller's buffer (at least
-    /// 4 MiB, numpy's own threshold for its allocations) the same advice on its 2 MiB-aligned
-    /// part, so a fresh `vec![0; n]` or `numpy.zeros` array gains too; `None` leaves the
-    /// caller's memory alone.
+    /// Every receive ([`Engine::recv_into`](crate::Engine::recv_into), the striped and
+    /// framed receives into the caller's memory, [`Engine::scope`](crate::Engine::scope))
+    /// gives its buffers of at least 4 MiB (numpy's own threshold for its allocations) the
+    /// same advice on their 2 MiB-aligned part, so a fresh `vec![0; n]` or `numpy.zeros` array
+    /// gains too; `None` leaves the caller's memory alone.
     #[default]
     Huge,
     /// `MADV_POPULATE_WRITE` the whole mapping up front (4 KiB pages).

@@ -282,9 +282,8 @@ impl Engine {
     /// Fills every byte of `data` from the connected stream socket `sock`.
     ///
     /// With [`Options::prefault`] [`Prefault::Huge`] (the default), `data` of at least 4 MiB
-    /// first gets `MADV_HUGEPAGE` on its 2 MiB-aligned part (a hint that changes no byte): a
-    /// fresh `vec![0; n]` or `numpy.zeros` array then faults in 2 MiB pages during the
-    /// receive instead of 4 KiB ones (see [`Prefault::Huge`]).
+    /// first gets `MADV_HUGEPAGE` on its 2 MiB-aligned part, as every receive buffer does
+    /// (see [`Prefault::Huge`]).
     ///
     /// # Errors
     /// [`Error::UnexpectedEof`] when the peer closes early (with bytes received and
@@ -293,9 +292,6 @@ impl Engine {
     pub fn recv_into<T: Pod, S: AsFd>(&mut self, sock: &S, data: &mut [T]) -> Result<()> {
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(data);
         sock::check_stream(sock, bytes.len() as u64)?;
-        if self.opts.prefault == Prefault::Huge {
-            crate::uring::mapping::advise_huge_pages(bytes);
-        }
         let register = register_pays(&self.opts, Direction::Recv);
         self.run(Transfer::recv(sock.as_fd(), vec![bytes]), register)
             .map(drop)
@@ -738,7 +734,8 @@ impl Wire for Engine {
 
 impl Engine {
     /// Runs a set of transfers to completion (the contract: [`driver`](crate::driver)) — the one place that
-    /// picks the backend. The uring backend runs the whole set (at most 4096 transfers; more
+    /// picks the backend. With [`Prefault::Huge`] every receive buffer of at least 4 MiB first
+    /// gets `MADV_HUGEPAGE` on its 2 MiB-aligned part, whichever call it came from. The uring backend runs the whole set (at most 4096 transfers; more
     /// fail, see [`Engine::scope`]) on the engine's ring; the blocking backend on the calling thread (a set of one) or scoped
     /// threads. `register`: a set of one single-buffer transfer is
     /// registered as fixed buffers for the call (see [`RegisterPolicy`]).
@@ -747,6 +744,15 @@ impl Engine {
         transfers: &mut [Transfer<'_>],
         register: bool,
     ) -> Vec<Result<u64>> {
+        if self.opts.prefault == Prefault::Huge {
+            for t in transfers.iter_mut() {
+                if let Bufs::Recv(parts) = &mut t.bufs {
+                    parts
+                        .iter_mut()
+                        .for_each(|p| crate::uring::mapping::advise_huge_pages(p));
+                }
+            }
+        }
         match self.ring.as_mut() {
             None => blocking::run_set(transfers, &self.waits()),
             Some(r) => r.run_transfers(
