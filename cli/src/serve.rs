@@ -456,8 +456,7 @@ impl SlotHandle {
             // when it joins.
             let lent = t.conns.values().any(|c| c.lent && c.group == Some(id));
             let full = t.groups.contains_key(&id) && !lent;
-            let now = Instant::now();
-            if full || now >= deadline {
+            if full || Instant::now() >= deadline {
                 let mine = t
                     .conns
                     .get_mut(&self.id)
@@ -465,13 +464,24 @@ impl SlotHandle {
                 mine.parked = None;
                 return full;
             }
-            t = self
-                .slots
-                .freed
-                .wait_timeout(t, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            t = self.slots.wait_freed(t, deadline);
         }
+    }
+}
+
+impl Slots {
+    /// Waits on [`Slots::freed`] with the table's lock `t`, until `deadline` at the latest (a
+    /// poisoned lock is taken over: the table stays consistent between statements).
+    fn wait_freed<'a>(
+        &self,
+        t: std::sync::MutexGuard<'a, Table>,
+        deadline: Instant,
+    ) -> std::sync::MutexGuard<'a, Table> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.freed
+            .wait_timeout(t, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
     }
 }
 
@@ -510,16 +520,10 @@ impl SlotHandle {
         self.slots.freed.notify_all();
         // Striped: `adopt` finds its group a place. Otherwise it now counts as used.
         while stripe.is_none() && t.used() > self.slots.max {
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
-            t = self
-                .slots
-                .freed
-                .wait_timeout(t, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            t = self.slots.wait_freed(t, deadline);
         }
         true
     }
