@@ -7,7 +7,7 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ringxfer::{Backend, Error, Header, Order};
 use serde_json::Value;
-use util::bin::{command, json, output, spawn, spawn_serve, text, wait_for_file};
+use util::bin::{command, connect_unix, json, output, spawn, spawn_serve, text, wait_for_file};
 use util::py::{Python, numpy_available};
 use util::tmpdir;
 
@@ -550,8 +550,7 @@ fn broken_peer_leaves_no_file(backend: Backend) {
         args.push(out.to_str().unwrap());
         args.extend(extra);
         let r = spawn(&args);
-        wait_for_file(&sock, T);
-        let mut s = UnixStream::connect(&sock).unwrap();
+        let mut s = connect_unix(&sock, T);
         s.write_all(&bytes).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let o = r.wait_with_output().unwrap();

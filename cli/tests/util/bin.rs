@@ -48,6 +48,28 @@ pub fn command(args: &[&str]) -> Command {
     c
 }
 
+/// Connects to the Unix socket a listener is binding at `path`, retrying for at most `limit`.
+/// The file appears at `bind(2)`, before `listen(2)`: a connect in between is refused
+/// (`ECONNREFUSED`), so the file's existence alone does not mean the listener accepts.
+#[track_caller]
+pub fn connect_unix(path: &std::path::Path, limit: Duration) -> std::os::unix::net::UnixStream {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("connect to {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Runs `ringxfer ARGS` to completion, with no deadline: its `Output`.
 pub fn output(args: &[&str]) -> std::process::Output {
     command(args).output().expect("run ringxfer")
