@@ -95,11 +95,13 @@ pub fn with_server_word(sock: &Conn, f: Failure) -> Failure {
 }
 
 /// The first line of `bytes` when it is a ringxfer receiver's message: `ringxfer serve:` (a
-/// refusal) or `ringxfer recv:` (a rejection, [`reject_and_abort`]).
+/// refusal, or why an array was not taken) or `ringxfer recv:` (a rejection,
+/// [`reject_and_abort`], or the receiver's own error for a failed receive).
 pub fn server_line(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     let line = text.lines().next()?;
-    (line.starts_with("ringxfer serve:") || line.starts_with(REJECTED)).then(|| line.to_owned())
+    (line.starts_with("ringxfer serve: ") || line.starts_with("ringxfer recv: "))
+        .then(|| line.to_owned())
 }
 
 /// How the line of [`reject_and_abort`] starts.
@@ -117,9 +119,15 @@ pub const REJECTED: &str = "ringxfer recv: rejected: ";
 /// drops the socket (every descriptor of it) right after. Best effort: a peer already gone
 /// changes nothing.
 pub fn reject_and_abort<S: AsFd>(sock: &S, why: &str) {
+    say_and_abort(sock, &format!("{REJECTED}{why}\n"));
+}
+
+/// Writes `line` (one line, newline included) to the peer, waiting at most 1 s, then makes
+/// the close a reset ([`abort`]): what [`reject_and_abort`] and `serve`'s failed arrays do.
+pub fn say_and_abort<S: AsFd>(sock: &S, line: &str) {
     let s = SockRef::from(sock);
     let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = io::Write::write_all(&mut &*s, format!("{REJECTED}{why}\n").as_bytes());
+    let _ = io::Write::write_all(&mut &*s, line.as_bytes());
     abort(sock);
 }
 

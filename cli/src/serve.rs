@@ -38,6 +38,11 @@
 //! * `--timeout` (30 s): no byte for this long, inside a message or between two, and a header
 //!   that has begun must be whole within this long of its first byte: `timed_out`.
 //!
+//! **A failed array** (a rejected header, a payload over `--max-payload`, a CRC mismatch, a
+//! file `--out-dir` could not write, a timeout) is one line, and the client is told the same
+//! error, `ringxfer serve: array N: ERROR`, before its connection is reset ([`tell_failed`]):
+//! `ringxfer send` prints it in its error, and no sender takes the close for delivery.
+//!
 //! **Connection slots.** At most `--max-clients` connections are served at once. The server
 //! always accepts; a client that finds every slot taken waits in the server's queue (at most
 //! twice `--max-clients` clients, room for a striped group's streams waiting behind another
@@ -736,6 +741,17 @@ fn tell_and_close(sock: &Conn, line: &ErrorLine, wait: Option<Duration>, json: b
     }
 }
 
+/// Tells the client on `sock` why its array was not taken, one line
+/// `ringxfer serve: array N: ERROR` (the words of the server's own error line; `ringxfer send`
+/// prints it in front of its own error, exit 1), then closes with a reset
+/// ([`crate::net::say_and_abort`]): a plain close after a message the server did not take
+/// (a bad checksum, a file it could not write) would let the sender's graceful close report
+/// success. A client that already went away loses nothing: the write fails, ignored.
+fn tell_failed(sock: &Conn, line: &ErrorLine) {
+    let said = format!("ringxfer serve: array {}: {}\n", line.array, line.error);
+    crate::net::say_and_abort(sock, &said);
+}
+
 fn spawn_connection(
     sock: Conn,
     peer: String,
@@ -931,6 +947,7 @@ fn serve_connection(sock: Conn, peer: &str, opts: Options, limits: &Limits, slot
             }
             Outcome::Failed(line) => {
                 emit(&line.render(json));
+                tell_failed(&sock, &line);
                 say_notices("serve", &engine);
                 return;
             }

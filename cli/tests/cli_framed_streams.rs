@@ -9,7 +9,7 @@
 mod util;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -779,8 +779,8 @@ fn serve_refuses_hostile_prefixes_and_drops_incomplete_groups() {
         ("incomplete_stripes".into(), incomplete(4))
     );
     // Two ids that never meet: two groups, both dropped.
-    let (_g, pg) = stream_with(&addr, 0, 2, 5, 10_000);
-    let (_h, ph) = stream_with(&addr, 1, 2, 6, 10_000);
+    let (g, pg) = stream_with(&addr, 0, 2, 5, 10_000);
+    let (h, ph) = stream_with(&addr, 1, 2, 6, 10_000);
     let got = lines_by_peer(&lines, 2);
     assert_eq!(
         kind_error(&got[&pg]),
@@ -790,6 +790,22 @@ fn serve_refuses_hostile_prefixes_and_drops_incomplete_groups() {
         kind_error(&got[&ph]),
         ("incomplete_stripes".into(), incomplete(6))
     );
+    // Each dropped stream is told why (the server line's error), then reset.
+    for (mut s, id) in [(g, 5), (h, 6)] {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut said = Vec::new();
+        let end = s.read_to_end(&mut said);
+        assert_eq!(
+            String::from_utf8_lossy(&said),
+            format!("ringxfer serve: array 1: {}\n", incomplete(id)),
+            "id {id}"
+        );
+        assert_eq!(
+            end.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset),
+            "id {id}"
+        );
+    }
     // The server carries on: a real striped array still arrives whole.
     let (sc, so, se) = run(&[
         "send",

@@ -14,6 +14,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use ringxfer::dtype::{DType, fill_arange};
 use ringxfer::{Backend, Engine, Order};
@@ -323,4 +324,65 @@ fn recv_out_takes_one_array() {
         assert!(!out.exists(), "{b}: a rejected receive leaves no file");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Striped `recv --arrays 1 --timeout 2` over 3 streams, from a sender (the library's
+/// `send_array_striped`) that sends its array and then neither sends more nor closes: recv
+/// takes the array (exit 0) and notes once per stream that the peer did not close, after one
+/// `--timeout` for all of it. Before, it waited 2 s for stream 0's next byte and then 2 s
+/// more per stream (8 s).
+#[test]
+fn striped_recv_waits_once_for_a_sender_that_does_not_close() {
+    for b in backends() {
+        let (k, err, addr) = spawn_recv(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--arrays",
+                "1",
+                "--timeout",
+                "2",
+                "--json",
+                "--backend",
+                b,
+            ],
+            1,
+        );
+        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        let dtype: DType = "<f4".parse().unwrap();
+        let mut bytes = vec![0u8; 100 * 50 * 4];
+        fill_arange(dtype, &mut bytes);
+        let mut eng = Engine::new(Backend::Blocking).unwrap();
+        eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
+            .unwrap();
+        let sent = Instant::now();
+        let (rc, out, rest) = finish_recv(k, err);
+        let waited = sent.elapsed();
+        drop(socks);
+        assert_eq!(rc, 0, "{b}: {out}{rest}");
+        let line = json(out.lines().next().unwrap());
+        assert_eq!(
+            (&line["streams"], &line["arange"], &line["crc32"]),
+            (
+                &Value::from(3),
+                &Value::from(true),
+                &Value::from(arange_crc())
+            ),
+            "{b}: {out}"
+        );
+        let not_closed = ringxfer::Error::PeerNotClosed {
+            read: 0,
+            timeout_ms: 2000,
+        };
+        let note = format!("ringxfer recv: note: {not_closed}; no extra byte arrived");
+        assert_eq!(
+            rest.lines().collect::<Vec<_>>(),
+            [note.as_str(); 3],
+            "{b}: {rest}"
+        );
+        assert!(
+            waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+            "{b}: recv ended {waited:?} after the array: one --timeout (2 s) bounds the close"
+        );
+    }
 }

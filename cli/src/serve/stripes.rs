@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use ringxfer::{Engine, STRIPE_MAGIC, STRIPE_PREFIX_LEN, StripePrefix};
 
-use super::{Limits, SentBack, SlotHandle, tell_and_close, write_back};
+use super::{Limits, SentBack, SlotHandle, tell_and_close, tell_failed, write_back};
 use crate::measure::{SockBufs, say_notices};
 use crate::net::Conn;
 use crate::xfer::framed::{ArrayLine, ErrorLine, Outcome, emit, recv_one_with};
@@ -260,6 +260,11 @@ pub(super) fn join(
             expected: None,
         };
         emit(&line.render(json));
+        // The sender's stream 0 may be among those that came: it says why.
+        group
+            .members
+            .iter()
+            .for_each(|m| tell_failed(&m.sock, &line));
         return;
     }
     serve_group(group, &mut engine, limits);
@@ -297,6 +302,10 @@ fn serve_group(mut group: Group, engine: &mut Engine, limits: &Limits) {
             }
             Outcome::Failed(line) => {
                 emit(&line.render(limits.json));
+                // Every stream resets (none closes as if its part was taken); stream 0, whose
+                // line the sender reads, says why.
+                tell_failed(first, &line);
+                socks[1..].iter().for_each(|s| crate::net::abort(*s));
                 return;
             }
         }

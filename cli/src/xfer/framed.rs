@@ -39,7 +39,10 @@
 //! line and aborts the connection ([`crate::net::reject_and_abort`]), so the sender cannot
 //! take the close for a confirmed delivery: `ringxfer send` exits 1 with
 //! `ringxfer recv: rejected: N extra bytes after array K of K (--arrays K) (delivery not
-//! confirmed: the peer reset the connection …)`.
+//! confirmed: the peer reset the connection …)`. Any other failure of `recv` once connected
+//! (a rejected header, a CRC or dtype mismatch, `--out` with no room, a timeout) is told the
+//! same way, its own error as the line ([`super::striped::Link::tell_failure`]): an array
+//! that arrived whole but was not taken is no delivery either.
 //!
 //! With `--streams N` or rails each array is striped ([`super::striped`]): the same loop, with
 //! `Engine::send_array_striped` / `Engine::recv_any_striped` on the streams instead of one
@@ -847,7 +850,7 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
         p.finish();
     }
     say_notices("recv", &engine);
-    let (received, got) = r?;
+    let (received, got) = r.inspect_err(|f| link.tell_failure(&f.message))?;
     let (sock, peer) = match link {
         Link::One(sock, peer) => (sock, peer),
         Link::Striped(s) => {

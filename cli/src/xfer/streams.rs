@@ -211,7 +211,7 @@ pub(crate) fn run(
         no_pending(peers.len(), l, a, "receiver")?;
     }
     // Off the clock: end every stream, in stream order.
-    let closed = close_streams(role, a, socks, &peers);
+    let closed = close_streams(role, a, socks, &peers, None);
     // The receiver closes a stream only once it has received, so after every stream was
     // closed all its connections are in: one still pending is one too many.
     let closed = closed.and_then(|n| match send_only {
@@ -521,18 +521,36 @@ fn no_pending(
     Ok(())
 }
 
+/// The least a stream's extra-bytes check waits in [`close_streams`] once the shared bound
+/// ran out: enough for an end of stream already queued to be read.
+const MIN_CLOSE_WAIT: Duration = Duration::from_millis(10);
+
 /// Ends every stream in stream order: the graceful close (send, `--bidir`) or the
 /// extra-bytes check (recv), each stream dropped right after, so a peer doing the same in the
 /// same order is never waiting on a stream this side has not reached. The bytes discarded
 /// while closing, summed. A stream on which the peer said why it refused it (`serve`'s one
 /// line `ringxfer serve: refused: …`, written before it closes) fails with that line.
+///
+/// The extra-bytes checks of all streams together wait at most until `until` (`None`: one
+/// `--timeout` from now), each at least [`MIN_CLOSE_WAIT`] to read an end of stream already
+/// there: a sender that neither sends more nor closes is waited for once, not once per stream.
 pub(super) fn close_streams(
     role: Role,
     a: &XferArgs,
     socks: Vec<TcpStream>,
     peers: &[String],
+    until: Option<Instant>,
 ) -> Result<u64, Failure> {
     let expected = |i: usize| format!("stream {i}'s stripe (from {})", peers[i]);
+    let bound = a.timeout.unwrap_or(ringxfer::close::DEFAULT_CLOSE_TIMEOUT);
+    let until = until.unwrap_or_else(|| Instant::now() + bound);
+    let left = || {
+        Some(
+            until
+                .saturating_duration_since(Instant::now())
+                .max(MIN_CLOSE_WAIT),
+        )
+    };
     let mut discarded = 0;
     // `socks` may be the last streams only (the first closed already): number them so.
     let from = peers.len() - socks.len();
@@ -540,7 +558,17 @@ pub(super) fn close_streams(
         let i = from + k;
         let mut said = Vec::new();
         let r = match (role, a.bidir) {
-            (Role::Recv, false) => ringxfer::close::expect_eof(&s, a.timeout).map(|()| 0),
+            (Role::Recv, false) => match ringxfer::close::expect_eof(&s, left()) {
+                // Its own wait may have been the last milliseconds of the shared bound: the
+                // peer had the whole bound to close.
+                Err(ringxfer::Error::PeerNotClosed { read, .. }) => {
+                    Err(ringxfer::Error::PeerNotClosed {
+                        read,
+                        timeout_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+                    })
+                }
+                r => r.map(|()| 0),
+            },
             _ => ringxfer::close::finish_with(&s, a.timeout, |b| {
                 crate::net::keep_head(&mut said, b);
             })

@@ -66,6 +66,23 @@ pub(super) enum Link {
     Striped(Streams),
 }
 
+impl Link {
+    /// A framed receive failed here: tells the sender why, one line `ringxfer recv: WHY` on
+    /// stream 0 (the receiver's own error; `ringxfer send` prints it in front of its error),
+    /// then makes every stream's close a reset ([`crate::net::say_and_abort`]), so that no
+    /// sender takes the close for delivery.
+    pub(super) fn tell_failure(&self, why: &str) {
+        let said = format!("ringxfer recv: {why}\n");
+        match self {
+            Link::One(sock, _) => crate::net::say_and_abort(sock, &said),
+            Link::Striped(s) => {
+                crate::net::say_and_abort(&s.first, &said);
+                s.socks.iter().for_each(crate::net::abort);
+            }
+        }
+    }
+}
+
 /// The streams of a striped framed transfer, in stream order.
 pub(super) struct Streams {
     pub(super) socks: Vec<TcpStream>,
@@ -135,13 +152,18 @@ impl Streams {
     /// Ends every stream in stream order (see [`close_streams`]): bytes the peer sent that
     /// were discarded while closing.
     pub(super) fn close(self, role: Role, a: &XferArgs) -> Result<u64, Failure> {
+        self.close_until(role, a, None)
+    }
+
+    /// [`Streams::close`], the receive side's checks bounded by `until` together.
+    fn close_until(self, role: Role, a: &XferArgs, until: Option<Instant>) -> Result<u64, Failure> {
         let Streams {
             socks,
             peers,
             first,
         } = self;
         drop(first);
-        close_streams(role, a, socks, &peers)
+        close_streams(role, a, socks, &peers, until)
     }
 
     /// Ends a striped receive of `got` arrays. With `fixed` (what fixed the number, as
@@ -151,8 +173,8 @@ impl Streams {
     /// stream is aborted, instead of reading stream 0 to its end (its sender may be blocked
     /// on another stream nobody reads any more). Otherwise, and without `fixed` (stream 0
     /// already at its end), every stream is closed in stream order ([`Streams::close`]: each
-    /// other stream must be at its end too). A sender that neither sends nor closes is
-    /// waited for twice, `--timeout` here and again in that close.
+    /// other stream must be at its end too). One `--timeout` bounds the wait here and that
+    /// close together: a sender that neither sends nor closes is waited for once.
     pub(super) fn finish_recv(
         self,
         a: &XferArgs,
@@ -163,8 +185,9 @@ impl Streams {
             return self.close(Role::Recv, a).map(drop);
         };
         let bound = a.timeout.unwrap_or(ringxfer::close::DEFAULT_CLOSE_TIMEOUT);
+        let until = Instant::now() + bound;
         if !matches!(wait_readable(&self.first, Some(bound)), Ok(true)) {
-            return self.close(Role::Recv, a).map(drop);
+            return self.close_until(Role::Recv, a, Some(until)).map(drop);
         }
         // What came: a whole stripe prefix is one write of the sender's; 1 s for the rest of
         // it to arrive is plenty (the reason only words the message).
@@ -205,7 +228,7 @@ impl Streams {
         } = self;
         drop(first);
         drop(socks.remove(0));
-        close_streams(Role::Send, a, socks, &peers)
+        close_streams(Role::Send, a, socks, &peers, None)
     }
 }
 

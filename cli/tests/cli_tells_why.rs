@@ -1,0 +1,156 @@
+//! A receiver that does not take an array tells the sender why, and the sender fails with that
+//! reason: real `ringxfer serve` / `recv` / `send` processes over loopback TCP, one connection
+//! and striped, on both backends.
+//!
+//! * `serve` writes `ringxfer serve: array N: ERROR` (the error of its own line) and resets
+//!   the connection; `recv` writes its own error line `ringxfer recv: …` and resets. The
+//!   sender prints that line in its error, exit 1, whether it was still sending (a payload
+//!   over `--max-payload`: its send broke) or had sent everything and was closing (a small
+//!   array, or one whose dtype recv did not expect: before, its graceful close saw a plain
+//!   close and it reported a delivery nobody took, exit 0).
+//! * A hand-written client whose message fails the CRC-32 check reads exactly that line, then
+//!   a reset, not an end of stream.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use ringxfer::{Header, Order};
+use util::bin::{backends, finish_recv, json, run, spawn_recv, spawn_serve};
+
+/// `ringxfer send --connect ADDR --dtype f8 --count COUNT --streams STREAMS --timeout 10
+/// --backend B`: `(exit code, stdout, stderr)`.
+fn send_f8(addr: &str, count: &str, streams: &str, b: &str) -> (i32, String, String) {
+    run(&[
+        "send",
+        "--connect",
+        addr,
+        "--dtype",
+        "f8",
+        "--count",
+        count,
+        "--streams",
+        streams,
+        "--timeout",
+        "10",
+        "--backend",
+        b,
+    ])
+}
+
+/// `serve --max-payload 20000`: an array of 30,000 bytes (fits in the socket buffers: the
+/// sender is closing when the reset comes) and one of 8,000,000 bytes (the sender is still
+/// sending), over 1 stream and over 3.
+#[test]
+fn serve_tells_the_sender_why_an_array_was_not_taken() {
+    for b in backends() {
+        let (_serve, lines, addr) =
+            spawn_serve(&["--json", "--max-payload", "20000", "--backend", b]);
+        let addr = addr.to_string();
+        for (count, bytes) in [("3750", 30_000), ("1000000", 8_000_000)] {
+            for streams in ["1", "3"] {
+                let what = format!("{b}, {bytes} bytes, {streams} stream(s)");
+                let (code, out, err) = send_f8(&addr, count, streams, b);
+                let line = json(&lines.take(1, Duration::from_secs(20))[0]);
+                assert_eq!(line["kind"], "too_large", "{what}: {line}");
+                let error = line["error"].as_str().unwrap();
+                assert!(
+                    error.ends_with(&format!(
+                        "framed message rejected: payload of {bytes} bytes exceeds the limit \
+                         of 20000 bytes"
+                    )),
+                    "{what}: {error}"
+                );
+                assert_eq!((code, out.as_str()), (1, ""), "{what}: {err}");
+                let said = format!("ringxfer serve: array 1: {error}");
+                assert!(
+                    err.starts_with("ringxfer send: ") && err.contains(&said),
+                    "{what}: the sender's error lacks the server's line {said:?}: {err}"
+                );
+            }
+        }
+        assert_eq!(
+            lines.drain_for(Duration::from_millis(200)),
+            Vec::<String>::new()
+        );
+    }
+}
+
+/// A framed message with a wrong CRC-32 trailer, written by hand, then the write side shut:
+/// the client reads `ringxfer serve: array 1: ERROR` (the server line's own error) and then a
+/// reset. Before, it read a plain end of stream, which a graceful close takes for delivery.
+#[test]
+fn serve_failing_a_checksum_says_so_and_resets() {
+    let header = Header::new("<f8".parse().unwrap(), &[1000], Order::C).unwrap();
+    let mut msg = header.encode();
+    msg.extend_from_slice(&[7u8; 8000]);
+    msg.extend_from_slice(&[0, 0, 0, 0]);
+    msg.extend_from_slice(b"RGXE");
+    for b in backends() {
+        let (_serve, lines, addr) = spawn_serve(&["--json", "--backend", b]);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&msg).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let end = s.read_to_end(&mut got);
+        let line = json(&lines.take(1, Duration::from_secs(20))[0]);
+        assert_eq!(line["kind"], "payload_checksum", "{b}: {line}");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            format!(
+                "ringxfer serve: array 1: {}\n",
+                line["error"].as_str().unwrap()
+            ),
+            "{b}"
+        );
+        assert_eq!(
+            end.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset),
+            "{b}: the close after a failed array must be a reset"
+        );
+    }
+}
+
+/// `recv --dtype f4` given `<f8` (checked after the array arrived: the sender has sent
+/// everything and is closing), and `recv --max-payload 20000` given 8,000,000 bytes (the
+/// sender is still sending), over 1 stream and over 2: both exit 1, and the sender's error
+/// carries recv's own last line.
+#[test]
+fn recv_tells_the_sender_why() {
+    for b in backends() {
+        for (recv_flag, value, count) in [
+            ("--dtype", "f4", "1000"),
+            ("--max-payload", "20000", "1000000"),
+        ] {
+            for streams in ["1", "2"] {
+                let what = format!("{b}, recv {recv_flag} {value}, {streams} stream(s)");
+                let (recv, err_lines, addr) = spawn_recv(
+                    &[
+                        "--listen",
+                        "127.0.0.1:0",
+                        recv_flag,
+                        value,
+                        "--timeout",
+                        "10",
+                        "--backend",
+                        b,
+                    ],
+                    1,
+                );
+                let (code, out, err) = send_f8(&addr, count, streams, b);
+                let (rc, _, rest) = finish_recv(recv, err_lines);
+                assert_eq!(rc, 1, "{what}: {rest}");
+                let said = rest.lines().last().unwrap_or_default();
+                assert!(said.starts_with("ringxfer recv: array 1"), "{what}: {rest}");
+                assert_eq!((code, out.as_str()), (1, ""), "{what}: {err}");
+                assert!(
+                    err.starts_with("ringxfer send: ") && err.contains(said),
+                    "{what}: the sender's error lacks recv's line {said:?}: {err}"
+                );
+            }
+        }
+    }
+}
