@@ -557,6 +557,26 @@ impl Engine {
     ) -> Result<()> {
         Receiver::new(self, sock, 0).recv_payload_into(header, out)
     }
+
+    /// [`Engine::recv_payload_into`] for numpy's own `.npy` stream: the payload of an array
+    /// whose `.npy` header was just read from `sock` (by the caller, e.g. with
+    /// [`crate::npy::parse_header`]) into the caller's `out`, exactly `header`'s payload
+    /// length in bytes. `.npy` carries no checksum, so nothing is verified beyond the length.
+    ///
+    /// # Errors
+    /// [`FrameError::ShapeMismatch`](crate::FrameError::ShapeMismatch) when `out` has another
+    /// length (the payload is consumed, the connection stays usable, `out` is untouched);
+    /// [`Error::UnexpectedEof`], [`Error::Io`], [`Error::TimedOut`] with the whole message's
+    /// byte counts, header included (`header.header_len` + payload bytes), as
+    /// [`Engine::recv_any_after_npy_header`] counts them (`out` holds a partial payload).
+    pub fn recv_npy_payload_into<S: AsFd>(
+        &mut self,
+        sock: &S,
+        header: &crate::npy::NpyHeader,
+        out: &mut [u8],
+    ) -> Result<()> {
+        Receiver::new(self, sock, 0).recv_npy_payload_into(header, out)
+    }
 }
 
 /// Concurrency, closing, authentication, counters.

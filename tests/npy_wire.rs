@@ -658,6 +658,65 @@ both_backends! {
         let mut e = util::engine(&o);
         assert_eq!(eof(e.receiver(&rx).recv_any()), (64 + 3000, 64 + 8000));
     }
+
+    /// `Engine::recv_npy_payload_into` after the caller read and parsed the 64-byte header:
+    /// the payload byte-exact in the caller's memory; another length is `ShapeMismatch` with
+    /// the payload consumed (the next `.npy` message on the connection arrives whole); a
+    /// payload cut short is `UnexpectedEof` counting the whole message, header included —
+    /// the counts `recv_any` gives for the same stream.
+    fn npy_payload_into_callers_memory(backend) {
+        let o = util::opts(backend);
+        let head = wrap("{'descr':'<f8','fortran_order':False,'shape':(1000,)}");
+        let h = npy::parse_header(&head, u64::MAX).unwrap();
+        assert_eq!(h.header_len, 64);
+        let payload = arange_bytes("<f8".parse().unwrap(), &[1000]);
+        let read_head = |rx: &TcpStream| {
+            let mut got = [0u8; 64];
+            (&*rx).read_exact(&mut got).unwrap();
+            assert_eq!(&got[..], &head[..]);
+        };
+        // Whole, then a wrong length (consumed), then whole again: one connection.
+        let mut bytes = Vec::new();
+        for _ in 0..3 {
+            bytes.extend_from_slice(&head);
+            bytes.extend_from_slice(&payload);
+        }
+        let (tx, rx) = util::tcp_pair();
+        util::raw_write_then_shutdown(&tx, &bytes);
+        let mut e = util::engine(&o);
+        let mut out = vec![0u8; 8000];
+        read_head(&rx);
+        e.recv_npy_payload_into(&rx, &h, &mut out).unwrap();
+        assert_eq!(out, payload);
+        read_head(&rx);
+        let mut short = vec![0x5Au8; 4000];
+        match e.recv_npy_payload_into(&rx, &h, &mut short) {
+            Err(Error::Frame(FrameError::ShapeMismatch { shape, needed, len })) => {
+                assert_eq!((shape, needed, len), (vec![1000], 1000, 500), "elements");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(short.iter().all(|&b| b == 0x5A), "out untouched");
+        read_head(&rx);
+        let mut again = vec![0u8; 8000];
+        e.recv_npy_payload_into(&rx, &h, &mut again).unwrap();
+        assert_eq!(again, payload);
+        // Cut inside the payload: the whole message's counts.
+        let (tx, rx) = util::tcp_pair();
+        let mut cut = head.clone();
+        cut.extend_from_slice(&payload[..3000]);
+        util::raw_write_then_shutdown(&tx, &cut);
+        read_head(&rx);
+        let mut out = vec![0u8; 8000];
+        match e.recv_npy_payload_into(&rx, &h, &mut out) {
+            Err(Error::UnexpectedEof {
+                transferred,
+                expected,
+            }) => assert_eq!((transferred, expected), (64 + 3000, 64 + 8000)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out[..3000], payload[..3000]);
+    }
 }
 
 both_backends! {

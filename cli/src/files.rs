@@ -324,8 +324,9 @@ pub fn to_file(
 
 /// `serve --out-dir` for a `.npy` stream (its header `header` just read from `sock`, its
 /// payload length already checked against `--max-payload`): [`recv_npy`] into `path`, the
-/// payload received in place with [`Engine::recv_into`] (a `.npy` stream has no trailer and
-/// no checksum), committed at once. Byte counts in an error line are the payload's.
+/// payload received in place with [`Engine::recv_npy_payload_into`] (a `.npy` stream has no
+/// trailer and no checksum), committed at once. Byte counts in an error line are the whole
+/// message's, header included, as without `--out-dir`.
 pub fn npy_stream_to_file(
     engine: &mut Engine,
     sock: &Conn,
@@ -341,7 +342,7 @@ pub fn npy_stream_to_file(
         started,
         (&header.frame_header(), ringxfer::WireFormat::Npy),
         path,
-        |e, out| e.recv_into(sock, out),
+        |e, out| e.recv_npy_payload_into(sock, header, out),
     );
     committed(got, (peer, array))
 }

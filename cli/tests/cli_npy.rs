@@ -217,9 +217,15 @@ fn numpy_save_into_serve() {
     }
 }
 
-/// Bytes a hostile client writes, then half-closes (or stays silent with `stall`), and the
-/// error line `serve` must print for it.
-fn hostile_line(addr: std::net::SocketAddr, bytes: &[u8], stall: bool, lines: &Lines) -> Value {
+/// Bytes a hostile client writes, then half-closes (or stays silent with `stall`): the error
+/// line `serve` printed for it, and what serve wrote back on the connection before closing
+/// it (as text).
+fn hostile_line(
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+    stall: bool,
+    lines: &Lines,
+) -> (Value, String) {
     let mut sock = TcpStream::connect(addr).unwrap();
     let peer = sock.local_addr().unwrap().to_string();
     sock.write_all(bytes).unwrap();
@@ -232,16 +238,20 @@ fn hostile_line(addr: std::net::SocketAddr, bytes: &[u8], stall: bool, lines: &L
     let mut rest = Vec::new();
     sock.set_read_timeout(Some(LIMIT)).unwrap();
     let _ = sock.read_to_end(&mut rest);
-    v
+    (v, String::from_utf8_lossy(&rest).into_owned())
 }
 
 /// Hostile `.npy` headers into `serve`: each gets one error line with the exact kind and
 /// counts, and the server carries on. A `.npy` header that stalls after its first 8 bytes is
-/// cut by `--header-timeout` (`header_timeout`, 8 of the 10-byte prefix).
+/// cut by `--header-timeout` (`header_timeout`, 8 of the 10-byte prefix). The same with
+/// `--out-dir` (a cut payload counts the header too; no file is left), and each client is
+/// told serve's error in one line before the close.
 #[test]
 fn hostile_npy_into_serve() {
-    for backend in backends() {
-        let (_serve, lines, addr) = spawn_serve(&[
+    let dir = util::tmpdir("cli-npy", "hostile-out");
+    let d = dir.to_str().unwrap();
+    for (backend, out_dir) in backends().into_iter().flat_map(|b| [(b, false), (b, true)]) {
+        let mut args = vec![
             "--json",
             "--backend",
             backend,
@@ -249,7 +259,11 @@ fn hostile_npy_into_serve() {
             "1KiB",
             "--header-timeout",
             "1",
-        ]);
+        ];
+        if out_dir {
+            args.extend(["--out-dir", d]);
+        }
+        let (_serve, lines, addr) = spawn_serve(&args);
         let mut huge = b"\x93NUMPY\x03\x00".to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         let mut cut = wrap("{'descr':'<f8','fortran_order':False,'shape':(100,)}");
@@ -304,16 +318,23 @@ fn hostile_npy_into_serve() {
             ),
         ];
         for (bytes, stall, error, kind, transferred, expected) in cases {
-            let mut v = hostile_line(addr, &bytes, stall, &lines);
+            let (mut v, told) = hostile_line(addr, &bytes, stall, &lines);
             v.as_object_mut().unwrap().remove("peer");
             assert_eq!(
                 v,
                 json!({"array": 1, "error": error, "kind": kind,
                        "transferred": transferred, "expected": expected}),
+                "{backend}, --out-dir {out_dir}"
+            );
+            assert_eq!(
+                told,
+                format!("ringxfer serve: array 1: {error}\n"),
                 "{backend}"
             );
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file left");
         }
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Reads argv[2] arrays from a listening socket with `numpy.lib.format.read_array` on

@@ -308,9 +308,25 @@ impl<'e, S: AsFd> Receiver<'e, S> {
     /// [`Engine::recv_payload_into`](crate::Engine::recv_payload_into). An `out` of another
     /// length than the payload is a rejection: the message is consumed.
     pub(crate) fn recv_payload_into(&mut self, header: &Header, out: &mut [u8]) -> Result<()> {
-        let msg = Message::rgxf(header.clone());
-        if header.payload_len != out.len() as u64 {
-            let e = shape_mismatch(header.dtype, &header.shape, header, out.len());
+        self.recv_message_into(Message::rgxf(header.clone()), out)
+    }
+
+    /// The payload of a `.npy` stream whose `header` was just read into the caller's `out`;
+    /// errors as [`Engine::recv_npy_payload_into`](crate::Engine::recv_npy_payload_into).
+    pub(crate) fn recv_npy_payload_into(
+        &mut self,
+        header: &NpyHeader,
+        out: &mut [u8],
+    ) -> Result<()> {
+        self.recv_message_into(Message::npy(header), out)
+    }
+
+    /// The rest of `msg` into `out`: another length than the payload's is a rejection (the
+    /// message consumed); the byte counts of an error are the whole message's.
+    fn recv_message_into(&mut self, msg: Message, out: &mut [u8]) -> Result<()> {
+        let h = &msg.header;
+        if h.payload_len != out.len() as u64 {
+            let e = shape_mismatch(h.dtype, &h.shape, h, out.len());
             return Err(self.discard(&msg, e.into()));
         }
         self.recv_payload(&msg, out, false)
