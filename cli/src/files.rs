@@ -209,6 +209,22 @@ impl OutFile {
         self.map.as_ref().map_or(&[], |m| m.bytes())
     }
 
+    /// Checks now what [`OutFile::commit`] needs: the bytes written to disk (`msync`) and no
+    /// file at its name yet. For a receive that must close its connections before the commit
+    /// (striped: each stream closes once checked), so a file that cannot get its name fails
+    /// while the sender can still be told; a file that appears at the name during the close
+    /// still fails the commit, untold.
+    ///
+    /// # Errors
+    /// The OS error, naming the file; a file at the name, as [`check_out`] words it.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(map) = &self.map {
+            map.flush()
+                .map_err(|e| format!("{}: {e}", self.part.display()))?;
+        }
+        check_out(&self.path).map_err(|f| f.message)
+    }
+
     /// Writes the bytes to disk (`msync`, `fsync`), unmaps and renames the file to its name,
     /// failing rather than replacing a file that appeared there meanwhile.
     ///

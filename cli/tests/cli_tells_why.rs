@@ -154,3 +154,70 @@ fn recv_tells_the_sender_why() {
         }
     }
 }
+
+/// `recv --out F` where F appears after recv started (it was free at start-up, so the array is
+/// received, then cannot take its name): before, one stream committed after the sender's
+/// close had completed and striped closed every stream before the commit, so the sender
+/// exited 0 for a file nobody kept. One stream: the rename's own error; striped: the same
+/// check made before the streams close. Either way the sender fails with recv's line, the
+/// file that was there is untouched and no `.part` file is left.
+#[test]
+fn recv_out_whose_name_was_taken_tells_the_sender() {
+    let dir = util::tmpdir("tells_why", "out_taken");
+    for b in backends() {
+        for streams in ["1", "2"] {
+            let what = format!("{b}, {streams} stream(s)");
+            let out = dir.join(format!("{b}-{streams}.npy"));
+            let out_s = out.to_str().unwrap();
+            let (recv, err_lines, addr) = spawn_recv(
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--out",
+                    out_s,
+                    "--timeout",
+                    "10",
+                    "--backend",
+                    b,
+                ],
+                1,
+            );
+            std::fs::write(&out, b"mine").unwrap();
+            let (code, stdout, err) = send_f8(&addr, "1000", streams, b);
+            let (rc, recv_out, rest) = finish_recv(recv, err_lines);
+            let said = if streams == "1" {
+                format!(
+                    "ringxfer recv: {out_s}: cannot rename the received file into place: File \
+                     exists (os error 17)"
+                )
+            } else {
+                format!(
+                    "ringxfer recv: --out {out_s}: the file exists (ringxfer never overwrites: \
+                     remove it or choose another name)"
+                )
+            };
+            assert_eq!(
+                (rc, recv_out.as_str(), rest.as_str()),
+                (1, "", said.as_str()),
+                "{what}"
+            );
+            assert_eq!((code, stdout.as_str()), (1, ""), "{what}: {err}");
+            assert!(
+                err.starts_with("ringxfer send: ") && err.contains(&format!("{said} (")),
+                "{what}: the sender's error lacks recv's line {said:?}: {err}"
+            );
+            assert_eq!(std::fs::read(&out).unwrap(), b"mine", "{what}");
+        }
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut want: Vec<String> = backends()
+        .iter()
+        .flat_map(|b| [format!("{b}-1.npy"), format!("{b}-2.npy")])
+        .collect();
+    want.sort();
+    assert_eq!(left, want);
+}
