@@ -386,3 +386,84 @@ fn striped_recv_waits_once_for_a_sender_that_does_not_close() {
         );
     }
 }
+
+/// Ends each of `socks` (shut its write side) one after another, `gap` apart, the first `gap`
+/// from now; then keeps them open until the receiver closed each.
+fn close_slowly(socks: Vec<TcpStream>, gap: Duration) {
+    for s in &socks {
+        std::thread::sleep(gap);
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    for mut s in socks {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+    }
+}
+
+/// A sender that closes its 3 streams one by one, 1 s apart (each close within recv's
+/// `--timeout 2` of the last, all three 3 s after the data): striped `recv --arrays 1` and
+/// raw `recv --raw --streams 3` take the array, exit 0 with nothing on stderr (no note that
+/// the peer did not close). The shared bound restarts when a stream's end arrives: cut at 2 s
+/// from the data, the third stream's end (3 s) was noted as never come.
+#[test]
+fn recv_waits_for_a_sender_closing_stream_by_stream() {
+    let gap = Duration::from_secs(1);
+    let dtype: DType = "<f4".parse().unwrap();
+    let mut bytes = vec![0u8; 100 * 50 * 4];
+    fill_arange(dtype, &mut bytes);
+    for b in backends() {
+        let common = ["--listen", "127.0.0.1:0", "--timeout", "2", "--backend", b];
+        let (k, err, addr) = spawn_recv(&[&common[..], &["--arrays", "1", "--json"]].concat(), 1);
+        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        let mut eng = Engine::new(Backend::Blocking).unwrap();
+        eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
+            .unwrap();
+        close_slowly(socks, gap);
+        let (rc, out, rest) = finish_recv(k, err);
+        assert_eq!((rc, rest.as_str()), (0, ""), "{b}, striped: {out}");
+        let line = json(out.lines().next().unwrap());
+        assert_eq!(
+            (&line["streams"], &line["arange"], &line["crc32"]),
+            (
+                &Value::from(3),
+                &Value::from(true),
+                &Value::from(arange_crc())
+            ),
+            "{b}: {out}"
+        );
+
+        let raw = [
+            "--raw",
+            "--streams",
+            "3",
+            "--dtype",
+            "f4",
+            "--count",
+            "5000",
+            "--json",
+        ];
+        let (k, err, addr) = spawn_recv(&[&common[..], &raw[..]].concat(), 1);
+        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        eng.send_striped(&socks, &bytes).unwrap();
+        close_slowly(socks, gap);
+        let (rc, out, rest) = finish_recv(k, err);
+        assert_eq!((rc, rest.as_str()), (0, ""), "{b}, raw: {out}");
+        let line = json(out.lines().next().unwrap());
+        assert_eq!(
+            (
+                &line["bytes"],
+                &line["streams"],
+                &line["verified"],
+                &line["crc32"]
+            ),
+            (
+                &Value::from(20_000),
+                &Value::from(3),
+                &Value::from(true),
+                &Value::from(arange_crc())
+            ),
+            "{b}, raw: {out}"
+        );
+    }
+}

@@ -160,7 +160,7 @@ impl Streams {
         self.close_until(role, a, None)
     }
 
-    /// [`Streams::close`], the receive side's checks bounded by `until` together.
+    /// [`Streams::close`], the receive side's checks bounded by `until` ([`close_streams`]).
     fn close_until(self, role: Role, a: &XferArgs, until: Option<Instant>) -> Result<u64, Failure> {
         let Streams {
             socks,
