@@ -221,3 +221,62 @@ fn recv_out_whose_name_was_taken_tells_the_sender() {
     want.sort();
     assert_eq!(left, want);
 }
+
+/// `send --raw` of one byte over a Unix socket, to `recv` and to `serve` (both framed): the
+/// receiver rejects it, says why and closes, and over a Unix socket that close is a plain one
+/// (no reset), the byte read, nothing left unread. Before, raw send looked at the receiver's
+/// line only when its close failed, and exited 0 here with its report, the receiver 1.
+#[test]
+fn raw_sender_over_unix_fails_with_the_receivers_line() {
+    let dir = util::tmpdir("tells_why", "raw_unix");
+    for b in backends() {
+        for receiver in ["recv", "serve"] {
+            let what = format!("{b}, {receiver}");
+            let path = dir.join(format!("{b}-{receiver}.sock"));
+            let addr = format!("unix:{}", path.display());
+            let (k, err_lines) = util::bin::spawn_unix(
+                &[
+                    receiver,
+                    "--listen",
+                    &addr,
+                    "--timeout",
+                    "10",
+                    "--backend",
+                    b,
+                ],
+                &path,
+            );
+            let (code, out, err) = run(&[
+                "send",
+                "--raw",
+                "--dtype",
+                "u1",
+                "--count",
+                "1",
+                "--connect",
+                &addr,
+                "--timeout",
+                "10",
+                "--backend",
+                b,
+            ]);
+            let said = if receiver == "recv" {
+                let (rc, _, rest) = finish_recv(k, err_lines);
+                let said = "ringxfer recv: array 1: framed message rejected: bad magic b\"\\x00\" \
+                            (expected b\"RGXF\"): the peer sent no RGXF or .npy header: did it \
+                            use --raw?";
+                assert_eq!((rc, rest.as_str()), (1, said), "{what}");
+                said
+            } else {
+                drop((k, err_lines));
+                "ringxfer serve: array 1: peer closed the connection after 1 of 32 bytes"
+            };
+            assert_eq!(
+                (code, out.as_str(), err.as_str()),
+                (1, "", format!("ringxfer send: {said}\n").as_str()),
+                "{what}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
