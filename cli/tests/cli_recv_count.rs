@@ -467,3 +467,75 @@ fn recv_waits_for_a_sender_closing_stream_by_stream() {
         );
     }
 }
+
+/// Closes `socks` in stream order as a graceful sender does (shut the write side, read to the
+/// peer's close): what each read ended with, `Ok(bytes)` or the error kind.
+fn close_in_order(socks: Vec<TcpStream>) -> Vec<Result<usize, std::io::ErrorKind>> {
+    socks
+        .into_iter()
+        .map(|mut s| {
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).map_err(|e| e.kind())
+        })
+        .collect()
+}
+
+/// A sender that writes 5 bytes more on stream 2 after its stripe, then closes every stream
+/// in order: striped `recv --arrays 1` and raw `recv --raw --streams 3` exit 1 naming them,
+/// and stream 2 closes with a reset (streams 0 and 1, checked first, close plainly). Before,
+/// stream 2 closed plainly too, and a sender closing gracefully took it for delivery.
+#[test]
+fn recv_resets_a_stream_with_extra_bytes() {
+    let dtype: DType = "<f4".parse().unwrap();
+    let mut bytes = vec![0u8; 100 * 50 * 4];
+    fill_arange(dtype, &mut bytes);
+    let raw = [
+        "--raw",
+        "--streams",
+        "3",
+        "--dtype",
+        "f4",
+        "--count",
+        "5000",
+    ];
+    for b in backends() {
+        for striped in [true, false] {
+            let what = format!("{b}, {}", if striped { "striped" } else { "raw" });
+            let common = ["--listen", "127.0.0.1:0", "--timeout", "10", "--backend", b];
+            let flags: &[&str] = if striped { &["--arrays", "1"] } else { &raw };
+            let (k, err, addr) = spawn_recv(&[&common[..], flags].concat(), 1);
+            let mut socks: Vec<TcpStream> =
+                (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+            let mut eng = Engine::new(Backend::Blocking).unwrap();
+            if striped {
+                eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
+                    .unwrap();
+            } else {
+                eng.send_striped(&socks, &bytes).unwrap();
+            }
+            socks[2].write_all(b"extra").unwrap();
+            let peer = socks[2].local_addr().unwrap().to_string();
+            let ends = close_in_order(socks);
+            let (rc, _, rest) = finish_recv(k, err);
+            assert_eq!(
+                ends,
+                [Ok(0), Ok(0), Err(std::io::ErrorKind::ConnectionReset)],
+                "{what}"
+            );
+            assert_eq!(
+                (rc, rest.lines().last().unwrap_or_default()),
+                (
+                    1,
+                    format!(
+                        "ringxfer recv: stream 2 ({peer}): 5 extra bytes after stream 2's \
+                         stripe (from {peer})"
+                    )
+                    .as_str()
+                ),
+                "{what}: {rest}"
+            );
+        }
+    }
+}

@@ -608,6 +608,12 @@ pub(super) fn close_streams(
             Ok(n) => discarded += n,
             Err(e) => {
                 let outcome = close_outcome(role, e, &expected(i));
+                if role == Role::Recv && outcome.is_err() {
+                    // Extra bytes on this stream (stream 0, the one that could say why, is
+                    // closed already): its close is a reset, so a sender closing gracefully
+                    // does not take it for delivery.
+                    crate::net::abort(&s);
+                }
                 outcome.map_err(|f| Failure {
                     message: format!("stream {i} ({}): {}", peers[i], f.message),
                     ..f
