@@ -33,6 +33,37 @@ fn arange_crc() -> String {
     format!("{:08x}", util::crc32_chunked(&b))
 }
 
+/// Connects 3 streams to `addr` and sends the `<f4` (100, 50) arange array over them with the
+/// library: framed (`send_array_striped`) or raw (`send_striped`). The streams stay open.
+fn send_arange_striped(addr: &str, framed: bool) -> Vec<TcpStream> {
+    let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let dtype: DType = "<f4".parse().unwrap();
+    let mut bytes = vec![0u8; 100 * 50 * 4];
+    fill_arange(dtype, &mut bytes);
+    let mut eng = Engine::new(Backend::Blocking).unwrap();
+    match framed {
+        true => eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C),
+        false => eng.send_striped(&socks, &bytes),
+    }
+    .unwrap();
+    socks
+}
+
+/// The first line of a striped framed `recv --json`: that array, over 3 streams, the arange
+/// pattern with its CRC-32.
+fn assert_striped_line(out: &str, what: &str) {
+    let line = json(out.lines().next().unwrap());
+    assert_eq!(
+        (&line["streams"], &line["arange"], &line["crc32"]),
+        (
+            &Value::from(3),
+            &Value::from(true),
+            &Value::from(arange_crc())
+        ),
+        "{what}: {out}"
+    );
+}
+
 /// The receiver's three lines: arrays 1, 2, 3, each `<f4` (100, 50), 20,000 bytes, CRC-32
 /// checked and equal to the arange pattern's, over `streams` streams (absent: one
 /// connection).
@@ -348,28 +379,13 @@ fn striped_recv_waits_once_for_a_sender_that_does_not_close() {
             ],
             1,
         );
-        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-        let dtype: DType = "<f4".parse().unwrap();
-        let mut bytes = vec![0u8; 100 * 50 * 4];
-        fill_arange(dtype, &mut bytes);
-        let mut eng = Engine::new(Backend::Blocking).unwrap();
-        eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
-            .unwrap();
+        let socks = send_arange_striped(&addr, true);
         let sent = Instant::now();
         let (rc, out, rest) = finish_recv(k, err);
         let waited = sent.elapsed();
         drop(socks);
         assert_eq!(rc, 0, "{b}: {out}{rest}");
-        let line = json(out.lines().next().unwrap());
-        assert_eq!(
-            (&line["streams"], &line["arange"], &line["crc32"]),
-            (
-                &Value::from(3),
-                &Value::from(true),
-                &Value::from(arange_crc())
-            ),
-            "{b}: {out}"
-        );
+        assert_striped_line(&out, b);
         let not_closed = ringxfer::Error::PeerNotClosed {
             read: 0,
             timeout_ms: 2000,
@@ -409,29 +425,13 @@ fn close_slowly(socks: Vec<TcpStream>, gap: Duration) {
 #[test]
 fn recv_waits_for_a_sender_closing_stream_by_stream() {
     let gap = Duration::from_secs(1);
-    let dtype: DType = "<f4".parse().unwrap();
-    let mut bytes = vec![0u8; 100 * 50 * 4];
-    fill_arange(dtype, &mut bytes);
     for b in backends() {
         let common = ["--listen", "127.0.0.1:0", "--timeout", "2", "--backend", b];
         let (k, err, addr) = spawn_recv(&[&common[..], &["--arrays", "1", "--json"]].concat(), 1);
-        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-        let mut eng = Engine::new(Backend::Blocking).unwrap();
-        eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
-            .unwrap();
-        close_slowly(socks, gap);
+        close_slowly(send_arange_striped(&addr, true), gap);
         let (rc, out, rest) = finish_recv(k, err);
         assert_eq!((rc, rest.as_str()), (0, ""), "{b}, striped: {out}");
-        let line = json(out.lines().next().unwrap());
-        assert_eq!(
-            (&line["streams"], &line["arange"], &line["crc32"]),
-            (
-                &Value::from(3),
-                &Value::from(true),
-                &Value::from(arange_crc())
-            ),
-            "{b}: {out}"
-        );
+        assert_striped_line(&out, b);
 
         let raw = [
             "--raw",
@@ -444,9 +444,7 @@ fn recv_waits_for_a_sender_closing_stream_by_stream() {
             "--json",
         ];
         let (k, err, addr) = spawn_recv(&[&common[..], &raw[..]].concat(), 1);
-        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-        eng.send_striped(&socks, &bytes).unwrap();
-        close_slowly(socks, gap);
+        close_slowly(send_arange_striped(&addr, false), gap);
         let (rc, out, rest) = finish_recv(k, err);
         assert_eq!((rc, rest.as_str()), (0, ""), "{b}, raw: {out}");
         let line = json(out.lines().next().unwrap());
@@ -488,9 +486,6 @@ fn close_in_order(socks: Vec<TcpStream>) -> Vec<Result<usize, std::io::ErrorKind
 /// stream 2 closed plainly too, and a sender closing gracefully took it for delivery.
 #[test]
 fn recv_resets_a_stream_with_extra_bytes() {
-    let dtype: DType = "<f4".parse().unwrap();
-    let mut bytes = vec![0u8; 100 * 50 * 4];
-    fill_arange(dtype, &mut bytes);
     let raw = [
         "--raw",
         "--streams",
@@ -506,15 +501,7 @@ fn recv_resets_a_stream_with_extra_bytes() {
             let common = ["--listen", "127.0.0.1:0", "--timeout", "10", "--backend", b];
             let flags: &[&str] = if striped { &["--arrays", "1"] } else { &raw };
             let (k, err, addr) = spawn_recv(&[&common[..], flags].concat(), 1);
-            let mut socks: Vec<TcpStream> =
-                (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-            let mut eng = Engine::new(Backend::Blocking).unwrap();
-            if striped {
-                eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
-                    .unwrap();
-            } else {
-                eng.send_striped(&socks, &bytes).unwrap();
-            }
+            let mut socks = send_arange_striped(&addr, striped);
             socks[2].write_all(b"extra").unwrap();
             let peer = socks[2].local_addr().unwrap().to_string();
             let ends = close_in_order(socks);
