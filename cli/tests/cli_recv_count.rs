@@ -33,6 +33,17 @@ fn arange_crc() -> String {
     format!("{:08x}", util::crc32_chunked(&b))
 }
 
+/// Raw `recv`'s flags for the array of [`send_arange_striped`]: 5,000 `<f4` over 3 streams.
+const RAW_3: [&str; 7] = [
+    "--raw",
+    "--streams",
+    "3",
+    "--dtype",
+    "f4",
+    "--count",
+    "5000",
+];
+
 /// Connects 3 streams to `addr` and sends the `<f4` (100, 50) arange array over them with the
 /// library: framed (`send_array_striped`) or raw (`send_striped`). The streams stay open.
 fn send_arange_striped(addr: &str, framed: bool) -> Vec<TcpStream> {
@@ -433,17 +444,7 @@ fn recv_waits_for_a_sender_closing_stream_by_stream() {
         assert_eq!((rc, rest.as_str()), (0, ""), "{b}, striped: {out}");
         assert_striped_line(&out, b);
 
-        let raw = [
-            "--raw",
-            "--streams",
-            "3",
-            "--dtype",
-            "f4",
-            "--count",
-            "5000",
-            "--json",
-        ];
-        let (k, err, addr) = spawn_recv(&[&common[..], &raw[..]].concat(), 1);
+        let (k, err, addr) = spawn_recv(&[&common[..], &RAW_3[..], &["--json"]].concat(), 1);
         close_slowly(send_arange_striped(&addr, false), gap);
         let (rc, out, rest) = finish_recv(k, err);
         assert_eq!((rc, rest.as_str()), (0, ""), "{b}, raw: {out}");
@@ -486,20 +487,11 @@ fn close_in_order(socks: Vec<TcpStream>) -> Vec<Result<usize, std::io::ErrorKind
 /// stream 2 closed plainly too, and a sender closing gracefully took it for delivery.
 #[test]
 fn recv_resets_a_stream_with_extra_bytes() {
-    let raw = [
-        "--raw",
-        "--streams",
-        "3",
-        "--dtype",
-        "f4",
-        "--count",
-        "5000",
-    ];
     for b in backends() {
         for striped in [true, false] {
             let what = format!("{b}, {}", if striped { "striped" } else { "raw" });
             let common = ["--listen", "127.0.0.1:0", "--timeout", "10", "--backend", b];
-            let flags: &[&str] = if striped { &["--arrays", "1"] } else { &raw };
+            let flags: &[&str] = if striped { &["--arrays", "1"] } else { &RAW_3 };
             let (k, err, addr) = spawn_recv(&[&common[..], flags].concat(), 1);
             let mut socks = send_arange_striped(&addr, striped);
             socks[2].write_all(b"extra").unwrap();
