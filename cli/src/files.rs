@@ -209,19 +209,16 @@ impl OutFile {
         self.map.as_ref().map_or(&[], |m| m.bytes())
     }
 
-    /// Checks now what [`OutFile::commit`] needs: the bytes written to disk (`msync`) and no
-    /// file at its name yet. For a receive that must close its connections before the commit
-    /// (striped: each stream closes once checked), so a file that cannot get its name fails
-    /// while the sender can still be told; a file that appears at the name during the close
-    /// still fails the commit, untold.
+    /// Checks now that no file took this one's name since [`check_out`]: for a receive that
+    /// must close its connections before [`OutFile::commit`] (striped: each stream closes once
+    /// checked), so that a name taken meanwhile fails while the sender can still be told. A
+    /// file that appears at the name during the close, or a failed `msync`, still fails the
+    /// commit, untold (the bytes are not written to disk here: a large array's `msync` would
+    /// hold the sender's close for as long).
     ///
     /// # Errors
-    /// The OS error, naming the file; a file at the name, as [`check_out`] words it.
+    /// A file at the name, as [`check_out`] words it.
     pub fn ready(&self) -> Result<(), String> {
-        if let Some(map) = &self.map {
-            map.flush()
-                .map_err(|e| format!("{}: {e}", self.part.display()))?;
-        }
         check_out(&self.path).map_err(|f| f.message)
     }
 

@@ -851,8 +851,8 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     }
     say_notices("recv", &engine);
     let (received, got) = r.inspect_err(|f| link.tell_failure(&f.message))?;
-    // Striped, every stream closes (finish_recv) before the commit: what the commit needs is
-    // checked while stream 0 can still tell the sender.
+    // Striped, every stream closes (finish_recv) before the commit: that the file's name is
+    // still free is checked while stream 0 can still tell the sender.
     if let (Link::Striped(_), Some((_, file))) = (&link, &received) {
         file.ready()
             .map_err(Failure::runtime)
