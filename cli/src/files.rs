@@ -209,6 +209,19 @@ impl OutFile {
         self.map.as_ref().map_or(&[], |m| m.bytes())
     }
 
+    /// Checks now that no file took this one's name since [`check_out`]: for a receive that
+    /// must close its connections before [`OutFile::commit`] (striped: each stream closes once
+    /// checked), so that a name taken meanwhile fails while the sender can still be told. A
+    /// file that appears at the name during the close, or a failed `msync`, still fails the
+    /// commit, untold (the bytes are not written to disk here: a large array's `msync` would
+    /// hold the sender's close for as long).
+    ///
+    /// # Errors
+    /// A file at the name, as [`check_out`] words it.
+    pub fn ready(&self) -> Result<(), String> {
+        check_out(&self.path).map_err(|f| f.message)
+    }
+
     /// Writes the bytes to disk (`msync`, `fsync`), unmaps and renames the file to its name,
     /// failing rather than replacing a file that appeared there meanwhile.
     ///

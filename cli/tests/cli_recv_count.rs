@@ -33,6 +33,48 @@ fn arange_crc() -> String {
     format!("{:08x}", util::crc32_chunked(&b))
 }
 
+/// Raw `recv`'s flags for the array of [`send_arange_striped`]: 5,000 `<f4` over 3 streams.
+const RAW_3: [&str; 7] = [
+    "--raw",
+    "--streams",
+    "3",
+    "--dtype",
+    "f4",
+    "--count",
+    "5000",
+];
+
+/// Connects 3 streams to `addr` and sends the `<f4` (100, 50) arange array over them with the
+/// library: framed (`send_array_striped`) or raw (`send_striped`). The streams stay open.
+fn send_arange_striped(addr: &str, framed: bool) -> Vec<TcpStream> {
+    let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let dtype: DType = "<f4".parse().unwrap();
+    let mut bytes = vec![0u8; 100 * 50 * 4];
+    fill_arange(dtype, &mut bytes);
+    let mut eng = Engine::new(Backend::Blocking).unwrap();
+    match framed {
+        true => eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C),
+        false => eng.send_striped(&socks, &bytes),
+    }
+    .unwrap();
+    socks
+}
+
+/// The first line of a striped framed `recv --json`: that array, over 3 streams, the arange
+/// pattern with its CRC-32.
+fn assert_striped_line(out: &str, what: &str) {
+    let line = json(out.lines().next().unwrap());
+    assert_eq!(
+        (&line["streams"], &line["arange"], &line["crc32"]),
+        (
+            &Value::from(3),
+            &Value::from(true),
+            &Value::from(arange_crc())
+        ),
+        "{what}: {out}"
+    );
+}
+
 /// The receiver's three lines: arrays 1, 2, 3, each `<f4` (100, 50), 20,000 bytes, CRC-32
 /// checked and equal to the arange pattern's, over `streams` streams (absent: one
 /// connection).
@@ -348,28 +390,13 @@ fn striped_recv_waits_once_for_a_sender_that_does_not_close() {
             ],
             1,
         );
-        let socks: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-        let dtype: DType = "<f4".parse().unwrap();
-        let mut bytes = vec![0u8; 100 * 50 * 4];
-        fill_arange(dtype, &mut bytes);
-        let mut eng = Engine::new(Backend::Blocking).unwrap();
-        eng.send_array_striped(&socks, dtype, &bytes, &[100, 50], Order::C)
-            .unwrap();
+        let socks = send_arange_striped(&addr, true);
         let sent = Instant::now();
         let (rc, out, rest) = finish_recv(k, err);
         let waited = sent.elapsed();
         drop(socks);
         assert_eq!(rc, 0, "{b}: {out}{rest}");
-        let line = json(out.lines().next().unwrap());
-        assert_eq!(
-            (&line["streams"], &line["arange"], &line["crc32"]),
-            (
-                &Value::from(3),
-                &Value::from(true),
-                &Value::from(arange_crc())
-            ),
-            "{b}: {out}"
-        );
+        assert_striped_line(&out, b);
         let not_closed = ringxfer::Error::PeerNotClosed {
             read: 0,
             timeout_ms: 2000,
@@ -384,5 +411,110 @@ fn striped_recv_waits_once_for_a_sender_that_does_not_close() {
             waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
             "{b}: recv ended {waited:?} after the array: one --timeout (2 s) bounds the close"
         );
+    }
+}
+
+/// Ends each of `socks` (shut its write side) one after another, `gap` apart, the first `gap`
+/// from now; then keeps them open until the receiver closed each.
+fn close_slowly(socks: Vec<TcpStream>, gap: Duration) {
+    for s in &socks {
+        std::thread::sleep(gap);
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    for mut s in socks {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+    }
+}
+
+/// A sender that closes its 3 streams one by one, 1 s apart (each close within recv's
+/// `--timeout 2` of the last, all three 3 s after the data): striped `recv --arrays 1` and
+/// raw `recv --raw --streams 3` take the array, exit 0 with nothing on stderr (no note that
+/// the peer did not close). The shared bound restarts when a stream's end arrives: cut at 2 s
+/// from the data, the third stream's end (3 s) was noted as never come.
+#[test]
+fn recv_waits_for_a_sender_closing_stream_by_stream() {
+    let gap = Duration::from_secs(1);
+    for b in backends() {
+        let common = ["--listen", "127.0.0.1:0", "--timeout", "2", "--backend", b];
+        let (k, err, addr) = spawn_recv(&[&common[..], &["--arrays", "1", "--json"]].concat(), 1);
+        close_slowly(send_arange_striped(&addr, true), gap);
+        let (rc, out, rest) = finish_recv(k, err);
+        assert_eq!((rc, rest.as_str()), (0, ""), "{b}, striped: {out}");
+        assert_striped_line(&out, b);
+
+        let (k, err, addr) = spawn_recv(&[&common[..], &RAW_3[..], &["--json"]].concat(), 1);
+        close_slowly(send_arange_striped(&addr, false), gap);
+        let (rc, out, rest) = finish_recv(k, err);
+        assert_eq!((rc, rest.as_str()), (0, ""), "{b}, raw: {out}");
+        let line = json(out.lines().next().unwrap());
+        assert_eq!(
+            (
+                &line["bytes"],
+                &line["streams"],
+                &line["verified"],
+                &line["crc32"]
+            ),
+            (
+                &Value::from(20_000),
+                &Value::from(3),
+                &Value::from(true),
+                &Value::from(arange_crc())
+            ),
+            "{b}, raw: {out}"
+        );
+    }
+}
+
+/// Closes `socks` in stream order as a graceful sender does (shut the write side, read to the
+/// peer's close): what each read ended with, `Ok(bytes)` or the error kind.
+fn close_in_order(socks: Vec<TcpStream>) -> Vec<Result<usize, std::io::ErrorKind>> {
+    socks
+        .into_iter()
+        .map(|mut s| {
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).map_err(|e| e.kind())
+        })
+        .collect()
+}
+
+/// A sender that writes 5 bytes more on stream 2 after its stripe, then closes every stream
+/// in order: striped `recv --arrays 1` and raw `recv --raw --streams 3` exit 1 naming them,
+/// and stream 2 closes with a reset (streams 0 and 1, checked first, close plainly). Before,
+/// stream 2 closed plainly too, and a sender closing gracefully took it for delivery.
+#[test]
+fn recv_resets_a_stream_with_extra_bytes() {
+    for b in backends() {
+        for striped in [true, false] {
+            let what = format!("{b}, {}", if striped { "striped" } else { "raw" });
+            let common = ["--listen", "127.0.0.1:0", "--timeout", "10", "--backend", b];
+            let flags: &[&str] = if striped { &["--arrays", "1"] } else { &RAW_3 };
+            let (k, err, addr) = spawn_recv(&[&common[..], flags].concat(), 1);
+            let mut socks = send_arange_striped(&addr, striped);
+            socks[2].write_all(b"extra").unwrap();
+            let peer = socks[2].local_addr().unwrap().to_string();
+            let ends = close_in_order(socks);
+            let (rc, _, rest) = finish_recv(k, err);
+            assert_eq!(
+                ends,
+                [Ok(0), Ok(0), Err(std::io::ErrorKind::ConnectionReset)],
+                "{what}"
+            );
+            assert_eq!(
+                (rc, rest.lines().last().unwrap_or_default()),
+                (
+                    1,
+                    format!(
+                        "ringxfer recv: stream 2 ({peer}): 5 extra bytes after stream 2's \
+                         stripe (from {peer})"
+                    )
+                    .as_str()
+                ),
+                "{what}: {rest}"
+            );
+        }
     }
 }

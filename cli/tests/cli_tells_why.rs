@@ -154,3 +154,129 @@ fn recv_tells_the_sender_why() {
         }
     }
 }
+
+/// `recv --out F` where F appears after recv started (it was free at start-up, so the array is
+/// received, then cannot take its name): before, one stream committed after the sender's
+/// close had completed and striped closed every stream before the commit, so the sender
+/// exited 0 for a file nobody kept. One stream: the rename's own error; striped: the same
+/// check made before the streams close. Either way the sender fails with recv's line, the
+/// file that was there is untouched and no `.part` file is left.
+#[test]
+fn recv_out_whose_name_was_taken_tells_the_sender() {
+    let dir = util::tmpdir("tells_why", "out_taken");
+    for b in backends() {
+        for streams in ["1", "2"] {
+            let what = format!("{b}, {streams} stream(s)");
+            let out = dir.join(format!("{b}-{streams}.npy"));
+            let out_s = out.to_str().unwrap();
+            let (recv, err_lines, addr) = spawn_recv(
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--out",
+                    out_s,
+                    "--timeout",
+                    "10",
+                    "--backend",
+                    b,
+                ],
+                1,
+            );
+            std::fs::write(&out, b"mine").unwrap();
+            let (code, stdout, err) = send_f8(&addr, "1000", streams, b);
+            let (rc, recv_out, rest) = finish_recv(recv, err_lines);
+            let said = if streams == "1" {
+                format!(
+                    "ringxfer recv: {out_s}: cannot rename the received file into place: File \
+                     exists (os error 17)"
+                )
+            } else {
+                format!(
+                    "ringxfer recv: --out {out_s}: the file exists (ringxfer never overwrites: \
+                     remove it or choose another name)"
+                )
+            };
+            assert_eq!(
+                (rc, recv_out.as_str(), rest.as_str()),
+                (1, "", said.as_str()),
+                "{what}"
+            );
+            assert_eq!((code, stdout.as_str()), (1, ""), "{what}: {err}");
+            assert!(
+                err.starts_with("ringxfer send: ") && err.contains(&format!("{said} (")),
+                "{what}: the sender's error lacks recv's line {said:?}: {err}"
+            );
+            assert_eq!(std::fs::read(&out).unwrap(), b"mine", "{what}");
+        }
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut want: Vec<String> = backends()
+        .iter()
+        .flat_map(|b| [format!("{b}-1.npy"), format!("{b}-2.npy")])
+        .collect();
+    want.sort();
+    assert_eq!(left, want);
+}
+
+/// `send --raw` of one byte over a Unix socket, to `recv` and to `serve` (both framed): the
+/// receiver rejects it, says why and closes, and over a Unix socket that close is a plain one
+/// (no reset), the byte read, nothing left unread. Before, raw send looked at the receiver's
+/// line only when its close failed, and exited 0 here with its report, the receiver 1.
+#[test]
+fn raw_sender_over_unix_fails_with_the_receivers_line() {
+    let dir = util::tmpdir("tells_why", "raw_unix");
+    for b in backends() {
+        for receiver in ["recv", "serve"] {
+            let what = format!("{b}, {receiver}");
+            let path = dir.join(format!("{b}-{receiver}.sock"));
+            let addr = format!("unix:{}", path.display());
+            let (k, err_lines) = util::bin::spawn_unix(
+                &[
+                    receiver,
+                    "--listen",
+                    &addr,
+                    "--timeout",
+                    "10",
+                    "--backend",
+                    b,
+                ],
+                &path,
+            );
+            let (code, out, err) = run(&[
+                "send",
+                "--raw",
+                "--dtype",
+                "u1",
+                "--count",
+                "1",
+                "--connect",
+                &addr,
+                "--timeout",
+                "10",
+                "--backend",
+                b,
+            ]);
+            let said = if receiver == "recv" {
+                let (rc, _, rest) = finish_recv(k, err_lines);
+                let said = "ringxfer recv: array 1: framed message rejected: bad magic b\"\\x00\" \
+                            (expected b\"RGXF\"): the peer sent no RGXF or .npy header: did it \
+                            use --raw?";
+                assert_eq!((rc, rest.as_str()), (1, said), "{what}");
+                said
+            } else {
+                drop((k, err_lines));
+                "ringxfer serve: array 1: peer closed the connection after 1 of 32 bytes"
+            };
+            assert_eq!(
+                (code, out.as_str(), err.as_str()),
+                (1, "", format!("ringxfer send: {said}\n").as_str()),
+                "{what}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -851,6 +851,13 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
     }
     say_notices("recv", &engine);
     let (received, got) = r.inspect_err(|f| link.tell_failure(&f.message))?;
+    // Striped, every stream closes (finish_recv) before the commit: that the file's name is
+    // still free is checked while stream 0 can still tell the sender.
+    if let (Link::Striped(_), Some((_, file))) = (&link, &received) {
+        file.ready()
+            .map_err(Failure::runtime)
+            .inspect_err(|f| link.tell_failure(&f.message))?;
+    }
     let (sock, peer) = match link {
         Link::One(sock, peer) => (sock, peer),
         Link::Striped(s) => {
@@ -858,11 +865,16 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
             return commit(received, a.json);
         }
     };
+    // The connection is still open at the commit: a file that cannot get its name (one
+    // created there meanwhile) is told to the sender like any other failure.
+    let commit = |received| {
+        commit(received, a.json).inspect_err(|f| super::striped::tell_sender(&sock, &f.message))
+    };
     let Some(fixed) = fixed_count(a, got) else {
         // Received until the sender's close: its end of stream is already here.
         ringxfer::close::expect_eof(&sock, a.timeout)
             .or_else(|e| close_outcome(Role::Recv, e, &format!("array {got}")))?;
-        return commit(received, a.json);
+        return commit(received);
     };
     ringxfer::close::expect_eof(&sock, a.timeout).or_else(|e| {
         let extra = matches!(e, Error::ExtraBytes { .. });
@@ -875,7 +887,7 @@ fn recv(a: &XferArgs, opts: Options, rails: &[String]) -> Result<(), Failure> {
         }
         r
     })?;
-    commit(received, a.json)
+    commit(received)
 }
 
 /// What fixed the number of arrays `recv` takes, as the extra-bytes error names it after the

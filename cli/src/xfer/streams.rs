@@ -531,9 +531,11 @@ const MIN_CLOSE_WAIT: Duration = Duration::from_millis(10);
 /// while closing, summed. A stream on which the peer said why it refused it (`serve`'s one
 /// line `ringxfer serve: refused: …`, written before it closes) fails with that line.
 ///
-/// The extra-bytes checks of all streams together wait at most until `until` (`None`: one
-/// `--timeout` from now), each at least [`MIN_CLOSE_WAIT`] to read an end of stream already
-/// there: a sender that neither sends more nor closes is waited for once, not once per stream.
+/// The extra-bytes checks wait for the streams' ends until `until` (`None`: one `--timeout`
+/// from now), restarted for one `--timeout` each time a stream's end arrives, each at least
+/// [`MIN_CLOSE_WAIT`] to read an end of stream already there: a sender that neither sends
+/// more nor closes is waited for once, not once per stream, and one that closes its streams
+/// one by one, each within `--timeout` of the last, is not cut short.
 pub(super) fn close_streams(
     role: Role,
     a: &XferArgs,
@@ -543,14 +545,7 @@ pub(super) fn close_streams(
 ) -> Result<u64, Failure> {
     let expected = |i: usize| format!("stream {i}'s stripe (from {})", peers[i]);
     let bound = a.timeout.unwrap_or(ringxfer::close::DEFAULT_CLOSE_TIMEOUT);
-    let until = until.unwrap_or_else(|| Instant::now() + bound);
-    let left = || {
-        Some(
-            until
-                .saturating_duration_since(Instant::now())
-                .max(MIN_CLOSE_WAIT),
-        )
-    };
+    let mut until = until.unwrap_or_else(|| Instant::now() + bound);
     let mut discarded = 0;
     // `socks` may be the last streams only (the first closed already): number them so.
     let from = peers.len() - socks.len();
@@ -558,7 +553,14 @@ pub(super) fn close_streams(
         let i = from + k;
         let mut said = Vec::new();
         let r = match (role, a.bidir) {
-            (Role::Recv, false) => match ringxfer::close::expect_eof(&s, left()) {
+            (Role::Recv, false) => match ringxfer::close::expect_eof(
+                &s,
+                Some(
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .max(MIN_CLOSE_WAIT),
+                ),
+            ) {
                 // Its own wait may have been the last milliseconds of the shared bound: the
                 // peer had the whole bound to close.
                 Err(ringxfer::Error::PeerNotClosed { read, .. }) => {
@@ -567,7 +569,14 @@ pub(super) fn close_streams(
                         timeout_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
                     })
                 }
-                r => r.map(|()| 0),
+                r => {
+                    // This stream's end came: the peer is closing, and the next stream's
+                    // end has a whole bound again (an idle bound, as `--timeout` is).
+                    if r.is_ok() {
+                        until = Instant::now() + bound;
+                    }
+                    r.map(|()| 0)
+                }
             },
             _ => ringxfer::close::finish_with(&s, a.timeout, |b| {
                 crate::net::keep_head(&mut said, b);
@@ -599,6 +608,12 @@ pub(super) fn close_streams(
             Ok(n) => discarded += n,
             Err(e) => {
                 let outcome = close_outcome(role, e, &expected(i));
+                if role == Role::Recv && outcome.is_err() {
+                    // Extra bytes on this stream (stream 0, the one that could say why, is
+                    // closed already): its close is a reset, so a sender closing gracefully
+                    // does not take it for delivery.
+                    crate::net::abort(&s);
+                }
                 outcome.map_err(|f| Failure {
                     message: format!("stream {i} ({}): {}", peers[i], f.message),
                     ..f

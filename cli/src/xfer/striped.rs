@@ -72,15 +72,20 @@ impl Link {
     /// then makes every stream's close a reset ([`crate::net::say_and_abort`]), so that no
     /// sender takes the close for delivery.
     pub(super) fn tell_failure(&self, why: &str) {
-        let said = format!("ringxfer recv: {why}\n");
         match self {
-            Link::One(sock, _) => crate::net::say_and_abort(sock, &said),
+            Link::One(sock, _) => tell_sender(sock, why),
             Link::Striped(s) => {
-                crate::net::say_and_abort(&s.first, &said);
+                tell_sender(&s.first, why);
                 s.socks.iter().for_each(crate::net::abort);
             }
         }
     }
+}
+
+/// Tells the sender on `sock` why the receive failed, one line `ringxfer recv: WHY`, and makes
+/// the close a reset ([`crate::net::say_and_abort`]).
+pub(super) fn tell_sender(sock: &Conn, why: &str) {
+    crate::net::say_and_abort(sock, &format!("ringxfer recv: {why}\n"));
 }
 
 /// The streams of a striped framed transfer, in stream order.
@@ -155,7 +160,7 @@ impl Streams {
         self.close_until(role, a, None)
     }
 
-    /// [`Streams::close`], the receive side's checks bounded by `until` together.
+    /// [`Streams::close`], the receive side's checks bounded by `until` ([`close_streams`]).
     fn close_until(self, role: Role, a: &XferArgs, until: Option<Instant>) -> Result<u64, Failure> {
         let Streams {
             socks,
