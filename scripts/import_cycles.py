@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Module-level import graph of the library (src/, `crate::` paths and root re-exports, comments
 # stripped) and its cycles: `python3 scripts/import_cycles.py` prints each module's edges and
-# "cycles (SCCs): []" when there are none (issue 10: arrows point down only).
+# "cycles (SCCs): []" when there are none (issue 10: arrows point down only); exit status 1
+# when there is one (scripts/test.sh runs it).
 import re,os,itertools,sys
 root='src'
 mods={}
@@ -60,3 +61,4 @@ sys.setrecursionlimit(10000)
 for v in list(edges):
     if v not in idx: sc(v)
 print('cycles (SCCs):',out)
+sys.exit(1 if out else 0)

@@ -3,7 +3,8 @@
 # workspace (the library at the root, the CLI in cli/, the Python binding in python/):
 #   1. cargo fmt --check and cargo clippy --workspace --all-targets -D warnings, and the API
 #      docs build with no rustdoc warning (broken or private intra-doc links): cargo doc
-#      --workspace --no-deps with RUSTDOCFLAGS=-D warnings (a few seconds: deps are built)
+#      --workspace --no-deps with RUSTDOCFLAGS=-D warnings (a few seconds: deps are built),
+#      and the library's module graph has no cycle (python3 scripts/import_cycles.py)
 #   2. cargo test --release  (the default members, library and CLI: unit, integration, planner
 #      property, doc tests; the CLI's tests, which run the built binary, are in cli/tests/;
 #      the Python binding is tested through pytest in 3c, as Python loads it)
@@ -33,6 +34,7 @@ step() { echo "== $*"; "$@" 2>&1 | tee -a "$log"; local rc=${PIPESTATUS[0]}; [ "
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
 step env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --release --quiet
+step bash -c 'set -o pipefail; python3 scripts/import_cycles.py | tail -n 1'
 step cargo test --release --no-fail-fast
 step cargo test --release --no-fail-fast -- --ignored
 # Issue 4: a short line-rate run across two network namespaces (skips itself, saying so, where
