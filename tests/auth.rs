@@ -278,15 +278,19 @@ fn auth_reflected_proof_is_rejected() {
 #[test]
 fn auth_silent_peer_times_out() {
     let deadline = Duration::from_millis(400);
-    let t0 = Instant::now();
-    let (server, _) = pair(
-        move |s| auth::authenticate_server(&s, &key(KEY_A), deadline),
+    // Timed inside the server's side: `pair` also waits for the peer, which holds the
+    // connection for 1 s (timed around `pair`, the bound had 0.5 s of margin over that).
+    let ((server, took), _) = pair(
+        move |s| {
+            let t0 = Instant::now();
+            let r = auth::authenticate_server(&s, &key(KEY_A), deadline);
+            (r, t0.elapsed())
+        },
         |s| {
             thread::sleep(Duration::from_secs(1));
             drop(s);
         },
     );
-    let took = t0.elapsed();
     assert!(
         matches!(
             server,

@@ -698,30 +698,37 @@ fn c12_stall_mid_header(b: Backend) {
     }
 }
 
-/// The idle timer restarts on progress: a message dribbled in 8 pieces 150 ms apart
-/// (~1 s in all) arrives whole under a 400 ms idle timeout.
+/// The idle timer restarts on progress: a message dribbled in 8 pieces 200 ms apart
+/// (1.6 s in all) arrives whole under an 800 ms idle timeout (the gaps leave 600 ms for a
+/// writer thread scheduled late on a loaded machine; 150 ms under 400 ms left 250 ms).
 fn c12_timer_restarts_on_progress(b: Backend) {
     let msg = message(&f8_4x4(), &payload_128());
+    let gap = Duration::from_millis(200);
+    let idle = Duration::from_millis(800);
+    let pieces = msg.chunks(msg.len().div_ceil(8)).count() as u32;
+    assert_eq!(pieces, 8, "{} bytes", msg.len());
     for t in TRANSPORTS {
         let (w, r) = pair(t);
         let m = msg.clone();
-        let writer = thread::spawn(move || {
-            for piece in m.chunks(m.len().div_ceil(8)) {
-                thread::sleep(Duration::from_millis(150));
-                write_all(&w, piece).unwrap();
-            }
-            w
-        });
         let mut e = Engine::with_options(Options {
-            idle_timeout: Some(Duration::from_millis(400)),
+            idle_timeout: Some(idle),
             ..opts(b)
         })
         .unwrap();
         let t0 = Instant::now();
+        let writer = thread::spawn(move || {
+            for piece in m.chunks(m.len().div_ceil(8)) {
+                thread::sleep(gap);
+                write_all(&w, piece).unwrap();
+            }
+            w
+        });
         let a = e
             .recv_any(&r)
             .unwrap_or_else(|e| panic!("slow but steady peer ({b}, {t:?}): {e}"));
-        assert!(t0.elapsed() > Duration::from_millis(800));
+        // The whole message took longer than one idle timeout: the timer did restart.
+        let took = t0.elapsed();
+        assert!(took >= pieces * gap && took > idle, "{took:?}");
         assert_eq!(a.bytes(), &payload_128()[..]);
         drop(writer.join().unwrap());
     }

@@ -219,6 +219,12 @@ impl Peer {
                 Err(e) => panic!("accept: {e}"),
             }
             if let Ok(Some(st)) = self.child.try_wait() {
+                // It may have connected (and sent, and exited) after the accept above: its
+                // connection then waits in the backlog.
+                if let Ok((s, _)) = listener.accept() {
+                    s.set_nonblocking(false).expect("blocking stream");
+                    return s;
+                }
                 let f = self.finish();
                 panic!("{} exited ({st}) before connecting: {}", f.what, f.stderr);
             }

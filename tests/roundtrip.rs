@@ -415,17 +415,33 @@ fn c05(backend: Backend) {
         done_tx.send(()).unwrap();
 
         let t0 = Instant::now();
+        let mut each = Vec::with_capacity(100);
         for i in 0..100u64 {
+            let t = Instant::now();
             let ping = [i as f64, -(i as f64)];
             e.send_from(&rx, &ping).expect("ping send");
             let mut pong = [0f64; 2];
             e.recv_into(&rx, &mut pong).expect("ping recv");
             assert_eq!(pong, ping);
+            each.push(t.elapsed());
         }
         let pp = t0.elapsed();
-        // A 40 ms delayed-ACK stall per message would take 4 s.
-        assert!(pp < Duration::from_secs(3), "100 ping-pongs took {pp:?}");
-        eprintln!("C05 {backend}: first array {first:?}, 100 ping-pongs {pp:?}");
+        each.sort();
+        let median = each[each.len() / 2];
+        eprintln!(
+            "C05 {backend}: first array {first:?}, 100 ping-pongs {pp:?}, median {median:?}, \
+             slowest {:?}",
+            each[each.len() - 1]
+        );
+        // A delayed-ACK stall per message holds every round trip for at least the kernel's
+        // minimum delayed ACK, TCP_DELACK_MIN (HZ/25: 40 ms; include/net/tcp.h): the median
+        // round trip tells that apart from a loaded machine's occasional slow wake-ups, which
+        // a bound on the total (3 s for 100, against 4 s stalled) did not leave room for.
+        assert!(
+            median < Duration::from_millis(40),
+            "median ping-pong {median:?}: a delayed-ACK stall per message"
+        );
+        assert!(pp < Duration::from_secs(20), "100 ping-pongs took {pp:?}");
         sender.join().unwrap();
     });
 }

@@ -22,8 +22,9 @@ const MIB: usize = 1 << 20;
 const T: Duration = Duration::from_millis(1000);
 
 /// How late the timeout may fire: the documented bound is one probe interval (T/10, at most
-/// 100 ms) plus scheduling; the assertion allows for a loaded 2-core CI machine.
-const SLACK: Duration = Duration::from_millis(400);
+/// 100 ms) plus scheduling; the assertion allows for a loaded 2-core CI machine (600 ms, was
+/// 400 ms) while still telling apart the old bugs (2 T and 3 T, above).
+const SLACK: Duration = Duration::from_millis(600);
 
 /// Asserts `dt` (from the last byte moved to the error) lies in `[T, T + SLACK]`.
 #[track_caller]

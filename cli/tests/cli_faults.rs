@@ -91,7 +91,7 @@ fn cli_under_filter(reason: &str) {
     let rst = wait_deadline(&mut recv.0, Duration::from_secs(60)).expect("recv hung");
     let mut recv_stdout = String::new();
     { recv_out }.read_to_string(&mut recv_stdout).unwrap();
-    recv_stderr.extend(recv_err.drain_for(Duration::from_millis(200)));
+    recv_stderr.extend(recv_err.rest(Duration::from_secs(20)));
     assert!(rst.success(), "recv --backend auto: {rst}: {recv_stderr:?}");
     eprintln!("CLI send --backend auto, stderr: {send_err:?}");
     eprintln!("CLI recv --backend auto, stderr: {recv_stderr:?}");

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use ringxfer::{Backend, Error, Header, Order};
 use serde_json::Value;
-use util::bin::{command, connect_unix, json, output, spawn, spawn_serve, text, wait_for_file};
+use util::bin::{
+    command, connect_unix, json, output, spawn, spawn_serve, text, wait_unix_listening,
+};
 use util::py::{Python, numpy_available};
 use util::tmpdir;
 
@@ -42,7 +44,7 @@ fn pair(dir: &Path, backend: Backend, recv: &[&str], send: &[&str]) -> (Value, V
     ra.extend(common);
     ra.extend(recv);
     let r = spawn(&ra);
-    wait_for_file(&sock, T);
+    wait_unix_listening(&sock, T);
     let mut sa = vec!["send", "--connect", addr.as_str()];
     sa.extend(common);
     sa.extend(send);
@@ -775,26 +777,32 @@ fn serve_out_dir_npy_stream_in_place(backend: Backend) {
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
     let half = head.len() + payload.len() / 2;
     sock.write_all(&whole[..half]).unwrap();
+    // The file is made at the array's size before the payload is in. It is created empty,
+    // then sized (`MappedFileMut::create_new`: open, then `set_len`): a look between the two
+    // sees 0 bytes, so wait for the size, while the second half is still held back.
     let deadline = std::time::Instant::now() + T;
-    let part = loop {
+    let mut seen = Vec::new();
+    loop {
         let found = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.file_name().unwrap().to_string_lossy().ends_with(".part"));
         if let Some(p) = found {
-            break p;
+            let len = std::fs::metadata(&p).map(|m| m.len()).ok();
+            if len == Some(whole.len() as u64) {
+                break;
+            }
+            if seen.last() != Some(&len) {
+                seen.push(len);
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no .part file while the payload is half sent"
+            "no .part file of {} bytes while the payload is half sent; sizes seen: {seen:?}",
+            whole.len()
         );
         thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(
-        std::fs::metadata(&part).unwrap().len(),
-        whole.len() as u64,
-        "the file is made at the array's size before the payload is in"
-    );
+    }
     sock.write_all(&whole[half..]).unwrap();
     sock.shutdown(std::net::Shutdown::Write).unwrap();
     let v = json(&lines.take(1, T)[0]);

@@ -7,12 +7,11 @@
 mod util;
 
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use ringxfer::Backend;
-use util::bin::{command, json, output, spawn, text, wait_for_file};
-use util::proc::{Killed, Lines};
+use util::bin::{command, json, output, spawn, text, wait_unix_listening};
+use util::proc::{Killed, Lines, wait_deadline};
 use util::tmpdir;
 
 const T: Duration = Duration::from_secs(20);
@@ -32,7 +31,7 @@ fn unix_send_recv(backend: Backend, raw: bool) {
     let mut recv_args = vec!["recv", "--listen", addr.as_str()];
     recv_args.extend(&common);
     let recv = spawn(&recv_args);
-    wait_for_file(&path, T);
+    wait_unix_listening(&path, T);
     let mut send_args = vec!["send", "--connect", addr.as_str()];
     send_args.extend(&common);
     let sent = output(&send_args);
@@ -213,13 +212,15 @@ fn connect_says_it_retries_and_gives_up_at_the_timeout() {
 }
 
 /// The receiver starts late: the sender says once that it retries (however many attempts),
-/// then connects and both succeed.
+/// then connects and both succeed. The receiver starts only once the sender has said so (a
+/// fixed pause let a sender that started late find the socket there, or hit it between
+/// bind(2) and listen(2): `Connection refused` instead of `No such file or directory`).
 #[test]
 fn connect_retries_until_the_peer_listens() {
     let dir = tmpdir("cli-gaps", "late");
     let path = dir.join("late.sock");
     let addr = format!("unix:{}", path.display());
-    let send = spawn(&[
+    let mut send = spawn(&[
         "send",
         "--connect",
         &addr,
@@ -228,18 +229,22 @@ fn connect_retries_until_the_peer_listens() {
         "--connect-timeout",
         "20",
     ]);
-    thread::sleep(Duration::from_millis(400));
-    let recv = output(&["recv", "--listen", &addr, "--count", "1000"]);
-    let sent = send.wait_with_output().unwrap();
-    assert_eq!(recv.status.code(), Some(0), "{}", text(&recv.stderr));
-    assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
+    let said = Lines::new(send.stderr.take().unwrap());
+    let mut send = Killed(send);
+    let first = said.take(1, T).remove(0);
     assert_eq!(
-        text(&sent.stderr),
+        first,
         format!(
             "ringxfer send: connect to {addr}: No such file or directory (os error 2); retrying \
-             for up to 20 s (--connect-timeout)\n"
+             for up to 20 s (--connect-timeout)"
         )
     );
+    let recv = output(&["recv", "--listen", &addr, "--count", "1000"]);
+    let sent = wait_deadline(&mut send.0, T).expect("send hung");
+    let rest = said.rest(T);
+    assert_eq!(recv.status.code(), Some(0), "{}", text(&recv.stderr));
+    assert_eq!(sent.code(), Some(0), "{first}\n{rest:#?}");
+    assert_eq!(rest, Vec::<String>::new(), "said once: {first}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -287,7 +292,7 @@ fn mismatch_hints(backend: Backend) {
             s.push("--raw");
         }
         let recv = spawn(&r);
-        wait_for_file(&path, T);
+        wait_unix_listening(&path, T);
         let _ = output(&s);
         let got = recv.wait_with_output().unwrap();
         assert_eq!(got.status.code(), Some(1), "{}", text(&got.stderr));

@@ -50,16 +50,13 @@ fn finish(
     err: &Lines,
 ) -> (Option<std::process::ExitStatus>, Vec<Value>, String) {
     let status = util::proc::wait_deadline(&mut child.0, LIMIT);
+    // Every line up to the end of each pipe (the child has exited, or was killed).
     let got = out
-        .drain_for(Duration::from_millis(300))
+        .rest(Duration::from_secs(20))
         .iter()
         .map(|l| parse(l))
         .collect();
-    (
-        status,
-        got,
-        err.drain_for(Duration::from_millis(100)).join("\n"),
-    )
+    (status, got, err.rest(Duration::from_secs(20)).join("\n"))
 }
 
 /// One hostile client of [`hostile_npy_into_serve`]: its bytes, whether it stalls after them

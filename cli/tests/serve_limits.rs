@@ -97,7 +97,16 @@ fn idle_clients_do_not_block(backend: Backend) {
         };
         let took = t0.elapsed();
         eprintln!("served after {took:?}");
-        // The evicted client's line may come just after the valid client's.
+        // The evicted client's line may come after the valid client's (how long after is up
+        // to the scheduler): wait for it, then check that nothing more is said.
+        if seen.is_empty() {
+            seen.extend(
+                lines
+                    .take(1, Duration::from_secs(20))
+                    .iter()
+                    .map(|l| json(l)),
+            );
+        }
         seen.extend(
             lines
                 .drain_for(Duration::from_millis(500))
@@ -490,7 +499,7 @@ fn recv_idle_timeout_survives_stop_cont_storm() {
         let st = wait_deadline(&mut child.0, Duration::from_secs(10)).expect("recv exits");
         let took = t0.elapsed();
         let rounds = storm.join().unwrap();
-        let msg = err.drain_for(Duration::from_millis(200)).join("\n");
+        let msg = err.rest(Duration::from_secs(20)).join("\n");
         assert_eq!(st.code(), Some(1), "{msg}");
         assert!(
             msg.contains("array 2 of 2: no progress for 1000 ms"),

@@ -137,11 +137,15 @@ fn serve_load_inner(backend: Backend) {
     let pid = server.pid();
     let start_rss = proc_status_kib(pid, "VmRSS").unwrap();
     let (_, start_peak_vm) = peaks(pid);
+    // Every client first makes what it sends (`ready`), then connects, then all start at
+    // once (`start`): a client connected while others still made their megabytes sat
+    // silent for as long, against serve's default 5 s --header-timeout on a loaded machine.
+    let ready = Arc::new(Barrier::new(GOOD + 6));
     let start = Arc::new(Barrier::new(GOOD + 6));
 
     let mut good = Vec::new();
     for i in 0..GOOD {
-        let start = Arc::clone(&start);
+        let (ready, start) = (Arc::clone(&ready), Arc::clone(&start));
         good.push(thread::spawn(move || {
             let payloads: Vec<(DType, Vec<u64>, Order, Vec<u8>)> = (0..ARRAYS)
                 .map(|k| {
@@ -150,9 +154,10 @@ fn serve_load_inner(backend: Backend) {
                     (d, shape, order, p)
                 })
                 .collect();
+            let mut e = Engine::new(backend).unwrap();
+            ready.wait();
             let sock = TcpStream::connect(addr).expect("connect");
             let me = sock.local_addr().unwrap().to_string();
-            let mut e = Engine::new(backend).unwrap();
             start.wait();
             for (d, shape, order, p) in &payloads {
                 e.send_array_bytes(&sock, *d, p, shape, *order)
@@ -194,9 +199,10 @@ fn serve_load_inner(backend: Backend) {
     ];
     let mut bad = Vec::new();
     for (name, bytes, _) in &hostile {
-        let start = Arc::clone(&start);
+        let (ready, start) = (Arc::clone(&ready), Arc::clone(&start));
         let (name, bytes) = (name.to_string(), bytes.clone());
         bad.push(thread::spawn(move || {
+            ready.wait();
             let sock = TcpStream::connect(addr).expect("connect");
             let me = sock.local_addr().unwrap().to_string();
             start.wait();
@@ -373,13 +379,17 @@ fn garbage_into_serve(backend: Backend) {
         let start_rss = proc_status_kib(pid, "VmRSS").unwrap();
         let (_, start_peak_vm) = peaks(pid);
         let seeds: Vec<u64> = (100..115).collect();
+        // Made, then connected, then started together (as in the load test: no connection
+        // sits silent while others make their bytes).
+        let ready = Arc::new(Barrier::new(seeds.len()));
         let start = Arc::new(Barrier::new(seeds.len()));
         let clients: Vec<_> = seeds
             .iter()
             .map(|&seed| {
-                let start = Arc::clone(&start);
+                let (ready, start) = (Arc::clone(&ready), Arc::clone(&start));
                 thread::spawn(move || {
                     let (bytes, flavour) = garbage_stream(seed);
+                    ready.wait();
                     let sock = TcpStream::connect(addr).expect("connect");
                     let me = sock.local_addr().unwrap().to_string();
                     start.wait();

@@ -116,7 +116,9 @@ def test_engine_idle_timeout_overrides_socket(backend, pair):
         e.recv_into(np.zeros(1000, dtype=np.uint8), b)
     dt = time.monotonic() - t0
     assert (ex.value.transferred, ex.value.expected, ex.value.timeout) == (100, 1000, 0.5)
-    assert 0.5 <= dt <= 1.0, dt
+    # Not before the engine's 0.5 s (the socket has no timeout); the upper bound only says the
+    # wait is bounded, with room for a loaded machine (it was 1.0: a 0.5 s margin).
+    assert 0.5 <= dt < 2.0, dt
 
 
 def test_engine_reuse_and_all_calls(backend):

@@ -66,6 +66,9 @@ impl Lines {
     }
 
     /// Every line that arrives within `wait` (waits the whole time unless the pipe closes).
+    /// Only for "nothing more is said" checks on a live process: a line that must come is
+    /// waited for with [`Lines::take`], and the rest of an exited process with [`Lines::rest`]
+    /// (a fixed window loses lines whenever the reader thread is scheduled late).
     pub fn drain_for(&self, wait: Duration) -> Vec<String> {
         let deadline = Instant::now() + wait;
         let mut v = Vec::new();
@@ -74,6 +77,26 @@ impl Lines {
             match self.0.recv_timeout(left) {
                 Ok(l) => v.push(l),
                 Err(_) => return v,
+            }
+        }
+    }
+
+    /// Every line left, up to the end of the pipe: for a process that has exited (its end of
+    /// the pipe is closed, so the reader thread ends once it has handed out the last line).
+    /// Panics with the lines so far when the pipe is still open after `limit` (a process
+    /// that has not exited, or one that left the pipe to a child).
+    #[track_caller]
+    pub fn rest(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut v = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(l) => v.push(l),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return v,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the pipe was still open after {limit:?}; lines so far: {v:#?}")
+                }
             }
         }
     }

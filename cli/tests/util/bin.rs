@@ -85,14 +85,33 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Waits until `path` exists (a listener bound it), at most `limit`.
+/// Waits until a Unix socket at `path` is listening, at most `limit`. Its file appears at
+/// `bind(2)`, before `listen(2)`: a connect in between is refused (`ECONNREFUSED`, which
+/// `ringxfer send` reports on stderr as a retry), so the file's existence is not enough. The
+/// listening state is read from `/proc/net/unix` (its `Flags` column has `__SO_ACCEPTCON`,
+/// `0x10000`, once `listen(2)` ran; see `unix_seq_show` in net/unix/af_unix.c), without
+/// connecting: a `recv` takes its first connection as its peer.
 #[track_caller]
-pub fn wait_for_file(path: &std::path::Path, limit: Duration) {
+pub fn wait_unix_listening(path: &std::path::Path, limit: Duration) {
+    /// `__SO_ACCEPTCON` (include/linux/net.h): the socket is listening.
+    const ACCEPTCON: u32 = 1 << 16;
+    let want = path.to_str().expect("a UTF-8 socket path");
     let deadline = std::time::Instant::now() + limit;
-    while !path.exists() {
+    loop {
+        let table = std::fs::read_to_string("/proc/net/unix").expect("read /proc/net/unix");
+        // `Num RefCount Protocol Flags Type St Inode Path`.
+        let listening = table.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 8
+                && f[7] == want
+                && u32::from_str_radix(f[3], 16).is_ok_and(|flags| flags & ACCEPTCON != 0)
+        });
+        if listening {
+            return;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "{} never appeared",
+            "{} is not a listening socket after {limit:?}",
             path.display()
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -146,19 +165,13 @@ pub fn spawn_listening(command: &str, args: &[&str], rails: usize) -> (Killed, L
 }
 
 /// Starts `ringxfer ARGS` listening on the Unix socket `path` (`--listen unix:PATH` among
-/// `args`) and returns it and its stderr lines once the socket file exists (at most 20 s).
+/// `args`) and returns it and its stderr lines once the socket listens (at most 20 s; see
+/// [`wait_unix_listening`]).
 pub fn spawn_unix(args: &[&str], path: &std::path::Path) -> (Killed, Lines) {
     let mut child = spawn(args);
     let err = Lines::new(child.stderr.take().unwrap());
     let child = Killed(child);
-    let t = std::time::Instant::now();
-    while !path.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{path:?} never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_unix_listening(path, Duration::from_secs(20));
     (child, err)
 }
 
@@ -173,7 +186,7 @@ pub fn finish_recv(mut k: Killed, err: Lines) -> (i32, String, String) {
     });
     let st = wait_deadline(&mut k.0, Duration::from_secs(90)).expect("recv hung");
     let out = reader.join().unwrap();
-    let rest = err.drain_for(Duration::from_millis(200)).join("\n");
+    let rest = err.rest(Duration::from_secs(20)).join("\n");
     (st.code().expect("exit code"), out, rest)
 }
 
