@@ -70,8 +70,11 @@ pub fn close_outcome(role: Role, e: ringxfer::Error, expected: &str) -> Result<(
     }
 }
 
-/// How long [`with_server_word`] waits for the peer's line.
-const SERVER_WORD_WAIT: Duration = Duration::from_millis(250);
+/// How long [`with_server_word`] waits for the peer's line: `serve` may write it from
+/// another thread than the one whose close broke this send (a refused striped group), and a
+/// loaded machine can delay that thread; 1 s, paid only by a failed send to a peer that
+/// neither wrote nor closed.
+const SERVER_WORD_WAIT: Duration = Duration::from_secs(1);
 
 /// When a transfer failed because the peer closed or reset, the peer may have said why
 /// first (`serve` writes `ringxfer serve: refused: …` before closing): read what it sent and
