@@ -24,8 +24,7 @@
 //! [`Engine::recv_payload_into`] on one connection, by
 //! [`Engine::recv_striped_payload_into`] for a striped array (its header from
 //! [`Engine::recv_striped_header`]), each stripe into its part of the mapping; a `.npy`
-//! stream (`serve --out-dir`) by [`Engine::recv_into`] for exactly its header's payload
-//! length ([`npy_stream_to_file`]).
+//! stream (`serve --out-dir`) by [`Engine::recv_npy_payload_into`] ([`npy_stream_to_file`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -267,7 +266,8 @@ impl Drop for OutFile {
 /// `receive` fills the payload part of the mapping in place: [`Engine::recv_payload_into`]
 /// on one connection, [`Engine::recv_striped_payload_into`] over a striped array's streams
 /// (for RGXF the payload's checksum was verified when `receive` returns `Ok`: both calls check
-/// the CRC-32 they carry), [`Engine::recv_into`] for a `.npy` stream (no checksum travels).
+/// the CRC-32 they carry), [`Engine::recv_npy_payload_into`] for a `.npy` stream (no
+/// checksum travels).
 ///
 /// # Errors
 /// The line of the failure: the library's error, or `out_file` when the file cannot be made.
